@@ -1,0 +1,295 @@
+//! DATA framing (RFC 5321 §4.1.1.4, §4.5.2): the streaming receiver that
+//! finds the `CRLF.CRLF` terminator and removes dot-stuffing, and the
+//! streaming stuffer a client uses. Memory use is constant apart from the
+//! output the caller supplies; nothing here parses the message itself.
+
+use crate::reply::Reply;
+
+/// Default longest text line in octets excluding CRLF (RFC 5321 §4.5.3.1.6).
+pub const DEFAULT_MAX_LINE: usize = 998;
+
+/// Result of one [`DataReceiver::ingest`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataProgress {
+    /// Bytes of the input used. Less than the input length only when `done`:
+    /// the rest belongs to whatever the client pipelined after the data.
+    pub consumed: usize,
+    /// The terminating `CRLF.CRLF` has been seen.
+    pub done: bool,
+}
+
+/// A framing problem found in the message data. The receiver keeps reading to
+/// the real terminator so that the session stays in sync; the server then
+/// rejects the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataViolation {
+    /// An LF not preceded by CR.
+    BareLf,
+    /// A CR not followed by LF.
+    BareCr,
+    /// A line longer than the configured maximum.
+    LineTooLong,
+}
+
+impl DataViolation {
+    /// The reply for the end of DATA when this violation was recorded.
+    pub fn reply(self) -> Reply {
+        match self {
+            DataViolation::BareLf => Reply::new(
+                550,
+                "5.6.0",
+                "Message rejected: bare LF in data (lines must end with CRLF)",
+            ),
+            DataViolation::BareCr => Reply::new(
+                550,
+                "5.6.0",
+                "Message rejected: bare CR in data (lines must end with CRLF)",
+            ),
+            DataViolation::LineTooLong => Reply::new(
+                550,
+                "5.6.0",
+                "Message rejected: line too long (RFC 5321 limit is 1000 octets with CRLF)",
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RxState {
+    /// At the start of a line: after CRLF, or at the very beginning.
+    LineStart,
+    /// Saw `.` at the start of a line (not emitted: stuffing or terminator).
+    Dot,
+    /// Saw `.` CR at the start of a line (nothing emitted yet).
+    DotCr,
+    /// Inside a line.
+    Middle,
+    /// Saw CR inside a line (CR not emitted yet).
+    Cr,
+    /// The terminator has been consumed.
+    Done,
+}
+
+/// Streaming DATA receiver (server side).
+///
+/// Feed it whatever arrived after the `354` reply; it appends the body to the
+/// caller's buffer: the bytes as sent, minus one leading dot on each line
+/// that has one, minus the final `.CRLF`. Only `CRLF.CRLF` ends the data (the
+/// start of the data counts as following a CRLF, so `.CRLF` alone is an empty
+/// body); `LF.LF`, `CR.CR`, `LF.CRLF`, `CRLF.LF` and the like are body bytes
+/// and record a [`DataViolation`].
+#[derive(Debug, Clone)]
+pub struct DataReceiver {
+    state: RxState,
+    max_line: usize,
+    line_len: usize,
+    body_len: u64,
+    violation: Option<DataViolation>,
+}
+
+impl Default for DataReceiver {
+    fn default() -> Self {
+        DataReceiver::new()
+    }
+}
+
+impl DataReceiver {
+    /// A receiver with the RFC 5321 line limit ([`DEFAULT_MAX_LINE`]).
+    pub fn new() -> DataReceiver {
+        DataReceiver::with_max_line(DEFAULT_MAX_LINE)
+    }
+
+    /// A receiver flagging lines longer than `max_line` octets (excluding
+    /// CRLF, counting a stuffing dot); 0 means no limit.
+    pub fn with_max_line(max_line: usize) -> DataReceiver {
+        DataReceiver {
+            state: RxState::LineStart,
+            max_line,
+            line_len: 0,
+            body_len: 0,
+            violation: None,
+        }
+    }
+
+    /// The first violation seen, if any.
+    pub fn violation(&self) -> Option<DataViolation> {
+        self.violation
+    }
+
+    /// Whether the terminator has been seen.
+    pub fn is_done(&self) -> bool {
+        self.state == RxState::Done
+    }
+
+    /// Body octets appended to output buffers so far (for size limits).
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    fn violate(&mut self, v: DataViolation) {
+        self.violation.get_or_insert(v);
+    }
+
+    fn count_octet(&mut self) {
+        self.line_len += 1;
+        if self.max_line != 0 && self.line_len > self.max_line {
+            self.violate(DataViolation::LineTooLong);
+        }
+    }
+
+    /// Processes `input`, appending body bytes to `out`. Once `done`, later
+    /// calls consume nothing. A CR at the end of `input` is held back until
+    /// the next call shows whether an LF follows, so `out` may lag by one byte.
+    pub fn ingest(&mut self, input: &[u8], out: &mut Vec<u8>) -> DataProgress {
+        let start_len = out.len();
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == RxState::Done {
+                break;
+            }
+            if self.state == RxState::Middle {
+                // Fast path: copy ordinary bytes in bulk.
+                let rest = input.get(i..).unwrap_or_default();
+                let n = rest
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(rest.len());
+                out.extend_from_slice(rest.get(..n).unwrap_or_default());
+                if self.max_line != 0 {
+                    self.line_len = self.line_len.saturating_add(n);
+                    if self.line_len > self.max_line {
+                        self.violate(DataViolation::LineTooLong);
+                    }
+                }
+                i += n;
+                if i >= input.len() {
+                    break;
+                }
+            }
+            let b = input[i];
+            i += 1;
+            self.step(b, out);
+        }
+        self.body_len += (out.len() - start_len) as u64;
+        DataProgress {
+            consumed: i,
+            done: self.state == RxState::Done,
+        }
+    }
+
+    /// Advances the state machine by one byte.
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        match (self.state, b) {
+            (RxState::Done, _) => {}
+            (RxState::LineStart, b'.') => {
+                self.count_octet();
+                self.state = RxState::Dot;
+            }
+            (RxState::Dot, b'\r') => self.state = RxState::DotCr,
+            (RxState::DotCr, b'\n') => self.state = RxState::Done,
+            (RxState::DotCr, _) => {
+                // `.` CR x: the dot was stuffing, the CR is bare.
+                self.violate(DataViolation::BareCr);
+                out.push(b'\r');
+                self.count_octet();
+                self.state = RxState::Middle;
+                self.step(b, out);
+            }
+            (RxState::Cr, b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                self.line_len = 0;
+                self.state = RxState::LineStart;
+            }
+            (RxState::Cr, _) => {
+                self.violate(DataViolation::BareCr);
+                out.push(b'\r');
+                self.count_octet();
+                self.state = RxState::Middle;
+                self.step(b, out);
+            }
+            (_, b'\r') => self.state = RxState::Cr,
+            (_, b'\n') => {
+                self.violate(DataViolation::BareLf);
+                out.push(b'\n');
+                self.state = RxState::Middle;
+            }
+            (_, _) => {
+                out.push(b);
+                self.count_octet();
+                self.state = RxState::Middle;
+            }
+        }
+    }
+}
+
+/// Streaming dot-stuffer (client side).
+///
+/// Doubles a `.` at the start of every line and normalises line ends: a bare
+/// LF or a bare CR is sent as CRLF, so that this client never emits the
+/// ambiguous sequences that SMTP smuggling relies on, whatever the message
+/// file contains. [`DotStuffer::finish`] adds the terminator.
+#[derive(Debug, Clone)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    pending_cr: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer::new()
+    }
+}
+
+impl DotStuffer {
+    /// A stuffer at the start of the body.
+    pub fn new() -> DotStuffer {
+        DotStuffer {
+            at_line_start: true,
+            pending_cr: false,
+        }
+    }
+
+    /// Appends the stuffed form of `input` to `out`. A CR at the end of
+    /// `input` is held back until the next call or [`DotStuffer::finish`].
+    pub fn stuff(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.reserve(input.len() + input.len() / 64);
+        for &b in input {
+            if self.pending_cr {
+                self.pending_cr = false;
+                self.end_line(out);
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => self.end_line(out),
+                _ => {
+                    if self.at_line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.at_line_start = false;
+                }
+            }
+        }
+    }
+
+    fn end_line(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\r\n");
+        self.at_line_start = true;
+    }
+
+    /// Ends the body: completes an unterminated last line with CRLF, then
+    /// appends `.CRLF`. The stuffer is then ready for a new body.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.pending_cr || !self.at_line_start {
+            self.end_line(out);
+        }
+        out.extend_from_slice(b".\r\n");
+        *self = DotStuffer::new();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+use super::*;
+
+/// Feeds `input` in one call; returns (body, consumed, done, violation).
+fn receive(input: &[u8], max_line: usize) -> (Vec<u8>, usize, bool, Option<DataViolation>) {
+    let mut rx = DataReceiver::with_max_line(max_line);
+    let mut out = Vec::new();
+    let p = rx.ingest(input, &mut out);
+    (out, p.consumed, p.done, rx.violation())
+}
+
+#[test]
+fn receiver_table() {
+    use DataViolation::*;
+    type Case<'a> = (&'a [u8], &'a [u8], usize, bool, Option<DataViolation>);
+    let cases: &[Case<'_>] = &[
+        // (input, body, consumed, done, violation)
+        (b".\r\n", b"", 3, true, None),
+        (b"hello\r\n.\r\n", b"hello\r\n", 10, true, None),
+        (
+            b"a\r\nb\r\n.\r\nMAIL FROM:<>\r\n",
+            b"a\r\nb\r\n",
+            9,
+            true,
+            None,
+        ),
+        (b"..x\r\n.\r\n", b".x\r\n", 8, true, None),
+        (b"a\r\n..\r\n.\r\n", b"a\r\n.\r\n", 10, true, None),
+        (b"a\r\n...\r\n.\r\n", b"a\r\n..\r\n", 11, true, None),
+        (b".x\r\n.\r\n", b"x\r\n", 7, true, None),
+        (b"\r\n.\r\n", b"\r\n", 5, true, None),
+        (b"a.\r\n.\r\n", b"a.\r\n", 7, true, None),
+        (b"a\r\n.", b"a\r\n", 4, false, None),
+        (b"a\r\n.\r", b"a\r\n", 5, false, None),
+        (b"a\r", b"a", 2, false, None),
+        (b"", b"", 0, false, None),
+        // Smuggling payloads: never the end, always a violation.
+        (b"a\n.\nb", b"a\n.\nb", 5, false, Some(BareLf)),
+        (b"a\r.\rb", b"a\r.\rb", 5, false, Some(BareCr)),
+        (b"a\n.\r\nb", b"a\n.\r\nb", 6, false, Some(BareLf)),
+        (b"a\r\n.\nb", b"a\r\n\nb", 6, false, Some(BareLf)),
+        (b"a\r.\r\nb", b"a\r.\r\nb", 6, false, Some(BareCr)),
+        (b"\n.\n", b"\n.\n", 3, false, Some(BareLf)),
+        (b".\n", b"\n", 2, false, Some(BareLf)),
+        (b".\r.\r\n.\r\n", b"\r.\r\n", 8, true, Some(BareCr)),
+        (
+            b"a\r\n.\rx\r\n.\r\n",
+            b"a\r\n\rx\r\n",
+            11,
+            true,
+            Some(BareCr),
+        ),
+        (b"a\n.\r\n.\r\n", b"a\n.\r\n", 8, true, Some(BareLf)),
+        (b"a\r\r\n.\r\n", b"a\r\r\n", 7, true, Some(BareCr)),
+        // First violation wins.
+        (b"a\rb\nc\r\n.\r\n", b"a\rb\nc\r\n", 10, true, Some(BareCr)),
+        (b"a\nb\rc\r\n.\r\n", b"a\nb\rc\r\n", 10, true, Some(BareLf)),
+    ];
+    for &(input, body, consumed, done, violation) in cases {
+        let got = receive(input, 998);
+        assert_eq!(
+            got,
+            (body.to_vec(), consumed, done, violation),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn line_length() {
+    let ok_line = [b"x".repeat(998), b"\r\n.\r\n".to_vec()].concat();
+    assert_eq!(receive(&ok_line, 998).3, None);
+    let long_line = [b"x".repeat(999), b"\r\n.\r\n".to_vec()].concat();
+    let (body, _, done, violation) = receive(&long_line, 998);
+    assert!(done);
+    assert_eq!(violation, Some(DataViolation::LineTooLong));
+    assert_eq!(body.len(), 1001);
+    assert_eq!(receive(&long_line, 0).3, None);
+    // The stuffing dot counts: it is on the wire.
+    let stuffed = [b".".to_vec(), b"x".repeat(998), b"\r\n.\r\n".to_vec()].concat();
+    assert_eq!(receive(&stuffed, 998).3, Some(DataViolation::LineTooLong));
+    assert_eq!(
+        receive(b"abc\r\nabcd\r\n.\r\n", 3).3,
+        Some(DataViolation::LineTooLong)
+    );
+    assert_eq!(receive(b"abc\r\nabc\r\n.\r\n", 3).3, None);
+    // A bare LF before the long line is reported first.
+    assert_eq!(
+        receive(b"a\nbcdef\r\n.\r\n", 3).3,
+        Some(DataViolation::BareLf)
+    );
+}
+
+#[test]
+fn after_done_nothing_is_consumed() {
+    let mut rx = DataReceiver::new();
+    let mut out = Vec::new();
+    let p = rx.ingest(b"x\r\n.\r\nQUIT\r\n", &mut out);
+    assert_eq!(
+        p,
+        DataProgress {
+            consumed: 6,
+            done: true
+        }
+    );
+    assert!(rx.is_done());
+    assert_eq!(rx.body_len(), 3);
+    let p = rx.ingest(b"more", &mut out);
+    assert_eq!(
+        p,
+        DataProgress {
+            consumed: 0,
+            done: true
+        }
+    );
+    assert_eq!(out, b"x\r\n");
+}
+
+#[test]
+fn every_split_point() {
+    let inputs: &[&[u8]] = &[
+        b"Subject: x\r\n\r\n..dots\r\n.\r\nQUIT\r\n",
+        b"a\n.\nb\r.\r\n.\r\n",
+        b".\r\n",
+        b"..\r\n.\r.\r\n.\r\n",
+    ];
+    for input in inputs {
+        let whole = receive(input, 5);
+        for cut in 0..=input.len() {
+            let mut rx = DataReceiver::with_max_line(5);
+            let mut out = Vec::new();
+            let a = rx.ingest(&input[..cut], &mut out);
+            let mut consumed = a.consumed;
+            let mut done = a.done;
+            if !done {
+                let b = rx.ingest(&input[cut..], &mut out);
+                consumed += b.consumed;
+                done = b.done;
+            }
+            assert_eq!(
+                (out, consumed, done, rx.violation()),
+                whole,
+                "cut {cut} of {input:?}"
+            );
+        }
+    }
+}
+
+fn stuff_all(pieces: &[&[u8]]) -> Vec<u8> {
+    let mut s = DotStuffer::new();
+    let mut out = Vec::new();
+    for p in pieces {
+        s.stuff(p, &mut out);
+    }
+    s.finish(&mut out);
+    out
+}
+
+#[test]
+fn stuffer_table() {
+    let cases: &[(&[&[u8]], &[u8])] = &[
+        (&[b""], b".\r\n"),
+        (&[b"a\r\n"], b"a\r\n.\r\n"),
+        (&[b"a"], b"a\r\n.\r\n"),
+        (&[b".\r\n"], b"..\r\n.\r\n"),
+        (&[b"a\r\n.b\r\n"], b"a\r\n..b\r\n.\r\n"),
+        (&[b"a\r\n", b".", b"b\r\n"], b"a\r\n..b\r\n.\r\n"),
+        (&[b"a\r", b"\n.b"], b"a\r\n..b\r\n.\r\n"),
+        (&[b"a.b\r\n"], b"a.b\r\n.\r\n"),
+        // Bare line ends are normalised to CRLF.
+        (&[b"a\n.\nb"], b"a\r\n..\r\nb\r\n.\r\n"),
+        (&[b"a\r.\rb\r"], b"a\r\n..\r\nb\r\n.\r\n"),
+        (&[b"a\r\r\n"], b"a\r\n\r\n.\r\n"),
+        (&[b"a\r"], b"a\r\n.\r\n"),
+        (&[b"\r\n"], b"\r\n.\r\n"),
+    ];
+    for (pieces, wire) in cases {
+        assert_eq!(stuff_all(pieces), wire.to_vec(), "{pieces:?}");
+    }
+    // The stuffer is reusable after finish.
+    let mut s = DotStuffer::default();
+    let mut out = Vec::new();
+    s.stuff(b"x", &mut out);
+    s.finish(&mut out);
+    s.stuff(b".y\r\n", &mut out);
+    s.finish(&mut out);
+    assert_eq!(out, b"x\r\n.\r\n..y\r\n.\r\n");
+}
+
+#[test]
+fn violation_replies() {
+    for v in [
+        DataViolation::BareLf,
+        DataViolation::BareCr,
+        DataViolation::LineTooLong,
+    ] {
+        let r = v.reply();
+        assert!(r.is_permanent());
+        assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.6.0"));
+    }
+}

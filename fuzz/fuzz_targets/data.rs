@@ -1,0 +1,6 @@
+//! Fuzz target `data`: see `postrelay_smtp::fuzz_entry::data` for the invariants checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| postrelay_smtp::fuzz_entry::data(bytes));
