@@ -1,0 +1,216 @@
+//! Durable file writes, and the seam through which tests make them fail.
+//!
+//! Every spool operation that must survive a crash goes through [`FileOps`]:
+//! creating a file, writing it, `fdatasync`, `rename`, `fsync` of a directory
+//! and unlinking. Production uses [`RealFs`]; tests substitute an
+//! implementation that fails chosen calls with ENOSPC or EIO and check that
+//! nothing is acknowledged and nothing half-written is left behind.
+//! Directory creation and reads are not routed through the seam: they happen
+//! at startup or are harmless to fail.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::SpoolError;
+
+/// Mode of every file the spool creates: private to the daemon's user.
+pub const FILE_MODE: u32 = 0o600;
+
+/// The file system calls the spool needs for durability.
+///
+/// Each call gets the path it concerns, for error messages and so that a
+/// fault injector can target e.g. only `.env` files or only `queue/`.
+pub trait FileOps: Send + Sync + fmt::Debug {
+    /// Creates a new file for writing, mode 0600, failing if it exists (`O_EXCL`).
+    fn create_new(&self, path: &Path) -> io::Result<File>;
+    /// One `write(2)` to `file` (which is `path`).
+    fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> io::Result<usize>;
+    /// `fdatasync(2)`: the file's data and size are on stable storage.
+    fn sync_data(&self, file: &File, path: &Path) -> io::Result<()>;
+    /// `rename(2)`, atomic within one file system.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `fsync(2)` of a directory: its entries (renames, unlinks) are durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// `unlink(2)`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl FileOps for RealFs {
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open(path)
+    }
+
+    fn write(&self, file: &mut File, _path: &Path, buf: &[u8]) -> io::Result<usize> {
+        file.write(buf)
+    }
+
+    fn sync_data(&self, file: &File, _path: &Path) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        sync_dir(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+}
+
+/// `fsync` of a directory, so that entries created, renamed or removed in it
+/// survive a crash.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// The production [`FileOps`], shared.
+pub fn real_fs() -> Arc<dyn FileOps> {
+    Arc::new(RealFs)
+}
+
+/// Writes all of `buf` through `ops`, retrying short writes and `EINTR`.
+pub fn write_all(
+    ops: &dyn FileOps,
+    file: &mut File,
+    path: &Path,
+    mut buf: &[u8],
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match ops.write(file, path, buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` (0600, `O_EXCL`), writes `bytes` to it and `fdatasync`s.
+///
+/// On failure the partial file is removed and the error names the step.
+pub fn write_synced(ops: &dyn FileOps, path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    let mut file = ops
+        .create_new(path)
+        .map_err(|e| SpoolError::io("create", path, e))?;
+    let result = write_all(ops, &mut file, path, bytes)
+        .map_err(|e| SpoolError::io("write", path, e))
+        .and_then(|()| {
+            ops.sync_data(&file, path)
+                .map_err(|e| SpoolError::io("fdatasync", path, e))
+        });
+    drop(file);
+    if result.is_err() {
+        remove_quietly(ops, path);
+    }
+    result
+}
+
+/// Replaces `final_path` with `bytes` so that a crash leaves either the old
+/// or the new content, never a mix: write to a fresh file in `tmp_dir`,
+/// `fdatasync`, `rename` over `final_path`, `fsync` its directory.
+///
+/// `tmp_dir` must be on the same file system as `final_path`. If the final
+/// directory `fsync` fails, the rename has happened (the new content is
+/// visible) but may not survive a crash; the error says so by naming the
+/// directory.
+pub fn write_atomically(
+    ops: &dyn FileOps,
+    tmp_dir: &Path,
+    final_path: &Path,
+    bytes: &[u8],
+) -> Result<(), SpoolError> {
+    let tmp = temp_name(tmp_dir, final_path);
+    write_synced(ops, &tmp, bytes)?;
+    if let Err(e) = ops.rename(&tmp, final_path) {
+        remove_quietly(ops, &tmp);
+        return Err(SpoolError::io("rename", final_path, e));
+    }
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    ops.sync_dir(dir)
+        .map_err(|e| SpoolError::io("fsync directory", dir, e))
+}
+
+/// `tmp_dir/<final name>.<random>`: unique, and recognisably ours in a listing.
+fn temp_name(tmp_dir: &Path, final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tmp_dir.join(format!("{name}.{:016x}", rand::random::<u64>()))
+}
+
+/// Best-effort unlink on an error path; a leftover is logged and will be
+/// removed by the next recovery (tmp/) or reported by it (queue/).
+pub fn remove_quietly(ops: &dyn FileOps, path: &Path) {
+    match ops.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "spool: could not remove file")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::faults::{Fault, FaultyFs, Op};
+
+    #[test]
+    fn write_atomically_replaces_content_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let target = dir.path().join("f.env");
+        write_atomically(&RealFs, &tmp, &target, b"one").unwrap();
+        write_atomically(&RealFs, &tmp, &target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn failed_steps_keep_the_old_content_and_clean_tmp() {
+        for op in [Op::Create, Op::Write, Op::SyncData, Op::Rename] {
+            let dir = tempfile::tempdir().unwrap();
+            let tmp = dir.path().join("tmp");
+            std::fs::create_dir(&tmp).unwrap();
+            let target = dir.path().join("f.env");
+            std::fs::write(&target, b"old").unwrap();
+            let fs = FaultyFs::new([Fault::eio(op, "")]);
+            let err = write_atomically(&fs, &tmp, &target, b"new").unwrap_err();
+            assert!(matches!(err, SpoolError::Io { .. }), "{op:?}: {err}");
+            assert_eq!(std::fs::read(&target).unwrap(), b"old", "{op:?}");
+            assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn short_writes_are_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let fs = FaultyFs::new([]).with_short_writes();
+        write_synced(&fs, &path, b"hello, world").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello, world");
+    }
+}

@@ -1,0 +1,145 @@
+//! Test-only [`FileOps`] that fails chosen calls, to prove the error paths.
+//!
+//! A [`Fault`] names an operation, a substring of the path it must concern,
+//! and the errno to fail with; while armed it fails every matching call.
+//! Everything else is passed to [`RealFs`]. Not compiled outside tests.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::durable::{FileOps, RealFs};
+
+/// An operation of [`FileOps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Write,
+    SyncData,
+    Rename,
+    SyncDir,
+    Remove,
+}
+
+/// Fail `op` on any path containing `path_contains` with `errno`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub op: Op,
+    pub path_contains: String,
+    pub errno: i32,
+}
+
+impl Fault {
+    pub fn eio(op: Op, path_contains: &str) -> Fault {
+        Fault {
+            op,
+            path_contains: path_contains.to_string(),
+            errno: nix::libc::EIO,
+        }
+    }
+
+    pub fn enospc(op: Op, path_contains: &str) -> Fault {
+        Fault {
+            errno: nix::libc::ENOSPC,
+            ..Fault::eio(op, path_contains)
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct FaultyFs {
+    faults: Mutex<Vec<Fault>>,
+    short_writes: bool,
+}
+
+impl FaultyFs {
+    pub fn new(faults: impl IntoIterator<Item = Fault>) -> FaultyFs {
+        FaultyFs {
+            faults: Mutex::new(faults.into_iter().collect()),
+            short_writes: false,
+        }
+    }
+
+    /// Makes every write accept at most 3 bytes.
+    pub fn with_short_writes(mut self) -> FaultyFs {
+        self.short_writes = true;
+        self
+    }
+
+    pub fn arm(&self, fault: Fault) {
+        self.faults.lock().unwrap().push(fault);
+    }
+
+    pub fn disarm(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
+    fn check(&self, op: Op, paths: &[&Path]) -> io::Result<()> {
+        let faults = self.faults.lock().unwrap();
+        for f in faults.iter().filter(|f| f.op == op) {
+            if paths
+                .iter()
+                .any(|p| p.to_string_lossy().contains(f.path_contains.as_str()))
+            {
+                return Err(io::Error::from_raw_os_error(f.errno));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FileOps for FaultyFs {
+    fn create_new(&self, path: &Path) -> io::Result<File> {
+        self.check(Op::Create, &[path])?;
+        RealFs.create_new(path)
+    }
+
+    fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> io::Result<usize> {
+        self.check(Op::Write, &[path])?;
+        let n = if self.short_writes {
+            buf.len().min(3)
+        } else {
+            buf.len()
+        };
+        RealFs.write(file, path, &buf[..n])
+    }
+
+    fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+        self.check(Op::SyncData, &[path])?;
+        RealFs.sync_data(file, path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(Op::Rename, &[from, to])?;
+        RealFs.rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(Op::SyncDir, &[dir])?;
+        RealFs.sync_dir(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check(Op::Remove, &[path])?;
+        RealFs.remove_file(path)
+    }
+}
+
+/// Sorted file names in `dir` (empty if it does not exist).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// `names(root/sub)` for convenience.
+pub fn names_in(root: &Path, sub: &str) -> Vec<String> {
+    names(&PathBuf::from(root).join(sub))
+}

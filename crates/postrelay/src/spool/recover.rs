@@ -1,0 +1,245 @@
+//! Startup recovery: bring the spool back to its invariant after a crash.
+//!
+//! The invariant is "a message exists iff its `<id>.env` is in queue/ or
+//! hold/, with its body in queue/ and of the recorded size". [`recover`]
+//! runs once, under the spool lock, before anything is accepted or
+//! scheduled:
+//!
+//! - tmp/ is emptied: nothing there was ever acknowledged;
+//! - a body in queue/ with no envelope anywhere was never acknowledged (or
+//!   was being removed) and is deleted;
+//! - an envelope that does not parse, names another id, has no body, or
+//!   whose size differs from its body's is moved to corrupt/ with its body,
+//!   and logged as an error: a human must look, nothing is deleted;
+//! - an envelope present in both queue/ and hold/ (a hold or release cut
+//!   short on a file system that does not order renames) keeps the held
+//!   copy; the other goes to corrupt/;
+//! - files the spool does not know are left alone and logged.
+//!
+//! It does not look inside bodies, and does not decide what to deliver.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::durable::FileOps;
+use super::error::SpoolError;
+use super::id::{FileKind, QueueId};
+use super::layout::{Layout, Location};
+
+/// What [`Spool::recover`](super::Spool::recover) found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Files removed from tmp/.
+    pub tmp_removed: usize,
+    /// Bodies in queue/ without an envelope, removed.
+    pub orphan_bodies_removed: usize,
+    /// Envelopes moved to corrupt/ (their path before the move, and why).
+    pub corrupt: Vec<(PathBuf, String)>,
+    /// Messages in the spool afterwards (queue/ and hold/).
+    pub messages: usize,
+    /// Of `messages`, how many are on hold.
+    pub held: usize,
+    /// Files and directories the spool does not know, left in place.
+    pub unknown: Vec<PathBuf>,
+}
+
+/// The envelopes and bodies found in one directory.
+#[derive(Default)]
+struct Scan {
+    envelopes: BTreeSet<QueueId>,
+    bodies: BTreeSet<QueueId>,
+}
+
+/// Runs recovery on the spool at `layout`; the caller holds the lock.
+pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryReport, SpoolError> {
+    let mut report = RecoveryReport::default();
+
+    for entry in read_dir(&layout.tmp)? {
+        let (path, is_dir) = entry;
+        if is_dir {
+            tracing::warn!(path = %path.display(), "spool recovery: unknown directory in tmp/ left alone");
+            report.unknown.push(path);
+            continue;
+        }
+        ops.remove_file(&path)
+            .map_err(|e| SpoolError::io("remove", &path, e))?;
+        report.tmp_removed += 1;
+    }
+
+    let mut queue = scan(&layout.queue, true, &mut report)?;
+    let hold = scan(&layout.hold, false, &mut report)?;
+
+    for id in queue
+        .envelopes
+        .intersection(&hold.envelopes)
+        .copied()
+        .collect::<Vec<_>>()
+    {
+        let path = layout.envelope_path(&id, Location::Queue);
+        quarantine(layout, ops, &path, None)?;
+        report
+            .corrupt
+            .push((path, "also present in hold/; the held copy is kept".into()));
+        queue.envelopes.remove(&id);
+    }
+
+    let all = queue
+        .envelopes
+        .iter()
+        .map(|id| (*id, Location::Queue))
+        .chain(hold.envelopes.iter().map(|id| (*id, Location::Hold)));
+    for (id, loc) in all {
+        let env_path = layout.envelope_path(&id, loc);
+        let has_body = queue.bodies.remove(&id);
+        match check(layout, &id, &env_path, has_body)? {
+            None => {
+                report.messages += 1;
+                report.held += usize::from(loc == Location::Hold);
+            }
+            Some(why) => {
+                let body = has_body.then(|| layout.body_path(&id));
+                quarantine(layout, ops, &env_path, body.as_deref())?;
+                report.corrupt.push((env_path, why));
+            }
+        }
+    }
+
+    for id in &queue.bodies {
+        let path = layout.body_path(id);
+        tracing::info!(%id, "spool recovery: removing body that was never committed");
+        ops.remove_file(&path)
+            .map_err(|e| SpoolError::io("remove", &path, e))?;
+        report.orphan_bodies_removed += 1;
+    }
+
+    let changed = report.tmp_removed + report.orphan_bodies_removed + report.corrupt.len() > 0;
+    if changed {
+        for dir in [&layout.corrupt, &layout.queue, &layout.hold, &layout.tmp] {
+            ops.sync_dir(dir)
+                .map_err(|e| SpoolError::io("fsync directory", dir, e))?;
+        }
+    }
+    tracing::info!(
+        messages = report.messages,
+        held = report.held,
+        tmp_removed = report.tmp_removed,
+        orphan_bodies_removed = report.orphan_bodies_removed,
+        corrupt = report.corrupt.len(),
+        unknown = report.unknown.len(),
+        "spool recovery done"
+    );
+    Ok(report)
+}
+
+/// `(path, is_dir)` of every entry of `dir`.
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| SpoolError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| SpoolError::io("read directory", dir, e))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| SpoolError::io("stat", entry.path(), e))?
+            .is_dir();
+        out.push((entry.path(), is_dir));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Sorts a directory's entries into envelopes, bodies (if `bodies_here`)
+/// and unknown files.
+fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Scan, SpoolError> {
+    let mut scan = Scan::default();
+    for (path, is_dir) in read_dir(dir)? {
+        let known = match path.file_name().and_then(QueueId::from_file_name) {
+            Some((id, FileKind::Envelope)) if !is_dir => scan.envelopes.insert(id),
+            Some((id, FileKind::Body)) if !is_dir && bodies_here => scan.bodies.insert(id),
+            _ => false,
+        };
+        if !known {
+            tracing::warn!(path = %path.display(), "spool recovery: unknown file left alone");
+            report.unknown.push(path);
+        }
+    }
+    Ok(scan)
+}
+
+/// `None` if the message is sound, else why not. I/O errors other than a
+/// missing body are returned: they say the disk is unwell, not the file.
+fn check(
+    layout: &Layout,
+    id: &QueueId,
+    env_path: &Path,
+    has_body: bool,
+) -> Result<Option<String>, SpoolError> {
+    let env = match layout.read_envelope(env_path, id) {
+        Ok(env) => env,
+        Err(SpoolError::Corrupt { detail, .. }) => return Ok(Some(detail)),
+        Err(e) => return Err(e),
+    };
+    let body_path = layout.body_path(id);
+    if !has_body {
+        return Ok(Some(format!("body {} is missing", body_path.display())));
+    }
+    let len = match std::fs::metadata(&body_path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Some(format!("body {} is missing", body_path.display())));
+        }
+        Err(e) => return Err(SpoolError::io("stat", body_path, e)),
+    };
+    if len != env.size {
+        return Ok(Some(format!(
+            "envelope says the body has {} bytes but {} has {len}",
+            env.size,
+            body_path.display()
+        )));
+    }
+    Ok(None)
+}
+
+/// Moves a message's files to corrupt/: the body first, so that a crash in
+/// between leaves an envelope without body (quarantined again next time)
+/// rather than an orphan body (which would be deleted).
+fn quarantine(
+    layout: &Layout,
+    ops: &dyn FileOps,
+    env: &Path,
+    body: Option<&Path>,
+) -> Result<(), SpoolError> {
+    for path in body.into_iter().chain([env]) {
+        let dst = corrupt_destination(layout, path)?;
+        ops.rename(path, &dst)
+            .map_err(|e| SpoolError::io("rename", &dst, e))?;
+        tracing::error!(
+            from = %path.display(), to = %dst.display(),
+            "spool recovery: moved damaged message file to corrupt/; needs a human"
+        );
+    }
+    Ok(())
+}
+
+/// `corrupt/<name>`, or `corrupt/<name>.<n>` if that is taken: never overwrite
+/// what an earlier recovery kept.
+fn corrupt_destination(layout: &Layout, path: &Path) -> Result<PathBuf, SpoolError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut candidate = layout.corrupt.join(&name);
+    let mut n = 1u32;
+    while candidate
+        .try_exists()
+        .map_err(|e| SpoolError::io("stat", &candidate, e))?
+    {
+        candidate = layout.corrupt.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    Ok(candidate)
+}
+
+#[cfg(test)]
+#[path = "recover_tests.rs"]
+mod tests;

@@ -1,0 +1,201 @@
+//! The recovery table: plant every kind of leftover, check the exact report
+//! and the resulting directories.
+
+use std::path::{Path, PathBuf};
+
+use crate::spool::faults::names_in;
+use crate::spool::tests::envelope_for;
+use crate::spool::{Envelope, QueueId, RecoveryReport, Spool};
+
+fn put(root: &Path, sub: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = root.join(sub).join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A message's two files; `size_delta` makes the recorded size wrong.
+fn plant(root: &Path, env_dir: &str, id: QueueId, body: Option<&[u8]>, size_delta: u64) -> PathBuf {
+    let mut env: Envelope = envelope_for(id);
+    env.size = body.map_or(10, |b| b.len() as u64) + size_delta;
+    if let Some(body) = body {
+        put(root, "queue", &id.body_name(), body);
+    }
+    put(root, env_dir, &id.envelope_name(), &env.to_json())
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn recovery_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let ids: Vec<QueueId> = (0..9).map(|_| QueueId::generate()).collect();
+    let [
+        good,
+        held,
+        orphan,
+        bad_json,
+        size,
+        no_body,
+        held_no_body,
+        wrong_id,
+        twice,
+    ] = ids[..].try_into().unwrap();
+
+    // tmp/: a half-written message and a stray file.
+    put(root, "tmp", &good.body_name(), b"partial");
+    put(root, "tmp", "x.env.0123456789abcdef", b"{");
+    // Sound messages.
+    plant(root, "queue", good, Some(b"good\r\n"), 0);
+    plant(root, "hold", held, Some(b"held\r\n"), 0);
+    // Never committed.
+    put(root, "queue", &orphan.body_name(), b"orphan\r\n");
+    // Damaged.
+    put(root, "queue", &bad_json.body_name(), b"kept for humans\r\n");
+    let bad_json_env = put(
+        root,
+        "queue",
+        &bad_json.envelope_name(),
+        b"{\"version\": 1, \"id\": ",
+    );
+    let size_env = plant(root, "queue", size, Some(b"short\r\n"), 5);
+    let no_body_env = plant(root, "queue", no_body, None, 0);
+    let held_no_body_env = plant(root, "hold", held_no_body, None, 0);
+    let wrong_id_env = put(
+        root,
+        "queue",
+        &wrong_id.envelope_name(),
+        &envelope_for(good).to_json(),
+    );
+    // In both queue/ and hold/: the held copy wins.
+    plant(root, "queue", twice, Some(b"twice\r\n"), 0);
+    plant(root, "hold", twice, Some(b"twice\r\n"), 0);
+    let twice_queue_env = root.join("queue").join(twice.envelope_name());
+    // An earlier recovery already kept a file of the same name.
+    put(root, "corrupt", &bad_json.envelope_name(), b"older");
+    // Not ours.
+    let notes = put(root, "queue", "NOTES", b"admin was here");
+    let stray_body = put(root, "hold", &held.body_name(), b"bodies live in queue/");
+    std::fs::create_dir(root.join("queue").join("subdir")).unwrap();
+
+    let report = spool.recover().unwrap();
+
+    let mut corrupt = report.corrupt.clone();
+    corrupt.sort();
+    let mut expected_corrupt = vec![
+        (bad_json_env, "numeric \"version\"".to_string()),
+        (
+            size_env,
+            "envelope says the body has 12 bytes but".to_string(),
+        ),
+        (no_body_env, "is missing".to_string()),
+        (held_no_body_env, "is missing".to_string()),
+        (
+            wrong_id_env,
+            format!("envelope says it is {good} but the file is named for {wrong_id}"),
+        ),
+        (twice_queue_env, "also present in hold/".to_string()),
+    ];
+    expected_corrupt.sort();
+    assert_eq!(corrupt.len(), expected_corrupt.len(), "{corrupt:#?}");
+    for ((path, why), (want_path, want_why)) in corrupt.iter().zip(&expected_corrupt) {
+        assert_eq!(path, want_path);
+        assert!(
+            why.contains(want_why.as_str()),
+            "{path:?}: {why:?} lacks {want_why:?}"
+        );
+    }
+    let mut unknown = vec![notes, stray_body, root.join("queue").join("subdir")];
+    unknown.sort();
+    let mut got_unknown = report.unknown.clone();
+    got_unknown.sort();
+    assert_eq!(
+        RecoveryReport {
+            corrupt: Vec::new(),
+            unknown: got_unknown,
+            ..report
+        },
+        RecoveryReport {
+            tmp_removed: 2,
+            orphan_bodies_removed: 1,
+            corrupt: Vec::new(),
+            messages: 3,
+            held: 2,
+            unknown,
+        }
+    );
+
+    assert!(names_in(root, "tmp").is_empty());
+    assert_eq!(
+        names_in(root, "queue"),
+        sorted(vec![
+            good.body_name(),
+            good.envelope_name(),
+            held.body_name(),
+            twice.body_name(),
+            "NOTES".into(),
+            "subdir".into(),
+        ])
+    );
+    assert_eq!(
+        names_in(root, "hold"),
+        sorted(vec![
+            held.envelope_name(),
+            held.body_name(),
+            twice.envelope_name()
+        ])
+    );
+    assert_eq!(
+        names_in(root, "corrupt"),
+        sorted(vec![
+            bad_json.envelope_name(),
+            format!("{}.1", bad_json.envelope_name()),
+            bad_json.body_name(),
+            size.envelope_name(),
+            size.body_name(),
+            no_body.envelope_name(),
+            held_no_body.envelope_name(),
+            wrong_id.envelope_name(),
+            twice.envelope_name(),
+        ])
+    );
+    // The body of a damaged message is kept, byte for byte.
+    assert_eq!(
+        std::fs::read(root.join("corrupt").join(bad_json.body_name())).unwrap(),
+        b"kept for humans\r\n"
+    );
+    assert_eq!(
+        std::fs::read(root.join("corrupt").join(bad_json.envelope_name())).unwrap(),
+        b"older"
+    );
+
+    // What survived is exactly what the spool lists.
+    let listed: Vec<QueueId> = spool
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.id)
+        .collect();
+    let mut survivors = vec![good, held, twice];
+    survivors.sort();
+    assert_eq!(listed, survivors);
+
+    // Recovery is idempotent: a second run changes nothing.
+    let again = spool.recover().unwrap();
+    assert_eq!(
+        again.tmp_removed + again.orphan_bodies_removed + again.corrupt.len(),
+        0
+    );
+    assert_eq!((again.messages, again.held, again.unknown.len()), (3, 2, 3));
+}
+
+#[test]
+fn recovery_of_an_empty_spool_reports_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.recover().unwrap(), RecoveryReport::default());
+}

@@ -1,0 +1,344 @@
+//! Tests of the spool's happy paths and admin operations.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::faults::names_in;
+use super::*;
+
+/// A body with CRLF line ends, a byte that is not UTF-8, and more than one
+/// 64 KiB buffer of content.
+pub(super) fn sample_body() -> Vec<u8> {
+    let mut body = b"From: a@example.net\r\nTo: b@example.org\r\nSubject: test\r\n\r\n".to_vec();
+    body.extend_from_slice(b"caf\xe9\r\n");
+    for i in 0..3000 {
+        body.extend_from_slice(format!("line {i:05} of a longer body\r\n").as_bytes());
+    }
+    body
+}
+
+pub(super) fn envelope_for(id: QueueId) -> Envelope {
+    Envelope::new(
+        id,
+        Origin::Smtp {
+            peer: "192.0.2.1:25000".into(),
+            helo: "client.example.net".into(),
+        },
+        "a@example.net".into(),
+        vec![
+            Recipient::new("b@example.org"),
+            Recipient::new("c@example.org"),
+        ],
+    )
+}
+
+/// Writes `body` into a new message and stages it.
+pub(super) fn stage(spool: &Spool, body: &[u8]) -> Result<Staged, SpoolError> {
+    let mut w = spool.new_body()?;
+    if let Err(e) = w.write_all(body) {
+        let path = spool.root().join("tmp").join(w.id().body_name());
+        return Err(SpoolError::io("write", path, e));
+    }
+    let env = envelope_for(*w.id());
+    spool.stage(w, &env)
+}
+
+/// Stages and commits one message on its own.
+pub(super) fn commit(spool: &Spool, body: &[u8]) -> Result<QueueId, SpoolError> {
+    let staged = stage(spool, body)?;
+    spool.commit_batch(vec![staged]).pop().unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn commit_then_list_and_read_give_back_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("spool");
+    let spool = Spool::open(&root).unwrap();
+    let body = sample_body();
+    let staged = stage(&spool, &body).unwrap();
+    let id = staged.id;
+    let mut expected = envelope_for(id);
+    expected.size = body.len() as u64;
+    assert_eq!(staged.envelope(), &expected);
+    assert_eq!(spool.commit_batch(vec![staged]).pop().unwrap().unwrap(), id);
+
+    assert_eq!(
+        spool.list().unwrap(),
+        vec![(expected.clone(), Location::Queue)]
+    );
+    assert_eq!(
+        spool.read(&id).unwrap(),
+        (expected.clone(), Location::Queue)
+    );
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), body);
+    assert_eq!(
+        names_in(&root, "queue"),
+        vec![id.envelope_name(), id.body_name()]
+    );
+    assert!(names_in(&root, "tmp").is_empty());
+
+    for sub in ["", "tmp", "queue", "hold", "corrupt"] {
+        assert_eq!(mode(&root.join(sub)), 0o700, "{sub}");
+    }
+    assert_eq!(mode(&spool.body_path(&id)), 0o600);
+    assert_eq!(mode(&root.join("queue").join(id.envelope_name())), 0o600);
+    assert_eq!(mode(&root.join("lock")), 0o600);
+
+    // mailq's view agrees, while the daemon holds the lock.
+    let reader = Spool::open_readonly(&root).unwrap();
+    assert_eq!(reader.list().unwrap(), vec![(expected, Location::Queue)]);
+    assert_eq!(reader.body_path(&id), spool.body_path(&id));
+}
+
+#[test]
+fn list_is_sorted_by_id_across_queue_and_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let staged: Vec<_> = (0..5).map(|_| stage(&spool, b"x\r\n").unwrap()).collect();
+    let mut ids: Vec<_> = spool
+        .commit_batch(staged)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    spool.hold(&ids[2]).unwrap();
+    ids.sort();
+    let listed: Vec<_> = spool
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.id)
+        .collect();
+    assert_eq!(listed, ids);
+}
+
+#[test]
+fn empty_body_is_a_valid_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = commit(&spool, b"").unwrap();
+    assert_eq!(spool.read(&id).unwrap().0.size, 0);
+}
+
+#[test]
+fn stage_sets_size_and_refuses_a_foreign_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut w = spool.new_body().unwrap();
+    w.write_all(b"hello\r\n").unwrap();
+    assert_eq!(w.len(), 7);
+    let other = QueueId::generate();
+    let err = spool.stage(w, &envelope_for(other)).unwrap_err();
+    assert!(matches!(err, SpoolError::IdMismatch { envelope, .. } if envelope == other));
+    assert!(
+        names_in(dir.path(), "tmp").is_empty(),
+        "the body was dropped"
+    );
+
+    let mut w = spool.new_body().unwrap();
+    w.write_all(b"hello\r\n").unwrap();
+    let mut env = envelope_for(*w.id());
+    env.size = 999;
+    let staged = spool.stage(w, &env).unwrap();
+    assert_eq!(staged.envelope().size, 7);
+}
+
+#[test]
+fn abandoned_messages_leave_nothing_in_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut w = spool.new_body().unwrap();
+    w.write_all(b"partial").unwrap();
+    assert_eq!(names_in(dir.path(), "tmp"), vec![w.id().body_name()]);
+    w.abort();
+    assert!(names_in(dir.path(), "tmp").is_empty());
+
+    let mut w = spool.new_body().unwrap();
+    w.write_all(&sample_body()).unwrap();
+    drop(w);
+    assert!(names_in(dir.path(), "tmp").is_empty());
+
+    let staged = stage(&spool, b"x").unwrap();
+    assert_eq!(names_in(dir.path(), "tmp").len(), 2);
+    drop(staged);
+    assert!(names_in(dir.path(), "tmp").is_empty());
+    assert!(names_in(dir.path(), "queue").is_empty());
+}
+
+#[test]
+fn hold_release_remove_and_their_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = commit(&spool, b"body\r\n").unwrap();
+    let unknown = QueueId::generate();
+
+    spool.hold(&id).unwrap();
+    assert_eq!(spool.read(&id).unwrap().1, Location::Hold);
+    assert_eq!(names_in(dir.path(), "hold"), vec![id.envelope_name()]);
+    assert_eq!(names_in(dir.path(), "queue"), vec![id.body_name()]);
+    assert!(matches!(spool.hold(&id), Err(SpoolError::AlreadyHeld { id: x }) if x == id));
+
+    spool.release(&id).unwrap();
+    assert_eq!(spool.read(&id).unwrap().1, Location::Queue);
+    assert!(matches!(spool.release(&id), Err(SpoolError::NotHeld { id: x }) if x == id));
+
+    for result in [
+        spool.hold(&unknown),
+        spool.release(&unknown),
+        spool.remove(&unknown),
+        spool.read(&unknown).map(drop),
+        spool.reader().read(&unknown).map(drop),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, SpoolError::NotFound { id: x } if x == unknown),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&unknown.to_string()));
+    }
+
+    spool.remove(&id).unwrap();
+    assert!(matches!(spool.read(&id), Err(SpoolError::NotFound { .. })));
+    assert!(names_in(dir.path(), "queue").is_empty());
+
+    // Removing a held message takes its body from queue/ too.
+    let held = commit(&spool, b"held\r\n").unwrap();
+    spool.hold(&held).unwrap();
+    spool.remove(&held).unwrap();
+    assert!(names_in(dir.path(), "queue").is_empty());
+    assert!(names_in(dir.path(), "hold").is_empty());
+}
+
+#[test]
+fn rewrite_envelope_replaces_in_place_and_never_resurrects() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = commit(&spool, b"body\r\n").unwrap();
+    let (mut env, loc) = spool.read(&id).unwrap();
+    env.attempts = 3;
+    env.next_attempt_ms += 60_000;
+    env.reason = Some("451 4.4.1 connection timed out".into());
+    env.recipients[0].state = RcptState::Delivered;
+    spool.rewrite_envelope(&env, loc).unwrap();
+    assert_eq!(spool.read(&id).unwrap(), (env.clone(), Location::Queue));
+    assert!(names_in(dir.path(), "tmp").is_empty());
+
+    spool.hold(&id).unwrap();
+    let err = spool.rewrite_envelope(&env, Location::Queue).unwrap_err();
+    assert!(matches!(err, SpoolError::AlreadyHeld { .. }), "{err}");
+    spool.rewrite_envelope(&env, Location::Hold).unwrap();
+
+    spool.remove(&id).unwrap();
+    let err = spool.rewrite_envelope(&env, Location::Hold).unwrap_err();
+    assert!(matches!(err, SpoolError::NotFound { .. }), "{err}");
+    assert!(names_in(dir.path(), "hold").is_empty());
+    assert!(names_in(dir.path(), "queue").is_empty());
+}
+
+#[test]
+fn list_skips_unreadable_envelopes_and_read_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let good = commit(&spool, b"ok\r\n").unwrap();
+    let bad = QueueId::generate();
+    let bad_path = dir.path().join("queue").join(bad.envelope_name());
+    std::fs::write(&bad_path, b"{ not json").unwrap();
+    std::fs::write(dir.path().join("queue").join("notes.txt"), b"hi").unwrap();
+    let listed: Vec<_> = spool
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.id)
+        .collect();
+    assert_eq!(listed, vec![good]);
+    match spool.read(&bad).unwrap_err() {
+        SpoolError::Corrupt { path, .. } => assert_eq!(path, bad_path),
+        other => panic!("expected Corrupt, got {other}"),
+    }
+}
+
+#[test]
+fn second_open_is_locked_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let clone = spool.clone();
+    match Spool::open(dir.path()).unwrap_err() {
+        SpoolError::Locked { path } => assert_eq!(path, dir.path().join("lock")),
+        other => panic!("expected Locked, got {other}"),
+    }
+    drop(spool);
+    assert!(
+        matches!(Spool::open(dir.path()), Err(SpoolError::Locked { .. })),
+        "a clone still holds it"
+    );
+    drop(clone);
+    let again = Spool::open(dir.path()).unwrap();
+    let pid = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+    assert_eq!(pid.trim(), std::process::id().to_string());
+    drop(again);
+}
+
+#[test]
+fn open_readonly_needs_an_existing_spool_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nope");
+    let err = Spool::open_readonly(&root).unwrap_err();
+    assert!(
+        err.to_string().contains(&root.display().to_string()),
+        "{err}"
+    );
+    assert!(!root.exists());
+}
+
+#[test]
+fn open_refuses_a_file_where_a_directory_should_be() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("queue"), b"").unwrap();
+    let err = Spool::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("queue"), "{err}");
+}
+
+#[test]
+fn health_reports_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let relaxed = HealthOptions {
+        min_free_bytes: 0,
+        min_free_percent: 0,
+        min_free_inodes: 0,
+        ..HealthOptions::default()
+    };
+    let spool = Spool::open_with(
+        dir.path(),
+        SpoolOptions {
+            health: relaxed.clone(),
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(spool.health(), Health::Ok);
+    assert_eq!(spool.sample_health(), Health::Ok);
+    drop(spool);
+
+    let strict = HealthOptions {
+        min_free_bytes: u64::MAX,
+        ..relaxed
+    };
+    let spool = Spool::open_with(
+        dir.path(),
+        SpoolOptions {
+            health: strict,
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(spool.health(), Health::Low { reason } if reason.contains("MiB free")));
+}
+
+#[test]
+fn now_ms_is_after_2024() {
+    assert!(now_ms() > 1_704_067_200_000);
+}

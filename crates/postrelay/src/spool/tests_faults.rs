@@ -1,0 +1,172 @@
+//! Fault injection: every failing step of the write path yields an error,
+//! leaves no envelope in queue/ (so nothing half-committed exists) and no
+//! leftovers in tmp/.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::faults::{Fault, FaultyFs, Op, names_in};
+use super::tests::{commit, envelope_for, sample_body, stage};
+use super::*;
+
+fn open_faulty(root: &Path) -> (Spool, Arc<FaultyFs>) {
+    let fs = Arc::new(FaultyFs::default());
+    let spool = Spool::open_with(
+        root,
+        SpoolOptions {
+            file_ops: fs.clone(),
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap();
+    (spool, fs)
+}
+
+/// Nothing in queue/, hold/ or tmp/, and a recovery finds nothing to do.
+fn assert_spool_clean(spool: &Spool, what: &str) {
+    for sub in ["queue", "hold", "tmp", "corrupt"] {
+        assert_eq!(
+            names_in(spool.root(), sub),
+            Vec::<String>::new(),
+            "{what}: {sub}/"
+        );
+    }
+    let report = spool.recover().unwrap();
+    assert_eq!(report, RecoveryReport::default(), "{what}");
+}
+
+#[test]
+fn each_failing_step_is_an_error_and_leaves_nothing() {
+    let cases = [
+        ("create body", Fault::eio(Op::Create, ".msg")),
+        ("body write ENOSPC", Fault::enospc(Op::Write, ".msg")),
+        ("body fdatasync", Fault::eio(Op::SyncData, ".msg")),
+        ("create envelope", Fault::eio(Op::Create, ".env")),
+        ("envelope write ENOSPC", Fault::enospc(Op::Write, ".env")),
+        ("envelope fdatasync", Fault::eio(Op::SyncData, ".env")),
+        ("body rename", Fault::eio(Op::Rename, ".msg")),
+        ("envelope rename", Fault::eio(Op::Rename, ".env")),
+        ("queue fsync", Fault::eio(Op::SyncDir, "/queue")),
+        ("queue fsync ENOSPC", Fault::enospc(Op::SyncDir, "/queue")),
+    ];
+    for (what, fault) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, fs) = open_faulty(dir.path());
+        let no_space = fault.errno == nix::libc::ENOSPC;
+        fs.arm(fault);
+        let err = commit(&spool, &sample_body()).expect_err(what);
+        assert!(matches!(err, SpoolError::Io { .. }), "{what}: {err}");
+        assert_eq!(err.is_no_space(), no_space, "{what}: {err}");
+        fs.disarm();
+        assert_spool_clean(&spool, what);
+        // The spool still works once the fault is gone.
+        let id = commit(&spool, b"after\r\n").unwrap();
+        assert_eq!(spool.read(&id).unwrap().1, Location::Queue, "{what}");
+    }
+}
+
+#[test]
+fn a_failed_directory_fsync_fails_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    let batch: Vec<_> = (0..3).map(|_| stage(&spool, b"m\r\n").unwrap()).collect();
+    fs.arm(Fault::eio(Op::SyncDir, "/queue"));
+    let results = spool.commit_batch(batch);
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        let err = r.as_ref().unwrap_err();
+        assert!(err.to_string().starts_with("fsync directory "), "{err}");
+    }
+    fs.disarm();
+    assert_spool_clean(&spool, "batch fsync");
+}
+
+#[test]
+fn one_failed_rename_does_not_sink_the_rest_of_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    let batch: Vec<_> = (0..3).map(|_| stage(&spool, b"m\r\n").unwrap()).collect();
+    let victim = batch[1].id;
+    fs.arm(Fault::eio(Op::Rename, &victim.envelope_name()));
+    let results = spool.commit_batch(batch);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(
+        &results[1],
+        Err(SpoolError::Io { op: "rename", .. })
+    ));
+    fs.disarm();
+    assert!(names_in(dir.path(), "tmp").is_empty());
+    let listed: Vec<_> = spool
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.id)
+        .collect();
+    assert!(!listed.contains(&victim));
+    assert_eq!(listed.len(), 2);
+    assert!(!spool.body_path(&victim).exists());
+}
+
+#[test]
+fn a_buffered_write_error_surfaces_at_stage_at_the_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    let mut w = spool.new_body().unwrap();
+    w.write_all(b"small, stays in the buffer").unwrap();
+    fs.arm(Fault::enospc(Op::Write, ".msg"));
+    let env = envelope_for(*w.id());
+    let err = spool.stage(w, &env).unwrap_err();
+    assert!(err.is_no_space(), "{err}");
+    assert!(err.to_string().contains(".msg"), "{err}");
+    fs.disarm();
+    assert_spool_clean(&spool, "buffered write");
+}
+
+#[test]
+fn short_writes_still_store_the_exact_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultyFs::new([]).with_short_writes());
+    let spool = Spool::open_with(
+        dir.path(),
+        SpoolOptions {
+            file_ops: fs,
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap();
+    let body = sample_body();
+    let id = commit(&spool, &body).unwrap();
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), body);
+}
+
+#[test]
+fn failed_admin_operations_keep_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    let id = commit(&spool, b"keep me\r\n").unwrap();
+    let (env, _) = spool.read(&id).unwrap();
+
+    fs.arm(Fault::eio(Op::Remove, ".env"));
+    assert!(spool.remove(&id).is_err());
+    fs.disarm();
+    assert_eq!(spool.read(&id).unwrap().0, env);
+
+    fs.arm(Fault::enospc(Op::Write, ".env"));
+    let mut changed = env.clone();
+    changed.attempts = 7;
+    assert!(
+        spool
+            .rewrite_envelope(&changed, Location::Queue)
+            .unwrap_err()
+            .is_no_space()
+    );
+    fs.disarm();
+    assert_eq!(spool.read(&id).unwrap().0, env);
+    assert!(names_in(dir.path(), "tmp").is_empty());
+
+    fs.arm(Fault::eio(Op::Rename, "/hold/"));
+    assert!(spool.hold(&id).is_err());
+    fs.disarm();
+    assert_eq!(spool.read(&id).unwrap(), (env, Location::Queue));
+}
