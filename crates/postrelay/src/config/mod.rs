@@ -1,0 +1,265 @@
+//! The configuration: one TOML file, read and validated up front.
+//!
+//! **For:** turning `/etc/postrelay/postrelay.toml` (or the built-in
+//! defaults) into a plain [`Config`] in which every setting has its final
+//! value, so that the rest of the daemon never deals with missing values,
+//! units or syntax; and rendering a [`Config`] back to TOML for
+//! `postrelay check-config`.
+//!
+//! **Not for:** acting on the settings. Binding sockets, creating the spool,
+//! enforcing limits and deciding what to re-apply on SIGHUP belong to the
+//! modules that own those things ([`Config::restart_required`] only says
+//! which changed settings cannot be applied without a restart).
+//!
+//! The file is strict: an unknown key, a value of the wrong type or an
+//! unreasonable value is a [`ConfigError`] naming the file, the line, the key
+//! and what would be accepted. `postrelay.example.toml` at the repository
+//! root lists every key with its default; `docs/config.md` explains the
+//! value syntaxes, the relay policy and reload semantics.
+
+mod file;
+mod render;
+mod resolve;
+#[cfg(test)]
+mod tests;
+mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use units::{Cidr, CidrError};
+
+/// The validated configuration, with every default applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This host's name: the EHLO name, the "by" of Received headers, and
+    /// what `$hostname` in `intake.local_domains` stands for. Lower-cased;
+    /// must be a domain name in ASCII (A-label) form. Receivers commonly
+    /// refuse an EHLO name without a dot, so set a fully-qualified name when
+    /// the system's name is a bare one.
+    /// Default: the system host name (gethostname(2)), used as is.
+    pub hostname: String,
+    /// The queue directory, owned by postrelay. A relative path is relative
+    /// to the daemon's working directory (systemd starts services in `/`).
+    /// Default: `/var/spool/postrelay` with a file; `./postrelay-spool`
+    /// with the built-in defaults, so a first run needs no privileges.
+    pub spool: PathBuf,
+    /// The Unix socket that `postrelay queue …` and `mailq` talk to. It sits
+    /// in the spool by default so that it shares the spool's permissions.
+    /// Default: `<spool>/control.sock`.
+    pub control_socket: PathBuf,
+    /// The SMTP listener: where it listens, whom it serves, and its limits.
+    pub intake: Intake,
+    /// Retry schedule and disk-space floor of the queue.
+    pub queue: QueueSettings,
+    /// Where and how the daemon logs.
+    pub log: LogSettings,
+}
+
+/// Settings of the SMTP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intake {
+    /// Addresses to accept SMTP connections on. IP addresses only, so that
+    /// what is bound does not depend on name resolution at start time.
+    /// Default: `["127.0.0.1:25"]` with a file (a null client serves local
+    /// programs); `["127.0.0.1:2525"]` with the built-in defaults, which
+    /// needs no privilege to bind.
+    pub listen: Vec<SocketAddr>,
+    /// Clients that may relay to any domain. Everyone else may only send to
+    /// `local_domains`. A network that (alone or together with others)
+    /// covers a whole address family is refused: that is an open relay.
+    /// Default: `["127.0.0.0/8", "::1/128"]`, the loopback networks.
+    pub mynetworks: Vec<Cidr>,
+    /// Domains whose mail is delivered on this host; any client may send to
+    /// them (so that bounces and replies to local mailboxes arrive). Exact
+    /// names, lower-cased; `"$hostname"` stands for `hostname`.
+    /// Default: `["localhost", "$hostname"]`.
+    pub local_domains: Vec<String>,
+    /// Largest message accepted, in bytes, announced as EHLO `SIZE`. Larger
+    /// than Postfix's 10240000 because today's attachments are; 0 ("no
+    /// limit" in Postfix) is refused, since a relay must bound its disk use.
+    /// Default: `"25 MiB"`.
+    pub message_size_limit: u64,
+    /// Largest total size of a message's header section, in bytes: bounds
+    /// the memory spent on header processing.
+    /// Default: `"100 KiB"` (102400, as Postfix's `header_size_limit`).
+    pub header_size_limit: u64,
+    /// Longest line of message content, in octets excluding CRLF. At least
+    /// 998, the limit RFC 5322 §2.1.1 allows senders (RFC 5321 §4.5.3.1.6).
+    /// Default: `998`.
+    pub line_length_limit: u64,
+    /// Longest SMTP command line, in octets including CRLF. RFC 5321
+    /// §4.5.3.1.4 sets 512 as the minimum; parameters of extensions
+    /// (SMTPUTF8 addresses, ORCPT, AUTH=) legitimately exceed it, so the
+    /// default leaves room while still bounding per-session memory.
+    /// Default: `2048`.
+    pub command_length_limit: u64,
+    /// Recipients per message; more get 452 4.5.3 and the client sends them
+    /// in another transaction. At least 100 (RFC 5321 §4.5.3.1.8).
+    /// Default: `1000`.
+    pub max_recipients: usize,
+    /// Concurrent SMTP sessions; the next one gets 421 4.7.0. Bounds file
+    /// descriptors and memory. Default: `100`.
+    pub max_connections: usize,
+    /// Protocol errors (bad commands, refused recipients) tolerated in one
+    /// session before it is ended with 421; stops clients that loop.
+    /// Default: `20`.
+    pub max_errors: usize,
+    /// How long to wait for the next command (RFC 5321 §4.5.3.2.7: at
+    /// least 5 minutes). Default: `"5m"`.
+    pub command_timeout: Duration,
+    /// How long to wait for the next chunk of message data during DATA.
+    /// Clients give up after 3 minutes without progress on their side
+    /// (§4.5.3.2.5), so 5 minutes never cuts off a live client.
+    /// Default: `"5m"`.
+    pub data_timeout: Duration,
+    /// Longest total session, whatever the activity: ends sessions that
+    /// trickle bytes to defeat the per-read timeouts. Must not be shorter
+    /// than the other two timeouts. Default: `"1h"`.
+    pub session_timeout: Duration,
+}
+
+/// Settings of the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Shortest wait before retrying a deferred message.
+    /// Default: `"300s"` (Postfix `minimal_backoff_time`).
+    pub min_backoff: Duration,
+    /// Longest wait between retries; the wait doubles from `min_backoff` up
+    /// to this. Default: `"4000s"` (Postfix `maximal_backoff_time`).
+    pub max_backoff: Duration,
+    /// How long a message is retried before it is bounced.
+    /// Default: `"5d"` (Postfix `maximal_queue_lifetime`).
+    pub max_lifetime: Duration,
+    /// Free space the spool's file system must keep; below it, intake
+    /// answers 452 4.3.1 instead of accepting mail. 0 disables the check;
+    /// otherwise it must be at least `intake.message_size_limit`, so that
+    /// one accepted message cannot fill the disk. Default: `"100 MiB"`.
+    pub min_free_space: u64,
+}
+
+/// Settings of logging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Least severe level logged: `error`, `warn`, `info`, `debug` or
+    /// `trace` (lower-cased). `info` logs one line per message and delivery
+    /// attempt, as Postfix does. Default: `"info"`.
+    pub level: String,
+    /// Line format. Default: `"postfix"`, so existing log tooling works.
+    pub format: LogFormat,
+    /// File to append log lines to. Default: none, meaning standard error
+    /// (which journald or the supervisor collects).
+    pub file: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text lines in the style of Postfix's maillog (`queue-id: to=<…>,
+    /// relay=…, status=sent`), which pflogsumm-like tools understand.
+    Postfix,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl LogFormat {
+    /// The spelling used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Postfix => "postfix",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. The `Display` form starts with
+/// `origin:line:` so that editors can jump to the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read the configuration: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{origin}:{line}:{column}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// The file is TOML, but a key or value is not acceptable. `key` is the
+    /// dotted key (`intake.message_size_limit`); `line` is where it is
+    /// written, or `None` when the offending value is a default.
+    #[error("{origin}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        origin: String,
+        key: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+/// Reads, parses and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates configuration text; `origin` names it in errors.
+/// Settings absent from the text get their file defaults.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    validate::parse(text, origin, validate::Flavor::File)
+}
+
+/// The configuration used when no file is given: listens on
+/// 127.0.0.1:2525 and spools to `./postrelay-spool`, so that a first
+/// `postrelay run` works unprivileged; everything else as in a file.
+/// If the system host name is not a valid domain name, `localhost` is used.
+pub fn builtin_default() -> Config {
+    validate::parse("", "built-in defaults", validate::Flavor::Builtin)
+        .expect("the built-in defaults are valid (tested)")
+}
+
+impl Config {
+    /// The effective settings as TOML that [`parse`] reads back to an equal
+    /// `Config`; what `postrelay check-config` prints.
+    pub fn render(&self) -> String {
+        render::render(self)
+    }
+
+    /// Dotted keys of settings that differ between `self` (running) and
+    /// `new` (just re-read on SIGHUP) but only take effect on a restart:
+    /// sockets already bound, the spool in use, the connection limit sized
+    /// at start, and logging (the subscriber is installed once). The daemon
+    /// applies the rest and should log these as ignored until a restart.
+    pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.intake, &new.intake);
+        let changed = [
+            ("spool", self.spool != new.spool),
+            ("control_socket", self.control_socket != new.control_socket),
+            ("intake.listen", a.listen != b.listen),
+            (
+                "intake.max_connections",
+                a.max_connections != b.max_connections,
+            ),
+            ("log.level", self.log.level != new.log.level),
+            ("log.format", self.log.format != new.log.format),
+            ("log.file", self.log.file != new.log.file),
+        ];
+        changed
+            .into_iter()
+            .filter_map(|(key, differs)| differs.then_some(key))
+            .collect()
+    }
+}

@@ -1,0 +1,85 @@
+//! [`Config`] back to TOML, for `postrelay check-config`.
+//!
+//! Every setting is written out with its effective value (defaults included,
+//! `$hostname` expanded), in the order of the example file, using the same
+//! units an administrator would write. `parse(render(c))` equals `c`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::Config;
+use super::units::{format_duration, format_size};
+
+pub(super) fn render(c: &Config) -> String {
+    let mut out = String::new();
+    let o = &mut out;
+    kv(o, "hostname", string(&c.hostname));
+    kv(o, "spool", path(&c.spool));
+    kv(o, "control_socket", path(&c.control_socket));
+
+    let i = &c.intake;
+    o.push_str("\n[intake]\n");
+    kv(o, "listen", array(i.listen.iter().map(|a| a.to_string())));
+    kv(
+        o,
+        "mynetworks",
+        array(i.mynetworks.iter().map(|n| n.to_string())),
+    );
+    kv(o, "local_domains", array(i.local_domains.iter().cloned()));
+    kv(o, "message_size_limit", format_size(i.message_size_limit));
+    kv(o, "header_size_limit", format_size(i.header_size_limit));
+    kv(o, "line_length_limit", i.line_length_limit.to_string());
+    kv(
+        o,
+        "command_length_limit",
+        i.command_length_limit.to_string(),
+    );
+    kv(o, "max_recipients", i.max_recipients.to_string());
+    kv(o, "max_connections", i.max_connections.to_string());
+    kv(o, "max_errors", i.max_errors.to_string());
+    kv(o, "command_timeout", duration(i.command_timeout));
+    kv(o, "data_timeout", duration(i.data_timeout));
+    kv(o, "session_timeout", duration(i.session_timeout));
+
+    let q = &c.queue;
+    o.push_str("\n[queue]\n");
+    kv(o, "min_backoff", duration(q.min_backoff));
+    kv(o, "max_backoff", duration(q.max_backoff));
+    kv(o, "max_lifetime", duration(q.max_lifetime));
+    kv(o, "min_free_space", format_size(q.min_free_space));
+
+    let l = &c.log;
+    o.push_str("\n[log]\n");
+    kv(o, "level", string(&l.level));
+    kv(o, "format", string(l.format.as_str()));
+    match &l.file {
+        Some(f) => kv(o, "file", path(f)),
+        None => o.push_str("# file: not set, so logs go to standard error\n"),
+    }
+    out
+}
+
+fn kv(out: &mut String, key: &str, value: String) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{key} = {value}");
+}
+
+/// A TOML basic string, escaped by the toml crate itself.
+fn string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// Paths in a config are always UTF-8 (they came from TOML strings or from
+/// UTF-8 constants), so the lossy conversion never loses anything here.
+fn path(p: &Path) -> String {
+    string(&p.to_string_lossy())
+}
+
+fn duration(d: std::time::Duration) -> String {
+    string(&format_duration(d))
+}
+
+fn array(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.map(|s| string(&s)).collect();
+    format!("[{}]", items.join(", "))
+}

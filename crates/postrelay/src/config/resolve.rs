@@ -1,0 +1,472 @@
+//! Defaults and semantic checks: from [`FileConfig`] (everything optional)
+//! to [`Config`] (everything decided and sane).
+//!
+//! Each check explains what is wrong and what to write instead; values that
+//! came from a default are reported as such, with the line of the setting
+//! that made them a problem when there is one.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::FileConfig;
+use super::units::{Cidr, covers_family, format_duration, format_size, parse_size};
+use super::validate::{Flavor, Locator};
+use super::{Config, ConfigError, Intake, LogFormat, LogSettings, QueueSettings};
+
+const FILE_SPOOL: &str = "/var/spool/postrelay";
+const BUILTIN_SPOOL: &str = "./postrelay-spool";
+const FILE_LISTEN: &str = "127.0.0.1:25";
+const BUILTIN_LISTEN: &str = "127.0.0.1:2525";
+const MYNETWORKS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+const LOCAL_DOMAINS: [&str; 2] = ["localhost", "$hostname"];
+const MESSAGE_SIZE_LIMIT: &str = "25 MiB";
+const HEADER_SIZE_LIMIT: u64 = 102_400;
+const LINE_LENGTH_LIMIT: u64 = 998;
+const COMMAND_LENGTH_LIMIT: u64 = 2048;
+const MAX_RECIPIENTS: usize = 1000;
+const MAX_CONNECTIONS: usize = 100;
+const MAX_ERRORS: usize = 20;
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+const DATA_TIMEOUT: Duration = Duration::from_secs(300);
+const SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
+const MIN_BACKOFF: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_secs(4000);
+const MAX_LIFETIME: Duration = Duration::from_secs(5 * 86_400);
+const MIN_FREE_SPACE: &str = "100 MiB";
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// Longest duration accepted anywhere: longer is a typo, and adding it to
+/// an `Instant` could overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `sizeof(sun_path)`: a socket path must fit with its terminating NUL.
+const SUN_PATH: usize = if cfg!(target_os = "linux") { 108 } else { 104 };
+
+pub(super) fn resolve(
+    file: FileConfig,
+    flavor: Flavor,
+    loc: &Locator<'_>,
+) -> Result<Config, ConfigError> {
+    let hostname = hostname(file.hostname, flavor, loc)?;
+    let spool = match file.spool {
+        Some(s) => non_empty_path(loc, "spool", s)?,
+        None if flavor == Flavor::Builtin => PathBuf::from(BUILTIN_SPOOL),
+        None => PathBuf::from(FILE_SPOOL),
+    };
+    let control_socket = match file.control_socket {
+        Some(s) => non_empty_path(loc, "control_socket", s)?,
+        None => spool.join("control.sock"),
+    };
+    let socket_len = control_socket.as_os_str().len();
+    if socket_len >= SUN_PATH {
+        let why = format!(
+            "{:?} is {socket_len} bytes; a Unix socket path must be shorter than {SUN_PATH} bytes: set control_socket to a shorter path",
+            control_socket.display()
+        );
+        let line = loc.first_line(&["control_socket", "spool"]);
+        return Err(loc.invalid("control_socket", line, format!("control_socket: {why}")));
+    }
+    let intake = intake(file.intake, flavor, &hostname, loc)?;
+    let queue = queue(file.queue, &intake, loc)?;
+    let log = log(file.log, loc)?;
+    Ok(Config {
+        hostname,
+        spool,
+        control_socket,
+        intake,
+        queue,
+        log,
+    })
+}
+
+fn hostname(
+    written: Option<String>,
+    flavor: Flavor,
+    loc: &Locator<'_>,
+) -> Result<String, ConfigError> {
+    if let Some(name) = written {
+        return check_domain(&name).map_err(|why| loc.value_error("hostname", &why));
+    }
+    let system = nix::unistd::gethostname()
+        .ok()
+        .and_then(|s| s.into_string().ok())
+        .unwrap_or_default();
+    match (check_domain(&system), flavor) {
+        (Ok(name), _) => Ok(name),
+        (Err(_), Flavor::Builtin) => Ok("localhost".to_owned()),
+        (Err(why), Flavor::File) => Err(loc.invalid(
+            "hostname",
+            None,
+            format!(
+                r#"hostname is not set and the system host name {system:?} cannot be used ({why}); set e.g. hostname = "relay.example.com""#
+            ),
+        )),
+    }
+}
+
+/// Checks a domain name and returns it lower-cased.
+fn check_domain(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        return Err("a domain name cannot be empty".into());
+    }
+    if !name.is_ascii() {
+        return Err("write internationalised names in their ASCII form (xn--…)".into());
+    }
+    if name.starts_with('*') || name.starts_with('.') {
+        return Err("patterns are not supported; list each domain by its exact name".into());
+    }
+    if name.ends_with('.') {
+        return Err("write the name without the trailing dot".into());
+    }
+    if name.parse::<IpAddr>().is_ok() {
+        return Err("an IP address is not a domain name".into());
+    }
+    if name.len() > 253 {
+        return Err("longer than the 253 characters a domain name may have".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each dot-separated part must have 1 to 63 characters".into());
+        }
+        if label.contains('_') {
+            return Err("underscores are not allowed in host names (RFC 5321 §4.1.2)".into());
+        }
+        let ldh = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ldh || label.starts_with('-') || label.ends_with('-') {
+            return Err(
+                "only letters, digits, dots and inner hyphens are allowed in a domain name".into(),
+            );
+        }
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn non_empty_path(loc: &Locator<'_>, key: &str, value: String) -> Result<PathBuf, ConfigError> {
+    if value.is_empty() {
+        return Err(loc.value_error(key, "a path cannot be empty"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn intake(
+    file: super::file::IntakeFile,
+    flavor: Flavor,
+    hostname: &str,
+    loc: &Locator<'_>,
+) -> Result<Intake, ConfigError> {
+    let listen = match file.listen {
+        Some(list) => list.into_iter().map(|a| a.0).collect(),
+        None if flavor == Flavor::Builtin => vec![parse_const(BUILTIN_LISTEN)],
+        None => vec![parse_const(FILE_LISTEN)],
+    };
+    check_listen(&listen, loc)?;
+
+    let mynetworks = file
+        .mynetworks
+        .unwrap_or_else(|| MYNETWORKS.iter().copied().map(parse_const).collect());
+    check_mynetworks(&mynetworks, loc)?;
+
+    let local_domains = match file.local_domains {
+        Some(list) => domains(list, hostname, loc)?,
+        None => {
+            let mut list: Vec<String> = Vec::new();
+            for d in LOCAL_DOMAINS.map(|d| d.replace("$hostname", hostname)) {
+                if !list.contains(&d) {
+                    list.push(d);
+                }
+            }
+            list
+        }
+    };
+
+    let message_size_limit = file
+        .message_size_limit
+        .map_or_else(|| parse_const_size(MESSAGE_SIZE_LIMIT), |s| s.0);
+    let key = "intake.message_size_limit";
+    if message_size_limit == 0 {
+        return Err(loc.value_error(
+            key,
+            r#"0 would refuse every message (there is no "unlimited"); write the largest size to accept, e.g. "25 MiB""#,
+        ));
+    }
+    let header_size_limit = file.header_size_limit.map_or(HEADER_SIZE_LIMIT, |s| s.0);
+    if header_size_limit == 0 {
+        let why = r#"0 would refuse every message; write e.g. "100 KiB""#;
+        return Err(loc.value_error("intake.header_size_limit", why));
+    }
+    let line_length_limit = file.line_length_limit.unwrap_or(LINE_LENGTH_LIMIT);
+    let why = "must be at least 998: RFC 5322 §2.1.1 lets senders write lines of 998 octets, and a smaller limit refuses valid mail";
+    at_least(loc, "intake.line_length_limit", line_length_limit, 998, why)?;
+    let command_length_limit = file.command_length_limit.unwrap_or(COMMAND_LENGTH_LIMIT);
+    let why = "must be at least 512, the command line length every server must accept (RFC 5321 §4.5.3.1.4)";
+    at_least(
+        loc,
+        "intake.command_length_limit",
+        command_length_limit,
+        512,
+        why,
+    )?;
+
+    let max_recipients = file.max_recipients.unwrap_or(MAX_RECIPIENTS);
+    let why = "must be at least 100: RFC 5321 §4.5.3.1.8 requires servers to accept 100 recipients per message";
+    at_least(
+        loc,
+        "intake.max_recipients",
+        max_recipients as u64,
+        100,
+        why,
+    )?;
+    let max_connections = file.max_connections.unwrap_or(MAX_CONNECTIONS);
+    let why = "must be at least 1, or no client could ever connect";
+    at_least(
+        loc,
+        "intake.max_connections",
+        max_connections as u64,
+        1,
+        why,
+    )?;
+    let max_errors = file.max_errors.unwrap_or(MAX_ERRORS);
+    let why = "must be at least 1, or the first typo would end the session";
+    at_least(loc, "intake.max_errors", max_errors as u64, 1, why)?;
+
+    let command_timeout = duration(
+        loc,
+        "intake.command_timeout",
+        file.command_timeout,
+        COMMAND_TIMEOUT,
+    )?;
+    let data_timeout = duration(loc, "intake.data_timeout", file.data_timeout, DATA_TIMEOUT)?;
+    let session_timeout = duration(
+        loc,
+        "intake.session_timeout",
+        file.session_timeout,
+        SESSION_TIMEOUT,
+    )?;
+    for (other, value) in [
+        ("intake.command_timeout", command_timeout),
+        ("intake.data_timeout", data_timeout),
+    ] {
+        if session_timeout < value {
+            let session = loc.describe("intake.session_timeout", &format_duration(session_timeout));
+            let other_desc = loc.describe(other, &format_duration(value));
+            let line = loc.first_line(&["intake.session_timeout", other]);
+            let message = format!(
+                "{session} is shorter than {other_desc}, which then never applies; make intake.session_timeout the longer one"
+            );
+            return Err(loc.invalid("intake.session_timeout", line, message));
+        }
+    }
+
+    Ok(Intake {
+        listen,
+        mynetworks,
+        local_domains,
+        message_size_limit,
+        header_size_limit,
+        line_length_limit,
+        command_length_limit,
+        max_recipients,
+        max_connections,
+        max_errors,
+        command_timeout,
+        data_timeout,
+        session_timeout,
+    })
+}
+
+fn check_listen(listen: &[SocketAddr], loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let key = "intake.listen";
+    if listen.is_empty() {
+        return Err(loc.value_error(
+            key,
+            r#"at least one address is needed, or no mail could be submitted; write e.g. ["127.0.0.1:25"]"#,
+        ));
+    }
+    for (i, addr) in listen.iter().enumerate() {
+        if addr.port() == 0 {
+            return Err(loc.element_error(
+                key,
+                i,
+                "port 0 would bind a random port; choose a port, e.g. 25",
+            ));
+        }
+        for earlier in &listen[..i] {
+            if earlier == addr {
+                return Err(loc.element_error(key, i, "listed twice"));
+            }
+            let same_family_port =
+                earlier.is_ipv4() == addr.is_ipv4() && earlier.port() == addr.port();
+            if same_family_port && (earlier.ip().is_unspecified() || addr.ip().is_unspecified()) {
+                let why = format!(
+                    "overlaps \"{earlier}\": an unspecified address already listens on every address of its family on that port; keep one of the two"
+                );
+                return Err(loc.element_error(key, i, &why));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_mynetworks(nets: &[Cidr], loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let key = "intake.mynetworks";
+    let open = "this would make postrelay an open relay; list only the networks of the clients that may send mail out";
+    for (i, net) in nets.iter().enumerate() {
+        if nets[..i].contains(net) {
+            return Err(loc.element_error(key, i, "listed twice"));
+        }
+        if net.prefix_len() == 0 {
+            let why = format!("a /0 network contains every address; {open}");
+            return Err(loc.element_error(key, i, &why));
+        }
+    }
+    for (ipv4, family) in [(true, "IPv4"), (false, "IPv6")] {
+        if covers_family(nets, ipv4) {
+            let why = format!("together these networks contain every {family} address; {open}");
+            return Err(loc.value_error(key, &why));
+        }
+    }
+    Ok(())
+}
+
+fn domains(
+    list: Vec<String>,
+    hostname: &str,
+    loc: &Locator<'_>,
+) -> Result<Vec<String>, ConfigError> {
+    let key = "intake.local_domains";
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for (i, written) in list.iter().enumerate() {
+        let domain = if written == "$hostname" {
+            hostname.to_owned()
+        } else if written.starts_with('$') {
+            return Err(loc.element_error(
+                key,
+                i,
+                r#"unknown variable; only "$hostname" is expanded"#,
+            ));
+        } else {
+            check_domain(written).map_err(|why| loc.element_error(key, i, &why))?
+        };
+        if out.contains(&domain) {
+            let why = if written == "$hostname" {
+                format!("\"$hostname\" is {domain:?}, which is already listed")
+            } else {
+                "listed twice".to_owned()
+            };
+            return Err(loc.element_error(key, i, &why));
+        }
+        out.push(domain);
+    }
+    Ok(out)
+}
+
+fn queue(
+    file: super::file::QueueFile,
+    intake: &Intake,
+    loc: &Locator<'_>,
+) -> Result<QueueSettings, ConfigError> {
+    let min_backoff = duration(loc, "queue.min_backoff", file.min_backoff, MIN_BACKOFF)?;
+    let max_backoff = duration(loc, "queue.max_backoff", file.max_backoff, MAX_BACKOFF)?;
+    let max_lifetime = duration(loc, "queue.max_lifetime", file.max_lifetime, MAX_LIFETIME)?;
+    if max_backoff < min_backoff {
+        let line = loc.first_line(&["queue.max_backoff", "queue.min_backoff"]);
+        let message = format!(
+            "{} is shorter than {}; the longest wait cannot be shorter than the first one",
+            loc.describe("queue.max_backoff", &format_duration(max_backoff)),
+            loc.describe("queue.min_backoff", &format_duration(min_backoff)),
+        );
+        return Err(loc.invalid("queue.max_backoff", line, message));
+    }
+    let min_free_space = file
+        .min_free_space
+        .map_or_else(|| parse_const_size(MIN_FREE_SPACE), |s| s.0);
+    if min_free_space != 0 && min_free_space < intake.message_size_limit {
+        let key = "queue.min_free_space";
+        let line = loc.first_line(&[key, "intake.message_size_limit"]);
+        let message = format!(
+            "{} is smaller than {}, so one accepted message could fill the disk; raise {key} (0 disables the check)",
+            loc.describe(key, &unquote(&format_size(min_free_space))),
+            loc.describe(
+                "intake.message_size_limit",
+                &unquote(&format_size(intake.message_size_limit))
+            ),
+        );
+        return Err(loc.invalid(key, line, message));
+    }
+    Ok(QueueSettings {
+        min_backoff,
+        max_backoff,
+        max_lifetime,
+        min_free_space,
+    })
+}
+
+fn log(file: super::file::LogFile, loc: &Locator<'_>) -> Result<LogSettings, ConfigError> {
+    let level = match file.level {
+        None => "info".to_owned(),
+        Some(l) => {
+            let lower = l.to_ascii_lowercase();
+            if !LOG_LEVELS.contains(&lower.as_str()) {
+                let why = format!("not a log level; write one of {}", LOG_LEVELS.join(", "));
+                return Err(loc.value_error("log.level", &why));
+            }
+            lower
+        }
+    };
+    let file_path = match file.file {
+        Some(f) => Some(non_empty_path(loc, "log.file", f)?),
+        None => None,
+    };
+    Ok(LogSettings {
+        level,
+        format: file.format.unwrap_or(LogFormat::Postfix),
+        file: file_path,
+    })
+}
+
+fn at_least(
+    loc: &Locator<'_>,
+    key: &str,
+    value: u64,
+    min: u64,
+    why: &str,
+) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(loc.value_error(key, why));
+    }
+    Ok(())
+}
+
+fn duration(
+    loc: &Locator<'_>,
+    key: &str,
+    written: Option<super::units::HumanDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = written.map_or(default, |d| d.0);
+    if d < Duration::from_secs(1) {
+        return Err(loc.value_error(key, r#"must be at least 1 second; write e.g. "5m""#));
+    }
+    if d > MAX_DURATION {
+        return Err(loc.value_error(key, "must be at most 365 days"));
+    }
+    Ok(d)
+}
+
+fn parse_const<T: std::str::FromStr>(text: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    text.parse().expect("built-in default parses")
+}
+
+fn parse_const_size(text: &str) -> u64 {
+    parse_size(text).expect("built-in default size parses")
+}
+
+fn unquote(s: &str) -> String {
+    s.trim_matches('"').to_owned()
+}
