@@ -1,1 +1,23 @@
-fn main() {}
+//! The `postrelay` binary. Invoked as `mailq` (through a symlink) it lists
+//! the queue; otherwise it takes subcommands (`postrelay --help`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use postrelay::cli::{self, Cli, Command, queue::QueueCommand};
+
+fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if name == "mailq" {
+        let config = std::env::var_os("POSTRELAY_CONFIG").map(Into::into);
+        return cli::main_with(Cli {
+            config,
+            command: Command::Queue(QueueCommand::List { json: false }),
+        });
+    }
+    cli::main_with(Cli::parse())
+}

@@ -1,0 +1,109 @@
+//! The command line: `postrelay run | check-config | queue …`, and the
+//! `mailq` personality chosen by the program name (argv\[0\]).
+//!
+//! Each subcommand returns an exit status; messages for the administrator
+//! go to stderr and say what to do.
+
+pub mod queue;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::daemon::{self, Source};
+
+/// The configuration file read when none is named.
+pub const DEFAULT_CONFIG: &str = "/etc/postrelay/postrelay.toml";
+
+/// postrelay: a small, fast, secure outbound mail relay.
+#[derive(Debug, Parser)]
+#[command(name = "postrelay", version, about)]
+pub struct Cli {
+    /// Configuration file. Default: $POSTRELAY_CONFIG, else
+    /// /etc/postrelay/postrelay.toml if it exists, else the built-in
+    /// default (listen on 127.0.0.1:2525, spool ./postrelay-spool).
+    #[arg(long, short = 'c', global = true, env = "POSTRELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay in the foreground.
+    Run,
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+    /// Inspect or change the queue.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+}
+
+/// Entry point after argv\[0\] dispatch.
+pub fn main_with(cli: Cli) -> ExitCode {
+    let loaded = load_config(cli.config.as_deref());
+    let (config, source) = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postrelay: {e}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    match cli.command {
+        Command::Run => {
+            init_tracing(&config);
+            if matches!(source, Source::Builtin) {
+                tracing::info!(
+                    "no configuration file found; using the built-in default (see postrelay check-config)"
+                );
+            }
+            match daemon::run(config, source) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("postrelay: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig => {
+            match &source {
+                Source::File(p) => {
+                    eprintln!("postrelay: {} is valid; effective settings:", p.display())
+                }
+                Source::Builtin => {
+                    eprintln!("postrelay: no configuration file; built-in default settings:")
+                }
+            }
+            print!("{}", config.render());
+            ExitCode::SUCCESS
+        }
+        Command::Queue(cmd) => queue::run(&config, cmd),
+    }
+}
+
+/// Finds and loads the configuration (see [`Cli::config`]).
+pub fn load_config(explicit: Option<&Path>) -> Result<(Config, Source), config::ConfigError> {
+    if let Some(path) = explicit {
+        return Ok((config::load(path)?, Source::File(path.to_path_buf())));
+    }
+    let default = Path::new(DEFAULT_CONFIG);
+    if default.exists() {
+        return Ok((config::load(default)?, Source::File(default.to_path_buf())));
+    }
+    Ok((config::builtin_default(), Source::Builtin))
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,313 @@
+//! `postrelay queue …` and `mailq`: list, show, hold, release, delete and
+//! flush queued mail.
+//!
+//! Listing reads the spool directly, so it works whether or not the daemon
+//! runs (like `postqueue -p`). Changes go through the daemon's control
+//! socket when it runs, so the queue keeps one writer; when it does not,
+//! the command takes the spool lock itself and changes the files directly.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::control::{self, Request, Response};
+use crate::maillog::MailLog;
+use crate::queue::Queue;
+use crate::spool::{Envelope, Location, QueueId, RcptState, Spool, SpoolError};
+
+/// `postrelay queue` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List queued messages (also `mailq`).
+    List {
+        /// Print JSON (one array of envelopes) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message's envelope, state and last delivery transcript.
+    Show {
+        /// Queue ID.
+        id: String,
+        /// Print the envelope as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete messages.
+    Delete {
+        /// Queue IDs.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Delete every queued message.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Hold messages: they stay queued but are not delivered.
+    Hold {
+        /// Queue IDs.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Release held messages.
+    Release {
+        /// Queue IDs.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Attempt delivery of every queued message now.
+    Flush,
+}
+
+/// Runs one queue command.
+pub fn run(config: &Config, cmd: QueueCommand) -> ExitCode {
+    let result = match cmd {
+        QueueCommand::List { json } => list(config, json),
+        QueueCommand::Show { id, json } => show(config, &id, json),
+        QueueCommand::Delete { ids, all } => {
+            if all {
+                change(config, vec![Request::DeleteAll])
+            } else {
+                change(
+                    config,
+                    ids.into_iter().map(|id| Request::Delete { id }).collect(),
+                )
+            }
+        }
+        QueueCommand::Hold { ids } => change(
+            config,
+            ids.into_iter().map(|id| Request::Hold { id }).collect(),
+        ),
+        QueueCommand::Release { ids } => change(
+            config,
+            ids.into_iter().map(|id| Request::Release { id }).collect(),
+        ),
+        QueueCommand::Flush => change(config, vec![Request::Flush]),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("postrelay: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_all(config: &Config) -> Result<Vec<(Envelope, Location)>, String> {
+    let reader = Spool::open_readonly(&config.spool).map_err(|e| spool_hint(config, e))?;
+    reader.list().map_err(|e| spool_hint(config, e))
+}
+
+fn spool_hint(config: &Config, e: SpoolError) -> String {
+    let text = e.to_string();
+    if text.contains("ermission denied") {
+        format!(
+            "{text}\n  the spool {} is private: run this as root or as the postrelay user",
+            config.spool.display()
+        )
+    } else {
+        text
+    }
+}
+
+fn list(config: &Config, json: bool) -> Result<ExitCode, String> {
+    let all = read_all(config)?;
+    if json {
+        let items: Vec<serde_json::Value> = all
+            .iter()
+            .map(|(env, loc)| {
+                let mut v = serde_json::to_value(env).unwrap_or_default();
+                v["location"] = serde_json::json!(if *loc == Location::Hold {
+                    "hold"
+                } else {
+                    "queue"
+                });
+                v
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_list(&all));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `mailq` table: Postfix's layout, with postrelay's longer IDs. A `!`
+/// after the ID marks a held message. The reason a message waits is shown
+/// in parentheses under its sender, as Postfix does for deferred mail.
+pub fn render_list(all: &[(Envelope, Location)]) -> String {
+    use std::fmt::Write;
+    if all.is_empty() {
+        return "Mail queue is empty\n".into();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<27} {:>8} {:<20}  -Sender/Recipient-------",
+        "-Queue ID-", "--Size--", "----Arrival Time----"
+    );
+    let mut total = 0u64;
+    for (env, loc) in all {
+        total += env.size;
+        let mark = if *loc == Location::Hold { "!" } else { " " };
+        let sender = if env.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            &env.sender
+        };
+        let _ = writeln!(
+            out,
+            "{}{mark} {:>8} {:<20}  {sender}",
+            env.id,
+            env.size,
+            arrival(env.created_ms)
+        );
+        let pad = " ".repeat(59);
+        if *loc == Location::Hold {
+            let _ = writeln!(out, "{pad}(held by the administrator)");
+        } else if let Some(reason) = &env.reason {
+            let _ = writeln!(out, "{pad}({})", crate::maillog::clean(reason));
+        }
+        for r in env
+            .recipients
+            .iter()
+            .filter(|r| r.state == RcptState::Pending)
+        {
+            let _ = writeln!(out, "{pad}{}", r.address);
+        }
+        out.push('\n');
+    }
+    let n = all.len();
+    let _ = writeln!(
+        out,
+        "-- {} Kbytes in {n} Request{}.",
+        total.div_ceil(1024),
+        if n == 1 { "" } else { "s" }
+    );
+    out
+}
+
+fn arrival(ms: u64) -> String {
+    let ts = jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    ts.to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%a %b %e %H:%M:%S")
+        .to_string()
+}
+
+fn show(config: &Config, id: &str, json: bool) -> Result<ExitCode, String> {
+    let qid: QueueId = id.parse().map_err(|e| format!("queue show: {e}"))?;
+    let reader = Spool::open_readonly(&config.spool).map_err(|e| spool_hint(config, e))?;
+    let (env, loc) = reader.read(&qid).map_err(|e| match e {
+        SpoolError::NotFound { .. } => {
+            format!("queue show: no message {qid} in the queue (see postrelay queue list)")
+        }
+        other => spool_hint(config, other),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&env).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("id:        {}", env.id);
+    println!(
+        "location:  {}",
+        if loc == Location::Hold {
+            "hold (not delivered until released)"
+        } else {
+            "queue"
+        }
+    );
+    println!("arrival:   {}", arrival(env.created_ms));
+    println!("size:      {} octets", env.size);
+    println!("sender:    <{}>", env.sender);
+    println!(
+        "origin:    {}",
+        serde_json::to_string(&env.origin).unwrap_or_default()
+    );
+    println!("attempts:  {}", env.attempts);
+    println!("next:      {}", arrival(env.next_attempt_ms));
+    if let Some(r) = &env.reason {
+        println!("waiting:   {}", crate::maillog::clean(r));
+    }
+    for r in &env.recipients {
+        let state = match r.state {
+            RcptState::Pending => "pending",
+            RcptState::Delivered => "delivered",
+            RcptState::Failed => "failed",
+        };
+        let last = r
+            .last_reply
+            .as_deref()
+            .map(|s| format!(" ({})", crate::maillog::clean(s)))
+            .unwrap_or_default();
+        println!("recipient: <{}> {state}{last}", r.address);
+    }
+    if let Some(t) = &env.transcript {
+        println!("last attempt transcript:");
+        for line in t {
+            println!("  {}", crate::maillog::clean(line));
+        }
+    }
+    println!("body:      {}", reader.body_path(&qid).display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends changes to the daemon, or applies them directly when none runs.
+fn change(config: &Config, requests: Vec<Request>) -> Result<ExitCode, String> {
+    let mut failed = false;
+    let mut direct: Option<Queue> = None;
+    for req in requests {
+        let response = match control::request(&config.control_socket, &req) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                if direct.is_none() {
+                    direct = Some(open_direct(config)?);
+                }
+                direct
+                    .as_ref()
+                    .map(|q| control::execute(q, &req))
+                    .unwrap_or_else(|| Response {
+                        ok: false,
+                        message: "unreachable".into(),
+                    })
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot talk to the daemon on {}: {e}",
+                    config.control_socket.display()
+                ));
+            }
+        };
+        if response.ok {
+            println!("{}", response.message);
+        } else {
+            eprintln!("postrelay: {}", response.message);
+            failed = true;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn open_direct(config: &Config) -> Result<Queue, String> {
+    let spool = match Spool::open(&config.spool) {
+        Ok(s) => s,
+        Err(SpoolError::Locked { path }) => {
+            return Err(format!(
+                "the daemon holds {} but does not answer on {}; is it starting or stopping?",
+                path.display(),
+                config.control_socket.display()
+            ));
+        }
+        Err(e) => return Err(spool_hint(config, e)),
+    };
+    let log = MailLog::open(&config.log, &config.hostname)
+        .map_err(|e| format!("cannot open the mail log: {e}"))?;
+    Queue::load(spool, Arc::new(log)).map_err(|e| spool_hint(config, e))
+}

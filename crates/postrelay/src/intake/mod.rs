@@ -1,0 +1,126 @@
+//! Intake: the SMTP listeners on which local programs hand mail to
+//! postrelay, and the path from an accepted DATA to a committed queue file.
+//!
+//! - `session`: one connection's command loop;
+//! - `message`: DATA bytes → spooled body, with limits;
+//! - `headers`: the header section and the lines postrelay adds;
+//! - `policy`: who may relay where.
+//!
+//! A message is acknowledged only after [`Shared::accept`] returns, which
+//! is after the group commit made it durable.
+
+pub mod headers;
+pub mod message;
+pub mod policy;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::maillog::MailLog;
+use crate::queue::Queue;
+use crate::spool::{BodyWriter, Committer, Envelope, Spool, SpoolError};
+
+/// What every session shares.
+pub struct Shared {
+    /// The current configuration; each session takes a snapshot at connect.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// The spool (sessions create bodies in its tmp/).
+    pub spool: Spool,
+    /// The group committer that makes messages durable.
+    pub committer: Committer,
+    /// The owner of queued messages.
+    pub queue: Queue,
+    /// The operator's mail log.
+    pub maillog: Arc<MailLog>,
+    /// Cancelled when the daemon stops accepting.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Makes a received message durable and queues it. Returns only after
+    /// the body and envelope are on disk and the queue directory is synced:
+    /// the caller may then acknowledge.
+    pub async fn accept(
+        &self,
+        body: BodyWriter,
+        envelope: Envelope,
+    ) -> Result<Envelope, SpoolError> {
+        let spool = self.spool.clone();
+        let env = envelope.clone();
+        // fsync blocks; keep it off the reactor threads.
+        let staged = tokio::task::spawn_blocking(move || spool.stage(body, &env))
+            .await
+            .map_err(|e| SpoolError::Io {
+                op: "stage (task panicked)",
+                path: self.spool.root().to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        self.committer.commit(staged).await?;
+        self.queue.accepted(&envelope);
+        Ok(envelope)
+    }
+}
+
+/// Accepts connections on one listener until shutdown. Each session runs
+/// as its own task under `tracker`, so the daemon can wait for them.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        // Cancel safety: `accept` is cancel-safe; a connection not yet
+        // accepted stays in the kernel backlog and is reset at close.
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shared.shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning.
+                tracing::error!(listener = ?local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                tracker.spawn(async move {
+                    session::Session::new(stream, peer, shared).run().await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                let host = shared.config().hostname.clone();
+                tracker.spawn(refuse_busy(stream, peer, host));
+            }
+        }
+    }
+}
+
+/// Answers a connection over the concurrency limit and closes it.
+async fn refuse_busy(mut stream: TcpStream, peer: SocketAddr, host: String) {
+    tracing::warn!(%peer, "too many connections; refusing");
+    let reply = format!("421 4.7.0 {host} Error: too many connections, try again later\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}

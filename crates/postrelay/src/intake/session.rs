@@ -1,0 +1,524 @@
+//! One SMTP server session: reads commands from a [`Conn`], asks the
+//! protocol state machine whether they are in order, applies policy and
+//! limits, and hands accepted messages to the spool.
+//!
+//! What it is not: a parser (that is `postrelay_smtp`) or a policy table
+//! (`policy`). It answers every input with a reply that says what to fix;
+//! it never acknowledges a message before the spool has committed it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postrelay_smtp::address::ReversePath;
+use postrelay_smtp::command::{Body, Command, MailParams};
+use postrelay_smtp::ehlo::Capabilities;
+use postrelay_smtp::line::{Line, next_line, skip_to_line_end};
+use postrelay_smtp::reply::Reply;
+use postrelay_smtp::server::ServerState;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Shared;
+use super::headers::{self, ReceivedInfo};
+use super::message::{Assembler, Limits};
+use super::policy;
+use crate::config::Config;
+use crate::net::{Conn, ConnError};
+use crate::spool::{BodyType, Envelope, Health, Origin, RcptState, Recipient};
+
+/// What the loop does after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// The mail transaction being built (MAIL, RCPT…).
+#[derive(Default)]
+struct Transaction {
+    sender: String,
+    params: MailParams,
+    recipients: Vec<String>,
+}
+
+/// One client connection.
+pub struct Session<S> {
+    conn: Conn<S>,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    peer: SocketAddr,
+    trusted: bool,
+    state: ServerState,
+    helo: String,
+    tx: Option<Transaction>,
+    /// Recipients refused in this transaction (for the DATA reply).
+    rejected_rcpts: usize,
+    errors: usize,
+    deadline: Instant,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// A session for a freshly accepted connection.
+    pub fn new(stream: S, peer: SocketAddr, shared: Arc<Shared>) -> Self {
+        let config = shared.config();
+        let trusted = policy::is_trusted(&config.intake, peer.ip());
+        let deadline = Instant::now() + config.intake.session_timeout;
+        Session {
+            conn: Conn::new(stream),
+            shared,
+            config,
+            peer,
+            trusted,
+            state: ServerState::new(),
+            helo: String::new(),
+            tx: None,
+            rejected_rcpts: 0,
+            errors: 0,
+            deadline,
+        }
+    }
+
+    /// Runs the session to its end. Errors are logged, never propagated:
+    /// a broken client must not affect anyone else.
+    pub async fn run(mut self) {
+        let greeting = Reply::new(
+            220,
+            "",
+            format!("{} ESMTP postrelay", self.config.hostname),
+        );
+        self.reply(&greeting);
+        loop {
+            match self.step().await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => break,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "session ended");
+                    return;
+                }
+            }
+        }
+        let _ = self.conn.shutdown(Duration::from_secs(10)).await;
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        self.conn.queue(&reply.encode());
+    }
+
+    /// The time allowed for the next read: the command timeout, cut short
+    /// by the session's total time limit.
+    fn read_timeout(&self, base: Duration) -> Duration {
+        base.min(self.deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Reads more input while waiting for a command. Shutdown interrupts
+    /// only this wait, never a command in progress.
+    async fn wait_for_command(&mut self) -> Result<Flow, ConnError> {
+        let timeout = self.read_timeout(self.config.intake.command_timeout);
+        self.conn.flush(self.config.intake.command_timeout).await?;
+        let shutdown = self.shared.shutdown.clone();
+        // Cancel safety: `fill` only awaits `read_buf` here (output was
+        // flushed above), and dropping `read_buf` loses no data.
+        tokio::select! {
+            r = self.conn.fill(timeout) => match r {
+                Ok(_) => Ok(Flow::Continue),
+                Err(ConnError::Timeout(_)) => {
+                    self.timeout_reply();
+                    Ok(Flow::Close)
+                }
+                Err(e) => Err(e),
+            },
+            _ = shutdown.cancelled() => {
+                self.reply(&Reply::new(421, "4.3.2", format!("{} Service shutting down, try again later", self.config.hostname)));
+                Ok(Flow::Close)
+            }
+        }
+    }
+
+    fn timeout_reply(&mut self) {
+        let text = if Instant::now() >= self.deadline {
+            format!(
+                "{} Error: session time limit exceeded",
+                self.config.hostname
+            )
+        } else {
+            format!("{} Error: timeout exceeded", self.config.hostname)
+        };
+        self.reply(&Reply::new(421, "4.4.2", &text));
+    }
+
+    async fn step(&mut self) -> Result<Flow, ConnError> {
+        // command_length_limit counts the CRLF; next_line's limit does not.
+        let limit = self.config.intake.command_length_limit;
+        let max = usize::try_from(limit.saturating_sub(2)).unwrap_or(usize::MAX);
+        let parsed = match next_line(self.conn.buffered(), max) {
+            Line::Incomplete => return self.wait_for_command().await,
+            Line::Complete { line, consumed } => {
+                let parsed = Command::parse(line);
+                self.conn.consume(consumed);
+                parsed
+            }
+            Line::TooLong { .. } => {
+                self.reply(&Reply::new(
+                    500,
+                    "5.5.2",
+                    format!("Error: command line longer than {limit} octets"),
+                ));
+                self.discard_rest_of_line().await?;
+                return Ok(self.count_error());
+            }
+            Line::BareLf { consumed } | Line::BareCr { consumed } => {
+                let bare_cr = self.conn.buffered().get(consumed - 1) == Some(&b'\r');
+                self.conn.consume(consumed);
+                self.reply(&Reply::new(
+                    500,
+                    "5.5.2",
+                    "Error: bare <CR> or <LF> in command; lines must end with <CR><LF>",
+                ));
+                if bare_cr {
+                    // What follows the CR up to the CRLF belongs to the
+                    // refused line: never run it as a command of its own.
+                    self.discard_rest_of_line().await?;
+                }
+                return Ok(self.count_error());
+            }
+        };
+        match parsed {
+            Err(e) => {
+                self.reply(&e.reply());
+                Ok(self.count_error())
+            }
+            Ok(cmd) => {
+                if let Err(reply) = self.state.check(&cmd) {
+                    self.reply(&reply);
+                    return Ok(self.count_error());
+                }
+                self.command(cmd).await
+            }
+        }
+    }
+
+    async fn discard_rest_of_line(&mut self) -> Result<(), ConnError> {
+        loop {
+            if let Some(n) = skip_to_line_end(self.conn.buffered()) {
+                self.conn.consume(n);
+                return Ok(());
+            }
+            // Keep a final CR: it may be the first half of the CRLF.
+            let buf = self.conn.buffered();
+            let keep = usize::from(buf.last() == Some(&b'\r'));
+            self.conn.consume(buf.len() - keep);
+            let timeout = self.read_timeout(self.config.intake.command_timeout);
+            self.conn.fill(timeout).await?;
+        }
+    }
+
+    /// Counts a protocol error; too many end the session (a client in a
+    /// loop, or someone probing).
+    fn count_error(&mut self) -> Flow {
+        self.errors += 1;
+        if self.errors >= self.config.intake.max_errors {
+            self.reply(&Reply::new(
+                421,
+                "4.7.0",
+                format!("{} Error: too many errors", self.config.hostname),
+            ));
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<Flow, ConnError> {
+        match cmd {
+            Command::Ehlo(name) => self.hello(name, true),
+            Command::Helo(name) => self.hello(name, false),
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to, .. } => self.rcpt(&to),
+            Command::Data => return self.data().await,
+            Command::Rset => {
+                self.reset();
+                self.reply(&Reply::new(250, "2.0.0", "Ok"));
+            }
+            Command::Noop(_) => self.reply(&Reply::new(250, "2.0.0", "Ok")),
+            Command::Quit => {
+                self.reply(&Reply::new(221, "2.0.0", "Bye"));
+                return Ok(Flow::Close);
+            }
+            Command::Vrfy(_) => self.reply(&Reply::new(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Command::Expn(_) => self.reply(&Reply::new(502, "5.5.1", "EXPN is not available")),
+            Command::Help(_) => self.reply(&Reply::new(
+                214,
+                "2.0.0",
+                "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+            )),
+            Command::StartTls => {
+                self.reply(&Reply::new(
+                    502,
+                    "5.5.1",
+                    "STARTTLS is not offered on this listener",
+                ));
+                return Ok(self.count_error());
+            }
+            Command::Auth { .. } => {
+                self.reply(&Reply::new(
+                    502,
+                    "5.5.1",
+                    "AUTH is not offered on this listener",
+                ));
+                return Ok(self.count_error());
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn reset(&mut self) {
+        self.tx = None;
+        self.rejected_rcpts = 0;
+        self.state.reset();
+    }
+
+    fn hello(&mut self, name: String, esmtp: bool) {
+        self.reset();
+        self.state.greeted(esmtp);
+        self.helo = name;
+        let host = &self.config.hostname;
+        if !esmtp {
+            let reply = Reply::new(250, "", host);
+            self.reply(&reply);
+            return;
+        }
+        let caps = Capabilities {
+            pipelining: true,
+            size: Some(self.config.intake.message_size_limit),
+            eight_bit_mime: true,
+            smtputf8: true,
+            enhanced_status_codes: true,
+            ..Capabilities::default()
+        };
+        let mut lines = vec![host.clone()];
+        lines.extend(caps.to_ehlo_lines());
+        self.reply(&Reply::multi(250, "", lines));
+    }
+
+    fn mail(&mut self, from: ReversePath, params: MailParams) {
+        let limit = self.config.intake.message_size_limit;
+        if params.size.is_some_and(|s| s > limit) {
+            self.reply(&Reply::new(
+                552,
+                "5.3.4",
+                format!("Message size exceeds fixed limit of {limit} octets"),
+            ));
+            return;
+        }
+        if let Health::Low { reason } = self.shared.spool.health() {
+            tracing::warn!(%reason, "refusing mail: spool low");
+            self.reply(&Reply::new(
+                452,
+                "4.3.1",
+                "Insufficient system storage, try again later",
+            ));
+            return;
+        }
+        let sender = match &from {
+            ReversePath::Null => String::new(),
+            ReversePath::Mailbox(m) if !m.is_ascii() && !params.smtputf8 => {
+                self.reply(&Reply::new(
+                    553,
+                    "5.6.7",
+                    format!("<{m}>: non-ASCII address needs the SMTPUTF8 parameter"),
+                ));
+                return;
+            }
+            ReversePath::Mailbox(m) => m.to_string(),
+        };
+        self.state.mail_accepted();
+        self.tx = Some(Transaction {
+            sender,
+            params,
+            recipients: Vec::new(),
+        });
+        self.rejected_rcpts = 0;
+        self.reply(&Reply::new(250, "2.1.0", "Ok"));
+    }
+
+    fn rcpt(&mut self, to: &postrelay_smtp::address::ForwardPath) {
+        let Some(tx) = self.tx.as_mut() else {
+            self.reply(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
+            return;
+        };
+        if tx.recipients.len() >= self.config.intake.max_recipients {
+            self.rejected_rcpts += 1;
+            self.state.rcpt_rejected();
+            self.reply(&Reply::new(452, "4.5.3", "Error: too many recipients"));
+            return;
+        }
+        let decision = policy::recipient(
+            &self.config.intake,
+            &self.config.hostname,
+            self.trusted,
+            tx.params.smtputf8,
+            to,
+        );
+        match decision {
+            Ok(addr) => {
+                if !tx.recipients.contains(&addr) {
+                    tx.recipients.push(addr);
+                }
+                self.state.rcpt_accepted();
+                self.reply(&Reply::new(250, "2.1.5", "Ok"));
+            }
+            Err(reply) => {
+                self.rejected_rcpts += 1;
+                self.state.rcpt_rejected();
+                tracing::info!(peer = %self.peer, reply = %reply, "recipient refused");
+                self.reply(&reply);
+            }
+        }
+    }
+
+    async fn data(&mut self) -> Result<Flow, ConnError> {
+        if let Health::Low { reason } = self.shared.spool.health() {
+            tracing::warn!(%reason, "refusing DATA: spool low");
+            self.reply(&Reply::new(
+                452,
+                "4.3.1",
+                "Insufficient system storage, try again later",
+            ));
+            return Ok(Flow::Continue);
+        }
+        let writer = match self.shared.spool.new_body() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create queue file");
+                let reply = if e.is_no_space() {
+                    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+                } else {
+                    Reply::new(
+                        451,
+                        "4.3.0",
+                        "Local error creating the queue file, try again later",
+                    )
+                };
+                self.reply(&reply);
+                return Ok(Flow::Continue);
+            }
+        };
+        let id = writer.id().to_string();
+        let tx = self.tx.take().unwrap_or_default();
+        let date = headers::rfc5322_now();
+        let protocol = match (tx.params.smtputf8, self.state.esmtp()) {
+            (true, _) => "UTF8SMTP",
+            (false, true) => "ESMTP",
+            (false, false) => "SMTP",
+        };
+        let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str());
+        let prefix = headers::received(&ReceivedInfo {
+            helo: &self.helo,
+            peer_ip: self.peer.ip(),
+            hostname: &self.config.hostname,
+            protocol,
+            id: &id,
+            single_recipient: single,
+            date: &date,
+        });
+        let intake = &self.config.intake;
+        let limits = Limits {
+            message_size: intake.message_size_limit,
+            header_size: intake.header_size_limit,
+            line_length: intake.line_length_limit,
+        };
+        let message_id = format!("{id}@{}", self.config.hostname);
+        let mut asm = Assembler::new(writer, limits, prefix, date, message_id);
+        self.reply(&Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+
+        // Shutdown does not interrupt this loop: a message being received
+        // is finished (bounded by the data timeout) so the client gets a
+        // definite answer.
+        loop {
+            let fed = asm.feed(self.conn.buffered());
+            self.conn.consume(fed.consumed);
+            if fed.done {
+                break;
+            }
+            let timeout = self.read_timeout(self.config.intake.data_timeout);
+            match self.conn.fill(timeout).await {
+                Ok(_) => {}
+                Err(ConnError::Timeout(_)) => {
+                    asm.abort();
+                    self.timeout_reply();
+                    return Ok(Flow::Close);
+                }
+                Err(e) => {
+                    asm.abort();
+                    return Err(e);
+                }
+            }
+        }
+        self.state.reset();
+        let writer = match asm.finish() {
+            Ok(w) => w,
+            Err(refusal) => {
+                let reply = refusal.reply();
+                tracing::info!(peer = %self.peer, %id, reply = %reply, "message refused");
+                self.reply(&reply);
+                return Ok(Flow::Continue);
+            }
+        };
+        let envelope = self.envelope(*writer.id(), tx, writer.len());
+        let reply = match self.shared.accept(writer, envelope).await {
+            Ok(envelope) => {
+                self.shared
+                    .maillog
+                    .accepted(&envelope, &self.helo, self.peer.ip());
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Err(e) => {
+                tracing::error!(%id, error = %e, "commit failed; message not accepted");
+                if e.is_no_space() {
+                    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+                } else {
+                    Reply::new(451, "4.3.0", "Local error in processing, try again later")
+                }
+            }
+        };
+        self.reply(&reply);
+        Ok(Flow::Continue)
+    }
+
+    fn envelope(&self, id: crate::spool::QueueId, tx: Transaction, size: u64) -> Envelope {
+        let now = crate::queue::now_ms();
+        Envelope {
+            version: crate::spool::ENVELOPE_VERSION,
+            id,
+            created_ms: now,
+            size,
+            origin: Origin::Smtp {
+                peer: self.peer.to_string(),
+                helo: self.helo.clone(),
+            },
+            sender: tx.sender,
+            body: match tx.params.body {
+                Some(Body::EightBitMime) | Some(Body::BinaryMime) => BodyType::EightBitMime,
+                _ => BodyType::SevenBit,
+            },
+            smtputf8: tx.params.smtputf8,
+            recipients: tx
+                .recipients
+                .into_iter()
+                .map(|address| Recipient {
+                    address,
+                    original: None,
+                    state: RcptState::Pending,
+                    last_reply: None,
+                    notify: None,
+                })
+                .collect(),
+            next_attempt_ms: now,
+            attempts: 0,
+            reason: Some("waiting for the first delivery attempt".into()),
+            transcript: None,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! postrelay: a small, fast, secure outbound mail relay.
+//!
+//! # Layout
+//! - [`config`]: the one TOML file, validated up front.
+//! - [`spool`]: the only code that touches the queue directories.
+//! - [`queue`]: the one owner of queued messages (index, hold, release, delete).
+//! - [`intake`]: the SMTP listener that turns a session into a queued message.
+//! - [`control`]: the Unix socket that `postrelay queue …` talks to.
+//! - [`daemon`]: wiring, signals, reload and graceful shutdown.
+//! - [`cli`]: the command line (`postrelay …`, and `mailq` by argv\[0\]).
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod intake;
+pub mod maillog;
+pub mod net;
+pub mod queue;
+pub mod spool;

@@ -1,0 +1,7 @@
+//! Network plumbing: the buffered connection that every protocol loop reads
+//! from and writes to. Protocol decisions live elsewhere (`postrelay_smtp`,
+//! `intake`); this module only moves bytes, with deadlines.
+
+pub mod conn;
+
+pub use conn::{Conn, ConnError};
