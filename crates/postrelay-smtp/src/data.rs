@@ -100,7 +100,7 @@ impl DataReceiver {
     }
 
     /// A receiver flagging lines longer than `max_line` octets (excluding
-    /// CRLF, counting a stuffing dot); 0 means no limit.
+    /// CRLF and excluding a stuffing dot); 0 means no limit.
     pub fn with_max_line(max_line: usize) -> DataReceiver {
         DataReceiver {
             state: RxState::LineStart,
@@ -182,7 +182,8 @@ impl DataReceiver {
         match (self.state, b) {
             (RxState::Done, _) => {}
             (RxState::LineStart, b'.') => {
-                self.count_octet();
+                // Not counted: RFC 5321 4.5.3.1.6 excludes the dot added
+                // for transparency from the line length.
                 self.state = RxState::Dot;
             }
             (RxState::Dot, b'\r') => self.state = RxState::DotCr,

@@ -76,9 +76,12 @@ fn line_length() {
     assert_eq!(violation, Some(DataViolation::LineTooLong));
     assert_eq!(body.len(), 1001);
     assert_eq!(receive(&long_line, 0).3, None);
-    // The stuffing dot counts: it is on the wire.
-    let stuffed = [b".".to_vec(), b"x".repeat(998), b"\r\n.\r\n".to_vec()].concat();
-    assert_eq!(receive(&stuffed, 998).3, Some(DataViolation::LineTooLong));
+    // The stuffing dot does not count (RFC 5321 4.5.3.1.6): a 998-octet
+    // line starting with '.' is 999 octets on the wire and still fits.
+    let stuffed = [b"..".to_vec(), b"x".repeat(997), b"\r\n.\r\n".to_vec()].concat();
+    assert_eq!(receive(&stuffed, 998).3, None);
+    let too_long = [b"..".to_vec(), b"x".repeat(998), b"\r\n.\r\n".to_vec()].concat();
+    assert_eq!(receive(&too_long, 998).3, Some(DataViolation::LineTooLong));
     assert_eq!(
         receive(b"abc\r\nabcd\r\n.\r\n", 3).3,
         Some(DataViolation::LineTooLong)
