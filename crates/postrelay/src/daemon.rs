@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,13 +44,11 @@ pub fn run(config: Config, source: Source) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
-    // The free-space floor intake checks at MAIL and DATA is the configured
-    // one (`queue.min_free_space`; 0 turns the byte check off).
+    // Handlers first: a signal that arrives once we listen must not kill
+    // the process with the default action.
+    let mut signals = Signals::install()?;
     let options = SpoolOptions {
-        health: HealthOptions {
-            min_free_bytes: config.queue.min_free_space,
-            ..HealthOptions::default()
-        },
+        health: health_options(&config),
         ..SpoolOptions::default()
     };
     let spool = match Spool::open_with(&config.spool, options) {
@@ -127,16 +125,14 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         "postrelay ready"
     );
 
-    wait_for_stop(&source, &config_tx).await?;
+    signals.wait_for_stop(&source, &config_tx, &spool).await;
     tracing::info!("stopping: no new connections; finishing commands in progress");
     shutdown.cancel();
     tracker.close();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = tracker.wait() => {}
-        _ = term.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
-        _ = int.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
+        _ = signals.term.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
+        _ = signals.int.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
     }
     drop(shared);
     committer.shutdown();
@@ -145,24 +141,49 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves SIGHUP reloads until SIGTERM or SIGINT.
-async fn wait_for_stop(
-    source: &Source,
-    config_tx: &watch::Sender<Arc<Config>>,
-) -> anyhow::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => reload(source, config_tx).await,
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
+/// The free-space thresholds the configuration asks of the spool.
+fn health_options(config: &Config) -> HealthOptions {
+    HealthOptions {
+        min_free_bytes: config.queue.min_free_space,
+        ..HealthOptions::default()
+    }
+}
+
+/// The signals the daemon handles, installed once at start.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        let make = |kind| signal(kind).context("cannot install signal handlers");
+        Ok(Signals {
+            hup: make(SignalKind::hangup())?,
+            term: make(SignalKind::terminate())?,
+            int: make(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Serves SIGHUP reloads until SIGTERM or SIGINT.
+    async fn wait_for_stop(
+        &mut self,
+        source: &Source,
+        config_tx: &watch::Sender<Arc<Config>>,
+        spool: &Spool,
+    ) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => reload(source, config_tx, spool).await,
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+            }
         }
     }
 }
 
-async fn reload(source: &Source, config_tx: &watch::Sender<Arc<Config>>) {
+async fn reload(source: &Source, config_tx: &watch::Sender<Arc<Config>>, spool: &Spool) {
     let Source::File(path) = source else {
         tracing::info!("SIGHUP: running on the built-in default configuration; nothing to re-read");
         return;
@@ -172,23 +193,13 @@ async fn reload(source: &Source, config_tx: &watch::Sender<Arc<Config>>) {
     match loaded {
         Ok(Ok(new)) => {
             let old = config_tx.borrow().clone();
-            for (what, changed) in [
-                ("intake.listen", old.intake.listen != new.intake.listen),
-                ("spool", old.spool != new.spool),
-                ("control_socket", old.control_socket != new.control_socket),
-                (
-                    "intake.max_connections",
-                    old.intake.max_connections != new.intake.max_connections,
-                ),
-                ("log", old.log != new.log),
-            ] {
-                if changed {
-                    tracing::warn!(
-                        setting = what,
-                        "changed in the file, but takes effect only after a restart"
-                    );
-                }
+            for setting in old.restart_required(&new) {
+                tracing::warn!(
+                    setting,
+                    "changed in the file, but takes effect only after a restart"
+                );
             }
+            spool.set_health_options(health_options(&new));
             config_tx.send_replace(Arc::new(new));
             tracing::info!(file = %path.display(), "configuration reloaded");
         }

@@ -80,11 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Runs the session to its end. Errors are logged, never propagated:
     /// a broken client must not affect anyone else.
     pub async fn run(mut self) {
-        let greeting = Reply::new(
-            220,
-            "",
-            format!("{} ESMTP postrelay", self.config.hostname),
-        );
+        let greeting = Reply::new(220, "", format!("{} ESMTP postrelay", self.config.hostname));
         self.reply(&greeting);
         loop {
             match self.step().await {
@@ -168,6 +164,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Line::BareLf { consumed } | Line::BareCr { consumed } => {
                 let bare_cr = self.conn.buffered().get(consumed - 1) == Some(&b'\r');
                 self.conn.consume(consumed);
+                // A client whose line ends differ from ours is not trusted
+                // with the transaction it had open (README, Guarantees).
+                self.reset();
                 self.reply(&Reply::new(
                     500,
                     "5.5.2",
@@ -231,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Ehlo(name) => self.hello(name, true),
             Command::Helo(name) => self.hello(name, false),
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to, .. } => self.rcpt(&to),
+            Command::Rcpt { to, .. } => return Ok(self.rcpt(&to)),
             Command::Data => return self.data().await,
             Command::Rset => {
                 self.reset();
@@ -343,16 +342,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&Reply::new(250, "2.1.0", "Ok"));
     }
 
-    fn rcpt(&mut self, to: &postrelay_smtp::address::ForwardPath) {
+    fn rcpt(&mut self, to: &postrelay_smtp::address::ForwardPath) -> Flow {
         let Some(tx) = self.tx.as_mut() else {
             self.reply(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
-            return;
+            return self.count_error();
         };
         if tx.recipients.len() >= self.config.intake.max_recipients {
             self.rejected_rcpts += 1;
             self.state.rcpt_rejected();
             self.reply(&Reply::new(452, "4.5.3", "Error: too many recipients"));
-            return;
+            // Not a protocol error: the client sends the rest in another
+            // transaction (RFC 5321 §4.5.3.1.10).
+            return Flow::Continue;
         }
         let decision = policy::recipient(
             &self.config.intake,
@@ -368,12 +369,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.state.rcpt_accepted();
                 self.reply(&Reply::new(250, "2.1.5", "Ok"));
+                Flow::Continue
             }
             Err(reply) => {
                 self.rejected_rcpts += 1;
                 self.state.rcpt_rejected();
                 tracing::info!(peer = %self.peer, reply = %reply, "recipient refused");
                 self.reply(&reply);
+                // Refused recipients count towards max_errors: a client
+                // probing for an open relay is stopped like any other.
+                self.count_error()
             }
         }
     }

@@ -63,7 +63,8 @@ impl Health {
 /// The cached sample and when it was taken.
 #[derive(Debug)]
 pub(crate) struct HealthSampler {
-    options: HealthOptions,
+    /// Replaced on configuration reload.
+    options: Mutex<HealthOptions>,
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last sample.
     sampled_at: AtomicU64,
@@ -75,7 +76,7 @@ impl HealthSampler {
     pub(crate) fn new(options: HealthOptions, tmp_dir: &Path) -> HealthSampler {
         let current = Mutex::new(sample(&options, tmp_dir));
         HealthSampler {
-            options,
+            options: Mutex::new(options),
             epoch: Instant::now(),
             sampled_at: AtomicU64::new(0),
             current,
@@ -87,7 +88,7 @@ impl HealthSampler {
     pub(crate) fn get(&self, tmp_dir: &Path) -> Health {
         let now = self.epoch.elapsed().as_nanos() as u64;
         let last = self.sampled_at.load(Ordering::Acquire);
-        let interval = self.options.sample_interval.as_nanos() as u64;
+        let interval = self.options().sample_interval.as_nanos() as u64;
         if now.saturating_sub(last) >= interval
             && self
                 .sampled_at
@@ -102,9 +103,22 @@ impl HealthSampler {
             .clone()
     }
 
+    fn options(&self) -> HealthOptions {
+        self.options
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the thresholds and samples again with them.
+    pub(crate) fn set_options(&self, options: HealthOptions, tmp_dir: &Path) -> Health {
+        *self.options.lock().unwrap_or_else(|p| p.into_inner()) = options;
+        self.refresh(tmp_dir)
+    }
+
     /// Samples now, stores and returns the result.
     pub(crate) fn refresh(&self, tmp_dir: &Path) -> Health {
-        let fresh = sample(&self.options, tmp_dir);
+        let fresh = sample(&self.options(), tmp_dir);
         if let Health::Low { reason } = &fresh {
             tracing::debug!(%reason, "spool: low on space");
         }

@@ -389,6 +389,14 @@ impl Spool {
         self.inner.health.get(&self.inner.layout.tmp)
     }
 
+    /// Replaces the free-space thresholds (configuration reload) and
+    /// returns a fresh verdict under them.
+    pub fn set_health_options(&self, options: HealthOptions) -> Health {
+        self.inner
+            .health
+            .set_options(options, &self.inner.layout.tmp)
+    }
+
     /// Samples free space now, regardless of the cache.
     pub fn sample_health(&self) -> Health {
         self.inner.health.refresh(&self.inner.layout.tmp)
