@@ -1,0 +1,257 @@
+//! Runs the real `postrelay` binary for integration tests: a private
+//! directory with its own spool, control socket and mail log, and a
+//! loopback port. Every wait is bounded.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_postrelay")
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Settings for a test daemon.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Extra top-level TOML lines.
+    pub top: String,
+    /// Extra `[intake]` lines.
+    pub intake: String,
+    /// Extra `[queue]` lines.
+    pub queue: String,
+    /// Listen address (default 127.0.0.1 with a free port).
+    pub listen_ip: Option<String>,
+    /// Extra mynetworks entries added to loopback.
+    pub mynetworks: Vec<String>,
+}
+
+/// A running (or stopped) daemon.
+pub struct Daemon {
+    pub dir: TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+    child: Option<Child>,
+    stderr_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts with default options.
+    pub fn start() -> Daemon {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts with the given options and waits until it accepts connections.
+    pub fn start_with(opts: Options) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("postrelay-test")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let config = dir.path().join("postrelay.toml");
+        std::fs::write(&config, Self::config_text(dir.path(), port, &opts)).unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let mut d = Daemon {
+            dir,
+            port,
+            config,
+            child: None,
+            stderr_path,
+        };
+        d.spawn();
+        d
+    }
+
+    /// The configuration file text for these options.
+    pub fn config_text(dir: &Path, port: u16, opts: &Options) -> String {
+        let ip = opts.listen_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let mut nets = vec!["\"127.0.0.0/8\"".to_string(), "\"::1/128\"".to_string()];
+        nets.extend(opts.mynetworks.iter().map(|n| format!("\"{n}\"")));
+        format!(
+            "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\
+             [intake]\nlisten = [\"{ip}:{port}\"]\nmynetworks = [{nets}]\n{intake}\n\
+             [queue]\n{queue}\n\
+             [log]\nfile = \"{log}\"\nlevel = \"debug\"\n",
+            spool = dir.join("spool").display(),
+            sock = dir.join("control.sock").display(),
+            log = dir.join("mail.log").display(),
+            top = opts.top,
+            intake = opts.intake,
+            queue = opts.queue,
+            nets = nets.join(", "),
+        )
+    }
+
+    fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env_remove("POSTRELAY_CONFIG")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start postrelay");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "postrelay exited during start ({status}):\n{}",
+                    self.stderr()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postrelay did not listen within 20 s:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// PID of the running daemon.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (at most 30 s) for a clean exit; returns its status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "postrelay did not stop within 30 s of SIGTERM:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// The daemon's stderr so far (tracing output).
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.stderr_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The mail log so far.
+    pub fn maillog(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mail.log")).unwrap_or_default()
+    }
+
+    /// The spool directory.
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// Runs `postrelay ARGS --config <ours>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("POSTRELAY_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    /// `queue list --json`, parsed.
+    pub fn queue(&self) -> Vec<serde_json::Value> {
+        let out = self.cli(&["queue", "list", "--json"]);
+        assert!(
+            out.status.success(),
+            "queue list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("queue list --json")
+    }
+
+    /// The spooled body of a message.
+    pub fn body(&self, id: &str) -> Vec<u8> {
+        std::fs::read(self.spool().join("queue").join(format!("{id}.msg"))).unwrap()
+    }
+
+    /// Waits (bounded) until the queue holds `n` messages.
+    pub fn wait_queue_len(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let q = self.queue();
+            if q.len() == n || Instant::now() > deadline {
+                return q;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

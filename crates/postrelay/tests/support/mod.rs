@@ -1,0 +1,9 @@
+//! Shared helpers for the integration tests. Each test binary uses a
+//! different subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod dialog;
+pub mod peers;
+pub mod provider;
+pub mod smtp;

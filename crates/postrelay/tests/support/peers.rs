@@ -1,0 +1,19 @@
+//! Real peers (swaks, Python, smtp-source, Postfix…) are required under CI
+//! and skipped with a message elsewhere.
+
+/// True when `program` is on PATH. When it is not: under `CI=true` this
+/// panics (a missing peer is a failure there), otherwise it prints why the
+/// test is skipped and returns false.
+pub fn require(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{program} is missing under CI: scripts/install-test-deps must install it");
+    }
+    eprintln!("SKIP: {program} is not installed (run scripts/install-test-deps as root)");
+    false
+}

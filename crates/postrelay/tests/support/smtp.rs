@@ -1,0 +1,96 @@
+//! A deliberately dumb SMTP client for dialog tests: it sends exactly the
+//! bytes it is given (bare LFs and all) and reads whole replies.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One reply: its code and its lines (without the code prefix).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// All lines joined, for assertions.
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// A raw client connection.
+pub struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Connects and returns the client with the greeting already read.
+    pub fn connect(port: u16) -> (Raw, Reply) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
+        let greeting = raw.reply();
+        (raw, greeting)
+    }
+
+    /// Sends bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a command line (CRLF appended) and reads one reply.
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Reads one complete (possibly multi-line) reply. Panics on EOF.
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("connection closed before a reply")
+    }
+
+    /// Reads one reply, or `None` when the server closed the connection.
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line()?;
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("bad reply line {line:?}"));
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if !more {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Whether the server has closed the connection (reads until EOF, bounded by the read timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        matches!(self.stream.read(&mut chunk), Ok(0) | Err(_))
+    }
+}
