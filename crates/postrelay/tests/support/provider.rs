@@ -20,7 +20,7 @@
 //!   `X-Provider-Reject:` header -> `550 5.7.1` after DATA.
 //!
 //! Needs root (Postfix's master) and the packages from
-//! `scripts/install-test-deps`; guard tests with `require_peer("postfix")`.
+//! `scripts/install-test-deps`; guard tests with `peers::require("postfix")`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,26 +35,6 @@ pub struct Provider {
     pub implicit_port: u16,
     pub user: String,
     pub password: String,
-}
-
-/// True when `cmd` is on PATH (or in /usr/sbin, /sbin, where Postfix's
-/// commands live and which a non-root PATH often lacks). When it is absent:
-/// under `CI=true` this panics, otherwise it prints a skip message and
-/// returns false. Use as `if !require_peer("postfix") { return; }`.
-pub fn require_peer(cmd: &str) -> bool {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.push(PathBuf::from("/usr/sbin"));
-    dirs.push(PathBuf::from("/sbin"));
-    if dirs.iter().any(|d| d.join(cmd).is_file()) {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{cmd} is missing under CI: scripts/install-test-deps must install it");
-    }
-    eprintln!("SKIP: {cmd} is not installed (run scripts/install-test-deps as root)");
-    false
 }
 
 /// The repository root (where `scripts/` lives).
