@@ -6,8 +6,9 @@
 /// test is skipped and returns false.
 pub fn require(program: &str) -> bool {
     // Postfix's programs live in /usr/sbin, which a non-login PATH may lack.
-    let mut dirs: Vec<std::path::PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     dirs.extend(["/usr/sbin".into(), "/sbin".into()]);
     let found = dirs.iter().any(|d| d.join(program).is_file());
     if found {
