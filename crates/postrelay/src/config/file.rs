@@ -9,8 +9,8 @@
 use serde::Deserialize;
 use serde::de::{self, Visitor};
 
-use super::LogFormat;
-use super::units::{Cidr, HumanDuration, ListenAddr, Size};
+use super::units::{Cidr, DurationOrOff, HumanDuration, ListenAddr, Size, Word};
+use super::{LogFormat, Security, TlsMode};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +23,15 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub queue: QueueFile,
     #[serde(default)]
+    pub delivery: DeliveryFile,
+    #[serde(default)]
+    pub bounce: BounceFile,
+    #[serde(default)]
     pub log: LogFile,
+    /// `[[relay]]` tables, last in the file: every key after a `[[relay]]`
+    /// header belongs to that relay.
+    #[serde(default)]
+    pub relay: Vec<RelayFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +63,58 @@ pub(super) struct QueueFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct DeliveryFile {
+    pub sasl_passwd: Option<String>,
+    pub max_workers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BounceFile {
+    pub sender: Option<String>,
+    pub postmaster: Option<String>,
+    pub delay_warning: Option<DurationOrOff>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RelayFile {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<Word<TlsMode>>,
+    pub security: Option<Word<Security>>,
+    pub ca_file: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub allow_plaintext_auth: Option<bool>,
+    pub verbose: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub max_messages_per_connection: Option<u32>,
+    pub idle_timeout: Option<HumanDuration>,
+    /// A sub-table, so it comes after the plain keys.
+    #[serde(default)]
+    pub timeouts: RelayTimeoutsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RelayTimeoutsFile {
+    pub connect: Option<HumanDuration>,
+    pub greeting: Option<HumanDuration>,
+    pub ehlo: Option<HumanDuration>,
+    pub tls: Option<HumanDuration>,
+    pub auth: Option<HumanDuration>,
+    pub mail: Option<HumanDuration>,
+    pub rcpt: Option<HumanDuration>,
+    pub data: Option<HumanDuration>,
+    pub data_end: Option<HumanDuration>,
+    pub rset: Option<HumanDuration>,
+    pub quit: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct LogFile {
     pub level: Option<String>,
     pub format: Option<LogFormat>,
@@ -67,20 +127,52 @@ pub(super) struct LogFile {
 pub(super) struct Schema {
     /// Keys of the top level, tables included.
     pub top: &'static [&'static str],
-    /// `(table name, keys)` for every table.
-    pub tables: [(&'static str, &'static [&'static str]); 3],
+    /// Every table, in file order; a sub-table's name is dotted
+    /// (`relay.timeouts`) and its key is also among its parent's keys.
+    pub tables: [Table; 7],
+}
+
+/// One table of the file.
+pub(super) struct Table {
+    /// Dotted name, without array indices.
+    pub name: &'static str,
+    /// Its keys, sub-tables included.
+    pub keys: &'static [&'static str],
+    /// Whether it is an array of tables (`[[relay]]`), written once per item.
+    pub array: bool,
+}
+
+impl Table {
+    /// The header that opens it: `[intake]` or `[[relay]]`.
+    pub fn header(&self) -> String {
+        if self.array {
+            format!("[[{}]]", self.name)
+        } else {
+            format!("[{}]", self.name)
+        }
+    }
 }
 
 impl Schema {
     pub fn get() -> Schema {
+        let table = |name, keys, array| Table { name, keys, array };
         Schema {
             top: field_names::<FileConfig>(),
             tables: [
-                ("intake", field_names::<IntakeFile>()),
-                ("queue", field_names::<QueueFile>()),
-                ("log", field_names::<LogFile>()),
+                table("intake", field_names::<IntakeFile>(), false),
+                table("queue", field_names::<QueueFile>(), false),
+                table("delivery", field_names::<DeliveryFile>(), false),
+                table("bounce", field_names::<BounceFile>(), false),
+                table("log", field_names::<LogFile>(), false),
+                table("relay", field_names::<RelayFile>(), true),
+                table("relay.timeouts", field_names::<RelayTimeoutsFile>(), false),
             ],
         }
+    }
+
+    /// The table called `name` (dotted, no indices).
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
     }
 
     /// The keys allowed in `table` ("" for the top level).
@@ -88,10 +180,7 @@ impl Schema {
         if table.is_empty() {
             return Some(self.top);
         }
-        self.tables
-            .iter()
-            .find(|(name, _)| *name == table)
-            .map(|(_, keys)| *keys)
+        self.table(table).map(|t| t.keys)
     }
 
     /// Top-level keys that hold a plain value rather than a table.

@@ -7,8 +7,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::Config;
 use super::units::{format_duration, format_size};
+use super::{Config, RelayConfig};
 
 pub(super) fn render(c: &Config) -> String {
     let mut out = String::new();
@@ -48,6 +48,21 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "max_lifetime", duration(q.max_lifetime));
     kv(o, "min_free_space", format_size(q.min_free_space));
 
+    let d = &c.delivery;
+    o.push_str("\n[delivery]\n");
+    match &d.sasl_passwd {
+        Some(p) => kv(o, "sasl_passwd", path(p)),
+        None => o.push_str("# sasl_passwd: not set\n"),
+    }
+    kv(o, "max_workers", d.max_workers.to_string());
+
+    let b = &c.bounce;
+    o.push_str("\n[bounce]\n");
+    kv(o, "sender", string(&b.sender));
+    kv(o, "postmaster", string(&b.postmaster));
+    let delay = b.delay_warning.map_or_else(|| string("off"), duration);
+    kv(o, "delay_warning", delay);
+
     let l = &c.log;
     o.push_str("\n[log]\n");
     kv(o, "level", string(&l.level));
@@ -56,7 +71,72 @@ pub(super) fn render(c: &Config) -> String {
         Some(f) => kv(o, "file", path(f)),
         None => o.push_str("# file: not set, so logs go to standard error\n"),
     }
+
+    for r in &c.relays {
+        relay(o, r, c.delivery.sasl_passwd.as_deref());
+    }
     out
+}
+
+/// One `[[relay]]` table. Passwords are never written: credentials from a
+/// `password_file` are rendered as that file's name (which `parse` reads
+/// again), those from `sasl_passwd` as a comment.
+fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
+    o.push_str("\n[[relay]]\n");
+    kv(o, "name", string(&r.name));
+    kv(o, "host", string(&r.host));
+    kv(o, "port", r.port.to_string());
+    kv(o, "tls", string(r.tls.as_str()));
+    kv(o, "security", string(r.security.as_str()));
+    match &r.ca_file {
+        Some(f) => kv(o, "ca_file", path(f)),
+        None => o.push_str("# ca_file: not set, so the system's trusted CAs are used\n"),
+    }
+    match &r.credentials {
+        None => o.push_str("# credentials: none, so no AUTH\n"),
+        Some(cr) if Some(cr.source.as_path()) == sasl_passwd => {
+            let _ = writeln!(
+                o,
+                "# credentials: user {} from delivery.sasl_passwd",
+                string(&cr.username)
+            );
+        }
+        Some(cr) => {
+            kv(o, "username", string(&cr.username));
+            kv(o, "password_file", path(&cr.source));
+        }
+    }
+    kv(
+        o,
+        "allow_plaintext_auth",
+        r.allow_plaintext_auth.to_string(),
+    );
+    kv(o, "verbose", r.verbose.to_string());
+    kv(o, "max_connections", r.max_connections.to_string());
+    kv(
+        o,
+        "max_messages_per_connection",
+        r.max_messages_per_connection.to_string(),
+    );
+    kv(o, "idle_timeout", duration(r.idle_timeout));
+
+    let t = &r.timeouts;
+    o.push_str("\n[relay.timeouts]\n");
+    for (key, value) in [
+        ("connect", t.connect),
+        ("greeting", t.greeting),
+        ("ehlo", t.ehlo),
+        ("tls", t.tls),
+        ("auth", t.auth),
+        ("mail", t.mail),
+        ("rcpt", t.rcpt),
+        ("data", t.data),
+        ("data_end", t.data_end),
+        ("rset", t.rset),
+        ("quit", t.quit),
+    ] {
+        kv(o, key, duration(value));
+    }
 }
 
 fn kv(out: &mut String, key: &str, value: String) {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::FileConfig;
+use super::relay;
 use super::units::{Cidr, covers_family, format_duration, format_size, parse_size};
 use super::validate::{Flavor, Locator};
 use super::{Config, ConfigError, Intake, LogFormat, LogSettings, QueueSettings};
@@ -70,6 +71,9 @@ pub(super) fn resolve(
     let intake = intake(file.intake, flavor, &hostname, loc)?;
     let queue = queue(file.queue, &intake, loc)?;
     let log = log(file.log, loc)?;
+    let (delivery, sasl_passwd) = relay::delivery(file.delivery, loc)?;
+    let bounce = relay::bounce(file.bounce, &hostname, &queue, loc)?;
+    let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
     Ok(Config {
         hostname,
         spool,
@@ -77,6 +81,9 @@ pub(super) fn resolve(
         intake,
         queue,
         log,
+        relays,
+        delivery,
+        bounce,
     })
 }
 
@@ -106,7 +113,7 @@ fn hostname(
 }
 
 /// Checks a domain name and returns it lower-cased.
-fn check_domain(name: &str) -> Result<String, String> {
+pub(super) fn check_domain(name: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err("a domain name cannot be empty".into());
     }
@@ -144,7 +151,11 @@ fn check_domain(name: &str) -> Result<String, String> {
     Ok(name.to_ascii_lowercase())
 }
 
-fn non_empty_path(loc: &Locator<'_>, key: &str, value: String) -> Result<PathBuf, ConfigError> {
+pub(super) fn non_empty_path(
+    loc: &Locator<'_>,
+    key: &str,
+    value: String,
+) -> Result<PathBuf, ConfigError> {
     if value.is_empty() {
         return Err(loc.value_error(key, "a path cannot be empty"));
     }

@@ -1,5 +1,5 @@
 //! Value syntaxes shared by several settings: byte sizes, durations, listen
-//! addresses and CIDR networks.
+//! addresses, CIDR networks, and the words of `tls` and `security`.
 //!
 //! Parsing is strict and every error says what to write instead. Formatting
 //! produces text that the parser reads back to exactly the same value, which
@@ -168,6 +168,101 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A duration or `"off"`, as written in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DurationOrOff(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for DurationOrOff {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationOrOff;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""off" or a duration such as "4h""#)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationOrOff, E> {
+                Err(E::custom(format!(
+                    r#"a bare number has no unit; write e.g. "{v}h", or "off""#
+                )))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<DurationOrOff, E> {
+                Err(E::custom(r#"write "off", or a duration such as "4h""#))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationOrOff, E> {
+                if v == "off" {
+                    return Ok(DurationOrOff(None));
+                }
+                parse_duration(v)
+                    .map(|d| DurationOrOff(Some(d)))
+                    .map_err(|e| E::custom(format!(r#"{e}; or "off""#)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A keyword setting whose spelling is parsed by `T`'s [`FromStr`], so that
+/// a near miss gets a tailored hint rather than serde's list of variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Word<T>(pub T);
+
+impl<'de, T: FromStr<Err = String>> Deserialize<'de> for Word<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let parse = |s: &str| s.parse::<T>().map(Word);
+        d.deserialize_str(StrVisitor(parse, "a string"))
+    }
+}
+
+impl FromStr for super::TlsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use super::TlsMode;
+        let all = [TlsMode::Auto, TlsMode::StartTls, TlsMode::Implicit];
+        if let Some(m) = all.into_iter().find(|m| m.as_str() == s) {
+            return Ok(m);
+        }
+        let hint = match s.to_ascii_lowercase().as_str() {
+            "wrappermode" | "wrapper" | "smtps" | "ssl" | "tls" | "submissions" => {
+                r#"; for TLS from the first byte (Postfix smtp_tls_wrappermode = yes, port 465) write "implicit""#
+            }
+            _ => "",
+        };
+        Err(format!(
+            r#"unknown TLS mode; write "auto", "starttls" or "implicit"{hint}"#
+        ))
+    }
+}
+
+impl FromStr for super::Security {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        use super::Security;
+        let all = [
+            Security::Verify,
+            Security::Encrypt,
+            Security::May,
+            Security::None,
+        ];
+        if let Some(m) = all.into_iter().find(|m| m.as_str() == s) {
+            return Ok(m);
+        }
+        let hint = match s.to_ascii_lowercase().as_str() {
+            "secure" => {
+                r#"; postrelay's "verify" checks the certificate's chain and name, as Postfix's "secure" does"#
+            }
+            "dane" | "dane-only" | "fingerprint" => {
+                r#"; this Postfix level is not supported: "verify" checks the certificate against trusted CAs (set ca_file for a private CA)"#
+            }
+            _ => "",
+        };
+        Err(format!(
+            r#"unknown security level; write "verify", "encrypt", "may" or "none"{hint}"#
+        ))
     }
 }
 

@@ -1,0 +1,584 @@
+//! Defaults and checks of `[delivery]`, `[bounce]` and `[[relay]]`,
+//! including reading the credentials: secrets are read when the
+//! configuration is loaded, so that a reload (SIGHUP) picks up a fixed or
+//! rotated password, and a bad secret file fails the load like any other
+//! mistake.
+//!
+//! Messages about a relay start with `relay "name":`; messages about a
+//! secret file name the file, what is wrong with it and the command that
+//! fixes it, and never contain the secret.
+
+use std::io::Read;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use postrelay_smtp::Mailbox;
+
+use super::file::{BounceFile, DeliveryFile, RelayFile, RelayTimeoutsFile};
+use super::resolve::{check_domain, non_empty_path};
+use super::sasl_passwd::{self, SaslPasswd};
+use super::secrets::{self, Secret};
+use super::units::{HumanDuration, format_duration};
+use super::validate::Locator;
+use super::{
+    BounceSettings, ConfigError, Credentials, DeliverySettings, QueueSettings, RelayConfig,
+    RelayTimeouts, Security, TlsMode,
+};
+
+const MAX_WORKERS: usize = 20;
+const PORT_IMPLICIT: u16 = 465;
+const PORT_STARTTLS: u16 = 587;
+const MAX_CONNECTIONS: usize = 10;
+const MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const POSTMASTER: &str = "postmaster";
+
+/// `relay.timeouts` defaults; the reasons are on [`RelayTimeouts`].
+const TIMEOUTS: RelayTimeouts = RelayTimeouts {
+    connect: Duration::from_secs(30),
+    greeting: Duration::from_secs(30),
+    ehlo: Duration::from_secs(300),
+    tls: Duration::from_secs(30),
+    auth: Duration::from_secs(60),
+    mail: Duration::from_secs(300),
+    rcpt: Duration::from_secs(300),
+    data: Duration::from_secs(180),
+    data_end: Duration::from_secs(600),
+    rset: Duration::from_secs(20),
+    quit: Duration::from_secs(10),
+};
+
+/// Longest relay timeout: a relay that needs more than an hour to answer
+/// is broken, and meanwhile the message waits instead of being retried.
+const MAX_RELAY_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const PEM_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
+
+/// Largest `ca_file` read: CA bundles are a few hundred KiB.
+const MAX_CA_FILE: u64 = 16 << 20;
+
+/// The delivery settings, and the parsed `sasl_passwd` when one is set.
+pub(super) fn delivery(
+    file: DeliveryFile,
+    loc: &Locator<'_>,
+) -> Result<(DeliverySettings, Option<SaslPasswd>), ConfigError> {
+    let max_workers = file.max_workers.unwrap_or(MAX_WORKERS);
+    if max_workers == 0 {
+        return Err(loc.value_error(
+            "delivery.max_workers",
+            "must be at least 1, or no mail would ever be delivered",
+        ));
+    }
+    let key = "delivery.sasl_passwd";
+    let (sasl_passwd, table) = match file.sasl_passwd {
+        None => (None, None),
+        Some(p) => {
+            let path = non_empty_path(loc, key, p)?;
+            let text = secrets::read_protected(&path).map_err(|why| {
+                loc.invalid(
+                    key,
+                    loc.line_of(key),
+                    format!("{key} {} {why}", path.display()),
+                )
+            })?;
+            let table = sasl_passwd::parse(&text).map_err(|e| {
+                let origin = path.display().to_string();
+                loc.invalid_in(&origin, key, Some(e.line), format!("{key}: {}", e.message))
+            })?;
+            (Some(path), Some(table))
+        }
+    };
+    Ok((
+        DeliverySettings {
+            sasl_passwd,
+            max_workers,
+        },
+        table,
+    ))
+}
+
+pub(super) fn bounce(
+    file: BounceFile,
+    hostname: &str,
+    queue: &QueueSettings,
+    loc: &Locator<'_>,
+) -> Result<BounceSettings, ConfigError> {
+    let key = "bounce.sender";
+    let sender = match file.sender {
+        None => String::new(),
+        Some(s) if s.is_empty() => s,
+        Some(s) => {
+            if s == "<>" {
+                return Err(loc.value_error(key, r#"write "" for the null sender <>"#));
+            }
+            address(&s).map_err(|why| {
+                let why =
+                    format!(r#"{why}; e.g. "bounces@example.com", or "" for the null sender <>"#);
+                loc.value_error(key, &why)
+            })?
+        }
+    };
+    let key = "bounce.postmaster";
+    let postmaster = match file.postmaster.as_deref().unwrap_or(POSTMASTER) {
+        "" => {
+            return Err(loc.value_error(
+                key,
+                r#"double bounces need somewhere to go; write a local part such as "postmaster" or an address"#,
+            ));
+        }
+        p if p.contains('@') => address(p).map_err(|why| loc.value_error(key, &why))?,
+        local => address(&format!("{local}@{hostname}")).map_err(|why| {
+            let why = format!("not a local part (completed as {local}@{hostname}): {why}");
+            loc.value_error(key, &why)
+        })?,
+    };
+    let key = "bounce.delay_warning";
+    let delay_warning = match file.delay_warning.and_then(|d| d.0) {
+        None => None,
+        Some(d) if d < Duration::from_secs(1) => {
+            return Err(loc.value_error(key, r#"must be at least 1 second, or "off""#));
+        }
+        Some(d) if d >= queue.max_lifetime => {
+            let line = loc.first_line(&[key, "queue.max_lifetime"]);
+            let message = format!(
+                r#"{} is not shorter than {}, after which the message is bounced, so the warning would never be sent; make it shorter, or write "off""#,
+                loc.describe(key, &format_duration(d)),
+                loc.describe("queue.max_lifetime", &format_duration(queue.max_lifetime)),
+            );
+            return Err(loc.invalid(key, line, message));
+        }
+        Some(d) => Some(d),
+    };
+    Ok(BounceSettings {
+        sender,
+        postmaster,
+        delay_warning,
+    })
+}
+
+/// Checks an address (no angle brackets) and returns it in its normal
+/// form. Non-ASCII addresses are refused: a relay might not offer
+/// SMTPUTF8, and bounces must always be deliverable.
+fn address(text: &str) -> Result<String, String> {
+    if text.starts_with('<') || text.ends_with('>') {
+        return Err("write the address without angle brackets".to_owned());
+    }
+    let mailbox = Mailbox::parse(text).map_err(|e| format!("not an address: {e}"))?;
+    if !mailbox.is_ascii() {
+        return Err(
+            "write the address in ASCII (a relay need not support SMTPUTF8); for a domain use its xn-- form"
+                .to_owned(),
+        );
+    }
+    if mailbox.is_address_literal() {
+        return Err("use a domain name, not an address literal".to_owned());
+    }
+    Ok(mailbox.to_string())
+}
+
+pub(super) fn relays(
+    files: Vec<RelayFile>,
+    delivery: &DeliverySettings,
+    sasl: Option<&SaslPasswd>,
+    loc: &Locator<'_>,
+) -> Result<Vec<RelayConfig>, ConfigError> {
+    // Duplicate names first, so that the message does not depend on
+    // whether the second relay has other problems.
+    for (i, file) in files.iter().enumerate() {
+        let earlier = files[..i]
+            .iter()
+            .position(|f| f.name.is_some() && f.name == file.name);
+        if let Some(j) = earlier {
+            let first = loc
+                .item_line("relay", j)
+                .map_or(String::new(), |l| format!(" (line {l})"));
+            let why = format!(
+                "is also the name of relay #{}{first}; relay names must be unique",
+                j + 1
+            );
+            return Err(loc.value_error(&format!("relay[{i}].name"), &why));
+        }
+    }
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, file)| relay(i, file, delivery, sasl, loc))
+        .collect()
+}
+
+fn relay(
+    i: usize,
+    file: RelayFile,
+    delivery: &DeliverySettings,
+    sasl: Option<&SaslPasswd>,
+    loc: &Locator<'_>,
+) -> Result<RelayConfig, ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    let label = loc.item_label("relay", i);
+
+    let Some(name) = file.name else {
+        return Err(loc.missing_error(
+            &key("name"),
+            r#"name is required, e.g. name = "primary"; it names the relay in logs and messages"#,
+        ));
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(loc.value_error(
+            &key("name"),
+            "use only lower-case letters, digits, '-' and '_' (it appears in log lines)",
+        ));
+    }
+
+    let Some(host) = file.host else {
+        return Err(loc.missing_error(
+            &key("host"),
+            r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com""#,
+        ));
+    };
+    let host = relay_host(&host).map_err(|why| loc.value_error(&key("host"), &why))?;
+
+    let tls = file.tls.map_or(TlsMode::Auto, |w| w.0);
+    let security = file.security.map_or(Security::Verify, |w| w.0);
+    let port = match file.port {
+        Some(0) => {
+            return Err(loc.value_error(&key("port"), "must be a port number from 1 to 65535"));
+        }
+        Some(p) => p,
+        None if tls == TlsMode::Implicit => PORT_IMPLICIT,
+        None => PORT_STARTTLS,
+    };
+    if tls == TlsMode::Implicit && security == Security::None {
+        let line = loc.first_line(&[&key("security"), &key("tls")]);
+        let message = format!(
+            r#"{label}: tls = "implicit" starts every session with TLS, but security = "none" means no TLS; write security = "verify" (or "encrypt"), or tls = "starttls" for a relay that is spoken to in clear text"#
+        );
+        return Err(loc.invalid(&key("security"), line, message));
+    }
+
+    let ca_file = match file.ca_file {
+        None => None,
+        Some(p) => {
+            let k = key("ca_file");
+            let path = non_empty_path(loc, &k, p)?;
+            if security != Security::Verify {
+                let line = loc.first_line(&[&k, &key("security")]);
+                let message = format!(
+                    r#"{label}: ca_file is only used to verify the relay's certificate, which {} does not do; write security = "verify", or remove ca_file"#,
+                    loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
+                );
+                return Err(loc.invalid(&k, line, message));
+            }
+            check_ca_file(&path).map_err(|why| {
+                let message = format!("{label}: ca_file {} {why}", path.display());
+                loc.invalid(&k, loc.line_of(&k), message)
+            })?;
+            Some(path)
+        }
+    };
+
+    let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
+    if allow_plaintext_auth && security != Security::None {
+        let why = match security {
+            Security::May => {
+                "the credentials would cross the network in clear text whenever the relay does not offer STARTTLS (or an attacker strips it from its answer); use TLS: remove allow_plaintext_auth"
+            }
+            _ => {
+                "TLS is always on before AUTH with this security level, so it has no effect; it is only accepted with security = \"none\": remove it"
+            }
+        };
+        let line = loc.first_line(&[&key("allow_plaintext_auth"), &key("security")]);
+        let message = format!(
+            "{label}: allow_plaintext_auth = true with {}: {why}",
+            loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
+        );
+        return Err(loc.invalid(&key("allow_plaintext_auth"), line, message));
+    }
+
+    let max_connections = file.max_connections.unwrap_or(MAX_CONNECTIONS);
+    if max_connections == 0 {
+        let why = "must be at least 1, or nothing could be sent through this relay";
+        return Err(loc.value_error(&key("max_connections"), why));
+    }
+    let max_messages_per_connection = file
+        .max_messages_per_connection
+        .unwrap_or(MAX_MESSAGES_PER_CONNECTION);
+    if max_messages_per_connection == 0 {
+        let why = "must be at least 1 (1 closes the connection after every message)";
+        return Err(loc.value_error(&key("max_messages_per_connection"), why));
+    }
+    let idle_timeout = relay_duration(loc, &key("idle_timeout"), file.idle_timeout, IDLE_TIMEOUT)?;
+    let timeouts = timeouts(loc, i, file.timeouts)?;
+
+    let target = Target {
+        i,
+        label: &label,
+        name: &name,
+        host: &host,
+        port,
+    };
+    let credentials = credentials(
+        &target,
+        file.username,
+        file.password_file,
+        delivery,
+        sasl,
+        loc,
+    )?;
+    if let Some(c) = &credentials
+        && security == Security::None
+        && !allow_plaintext_auth
+    {
+        let from = if Some(&c.source) == delivery.sasl_passwd.as_ref() {
+            format!(" (from delivery.sasl_passwd {})", c.source.display())
+        } else {
+            String::new()
+        };
+        let line = loc.first_line(&[&key("security"), &key("username"), &key("password_file")]);
+        let message = format!(
+            r#"{label}: security = "none" would send the credentials{from} across the network in clear text; use TLS (security = "verify"), or, only if the path to the relay is trusted (loopback, a VPN), set allow_plaintext_auth = true"#
+        );
+        return Err(loc.invalid(&key("security"), line, message));
+    }
+
+    Ok(RelayConfig {
+        name,
+        host,
+        port,
+        tls,
+        security,
+        ca_file,
+        credentials,
+        allow_plaintext_auth,
+        verbose: file.verbose.unwrap_or(false),
+        max_connections,
+        max_messages_per_connection,
+        idle_timeout,
+        timeouts,
+    })
+}
+
+/// The relay's host: a DNS name (lower-cased) or an IP address (canonical),
+/// with Postfix's brackets (`[smtp.example.com]`, `[ipv6:2001:db8::1]`)
+/// removed. The brackets change nothing: postrelay never looks up MX
+/// records.
+fn relay_host(written: &str) -> Result<String, String> {
+    let inner = written
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(written);
+    if let Ok(ip) = inner.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    if let Some(v6) = inner
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case("ipv6:"))
+        .and_then(|_| inner[5..].parse::<Ipv6Addr>().ok())
+    {
+        return Ok(v6.to_string());
+    }
+    if let Some((h, p)) = written.rsplit_once(':')
+        && p.parse::<u16>().is_ok()
+        && !h.is_empty()
+    {
+        let h = h
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .unwrap_or(h);
+        return Err(format!(
+            r#"write the port separately: host = "{h}" and port = {p}"#
+        ));
+    }
+    check_domain(inner).map_err(|why| format!("not a host name or IP address: {why}"))
+}
+
+fn check_ca_file(path: &Path) -> Result<(), String> {
+    let file = secrets::open(path)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be examined: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file; name a file of PEM certificates".to_owned());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let has_pem = bytes
+        .windows(PEM_CERTIFICATE.len())
+        .any(|w| w == PEM_CERTIFICATE.as_bytes());
+    if !has_pem {
+        return Err(format!(
+            "holds no PEM certificate (no \"{PEM_CERTIFICATE}\" line); give the CA certificates in PEM format (convert DER with: openssl x509 -inform der -in CA.der -out CA.pem)"
+        ));
+    }
+    Ok(())
+}
+
+fn timeouts(
+    loc: &Locator<'_>,
+    i: usize,
+    file: RelayTimeoutsFile,
+) -> Result<RelayTimeouts, ConfigError> {
+    let d = TIMEOUTS;
+    let one = |field: &str, written: Option<HumanDuration>, default: Duration| {
+        relay_duration(
+            loc,
+            &format!("relay[{i}].timeouts.{field}"),
+            written,
+            default,
+        )
+    };
+    Ok(RelayTimeouts {
+        connect: one("connect", file.connect, d.connect)?,
+        greeting: one("greeting", file.greeting, d.greeting)?,
+        ehlo: one("ehlo", file.ehlo, d.ehlo)?,
+        tls: one("tls", file.tls, d.tls)?,
+        auth: one("auth", file.auth, d.auth)?,
+        mail: one("mail", file.mail, d.mail)?,
+        rcpt: one("rcpt", file.rcpt, d.rcpt)?,
+        data: one("data", file.data, d.data)?,
+        data_end: one("data_end", file.data_end, d.data_end)?,
+        rset: one("rset", file.rset, d.rset)?,
+        quit: one("quit", file.quit, d.quit)?,
+    })
+}
+
+/// A relay duration: between 1 second and [`MAX_RELAY_TIMEOUT`].
+fn relay_duration(
+    loc: &Locator<'_>,
+    key: &str,
+    written: Option<HumanDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = written.map_or(default, |d| d.0);
+    if d < Duration::from_secs(1) {
+        return Err(loc.value_error(key, r#"must be at least 1 second; write e.g. "30s""#));
+    }
+    if d > MAX_RELAY_TIMEOUT {
+        let why = "must be at most 1h: a relay that takes longer is broken, and the message should be retried instead";
+        return Err(loc.value_error(key, why));
+    }
+    Ok(d)
+}
+
+/// The relay whose credentials are being read.
+struct Target<'a> {
+    /// Position among the `[[relay]]` tables.
+    i: usize,
+    /// `relay "name"`, for messages.
+    label: &'a str,
+    name: &'a str,
+    host: &'a str,
+    port: u16,
+}
+
+/// The relay's credentials: `username` with `password_file`, or else the
+/// `sasl_passwd` entry for the relay, or none.
+fn credentials(
+    t: &Target<'_>,
+    username: Option<String>,
+    password_file: Option<String>,
+    delivery: &DeliverySettings,
+    sasl: Option<&SaslPasswd>,
+    loc: &Locator<'_>,
+) -> Result<Option<Credentials>, ConfigError> {
+    let Target {
+        i,
+        label,
+        name,
+        host,
+        port,
+    } = *t;
+    let user_key = format!("relay[{i}].username");
+    let file_key = format!("relay[{i}].password_file");
+    if username.as_deref() == Some("") {
+        return Err(loc.value_error(
+            &user_key,
+            "cannot be empty; remove it for a relay without AUTH",
+        ));
+    }
+    if let Some(u) = &username
+        && u.contains(['\0', '\r', '\n'])
+    {
+        return Err(loc.value_error(&user_key, "cannot contain NUL or line breaks"));
+    }
+    let entry = sasl.and_then(|t| t.lookup(host, port));
+    let sasl_path = delivery.sasl_passwd.as_deref();
+    match (username, password_file) {
+        (None, Some(_)) => {
+            let line = loc.line_of(&file_key);
+            let message = format!(
+                r#"{label}: password_file is set without username; add username = "…", the user name the relay expects with this password"#
+            );
+            Err(loc.invalid(&file_key, line, message))
+        }
+        (Some(username), Some(p)) => {
+            let path = non_empty_path(loc, &file_key, p)?;
+            if Some(path.as_path()) == sasl_path {
+                let why = "is the delivery.sasl_passwd file; a password_file holds only the password (remove password_file and username to use the sasl_passwd entry)";
+                return Err(loc.value_error(&file_key, why));
+            }
+            let password = read_password(&path).map_err(|why| {
+                let message = format!("{label}: password_file {} {why}", path.display());
+                loc.invalid(&file_key, loc.line_of(&file_key), message)
+            })?;
+            Ok(Some(Credentials {
+                username,
+                password,
+                source: path,
+            }))
+        }
+        (Some(username), None) => {
+            let Some((e, path)) = entry.zip(sasl_path) else {
+                let keys = sasl_passwd::lookup_keys(host, port);
+                let message = format!(
+                    r#"{label}: username is set but there is no password: set password_file = "/etc/postrelay/secrets/{name}" (a file holding only the password), or add a line "{} {username}:PASSWORD" to delivery.sasl_passwd"#,
+                    keys[0],
+                );
+                return Err(loc.invalid(&user_key, loc.line_of(&user_key), message));
+            };
+            if e.username != username {
+                let message = format!(
+                    r#"{label}: username = "{username}", but the delivery.sasl_passwd entry "{}" (line {}) is for user "{}"; remove username to use that entry, or make the two agree"#,
+                    e.key, e.line, e.username
+                );
+                return Err(loc.invalid(&user_key, loc.line_of(&user_key), message));
+            }
+            Ok(Some(sasl_credentials(e, path)))
+        }
+        (None, None) => Ok(entry.zip(sasl_path).map(|(e, p)| sasl_credentials(e, p))),
+    }
+}
+
+fn sasl_credentials(e: &sasl_passwd::Entry, path: &Path) -> Credentials {
+    Credentials {
+        username: e.username.clone(),
+        password: e.password.clone(),
+        source: path.to_path_buf(),
+    }
+}
+
+/// Reads a password file: the password alone, one trailing line break
+/// removed. The error completes a sentence starting with the file's name.
+fn read_password(path: &Path) -> Result<Secret, String> {
+    let text = secrets::read_protected(path)?;
+    let password = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err("is empty; write the password into it (alone, on one line)".to_owned());
+    }
+    if password.contains(['\n', '\r']) {
+        return Err("has more than one line; it must hold only the password".to_owned());
+    }
+    if password.contains('\0') {
+        return Err("contains a NUL character, which SMTP AUTH cannot carry".to_owned());
+    }
+    Ok(Secret::new(password))
+}

@@ -1,0 +1,842 @@
+//! Tests of `[[relay]]`, `[delivery]`, `[bounce]`, secret files and
+//! `sasl_passwd`. Files with secrets are written to temporary directories
+//! with the modes under test.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::sasl_passwd::{self, LineError};
+use super::tests::{EXAMPLE, err, keys_in, ok, schema_keys, secs};
+use super::*;
+
+/// Writes files into a test's temporary directory.
+pub(super) struct Files(PathBuf);
+
+impl Files {
+    pub fn new(dir: &Path) -> Files {
+        Files(dir.to_path_buf())
+    }
+
+    /// A file with `mode`, owned by the user running the tests.
+    pub fn file(&self, name: &str, content: &str, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A properly protected secret file (mode 0600).
+    pub fn secret(&self, name: &str, content: &str) -> PathBuf {
+        self.file(name, content, 0o600)
+    }
+
+    /// A file that passes the `ca_file` check (the TLS code parses it).
+    pub fn ca(&self, name: &str) -> PathBuf {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        self.file(name, pem, 0o644)
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+const PASSWORD: &str = "hunter2-SECRET";
+
+/// A relay table with the given extra lines, after name and host.
+fn relay(extra: &str) -> String {
+    format!("[[relay]]\nname = \"ses\"\nhost = \"email-smtp.us-east-1.amazonaws.com\"\n{extra}")
+}
+
+#[test]
+fn relay_defaults() {
+    let c = ok(&relay(""));
+    let r = &c.relays[0];
+    assert_eq!(r.name, "ses");
+    assert_eq!(r.host, "email-smtp.us-east-1.amazonaws.com");
+    assert_eq!(r.port, 587);
+    assert_eq!(r.tls, TlsMode::Auto);
+    assert_eq!(r.security, Security::Verify);
+    assert_eq!(r.ca_file, None);
+    assert_eq!(r.credentials, None);
+    assert!(!r.allow_plaintext_auth && !r.verbose);
+    assert_eq!(r.max_connections, 10);
+    assert_eq!(r.max_messages_per_connection, 100);
+    assert_eq!(r.idle_timeout, secs(10));
+    let t = &r.timeouts;
+    let got = [
+        t.connect, t.greeting, t.ehlo, t.tls, t.auth, t.mail, t.rcpt, t.data, t.data_end, t.rset,
+        t.quit,
+    ];
+    let want = [30, 30, 300, 30, 60, 300, 300, 180, 600, 20, 10].map(secs);
+    assert_eq!(got, want);
+}
+
+#[test]
+fn delivery_and_bounce_defaults() {
+    let c = ok("hostname = \"mx.example.org\"");
+    assert!(c.relays.is_empty());
+    assert_eq!(
+        c.delivery,
+        DeliverySettings {
+            sasl_passwd: None,
+            max_workers: 20
+        }
+    );
+    assert_eq!(
+        c.bounce,
+        BounceSettings {
+            sender: String::new(),
+            postmaster: "postmaster@mx.example.org".to_owned(),
+            delay_warning: None,
+        }
+    );
+    assert_eq!(builtin_default().relays, vec![]);
+}
+
+#[test]
+fn ports_hosts_and_modes() {
+    // (extra lines, host, port, tls, security)
+    let cases = [
+        (
+            "",
+            "email-smtp.us-east-1.amazonaws.com",
+            587,
+            TlsMode::Auto,
+            Security::Verify,
+        ),
+        (
+            "tls = \"implicit\"",
+            "email-smtp.us-east-1.amazonaws.com",
+            465,
+            TlsMode::Implicit,
+            Security::Verify,
+        ),
+        (
+            "tls = \"implicit\"\nport = 2465",
+            "email-smtp.us-east-1.amazonaws.com",
+            2465,
+            TlsMode::Implicit,
+            Security::Verify,
+        ),
+        (
+            "tls = \"starttls\"\nsecurity = \"may\"",
+            "email-smtp.us-east-1.amazonaws.com",
+            587,
+            TlsMode::StartTls,
+            Security::May,
+        ),
+        (
+            "tls = \"starttls\"\nsecurity = \"none\"\nport = 25",
+            "email-smtp.us-east-1.amazonaws.com",
+            25,
+            TlsMode::StartTls,
+            Security::None,
+        ),
+        (
+            "security = \"encrypt\"",
+            "email-smtp.us-east-1.amazonaws.com",
+            587,
+            TlsMode::Auto,
+            Security::Encrypt,
+        ),
+    ];
+    for (extra, host, port, tls, security) in cases {
+        let r = ok(&relay(extra)).relays.remove(0);
+        assert_eq!(
+            (r.host.as_str(), r.port, r.tls, r.security),
+            (host, port, tls, security),
+            "{extra}"
+        );
+    }
+    // Brackets (Postfix's "no MX lookup") are stripped; names lower-cased,
+    // IPv6 addresses canonical.
+    let hosts = [
+        ("[smtp.example.com]", "smtp.example.com"),
+        ("SMTP.Example.COM", "smtp.example.com"),
+        ("[192.0.2.25]", "192.0.2.25"),
+        ("192.0.2.25", "192.0.2.25"),
+        ("[2001:DB8::0:1]", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("[ipv6:2001:db8::1]", "2001:db8::1"),
+        ("localhost", "localhost"),
+    ];
+    for (written, want) in hosts {
+        let text = format!("[[relay]]\nname = \"a\"\nhost = \"{written}\"");
+        assert_eq!(ok(&text).relays[0].host, want, "{written}");
+    }
+}
+
+#[test]
+fn relays_keep_their_order() {
+    let text = "[[relay]]\nname = \"primary\"\nhost = \"a.example\"\n[relay.timeouts]\nconnect = \"5s\"\n\n[[relay]]\nname = \"fallback-2\"\nhost = \"b.example\"\nport = 2525\n";
+    let c = ok(text);
+    let names: Vec<_> = c.relays.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["primary", "fallback-2"]);
+    assert_eq!(c.relays[0].timeouts.connect, secs(5));
+    assert_eq!(c.relays[1].timeouts.connect, secs(30));
+    assert_eq!(c.relays[1].port, 2525);
+}
+
+#[test]
+fn bounce_settings() {
+    let c = ok(
+        "hostname = \"mx.example.org\"\n[bounce]\nsender = \"bounces@example.org\"\npostmaster = \"root\"\ndelay_warning = \"4h\"",
+    );
+    assert_eq!(c.bounce.sender, "bounces@example.org");
+    assert_eq!(c.bounce.postmaster, "root@mx.example.org");
+    assert_eq!(c.bounce.delay_warning, Some(secs(4 * 3600)));
+    let c = ok("[bounce]\npostmaster = \"admin@example.net\"\ndelay_warning = \"off\"");
+    assert_eq!(c.bounce.postmaster, "admin@example.net");
+    assert_eq!(c.bounce.delay_warning, None);
+}
+
+/// (file text, dotted key, line, words the message must contain)
+#[rustfmt::skip]
+const INVALID: &[(&str, &str, usize, &[&str])] = &[
+    // Table shapes and unknown keys.
+    ("relay = 5", "relay", 1, &["`relay` must be an array of tables", "[[relay]]"]),
+    ("relay = [5]", "relay[0]", 1, &["each `relay` must be a table"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\npassword = \"pw\"", "relay[0].password", 4, &["passwords are never written in this file", "password_file"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nprot = 25", "relay[0].prot", 4, &["did you mean `port`", "allowed keys in [[relay]]: name, host, port"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nconnect = \"5s\"", "relay[0].connect", 4, &["`connect` belongs in [relay.timeouts]"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nport = 25", "relay[0].timeouts.port", 5, &["`port` belongs in [[relay]]: write it above the [relay.timeouts] header"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nconect = \"5s\"", "relay[0].timeouts.conect", 5, &["did you mean `connect`", "allowed keys in [relay.timeouts]: connect, greeting"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\ntimeouts = 5", "relay[0].timeouts", 4, &["`relay.timeouts` must be a table"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[delivery]\nmax_workers = 5\n[[relay]]\nmax_workers = 1", "relay[1].max_workers", 7, &["`max_workers` belongs in [delivery]"]),
+    ("relayhost = \"[smtp.example.com]:587\"", "relayhost", 1, &["Postfix's relayhost is a [[relay]] table", "and the tables [intake], [queue], [delivery], [bounce], [log], [[relay]]"]),
+    ("[delivery]\nsmtp_sasl_password_maps = \"hash:/etc/postfix/sasl_passwd\"", "delivery.smtp_sasl_password_maps", 2, &["delivery.sasl_passwd"]),
+    // Names and hosts.
+    ("[[relay]]\nhost = \"h.example\"", "relay[0].name", 1, &["relay #1: name is required"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n\n[[relay]]\nhost = \"i.example\"", "relay[1].name", 5, &["relay #2: name is required"]),
+    ("[[relay]]\nname = \"Primary\"\nhost = \"h.example\"", "relay[0].name", 2, &["relay \"Primary\": name = \"Primary\": use only lower-case letters, digits"]),
+    ("[[relay]]\nname = \"\"\nhost = \"h.example\"", "relay[0].name", 2, &["relay #1: name = \"\": use only lower-case"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[[relay]]\nname = \"a\"\nhost = \"i.example\"", "relay[1].name", 5, &["relay \"a\": name = \"a\": is also the name of relay #1 (line 1); relay names must be unique"]),
+    ("[[relay]]\nname = \"a\"", "relay[0].host", 1, &["relay \"a\": host is required"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"[smtp.example.com]:587\"", "relay[0].host", 3, &["write the port separately: host = \"smtp.example.com\" and port = 587"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"smtp.example.com:465\"", "relay[0].host", 3, &["host = \"smtp.example.com\" and port = 465"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"smtp_relay.example.com\"", "relay[0].host", 3, &["not a host name or IP address", "underscores"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"smtp example\"", "relay[0].host", 3, &["not a host name or IP address"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"\"", "relay[0].host", 3, &["cannot be empty"]),
+    ("[[relay]]\nname = \"a\"\nhost = 5", "relay[0].host", 3, &["relay \"a\": host = 5", "expected a string"]),
+    // Ports, modes, security.
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nport = 0", "relay[0].port", 4, &["relay \"a\": port = 0: must be a port number from 1 to 65535"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nport = 70000", "relay[0].port", 4, &["port = 70000", "port number from 1 to 65535"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nport = \"587\"", "relay[0].port", 4, &["port number from 1 to 65535"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\ntls = \"ssl\"", "relay[0].tls", 4, &["unknown TLS mode", "write \"implicit\""]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\ntls = \"STARTTLS\"", "relay[0].tls", 4, &["\"auto\", \"starttls\" or \"implicit\""]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"secure\"", "relay[0].security", 4, &["unknown security level", "\"verify\" checks the certificate's chain and name, as Postfix's \"secure\""]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"dane\"", "relay[0].security", 4, &["not supported"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\ntls = \"implicit\"\nsecurity = \"none\"", "relay[0].security", 5, &["relay \"a\": tls = \"implicit\" starts every session with TLS, but security = \"none\" means no TLS"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"may\"\nca_file = \"/etc/ssl/ca.pem\"", "relay[0].ca_file", 5, &["ca_file is only used to verify", "security = \"may\" does not do"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nca_file = \"/nonexistent/ca.pem\"", "relay[0].ca_file", 4, &["relay \"a\": ca_file /nonexistent/ca.pem does not exist"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nca_file = \"\"", "relay[0].ca_file", 4, &["cannot be empty"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nallow_plaintext_auth = true", "relay[0].allow_plaintext_auth", 4, &["allow_plaintext_auth = true with security (default \"verify\")", "no effect", "only accepted with security = \"none\""]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"may\"\nallow_plaintext_auth = true", "relay[0].allow_plaintext_auth", 5, &["credentials would cross the network in clear text", "use TLS"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nallow_plaintext_auth = \"yes\"", "relay[0].allow_plaintext_auth", 4, &["expected true or false"]),
+    // Limits and timeouts.
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nmax_connections = 0", "relay[0].max_connections", 4, &["at least 1"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nmax_messages_per_connection = 0", "relay[0].max_messages_per_connection", 4, &["at least 1"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nmax_messages_per_connection = -1", "relay[0].max_messages_per_connection", 4, &["expected a whole number"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nidle_timeout = \"500ms\"", "relay[0].idle_timeout", 4, &["relay \"a\": idle_timeout = \"500ms\": must be at least 1 second"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\ndata_end = \"2h\"", "relay[0].timeouts.data_end", 5, &["relay \"a\": timeouts.data_end = \"2h\": must be at most 1h"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nconnect = 30", "relay[0].timeouts.connect", 5, &["no unit", "\"30s\""]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nquit = \"0s\"", "relay[0].timeouts.quit", 5, &["at least 1 second"]),
+    // Credentials that fail before any file is read.
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\npassword_file = \"/etc/postrelay/secrets/a\"", "relay[0].password_file", 4, &["relay \"a\": password_file is set without username"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nusername = \"bob\"", "relay[0].username", 4, &["relay \"a\": username is set but there is no password", "password_file = \"/etc/postrelay/secrets/a\"", "\"[h.example]:587 bob:PASSWORD\""]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nusername = \"\"", "relay[0].username", 4, &["cannot be empty"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"", "relay[0].password_file", 5, &["relay \"a\": password_file /nonexistent/pw does not exist"]),
+    // [delivery]
+    ("[delivery]\nmax_workers = 0", "delivery.max_workers", 2, &["at least 1"]),
+    ("[delivery]\nsasl_passwd = \"\"", "delivery.sasl_passwd", 2, &["cannot be empty"]),
+    ("[delivery]\nsasl_passwd = \"/nonexistent/sasl_passwd\"", "delivery.sasl_passwd", 2, &["delivery.sasl_passwd /nonexistent/sasl_passwd does not exist"]),
+    // [bounce]
+    ("[bounce]\nsender = \"<>\"", "bounce.sender", 2, &["write \"\" for the null sender <>"]),
+    ("[bounce]\nsender = \"<bounces@example.org>\"", "bounce.sender", 2, &["without angle brackets"]),
+    ("[bounce]\nsender = \"bounces\"", "bounce.sender", 2, &["bounce.sender = \"bounces\": not an address: missing @domain; e.g. \"bounces@example.com\", or \"\" for the null sender <>"]),
+    ("[bounce]\nsender = \"bounces@bücher.example\"", "bounce.sender", 2, &["ASCII"]),
+    ("[bounce]\nsender = \"bounces@[192.0.2.1]\"", "bounce.sender", 2, &["not an address literal"]),
+    ("[bounce]\npostmaster = \"\"", "bounce.postmaster", 2, &["double bounces need somewhere to go"]),
+    ("hostname = \"mx.example.org\"\n[bounce]\npostmaster = \"post master\"", "bounce.postmaster", 3, &["not a local part (completed as post master@mx.example.org)"]),
+    ("[bounce]\npostmaster = \"a@b@c\"", "bounce.postmaster", 2, &["not an address"]),
+    ("[bounce]\ndelay_warning = \"5d\"", "bounce.delay_warning", 2, &["delay_warning = \"5d\" is not shorter than queue.max_lifetime (default 5d), after which the message is bounced", "\"off\""]),
+    ("[queue]\nmax_lifetime = \"1d\"\n[bounce]\ndelay_warning = \"2d\"", "bounce.delay_warning", 4, &["queue.max_lifetime = \"1d\""]),
+    ("[bounce]\ndelay_warning = 4", "bounce.delay_warning", 2, &["no unit", "\"off\""]),
+    ("[bounce]\ndelay_warning = false", "bounce.delay_warning", 2, &["write \"off\""]),
+    ("[bounce]\ndelay_warning = \"never\"", "bounce.delay_warning", 2, &["not a duration", "or \"off\""]),
+];
+
+#[test]
+fn invalid_relay_files() {
+    for (text, want_key, want_line, words) in INVALID {
+        check_invalid("t.toml", &err(text), want_key, *want_line, words, text);
+    }
+}
+
+fn check_invalid(
+    want_origin: &str,
+    e: &ConfigError,
+    want_key: &str,
+    want_line: usize,
+    words: &[&str],
+    text: &str,
+) {
+    match e {
+        ConfigError::Invalid {
+            origin,
+            key,
+            line,
+            message,
+        } => {
+            assert_eq!(origin, want_origin, "{text:?}: {message}");
+            assert_eq!(key, want_key, "{text:?}: {message}");
+            assert_eq!(*line, Some(want_line), "{text:?}: {message}");
+            for w in words {
+                assert!(message.contains(w), "{text:?}: {message:?} lacks {w:?}");
+            }
+        }
+        other => panic!("{text:?}: expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn error_display_names_the_relay() {
+    let e = err("# relays\n[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nport = 0\n");
+    assert_eq!(
+        e.to_string(),
+        "t.toml:5: relay \"ses\": port = 0: must be a port number from 1 to 65535"
+    );
+}
+
+/// Errors that involve files: the text may use `{dir}`, which stands for
+/// a temporary directory holding the files `setup` wrote.
+/// (file text, dotted key, line, words the message must contain)
+#[rustfmt::skip]
+const FILE_INVALID: &[(&str, &str, usize, &[&str])] = &[
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/pw0644\"",
+        "relay[0].password_file", 5,
+        &["relay \"ses\": password_file {dir}/pw0644 is readable by group or others (mode 0644): run chmod 600 {dir}/pw0644"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/pw0640\"",
+        "relay[0].password_file", 5,
+        &["is readable by group or others (mode 0640): run chmod 600 {dir}/pw0640"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/pw0620\"",
+        "relay[0].password_file", 5,
+        &["is writable by group or others (mode 0620)"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/pw0601\"",
+        "relay[0].password_file", 5,
+        &["is accessible by group or others (mode 0601)"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/link-to-pw0644\"",
+        "relay[0].password_file", 5,
+        &["{dir}/link-to-pw0644 is readable by group or others (mode 0644)"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}\"",
+        "relay[0].password_file", 5,
+        &["is not a regular file but a directory"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/empty\"",
+        "relay[0].password_file", 5,
+        &["{dir}/empty is empty"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/newline\"",
+        "relay[0].password_file", 5,
+        &["is empty"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/two-lines\"",
+        "relay[0].password_file", 5,
+        &["has more than one line; it must hold only the password"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nsecurity = \"none\"\nusername = \"u\"\npassword_file = \"{dir}/pw\"",
+        "relay[0].security", 4,
+        &["relay \"ses\": security = \"none\" would send the credentials across the network in clear text", "allow_plaintext_auth = true"],
+    ),
+    (
+        "[delivery]\nsasl_passwd = \"{dir}/sasl\"\n[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nsecurity = \"none\"",
+        "relay[0].security", 6,
+        &["the credentials (from delivery.sasl_passwd {dir}/sasl) across the network in clear text"],
+    ),
+    (
+        "[delivery]\nsasl_passwd = \"{dir}/sasl\"\n[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"alice\"",
+        "relay[0].username", 6,
+        &["relay \"ses\": username = \"alice\", but the delivery.sasl_passwd entry \"[h.example]:587\" (line 2) is for user \"u\""],
+    ),
+    (
+        "[delivery]\nsasl_passwd = \"{dir}/sasl\"\n[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nusername = \"u\"\npassword_file = \"{dir}/sasl\"",
+        "relay[0].password_file", 7,
+        &["is the delivery.sasl_passwd file"],
+    ),
+    (
+        "[delivery]\nsasl_passwd = \"{dir}/sasl0644\"",
+        "delivery.sasl_passwd", 2,
+        &["delivery.sasl_passwd {dir}/sasl0644 is readable by group or others (mode 0644): run chmod 600 {dir}/sasl0644"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nca_file = \"{dir}/not-pem\"",
+        "relay[0].ca_file", 4,
+        &["relay \"ses\": ca_file {dir}/not-pem holds no PEM certificate"],
+    ),
+    (
+        "[[relay]]\nname = \"ses\"\nhost = \"h.example\"\nca_file = \"{dir}\"",
+        "relay[0].ca_file", 4,
+        &["is not a regular file"],
+    ),
+];
+
+fn file_setup(files: &Files) {
+    for mode in [0o644, 0o640, 0o620, 0o601] {
+        files.file(&format!("pw{mode:04o}"), "pw\n", mode);
+    }
+    std::os::unix::fs::symlink(files.0.join("pw0644"), files.0.join("link-to-pw0644")).unwrap();
+    files.secret("pw", &format!("{PASSWORD}\n"));
+    files.secret("empty", "");
+    files.secret("newline", "\n");
+    files.secret("two-lines", &format!("{PASSWORD}\nsecond\n"));
+    files.secret("sasl", &format!("# test\n[h.example]:587 u:{PASSWORD}\n"));
+    files.file("sasl0644", "", 0o644);
+    files.file("not-pem", "MIIB\n", 0o644);
+}
+
+#[test]
+fn invalid_secret_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    file_setup(&files);
+    let d = dir.path().display().to_string();
+    for (text, want_key, want_line, words) in FILE_INVALID {
+        let text = text.replace("{dir}", &d);
+        let words: Vec<String> = words.iter().map(|w| w.replace("{dir}", &d)).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let e = err(&text);
+        check_invalid("t.toml", &e, want_key, *want_line, &words, &text);
+        assert!(!e.to_string().contains(PASSWORD), "{e}");
+    }
+}
+
+#[test]
+fn secret_file_owner() {
+    if !is_root() {
+        eprintln!("skipped: changing a file's owner needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let user = nix::unistd::User::from_uid(nobody)
+        .unwrap()
+        .map_or("uid 65534".to_owned(), |u| {
+            format!("{} (uid 65534)", u.name)
+        });
+    let d = dir.path().display();
+    // (file, mode, expected message)
+    let cases = [
+        (
+            "other",
+            0o600,
+            format!(
+                "password_file {d}/other is owned by {user}, but postrelay runs as root (uid 0): run chown root {d}/other"
+            ),
+        ),
+        (
+            "other-0644",
+            0o644,
+            format!(
+                "is owned by {user}, but postrelay runs as root (uid 0), and is readable by group or others (mode 0644): run chown root {d}/other-0644 && chmod 600 {d}/other-0644"
+            ),
+        ),
+    ];
+    for (name, mode, want) in cases {
+        let path = files.file(name, "pw\n", mode);
+        nix::unistd::chown(&path, Some(nobody), None).unwrap();
+        let text = relay(&format!(
+            "username = \"u\"\npassword_file = \"{}\"",
+            path.display()
+        ));
+        let e = err(&text);
+        check_invalid("t.toml", &e, "relay[0].password_file", 5, &[&want], &text);
+    }
+}
+
+#[test]
+fn paths_in_fix_commands_are_shell_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let path = files.file("it's here", "pw\n", 0o644);
+    let text = relay(&format!(
+        "username = \"u\"\npassword_file = \"{}\"",
+        path.display()
+    ));
+    let want = format!("run chmod 600 '{}/it'\\''s here'", dir.path().display());
+    assert!(err(&text).to_string().ends_with(&want), "{}", err(&text));
+}
+
+#[test]
+fn credentials_from_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    // (file content, password)
+    let cases = [
+        ("s3cret\n", "s3cret"),
+        ("s3cret\r\n", "s3cret"),
+        ("s3cret", "s3cret"),
+        (" spaces : and:colons ", " spaces : and:colons "),
+    ];
+    for (content, want) in cases {
+        let path = files.secret("pw", content);
+        let text = relay(&format!(
+            "username = \"AKIAEXAMPLE\"\npassword_file = \"{}\"",
+            path.display()
+        ));
+        let creds = ok(&text).relays[0].credentials.clone().unwrap();
+        assert_eq!(creds.username, "AKIAEXAMPLE");
+        assert_eq!(creds.password.expose(), want, "{content:?}");
+        assert_eq!(creds.source, path);
+    }
+    // A symbolic link to a protected file is followed.
+    let target = files.secret("target", "linked\n");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let text = relay(&format!(
+        "username = \"u\"\npassword_file = \"{}\"",
+        link.display()
+    ));
+    let creds = ok(&text).relays[0].credentials.clone().unwrap();
+    assert_eq!((creds.password.expose(), creds.source), ("linked", link));
+    // Plain-text AUTH over a trusted path, when asked for explicitly.
+    let pw = files.secret("pw", "x\n");
+    let text = relay(&format!(
+        "security = \"none\"\nallow_plaintext_auth = true\nusername = \"u\"\npassword_file = \"{}\"",
+        pw.display()
+    ));
+    assert!(ok(&text).relays[0].allow_plaintext_auth);
+}
+
+#[test]
+fn credentials_from_sasl_passwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let sasl = files.secret(
+        "sasl_passwd",
+        "# Postfix's file\n\n[a.example]:587 user-a:pw:a\nB.EXAMPLE:2525 user-b:pw-b\n[c.example] user-c:pw-c\nd.example user-d:pw-d\n[2001:db8::1]:587 user-e:pw-e\n[e.example]:587 user-x:pw-x\n",
+    );
+    let head = format!("[delivery]\nsasl_passwd = \"{}\"\n", sasl.display());
+    // (host and port lines, expected user and password)
+    let cases = [
+        ("host = \"[a.example]\"", Some(("user-a", "pw:a"))),
+        (
+            "host = \"b.example\"\nport = 2525",
+            Some(("user-b", "pw-b")),
+        ),
+        (
+            "host = \"c.example\"\nport = 2525",
+            Some(("user-c", "pw-c")),
+        ),
+        (
+            "host = \"d.example\"\ntls = \"implicit\"",
+            Some(("user-d", "pw-d")),
+        ),
+        ("host = \"2001:db8::1\"", Some(("user-e", "pw-e"))),
+        ("host = \"a.example\"\nport = 25", None),
+        ("host = \"unlisted.example\"", None),
+        // username alone takes the password from the matching entry.
+        (
+            "host = \"e.example\"\nusername = \"user-x\"",
+            Some(("user-x", "pw-x")),
+        ),
+    ];
+    for (lines, want) in cases {
+        let text = format!("{head}[[relay]]\nname = \"r\"\n{lines}\n");
+        let c = ok(&text);
+        let got = c.relays[0].credentials.as_ref();
+        let got = got.map(|c| (c.username.as_str(), c.password.expose()));
+        assert_eq!(got, want, "{lines}");
+        if let Some(creds) = &c.relays[0].credentials {
+            assert_eq!(creds.source, sasl);
+        }
+    }
+    // A password_file wins over the sasl_passwd entry.
+    let pw = files.secret("pw", "own\n");
+    let text = format!(
+        "{head}[[relay]]\nname = \"r\"\nhost = \"a.example\"\nusername = \"me\"\npassword_file = \"{}\"\n",
+        pw.display()
+    );
+    let creds = ok(&text).relays[0].credentials.clone().unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.password.expose()),
+        ("me", "own")
+    );
+}
+
+#[test]
+fn sasl_passwd_lines() {
+    let text = "# comment\n   # indented comment\n\n\t\n[Smtp.Example.com]:587\tAKIA:pass:with:colons\r\nplain.example   user:pass word \n";
+    let table = sasl_passwd::parse(text).unwrap();
+    let e = table.lookup("smtp.example.com", 587).unwrap();
+    assert_eq!(
+        (e.username.as_str(), e.password.expose(), e.line),
+        ("AKIA", "pass:with:colons", 5)
+    );
+    let e = table.lookup("plain.example", 25).unwrap();
+    assert_eq!(
+        (e.username.as_str(), e.password.expose()),
+        ("user", "pass word")
+    );
+    assert!(table.lookup("smtp.example.com", 465).is_none());
+    assert_eq!(
+        sasl_passwd::lookup_keys("h.example", 587),
+        [
+            "[h.example]:587",
+            "h.example:587",
+            "[h.example]",
+            "h.example"
+        ]
+    );
+}
+
+/// (file text, line, words the message must contain); the secret must not
+/// appear in any message.
+#[rustfmt::skip]
+const SASL_INVALID: &[(&str, usize, &[&str])] = &[
+    ("[h.example]:587", 1, &["\"[h.example]:587\" has no user:password", "write \"[h.example]:587 user:password\""]),
+    ("# ok\n[h.example]:587 hunter2-SECRET", 2, &["the value of \"[h.example]:587\" has no ':'"]),
+    ("[h.example]:587 :hunter2-SECRET", 1, &["\"[h.example]:587 :<redacted>\" has no user name"]),
+    ("[h.example]:587 bob:", 1, &["\"[h.example]:587 bob:\" has an empty password"]),
+    ("[h.example]:587 bob:hunter2-SECRET\0", 1, &["\"[h.example]:587 bob:<redacted>\" contains a NUL"]),
+    ("[h.example]:587 bob:a\n\n[H.example]:587 bob:hunter2-SECRET", 3, &["\"[h.example]:587\" is listed again (first on line 1)"]),
+    ("[h.example]:587 bob:a\n  hunter2-SECRET", 2, &["starts with white space", "continues the previous line", "one line"]),
+];
+
+#[test]
+fn sasl_passwd_errors() {
+    for (text, want_line, words) in SASL_INVALID {
+        let LineError { line, message } = sasl_passwd::parse(text).unwrap_err();
+        assert_eq!(line, *want_line, "{text:?}: {message}");
+        for w in *words {
+            assert!(message.contains(w), "{text:?}: {message:?} lacks {w:?}");
+        }
+        assert!(!message.contains(PASSWORD), "{message}");
+    }
+    // Through the configuration: located in the sasl_passwd file itself.
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let sasl = files.secret("sasl_passwd", "# x\n[h.example]:587 hunter2-SECRET\n");
+    let e = err(&format!(
+        "\n[delivery]\nsasl_passwd = \"{}\"",
+        sasl.display()
+    ));
+    let origin = sasl.display().to_string();
+    let words = ["delivery.sasl_passwd: the value of \"[h.example]:587\" has no ':'"];
+    check_invalid(&origin, &e, "delivery.sasl_passwd", 2, &words, "");
+    assert!(e.to_string().starts_with(&format!("{origin}:2: ")), "{e}");
+    assert!(!e.to_string().contains(PASSWORD), "{e}");
+}
+
+/// A configuration using every key, with a password in a file, a relay
+/// whose credentials come from `sasl_passwd`, and one without.
+fn full_config(files: &Files) -> String {
+    let pw = files.secret("ses", &format!("{PASSWORD}\n"));
+    let sasl = files.secret(
+        "sasl_passwd",
+        &format!("[backup.example]:2525 backup-user:{PASSWORD}-2\n"),
+    );
+    let ca = files.ca("ca.pem");
+    format!(
+        r#"hostname = "mx.example.org"
+[delivery]
+sasl_passwd = "{sasl}"
+max_workers = 7
+[bounce]
+sender = "bounces@example.org"
+postmaster = "hostmaster"
+delay_warning = "4h"
+[log]
+file = "/var/log/postrelay.log"
+
+[[relay]]
+name = "ses"
+host = "[email-smtp.us-east-1.amazonaws.com]"
+port = 2587
+tls = "starttls"
+security = "verify"
+ca_file = "{ca}"
+username = "AKIAEXAMPLE"
+password_file = "{pw}"
+allow_plaintext_auth = false
+verbose = true
+max_connections = 3
+max_messages_per_connection = 50
+idle_timeout = "1m"
+[relay.timeouts]
+connect = "5s"
+greeting = "6s"
+ehlo = "7s"
+tls = "8s"
+auth = "9s"
+mail = "10s"
+rcpt = "11s"
+data = "12s"
+data_end = "1h"
+rset = "14s"
+quit = "1500ms"
+
+[[relay]]
+name = "backup"
+host = "backup.example"
+port = 2525
+tls = "implicit"
+security = "encrypt"
+
+[[relay]]
+name = "lan"
+host = "10.0.0.25"
+tls = "starttls"
+security = "none"
+"#,
+        sasl = sasl.display(),
+        ca = ca.display(),
+        pw = pw.display(),
+    )
+}
+
+#[test]
+fn render_round_trips_with_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let c = ok(&full_config(&files));
+    assert_eq!(c.relays.len(), 3);
+    assert_eq!(c.relays[0].host, "email-smtp.us-east-1.amazonaws.com");
+    assert_eq!(
+        c.relays[0].timeouts.quit,
+        std::time::Duration::from_millis(1500)
+    );
+    let backup = c.relays[1].credentials.as_ref().unwrap();
+    assert_eq!(backup.username, "backup-user");
+    assert_eq!(c.relays[2].credentials, None);
+    assert_eq!(c.bounce.postmaster, "hostmaster@mx.example.org");
+
+    let text = c.render();
+    assert_eq!(ok(&text), c, "render:\n{text}");
+    // Every key the file accepts appears (the sasl_passwd relay's
+    // credentials, being in another file, appear only as a comment).
+    let mut rendered: Vec<_> = keys_in(&text);
+    rendered.sort();
+    rendered.dedup();
+    let mut expected = schema_keys();
+    expected.sort();
+    assert_eq!(rendered, expected, "render:\n{text}");
+    assert!(
+        text.contains("# credentials: user \"backup-user\" from delivery.sasl_passwd"),
+        "{text}"
+    );
+}
+
+#[test]
+fn secrets_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let c = ok(&full_config(&files));
+    let debug = format!("{c:?} {:#?}", c.relays);
+    for (what, text) in [("render", c.render()), ("Debug", debug)] {
+        assert!(
+            !text.contains(PASSWORD),
+            "{what} shows the password:\n{text}"
+        );
+    }
+    let creds = c.relays[0].credentials.as_ref().unwrap();
+    assert_eq!(creds.password.expose(), PASSWORD);
+    assert_eq!(
+        format!("{} {:?}", creds.password, creds.password),
+        "<redacted> <redacted>"
+    );
+
+    // Every error of a configuration whose secret files hold the password.
+    file_setup(&files);
+    let d = dir.path().display().to_string();
+    let many = FILE_INVALID
+        .iter()
+        .map(|(text, ..)| text.replace("{dir}", &d));
+    let sasl_lines = SASL_INVALID.iter().map(|(text, ..)| {
+        let path = files.secret("broken-sasl", text);
+        format!("[delivery]\nsasl_passwd = \"{}\"", path.display())
+    });
+    let full = full_config(&files);
+    let edits = [
+        full.replace("security = \"verify\"", "security = \"none\""),
+        full.replace(
+            "name = \"backup\"",
+            "name = \"backup\"\nusername = \"nobody\"",
+        ),
+        full.replace(
+            "tls = \"implicit\"\nsecurity = \"encrypt\"",
+            "tls = \"starttls\"\nsecurity = \"none\"",
+        ),
+    ];
+    for text in many.chain(sasl_lines).chain(edits) {
+        let e = err(&text);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+}
+
+#[test]
+fn a_changed_password_is_a_changed_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let text = full_config(&files);
+    let before = ok(&text);
+    files.secret("ses", "rotated\n");
+    let after = ok(&text);
+    assert_ne!(before, after);
+    assert_eq!(
+        after.relays[0]
+            .credentials
+            .as_ref()
+            .unwrap()
+            .password
+            .expose(),
+        "rotated"
+    );
+    // Relays and credentials are applied on reload, not after a restart.
+    assert_eq!(before.restart_required(&after), Vec::<&str>::new());
+    let without_relays = ok(text.split("[[relay]]").next().unwrap());
+    assert!(without_relays.relays.is_empty());
+    assert_eq!(before.restart_required(&without_relays), Vec::<&str>::new());
+}
+
+#[test]
+fn example_documents_relays() {
+    // The example's [[relay]] is commented out (no relay by default) but
+    // documents every key, each paragraph with its default.
+    let keys = keys_in(EXAMPLE);
+    for key in [
+        "name",
+        "host",
+        "port",
+        "tls",
+        "security",
+        "ca_file",
+        "username",
+        "password_file",
+    ] {
+        assert!(
+            keys.contains(&("relay".to_owned(), key.to_owned())),
+            "{key}"
+        );
+    }
+    assert!(EXAMPLE.contains("\n# [[relay]]\n"));
+    assert!(EXAMPLE.contains("\n# [relay.timeouts]\n"));
+}
