@@ -9,10 +9,12 @@
 //! - [`daemon`]: wiring, signals, reload and graceful shutdown.
 //! - [`cli`]: the command line (`postrelay …`, and `mailq` by argv\[0\]).
 
+pub mod bounce;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deliver;
 pub mod intake;
 pub mod maillog;
 pub mod net;

@@ -5,11 +5,18 @@
 //! It is not the debugging log (that is `tracing`). Lines are written whole,
 //! one `write` each, to the configured file (opened for append) or stderr.
 //! Client-supplied text is escaped so a line can never be split or faked.
+//!
+//! The delivery lines follow Postfix's field order and number formats
+//! exactly (`to=<…>, relay=…, delay=0.12, delays=0/0/0.05/0.07, dsn=2.0.0,
+//! status=sent (…)`), because `pflogsumm` and many home-grown scripts match
+//! them with regular expressions; `tests/pflogsumm.rs` runs the real
+//! `pflogsumm` over lines written here.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::config::{LogFormat, LogSettings};
 use crate::spool::Envelope;
@@ -20,6 +27,107 @@ pub struct MailLog {
     hostname: String,
     format: LogFormat,
     pid: u32,
+}
+
+/// What became of one recipient in one delivery attempt (Postfix's
+/// `status=` word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Accepted by the relay: `status=sent`.
+    Sent,
+    /// Not delivered, will be retried: `status=deferred`.
+    Deferred,
+    /// Not delivered, returned to the sender: `status=bounced`.
+    Bounced,
+}
+
+impl DeliveryStatus {
+    /// The word in the log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Deferred => "deferred",
+            DeliveryStatus::Bounced => "bounced",
+        }
+    }
+}
+
+/// Where the time of a delivery went, as Postfix's `delays=a/b/c/d`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delays {
+    /// a: from arrival to the start of this attempt, earlier attempts
+    /// and the waits between them included (as Postfix counts it).
+    pub before_active: Duration,
+    /// b: in the scheduler, from being picked to being handed to a
+    /// delivery worker (about zero).
+    pub queue_mgr: Duration,
+    /// c: connection setup: DNS, TCP connect, greeting, EHLO, TLS, AUTH
+    /// (zero on a reused connection).
+    pub conn_setup: Duration,
+    /// d: message transmission, MAIL FROM to the reply to the final dot.
+    pub transmission: Duration,
+}
+
+/// One recipient's result, for [`MailLog::delivery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    /// The recipient (`to=<…>`).
+    pub rcpt: &'a str,
+    /// The original recipient (`orig_to=<…>`), logged when it differs.
+    pub orig_rcpt: Option<&'a str>,
+    /// `host[ip]:port` of the relay, or `none` when no connection was
+    /// made; see [`relay_name`].
+    pub relay: &'a str,
+    /// How many messages this connection carried, this one included;
+    /// logged (`conn_use=N`) only when above 1, as Postfix does.
+    pub conn_use: u32,
+    /// From arrival to the end of this attempt (`delay=`).
+    pub delay: Duration,
+    /// The breakdown (`delays=a/b/c/d`).
+    pub delays: Delays,
+    /// The enhanced status code (`dsn=2.0.0`).
+    pub dsn: &'a str,
+    /// `status=`.
+    pub status: DeliveryStatus,
+    /// The text in parentheses after the status: the relay's reply, or our
+    /// reason. Empty: no parentheses.
+    pub detail: &'a str,
+}
+
+/// The `relay=` value: `host[ip]:port`, or `none` without a connection.
+pub fn relay_name(host: &str, peer: Option<SocketAddr>) -> String {
+    match peer {
+        Some(addr) => format!("{}[{}]:{}", field(host), addr.ip(), addr.port()),
+        None => "none".to_string(),
+    }
+}
+
+/// Formats a delay as Postfix does (`format_tv` with 2 significant digits
+/// and at most 2 decimals): `0.12`, `0.5`, `0`, `1.2`, `12`, `4000`. The
+/// value is rounded half up to 0.01 s below 1 s, to 0.1 s below 10 s and to
+/// whole seconds above; trailing zeros are dropped.
+pub fn format_delay(d: Duration) -> String {
+    let micros = d.as_micros();
+    let resolution: u128 = match d.as_secs() {
+        0 => 10_000,
+        1..=9 => 100_000,
+        _ => 1_000_000,
+    };
+    let rounded = (micros + resolution / 2) / resolution * resolution;
+    let secs = rounded / 1_000_000;
+    let frac = rounded % 1_000_000;
+    if frac == 0 {
+        return secs.to_string();
+    }
+    let digits = format!("{frac:06}");
+    format!("{secs}.{}", digits.trim_end_matches('0'))
+}
+
+/// Whether a line is an ordinary event or a warning.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Info,
+    Warning,
 }
 
 impl MailLog {
@@ -63,26 +171,135 @@ impl MailLog {
         self.line("qmgr", id, "removed");
     }
 
+    /// One recipient's result of a delivery attempt (program `smtp`):
+    ///
+    /// `ID: to=<rcpt>, [orig_to=<…>, ]relay=host[ip]:port, [conn_use=N, ]delay=1.2,
+    /// delays=0.01/0/0.5/0.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X)`
+    pub fn delivery(&self, id: &str, d: &Delivery<'_>) {
+        let mut text = format!("to=<{}>, ", address(d.rcpt));
+        if let Some(orig) = d.orig_rcpt.filter(|o| *o != d.rcpt) {
+            text.push_str(&format!("orig_to=<{}>, ", address(orig)));
+        }
+        text.push_str(&format!("relay={}, ", field(d.relay)));
+        if d.conn_use > 1 {
+            text.push_str(&format!("conn_use={}, ", d.conn_use));
+        }
+        text.push_str(&format!(
+            "delay={}, delays={}/{}/{}/{}, dsn={}, status={}",
+            format_delay(d.delay),
+            format_delay(d.delays.before_active),
+            format_delay(d.delays.queue_mgr),
+            format_delay(d.delays.conn_setup),
+            format_delay(d.delays.transmission),
+            field(d.dsn),
+            d.status.as_str(),
+        ));
+        if !d.detail.is_empty() {
+            text.push_str(&format!(" ({})", clean(d.detail)));
+        }
+        let fields = serde_json::json!({
+            "to": d.rcpt,
+            "orig_to": d.orig_rcpt,
+            "relay": d.relay,
+            "delay": d.delay.as_secs_f64(),
+            "dsn": d.dsn,
+            "status": d.status.as_str(),
+        });
+        self.emit("smtp", id, Level::Info, &text, Some(fields));
+    }
+
+    /// A non-delivery notification (bounce) `dsn_id` was queued for the
+    /// sender of `id`.
+    pub fn bounce_created(&self, id: &str, dsn_id: &str) {
+        self.line(
+            "bounce",
+            id,
+            &format!("sender non-delivery notification: {dsn_id}"),
+        );
+    }
+
+    /// A delay notification `dsn_id` was queued for the sender of `id`.
+    pub fn delay_notice_created(&self, id: &str, dsn_id: &str) {
+        self.line(
+            "bounce",
+            id,
+            &format!("sender delay notification: {dsn_id}"),
+        );
+    }
+
+    /// `id` had the null sender (it was itself a notification), so its
+    /// failure was reported to the postmaster as `dsn_id` instead.
+    pub fn postmaster_notice_created(&self, id: &str, dsn_id: &str) {
+        self.line(
+            "bounce",
+            id,
+            &format!("postmaster non-delivery notification: {dsn_id}"),
+        );
+    }
+
+    /// The message stayed queued for `max_lifetime` and is returned.
+    pub fn expired(&self, id: &str, sender: &str) {
+        let text = format!(
+            "from=<{}>, status=expired, returned to sender",
+            address(sender)
+        );
+        self.line("qmgr", id, &text);
+    }
+
+    /// A problem with message `id` that is worth the operator's attention
+    /// but is not a delivery result, in Postfix's warning shape
+    /// (`postrelay/smtp[pid]: warning: ID: text`), which pflogsumm lists
+    /// under "Warnings".
+    pub fn warning(&self, id: &str, text: &str) {
+        self.emit("smtp", id, Level::Warning, &clean(text), None);
+    }
+
     /// Writes one event line.
     pub fn line(&self, program: &str, id: &str, text: &str) {
+        self.emit(program, id, Level::Info, text, None);
+    }
+
+    /// Formats and writes one line; `fields` adds structured members to
+    /// the JSON form (the Postfix form has them in `text` already).
+    fn emit(
+        &self,
+        program: &str,
+        id: &str,
+        level: Level,
+        text: &str,
+        fields: Option<serde_json::Value>,
+    ) {
         let line = match self.format {
             LogFormat::Postfix => {
                 let now = jiff::ZonedDateTime::now();
+                let warning = if level == Level::Warning {
+                    "warning: "
+                } else {
+                    ""
+                };
                 format!(
-                    "{} {} postrelay/{program}[{}]: {id}: {text}\n",
+                    "{} {} postrelay/{program}[{}]: {warning}{id}: {text}\n",
                     now.strftime("%b %e %H:%M:%S"),
                     self.hostname,
                     self.pid
                 )
             }
             LogFormat::Json => {
-                let v = serde_json::json!({
+                let mut v = serde_json::json!({
                     "time": jiff::Timestamp::now().to_string(),
                     "host": self.hostname,
                     "program": program,
                     "queue_id": id,
                     "text": text,
                 });
+                if level == Level::Warning {
+                    v["level"] = "warning".into();
+                }
+                if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+                    (fields, v.as_object_mut())
+                {
+                    obj.extend(extra);
+                }
                 format!("{v}\n")
             }
         };
@@ -103,12 +320,271 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// [`clean`], and also no `,` or space: for `relay=` and `dsn=`, values in
+/// the comma-separated list of a delivery line that pflogsumm reads up to
+/// the next comma.
+fn field(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || c == ',' || c == ' ' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// [`clean`], and also no `<` or `>`: for addresses inside `to=<…>` and
+/// `from=<…>`, which pflogsumm reads up to the first `>`. (Only a quoted
+/// local part can hold these; such an address is logged with `?`.)
+fn address(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || c == '<' || c == '>' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn control_characters_cannot_forge_lines() {
         assert_eq!(clean("a\r\nb\tc"), "a??b?c");
+    }
+
+    #[test]
+    fn delays_are_formatted_like_postfix() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        let cases = [
+            (Duration::ZERO, "0"),
+            (us(4_999), "0"),
+            (us(5_000), "0.01"),
+            (ms(10), "0.01"),
+            (ms(120), "0.12"),
+            (us(123_456), "0.12"),
+            (us(125_000), "0.13"),
+            (ms(100), "0.1"),
+            (ms(500), "0.5"),
+            (us(994_999), "0.99"),
+            (us(995_000), "1"),
+            (ms(1_000), "1"),
+            (ms(1_200), "1.2"),
+            (ms(1_249), "1.2"),
+            (ms(1_250), "1.3"),
+            (ms(9_949), "9.9"),
+            (ms(9_950), "10"),
+            (ms(12_345), "12"),
+            (ms(12_500), "13"),
+            (Duration::from_secs(4000), "4000"),
+            (Duration::from_secs(432_000), "432000"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_delay(d), want, "{d:?}");
+        }
+    }
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn log(format: LogFormat) -> (MailLog, Sink) {
+        let sink = Sink::default();
+        (
+            MailLog::with_writer(Box::new(sink.clone()), "relay.example.net", format),
+            sink,
+        )
+    }
+
+    /// The part after `postrelay/PROGRAM[pid]: `, and the program.
+    fn events(sink: &Sink) -> Vec<(String, String)> {
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| {
+                let rest = l.split_once(" postrelay/").expect("program tag").1;
+                let (program, rest) = rest.split_once('[').unwrap();
+                let text = rest.split_once("]: ").unwrap().1;
+                (program.to_string(), text.to_string())
+            })
+            .collect()
+    }
+
+    fn sent<'a>() -> Delivery<'a> {
+        Delivery {
+            rcpt: "bob@example.org",
+            orig_rcpt: None,
+            relay: "smtp.example.com[192.0.2.7]:587",
+            conn_use: 1,
+            delay: Duration::from_millis(1_234),
+            delays: Delays {
+                before_active: Duration::from_millis(12),
+                queue_mgr: Duration::ZERO,
+                conn_setup: Duration::from_millis(503),
+                transmission: Duration::from_millis(719),
+            },
+            dsn: "2.0.0",
+            status: DeliveryStatus::Sent,
+            detail: "250 2.0.0 Ok: queued as 4XyZ",
+        }
+    }
+
+    #[test]
+    fn delivery_line_has_postfix_field_order() {
+        let (log, sink) = log(LogFormat::Postfix);
+        log.delivery("ID1", &sent());
+        log.delivery(
+            "ID2",
+            &Delivery {
+                orig_rcpt: Some("Bob@Example.org"),
+                conn_use: 3,
+                status: DeliveryStatus::Deferred,
+                dsn: "4.7.1",
+                detail: "host smtp.example.com said: 451 4.7.1 try\r\nlater",
+                ..sent()
+            },
+        );
+        log.delivery(
+            "ID3",
+            &Delivery {
+                orig_rcpt: Some("bob@example.org"),
+                relay: &relay_name("smtp.example.com", None),
+                status: DeliveryStatus::Bounced,
+                detail: "",
+                ..sent()
+            },
+        );
+        let ev = events(&sink);
+        assert_eq!(
+            ev[0],
+            (
+                "smtp".into(),
+                "ID1: to=<bob@example.org>, relay=smtp.example.com[192.0.2.7]:587, delay=1.2, \
+                 delays=0.01/0/0.5/0.72, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XyZ)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            ev[1].1,
+            "ID2: to=<bob@example.org>, orig_to=<Bob@Example.org>, \
+             relay=smtp.example.com[192.0.2.7]:587, conn_use=3, delay=1.2, \
+             delays=0.01/0/0.5/0.72, dsn=4.7.1, status=deferred \
+             (host smtp.example.com said: 451 4.7.1 try??later)"
+        );
+        // orig_to equal to the recipient is not repeated; no detail, no parentheses.
+        assert_eq!(
+            ev[2].1,
+            "ID3: to=<bob@example.org>, relay=none, delay=1.2, delays=0.01/0/0.5/0.72, \
+             dsn=2.0.0, status=bounced"
+        );
+    }
+
+    #[test]
+    fn separators_in_values_cannot_shift_fields() {
+        let (log, sink) = log(LogFormat::Postfix);
+        log.delivery(
+            "ID",
+            &Delivery {
+                rcpt: "a@b>, relay=evil, status=sent\nX",
+                relay: "x, status=sent",
+                dsn: "2.0.0, status=sent",
+                status: DeliveryStatus::Bounced,
+                ..sent()
+            },
+        );
+        // Read the way pflogsumm does: the address ends at the first `>`,
+        // relay and dsn at the next comma.
+        let ev = events(&sink);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            ev[0].1,
+            "ID: to=<a@b?, relay=evil, status=sent?X>, relay=x??status=sent, delay=1.2, \
+             delays=0.01/0/0.5/0.72, dsn=2.0.0??status=sent, status=bounced \
+             (250 2.0.0 Ok: queued as 4XyZ)"
+        );
+    }
+
+    #[test]
+    fn notification_expiry_and_warning_lines() {
+        let (log, sink) = log(LogFormat::Postfix);
+        log.bounce_created("ID", "DSN1");
+        log.delay_notice_created("ID", "DSN2");
+        log.postmaster_notice_created("ID", "DSN3");
+        log.expired("ID", "alice@example.net");
+        log.warning("ID", "relay offers no STARTTLS\r\nfake");
+        assert_eq!(
+            events(&sink),
+            [
+                ("bounce", "ID: sender non-delivery notification: DSN1"),
+                ("bounce", "ID: sender delay notification: DSN2"),
+                ("bounce", "ID: postmaster non-delivery notification: DSN3"),
+                (
+                    "qmgr",
+                    "ID: from=<alice@example.net>, status=expired, returned to sender"
+                ),
+                ("smtp", "warning: ID: relay offers no STARTTLS??fake"),
+            ]
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+        );
+    }
+
+    #[test]
+    fn json_lines_carry_structured_fields() {
+        let (log, sink) = log(LogFormat::Json);
+        log.delivery("ID1", &sent());
+        log.warning("ID1", "w");
+        log.removed("ID1");
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["program"], "smtp");
+        assert_eq!(lines[0]["queue_id"], "ID1");
+        assert_eq!(lines[0]["to"], "bob@example.org");
+        assert_eq!(lines[0]["status"], "sent");
+        assert_eq!(lines[0]["dsn"], "2.0.0");
+        assert_eq!(lines[0]["delay"], 1.234);
+        assert!(
+            lines[0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("to=<bob@example.org>")
+        );
+        assert_eq!(lines[1]["level"], "warning");
+        assert_eq!(lines[2]["text"], "removed");
+        assert!(lines[2].get("level").is_none());
+    }
+
+    #[test]
+    fn relay_names() {
+        let v4: SocketAddr = "192.0.2.1:25".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:465".parse().unwrap();
+        assert_eq!(
+            relay_name("mx.example.org", Some(v4)),
+            "mx.example.org[192.0.2.1]:25"
+        );
+        assert_eq!(
+            relay_name("mx.example.org", Some(v6)),
+            "mx.example.org[2001:db8::1]:465"
+        );
+        assert_eq!(relay_name("mx.example.org", None), "none");
     }
 }
