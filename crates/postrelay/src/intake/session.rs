@@ -524,6 +524,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             attempts: 0,
             reason: Some("waiting for the first delivery attempt".into()),
             transcript: None,
+            delay_warned: false,
         }
     }
 }

@@ -3,5 +3,6 @@
 //! `intake`); this module only moves bytes, with deadlines.
 
 pub mod conn;
+pub mod resolve;
 
 pub use conn::{Conn, ConnError};

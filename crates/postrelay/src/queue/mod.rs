@@ -1,18 +1,25 @@
 //! The queue: the one owner of queued messages while the daemon runs.
 //!
-//! It keeps an in-memory index of live messages (no directory scan on the
-//! hot path) and is the only code that changes their state: hold, release,
-//! delete, flush. The spool below it is the source of truth on disk; the
-//! index is rebuilt from it at start. Operations are synchronous (they do
-//! file I/O); async callers run them with `spawn_blocking`.
+//! It keeps an in-memory index of live messages and a schedule ordered by
+//! due time (no directory scan on the hot path), and it is the only code
+//! that changes their state: accept, hold, release, delete, flush, and the
+//! outcome of a delivery attempt. The spool below it is the source of truth
+//! on disk; the index is rebuilt from it at start.
 //!
-//! Delivery scheduling is not here yet: until relay delivery lands,
-//! accepted mail waits in the queue.
+//! Operations that touch files are synchronous; async callers run them with
+//! `spawn_blocking`. The scheduler (`scheduler`) asks for due messages with
+//! [`Queue::take_due`] and sleeps on [`Queue::changed`] otherwise.
 
-use std::collections::BTreeMap;
+
+pub mod backoff;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Notify;
+
 use crate::maillog::MailLog;
+pub use crate::spool::now_ms;
 use crate::spool::{Envelope, Location, QueueId, Spool, SpoolError};
 
 /// State of one message in the index.
@@ -22,6 +29,14 @@ pub struct Entry {
     pub held: bool,
     /// When the next delivery attempt is due (unix ms).
     pub due_ms: u64,
+    /// A delivery attempt is running; not scheduled again until it ends.
+    pub in_flight: bool,
+}
+
+impl Entry {
+    fn schedulable(&self) -> bool {
+        !self.held && !self.in_flight
+    }
 }
 
 /// Handle to the queue (cheap to clone).
@@ -33,55 +48,93 @@ pub struct Queue {
 struct Inner {
     spool: Spool,
     maillog: Arc<MailLog>,
-    index: Mutex<BTreeMap<QueueId, Entry>>,
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+/// The index and the schedule, always updated together under one lock.
+#[derive(Default)]
+struct State {
+    index: BTreeMap<QueueId, Entry>,
+    /// `(due_ms, id)` of every schedulable message.
+    schedule: BTreeSet<(u64, QueueId)>,
+}
+
+impl State {
+    fn insert(&mut self, id: QueueId, entry: Entry) {
+        self.remove(&id);
+        if entry.schedulable() {
+            self.schedule.insert((entry.due_ms, id));
+        }
+        self.index.insert(id, entry);
+    }
+
+    fn remove(&mut self, id: &QueueId) -> Option<Entry> {
+        let old = self.index.remove(id)?;
+        self.schedule.remove(&(old.due_ms, *id));
+        Some(old)
+    }
+
+    fn update(&mut self, id: &QueueId, f: impl FnOnce(&mut Entry)) {
+        if let Some(mut e) = self.remove(id) {
+            f(&mut e);
+            self.insert(*id, e);
+        }
+    }
 }
 
 /// What `delete --all`, `flush` and friends report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count(pub usize);
 
+/// What the end of a delivery attempt does to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAttempt {
+    /// Some recipients wait: try again at this time (unix ms).
+    RetryAt(u64),
+    /// Every recipient is done: the message was removed from the spool.
+    Removed,
+}
+
 impl Queue {
     /// Builds the index from the spool (after recovery).
     pub fn load(spool: Spool, maillog: Arc<MailLog>) -> Result<Queue, SpoolError> {
-        let mut index = BTreeMap::new();
+        let mut state = State::default();
         for (env, loc) in spool.list()? {
-            index.insert(
-                env.id,
-                Entry {
-                    held: loc == Location::Hold,
-                    due_ms: env.next_attempt_ms,
-                },
-            );
+            let entry = Entry { held: loc == Location::Hold, due_ms: env.next_attempt_ms, in_flight: false };
+            state.insert(env.id, entry);
         }
-        Ok(Queue {
-            inner: Arc::new(Inner {
-                spool,
-                maillog,
-                index: Mutex::new(index),
-            }),
-        })
+        let inner = Inner { spool, maillog, state: Mutex::new(state), changed: Notify::new() };
+        Ok(Queue { inner: Arc::new(inner) })
     }
 
-    fn index(&self) -> MutexGuard<'_, BTreeMap<QueueId, Entry>> {
-        // A panic while holding the lock cannot leave the map inconsistent
-        // (every update is a single insert/remove), so poison is ignored.
-        self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the two maps out of
+        // step (every update goes through State's insert/remove), so
+        // poison is ignored.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A message was committed by intake.
+    /// The spool under the queue.
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
+    }
+
+    /// The mail log.
+    pub fn maillog(&self) -> &Arc<MailLog> {
+        &self.inner.maillog
+    }
+
+    /// A message was committed (by intake, or a bounce we generated).
     pub fn accepted(&self, env: &Envelope) {
-        self.index().insert(
-            env.id,
-            Entry {
-                held: false,
-                due_ms: env.next_attempt_ms,
-            },
-        );
+        let entry = Entry { held: false, due_ms: env.next_attempt_ms, in_flight: false };
+        self.state().insert(env.id, entry);
+        self.inner.changed.notify_one();
     }
 
     /// Number of queued messages (held included).
     pub fn len(&self) -> usize {
-        self.index().len()
+        self.state().index.len()
     }
 
     /// Whether the queue is empty.
@@ -91,51 +144,106 @@ impl Queue {
 
     /// The index entry of a message.
     pub fn entry(&self, id: &QueueId) -> Option<Entry> {
-        self.index().get(id).copied()
+        self.state().index.get(id).copied()
+    }
+
+    /// Takes the earliest message due at `now_ms`, marking it in flight.
+    pub fn take_due(&self, now_ms: u64) -> Option<QueueId> {
+        let mut state = self.state();
+        let &(due, id) = state.schedule.first()?;
+        if due > now_ms {
+            return None;
+        }
+        state.update(&id, |e| e.in_flight = true);
+        Some(id)
+    }
+
+    /// When the earliest schedulable message is due, if any.
+    pub fn next_due(&self) -> Option<u64> {
+        self.state().schedule.first().map(|&(due, _)| due)
+    }
+
+    /// Resolves when the schedule may have changed (a message arrived, was
+    /// released or flushed). Cancel-safe (`Notify::notified`).
+    pub async fn changed(&self) {
+        self.inner.changed.notified().await
+    }
+
+    /// Applies the end of an attempt: rewrites the envelope (where the
+    /// message now is: it may have been held meanwhile) or removes the
+    /// message, and reschedules it. Runs under the queue lock, so an
+    /// administrator's hold or delete cannot interleave with it. A message
+    /// deleted during the attempt stays deleted.
+    pub fn finish_attempt(&self, env: &Envelope, done: bool) -> Result<AfterAttempt, SpoolError> {
+        let mut state = self.state();
+        let Some(entry) = state.index.get(&env.id).copied() else {
+            return Ok(AfterAttempt::Removed);
+        };
+        if done {
+            self.inner.spool.remove(&env.id)?;
+            state.remove(&env.id);
+            self.inner.maillog.removed(&env.id.to_string());
+            return Ok(AfterAttempt::Removed);
+        }
+        let loc = if entry.held { Location::Hold } else { Location::Queue };
+        let result = self.inner.spool.rewrite_envelope(env, loc);
+        // Whatever the rewrite did, the message is no longer in flight: a
+        // failed rewrite leaves the previous envelope, which is retried.
+        state.update(&env.id, |e| {
+            e.in_flight = false;
+            e.due_ms = env.next_attempt_ms;
+        });
+        drop(state);
+        self.inner.changed.notify_one();
+        result.map(|()| AfterAttempt::RetryAt(env.next_attempt_ms))
+    }
+
+    /// Marks an attempt that could not even start (the envelope could not
+    /// be read) as over, retrying at `due_ms`.
+    pub fn abandon_attempt(&self, id: &QueueId, due_ms: u64) {
+        self.state().update(id, |e| {
+            e.in_flight = false;
+            e.due_ms = due_ms;
+        });
+        self.inner.changed.notify_one();
     }
 
     /// Moves a message to hold/; it is not delivered until released.
     pub fn hold(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let mut index = self.index();
+        let mut state = self.state();
         self.inner.spool.hold(id)?;
-        if let Some(e) = index.get_mut(id) {
-            e.held = true;
-        }
-        self.inner
-            .maillog
-            .line("postsuper", &id.to_string(), "placed on hold");
+        state.update(id, |e| e.held = true);
+        self.inner.maillog.line("postsuper", &id.to_string(), "placed on hold");
         Ok(())
     }
 
     /// Returns a held message to the active queue.
     pub fn release(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let mut index = self.index();
+        let mut state = self.state();
         self.inner.spool.release(id)?;
-        if let Some(e) = index.get_mut(id) {
-            e.held = false;
-        }
-        self.inner
-            .maillog
-            .line("postsuper", &id.to_string(), "released from hold");
+        state.update(id, |e| e.held = false);
+        drop(state);
+        self.inner.changed.notify_one();
+        self.inner.maillog.line("postsuper", &id.to_string(), "released from hold");
         Ok(())
     }
 
     /// Deletes one message (envelope first, then body).
     pub fn delete(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let mut index = self.index();
+        let mut state = self.state();
         self.inner.spool.remove(id)?;
-        index.remove(id);
+        state.remove(id);
         self.inner.maillog.removed(&id.to_string());
         Ok(())
     }
 
     /// Deletes every message; returns how many.
     pub fn delete_all(&self) -> Result<Count, SpoolError> {
-        let mut index = self.index();
+        let mut state = self.state();
         let mut n = 0;
         for (env, _) in self.inner.spool.list()? {
             self.inner.spool.remove(&env.id)?;
-            index.remove(&env.id);
+            state.remove(&env.id);
             self.inner.maillog.removed(&env.id.to_string());
             n += 1;
         }
@@ -145,18 +253,16 @@ impl Queue {
     /// Makes every message that is not held due now; returns how many.
     pub fn flush(&self) -> Count {
         let now = now_ms();
-        let mut n = 0;
-        for e in self.index().values_mut().filter(|e| !e.held) {
-            e.due_ms = now;
-            n += 1;
+        let mut state = self.state();
+        let ids: Vec<QueueId> = state.index.iter().filter(|(_, e)| !e.held).map(|(id, _)| *id).collect();
+        for id in &ids {
+            state.update(id, |e| e.due_ms = e.due_ms.min(now));
         }
-        Count(n)
+        drop(state);
+        self.inner.changed.notify_one();
+        Count(ids.len())
     }
 }
 
-/// Milliseconds since the Unix epoch, the unit of every time in the spool.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+#[cfg(test)]
+mod tests;

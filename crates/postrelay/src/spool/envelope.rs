@@ -47,6 +47,10 @@ pub struct Envelope {
     pub reason: Option<String>,
     /// SMTP transcript of the last failed attempt, secrets already redacted.
     pub transcript: Option<Vec<String>>,
+    /// A "delayed" notice was sent to the sender (`bounce.delay_warning`).
+    /// Absent in older envelopes, hence the default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delay_warned: bool,
 }
 
 /// Where a message came from.
@@ -165,6 +169,7 @@ impl Envelope {
             attempts: 0,
             reason: Some(REASON_FIRST_ATTEMPT.to_string()),
             transcript: None,
+            delay_warned: false,
         }
     }
 
@@ -243,6 +248,7 @@ mod tests {
                 "C: EHLO relay.example.net".into(),
                 "C: AUTH PLAIN <redacted>".into(),
             ]),
+            delay_warned: false,
         }
     }
 
@@ -363,6 +369,7 @@ mod tests {
                 version: ENVELOPE_VERSION, id, created_ms, size, origin, sender,
                 body: if eight { BodyType::EightBitMime } else { BodyType::SevenBit },
                 smtputf8, recipients, next_attempt_ms, attempts, reason, transcript,
+                delay_warned: eight && smtputf8,
             };
             prop_assert_eq!(Envelope::from_json(&env.to_json()).unwrap(), env);
         }

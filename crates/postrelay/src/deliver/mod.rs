@@ -1,0 +1,14 @@
+//! Delivery: one attempt for a queued message, ending in an outcome per
+//! recipient. It never changes the queue itself; the queue's worker applies
+//! the outcomes.
+//!
+//! - `outcome`: the outcome and reason types, and the one place that
+//!   decides whether a failure is permanent;
+//! - `client`: the SMTP client conversation with a relay (TLS, AUTH,
+//!   pipelining, per-phase timeouts);
+//! - `pool`: idle connections reused across messages;
+//! - `engine`: routing, relay failover, the attempt as a whole.
+
+pub mod outcome;
+
+pub use outcome::{Outcome, Phase, Reason};

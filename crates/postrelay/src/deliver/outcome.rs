@@ -1,0 +1,337 @@
+//! What one delivery attempt did for each recipient, and why.
+//!
+//! Permanence is decided in one place, [`Reason::is_permanent`]: every
+//! caller asks it, nobody inspects reply codes on their own. A failure the
+//! sender can fix (a refused recipient, a message too big) bounces; a
+//! failure the operator or time can fix (the provider down, a wrong
+//! password, a TLS problem) waits in the queue.
+
+use std::fmt;
+use std::time::Duration;
+
+use postrelay_smtp::reply::Reply;
+
+/// A step of the client conversation, for timeouts and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Resolving the relay's host name.
+    Resolve,
+    /// Opening the TCP connection.
+    Connect,
+    /// Waiting for the 220 greeting.
+    Greeting,
+    /// EHLO (or HELO).
+    Ehlo,
+    /// STARTTLS and the TLS handshake (or the implicit-TLS handshake).
+    Tls,
+    /// AUTH.
+    Auth,
+    /// MAIL FROM.
+    Mail,
+    /// RCPT TO.
+    Rcpt,
+    /// DATA (until the 354).
+    Data,
+    /// Sending the body and waiting for the reply to the final dot.
+    DataEnd,
+    /// RSET between messages on a reused connection.
+    Rset,
+    /// QUIT.
+    Quit,
+}
+
+impl Phase {
+    /// The name used in logs and `queue show` (`"RCPT TO"`, `"end of data"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolving the relay",
+            Phase::Connect => "connecting",
+            Phase::Greeting => "waiting for the greeting",
+            Phase::Ehlo => "EHLO",
+            Phase::Tls => "TLS handshake",
+            Phase::Auth => "AUTH",
+            Phase::Mail => "MAIL FROM",
+            Phase::Rcpt => "RCPT TO",
+            Phase::Data => "DATA",
+            Phase::DataEnd => "end of data",
+            Phase::Rset => "RSET",
+            Phase::Quit => "QUIT",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a recipient was not delivered (or, for [`Reason::Reply`] with a
+/// 2xx, the reply that accepted it is not a reason; see [`Outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The relay's name did not resolve.
+    Dns(String),
+    /// TCP connection refused, unreachable, reset.
+    Connect(String),
+    /// TLS could not be established, or was required and not offered.
+    Tls(String),
+    /// The relay refused our credentials, or offers no usable mechanism.
+    Auth(String),
+    /// The relay answered a command with a negative reply.
+    Reply {
+        /// The command (phase) the reply answered.
+        phase: Phase,
+        /// The reply as received.
+        reply: Reply,
+    },
+    /// No answer within the phase's time limit.
+    Timeout {
+        /// The phase that timed out.
+        phase: Phase,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// The relay broke the protocol (garbage reply, closed mid-session).
+    Protocol(String),
+    /// A local problem: reading the queue file, a configuration error,
+    /// the wrong TLS mode (with a hint).
+    Local(String),
+    /// The message cannot be sent to this relay as it is (needs SMTPUTF8
+    /// the relay lacks, or is bigger than the relay's SIZE).
+    Unsendable {
+        /// Enhanced status code to report (5.6.7, 5.3.4 …).
+        status: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The message stayed in the queue longer than `max_lifetime`.
+    Expired {
+        /// The last reason it was deferred, if any.
+        last: Option<String>,
+    },
+    /// Delivery of this recipient is not available yet (kept queued).
+    Unavailable(String),
+}
+
+impl Reason {
+    /// Whether this reason bounces the recipient now (true) or leaves it
+    /// queued for a later attempt (false). The one place that decides.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Reason::Reply { reply, phase } => match phase {
+                // A refused session or AUTH is the operator's to fix: the
+                // sender's mail waits instead of bouncing.
+                Phase::Greeting
+                | Phase::Ehlo
+                | Phase::Tls
+                | Phase::Auth
+                | Phase::Rset
+                | Phase::Quit => false,
+                Phase::Mail | Phase::Rcpt | Phase::Data | Phase::DataEnd => reply.is_permanent(),
+                Phase::Resolve | Phase::Connect => false,
+            },
+            Reason::Unsendable { .. } | Reason::Expired { .. } => true,
+            Reason::Dns(_)
+            | Reason::Connect(_)
+            | Reason::Tls(_)
+            | Reason::Auth(_)
+            | Reason::Timeout { .. }
+            | Reason::Protocol(_)
+            | Reason::Local(_)
+            | Reason::Unavailable(_) => false,
+        }
+    }
+
+    /// The enhanced status code for logs and DSNs (`dsn=` in the mail log).
+    pub fn status(&self) -> String {
+        match self {
+            Reason::Reply { reply, .. } => match &reply.enhanced {
+                Some(e) => e.to_string(),
+                None if reply.is_permanent() => "5.0.0".into(),
+                None => "4.0.0".into(),
+            },
+            Reason::Unsendable { status, .. } => (*status).to_string(),
+            Reason::Expired { .. } => "4.4.7".into(),
+            Reason::Dns(_) => "4.4.3".into(),
+            Reason::Connect(_) | Reason::Timeout { .. } => "4.4.1".into(),
+            Reason::Tls(_) => "4.7.5".into(),
+            Reason::Auth(_) => "4.7.8".into(),
+            Reason::Protocol(_) => "4.4.2".into(),
+            Reason::Local(_) | Reason::Unavailable(_) => "4.3.0".into(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Dns(s) => write!(f, "cannot resolve the relay: {s}"),
+            Reason::Connect(s) => write!(f, "cannot connect: {s}"),
+            Reason::Tls(s) => write!(f, "TLS: {s}"),
+            Reason::Auth(s) => write!(f, "authentication: {s}"),
+            Reason::Reply { phase, reply } => write!(f, "relay answered {phase} with {reply}"),
+            Reason::Timeout { phase, after } => {
+                write!(f, "no answer while {phase} within {}s", after.as_secs())
+            }
+            Reason::Protocol(s) => write!(f, "protocol error: {s}"),
+            Reason::Local(s) => write!(f, "{s}"),
+            Reason::Unsendable { detail, .. } => write!(f, "{detail}"),
+            Reason::Expired { last: Some(l) } => {
+                write!(f, "message expired in the queue; last problem: {l}")
+            }
+            Reason::Expired { last: None } => write!(f, "message expired in the queue"),
+            Reason::Unavailable(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// The result of one attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the next hop; the reply to the final dot.
+    Delivered(Reply),
+    /// Not delivered; try again later.
+    Deferred(Reason),
+    /// Not delivered, and never will be: bounce.
+    Failed(Reason),
+}
+
+impl Outcome {
+    /// Classifies a reason as deferred or failed.
+    pub fn from_reason(reason: Reason) -> Outcome {
+        if reason.is_permanent() {
+            Outcome::Failed(reason)
+        } else {
+            Outcome::Deferred(reason)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16, enhanced: &str) -> Reply {
+        Reply::new(code, enhanced, "text")
+    }
+
+    #[test]
+    fn permanence_table() {
+        let cases = [
+            (
+                Reason::Reply {
+                    phase: Phase::Rcpt,
+                    reply: reply(550, "5.1.1"),
+                },
+                true,
+            ),
+            (
+                Reason::Reply {
+                    phase: Phase::Rcpt,
+                    reply: reply(450, "4.2.0"),
+                },
+                false,
+            ),
+            (
+                Reason::Reply {
+                    phase: Phase::Mail,
+                    reply: reply(553, "5.1.8"),
+                },
+                true,
+            ),
+            (
+                Reason::Reply {
+                    phase: Phase::DataEnd,
+                    reply: reply(554, "5.6.0"),
+                },
+                true,
+            ),
+            (
+                Reason::Reply {
+                    phase: Phase::DataEnd,
+                    reply: reply(451, "4.3.0"),
+                },
+                false,
+            ),
+            // Session-level refusals wait for the operator, never bounce.
+            (
+                Reason::Reply {
+                    phase: Phase::Greeting,
+                    reply: reply(554, "5.7.1"),
+                },
+                false,
+            ),
+            (
+                Reason::Reply {
+                    phase: Phase::Auth,
+                    reply: reply(535, "5.7.8"),
+                },
+                false,
+            ),
+            (
+                Reason::Reply {
+                    phase: Phase::Ehlo,
+                    reply: reply(550, ""),
+                },
+                false,
+            ),
+            (Reason::Auth("535 bad".into()), false),
+            (Reason::Tls("no STARTTLS".into()), false),
+            (
+                Reason::Timeout {
+                    phase: Phase::Greeting,
+                    after: Duration::from_secs(30),
+                },
+                false,
+            ),
+            (Reason::Connect("refused".into()), false),
+            (Reason::Dns("NXDOMAIN".into()), false),
+            (Reason::Protocol("garbage".into()), false),
+            (Reason::Local("io".into()), false),
+            (Reason::Unavailable("later".into()), false),
+            (
+                Reason::Unsendable {
+                    status: "5.6.7",
+                    detail: "needs SMTPUTF8".into(),
+                },
+                true,
+            ),
+            (Reason::Expired { last: None }, true),
+        ];
+        for (reason, permanent) in cases {
+            assert_eq!(reason.is_permanent(), permanent, "{reason:?}");
+            let outcome = Outcome::from_reason(reason.clone());
+            assert_eq!(matches!(outcome, Outcome::Failed(_)), permanent);
+        }
+    }
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(
+            Reason::Reply {
+                phase: Phase::Rcpt,
+                reply: reply(550, "5.1.1")
+            }
+            .status(),
+            "5.1.1"
+        );
+        assert_eq!(
+            Reason::Reply {
+                phase: Phase::Rcpt,
+                reply: reply(550, "")
+            }
+            .status(),
+            "5.0.0"
+        );
+        assert_eq!(
+            Reason::Reply {
+                phase: Phase::Rcpt,
+                reply: reply(450, "")
+            }
+            .status(),
+            "4.0.0"
+        );
+        assert_eq!(Reason::Expired { last: None }.status(), "4.4.7");
+    }
+}
