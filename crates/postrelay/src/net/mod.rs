@@ -4,5 +4,7 @@
 
 pub mod conn;
 pub mod resolve;
+pub mod stream;
+pub mod tls;
 
 pub use conn::{Conn, ConnError};

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod dialog;
+pub mod fakeserver;
 pub mod peers;
 pub mod provider;
 pub mod smtp;

@@ -1,0 +1,95 @@
+//! SMTP AUTH (RFC 4954) with the relay: PLAIN when offered, else LOGIN.
+//!
+//! Credentials are sent only over TLS, unless the operator chose
+//! `security = "none"` together with `allow_plaintext_auth`. Lines carrying
+//! them are recorded as `<redacted>`; error texts show the relay's reply
+//! and the user name, never the password.
+//!
+//! Not for: deciding whether the session needs TLS (`session`).
+
+use postrelay_smtp::{Capabilities, Command, Reply, sasl};
+
+use super::wire::Wire;
+use super::{Security, Target};
+use crate::deliver::outcome::{Phase, Reason};
+
+/// Logs in when credentials are configured; without credentials there is
+/// nothing to do (a relay that needs AUTH will refuse MAIL or RCPT).
+pub(super) async fn authenticate(
+    target: &Target,
+    wire: &mut Wire,
+    caps: &Capabilities,
+    tls_up: bool,
+) -> Result<(), Reason> {
+    let Some((user, secret)) = &target.credentials else {
+        return Ok(());
+    };
+    let plaintext_allowed = target.security == Security::None && target.allow_plaintext_auth;
+    if !tls_up && !plaintext_allowed {
+        return Err(Reason::Auth(format!(
+            "credentials are configured for {} but the connection is not encrypted \
+             (security = \"{}\"); refusing to send them in plaintext",
+            target.name,
+            target.security.as_str()
+        )));
+    }
+    if caps.auth.is_empty() {
+        return Err(Reason::Auth(format!(
+            "relay offers no AUTH (none announced in its EHLO reply{}); cannot log in as {user}",
+            if tls_up { " after TLS" } else { "" }
+        )));
+    }
+    let timeout = target.timeouts.auth;
+    let pass = secret.expose();
+    if caps.supports_auth("PLAIN") {
+        let cmd = Command::Auth {
+            mechanism: "PLAIN".into(),
+            initial: Some(sasl::plain("", user, pass)),
+        };
+        wire.secret_line(&cmd.encode(), "AUTH PLAIN <redacted>");
+        let reply = wire.reply(Phase::Auth, timeout).await?;
+        if reply.code == 334 {
+            // We sent the initial response; a further challenge makes no
+            // sense for PLAIN. Cancel (RFC 4954 §4) and give up.
+            wire.secret_line(b"*\r\n", "*");
+            let _ = wire.reply(Phase::Auth, timeout).await?;
+            return Err(Reason::Auth(format!(
+                "AUTH PLAIN as user {user}: unexpected challenge ({reply}); cancelled"
+            )));
+        }
+        return finish(reply, user, "PLAIN");
+    }
+    if caps.supports_auth("LOGIN") {
+        wire.command(&Command::Auth {
+            mechanism: "LOGIN".into(),
+            initial: None,
+        });
+        for step in [sasl::login_user(user), sasl::login_pass(pass)] {
+            let reply = wire.reply(Phase::Auth, timeout).await?;
+            if reply.code != 334 {
+                return finish(reply, user, "LOGIN");
+            }
+            let mut line = step.into_bytes();
+            line.extend_from_slice(b"\r\n");
+            wire.secret_line(&line, "<redacted>");
+        }
+        let reply = wire.reply(Phase::Auth, timeout).await?;
+        return finish(reply, user, "LOGIN");
+    }
+    Err(Reason::Auth(format!(
+        "relay offers no AUTH mechanism postrelay supports (offered: {}; supported: PLAIN, LOGIN)",
+        caps.auth.join(" ")
+    )))
+}
+
+/// 235 is success; anything else refuses the session.
+fn finish(reply: Reply, user: &str, mechanism: &str) -> Result<(), Reason> {
+    if reply.is_positive_completion() {
+        return Ok(());
+    }
+    Err(Reason::Auth(if reply.code == 535 {
+        format!("relay refused the credentials of user {user}: {reply}")
+    } else {
+        format!("AUTH {mechanism} as user {user} failed: {reply}")
+    }))
+}

@@ -1,0 +1,301 @@
+//! The outbound SMTP client: one session with a smart host (the relay),
+//! from the TCP connect through TLS and AUTH to one or more mail
+//! transactions and QUIT.
+//!
+//! What it is for: turning a queued message into one [`Outcome`] per
+//! recipient, or a [`Failure`] that says why the session broke. Which
+//! outcome is permanent is decided by [`crate::deliver::outcome`] alone.
+//!
+//! Not for: choosing the relay, resolving its name, retry timing, or
+//! applying outcomes to the queue (the scheduler does those), nor for
+//! reading the configuration (the caller fills a [`Target`]).
+//!
+//! Data flow, one file each:
+//! - `connect`: TCP, the TLS mode (implicit or plaintext first, detected in
+//!   `tls = "auto"`), up to the greeting;
+//! - `session`: EHLO, STARTTLS, EHLO again, then `auth`; RSET and QUIT;
+//! - `transaction`: MAIL, RCPT, DATA (pipelined when offered) and the body;
+//! - `wire`: sending commands and reading replies with deadlines, every
+//!   line going through `transcript` (bounded, secrets redacted at the
+//!   source).
+
+mod auth;
+mod connect;
+mod session;
+mod transaction;
+mod transcript;
+mod wire;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+pub use session::Session;
+
+use crate::deliver::outcome::Reason;
+
+/// Where and how to deliver: one relay, as the configuration describes it.
+pub struct Target {
+    /// The relay's name, for logs.
+    pub name: String,
+    /// DNS name or IP literal: used for SNI and certificate verification.
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+    /// The relay's addresses, resolved by the caller; tried in order.
+    pub addrs: Vec<SocketAddr>,
+    /// Implicit TLS, STARTTLS, or detect.
+    pub tls: TlsMode,
+    /// What TLS must achieve.
+    pub security: Security,
+    /// The verifying configuration (system roots or `ca_file`), built by
+    /// [`crate::net::tls::client_config`]; used with [`Security::Verify`].
+    pub tls_config_verify: Arc<rustls::ClientConfig>,
+    /// User name and password for AUTH.
+    pub credentials: Option<(String, Secret)>,
+    /// Allows AUTH without TLS; only honoured with [`Security::None`].
+    pub allow_plaintext_auth: bool,
+    /// The name we announce in EHLO.
+    pub helo_name: String,
+    /// Per-phase time limits.
+    pub timeouts: Timeouts,
+    /// Log the conversation (secrets redacted) with `tracing::info!`.
+    pub verbose: bool,
+    /// The TLS mode detected for this relay in `tls = "auto"`, shared by
+    /// all sessions with it.
+    pub mode_memory: Arc<ModeMemory>,
+}
+
+/// How TLS starts on the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Detect: remembered mode, else implicit TLS first on port 465 and
+    /// plaintext (+ STARTTLS) first elsewhere; switch on evidence.
+    Auto,
+    /// Plaintext greeting, then STARTTLS (RFC 3207).
+    StartTls,
+    /// TLS from the first byte (RFC 8314, "wrapper mode", port 465).
+    Implicit,
+}
+
+/// What TLS must achieve for the session to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS required; the certificate chain and the host name are verified.
+    Verify,
+    /// TLS required; the certificate is not verified.
+    Encrypt,
+    /// STARTTLS when offered (unverified); plaintext otherwise, but then
+    /// no AUTH.
+    May,
+    /// No STARTTLS (implicit TLS, when the port needs it, is unverified).
+    None,
+}
+
+impl Security {
+    /// The configuration value, for messages (`security = "verify"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Verify => "verify",
+            Security::Encrypt => "encrypt",
+            Security::May => "may",
+            Security::None => "none",
+        }
+    }
+
+    /// Whether the session must not go ahead without TLS.
+    pub fn requires_tls(self) -> bool {
+        matches!(self, Security::Verify | Security::Encrypt)
+    }
+}
+
+/// A password: `Debug` and `Display` print `<redacted>`; [`Secret::expose`]
+/// is the only way to the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for building the AUTH exchange.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A TLS mode found to work with a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    /// TLS from the first byte.
+    Implicit,
+    /// Plaintext greeting (then STARTTLS, as the security level says).
+    StartTls,
+}
+
+/// Remembers, across sessions, which TLS mode worked with a relay in
+/// `tls = "auto"`, so that detection happens once per relay (per process).
+#[derive(Debug, Default)]
+pub struct ModeMemory(AtomicU8);
+
+impl ModeMemory {
+    /// Nothing detected yet.
+    pub fn new() -> ModeMemory {
+        ModeMemory::default()
+    }
+
+    /// The remembered mode.
+    pub fn get(&self) -> Option<Detected> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(Detected::Implicit),
+            2 => Some(Detected::StartTls),
+            _ => None,
+        }
+    }
+
+    /// Remembers `mode`.
+    pub fn set(&self, mode: Detected) {
+        let v = match mode {
+            Detected::Implicit => 1,
+            Detected::StartTls => 2,
+        };
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// Forgets the mode (e.g. after a configuration reload).
+    pub fn clear(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Time limits, one per phase of the conversation. Each bounds one wait
+/// (a connect, a reply, a write); the body is written in chunks, each
+/// bounded by `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect, per address.
+    pub connect: Duration,
+    /// The 220 greeting.
+    pub greeting: Duration,
+    /// The reply to EHLO (or HELO).
+    pub ehlo: Duration,
+    /// The STARTTLS reply, and each TLS handshake.
+    pub tls: Duration,
+    /// Each reply during AUTH.
+    pub auth: Duration,
+    /// The reply to MAIL (and writing a pipelined batch).
+    pub mail: Duration,
+    /// Each reply to RCPT.
+    pub rcpt: Duration,
+    /// The reply to DATA, and each write of the body.
+    pub data: Duration,
+    /// The reply to the final dot (the relay may scan the message first).
+    pub data_end: Duration,
+    /// The reply to RSET.
+    pub rset: Duration,
+    /// QUIT and closing TLS, altogether.
+    pub quit: Duration,
+}
+
+impl Default for Timeouts {
+    /// Values for a smart host that greets at once; `data_end` is generous
+    /// (Postfix's `smtp_data_done_timeout`) because giving up after the
+    /// body was sent risks a duplicate.
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        Timeouts {
+            connect: s(30),
+            greeting: s(30),
+            ehlo: s(60),
+            tls: s(60),
+            auth: s(60),
+            mail: s(120),
+            rcpt: s(120),
+            data: s(180),
+            data_end: s(600),
+            rset: s(20),
+            quit: s(10),
+        }
+    }
+}
+
+/// One message to send: the envelope and the spooled body.
+pub struct Message<'a> {
+    /// The envelope sender; `""` is the null path `<>`.
+    pub sender: &'a str,
+    /// The envelope recipients, in the order outcomes are returned.
+    pub recipients: &'a [String],
+    /// The body file (CRLF line ends, not dot-stuffed), streamed.
+    pub body: &'a Path,
+    /// Its size in bytes (for `SIZE=`).
+    pub size: u64,
+    /// The body has 8-bit content (`BODY=8BITMIME` when offered).
+    pub eight_bit: bool,
+    /// The message needs SMTPUTF8 (non-ASCII addresses or headers).
+    pub smtputf8: bool,
+}
+
+/// Why a session could not be opened or broke; the caller defers every
+/// recipient not yet decided and drops the session.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong, classified by [`crate::deliver::outcome`].
+    pub reason: Reason,
+    /// The conversation since the last transcript was taken (redacted).
+    pub transcript: Vec<String>,
+    /// The relay is unreachable or refused the session (connect,
+    /// greeting, EHLO, TLS, AUTH): the caller may fail over to the next
+    /// relay.
+    pub session_refused: bool,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.reason.fmt(f)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
+        let creds = Some(("user".to_owned(), s.clone()));
+        assert!(!format!("{creds:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn mode_memory_round_trips() {
+        let m = ModeMemory::new();
+        assert_eq!(m.get(), None);
+        m.set(Detected::Implicit);
+        assert_eq!(m.get(), Some(Detected::Implicit));
+        m.set(Detected::StartTls);
+        assert_eq!(m.get(), Some(Detected::StartTls));
+        m.clear();
+        assert_eq!(m.get(), None);
+    }
+}

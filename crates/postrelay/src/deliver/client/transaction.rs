@@ -1,0 +1,410 @@
+//! One mail transaction on an open session: MAIL, RCPT, DATA and the body,
+//! ending in one [`Outcome`] per recipient.
+//!
+//! With PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go out in one write
+//! (in groups of [`PIPELINE_GROUP`] commands for very long recipient lists,
+//! so that neither side can block writing while the other is not reading)
+//! and the replies are matched to the commands by order. Without it, one
+//! command at a time. The body is never sent before a 354.
+//!
+//! When nothing can be delivered (MAIL refused, or every RCPT refused) and
+//! the relay still answers a pipelined DATA with 354, the connection is
+//! dropped without another byte: anything we sent, even a lone ".", would
+//! be message data, and dropping is the one way to be sure that no
+//! (empty) message is delivered. The outcomes stand; the session is dead
+//! and [`Session::reset`] reports that.
+//!
+//! Not for: the permanence of a reason ([`Reason::is_permanent`] decides),
+//! or opening the session.
+
+use postrelay_smtp::{
+    Body, Command, DotStuffer, ForwardPath, MailParams, Mailbox, RcptParams, Reply, ReversePath,
+};
+use tokio::io::AsyncReadExt;
+
+use super::session::State;
+use super::{Failure, Message, Session};
+use crate::deliver::outcome::{Outcome, Phase, Reason};
+
+/// Bytes read from the spool file at a time.
+const BODY_CHUNK: usize = 64 * 1024;
+/// Commands per pipelined write.
+const PIPELINE_GROUP: usize = 100;
+
+/// A command of the envelope, for matching replies.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Mail,
+    /// RCPT for the recipient at this index of the message.
+    Rcpt(usize),
+    Data,
+}
+
+/// Why the body could not be sent.
+enum BodyError {
+    /// Reading the spool file failed.
+    Read(std::io::Error),
+    /// Writing to the relay failed.
+    Net(Reason),
+}
+
+impl Session {
+    /// Sends one message; returns one outcome per recipient, in order.
+    ///
+    /// `Err`: the session broke (timeout, connection lost, a spool read
+    /// error mid-body); the caller defers every recipient and drops the
+    /// session. A relay's 421 is not an `Err`: the undecided recipients
+    /// get it as their (deferring) reason and the session is dead.
+    pub async fn send(&mut self, msg: &Message<'_>) -> Result<Vec<Outcome>, Failure> {
+        match self.state {
+            State::Dead => {
+                return Err(self.failure(Reason::Protocol(
+                    "the session was closed; it cannot be reused".into(),
+                )));
+            }
+            State::NeedsReset => self.reset().await?,
+            State::Ready => {}
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; msg.recipients.len()];
+        let from = match reverse_path(msg.sender) {
+            Ok(p) => p,
+            Err(detail) => {
+                let reason = Reason::Unsendable {
+                    status: "5.1.7",
+                    detail,
+                };
+                return Ok(settle(outcomes, &reason));
+            }
+        };
+        let mut rcpts = Vec::with_capacity(msg.recipients.len());
+        for (i, r) in msg.recipients.iter().enumerate() {
+            match forward_path(r) {
+                Ok(path) => rcpts.push((i, path)),
+                Err(detail) => {
+                    outcomes[i] = Some(Outcome::from_reason(Reason::Unsendable {
+                        status: "5.1.3",
+                        detail,
+                    }));
+                }
+            }
+        }
+        if let Some(reason) = self.unsendable(msg) {
+            return Ok(settle(outcomes, &reason));
+        }
+        if rcpts.is_empty() {
+            return Ok(settle(
+                outcomes,
+                &Reason::Local("no valid recipient".into()),
+            ));
+        }
+        let file = match tokio::fs::File::open(msg.body).await {
+            Ok(f) => f,
+            Err(e) => {
+                let reason = Reason::Local(format!(
+                    "cannot open the queue file {}: {e}",
+                    msg.body.display()
+                ));
+                return Ok(settle(outcomes, &reason));
+            }
+        };
+
+        let params = MailParams {
+            size: self.caps.size.map(|_| msg.size),
+            body: (msg.eight_bit && self.caps.eight_bit_mime).then_some(Body::EightBitMime),
+            smtputf8: msg.smtputf8,
+            ..MailParams::default()
+        };
+        let mut commands = Vec::with_capacity(rcpts.len() + 2);
+        commands.push((Step::Mail, Command::Mail { from, params }));
+        for (i, to) in rcpts {
+            let params = RcptParams::default();
+            commands.push((Step::Rcpt(i), Command::Rcpt { to, params }));
+        }
+        commands.push((Step::Data, Command::Data));
+
+        self.state = State::NeedsReset;
+        let group = if self.caps.pipelining {
+            PIPELINE_GROUP
+        } else {
+            1
+        };
+        let mut mail_refused: Option<Reason> = None;
+        let mut accepted: Vec<usize> = Vec::new();
+        let mut data_reply: Option<Reply> = None;
+        let mut next = 0;
+        while next < commands.len() {
+            let rest = commands.get(next..).unwrap_or_default();
+            if mail_refused.is_some() {
+                break;
+            }
+            // DATA at the head of a group: every RCPT reply is known.
+            if matches!(rest.first(), Some((Step::Data, _))) && accepted.is_empty() {
+                break;
+            }
+            let batch = rest.get(..group.min(rest.len())).unwrap_or_default();
+            for (_, cmd) in batch {
+                self.wire.command(cmd);
+            }
+            for &(step, _) in batch {
+                let (phase, timeout) = match step {
+                    Step::Mail => (Phase::Mail, self.timeouts.mail),
+                    Step::Rcpt(_) => (Phase::Rcpt, self.timeouts.rcpt),
+                    Step::Data => (Phase::Data, self.timeouts.data),
+                };
+                let reply = match self.wire.reply(phase, timeout).await {
+                    Ok(r) => r,
+                    Err(reason) => return Err(self.broke(reason)),
+                };
+                if reply.code == 421 {
+                    // The relay is closing the session: no more replies.
+                    self.state = State::Dead;
+                    self.wire.abandon();
+                    return Ok(settle(outcomes, &Reason::Reply { phase, reply }));
+                }
+                let ok = reply.is_positive_completion();
+                match step {
+                    Step::Mail if !ok => mail_refused = Some(Reason::Reply { phase, reply }),
+                    Step::Mail => {}
+                    // After a refused MAIL the RCPT replies mean nothing.
+                    Step::Rcpt(_) if mail_refused.is_some() => {}
+                    Step::Rcpt(i) if ok => accepted.push(i),
+                    Step::Rcpt(i) => {
+                        if let Some(slot) = outcomes.get_mut(i) {
+                            *slot = Some(Outcome::from_reason(Reason::Reply { phase, reply }));
+                        }
+                    }
+                    Step::Data => data_reply = Some(reply),
+                }
+            }
+            next += batch.len();
+        }
+
+        let go_ahead = data_reply.as_ref().is_some_and(|r| r.code == 354);
+        if let Some(reason) = mail_refused {
+            self.drop_if_in_data(go_ahead);
+            return Ok(settle(outcomes, &reason));
+        }
+        if accepted.is_empty() {
+            self.drop_if_in_data(go_ahead);
+            return Ok(settle(
+                outcomes,
+                &Reason::Local("no recipient accepted".into()),
+            ));
+        }
+        let Some(reply) = data_reply else {
+            return Err(self.broke(Reason::Protocol("DATA was not sent".into())));
+        };
+        if !go_ahead {
+            let reason = Reason::Reply {
+                phase: Phase::Data,
+                reply,
+            };
+            return Ok(settle_accepted(outcomes, &accepted, &reason, None));
+        }
+
+        match self.body(file).await {
+            Ok(()) => {}
+            Err(BodyError::Read(e)) => {
+                // The end-of-data dot must not follow a partial body.
+                return Err(self.broke(Reason::Local(format!(
+                    "reading the queue file {}: {e}; connection dropped before the end of data",
+                    msg.body.display()
+                ))));
+            }
+            Err(BodyError::Net(reason)) => return Err(self.broke(reason)),
+        }
+        let reply = match self
+            .wire
+            .reply(Phase::DataEnd, self.timeouts.data_end)
+            .await
+        {
+            Ok(r) => r,
+            Err(reason) => return Err(self.broke(reason)),
+        };
+        self.messages_sent += 1;
+        if reply.code == 421 {
+            self.state = State::Dead;
+            self.wire.abandon();
+        }
+        let delivered = reply.is_positive_completion().then(|| reply.clone());
+        let reason = Reason::Reply {
+            phase: Phase::DataEnd,
+            reply,
+        };
+        Ok(settle_accepted(outcomes, &accepted, &reason, delivered))
+    }
+
+    /// A reason why this message cannot go to this relay at all.
+    fn unsendable(&self, msg: &Message<'_>) -> Option<Reason> {
+        if msg.smtputf8 && !self.caps.smtputf8 {
+            return Some(Reason::Unsendable {
+                status: "5.6.7",
+                detail: format!(
+                    "the message needs SMTPUTF8 (internationalized addresses), \
+                     which relay {} does not offer",
+                    self.name
+                ),
+            });
+        }
+        match self.caps.size {
+            Some(limit) if limit > 0 && msg.size > limit => Some(Reason::Unsendable {
+                status: "5.3.4",
+                detail: format!(
+                    "message size {} bytes exceeds the limit of relay {} ({limit} bytes)",
+                    msg.size, self.name
+                ),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Streams the spool file through the dot-stuffer, chunk by chunk, and
+    /// queues the terminator (sent with the wait for the final reply).
+    async fn body(&mut self, mut file: tokio::fs::File) -> Result<(), BodyError> {
+        let mut stuffer = DotStuffer::new();
+        let mut chunk = vec![0u8; BODY_CHUNK];
+        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
+        let mut total: u64 = 0;
+        loop {
+            // Cancel safety: not raced; a tokio file read is not
+            // cancel-safe, so nothing may race it.
+            let n = file.read(&mut chunk).await.map_err(BodyError::Read)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            out.clear();
+            stuffer.stuff(chunk.get(..n).unwrap_or_default(), &mut out);
+            self.wire.body(&out);
+            self.wire
+                .flush(Phase::DataEnd, self.timeouts.data)
+                .await
+                .map_err(BodyError::Net)?;
+        }
+        out.clear();
+        stuffer.finish(&mut out);
+        self.wire.body(&out);
+        self.wire.tr.client(&format!("<message: {total} bytes>"));
+        self.wire.tr.client(".");
+        Ok(())
+    }
+
+    /// After a 354 with nothing to deliver: drop the connection (see the
+    /// module documentation).
+    fn drop_if_in_data(&mut self, in_data: bool) {
+        if in_data {
+            self.wire.tr.note(
+                "the relay accepted DATA although no recipient was accepted; \
+                 closing the connection instead of sending a message",
+            );
+            self.state = State::Dead;
+            self.wire.abandon();
+        }
+    }
+
+    /// The session broke: it is dead, the connection closed.
+    fn broke(&mut self, reason: Reason) -> Failure {
+        self.state = State::Dead;
+        self.wire.abandon();
+        self.failure(reason)
+    }
+}
+
+/// Every recipient without an outcome gets `reason`.
+fn settle(outcomes: Vec<Option<Outcome>>, reason: &Reason) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::from_reason(reason.clone())))
+        .collect()
+}
+
+/// The accepted recipients get `delivered` (the 2xx reply) or `reason`.
+fn settle_accepted(
+    mut outcomes: Vec<Option<Outcome>>,
+    accepted: &[usize],
+    reason: &Reason,
+    delivered: Option<Reply>,
+) -> Vec<Outcome> {
+    for &i in accepted {
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = Some(match &delivered {
+                Some(reply) => Outcome::Delivered(reply.clone()),
+                None => Outcome::from_reason(reason.clone()),
+            });
+        }
+    }
+    let missing = Reason::Protocol("no reply for this recipient".into());
+    settle(outcomes, &missing)
+}
+
+/// `""` is `<>`; otherwise a mailbox (angle brackets optional).
+fn reverse_path(sender: &str) -> Result<ReversePath, String> {
+    let parsed = if sender.is_empty() {
+        Ok(ReversePath::Null)
+    } else if sender.starts_with('<') {
+        ReversePath::parse(sender)
+    } else {
+        Mailbox::parse(sender).map(ReversePath::Mailbox)
+    };
+    parsed.map_err(|e| format!("invalid sender address <{sender}>: {e}"))
+}
+
+/// A recipient mailbox (angle brackets optional), or `Postmaster`.
+fn forward_path(rcpt: &str) -> Result<ForwardPath, String> {
+    let parsed = if rcpt.starts_with('<') {
+        ForwardPath::parse(rcpt)
+    } else if rcpt.eq_ignore_ascii_case("postmaster") {
+        Ok(ForwardPath::Postmaster)
+    } else {
+        Mailbox::parse(rcpt).map(ForwardPath::Mailbox)
+    };
+    parsed.map_err(|e| format!("invalid recipient address <{rcpt}>: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(reverse_path("").unwrap(), ReversePath::Null);
+        assert_eq!(
+            reverse_path("a@b.example").unwrap().to_string(),
+            "<a@b.example>"
+        );
+        assert_eq!(
+            reverse_path("<a@b.example>").unwrap().to_string(),
+            "<a@b.example>"
+        );
+        assert!(reverse_path("a b@c").is_err());
+        assert_eq!(forward_path("Postmaster").unwrap(), ForwardPath::Postmaster);
+        assert_eq!(
+            forward_path("x@y.example").unwrap().to_string(),
+            "<x@y.example>"
+        );
+        assert!(forward_path("").is_err());
+    }
+
+    #[test]
+    fn settling_keeps_decided_outcomes() {
+        let refused = Outcome::Failed(Reason::Unsendable {
+            status: "5.1.3",
+            detail: "bad".into(),
+        });
+        let out = settle(
+            vec![Some(refused.clone()), None],
+            &Reason::Local("later".into()),
+        );
+        assert_eq!(out[0], refused);
+        assert_eq!(out[1], Outcome::Deferred(Reason::Local("later".into())));
+        let ok = Reply::new(250, "2.0.0", "queued");
+        let out = settle_accepted(
+            vec![None, None],
+            &[1],
+            &Reason::Local("x".into()),
+            Some(ok.clone()),
+        );
+        assert_eq!(out[1], Outcome::Delivered(ok));
+        assert!(matches!(out[0], Outcome::Deferred(Reason::Protocol(_))));
+    }
+}

@@ -1,0 +1,903 @@
+//! The outbound SMTP client (`deliver::client`) against a real Postfix
+//! smart host (`support::provider`: STARTTLS and implicit TLS, AUTH, its
+//! own CA) and against a scripted in-process server
+//! (`support/fakeserver.rs`) for what a real server cannot do.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postrelay::deliver::client::{
+    Detected, Failure, Message, ModeMemory, Secret, Security, Session, Target, Timeouts, TlsMode,
+};
+use postrelay::deliver::{Outcome, Phase, Reason};
+use postrelay::net::tls;
+use support::fakeserver::{FakeServer, Script, TestPki};
+use support::peers::require as require_peer;
+use support::provider::Provider;
+
+fn short_timeouts() -> Timeouts {
+    let s = Duration::from_secs;
+    Timeouts {
+        connect: s(5),
+        greeting: s(3),
+        ehlo: s(10),
+        tls: s(5),
+        auth: s(10),
+        mail: s(10),
+        rcpt: s(10),
+        data: s(10),
+        data_end: s(20),
+        rset: s(5),
+        quit: s(5),
+    }
+}
+
+fn target(port: u16, tls: TlsMode, security: Security, ca: Option<&Path>) -> Target {
+    Target {
+        name: format!("test-relay-{port}"),
+        host: "localhost".into(),
+        port,
+        addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+        tls,
+        security,
+        tls_config_verify: tls::client_config(ca).expect("TLS config"),
+        credentials: None,
+        allow_plaintext_auth: false,
+        helo_name: "client.postrelay.test".into(),
+        timeouts: short_timeouts(),
+        verbose: true,
+        mode_memory: Arc::new(ModeMemory::new()),
+    }
+}
+
+fn provider_target(p: &Provider, port: u16, tls: TlsMode, security: Security) -> Target {
+    let ca = p.ca_file();
+    let mut t = target(port, tls, security, Some(&ca));
+    t.credentials = Some((p.user.clone(), Secret::new(p.password.clone())));
+    t
+}
+
+/// A spool file holding `body`, and the message around it.
+struct Spool {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    size: u64,
+}
+
+fn spool(body: &[u8]) -> Spool {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.msg");
+    std::fs::write(&path, body).unwrap();
+    Spool {
+        _dir: dir,
+        path,
+        size: body.len() as u64,
+    }
+}
+
+fn message<'a>(s: &'a Spool, sender: &'a str, rcpts: &'a [String]) -> Message<'a> {
+    Message {
+        sender,
+        recipients: rcpts,
+        body: &s.path,
+        size: s.size,
+        eight_bit: true,
+        smtputf8: false,
+    }
+}
+
+fn rcpts(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A message whose first line is a unique marker (to find it in the
+/// Maildir file after the headers Postfix prepends), with the lines that
+/// dot-stuffing and 8-bit transport must preserve.
+fn tricky_body(marker: &str) -> Vec<u8> {
+    format!(
+        "X-Marker: {marker}\r\n\
+         From: Sender <sender@origin.example>\r\n\
+         To: rcpt@dest.example\r\n\
+         Subject: client test\r\n\
+         Date: Mon, 2 Mar 2026 10:00:00 +0000\r\n\
+         Message-ID: <{marker}@origin.example>\r\n\
+         \r\n\
+         .leading dot\r\n\
+         ..two dots\r\n\
+         .\r\n\
+         \tline with a tab and trailing space \r\n\
+         caf\u{e9} 8-bit line\r\n\
+         \r\n\
+         last line\r\n"
+    )
+    .into_bytes()
+}
+
+/// The delivered message from the marker line on, LF line ends (Postfix's
+/// Maildir delivery turns CRLF into LF).
+fn delivered_from_marker(p: &Provider, marker: &str, n: usize) -> Vec<u8> {
+    let got = p.wait_delivered(n, Duration::from_secs(20));
+    let needle = format!("X-Marker: {marker}\n");
+    for (_, raw) in &got {
+        if let Some(i) = raw
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+        {
+            return raw[i..].to_vec();
+        }
+    }
+    panic!("no delivered message has marker {marker}");
+}
+
+fn lf(bytes: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(bytes)
+        .replace("\r\n", "\n")
+        .into_bytes()
+}
+
+async fn open_ok(t: &Target) -> Session {
+    match Session::open(t).await {
+        Ok(s) => s,
+        Err(f) => panic!("open failed: {}\n{}", f.reason, f.transcript.join("\n")),
+    }
+}
+
+async fn open_err(t: &Target) -> Failure {
+    match Session::open(t).await {
+        Ok(mut s) => panic!("open succeeded:\n{}", s.take_transcript().join("\n")),
+        Err(f) => f,
+    }
+}
+
+fn reason_text(f: &Failure) -> String {
+    format!(
+        "{}\n--- transcript ---\n{}",
+        f.reason,
+        f.transcript.join("\n")
+    )
+}
+
+// ---------------------------------------------------------------------
+// Against the real Postfix provider.
+// ---------------------------------------------------------------------
+
+async fn deliver_one(p: &Provider, t: &Target, marker: &str) {
+    let body = tricky_body(marker);
+    let sp = spool(&body);
+    let to = rcpts(&[&format!("{marker}@dest.example")]);
+    let mut s = open_ok(t).await;
+    assert!(
+        s.tls().is_some_and(|d| d.starts_with("TLSv1.")),
+        "{:?}",
+        s.tls()
+    );
+    let out = s
+        .send(&message(&sp, "bounce@origin.example", &to))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[..], [Outcome::Delivered(r)] if r.code == 250),
+        "{out:?}"
+    );
+    s.quit().await;
+    let got = delivered_from_marker(p, marker, 1);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&lf(&body)),
+        "body altered in transit"
+    );
+}
+
+#[tokio::test]
+async fn starttls_verify_with_ca_file_delivers_the_exact_body() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let t = provider_target(&p, p.starttls_port, TlsMode::StartTls, Security::Verify);
+    deliver_one(&p, &t, "starttls").await;
+    let all = p.delivered();
+    let text = String::from_utf8_lossy(&all[0].1);
+    assert!(text.contains("with ESMTPSA"), "not TLS+AUTH: {text}");
+}
+
+#[tokio::test]
+async fn implicit_tls_verify_delivers() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let t = provider_target(&p, p.implicit_port, TlsMode::Implicit, Security::Verify);
+    deliver_one(&p, &t, "implicit").await;
+}
+
+#[tokio::test]
+async fn encrypt_without_ca_file_delivers() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let mut t = provider_target(&p, p.starttls_port, TlsMode::StartTls, Security::Encrypt);
+    t.tls_config_verify = tls::client_config(None).unwrap();
+    deliver_one(&p, &t, "encrypt").await;
+}
+
+#[tokio::test]
+async fn auto_detects_both_ports_and_remembers() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    for (port, expected) in [
+        (p.starttls_port, Detected::StartTls),
+        (p.implicit_port, Detected::Implicit),
+    ] {
+        let t = provider_target(&p, port, TlsMode::Auto, Security::Verify);
+        let mut s = open_ok(&t).await;
+        assert_eq!(t.mode_memory.get(), Some(expected), "port {port}");
+        assert!(s.tls().is_some());
+        s.take_transcript();
+        s.quit().await;
+        // The second session uses the remembered mode straight away.
+        let mut s = open_ok(&t).await;
+        let transcript = s.take_transcript().join("\n");
+        assert!(!transcript.contains("reconnecting"), "{transcript}");
+        s.quit().await;
+    }
+}
+
+#[tokio::test]
+async fn starttls_mode_against_the_implicit_port_gives_a_hint() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let t = provider_target(&p, p.implicit_port, TlsMode::StartTls, Security::Verify);
+    let f = open_err(&t).await;
+    let expected = format!(
+        "port {} sent no SMTP greeting within 3s; it looks like an implicit-TLS (wrapper mode) \
+         port: set tls = \"implicit\" (or \"auto\")",
+        p.implicit_port
+    );
+    assert_eq!(f.reason, Reason::Local(expected), "{}", reason_text(&f));
+    assert!(f.session_refused);
+    assert!(!f.reason.is_permanent());
+}
+
+#[tokio::test]
+async fn implicit_mode_against_the_starttls_port_gives_a_hint() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let t = provider_target(&p, p.starttls_port, TlsMode::Implicit, Security::Verify);
+    let f = open_err(&t).await;
+    let Reason::Local(text) = &f.reason else {
+        panic!("{}", reason_text(&f));
+    };
+    let start = format!("port {} answered in plaintext (\"220 ", p.starttls_port);
+    assert!(text.starts_with(&start), "{text}");
+    assert!(
+        text.ends_with("); it speaks STARTTLS: set tls = \"starttls\" (or \"auto\")"),
+        "{text}"
+    );
+    assert!(f.session_refused);
+}
+
+#[tokio::test]
+async fn verify_without_the_ca_file_fails_and_sends_nothing() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    for (port, mode) in [
+        (p.starttls_port, TlsMode::StartTls),
+        (p.implicit_port, TlsMode::Implicit),
+    ] {
+        let mut t = provider_target(&p, port, mode, Security::Verify);
+        t.tls_config_verify = tls::client_config(None).unwrap();
+        let f = open_err(&t).await;
+        let Reason::Tls(text) = &f.reason else {
+            panic!("{}", reason_text(&f));
+        };
+        assert!(text.contains("certificate verification failed"), "{text}");
+        assert!(
+            text.contains("ca_file") && text.contains("encrypt"),
+            "{text}"
+        );
+        assert!(f.session_refused);
+        let transcript = f.transcript.join("\n");
+        assert!(
+            !transcript.contains("AUTH") && !transcript.contains("MAIL"),
+            "{transcript}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.delivered().is_empty());
+    assert!(!p.maillog().contains("sasl_username"), "{}", p.maillog());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_an_auth_failure_and_stays_secret() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let mut t = provider_target(&p, p.implicit_port, TlsMode::Implicit, Security::Verify);
+    let wrong = "wrong-Passw0rd-xyz";
+    t.credentials = Some((p.user.clone(), Secret::new(wrong)));
+    let f = open_err(&t).await;
+    let Reason::Auth(text) = &f.reason else {
+        panic!("{}", reason_text(&f));
+    };
+    assert!(
+        text.starts_with(&format!(
+            "relay refused the credentials of user {}: 535 5.7.8",
+            p.user
+        )),
+        "{text}"
+    );
+    assert!(f.session_refused);
+    assert!(!f.reason.is_permanent());
+    let transcript = f.transcript.join("\n");
+    assert!(
+        transcript.contains("C: AUTH PLAIN <redacted>"),
+        "{transcript}"
+    );
+    let b64 = postrelay_smtp::sasl::plain("", &p.user, wrong);
+    assert!(
+        !transcript.contains(wrong) && !transcript.contains(&b64),
+        "{transcript}"
+    );
+    assert!(!text.contains(wrong));
+}
+
+#[tokio::test]
+async fn two_messages_on_one_session_with_reset() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let t = provider_target(&p, p.starttls_port, TlsMode::StartTls, Security::Verify);
+    let mut s = open_ok(&t).await;
+    for marker in ["first", "second"] {
+        let sp = spool(&tricky_body(marker));
+        let to = rcpts(&[&format!("{marker}@dest.example")]);
+        let out = s.send(&message(&sp, "", &to)).await.unwrap();
+        assert!(matches!(&out[..], [Outcome::Delivered(_)]), "{out:?}");
+        s.reset().await.unwrap();
+    }
+    assert_eq!(s.messages_sent(), 2);
+    s.quit().await;
+    delivered_from_marker(&p, "first", 2);
+    delivered_from_marker(&p, "second", 2);
+}
+
+#[tokio::test]
+async fn pipelined_recipients_get_one_outcome_each() {
+    if !require_peer("postfix") {
+        return;
+    }
+    let p = Provider::start();
+    let t = provider_target(&p, p.implicit_port, TlsMode::Implicit, Security::Verify);
+    let mut s = open_ok(&t).await;
+    let sp = spool(&tricky_body("pipelined"));
+    let to = rcpts(&[
+        "one@dest.example",
+        "fail550@dest.example",
+        "fail451@dest.example",
+        "two@dest.example",
+    ]);
+    let out = s
+        .send(&message(&sp, "a@origin.example", &to))
+        .await
+        .unwrap();
+    let transcript = s.take_transcript().join("\n");
+    s.quit().await;
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert!(
+        matches!(out[0], Outcome::Delivered(_)),
+        "{out:?}\n{transcript}"
+    );
+    assert!(
+        matches!(&out[1], Outcome::Failed(Reason::Reply { phase: Phase::Rcpt, reply }) if reply.code == 550),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[2], Outcome::Deferred(Reason::Reply { phase: Phase::Rcpt, reply }) if reply.code == 451),
+        "{out:?}"
+    );
+    assert!(matches!(out[3], Outcome::Delivered(_)), "{out:?}");
+    // All envelope commands left before the first reply was read.
+    let lines: Vec<&str> = transcript.lines().collect();
+    let mail = lines
+        .iter()
+        .position(|l| l.starts_with("C: MAIL FROM:"))
+        .unwrap();
+    assert!(
+        lines[mail + 1..mail + 6]
+            .iter()
+            .all(|l| l.starts_with("C: ")),
+        "{transcript}"
+    );
+    delivered_from_marker(&p, "pipelined", 1);
+}
+
+// ---------------------------------------------------------------------
+// Against the scripted fake server.
+// ---------------------------------------------------------------------
+
+fn fake_target(server: &FakeServer, tls: TlsMode, security: Security) -> Target {
+    let mut t = target(server.port(), tls, security, None);
+    t.timeouts.greeting = Duration::from_secs(1);
+    t.timeouts.tls = Duration::from_secs(2);
+    t
+}
+
+/// A verifying target trusting the fake server's CA.
+fn fake_verify_target(server: &FakeServer, pki: &TestPki, dir: &Path) -> Target {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let mut t = fake_target(server, TlsMode::StartTls, Security::Verify);
+    t.tls_config_verify = tls::client_config(Some(&ca)).unwrap();
+    t
+}
+
+#[tokio::test]
+async fn no_starttls_with_verify_sends_neither_auth_nor_mail() {
+    let server = FakeServer::start(Script {
+        auth: vec!["PLAIN", "LOGIN"],
+        ..Script::default()
+    })
+    .await;
+    let mut t = fake_target(&server, TlsMode::StartTls, Security::Verify);
+    t.credentials = Some(("user".into(), Secret::new("secret")));
+    let f = open_err(&t).await;
+    assert_eq!(
+        f.reason,
+        Reason::Tls(format!(
+            "relay {} does not offer STARTTLS and TLS is required (security = \"verify\")",
+            t.name
+        ))
+    );
+    assert!(f.session_refused);
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    let got = server.received_text();
+    assert!(got.starts_with("EHLO client.postrelay.test\r\n"), "{got}");
+    assert!(!got.contains("AUTH") && !got.contains("MAIL"), "{got}");
+}
+
+#[tokio::test]
+async fn data_injected_after_the_starttls_reply_ends_the_session() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(Script {
+        starttls: true,
+        inject_after_starttls: true,
+        tls: Some(pki.server_config.clone()),
+        auth: vec!["PLAIN"],
+        ..Script::default()
+    })
+    .await;
+    let mut t = fake_verify_target(&server, &pki, dir.path());
+    t.credentials = Some(("user".into(), Secret::new("secret")));
+    let f = open_err(&t).await;
+    assert_eq!(
+        f.reason,
+        Reason::Tls(
+            "the relay sent data after its STARTTLS reply (response injection); refusing to continue"
+                .into()
+        )
+    );
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    let got = server.received_text();
+    assert!(
+        got.ends_with("STARTTLS\r\n"),
+        "sent after STARTTLS: {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_greets_times_out() {
+    let server = FakeServer::start(Script {
+        greet: false,
+        ..Script::default()
+    })
+    .await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::May);
+    let f = open_err(&t).await;
+    assert_eq!(
+        f.reason,
+        Reason::Timeout {
+            phase: Phase::Greeting,
+            after: Duration::from_secs(1)
+        },
+        "{}",
+        reason_text(&f)
+    );
+    assert!(f.session_refused);
+}
+
+#[tokio::test]
+async fn starttls_with_verification_and_a_stuffed_body() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(Script {
+        starttls: true,
+        tls: Some(pki.server_config.clone()),
+        pipelining: true,
+        size: Some(1_000_000),
+        ..Script::default()
+    })
+    .await;
+    let t = fake_verify_target(&server, &pki, dir.path());
+    let mut s = open_ok(&t).await;
+    assert!(s.tls().is_some());
+    // Unterminated last line and a bare LF: the client normalises both.
+    let sp = spool(b"Subject: x\r\n\r\n.one\r\n.\r\nbare\nlast");
+    let to = rcpts(&["a@b.example"]);
+    let out = s.send(&message(&sp, "s@b.example", &to)).await.unwrap();
+    assert!(matches!(&out[..], [Outcome::Delivered(_)]), "{out:?}");
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        server.bodies(),
+        vec![b"Subject: x\r\n\r\n..one\r\n..\r\nbare\r\nlast\r\n".to_vec()]
+    );
+    let got = server.received();
+    // EHLO again after TLS; the MAIL carries SIZE and BODY.
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(
+        text.matches("EHLO client.postrelay.test").count(),
+        2,
+        "{text}"
+    );
+    let size = sp.size;
+    assert!(
+        text.contains(&format!(
+            "MAIL FROM:<s@b.example> SIZE={size} BODY=8BITMIME\r\n"
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn verification_checks_the_host_name() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(Script {
+        starttls: true,
+        tls: Some(pki.server_config.clone()),
+        ..Script::default()
+    })
+    .await;
+    let mut t = fake_verify_target(&server, &pki, dir.path());
+    t.host = "smtp.example.com".into();
+    let f = open_err(&t).await;
+    let Reason::Tls(text) = &f.reason else {
+        panic!("{}", reason_text(&f));
+    };
+    assert!(
+        text.contains("not valid for name \"smtp.example.com\""),
+        "{text}"
+    );
+    // The same CA, the certificate's name: fine (also as an IP literal).
+    t.host = "127.0.0.1".into();
+    open_ok(&t).await.quit().await;
+}
+
+#[tokio::test]
+async fn a_connection_closed_mid_data_is_a_deferral() {
+    let server = FakeServer::start(Script {
+        close_mid_data: true,
+        ..Script::default()
+    })
+    .await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let big = "x".repeat(998) + "\r\n";
+    let sp = spool(big.repeat(2000).as_bytes());
+    let to = rcpts(&["a@b.example"]);
+    let f = s.send(&message(&sp, "s@b.example", &to)).await.unwrap_err();
+    assert!(
+        matches!(f.reason, Reason::Protocol(_) | Reason::Connect(_)),
+        "{}",
+        reason_text(&f)
+    );
+    assert!(!f.reason.is_permanent());
+    assert!(!f.session_refused);
+    assert!(
+        s.reset().await.is_err(),
+        "a broken session must not be reused"
+    );
+}
+
+async fn mixed_recipients(pipelining: bool) {
+    let server = FakeServer::start(Script {
+        pipelining,
+        rcpt_replies: vec![
+            "250 2.1.5 Ok".into(),
+            "550 5.1.1 <b@x.example>: Recipient address rejected".into(),
+            "450 4.2.0 <c@x.example>: try again later".into(),
+        ],
+        ..Script::default()
+    })
+    .await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let sp = spool(b"Subject: mixed\r\n\r\nbody\r\n");
+    let to = rcpts(&["a@x.example", "b@x.example", "c@x.example"]);
+    let out = s.send(&message(&sp, "s@x.example", &to)).await.unwrap();
+    assert!(
+        matches!(&out[0], Outcome::Delivered(r) if r.code == 250),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[1], Outcome::Failed(Reason::Reply { phase: Phase::Rcpt, reply }) if reply.code == 550),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[2], Outcome::Deferred(Reason::Reply { phase: Phase::Rcpt, reply }) if reply.code == 450),
+        "{out:?}"
+    );
+    s.reset().await.unwrap();
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert_eq!(server.bodies().len(), 1, "the body must be sent once");
+}
+
+#[tokio::test]
+async fn mixed_recipient_replies_pipelined() {
+    mixed_recipients(true).await;
+}
+
+#[tokio::test]
+async fn mixed_recipient_replies_one_at_a_time() {
+    mixed_recipients(false).await;
+}
+
+#[tokio::test]
+async fn a_refused_mail_from_fails_every_recipient() {
+    for pipelining in [true, false] {
+        let server = FakeServer::start(Script {
+            pipelining,
+            mail_reply: "553 5.7.1 <s@x.example>: Sender address rejected".into(),
+            rcpt_replies: vec!["503 5.5.1 Error: need MAIL command".into(); 2],
+            ..Script::default()
+        })
+        .await;
+        let t = fake_target(&server, TlsMode::StartTls, Security::None);
+        let mut s = open_ok(&t).await;
+        let sp = spool(b"Subject: x\r\n\r\nbody\r\n");
+        let to = rcpts(&["a@x.example", "b@x.example"]);
+        let out = s.send(&message(&sp, "s@x.example", &to)).await.unwrap();
+        for o in &out {
+            assert!(
+                matches!(o, Outcome::Failed(Reason::Reply { phase: Phase::Mail, reply }) if reply.code == 553),
+                "{out:?}"
+            );
+        }
+        assert_eq!(out.len(), 2);
+        s.reset().await.unwrap();
+        s.quit().await;
+        server.wait_closed(1, Duration::from_secs(5)).await;
+        assert!(server.bodies().is_empty());
+        let got = server.received_text();
+        assert_eq!(got.contains("RCPT TO:"), pipelining, "{got}");
+    }
+}
+
+#[tokio::test]
+async fn a_354_without_accepted_recipients_gets_no_body() {
+    let server = FakeServer::start(Script {
+        pipelining: true,
+        rcpt_replies: vec!["550 5.1.1 no".into()],
+        accept_data_without_rcpt: true,
+        ..Script::default()
+    })
+    .await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let sp = spool(b"Subject: x\r\n\r\nbody\r\n");
+    let to = rcpts(&["a@x.example"]);
+    let out = s.send(&message(&sp, "s@x.example", &to)).await.unwrap();
+    assert!(
+        matches!(
+            &out[..],
+            [Outcome::Failed(Reason::Reply {
+                phase: Phase::Rcpt,
+                ..
+            })]
+        ),
+        "{out:?}"
+    );
+    assert!(s.reset().await.is_err());
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    let got = server.received_text();
+    assert!(got.ends_with("DATA\r\n"), "{got:?}");
+    assert!(server.bodies().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_over_the_relays_size_limit_is_unsendable() {
+    let server = FakeServer::start(Script {
+        size: Some(1000),
+        ..Script::default()
+    })
+    .await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let sp = spool(&vec![b'x'; 5000]);
+    let to = rcpts(&["a@x.example", "b@x.example"]);
+    let out = s.send(&message(&sp, "s@x.example", &to)).await.unwrap();
+    assert_eq!(out.len(), 2);
+    for o in &out {
+        assert!(
+            matches!(
+                o,
+                Outcome::Failed(Reason::Unsendable {
+                    status: "5.3.4",
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
+    }
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert!(!server.received_text().contains("MAIL"));
+}
+
+#[tokio::test]
+async fn a_message_needing_smtputf8_is_unsendable_without_it() {
+    let server = FakeServer::start(Script::default()).await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let sp = spool(b"Subject: x\r\n\r\nbody\r\n");
+    let to = rcpts(&["j\u{f6}rg@x.example"]);
+    let mut msg = message(&sp, "s@x.example", &to);
+    msg.smtputf8 = true;
+    let out = s.send(&msg).await.unwrap();
+    assert!(
+        matches!(
+            &out[..],
+            [Outcome::Failed(Reason::Unsendable {
+                status: "5.6.7",
+                ..
+            })]
+        ),
+        "{out:?}"
+    );
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert!(!server.received_text().contains("MAIL"));
+}
+
+#[tokio::test]
+async fn auth_login_is_redacted_and_plaintext_auth_needs_permission() {
+    let script = Script {
+        auth: vec!["LOGIN"],
+        credentials: ("someone".into(), "s3cret-pw".into()),
+        ..Script::default()
+    };
+    let server = FakeServer::start(script.clone()).await;
+
+    // security = "may" without STARTTLS: the password is not sent.
+    let mut t = fake_target(&server, TlsMode::StartTls, Security::May);
+    t.credentials = Some(("someone".into(), Secret::new("s3cret-pw")));
+    let f = open_err(&t).await;
+    assert!(matches!(f.reason, Reason::Auth(_)), "{}", reason_text(&f));
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert!(!server.received_text().contains("AUTH"));
+
+    // security = "none" + allow_plaintext_auth: LOGIN, redacted.
+    t.security = Security::None;
+    t.allow_plaintext_auth = true;
+    let mut s = open_ok(&t).await;
+    let transcript = s.take_transcript().join("\n");
+    s.quit().await;
+    assert!(transcript.contains("C: AUTH LOGIN\n"), "{transcript}");
+    assert_eq!(
+        transcript.matches("C: <redacted>").count(),
+        2,
+        "{transcript}"
+    );
+    assert!(transcript.contains("S: 235 "), "{transcript}");
+    let b64 = postrelay_smtp::sasl::login_pass("s3cret-pw");
+    assert!(!transcript.contains("s3cret-pw") && !transcript.contains(&b64));
+
+    // Credentials but no AUTH offered at all.
+    let bare = FakeServer::start(Script::default()).await;
+    let mut t2 = fake_target(&bare, TlsMode::StartTls, Security::None);
+    t2.allow_plaintext_auth = true;
+    t2.credentials = t.credentials.clone();
+    let f = open_err(&t2).await;
+    assert!(
+        matches!(&f.reason, Reason::Auth(s) if s.starts_with("relay offers no AUTH")),
+        "{}",
+        reason_text(&f)
+    );
+}
+
+#[tokio::test]
+async fn auto_mode_finds_an_implicit_tls_port_and_remembers_it() {
+    // A TLS-only server: the fake's STARTTLS path run from the first byte
+    // is not available, so use a tiny implicit-TLS acceptor here.
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config.clone());
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = tls.write_all(b"220 tls.fake ESMTP\r\n").await;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tls.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let reply: &[u8] = if line.starts_with("QUIT") {
+                        b"221 bye\r\n"
+                    } else {
+                        b"250 tls.fake\r\n"
+                    };
+                    let _ = tls.write_all(reply).await;
+                }
+            });
+        }
+    });
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let mut t = target(port, TlsMode::Auto, Security::Verify, Some(&ca));
+    t.timeouts.greeting = Duration::from_secs(1);
+    let mut s = open_ok(&t).await;
+    assert_eq!(t.mode_memory.get(), Some(Detected::Implicit));
+    let transcript = s.take_transcript().join("\n");
+    assert!(
+        transcript.contains("reconnecting with implicit TLS"),
+        "{transcript}"
+    );
+    s.quit().await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn long_recipient_lists_are_pipelined_in_groups() {
+    let mut replies = vec!["250 2.1.5 Ok".to_string(); 250];
+    replies[120] = "550 5.1.1 no such user".into();
+    let server = FakeServer::start(Script {
+        pipelining: true,
+        rcpt_replies: replies,
+        ..Script::default()
+    })
+    .await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let sp = spool(b"Subject: many\r\n\r\nbody\r\n");
+    let to: Vec<String> = (0..250).map(|i| format!("r{i}@x.example")).collect();
+    let out = s.send(&message(&sp, "s@x.example", &to)).await.unwrap();
+    assert_eq!(out.len(), 250);
+    for (i, o) in out.iter().enumerate() {
+        match i {
+            120 => assert!(matches!(o, Outcome::Failed(_)), "{i}: {o:?}"),
+            _ => assert!(matches!(o, Outcome::Delivered(_)), "{i}: {o:?}"),
+        }
+    }
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert_eq!(server.bodies().len(), 1);
+}

@@ -1,0 +1,411 @@
+//! An in-process, scripted SMTP server (tokio, 127.0.0.1:0) for client
+//! tests that a real server cannot stage: a missing STARTTLS, a reply
+//! injected after the STARTTLS reply, a server that never greets, a
+//! connection closed mid-DATA, scripted RCPT replies, SIZE limits, a 354
+//! with no recipient accepted.
+//!
+//! It records every byte it receives (plaintext, and decrypted after
+//! STARTTLS) and every message body (as received, still dot-stuffed,
+//! without the final `.CRLF`). TLS uses a throwaway rcgen CA
+//! ([`TestPki`]): certificate for `localhost` and `127.0.0.1`.
+//!
+//! Not a conformance reference: it answers just enough SMTP for the client.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the server does. `Default` is a well-behaved ESMTP server without
+/// TLS, AUTH or PIPELINING.
+#[derive(Clone)]
+pub struct Script {
+    /// Send the 220 greeting (false: stall forever, reading and recording).
+    pub greet: bool,
+    /// Advertise STARTTLS (before TLS).
+    pub starttls: bool,
+    /// Send `250 injected` in the same write as the STARTTLS 220.
+    pub inject_after_starttls: bool,
+    /// Run a TLS handshake after the STARTTLS 220.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Advertise PIPELINING.
+    pub pipelining: bool,
+    /// Advertise `SIZE n`.
+    pub size: Option<u64>,
+    /// Advertise SMTPUTF8.
+    pub smtputf8: bool,
+    /// Advertise 8BITMIME.
+    pub eight_bit: bool,
+    /// AUTH mechanisms to advertise (PLAIN and LOGIN are implemented).
+    pub auth: Vec<&'static str>,
+    /// The user and password AUTH accepts.
+    pub credentials: (String, String),
+    /// The reply to MAIL.
+    pub mail_reply: String,
+    /// Replies to the RCPTs of a transaction, in order; `250` past the end.
+    pub rcpt_replies: Vec<String>,
+    /// Answer DATA with 354 even when no RCPT was accepted.
+    pub accept_data_without_rcpt: bool,
+    /// Close the connection once the first body bytes arrived.
+    pub close_mid_data: bool,
+    /// The reply to the final dot.
+    pub end_reply: String,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            greet: true,
+            starttls: false,
+            inject_after_starttls: false,
+            tls: None,
+            pipelining: false,
+            size: None,
+            smtputf8: false,
+            eight_bit: true,
+            auth: Vec::new(),
+            credentials: ("user".into(), "secret".into()),
+            mail_reply: "250 2.1.0 Ok".into(),
+            rcpt_replies: Vec::new(),
+            accept_data_without_rcpt: false,
+            close_mid_data: false,
+            end_reply: "250 2.0.0 Ok: queued as FAKE".into(),
+        }
+    }
+}
+
+/// What the server received.
+#[derive(Default)]
+struct Recorded {
+    bytes: Vec<u8>,
+    bodies: Vec<Vec<u8>>,
+    finished: usize,
+}
+
+/// A running fake server; stopped on drop.
+pub struct FakeServer {
+    pub addr: SocketAddr,
+    rec: Arc<Mutex<Recorded>>,
+    task: JoinHandle<()>,
+}
+
+impl FakeServer {
+    /// Starts listening; each connection is served by `script`.
+    pub async fn start(script: Script) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rec = Arc::new(Mutex::new(Recorded::default()));
+        let script = Arc::new(script);
+        let task_rec = rec.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (script, rec) = (script.clone(), task_rec.clone());
+                tokio::spawn(async move {
+                    let _ = serve(stream, &script, &rec).await;
+                    rec.lock().unwrap().finished += 1;
+                });
+            }
+        });
+        FakeServer { addr, rec, task }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every byte received so far, all connections in order.
+    pub fn received(&self) -> Vec<u8> {
+        self.rec.lock().unwrap().bytes.clone()
+    }
+
+    /// [`FakeServer::received`] as text (lossy).
+    pub fn received_text(&self) -> String {
+        String::from_utf8_lossy(&self.received()).into_owned()
+    }
+
+    /// Message bodies received (dot-stuffed, without the final `.CRLF`).
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.rec.lock().unwrap().bodies.clone()
+    }
+
+    /// Waits (at most `timeout`) until `n` connections have ended, so that
+    /// [`FakeServer::received`] is complete. Panics on timeout.
+    pub async fn wait_closed(&self, n: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.rec.lock().unwrap().finished < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fake server: {n} connections did not end within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One connection: a stream, its unread input, and the recorder.
+struct Peer<'a> {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    rec: &'a Mutex<Recorded>,
+}
+
+impl Peer<'_> {
+    /// Reads more input; false on EOF or error.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.io.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.rec
+                    .lock()
+                    .unwrap()
+                    .bytes
+                    .extend_from_slice(&chunk[..n]);
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// The next line without CRLF; None on EOF.
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    async fn send(&mut self, text: &str) -> std::io::Result<()> {
+        self.io.write_all(text.as_bytes()).await?;
+        self.io.flush().await
+    }
+
+    async fn reply(&mut self, line: &str) -> std::io::Result<()> {
+        self.send(&format!("{line}\r\n")).await
+    }
+}
+
+async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std::io::Result<()> {
+    let mut p = Peer {
+        io: Box::new(stream),
+        buf: Vec::new(),
+        rec,
+    };
+    if !script.greet {
+        while p.fill().await {}
+        return Ok(());
+    }
+    p.reply("220 fake.test ESMTP").await?;
+    let mut tls = false;
+    let mut rcpt_n = 0;
+    let mut accepted = 0;
+    while let Some(line) = p.line().await {
+        let upper = line.to_ascii_uppercase();
+        let verb = upper.split(' ').next().unwrap_or_default().to_owned();
+        match verb.as_str() {
+            "EHLO" => {
+                let mut caps = vec!["fake.test".to_owned()];
+                if script.pipelining {
+                    caps.push("PIPELINING".into());
+                }
+                if let Some(n) = script.size {
+                    caps.push(format!("SIZE {n}"));
+                }
+                if script.starttls && !tls {
+                    caps.push("STARTTLS".into());
+                }
+                if !script.auth.is_empty() {
+                    caps.push(format!("AUTH {}", script.auth.join(" ")));
+                }
+                if script.eight_bit {
+                    caps.push("8BITMIME".into());
+                }
+                if script.smtputf8 {
+                    caps.push("SMTPUTF8".into());
+                }
+                let last = caps.len() - 1;
+                let mut text = String::new();
+                for (i, c) in caps.iter().enumerate() {
+                    text.push_str(&format!("250{}{c}\r\n", if i == last { ' ' } else { '-' }));
+                }
+                p.send(&text).await?;
+            }
+            "HELO" | "NOOP" => p.reply("250 2.0.0 Ok").await?,
+            "STARTTLS" => {
+                if script.inject_after_starttls {
+                    p.send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n")
+                        .await?;
+                    continue;
+                }
+                p.reply("220 2.0.0 Ready to start TLS").await?;
+                let Some(config) = script.tls.clone() else {
+                    continue;
+                };
+                assert!(p.buf.is_empty(), "client pipelined after STARTTLS");
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let io = std::mem::replace(
+                    &mut p.io,
+                    Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
+                );
+                p.io = Box::new(acceptor.accept(io).await?);
+                tls = true;
+            }
+            "AUTH" => auth(&mut p, script, &line).await?,
+            "MAIL" => {
+                rcpt_n = 0;
+                accepted = 0;
+                p.reply(&script.mail_reply).await?;
+            }
+            "RCPT" => {
+                let reply = script
+                    .rcpt_replies
+                    .get(rcpt_n)
+                    .cloned()
+                    .unwrap_or_else(|| "250 2.1.5 Ok".into());
+                rcpt_n += 1;
+                if reply.starts_with('2') {
+                    accepted += 1;
+                }
+                p.reply(&reply).await?;
+            }
+            "DATA" => {
+                if accepted == 0 && !script.accept_data_without_rcpt {
+                    p.reply("554 5.5.1 Error: no valid recipients").await?;
+                    continue;
+                }
+                p.reply("354 End data with <CR><LF>.<CR><LF>").await?;
+                if script.close_mid_data {
+                    if p.buf.is_empty() {
+                        p.fill().await;
+                    }
+                    return Ok(());
+                }
+                let body = loop {
+                    if p.buf.starts_with(b".\r\n") {
+                        p.buf.drain(..3);
+                        break Vec::new();
+                    }
+                    if let Some(i) = p.buf.windows(5).position(|w| w == b"\r\n.\r\n") {
+                        let body = p.buf[..i + 2].to_vec();
+                        p.buf.drain(..i + 5);
+                        break body;
+                    }
+                    if !p.fill().await {
+                        return Ok(());
+                    }
+                };
+                rec.lock().unwrap().bodies.push(body);
+                p.reply(&script.end_reply).await?;
+            }
+            "RSET" => {
+                rcpt_n = 0;
+                accepted = 0;
+                p.reply("250 2.0.0 Ok").await?;
+            }
+            "QUIT" => {
+                p.reply("221 2.0.0 Bye").await?;
+                return Ok(());
+            }
+            _ => p.reply("502 5.5.2 Error: command not recognized").await?,
+        }
+    }
+    Ok(())
+}
+
+/// AUTH PLAIN (initial response) and AUTH LOGIN.
+async fn auth(p: &mut Peer<'_>, script: &Script, line: &str) -> std::io::Result<()> {
+    use postrelay_smtp::sasl::{decode_challenge, login_user as encode};
+    let decode = |s: &str| decode_challenge(s).unwrap_or_else(|_| b"\xffinvalid".to_vec());
+    let (user, pass) = &script.credentials;
+    let mut words = line.split(' ').skip(1);
+    let mechanism = words.next().unwrap_or_default().to_ascii_uppercase();
+    let ok = match mechanism.as_str() {
+        "PLAIN" => {
+            let initial = match words.next() {
+                Some(i) => i.to_owned(),
+                None => {
+                    p.reply("334 ").await?;
+                    p.line().await.unwrap_or_default()
+                }
+            };
+            decode(&initial) == format!("\0{user}\0{pass}").into_bytes()
+        }
+        "LOGIN" => {
+            p.reply(&format!("334 {}", encode("Username:"))).await?;
+            let u = p.line().await.unwrap_or_default();
+            p.reply(&format!("334 {}", encode("Password:"))).await?;
+            let w = p.line().await.unwrap_or_default();
+            decode(&u) == user.as_bytes() && decode(&w) == pass.as_bytes()
+        }
+        _ => {
+            return p.reply("504 5.5.4 Unrecognized authentication type").await;
+        }
+    };
+    if ok {
+        p.reply("235 2.7.0 Authentication successful").await
+    } else {
+        p.reply("535 5.7.8 Error: authentication failed: bad credentials")
+            .await
+    }
+}
+
+/// A throwaway CA and a server certificate it signed for `localhost` and
+/// `127.0.0.1`.
+pub struct TestPki {
+    /// The CA certificate (PEM): give it to the client as its `ca_file`.
+    pub ca_pem: String,
+    /// A server configuration presenting the certificate.
+    pub server_config: Arc<ServerConfig>,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "postrelay fake CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            server_config: Arc::new(config),
+        }
+    }
+}
