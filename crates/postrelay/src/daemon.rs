@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
+use crate::deliver::Deliverer;
 use crate::intake::{self, Shared};
 use crate::maillog::MailLog;
-use crate::queue::Queue;
+use crate::net::resolve::Resolver;
+use crate::queue::{Queue, scheduler, worker};
 use crate::spool::{Committer, HealthOptions, Spool, SpoolError, SpoolOptions};
 
 /// Where the running configuration came from (re-read on SIGHUP).
@@ -71,6 +73,9 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     );
     let queue = Queue::load(spool.clone(), maillog.clone()).context("cannot read the queue")?;
     let committer = Committer::start(spool.clone());
+    let resolver = Arc::new(Resolver::system());
+    let deliverer =
+        Deliverer::new(&config, None, resolver.clone()).context("invalid relay settings")?;
 
     let mut listeners = Vec::new();
     for addr in &config.intake.listen {
@@ -95,9 +100,11 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.intake.max_connections));
     let listen = config.intake.listen.clone();
+    let max_workers = config.delivery.max_workers;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (deliverer_tx, deliverer_rx) = watch::channel(deliverer);
     let shared = Arc::new(Shared {
-        config: config_rx,
+        config: config_rx.clone(),
         spool: spool.clone(),
         committer: committer.clone(),
         queue: queue.clone(),
@@ -117,6 +124,20 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         queue.clone(),
         shutdown.clone(),
     ));
+    let deliveries = TaskTracker::new();
+    let worker_ctx = Arc::new(worker::Context {
+        queue: queue.clone(),
+        committer: committer.clone(),
+        config: config_rx.clone(),
+        deliverer: deliverer_rx,
+    });
+    let scheduler = tokio::spawn(scheduler::run(
+        queue.clone(),
+        worker_ctx.clone(),
+        max_workers,
+        shutdown.clone(),
+        deliveries.clone(),
+    ));
     let addrs: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
     tracing::info!(
         listen = %addrs.join(", "),
@@ -125,7 +146,13 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         "postrelay ready"
     );
 
-    signals.wait_for_stop(&source, &config_tx, &spool).await;
+    let reloadable = Reloadable {
+        config: &config_tx,
+        deliverer: &deliverer_tx,
+        spool: &spool,
+        resolver: &resolver,
+    };
+    signals.wait_for_stop(&source, &reloadable).await;
     tracing::info!("stopping: no new connections; finishing commands in progress");
     shutdown.cancel();
     tracker.close();
@@ -134,6 +161,20 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         _ = signals.term.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
         _ = signals.int.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
     }
+    // Deliveries in progress get a bounded time to finish; one abandoned
+    // changes nothing on disk and is repeated after the restart.
+    let _ = scheduler.await;
+    deliveries.close();
+    if tokio::time::timeout(DELIVERY_GRACE, deliveries.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "abandoning delivery attempts still running; they will be repeated after restart"
+        );
+    }
+    deliverer_tx.borrow().close_idle();
+    drop(worker_ctx);
     drop(shared);
     committer.shutdown();
     let _ = std::fs::remove_file(&config_tx.borrow().control_socket);
@@ -167,15 +208,10 @@ impl Signals {
     }
 
     /// Serves SIGHUP reloads until SIGTERM or SIGINT.
-    async fn wait_for_stop(
-        &mut self,
-        source: &Source,
-        config_tx: &watch::Sender<Arc<Config>>,
-        spool: &Spool,
-    ) {
+    async fn wait_for_stop(&mut self, source: &Source, r: &Reloadable<'_>) {
         loop {
             tokio::select! {
-                _ = self.hup.recv() => reload(source, config_tx, spool).await,
+                _ = self.hup.recv() => reload(source, r).await,
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
             }
@@ -183,29 +219,56 @@ impl Signals {
     }
 }
 
-async fn reload(source: &Source, config_tx: &watch::Sender<Arc<Config>>, spool: &Spool) {
+/// What SIGHUP replaces.
+struct Reloadable<'a> {
+    config: &'a watch::Sender<Arc<Config>>,
+    deliverer: &'a watch::Sender<Arc<Deliverer>>,
+    spool: &'a Spool,
+    resolver: &'a Arc<Resolver>,
+}
+
+/// How long a stopping daemon waits for delivery attempts in progress.
+const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Re-reads the configuration file. Everything is validated (including the
+/// relays' CA files) before anything is replaced: a bad file keeps the
+/// running configuration whole.
+async fn reload(source: &Source, r: &Reloadable<'_>) {
     let Source::File(path) = source else {
         tracing::info!("SIGHUP: running on the built-in default configuration; nothing to re-read");
         return;
     };
     let p = path.clone();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&p)).await;
-    match loaded {
-        Ok(Ok(new)) => {
-            let old = config_tx.borrow().clone();
-            for setting in old.restart_required(&new) {
-                tracing::warn!(
-                    setting,
-                    "changed in the file, but takes effect only after a restart"
-                );
-            }
-            spool.set_health_options(health_options(&new));
-            config_tx.send_replace(Arc::new(new));
-            tracing::info!(file = %path.display(), "configuration reloaded");
-        }
+    let loaded = match tokio::task::spawn_blocking(move || config::load(&p)).await {
+        Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            tracing::error!("configuration reload failed, keeping the running configuration: {e}")
+            tracing::error!("configuration reload failed, keeping the running configuration: {e}");
+            return;
         }
-        Err(e) => tracing::error!("configuration reload failed: {e}"),
+        Err(e) => {
+            tracing::error!("configuration reload failed: {e}");
+            return;
+        }
+    };
+    let previous = r.deliverer.borrow().clone();
+    let engine = match Deliverer::new(&loaded, Some(&previous), r.resolver.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("configuration reload failed, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    let old = r.config.borrow().clone();
+    for setting in old.restart_required(&loaded) {
+        tracing::warn!(
+            setting,
+            "changed in the file, but takes effect only after a restart"
+        );
     }
+    r.spool.set_health_options(health_options(&loaded));
+    r.config.send_replace(Arc::new(loaded));
+    r.deliverer.send_replace(engine);
+    // Connections of the old engine carry the old credentials: close them.
+    previous.close_idle();
+    tracing::info!(file = %path.display(), "configuration reloaded");
 }

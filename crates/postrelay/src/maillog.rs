@@ -154,6 +154,14 @@ impl MailLog {
     pub fn accepted(&self, env: &Envelope, helo: &str, ip: IpAddr) {
         let id = env.id.to_string();
         self.line("smtpd", &id, &format!("client={}[{ip}]", clean(helo)));
+        self.queued(env);
+    }
+
+    /// A message entered the active queue. Alone (without a `client=`
+    /// line) for notifications postrelay generated, which pflogsumm must
+    /// not count as received.
+    pub fn queued(&self, env: &Envelope) {
+        let id = env.id.to_string();
         self.line(
             "qmgr",
             &id,

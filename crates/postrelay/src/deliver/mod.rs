@@ -9,6 +9,10 @@
 //! - `pool`: idle connections reused across messages;
 //! - `engine`: routing, relay failover, the attempt as a whole.
 
+pub mod client;
+pub mod engine;
 pub mod outcome;
+pub mod pool;
 
+pub use engine::{Attempt, Deliverer, EngineError};
 pub use outcome::{Outcome, Phase, Reason};

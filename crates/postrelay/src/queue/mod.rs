@@ -10,8 +10,9 @@
 //! `spawn_blocking`. The scheduler (`scheduler`) asks for due messages with
 //! [`Queue::take_due`] and sleeps on [`Queue::changed`] otherwise.
 
-
 pub mod backoff;
+pub mod scheduler;
+pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,11 +102,22 @@ impl Queue {
     pub fn load(spool: Spool, maillog: Arc<MailLog>) -> Result<Queue, SpoolError> {
         let mut state = State::default();
         for (env, loc) in spool.list()? {
-            let entry = Entry { held: loc == Location::Hold, due_ms: env.next_attempt_ms, in_flight: false };
+            let entry = Entry {
+                held: loc == Location::Hold,
+                due_ms: env.next_attempt_ms,
+                in_flight: false,
+            };
             state.insert(env.id, entry);
         }
-        let inner = Inner { spool, maillog, state: Mutex::new(state), changed: Notify::new() };
-        Ok(Queue { inner: Arc::new(inner) })
+        let inner = Inner {
+            spool,
+            maillog,
+            state: Mutex::new(state),
+            changed: Notify::new(),
+        };
+        Ok(Queue {
+            inner: Arc::new(inner),
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -127,7 +139,11 @@ impl Queue {
 
     /// A message was committed (by intake, or a bounce we generated).
     pub fn accepted(&self, env: &Envelope) {
-        let entry = Entry { held: false, due_ms: env.next_attempt_ms, in_flight: false };
+        let entry = Entry {
+            held: false,
+            due_ms: env.next_attempt_ms,
+            in_flight: false,
+        };
         self.state().insert(env.id, entry);
         self.inner.changed.notify_one();
     }
@@ -185,7 +201,11 @@ impl Queue {
             self.inner.maillog.removed(&env.id.to_string());
             return Ok(AfterAttempt::Removed);
         }
-        let loc = if entry.held { Location::Hold } else { Location::Queue };
+        let loc = if entry.held {
+            Location::Hold
+        } else {
+            Location::Queue
+        };
         let result = self.inner.spool.rewrite_envelope(env, loc);
         // Whatever the rewrite did, the message is no longer in flight: a
         // failed rewrite leaves the previous envelope, which is retried.
@@ -213,7 +233,9 @@ impl Queue {
         let mut state = self.state();
         self.inner.spool.hold(id)?;
         state.update(id, |e| e.held = true);
-        self.inner.maillog.line("postsuper", &id.to_string(), "placed on hold");
+        self.inner
+            .maillog
+            .line("postsuper", &id.to_string(), "placed on hold");
         Ok(())
     }
 
@@ -224,7 +246,9 @@ impl Queue {
         state.update(id, |e| e.held = false);
         drop(state);
         self.inner.changed.notify_one();
-        self.inner.maillog.line("postsuper", &id.to_string(), "released from hold");
+        self.inner
+            .maillog
+            .line("postsuper", &id.to_string(), "released from hold");
         Ok(())
     }
 
@@ -254,7 +278,12 @@ impl Queue {
     pub fn flush(&self) -> Count {
         let now = now_ms();
         let mut state = self.state();
-        let ids: Vec<QueueId> = state.index.iter().filter(|(_, e)| !e.held).map(|(id, _)| *id).collect();
+        let ids: Vec<QueueId> = state
+            .index
+            .iter()
+            .filter(|(_, e)| !e.held)
+            .map(|(id, _)| *id)
+            .collect();
         for id in &ids {
             state.update(id, |e| e.due_ms = e.due_ms.min(now));
         }

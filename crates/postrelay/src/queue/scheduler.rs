@@ -1,0 +1,66 @@
+//! The scheduler: one task that owns "what to attempt next". It sleeps
+//! until the earliest message is due or the queue changes (a message
+//! arrives, is released or flushed), then hands due messages to delivery
+//! workers, at most `max_workers` at a time.
+//!
+//! It takes a worker slot *before* taking a message, so a message is only
+//! marked in flight when a worker will start on it at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Queue, now_ms, worker};
+
+/// The longest single sleep: the wall clock may jump, and due times are
+/// wall-clock times (they survive restarts), so look again at least this
+/// often.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Runs until `shutdown`; spawned attempts are tracked by `tracker` so the
+/// daemon can wait for them (or abandon them: an interrupted attempt
+/// changes nothing on disk and is simply repeated after a restart).
+pub async fn run(
+    queue: Queue,
+    ctx: Arc<worker::Context>,
+    max_workers: usize,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(max_workers.max(1)));
+    loop {
+        // Cancel safety: acquiring a permit and waiting on Notify or a
+        // sleep are all cancel-safe; nothing was taken from the queue yet.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let id = loop {
+            if let Some(id) = queue.take_due(now_ms()) {
+                break id;
+            }
+            let wait = queue
+                .next_due()
+                .map_or(MAX_SLEEP, |due| {
+                    Duration::from_millis(due.saturating_sub(now_ms()))
+                })
+                .min(MAX_SLEEP);
+            tokio::select! {
+                _ = queue.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        };
+        let ctx = ctx.clone();
+        tracker.spawn(async move {
+            worker::attempt(&ctx, id).await;
+            drop(permit);
+        });
+    }
+}
