@@ -21,6 +21,8 @@ pub struct HeaderScan {
     has_date: bool,
     has_message_id: bool,
     has_from: bool,
+    /// `Received:` fields seen: the hop count of a mail loop.
+    received: usize,
 }
 
 /// Where a line fed to [`HeaderScan::line`] belongs.
@@ -58,6 +60,8 @@ impl HeaderScan {
                     self.has_message_id = true;
                 } else if name.eq_ignore_ascii_case(b"from") {
                     self.has_from = true;
+                } else if name.eq_ignore_ascii_case(b"received") {
+                    self.received += 1;
                 }
                 LineKind::Header
             }
@@ -67,6 +71,11 @@ impl HeaderScan {
                 LineKind::BodyStart
             }
         }
+    }
+
+    /// `Received:` fields seen so far (hops the message has made).
+    pub fn hops(&self) -> usize {
+        self.received
     }
 
     /// Octets of header fields seen (what `header_size_limit` counts).
@@ -210,6 +219,18 @@ mod tests {
             sep,
             "a body without headers needs a blank line after the added ones"
         );
+    }
+
+    #[test]
+    fn counts_received_fields() {
+        let (s, _) = scan(&[
+            "Received: a\r\n",
+            " b\r\n",
+            "received: c\r\n",
+            "X-Received: d\r\n",
+            "\r\n",
+        ]);
+        assert_eq!(s.hops(), 2);
     }
 
     #[test]

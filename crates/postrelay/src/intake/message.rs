@@ -36,6 +36,8 @@ pub enum Refusal {
     HeaderTooBig { limit: u64 },
     /// A line longer than `line_length_limit`.
     LineTooLong { limit: u64 },
+    /// More `Received:` fields than the hop limit: a mail loop.
+    TooManyHops { limit: usize },
     /// A CR or LF not part of a CRLF pair (SMTP smuggling class).
     BareNewline(DataViolation),
     /// Writing the spool file failed.
@@ -60,6 +62,13 @@ impl Refusal {
                 550,
                 "5.6.0",
                 format!("Message has a line longer than {limit} octets (RFC 5322 2.1.1)"),
+            ),
+            Refusal::TooManyHops { limit } => Reply::new(
+                554,
+                "5.4.6",
+                format!(
+                    "Message refused: more than {limit} Received headers (mail forwarding loop)"
+                ),
             ),
             Refusal::BareNewline(v) => {
                 let what = match v {
@@ -215,6 +224,12 @@ impl Assembler {
             let line = self.headers[start..].to_vec();
             match self.scan.line(&line) {
                 LineKind::Header => {
+                    if self.scan.hops() > crate::bounce::HOP_LIMIT {
+                        self.refuse(Refusal::TooManyHops {
+                            limit: crate::bounce::HOP_LIMIT,
+                        });
+                        return &[];
+                    }
                     if self.scan.header_bytes() > self.limits.header_size {
                         self.refuse(Refusal::HeaderTooBig {
                             limit: self.limits.header_size,
