@@ -37,6 +37,8 @@ pub struct Options {
     pub listen_ip: Option<String>,
     /// Extra mynetworks entries added to loopback.
     pub mynetworks: Vec<String>,
+    /// Tables appended at the end of the file (`[[relay]]`, `[bounce]` …).
+    pub tail: String,
 }
 
 /// A running (or stopped) daemon.
@@ -84,7 +86,7 @@ impl Daemon {
             "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\
              [intake]\nlisten = [\"{ip}:{port}\"]\nmynetworks = [{nets}]\n{intake}\n\
              [queue]\n{queue}\n\
-             [log]\nfile = \"{log}\"\nlevel = \"debug\"\n",
+             [log]\nfile = \"{log}\"\nlevel = \"debug\"\n{tail}\n",
             spool = dir.join("spool").display(),
             sock = dir.join("control.sock").display(),
             log = dir.join("mail.log").display(),
@@ -92,6 +94,7 @@ impl Daemon {
             intake = opts.intake,
             queue = opts.queue,
             nets = nets.join(", "),
+            tail = opts.tail,
         )
     }
 
@@ -175,6 +178,15 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Rewrites the configuration file (then `signal(SIGHUP)` or restart).
+    pub fn rewrite_config(&self, opts: &Options) {
+        std::fs::write(
+            &self.config,
+            Self::config_text(self.dir.path(), self.port, opts),
+        )
+        .unwrap();
     }
 
     /// Starts again on the same directory and port.
