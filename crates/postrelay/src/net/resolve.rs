@@ -45,7 +45,10 @@ impl Resolver {
         }
         let addrs: Vec<SocketAddr> = match &self.dns {
             Some(dns) => {
-                let lookup = dns.lookup_ip(bare).await.map_err(|e| format!("{bare}: {e}"))?;
+                let lookup = dns
+                    .lookup_ip(bare)
+                    .await
+                    .map_err(|e| format!("{bare}: {e}"))?;
                 lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect()
             }
             None => tokio::net::lookup_host((bare, port))
@@ -67,8 +70,14 @@ mod tests {
     #[tokio::test]
     async fn literals_need_no_lookup() {
         let r = Resolver { dns: None };
-        assert_eq!(r.resolve("127.0.0.1", 25).await.unwrap(), vec!["127.0.0.1:25".parse().unwrap()]);
-        assert_eq!(r.resolve("[::1]", 587).await.unwrap(), vec!["[::1]:587".parse().unwrap()]);
+        assert_eq!(
+            r.resolve("127.0.0.1", 25).await.unwrap(),
+            vec!["127.0.0.1:25".parse().unwrap()]
+        );
+        assert_eq!(
+            r.resolve("[::1]", 587).await.unwrap(),
+            vec!["[::1]:587".parse().unwrap()]
+        );
     }
 
     #[tokio::test]
