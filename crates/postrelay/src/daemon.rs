@@ -51,6 +51,10 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     let options = SpoolOptions {
         health: health_options(&config),
+        sync: match config.queue.sync {
+            config::SyncMode::Filesystem => crate::spool::SyncMode::Filesystem,
+            config::SyncMode::Files => crate::spool::SyncMode::Files,
+        },
         ..SpoolOptions::default()
     };
     let spool = match Spool::open_with(&config.spool, options) {

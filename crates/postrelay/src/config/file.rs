@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Visitor};
 
 use super::units::{Cidr, DurationOrOff, HumanDuration, ListenAddr, Size, Word};
-use super::{LogFormat, Security, TlsMode};
+use super::{LogFormat, Security, SyncMode, TlsMode};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +59,7 @@ pub(super) struct QueueFile {
     pub max_backoff: Option<HumanDuration>,
     pub max_lifetime: Option<HumanDuration>,
     pub min_free_space: Option<Size>,
+    pub sync: Option<SyncMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]

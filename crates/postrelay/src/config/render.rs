@@ -47,6 +47,7 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "max_backoff", duration(q.max_backoff));
     kv(o, "max_lifetime", duration(q.max_lifetime));
     kv(o, "min_free_space", format_size(q.min_free_space));
+    kv(o, "sync", string(q.sync.as_str()));
 
     let d = &c.delivery;
     o.push_str("\n[delivery]\n");

@@ -13,7 +13,7 @@ use super::file::FileConfig;
 use super::relay;
 use super::units::{Cidr, covers_family, format_duration, format_size, parse_size};
 use super::validate::{Flavor, Locator};
-use super::{Config, ConfigError, Intake, LogFormat, LogSettings, QueueSettings};
+use super::{Config, ConfigError, Intake, LogFormat, LogSettings, QueueSettings, SyncMode};
 
 const FILE_SPOOL: &str = "/var/spool/postrelay";
 const BUILTIN_SPOOL: &str = "./postrelay-spool";
@@ -412,6 +412,7 @@ fn queue(
         max_backoff,
         max_lifetime,
         min_free_space,
+        sync: file.sync.unwrap_or(SyncMode::Filesystem),
     })
 }
 

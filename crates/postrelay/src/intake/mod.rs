@@ -59,16 +59,25 @@ impl Shared {
         body: BodyWriter,
         envelope: Envelope,
     ) -> Result<Envelope, SpoolError> {
-        let spool = self.spool.clone();
-        let env = envelope.clone();
-        // fsync blocks; keep it off the reactor threads.
-        let staged = tokio::task::spawn_blocking(move || spool.stage(body, &env))
-            .await
-            .map_err(|e| SpoolError::Io {
-                op: "stage (task panicked)",
-                path: self.spool.root().to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+        let staged = if self.spool.stage_blocks() {
+            // fdatasync blocks; keep it off the reactor threads.
+            let spool = self.spool.clone();
+            let env = envelope.clone();
+            tokio::task::spawn_blocking(move || spool.stage(body, &env))
+                .await
+                .map_err(|e| SpoolError::Io {
+                    op: "stage (task panicked)",
+                    path: self.spool.root().to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })??
+        } else {
+            // Without per-file syncs staging is a flush and a small write
+            // to the page cache (microseconds); the committer's syncfs
+            // does the waiting, on its own thread.
+            self.spool.stage(body, &envelope)?
+        };
+        // The staged envelope carries the size of the body as written.
+        let envelope = staged.envelope().clone();
         self.committer.commit(staged).await?;
         self.queue.accepted(&envelope);
         Ok(envelope)

@@ -278,6 +278,7 @@ mod tests {
             max_backoff: Duration::from_secs(2),
             max_lifetime: Duration::from_secs(3),
             min_free_space: 0,
+            sync: crate::config::SyncMode::Files,
         });
         assert_eq!(
             b,

@@ -14,7 +14,7 @@ pub mod backoff;
 pub mod scheduler;
 pub mod worker;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -59,7 +59,14 @@ struct State {
     index: BTreeMap<QueueId, Entry>,
     /// `(due_ms, id)` of every schedulable message.
     schedule: BTreeSet<(u64, QueueId)>,
+    /// Envelopes of messages accepted by this process and not yet
+    /// attempted: their first attempt needs no read of the file just
+    /// written. Bounded; past the bound the file is read as usual.
+    fresh: HashMap<QueueId, Envelope>,
 }
+
+/// Most envelopes kept in [`State::fresh`].
+const FRESH_LIMIT: usize = 10_000;
 
 impl State {
     fn insert(&mut self, id: QueueId, entry: Entry) {
@@ -74,6 +81,12 @@ impl State {
         let old = self.index.remove(id)?;
         self.schedule.remove(&(old.due_ms, *id));
         Some(old)
+    }
+
+    /// The message left the queue: drops its entry and cached envelope.
+    fn forget(&mut self, id: &QueueId) {
+        self.fresh.remove(id);
+        self.remove(id);
     }
 
     fn update(&mut self, id: &QueueId, f: impl FnOnce(&mut Entry)) {
@@ -144,7 +157,12 @@ impl Queue {
             due_ms: env.next_attempt_ms,
             in_flight: false,
         };
-        self.state().insert(env.id, entry);
+        let mut state = self.state();
+        state.insert(env.id, entry);
+        if state.fresh.len() < FRESH_LIMIT {
+            state.fresh.insert(env.id, env.clone());
+        }
+        drop(state);
         self.inner.changed.notify_one();
     }
 
@@ -164,14 +182,17 @@ impl Queue {
     }
 
     /// Takes the earliest message due at `now_ms`, marking it in flight.
-    pub fn take_due(&self, now_ms: u64) -> Option<QueueId> {
+    /// The envelope comes along when this process accepted the message and
+    /// it was not attempted yet (otherwise the worker reads the file).
+    pub fn take_due(&self, now_ms: u64) -> Option<(QueueId, Option<Envelope>)> {
         let mut state = self.state();
         let &(due, id) = state.schedule.first()?;
         if due > now_ms {
             return None;
         }
         state.update(&id, |e| e.in_flight = true);
-        Some(id)
+        let fresh = state.fresh.remove(&id);
+        Some((id, fresh))
     }
 
     /// When the earliest schedulable message is due, if any.
@@ -196,8 +217,8 @@ impl Queue {
             return Ok(AfterAttempt::Removed);
         };
         if done {
-            self.inner.spool.remove(&env.id)?;
-            state.remove(&env.id);
+            self.inner.spool.remove_lazily(&env.id)?;
+            state.forget(&env.id);
             self.inner.maillog.removed(&env.id.to_string());
             return Ok(AfterAttempt::Removed);
         }
@@ -232,6 +253,7 @@ impl Queue {
     pub fn hold(&self, id: &QueueId) -> Result<(), SpoolError> {
         let mut state = self.state();
         self.inner.spool.hold(id)?;
+        state.fresh.remove(id);
         state.update(id, |e| e.held = true);
         self.inner
             .maillog
@@ -256,7 +278,7 @@ impl Queue {
     pub fn delete(&self, id: &QueueId) -> Result<(), SpoolError> {
         let mut state = self.state();
         self.inner.spool.remove(id)?;
-        state.remove(id);
+        state.forget(id);
         self.inner.maillog.removed(&id.to_string());
         Ok(())
     }
@@ -267,7 +289,7 @@ impl Queue {
         let mut n = 0;
         for (env, _) in self.inner.spool.list()? {
             self.inner.spool.remove(&env.id)?;
-            state.remove(&env.id);
+            state.forget(&env.id);
             self.inner.maillog.removed(&env.id.to_string());
             n += 1;
         }

@@ -41,9 +41,9 @@ pub async fn run(
             },
             _ = shutdown.cancelled() => return,
         };
-        let id = loop {
-            if let Some(id) = queue.take_due(now_ms()) {
-                break id;
+        let (id, fresh) = loop {
+            if let Some(due) = queue.take_due(now_ms()) {
+                break due;
             }
             let wait = queue
                 .next_due()
@@ -59,7 +59,7 @@ pub async fn run(
         };
         let ctx = ctx.clone();
         tracker.spawn(async move {
-            worker::attempt(&ctx, id).await;
+            worker::attempt(&ctx, id, fresh).await;
             drop(permit);
         });
     }

@@ -49,10 +49,14 @@ async fn due_messages_come_out_in_due_order_once() {
     let f = fixture();
     let late = add(&f, 3_000).await;
     let early = add(&f, 1_000).await;
-    assert_eq!(f.queue.take_due(500), None, "nothing is due yet");
+    assert_eq!(
+        f.queue.take_due(500).map(|(id, _)| id),
+        None,
+        "nothing is due yet"
+    );
     assert_eq!(f.queue.next_due(), Some(1_000));
-    assert_eq!(f.queue.take_due(5_000), Some(early));
-    assert_eq!(f.queue.take_due(5_000), Some(late));
+    assert_eq!(f.queue.take_due(5_000).map(|(id, _)| id), Some(early));
+    assert_eq!(f.queue.take_due(5_000).map(|(id, _)| id), Some(late));
     assert_eq!(
         f.queue.take_due(5_000),
         None,
@@ -66,9 +70,9 @@ async fn held_messages_are_never_due_until_released() {
     let f = fixture();
     let id = add(&f, 0).await;
     f.queue.hold(&id).unwrap();
-    assert_eq!(f.queue.take_due(u64::MAX), None);
+    assert_eq!(f.queue.take_due(u64::MAX).map(|(id, _)| id), None);
     f.queue.release(&id).unwrap();
-    assert_eq!(f.queue.take_due(u64::MAX), Some(id));
+    assert_eq!(f.queue.take_due(u64::MAX).map(|(id, _)| id), Some(id));
 }
 
 #[tokio::test]
@@ -77,14 +81,17 @@ async fn flush_makes_waiting_messages_due_now() {
     let id = add(&f, u64::MAX - 1).await;
     assert_eq!(f.queue.take_due(now_ms()), None);
     assert_eq!(f.queue.flush(), Count(1));
-    assert_eq!(f.queue.take_due(now_ms() + 1_000), Some(id));
+    assert_eq!(
+        f.queue.take_due(now_ms() + 1_000).map(|(id, _)| id),
+        Some(id)
+    );
 }
 
 #[tokio::test]
 async fn finishing_an_attempt_reschedules_or_removes() {
     let f = fixture();
     let id = add(&f, 0).await;
-    assert_eq!(f.queue.take_due(1), Some(id));
+    assert_eq!(f.queue.take_due(1).map(|(id, _)| id), Some(id));
     let (mut env, _) = f.queue.spool().read(&id).unwrap();
     env.next_attempt_ms = 10_000;
     env.attempts = 1;
@@ -97,8 +104,8 @@ async fn finishing_an_attempt_reschedules_or_removes() {
         1,
         "the envelope was rewritten"
     );
-    assert_eq!(f.queue.take_due(9_999), None);
-    assert_eq!(f.queue.take_due(10_000), Some(id));
+    assert_eq!(f.queue.take_due(9_999).map(|(id, _)| id), None);
+    assert_eq!(f.queue.take_due(10_000).map(|(id, _)| id), Some(id));
     assert_eq!(
         f.queue.finish_attempt(&env, true).unwrap(),
         AfterAttempt::Removed
@@ -114,7 +121,7 @@ async fn finishing_an_attempt_reschedules_or_removes() {
 async fn a_message_held_during_its_attempt_stays_held() {
     let f = fixture();
     let id = add(&f, 0).await;
-    assert_eq!(f.queue.take_due(1), Some(id));
+    assert_eq!(f.queue.take_due(1).map(|(id, _)| id), Some(id));
     f.queue.hold(&id).unwrap();
     let (mut env, loc) = f.queue.spool().read(&id).unwrap();
     assert_eq!(loc, Location::Hold);
@@ -122,14 +129,14 @@ async fn a_message_held_during_its_attempt_stays_held() {
     f.queue.finish_attempt(&env, false).unwrap();
     let (env, loc) = f.queue.spool().read(&id).unwrap();
     assert_eq!((env.attempts, loc), (1, Location::Hold));
-    assert_eq!(f.queue.take_due(u64::MAX), None);
+    assert_eq!(f.queue.take_due(u64::MAX).map(|(id, _)| id), None);
 }
 
 #[tokio::test]
 async fn a_message_deleted_during_its_attempt_stays_deleted() {
     let f = fixture();
     let id = add(&f, 0).await;
-    assert_eq!(f.queue.take_due(1), Some(id));
+    assert_eq!(f.queue.take_due(1).map(|(id, _)| id), Some(id));
     let (env, _) = f.queue.spool().read(&id).unwrap();
     f.queue.delete(&id).unwrap();
     assert_eq!(
@@ -140,4 +147,22 @@ async fn a_message_deleted_during_its_attempt_stays_deleted() {
         f.queue.spool().read(&id),
         Err(SpoolError::NotFound { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_fresh_envelope_comes_with_its_first_attempt_only() {
+    let f = fixture();
+    let id = add(&f, 0).await;
+    let (got, fresh) = f.queue.take_due(1).unwrap();
+    assert_eq!(got, id);
+    let fresh = fresh.expect("accepted by this process: no file read needed");
+    assert_eq!(fresh.id, id);
+    let (mut env, _) = f.queue.spool().read(&id).unwrap();
+    env.next_attempt_ms = 5;
+    f.queue.finish_attempt(&env, false).unwrap();
+    let (_, again) = f.queue.take_due(10).unwrap();
+    assert!(
+        again.is_none(),
+        "later attempts read the rewritten envelope from disk"
+    );
 }

@@ -40,12 +40,16 @@ pub struct Context {
     pub deliverer: watch::Receiver<Arc<Deliverer>>,
 }
 
-/// Runs one attempt for message `id` (already marked in flight).
-pub async fn attempt(ctx: &Context, id: QueueId) {
+/// Runs one attempt for message `id` (already marked in flight); `fresh`
+/// is its envelope when the queue still had it in memory.
+pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
     let config = ctx.config.borrow().clone();
     let deliverer = ctx.deliverer.borrow().clone();
     let spool = ctx.queue.spool().clone();
-    let read = tokio::task::spawn_blocking(move || spool.read(&id)).await;
+    let read = match fresh {
+        Some(env) => Ok(Ok((env, crate::spool::Location::Queue))),
+        None => tokio::task::spawn_blocking(move || spool.read(&id)).await,
+    };
     let mut env = match read {
         Ok(Ok((env, _))) => env,
         Ok(Err(SpoolError::NotFound { .. })) => {
@@ -85,8 +89,14 @@ pub async fn attempt(ctx: &Context, id: QueueId) {
     if !done {
         maybe_warn_delay(ctx, &config, &mut env).await;
     }
-    let queue = ctx.queue.clone();
-    let finished = tokio::task::spawn_blocking(move || queue.finish_attempt(&env, done)).await;
+    // Removal is two unlinks (no fsync: see Spool::remove_lazily), cheap
+    // enough to do here; a rewrite fsyncs, so it goes to a blocking thread.
+    let finished = if done {
+        Ok(ctx.queue.finish_attempt(&env, true))
+    } else {
+        let queue = ctx.queue.clone();
+        tokio::task::spawn_blocking(move || queue.finish_attempt(&env, false)).await
+    };
     match finished {
         Ok(Ok(AfterAttempt::Removed | AfterAttempt::RetryAt(_))) => {}
         Ok(Err(e)) => {
@@ -192,11 +202,7 @@ fn schedule_next(
         env.transcript = None;
         return env.recipients.iter().all(|r| r.state != RcptState::Pending);
     }
-    let backoff = Backoff {
-        min: config.queue.min_backoff,
-        max: config.queue.max_backoff,
-        max_lifetime: config.queue.max_lifetime,
-    };
+    let backoff = Backoff::from_settings(&config.queue);
     let now = now_ms();
     let summary = result.summary();
     match backoff.next_attempt_ms(env.created_ms, now, env.attempts, &mut rand::rng()) {

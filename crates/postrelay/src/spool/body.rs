@@ -116,9 +116,9 @@ impl BodyWriter {
         drop(self);
     }
 
-    /// Flushes the buffer and `fdatasync`s the file; returns the guard that
-    /// still owns the tmp file, and the body's length.
-    pub(crate) fn finish(mut self) -> Result<(QueueId, u64, TmpFiles), SpoolError> {
+    /// Flushes the buffer and, when `sync`, `fdatasync`s the file; returns
+    /// the guard that still owns the file, and the body's length.
+    pub(crate) fn finish(mut self, sync: bool) -> Result<(QueueId, u64, TmpFiles), SpoolError> {
         let out = self.out.take().expect("BodyWriter used after finish");
         let path = out.get_ref().path.clone();
         let inner = out.into_inner().map_err(|e| {
@@ -127,10 +127,12 @@ impl BodyWriter {
             let _ = unflushed.into_parts();
             SpoolError::io("write", &path, error)
         })?;
-        inner
-            .ops
-            .sync_data(&inner.file, &path)
-            .map_err(|e| SpoolError::io("fdatasync", &path, e))?;
+        if sync {
+            inner
+                .ops
+                .sync_data(&inner.file, &path)
+                .map_err(|e| SpoolError::io("fdatasync", &path, e))?;
+        }
         drop(inner);
         let guard = self
             .guard

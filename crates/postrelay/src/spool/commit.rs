@@ -186,12 +186,21 @@ impl Committer {
 fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
     let mut stopping = false;
     while !stopping {
-        let Ok(first) = rx.recv() else {
-            break; // every Committer was dropped and the channel is empty
+        let first = match rx.recv_timeout(REAP_INTERVAL) {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Quiet: make lazy removals durable and delete their bodies.
+                spool.reap_removed();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break, // every Committer was dropped
         };
         let mut batch = Vec::new();
         let mut replies = Vec::new();
         stopping = add(first, &mut batch, &mut replies);
+        if stopping {
+            spool.reap_removed();
+        }
         while !stopping && replies.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(request) => stopping = add(request, &mut batch, &mut replies),
@@ -201,6 +210,7 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
         if batch.is_empty() {
             continue;
         }
+        // The batch's directory fsync also makes lazy removals durable.
         let results = spool.commit_batch(batch);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         for (result, reply) in results.into_iter().zip(replies) {
@@ -216,6 +226,10 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
         }
     }
 }
+
+/// How long the thread waits for a commit before it reaps lazy removals
+/// on its own (under load, every batch's fsync does it).
+const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Adds a request to the batch being built; true if it was `Stop`.
 fn add(request: Request, batch: &mut Vec<Staged>, replies: &mut Vec<Reply>) -> bool {

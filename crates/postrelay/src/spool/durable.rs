@@ -37,6 +37,9 @@ pub trait FileOps: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// `unlink(2)`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// `syncfs(2)` of the file system holding `dir`: every write to it so
+    /// far (data and metadata, ours and others') is on stable storage.
+    fn sync_filesystem(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// The real file system.
@@ -71,6 +74,11 @@ impl FileOps for RealFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn sync_filesystem(&self, dir: &Path) -> io::Result<()> {
+        let d = File::open(dir)?;
+        nix::unistd::syncfs(&d).map_err(io::Error::from)
     }
 }
 
@@ -107,12 +115,27 @@ pub fn write_all(
 ///
 /// On failure the partial file is removed and the error names the step.
 pub fn write_synced(ops: &dyn FileOps, path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
+    write_new(ops, path, bytes, true)
+}
+
+/// Creates `path` (0600, `O_EXCL`) and writes `bytes`, with `fdatasync`
+/// when `sync`; without, the caller makes it durable some other way (a
+/// `syncfs` of the batch). On failure the partial file is removed.
+pub fn write_new(
+    ops: &dyn FileOps,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<(), SpoolError> {
     let mut file = ops
         .create_new(path)
         .map_err(|e| SpoolError::io("create", path, e))?;
     let result = write_all(ops, &mut file, path, bytes)
         .map_err(|e| SpoolError::io("write", path, e))
         .and_then(|()| {
+            if !sync {
+                return Ok(());
+            }
             ops.sync_data(&file, path)
                 .map_err(|e| SpoolError::io("fdatasync", path, e))
         });

@@ -20,6 +20,7 @@ pub enum Op {
     Rename,
     SyncDir,
     Remove,
+    SyncFs,
 }
 
 /// Fail `op` on any path containing `path_contains` with `errno`.
@@ -124,6 +125,11 @@ impl FileOps for FaultyFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check(Op::Remove, &[path])?;
         RealFs.remove_file(path)
+    }
+
+    fn sync_filesystem(&self, dir: &Path) -> io::Result<()> {
+        self.check(Op::SyncFs, &[dir])?;
+        RealFs.sync_filesystem(dir)
     }
 }
 

@@ -82,6 +82,19 @@ pub struct SpoolOptions {
     pub health: HealthOptions,
     /// The file system calls used for durable writes (a test seam).
     pub file_ops: Arc<dyn FileOps>,
+    /// How a batch is made durable.
+    pub sync: SyncMode,
+}
+
+/// How a batch of staged messages is made durable (see
+/// [`Spool::commit_batch`]). Both make everything durable before any
+/// message is acknowledged; they differ in cost and isolation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` of each body and envelope while staging.
+    Files,
+    /// Nothing while staging; one `syncfs` per batch in the committer.
+    Filesystem,
 }
 
 impl Default for SpoolOptions {
@@ -89,6 +102,7 @@ impl Default for SpoolOptions {
         SpoolOptions {
             health: HealthOptions::default(),
             file_ops: durable::real_fs(),
+            sync: SyncMode::Files,
         }
     }
 }
@@ -102,10 +116,13 @@ pub struct Spool {
 struct Inner {
     layout: Layout,
     ops: Arc<dyn FileOps>,
+    sync: SyncMode,
     health: HealthSampler,
     /// Serialises hold, release, remove and rewrite, so that each one's
     /// check-then-rename is atomic with respect to the others.
     admin: Mutex<()>,
+    /// Messages removed lazily whose bodies wait for the next fsync.
+    doomed: Mutex<Vec<QueueId>>,
     /// Holds the flock for as long as the spool is open.
     _lock: File,
 }
@@ -149,8 +166,10 @@ impl Spool {
             inner: Arc::new(Inner {
                 layout,
                 ops: options.file_ops,
+                sync: options.sync,
                 health,
                 admin: Mutex::new(()),
+                doomed: Mutex::new(Vec::new()),
                 _lock: lock,
             }),
         })
@@ -195,13 +214,15 @@ impl Spool {
         recover::recover(&self.inner.layout, &*self.inner.ops)
     }
 
-    /// Starts a new message: allocates its id and creates `tmp/<id>.msg`
-    /// (0600, `O_EXCL`).
+    /// Starts a new message: allocates its id and creates `queue/<id>.msg`
+    /// (0600, `O_EXCL`). The body is written in place: until its envelope
+    /// exists the message does not (a body alone is an orphan that
+    /// recovery removes), so no rename is needed for it.
     pub fn new_body(&self) -> Result<BodyWriter, SpoolError> {
         let mut attempts = 0;
         loop {
             let id = QueueId::generate();
-            let path = self.inner.layout.tmp.join(id.body_name());
+            let path = self.inner.layout.body_path(&id);
             match self.inner.ops.create_new(&path) {
                 Ok(file) => return Ok(BodyWriter::new(id, file, path, self.inner.ops.clone())),
                 // Two ids equal in timestamp and 80 random bits: take another.
@@ -211,8 +232,10 @@ impl Spool {
         }
     }
 
-    /// Makes a received message ready to commit: flushes and `fdatasync`s the
-    /// body, writes the envelope to `tmp/<id>.env` and `fdatasync`s it.
+    /// Makes a received message ready to commit: flushes the body, writes
+    /// the envelope to `tmp/<id>.env`, and with [`SyncMode::Files`]
+    /// `fdatasync`s both (with [`SyncMode::Filesystem`] the committer makes
+    /// the whole batch durable at once). See [`Spool::stage_blocks`].
     ///
     /// The envelope's `size` is set from the body (whatever the caller put
     /// there); its `id` must be the body's. Blocking. On error both tmp files
@@ -224,20 +247,32 @@ impl Spool {
                 envelope: envelope.id,
             });
         }
-        let (id, len, mut guard) = body.finish()?;
+        let sync = self.inner.sync == SyncMode::Files;
+        let (id, len, mut guard) = body.finish(sync)?;
         let mut envelope = envelope.clone();
         envelope.size = len;
         let env_tmp = self.inner.layout.tmp.join(id.envelope_name());
-        durable::write_synced(&*self.inner.ops, &env_tmp, &envelope.to_json())?;
+        durable::write_new(&*self.inner.ops, &env_tmp, &envelope.to_json(), sync)?;
         guard.push(env_tmp.clone());
-        let body_tmp = self.inner.layout.tmp.join(id.body_name());
-        Ok(Staged::new(envelope, body_tmp, env_tmp, guard))
+        let body = self.inner.layout.body_path(&id);
+        Ok(Staged::new(envelope, body, env_tmp, guard))
+    }
+
+    /// Whether [`Spool::stage`] blocks on the disk (it `fdatasync`s with
+    /// [`SyncMode::Files`]); async callers then run it on a blocking thread.
+    pub fn stage_blocks(&self) -> bool {
+        self.inner.sync == SyncMode::Files
     }
 
     /// Moves staged messages into queue/ with one directory `fsync` for all.
+    /// With [`SyncMode::Filesystem`] one `syncfs` first makes every staged
+    /// body and envelope durable (nothing is renamed before that).
     ///
-    /// For each message: rename the body, then the envelope (which makes the
-    /// message exist). Then `fsync` queue/ once. Results are in batch order;
+    /// For each message: rename the envelope into queue/ (which makes the
+    /// message exist; its body is already there). Then `fsync` queue/ once,
+    /// which also makes the removals done since the last fsync durable:
+    /// the bodies of those messages are unlinked afterwards (see
+    /// [`Spool::remove_lazily`]). Results are in batch order;
     /// only an `Ok` may be acknowledged.
     ///
     /// If that `fsync` fails, every renamed message of the batch is removed
@@ -258,18 +293,23 @@ impl Spool {
         let ops = &*self.inner.ops;
         let mut results: Vec<Result<QueueId, SpoolError>> = Vec::with_capacity(batch.len());
         let mut renamed = Vec::new();
+        let doomed = self.take_doomed();
+        if self.inner.sync == SyncMode::Filesystem
+            && !batch.is_empty()
+            && let Err(e) = ops.sync_filesystem(&layout.queue)
+        {
+            // Nothing was renamed: dropping the batch removes its files.
+            tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");
+            self.give_back_doomed(doomed);
+            let err =
+                |e: &io::Error| Err(SpoolError::io("syncfs", &layout.queue, copy_io_error(e)));
+            return batch.iter().map(|_| err(&e)).collect();
+        }
         for mut staged in batch {
             let id = staged.id;
-            debug_assert!(
-                staged.body_tmp().starts_with(&layout.tmp),
-                "staged in another spool"
-            );
             let body = layout.body_path(&id);
+            debug_assert_eq!(staged.body_tmp(), body, "staged in another spool");
             let env = layout.envelope_path(&id, Location::Queue);
-            if let Err(e) = ops.rename(staged.body_tmp(), &body) {
-                results.push(Err(SpoolError::io("rename", body, e)));
-                continue; // dropping `staged` removes its tmp files
-            }
             if let Err(e) = ops.rename(staged.env_tmp(), &env) {
                 remove_quietly(ops, &body);
                 results.push(Err(SpoolError::io("rename", env, e)));
@@ -279,10 +319,11 @@ impl Spool {
             renamed.push(results.len());
             results.push(Ok(id));
         }
-        if renamed.is_empty() {
+        if renamed.is_empty() && doomed.is_empty() {
             return results;
         }
         if let Err(e) = ops.sync_dir(&layout.queue) {
+            self.give_back_doomed(doomed);
             tracing::error!(
                 dir = %layout.queue.display(), error = %e, messages = renamed.len(),
                 "spool: fsync failed; withdrawing the whole batch (clients get 4xx)"
@@ -298,8 +339,80 @@ impl Spool {
                 ));
             }
             let _ = ops.sync_dir(&layout.queue);
+            return results;
         }
+        self.unlink_bodies(doomed);
         results
+    }
+
+    /// Removes a delivered message cheaply: its envelope is unlinked now
+    /// (the message stops existing for `list` and the scheduler), its body
+    /// only after the next `fsync` of queue/ made that unlink durable,
+    /// done by the committer ([`Spool::commit_batch`] or
+    /// [`Spool::reap_removed`]). No `fsync` of its own.
+    ///
+    /// After a crash either the envelope is back with its body (the
+    /// message is delivered again: a duplicate, never a loss) or it is gone
+    /// and the body is an orphan that recovery removes. An envelope
+    /// without its body, which recovery would report as corrupt, cannot
+    /// happen. Messages in hold/ are removed with [`Spool::remove`].
+    pub fn remove_lazily(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let _admin = self.admin();
+        match self.locate(id)? {
+            None => return Err(SpoolError::NotFound { id: *id }),
+            Some(Location::Hold) => {
+                drop(_admin);
+                return self.remove(id);
+            }
+            Some(Location::Queue) => {}
+        }
+        let env = self.inner.layout.envelope_path(id, Location::Queue);
+        self.inner
+            .ops
+            .remove_file(&env)
+            .map_err(|e| SpoolError::io("remove", &env, e))?;
+        self.inner
+            .doomed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(*id);
+        Ok(())
+    }
+
+    /// Makes lazy removals durable and deletes their bodies; the committer
+    /// calls it when it has had no commit for a while.
+    pub fn reap_removed(&self) {
+        let doomed = self.take_doomed();
+        if doomed.is_empty() {
+            return;
+        }
+        match self.inner.ops.sync_dir(&self.inner.layout.queue) {
+            Ok(()) => self.unlink_bodies(doomed),
+            Err(e) => {
+                tracing::warn!(error = %e, "spool: fsync for removals failed; will retry");
+                self.give_back_doomed(doomed);
+            }
+        }
+    }
+
+    fn take_doomed(&self) -> Vec<QueueId> {
+        std::mem::take(&mut *self.inner.doomed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn give_back_doomed(&self, mut ids: Vec<QueueId>) {
+        if !ids.is_empty() {
+            self.inner
+                .doomed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&mut ids);
+        }
+    }
+
+    fn unlink_bodies(&self, ids: Vec<QueueId>) {
+        for id in ids {
+            remove_quietly(&*self.inner.ops, &self.inner.layout.body_path(&id));
+        }
     }
 
     /// All messages in queue/ and hold/, sorted by id; unreadable envelopes

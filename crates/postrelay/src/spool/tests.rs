@@ -148,22 +148,33 @@ fn stage_sets_size_and_refuses_a_foreign_envelope() {
 }
 
 #[test]
-fn abandoned_messages_leave_nothing_in_tmp() {
+fn abandoned_messages_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let mut w = spool.new_body().unwrap();
     w.write_all(b"partial").unwrap();
-    assert_eq!(names_in(dir.path(), "tmp"), vec![w.id().body_name()]);
+    // The body is written in place; without an envelope it is no message.
+    assert_eq!(names_in(dir.path(), "queue"), vec![w.id().body_name()]);
+    assert!(spool.list().unwrap().is_empty());
     w.abort();
-    assert!(names_in(dir.path(), "tmp").is_empty());
+    assert!(names_in(dir.path(), "queue").is_empty());
 
     let mut w = spool.new_body().unwrap();
     w.write_all(&sample_body()).unwrap();
     drop(w);
-    assert!(names_in(dir.path(), "tmp").is_empty());
+    assert!(names_in(dir.path(), "queue").is_empty());
 
     let staged = stage(&spool, b"x").unwrap();
-    assert_eq!(names_in(dir.path(), "tmp").len(), 2);
+    assert_eq!(
+        names_in(dir.path(), "tmp").len(),
+        1,
+        "the envelope waits in tmp/"
+    );
+    assert_eq!(
+        names_in(dir.path(), "queue").len(),
+        1,
+        "the body is in place"
+    );
     drop(staged);
     assert!(names_in(dir.path(), "tmp").is_empty());
     assert!(names_in(dir.path(), "queue").is_empty());
@@ -341,4 +352,31 @@ fn health_reports_thresholds() {
 #[test]
 fn now_ms_is_after_2024() {
     assert!(now_ms() > 1_704_067_200_000);
+}
+
+#[test]
+fn lazy_removal_deletes_the_body_only_after_the_next_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = commit(&spool, b"delivered\r\n").unwrap();
+    spool.remove_lazily(&id).unwrap();
+    assert!(
+        matches!(spool.read(&id), Err(SpoolError::NotFound { .. })),
+        "gone at once"
+    );
+    assert_eq!(
+        names_in(dir.path(), "queue"),
+        vec![id.body_name()],
+        "the body waits for the fsync"
+    );
+    // The next commit's fsync makes the unlink durable, then the body goes.
+    let other = commit(&spool, b"next\r\n").unwrap();
+    assert_eq!(
+        names_in(dir.path(), "queue"),
+        vec![other.envelope_name(), other.body_name()]
+    );
+    // Without commits, reaping does it.
+    spool.remove_lazily(&other).unwrap();
+    spool.reap_removed();
+    assert!(names_in(dir.path(), "queue").is_empty());
 }

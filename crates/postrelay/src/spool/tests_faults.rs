@@ -11,11 +11,16 @@ use super::tests::{commit, envelope_for, sample_body, stage};
 use super::*;
 
 fn open_faulty(root: &Path) -> (Spool, Arc<FaultyFs>) {
+    open_faulty_with(root, SyncMode::Files)
+}
+
+fn open_faulty_with(root: &Path, sync: SyncMode) -> (Spool, Arc<FaultyFs>) {
     let fs = Arc::new(FaultyFs::default());
     let spool = Spool::open_with(
         root,
         SpoolOptions {
             file_ops: fs.clone(),
+            sync,
             ..SpoolOptions::default()
         },
     )
@@ -45,7 +50,6 @@ fn each_failing_step_is_an_error_and_leaves_nothing() {
         ("create envelope", Fault::eio(Op::Create, ".env")),
         ("envelope write ENOSPC", Fault::enospc(Op::Write, ".env")),
         ("envelope fdatasync", Fault::eio(Op::SyncData, ".env")),
-        ("body rename", Fault::eio(Op::Rename, ".msg")),
         ("envelope rename", Fault::eio(Op::Rename, ".env")),
         ("queue fsync", Fault::eio(Op::SyncDir, "/queue")),
         ("queue fsync ENOSPC", Fault::enospc(Op::SyncDir, "/queue")),
@@ -169,4 +173,39 @@ fn failed_admin_operations_keep_the_message() {
     assert!(spool.hold(&id).is_err());
     fs.disarm();
     assert_eq!(spool.read(&id).unwrap(), (env, Location::Queue));
+}
+
+#[test]
+fn with_syncfs_each_failing_step_is_an_error_and_leaves_nothing() {
+    let cases = [
+        ("body write ENOSPC", Fault::enospc(Op::Write, ".msg")),
+        ("envelope write ENOSPC", Fault::enospc(Op::Write, ".env")),
+        ("syncfs", Fault::eio(Op::SyncFs, "/queue")),
+        ("envelope rename", Fault::eio(Op::Rename, ".env")),
+        ("queue fsync", Fault::eio(Op::SyncDir, "/queue")),
+    ];
+    for (what, fault) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, fs) = open_faulty_with(dir.path(), SyncMode::Filesystem);
+        assert!(!spool.stage_blocks(), "no fdatasync while staging");
+        fs.arm(fault);
+        let err = commit(&spool, &sample_body()).expect_err(what);
+        assert!(matches!(err, SpoolError::Io { .. }), "{what}: {err}");
+        fs.disarm();
+        assert_spool_clean(&spool, what);
+        let id = commit(&spool, b"after\r\n").unwrap();
+        assert_eq!(spool.read(&id).unwrap().1, Location::Queue, "{what}");
+    }
+}
+
+#[test]
+fn a_failed_syncfs_refuses_the_whole_batch_before_any_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty_with(dir.path(), SyncMode::Filesystem);
+    let batch: Vec<_> = (0..3).map(|_| stage(&spool, b"m\r\n").unwrap()).collect();
+    fs.arm(Fault::eio(Op::SyncFs, "/queue"));
+    let results = spool.commit_batch(batch);
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r.is_err()));
+    assert_spool_clean(&spool, "after a failed syncfs");
 }

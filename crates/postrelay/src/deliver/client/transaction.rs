@@ -20,7 +20,6 @@
 use postrelay_smtp::{
     Body, Command, DotStuffer, ForwardPath, MailParams, Mailbox, RcptParams, Reply, ReversePath,
 };
-use tokio::io::AsyncReadExt;
 
 use super::session::State;
 use super::{Failure, Message, Session};
@@ -97,7 +96,10 @@ impl Session {
                 &Reason::Local("no valid recipient".into()),
             ));
         }
-        let file = match tokio::fs::File::open(msg.body).await {
+        // Plain std reads: the body sits in the page cache (written moments
+        // ago, or read once after a restart), so a read costs microseconds;
+        // tokio::fs would send every read to the blocking pool and back.
+        let file = match std::fs::File::open(msg.body) {
             Ok(f) => f,
             Err(e) => {
                 let reason = Reason::Local(format!(
@@ -260,15 +262,14 @@ impl Session {
 
     /// Streams the spool file through the dot-stuffer, chunk by chunk, and
     /// queues the terminator (sent with the wait for the final reply).
-    async fn body(&mut self, mut file: tokio::fs::File) -> Result<(), BodyError> {
+    async fn body(&mut self, mut file: std::fs::File) -> Result<(), BodyError> {
+        use std::io::Read;
         let mut stuffer = DotStuffer::new();
         let mut chunk = vec![0u8; BODY_CHUNK];
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
         let mut total: u64 = 0;
         loop {
-            // Cancel safety: not raced; a tokio file read is not
-            // cancel-safe, so nothing may race it.
-            let n = file.read(&mut chunk).await.map_err(BodyError::Read)?;
+            let n = file.read(&mut chunk).map_err(BodyError::Read)?;
             if n == 0 {
                 break;
             }
