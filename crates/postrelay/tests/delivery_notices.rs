@@ -1,0 +1,118 @@
+//! Notices postrelay writes itself, with a relay that is down: the
+//! "delayed" warning (once) and the bounce when a message expires.
+//! No peer needed: the relay is a closed loopback port.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::daemon::{Daemon, Options, free_port};
+use support::smtp::Raw;
+
+fn dead_relay() -> String {
+    format!(
+        "[[relay]]\nname = \"down\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        free_port()
+    )
+}
+
+fn send(port: u16) -> String {
+    let (mut c, _) = Raw::connect(port);
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<sender@example.org>");
+    c.cmd("RCPT TO:<rcpt@dest.example>");
+    c.cmd("DATA");
+    let reply = c.cmd("Subject: waiting\r\n\r\nbody\r\n.");
+    assert_eq!(reply.code, 250);
+    c.cmd("QUIT");
+    reply.text().rsplit(' ').next().unwrap().to_string()
+}
+
+/// Flushes until `f(queue)` holds (bounded).
+fn flush_until(
+    d: &Daemon,
+    what: &str,
+    f: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(d.cli(&["queue", "flush"]).status.success());
+        std::thread::sleep(Duration::from_millis(300));
+        let q = d.queue();
+        if f(&q) {
+            return q;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited 30 s for {what}: {q:#?}\n{}",
+            d.maillog()
+        );
+    }
+}
+
+fn notices(q: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    q.iter()
+        .filter(|m| m["origin"]["kind"] == "bounce")
+        .collect()
+}
+
+#[test]
+fn a_delayed_message_warns_its_sender_once() {
+    let d = Daemon::start_with(Options {
+        tail: format!("{}\n[bounce]\ndelay_warning = \"1s\"\n", dead_relay()),
+        ..Options::default()
+    });
+    let id = send(d.port);
+    let q = flush_until(&d, "a delay notice", |q| !notices(q).is_empty());
+    let notice = notices(&q)[0];
+    assert_eq!(
+        notice["sender"], "",
+        "notices use the null sender by default"
+    );
+    assert_eq!(notice["recipients"][0]["address"], "sender@example.org");
+    let body = String::from_utf8(d.body(notice["id"].as_str().unwrap())).unwrap();
+    assert!(body.contains("Action: delayed"), "{body}");
+    assert!(
+        body.contains("Final-Recipient: rfc822; rcpt@dest.example"),
+        "{body}"
+    );
+    assert!(
+        q.iter().any(|m| m["id"] == id.as_str()),
+        "the original still waits"
+    );
+    assert!(
+        d.maillog().contains("sender delay notification"),
+        "{}",
+        d.maillog()
+    );
+    // More attempts do not warn again.
+    for _ in 0..3 {
+        assert!(d.cli(&["queue", "flush"]).status.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let q = d.queue();
+    assert_eq!(notices(&q).len(), 1, "one warning per message: {q:#?}");
+}
+
+#[test]
+fn an_expired_message_bounces_to_its_sender() {
+    let d = Daemon::start_with(Options {
+        queue: "max_lifetime = \"2s\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n".into(),
+        tail: dead_relay(),
+        ..Options::default()
+    });
+    let id = send(d.port);
+    let q = flush_until(&d, "the expiry bounce", |q| {
+        !q.iter().any(|m| m["id"] == id.as_str())
+    });
+    let notice = notices(&q)[0];
+    assert_eq!(notice["recipients"][0]["address"], "sender@example.org");
+    let body = String::from_utf8(d.body(notice["id"].as_str().unwrap())).unwrap();
+    assert!(
+        body.contains("Action: failed") && body.contains("Status: 4.4.7"),
+        "{body}"
+    );
+    let log = d.maillog();
+    assert!(log.contains("status=expired, returned to sender"), "{log}");
+    assert!(log.contains("sender non-delivery notification"), "{log}");
+}
