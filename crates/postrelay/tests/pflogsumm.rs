@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::pflogsumm::{grand_totals, run_pflogsumm};
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -175,27 +177,6 @@ fn write_day(log: &MailLog) -> u64 {
     received
 }
 
-/// The "Grand Totals" of a pflogsumm report: label → number.
-fn grand_totals(report: &str) -> BTreeMap<String, u64> {
-    let section = report
-        .split("Grand Totals")
-        .nth(1)
-        .expect("Grand Totals in the report");
-    let mut totals = BTreeMap::new();
-    for line in section.lines().skip(1) {
-        if line.starts_with("Per-") || line.contains("-----") && !totals.is_empty() {
-            break;
-        }
-        let mut words = line.split_whitespace();
-        let Some(number) = words.next().and_then(|n| n.parse::<u64>().ok()) else {
-            continue;
-        };
-        let label: Vec<&str> = words.take_while(|w| !w.starts_with('(')).collect();
-        totals.insert(label.join(" "), number);
-    }
-    totals
-}
-
 /// The lines of a report section, up to the next blank-line-separated
 /// section title.
 fn section<'r>(report: &'r str, title: &str) -> &'r str {
@@ -207,20 +188,6 @@ fn section<'r>(report: &'r str, title: &str) -> &'r str {
         .find("\n\n\n")
         .map_or(rest.len(), |e| e + title.len());
     &rest[..end]
-}
-
-fn run_pflogsumm(log: &Path) -> String {
-    let out = Command::new("pflogsumm")
-        .arg("--syslog-name=postrelay")
-        .arg(log)
-        .output()
-        .expect("run pflogsumm");
-    assert!(
-        out.status.success(),
-        "pflogsumm failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

@@ -366,6 +366,21 @@ fn a_temporary_refusal_waits_and_a_permanent_one_bounces_to_the_sender() {
         "{log}"
     );
     assert!(log.contains("sender non-delivery notification"), "{log}");
+    // The real pflogsumm reads our log the way operators will.
+    if require("pflogsumm") {
+        let totals = support::pflogsumm::grand_totals(&support::pflogsumm::run_pflogsumm(
+            &d.dir.path().join("mail.log"),
+        ));
+        let n = |k: &str| totals.get(k).copied().unwrap_or(0);
+        assert_eq!(n("received"), 1, "{totals:?}");
+        assert_eq!(
+            n("delivered"),
+            2,
+            "ok@ and the bounce to the sender: {totals:?}"
+        );
+        assert_eq!(n("bounced"), 1, "{totals:?}");
+        assert!(n("deferred") >= 1, "{totals:?}");
+    }
 }
 
 #[test]

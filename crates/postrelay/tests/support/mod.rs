@@ -6,5 +6,6 @@ pub mod daemon;
 pub mod dialog;
 pub mod fakeserver;
 pub mod peers;
+pub mod pflogsumm;
 pub mod provider;
 pub mod smtp;
