@@ -87,6 +87,7 @@ fn message<'a>(s: &'a Spool, sender: &'a str, rcpts: &'a [String]) -> Message<'a
         size: s.size,
         eight_bit: true,
         smtputf8: false,
+        header: None,
     }
 }
 
@@ -900,4 +901,27 @@ async fn long_recipient_lists_are_pipelined_in_groups() {
     s.quit().await;
     server.wait_closed(1, Duration::from_secs(5)).await;
     assert_eq!(server.bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn a_header_swap_replaces_the_start_of_the_file_on_the_wire_only() {
+    let server = FakeServer::start(Script::default()).await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let original = b"From: root@host\r\nSubject: x\r\n\r\n.dot line\r\nbody\r\n";
+    let sp = spool(original);
+    let to = rcpts(&["a@x.example"]);
+    let mut msg = message(&sp, "alerts@example.com", &to);
+    let header = b"From: alerts@example.com\r\nX-Original-From: root@host\r\nSubject: x\r\n";
+    let replaces = b"From: root@host\r\nSubject: x\r\n".len() as u64;
+    msg.header = Some(postrelay::deliver::client::HeaderSwap { bytes: header, replaces });
+    let out = s.send(&msg).await.unwrap();
+    assert!(matches!(&out[..], [Outcome::Delivered(_)]), "{out:?}");
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    let bodies = server.bodies();
+    // As on the wire: the body line starting with a dot is stuffed.
+    let expected = [&header[..], b"\r\n..dot line\r\nbody\r\n"].concat();
+    assert_eq!(String::from_utf8_lossy(&bodies[0]), String::from_utf8_lossy(&expected));
+    assert_eq!(std::fs::read(&sp.path).unwrap(), original, "the queue file is unchanged");
 }

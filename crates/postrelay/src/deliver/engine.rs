@@ -195,6 +195,7 @@ impl Deliverer {
             size: env.size,
             eight_bit: env.body == BodyType::EightBitMime,
             smtputf8: env.smtputf8,
+            header: None,
         };
         let mut last: Option<Failure> = None;
         for relay in &self.relays {

@@ -250,6 +250,19 @@ pub struct Message<'a> {
     pub eight_bit: bool,
     /// The message needs SMTPUTF8 (non-ASCII addresses or headers).
     pub smtputf8: bool,
+    /// A rewritten header section sent instead of the file's first bytes
+    /// (sender rewriting toward a provider); `None` sends the file as is.
+    pub header: Option<HeaderSwap<'a>>,
+}
+
+/// Replaces the start of a queued message while sending it; the queue file
+/// itself is never changed.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderSwap<'a> {
+    /// What to send first (CRLF lines, not dot-stuffed).
+    pub bytes: &'a [u8],
+    /// How many bytes at the start of the file it replaces.
+    pub replaces: u64,
 }
 
 /// Why a session could not be opened or broke; the caller defers every

@@ -22,7 +22,7 @@ use postrelay_smtp::{
 };
 
 use super::session::State;
-use super::{Failure, Message, Session};
+use super::{Failure, HeaderSwap, Message, Session};
 use crate::deliver::outcome::{Outcome, Phase, Reason};
 
 /// Bytes read from the spool file at a time.
@@ -204,7 +204,7 @@ impl Session {
             return Ok(settle_accepted(outcomes, &accepted, &reason, None));
         }
 
-        match self.body(file).await {
+        match self.body(file, msg.header).await {
             Ok(()) => {}
             Err(BodyError::Read(e)) => {
                 // The end-of-data dot must not follow a partial body.
@@ -262,12 +262,23 @@ impl Session {
 
     /// Streams the spool file through the dot-stuffer, chunk by chunk, and
     /// queues the terminator (sent with the wait for the final reply).
-    async fn body(&mut self, mut file: std::fs::File) -> Result<(), BodyError> {
-        use std::io::Read;
+    async fn body(
+        &mut self,
+        mut file: std::fs::File,
+        header: Option<HeaderSwap<'_>>,
+    ) -> Result<(), BodyError> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut stuffer = DotStuffer::new();
         let mut chunk = vec![0u8; BODY_CHUNK];
         let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
         let mut total: u64 = 0;
+        if let Some(swap) = header {
+            file.seek(SeekFrom::Start(swap.replaces))
+                .map_err(BodyError::Read)?;
+            stuffer.stuff(swap.bytes, &mut out);
+            total += swap.bytes.len() as u64;
+            self.wire.body(&out);
+        }
         loop {
             let n = file.read(&mut chunk).map_err(BodyError::Read)?;
             if n == 0 {
