@@ -9,10 +9,7 @@ mod support;
 
 use support::pflogsumm::{grand_totals, run_pflogsumm};
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use postrelay::config::LogFormat;
