@@ -112,6 +112,11 @@ pub enum Reason {
     },
     /// Delivery of this recipient is not available yet (kept queued).
     Unavailable(String),
+    /// Local delivery: no such user on this host (bounces, 5.1.1).
+    UnknownUser(String),
+    /// Local delivery: the mailbox's file system is full or the user is
+    /// over quota (kept queued, 4.2.2).
+    MailboxFull(String),
 }
 
 impl Reason {
@@ -131,7 +136,7 @@ impl Reason {
                 Phase::Mail | Phase::Rcpt | Phase::Data | Phase::DataEnd => reply.is_permanent(),
                 Phase::Resolve | Phase::Connect => false,
             },
-            Reason::Unsendable { .. } | Reason::Expired { .. } => true,
+            Reason::Unsendable { .. } | Reason::Expired { .. } | Reason::UnknownUser(_) => true,
             Reason::Dns(_)
             | Reason::Connect(_)
             | Reason::Tls(_)
@@ -139,7 +144,8 @@ impl Reason {
             | Reason::Timeout { .. }
             | Reason::Protocol(_)
             | Reason::Local(_)
-            | Reason::Unavailable(_) => false,
+            | Reason::Unavailable(_)
+            | Reason::MailboxFull(_) => false,
         }
     }
 
@@ -159,6 +165,8 @@ impl Reason {
             Reason::Auth(_) => "4.7.8".into(),
             Reason::Protocol(_) => "4.4.2".into(),
             Reason::Local(_) | Reason::Unavailable(_) => "4.3.0".into(),
+            Reason::UnknownUser(_) => "5.1.1".into(),
+            Reason::MailboxFull(_) => "4.2.2".into(),
         }
     }
 }
@@ -181,7 +189,9 @@ impl fmt::Display for Reason {
                 write!(f, "message expired in the queue; last problem: {l}")
             }
             Reason::Expired { last: None } => write!(f, "message expired in the queue"),
-            Reason::Unavailable(s) => write!(f, "{s}"),
+            Reason::Unavailable(s) | Reason::UnknownUser(s) | Reason::MailboxFull(s) => {
+                write!(f, "{s}")
+            }
         }
     }
 }
@@ -298,6 +308,8 @@ mod tests {
                 true,
             ),
             (Reason::Expired { last: None }, true),
+            (Reason::UnknownUser("no local user \"bob\"".into()), true),
+            (Reason::MailboxFull("disk full".into()), false),
         ];
         for (reason, permanent) in cases {
             assert_eq!(reason.is_permanent(), permanent, "{reason:?}");
@@ -333,5 +345,7 @@ mod tests {
             "4.0.0"
         );
         assert_eq!(Reason::Expired { last: None }.status(), "4.4.7");
+        assert_eq!(Reason::UnknownUser("x".into()).status(), "5.1.1");
+        assert_eq!(Reason::MailboxFull("x".into()).status(), "4.2.2");
     }
 }

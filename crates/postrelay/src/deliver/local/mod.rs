@@ -1,0 +1,179 @@
+//! Local delivery: system mail (cron reports to root, …) into a mailbox on
+//! this host instead of the provider.
+//!
+//! [`deliver`] looks the user up, prepends `Return-Path:`,
+//! `X-Original-To:` (when it differs) and `Delivered-To:` as Postfix's
+//! `local(8)` does, and appends the spooled message, streamed and with LF
+//! line endings, to either
+//!
+//! - a Maildir under the user's home ([`maildir`]): written in `tmp/`,
+//!   fsynced, hard-linked into `new/`, `new/` fsynced; or
+//! - an mbox file in the mail spool directory ([`mbox`]): dotlock plus
+//!   `fcntl` lock, mboxrd `From ` quoting, truncated back on failure.
+//!
+//! The daemon runs as root: every directory and file is opened relative to
+//! an already opened and checked parent, nothing the recipient does not own
+//! is written into, and what is created is chowned to the recipient. The
+//! outcome is classified by [`Reason`] like every other delivery: unknown
+//! user 5.1.1 (bounce), full disk or quota 4.2.2, anything else 4.3.0
+//! (both stay queued).
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use postrelay_smtp::reply::Reply;
+
+use crate::deliver::{Outcome, Reason};
+
+mod copy;
+mod maildir;
+mod mbox;
+mod user;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use user::LocalUser;
+
+/// The mailbox format local mail is delivered into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MailboxKind {
+    /// `~/Maildir/` (one file per message).
+    #[default]
+    Maildir,
+    /// `/var/mail/<user>` (one file per user, mboxrd).
+    Mbox,
+}
+
+/// How local mail is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSettings {
+    /// Maildir or mbox.
+    pub kind: MailboxKind,
+    /// The Maildir, relative to the user's home (`"Maildir/"`). Absolute
+    /// paths and `..` are refused.
+    pub maildir: String,
+    /// The mail spool directory holding one mbox per user (`/var/mail`).
+    /// It must exist; postrelay does not create it.
+    pub mbox_dir: PathBuf,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        LocalSettings {
+            kind: MailboxKind::Maildir,
+            maildir: "Maildir/".to_string(),
+            mbox_dir: PathBuf::from("/var/mail"),
+        }
+    }
+}
+
+/// One message for one local recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalMessage<'a> {
+    /// The envelope sender; `""` is the null sender `<>`.
+    pub sender: &'a str,
+    /// The final recipient address, for `Delivered-To:`.
+    pub recipient: &'a str,
+    /// The address as first given, for `X-Original-To:` (written only when
+    /// it differs from `recipient`).
+    pub original_recipient: Option<&'a str>,
+    /// The spool body: CRLF line endings, our `Received:` first.
+    pub body: &'a Path,
+}
+
+/// Delivers `msg` to the local user `user` (a login name). Blocking: run it
+/// with `spawn_blocking`.
+///
+/// Returns `Delivered` with `250 2.0.0 delivered to maildir` (or
+/// `mailbox`), `Failed` (5.1.1) when there is no such user, and `Deferred`
+/// for everything else, with a reason naming the path and the problem.
+pub fn deliver(user: &str, msg: &LocalMessage<'_>, settings: &LocalSettings) -> Outcome {
+    match user::lookup(user) {
+        Ok(record) => deliver_to(&record, msg, settings),
+        Err(reason) => Outcome::from_reason(reason),
+    }
+}
+
+/// [`deliver`] for an already looked-up user (the test seam: tests give a
+/// record whose home is a temporary directory).
+pub(crate) fn deliver_to(
+    user: &LocalUser,
+    msg: &LocalMessage<'_>,
+    settings: &LocalSettings,
+) -> Outcome {
+    let result = match settings.kind {
+        MailboxKind::Maildir => maildir::deliver(user, msg, &settings.maildir),
+        MailboxKind::Mbox => mbox::deliver(user, msg, &settings.mbox_dir, mbox::LOCK_WAIT),
+    };
+    match result {
+        Ok(path) => {
+            tracing::debug!(user = %user.name, path = %path.display(), "delivered locally");
+            let what = match settings.kind {
+                MailboxKind::Maildir => "delivered to maildir",
+                MailboxKind::Mbox => "delivered to mailbox",
+            };
+            Outcome::Delivered(Reply::new(250, "2.0.0", what))
+        }
+        Err(reason) => Outcome::from_reason(reason),
+    }
+}
+
+/// The header lines local delivery prepends, LF-terminated, in Postfix's
+/// order: `Return-Path:`, `X-Original-To:` (only when it differs),
+/// `Delivered-To:`.
+fn delivery_headers(msg: &LocalMessage<'_>) -> Vec<u8> {
+    let mut h = format!("Return-Path: <{}>\n", Clean(msg.sender));
+    if let Some(orig) = msg.original_recipient.filter(|o| *o != msg.recipient) {
+        h.push_str(&format!("X-Original-To: {}\n", Clean(orig)));
+    }
+    h.push_str(&format!("Delivered-To: {}\n", Clean(msg.recipient)));
+    h.into_bytes()
+}
+
+/// A header value with every control character but TAB replaced by `?`:
+/// a CR or LF in an address must not start a new header line.
+struct Clean<'a>(&'a str);
+
+impl fmt::Display for Clean<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        for c in self.0.chars() {
+            f.write_char(if c.is_control() && c != '\t' { '?' } else { c })?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the spool body for reading.
+fn open_body(path: &Path) -> Result<File, Reason> {
+    File::open(path)
+        .map_err(|e| Reason::Local(format!("cannot read queue file {}: {e}", path.display())))
+}
+
+/// A reason for an I/O error on `path`: a full file system or quota is
+/// [`Reason::MailboxFull`] (4.2.2), anything else [`Reason::Local`].
+fn io_reason(what: &str, path: &Path, err: &io::Error) -> Reason {
+    let text = format!("cannot {what} {}: {err}", path.display());
+    match err.raw_os_error() {
+        Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT) => Reason::MailboxFull(text),
+        _ => Reason::Local(text),
+    }
+}
+
+/// [`io_reason`] for a `nix` error.
+fn errno_reason(what: &str, path: &Path, err: nix::errno::Errno) -> Reason {
+    io_reason(what, path, &io::Error::from(err))
+}
+
+/// The failure of copying the body into a mailbox file.
+fn copy_reason(body: &Path, mailbox: &Path, err: copy::CopyError) -> Reason {
+    match err {
+        copy::CopyError::Read(e) => {
+            Reason::Local(format!("cannot read queue file {}: {e}", body.display()))
+        }
+        copy::CopyError::Write(e) => io_reason("write", mailbox, &e),
+    }
+}
