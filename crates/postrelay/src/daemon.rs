@@ -93,6 +93,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         })?;
         listeners.push(l);
     }
+    let submission_listeners = intake::submission::bind(&config).await?;
     let control = crate::control::bind(&config.control_socket).with_context(|| {
         format!(
             "cannot create the control socket {}",
@@ -114,6 +115,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         queue: queue.clone(),
         maillog,
         shutdown: shutdown.clone(),
+        deliverer: deliverer_rx.clone(),
     });
     for l in listeners {
         tokio::spawn(intake::serve(
@@ -123,6 +125,20 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
             tracker.clone(),
         ));
     }
+    let submission = intake::submission::Service::new();
+    for (l, mode) in submission_listeners {
+        tokio::spawn(intake::submission::serve(
+            l,
+            mode,
+            shared.clone(),
+            submission.clone(),
+            slots.clone(),
+            tracker.clone(),
+        ));
+    }
+    // Local submissions (sendmail → maildrop/); tracked so that a stop
+    // waits for a file being queued.
+    tracker.spawn(intake::pickup::run(shared.clone(), shutdown.clone()));
     tokio::spawn(crate::control::serve(
         control,
         queue.clone(),
@@ -155,6 +171,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         deliverer: &deliverer_tx,
         spool: &spool,
         resolver: &resolver,
+        queue: &queue,
     };
     signals.wait_for_stop(&source, &reloadable).await;
     tracing::info!("stopping: no new connections; finishing commands in progress");
@@ -229,6 +246,7 @@ struct Reloadable<'a> {
     deliverer: &'a watch::Sender<Arc<Deliverer>>,
     spool: &'a Spool,
     resolver: &'a Arc<Resolver>,
+    queue: &'a Queue,
 }
 
 /// How long a stopping daemon waits for delivery attempts in progress.
@@ -272,6 +290,8 @@ async fn reload(source: &Source, r: &Reloadable<'_>) {
     r.spool.set_health_options(health_options(&loaded));
     r.config.send_replace(Arc::new(loaded));
     r.deliverer.send_replace(engine);
+    // delivery.enabled may have changed: let the scheduler look again.
+    r.queue.wake();
     // Connections of the old engine carry the old credentials: close them.
     previous.close_idle();
     tracing::info!(file = %path.display(), "configuration reloaded");

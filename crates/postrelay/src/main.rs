@@ -1,5 +1,6 @@
 //! The `postrelay` binary. Invoked as `mailq` (through a symlink) it lists
-//! the queue; otherwise it takes subcommands (`postrelay --help`).
+//! the queue; as `sendmail` it submits a message; otherwise it takes
+//! subcommands (`postrelay --help`).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,10 @@ fn main() -> ExitCode {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("");
+    if name == "sendmail" {
+        let config = std::env::var_os("POSTRELAY_CONFIG").map(Into::into);
+        return cli::sendmail::main(std::env::args_os().skip(1).collect(), config);
+    }
     if name == "mailq" {
         let config = std::env::var_os("POSTRELAY_CONFIG").map(Into::into);
         return cli::main_with(Cli {

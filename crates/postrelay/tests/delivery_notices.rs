@@ -60,6 +60,7 @@ fn notices(q: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 fn a_delayed_message_warns_its_sender_once() {
     let d = Daemon::start_with(Options {
         tail: format!("{}\n[bounce]\ndelay_warning = \"1s\"\n", dead_relay()),
+        delivery: true,
         ..Options::default()
     });
     let id = send(d.port);
@@ -99,6 +100,7 @@ fn an_expired_message_bounces_to_its_sender() {
     let d = Daemon::start_with(Options {
         queue: "max_lifetime = \"2s\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n".into(),
         tail: dead_relay(),
+        delivery: true,
         ..Options::default()
     });
     let id = send(d.port);

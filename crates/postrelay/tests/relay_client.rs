@@ -914,7 +914,10 @@ async fn a_header_swap_replaces_the_start_of_the_file_on_the_wire_only() {
     let mut msg = message(&sp, "alerts@example.com", &to);
     let header = b"From: alerts@example.com\r\nX-Original-From: root@host\r\nSubject: x\r\n";
     let replaces = b"From: root@host\r\nSubject: x\r\n".len() as u64;
-    msg.header = Some(postrelay::deliver::client::HeaderSwap { bytes: header, replaces });
+    msg.header = Some(postrelay::deliver::client::HeaderSwap {
+        bytes: header,
+        replaces,
+    });
     let out = s.send(&msg).await.unwrap();
     assert!(matches!(&out[..], [Outcome::Delivered(_)]), "{out:?}");
     s.quit().await;
@@ -922,6 +925,13 @@ async fn a_header_swap_replaces_the_start_of_the_file_on_the_wire_only() {
     let bodies = server.bodies();
     // As on the wire: the body line starting with a dot is stuffed.
     let expected = [&header[..], b"\r\n..dot line\r\nbody\r\n"].concat();
-    assert_eq!(String::from_utf8_lossy(&bodies[0]), String::from_utf8_lossy(&expected));
-    assert_eq!(std::fs::read(&sp.path).unwrap(), original, "the queue file is unchanged");
+    assert_eq!(
+        String::from_utf8_lossy(&bodies[0]),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(
+        std::fs::read(&sp.path).unwrap(),
+        original,
+        "the queue file is unchanged"
+    );
 }

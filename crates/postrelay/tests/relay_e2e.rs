@@ -156,6 +156,7 @@ fn delivers_byte_exact_through_starttls_and_implicit_tls() {
     {
         let d = Daemon::start_with(Options {
             tail: relay("provider", port, tls, &p, &pw, ""),
+            delivery: true,
             ..Options::default()
         });
         let original = message(&format!("mode-{tls}"));
@@ -196,6 +197,7 @@ fn auto_finds_the_mode_of_each_port() {
     for (i, port) in [p.starttls_port, p.implicit_port].into_iter().enumerate() {
         let d = Daemon::start_with(Options {
             tail: relay("provider", port, "auto", &p, &pw, ""),
+            delivery: true,
             ..Options::default()
         });
         send(
@@ -223,6 +225,7 @@ fn a_wrong_tls_mode_defers_with_the_fix() {
     ] {
         let mut d = Daemon::start_with(Options {
             tail: relay("provider", port, tls, &p, &pw, short),
+            delivery: true,
             ..Options::default()
         });
         let id = send(
@@ -250,6 +253,7 @@ fn a_wrong_password_waits_until_fixed_and_reloaded() {
     let (_s, pw) = password_file("not-the-password");
     let d = Daemon::start_with(Options {
         tail: relay("provider", p.starttls_port, "starttls", &p, &pw, ""),
+        delivery: true,
         ..Options::default()
     });
     send(
@@ -290,6 +294,7 @@ fn an_outage_defers_and_a_flush_delivers_after_recovery() {
     let (_s, pw) = password_file(&p.password);
     let d = Daemon::start_with(Options {
         tail: relay("provider", p.starttls_port, "starttls", &p, &pw, ""),
+        delivery: true,
         ..Options::default()
     });
     p.stop();
@@ -320,6 +325,7 @@ fn a_temporary_refusal_waits_and_a_permanent_one_bounces_to_the_sender() {
     let (_s, pw) = password_file(&p.password);
     let d = Daemon::start_with(Options {
         tail: relay("provider", p.starttls_port, "starttls", &p, &pw, ""),
+        delivery: true,
         ..Options::default()
     });
     send(
@@ -398,6 +404,7 @@ fn the_secondary_relay_takes_over_when_the_primary_is_down() {
     );
     let d = Daemon::start_with(Options {
         tail,
+        delivery: true,
         ..Options::default()
     });
     send(
@@ -430,6 +437,7 @@ fn many_messages_share_few_connections() {
             &pw,
             "max_connections = 4",
         ),
+        delivery: true,
         ..Options::default()
     });
     let n = 1000;

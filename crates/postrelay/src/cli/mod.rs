@@ -4,7 +4,9 @@
 //! Each subcommand returns an exit status; messages for the administrator
 //! go to stderr and say what to do.
 
+pub mod hash_password;
 pub mod queue;
+pub mod sendmail;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,10 +43,29 @@ pub enum Command {
     /// Inspect or change the queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Read a password (stdin; asked twice without echo on a terminal) and
+    /// print its argon2id hash for the [intake.submission] users file.
+    HashPassword,
+    /// The sendmail(8) interface (also by argv[0]): reads a message on
+    /// stdin and submits it. Takes sendmail's flags, e.g. `-t -i`.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail flags and recipients, passed through unparsed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Entry point after argv\[0\] dispatch.
 pub fn main_with(cli: Cli) -> ExitCode {
+    if let Command::HashPassword = cli.command {
+        // Needs no configuration: works before one exists.
+        return hash_password::run();
+    }
+    if let Command::Sendmail { args } = &cli.command {
+        // Reads the configuration its own way (see sendmail::load_config).
+        return sendmail::main(args.clone(), cli.config.clone());
+    }
     let loaded = load_config(cli.config.as_deref());
     let (config, source) = match loaded {
         Ok(c) => c,
@@ -83,6 +104,8 @@ pub fn main_with(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Queue(cmd) => queue::run(&config, cmd),
+        Command::HashPassword => hash_password::run(),
+        Command::Sendmail { .. } => unreachable!("dispatched before loading the configuration"),
     }
 }
 

@@ -27,6 +27,10 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub bounce: BounceFile,
     #[serde(default)]
+    pub routing: RoutingFile,
+    #[serde(default)]
+    pub local: super::local::LocalFile,
+    #[serde(default)]
     pub log: LogFile,
     /// `[[relay]]` tables, last in the file: every key after a `[[relay]]`
     /// header belongs to that relay.
@@ -50,6 +54,21 @@ pub(super) struct IntakeFile {
     pub command_timeout: Option<HumanDuration>,
     pub data_timeout: Option<HumanDuration>,
     pub session_timeout: Option<HumanDuration>,
+    /// `[intake.submission]`, a sub-table, so it comes after the plain keys.
+    pub submission: Option<SubmissionFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubmissionFile {
+    pub listen: Option<Vec<ListenAddr>>,
+    pub implicit: Option<Vec<ListenAddr>>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub users: Option<String>,
+    pub max_auth_failures: Option<u32>,
+    pub auth_lockout: Option<HumanDuration>,
+    pub auth_delay: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +84,7 @@ pub(super) struct QueueFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DeliveryFile {
+    pub enabled: Option<bool>,
     pub sasl_passwd: Option<String>,
     pub max_workers: Option<usize>,
 }
@@ -75,6 +95,16 @@ pub(super) struct BounceFile {
     pub sender: Option<String>,
     pub postmaster: Option<String>,
     pub delay_warning: Option<DurationOrOff>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RoutingFile {
+    pub transport: Option<String>,
+    pub aliases: Option<String>,
+    pub sender_relay: Option<String>,
+    pub generic: Option<String>,
+    pub rewrite_senders: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,7 +160,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 7],
+    pub tables: [Table; 10],
 }
 
 /// One table of the file.
@@ -161,9 +191,12 @@ impl Schema {
             top: field_names::<FileConfig>(),
             tables: [
                 table("intake", field_names::<IntakeFile>(), false),
+                table("intake.submission", field_names::<SubmissionFile>(), false),
                 table("queue", field_names::<QueueFile>(), false),
                 table("delivery", field_names::<DeliveryFile>(), false),
                 table("bounce", field_names::<BounceFile>(), false),
+                table("routing", field_names::<RoutingFile>(), false),
+                table("local", field_names::<super::local::LocalFile>(), false),
                 table("log", field_names::<LogFile>(), false),
                 table("relay", field_names::<RelayFile>(), true),
                 table("relay.timeouts", field_names::<RelayTimeoutsFile>(), false),

@@ -18,13 +18,18 @@
 //! value syntaxes, the relay policy and reload semantics.
 
 mod file;
+mod local;
 mod relay;
 #[cfg(test)]
 mod relay_tests;
 mod render;
 mod resolve;
+mod routing;
+#[cfg(test)]
+mod routing_tests;
 mod sasl_passwd;
 mod secrets;
+mod submission;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -36,8 +41,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use local::MailboxFormat;
 pub use secrets::Secret;
+pub use submission::{ServerTls, Submission, User};
 pub use units::{Cidr, CidrError};
+
+use crate::route::{Aliases, GenericMap, SenderRelayMap, TransportMap};
 
 /// The validated configuration, with every default applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +83,24 @@ pub struct Config {
     pub delivery: DeliverySettings,
     /// How bounces (delivery status notifications) are sent.
     pub bounce: BounceSettings,
+    /// Which way recipients go (local delivery, a relay, a host, refusal)
+    /// and what senders a relay sees; the tables, read at load.
+    pub routing: RoutingSettings,
+    /// How mail for local users is stored.
+    pub local: LocalConfig,
+}
+
+/// `[local]`: local delivery (recipients in `intake.local_domains`, or
+/// routed `local:` by the transport map).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// `"maildir"` (one file per message in the user's home) or `"mbox"`
+    /// (one file per user in `mbox_dir`). Default: `"maildir"`.
+    pub mailbox: MailboxFormat,
+    /// The Maildir, relative to the user's home. Default: `"Maildir/"`.
+    pub maildir: String,
+    /// Where mbox files live (`<mbox_dir>/<user>`). Default: `"/var/mail"`.
+    pub mbox_dir: PathBuf,
 }
 
 /// Settings of the SMTP listener.
@@ -137,6 +164,10 @@ pub struct Intake {
     /// trickle bytes to defeat the per-read timeouts. Must not be shorter
     /// than the other two timeouts. Default: `"1h"`.
     pub session_timeout: Duration,
+    /// The authenticated submission listeners (`[intake.submission]`), for
+    /// other hosts that relay through this one with a user name and
+    /// password over TLS. Default: none (no submission listener).
+    pub submission: Option<Submission>,
 }
 
 /// Settings of the queue.
@@ -401,6 +432,10 @@ pub struct Credentials {
 /// Settings of the delivery side as a whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliverySettings {
+    /// Whether queued mail is delivered. `false` keeps accepting and
+    /// queueing mail but attempts no delivery (maintenance, a migration
+    /// being tested); set it back and reload. Default: `true`.
+    pub enabled: bool,
     /// A file in Postfix's `sasl_passwd` format (`[host]:port user:password`
     /// per line), consulted for a relay that has no `password_file`, so a
     /// Postfix installation's file can be reused. It must be protected like
@@ -431,6 +466,42 @@ pub struct BounceSettings {
     /// `delay_warning_time`): most senders of a null client are programs,
     /// which do not read such notices.
     pub delay_warning: Option<Duration>,
+}
+
+/// Routing tables and sender rewriting (`[routing]`); what they mean is
+/// described in [`crate::route`]. The tables are read and checked when the
+/// configuration is loaded, so a reload picks up edited tables, and a
+/// broken table (reported with its file and line) fails the load. Each
+/// table keeps the path it was read from, for `check-config`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutingSettings {
+    /// The transport map (Postfix `transport_maps`, as text): per address
+    /// or domain, `local:`, `relay:NAME`, `smtp:[host]:port`,
+    /// `error:5.x.y text` or `discard:`. Its `relay:` names must be
+    /// configured relays. Default: none, so mail for local domains is
+    /// delivered locally and everything else goes to the relays in order.
+    pub transport: Option<TransportMap>,
+    /// An aliases file in `/etc/aliases` format, applied to recipients
+    /// delivered locally. Programs, files and `:include:` are refused.
+    /// Default: none, so no aliases (set it to `/etc/aliases` to use the
+    /// system's, as Postfix does).
+    pub aliases: Option<Aliases>,
+    /// Which relay carries mail from a sender (Postfix
+    /// `sender_dependent_relayhost_maps`): `user@domain` or `@domain` to
+    /// `relay:NAME`; each relay brings its own credentials. Only for mail
+    /// that no transport entry routes. Default: none.
+    pub sender_relay: Option<SenderRelayMap>,
+    /// Sender addresses shown to relays instead of local ones (Postfix
+    /// `smtp_generic_maps`): `user@domain` or `@domain` to an address or
+    /// `@domain`; applied to the envelope sender and to `From:`/`Sender:`
+    /// of mail that leaves the host, never to local delivery.
+    /// Default: none.
+    pub generic: Option<GenericMap>,
+    /// One address that replaces every local sender (a bare name, or an
+    /// address in a local domain) of mail that leaves the host, for
+    /// providers that accept only verified senders; `generic` entries win.
+    /// Default: none (local senders are kept).
+    pub rewrite_senders: Option<String>,
 }
 
 /// Why a configuration could not be loaded. The `Display` form starts with
@@ -505,6 +576,16 @@ impl Config {
             ("spool", self.spool != new.spool),
             ("control_socket", self.control_socket != new.control_socket),
             ("intake.listen", a.listen != b.listen),
+            (
+                "intake.submission.listen",
+                a.submission.as_ref().map(|s| &s.listen)
+                    != b.submission.as_ref().map(|s| &s.listen),
+            ),
+            (
+                "intake.submission.implicit",
+                a.submission.as_ref().map(|s| &s.implicit)
+                    != b.submission.as_ref().map(|s| &s.implicit),
+            ),
             (
                 "intake.max_connections",
                 a.max_connections != b.max_connections,

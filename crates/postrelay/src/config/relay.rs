@@ -91,6 +91,7 @@ pub(super) fn delivery(
     };
     Ok((
         DeliverySettings {
+            enabled: file.enabled.unwrap_or(true),
             sasl_passwd,
             max_workers,
         },
@@ -160,7 +161,7 @@ pub(super) fn bounce(
 /// Checks an address (no angle brackets) and returns it in its normal
 /// form. Non-ASCII addresses are refused: a relay might not offer
 /// SMTPUTF8, and bounces must always be deliverable.
-fn address(text: &str) -> Result<String, String> {
+pub(super) fn address(text: &str) -> Result<String, String> {
     if text.starts_with('<') || text.ends_with('>') {
         return Err("write the address without angle brackets".to_owned());
     }

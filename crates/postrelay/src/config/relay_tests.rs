@@ -80,6 +80,7 @@ fn delivery_and_bounce_defaults() {
     assert_eq!(
         c.delivery,
         DeliverySettings {
+            enabled: true,
             sasl_passwd: None,
             max_workers: 20
         }
@@ -205,7 +206,7 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nconect = \"5s\"", "relay[0].timeouts.conect", 5, &["did you mean `connect`", "allowed keys in [relay.timeouts]: connect, greeting"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\ntimeouts = 5", "relay[0].timeouts", 4, &["`relay.timeouts` must be a table"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[delivery]\nmax_workers = 5\n[[relay]]\nmax_workers = 1", "relay[1].max_workers", 7, &["`max_workers` belongs in [delivery]"]),
-    ("relayhost = \"[smtp.example.com]:587\"", "relayhost", 1, &["Postfix's relayhost is a [[relay]] table", "and the tables [intake], [queue], [delivery], [bounce], [log], [[relay]]"]),
+    ("relayhost = \"[smtp.example.com]:587\"", "relayhost", 1, &["Postfix's relayhost is a [[relay]] table", "and the tables [intake], [queue], [delivery], [bounce], [routing], [local], [log], [[relay]]"]),
     ("[delivery]\nsmtp_sasl_password_maps = \"hash:/etc/postfix/sasl_passwd\"", "delivery.smtp_sasl_password_maps", 2, &["delivery.sasl_passwd"]),
     // Names and hosts.
     ("[[relay]]\nhost = \"h.example\"", "relay[0].name", 1, &["relay #1: name is required"]),
@@ -654,16 +655,17 @@ fn full_config(files: &Files) -> String {
         &format!("[backup.example]:2525 backup-user:{PASSWORD}-2\n"),
     );
     let ca = files.ca("ca.pem");
+    let submission = super::submission::fixtures::table(files);
     format!(
         r#"hostname = "mx.example.org"
-[delivery]
+{submission}[delivery]
 sasl_passwd = "{sasl}"
 max_workers = 7
 [bounce]
 sender = "bounces@example.org"
 postmaster = "hostmaster"
 delay_warning = "4h"
-[log]
+{routing}[log]
 file = "/var/log/postrelay.log"
 
 [[relay]]
@@ -709,6 +711,7 @@ security = "none"
         sasl = sasl.display(),
         ca = ca.display(),
         pw = pw.display(),
+        routing = super::routing_tests::full_section(files),
     )
 }
 

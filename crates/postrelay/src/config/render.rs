@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::units::{format_duration, format_size};
-use super::{Config, RelayConfig};
+use super::{Config, RelayConfig, Submission};
 
 pub(super) fn render(c: &Config) -> String {
     let mut out = String::new();
@@ -40,6 +40,7 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "command_timeout", duration(i.command_timeout));
     kv(o, "data_timeout", duration(i.data_timeout));
     kv(o, "session_timeout", duration(i.session_timeout));
+    submission(o, i.submission.as_ref());
 
     let q = &c.queue;
     o.push_str("\n[queue]\n");
@@ -51,6 +52,7 @@ pub(super) fn render(c: &Config) -> String {
 
     let d = &c.delivery;
     o.push_str("\n[delivery]\n");
+    kv(o, "enabled", d.enabled.to_string());
     match &d.sasl_passwd {
         Some(p) => kv(o, "sasl_passwd", path(p)),
         None => o.push_str("# sasl_passwd: not set\n"),
@@ -64,7 +66,29 @@ pub(super) fn render(c: &Config) -> String {
     let delay = b.delay_warning.map_or_else(|| string("off"), duration);
     kv(o, "delay_warning", delay);
 
+    let r = &c.routing;
+    o.push_str("\n[routing]\n");
+    let paths = r.table_paths();
+    for key in ["transport", "aliases", "sender_relay", "generic"] {
+        match paths.iter().find(|(k, _)| *k == key) {
+            Some((_, p)) => kv(o, key, path(p)),
+            None => {
+                let _ = writeln!(o, "# {key}: not set");
+            }
+        }
+    }
+    match &r.rewrite_senders {
+        Some(a) => kv(o, "rewrite_senders", string(a)),
+        None => o.push_str("# rewrite_senders: not set, so local senders are kept\n"),
+    }
+
     let l = &c.log;
+    let lc = &c.local;
+    o.push_str("\n[local]\n");
+    kv(o, "mailbox", string(lc.mailbox.as_str()));
+    kv(o, "maildir", string(&lc.maildir));
+    kv(o, "mbox_dir", path(&lc.mbox_dir));
+
     o.push_str("\n[log]\n");
     kv(o, "level", string(&l.level));
     kv(o, "format", string(l.format.as_str()));
@@ -77,6 +101,28 @@ pub(super) fn render(c: &Config) -> String {
         relay(o, r, c.delivery.sasl_passwd.as_deref());
     }
     out
+}
+
+/// The `[intake.submission]` table, or a comment when there is none. The
+/// key and users files are named, never shown.
+fn submission(o: &mut String, s: Option<&Submission>) {
+    let Some(s) = s else {
+        o.push_str("# [intake.submission]: not set, so no submission listener\n");
+        return;
+    };
+    o.push_str("\n[intake.submission]\n");
+    kv(o, "listen", array(s.listen.iter().map(|a| a.to_string())));
+    kv(
+        o,
+        "implicit",
+        array(s.implicit.iter().map(|a| a.to_string())),
+    );
+    kv(o, "cert", path(&s.cert));
+    kv(o, "key", path(&s.key));
+    kv(o, "users", path(&s.users_file));
+    kv(o, "max_auth_failures", s.max_auth_failures.to_string());
+    kv(o, "auth_lockout", duration(s.auth_lockout));
+    kv(o, "auth_delay", duration(s.auth_delay));
 }
 
 /// One `[[relay]]` table. Passwords are never written: credentials from a

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::file::FileConfig;
 use super::relay;
+use super::routing;
 use super::units::{Cidr, covers_family, format_duration, format_size, parse_size};
 use super::validate::{Flavor, Locator};
 use super::{Config, ConfigError, Intake, LogFormat, LogSettings, QueueSettings, SyncMode};
@@ -74,6 +75,8 @@ pub(super) fn resolve(
     let (delivery, sasl_passwd) = relay::delivery(file.delivery, loc)?;
     let bounce = relay::bounce(file.bounce, &hostname, &queue, loc)?;
     let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
+    let routing = routing::routing(file.routing, &relays, loc)?;
+    let local = super::local::local(file.local, loc)?;
     Ok(Config {
         hostname,
         spool,
@@ -84,6 +87,8 @@ pub(super) fn resolve(
         relays,
         delivery,
         bounce,
+        routing,
+        local,
     })
 }
 
@@ -174,6 +179,7 @@ fn intake(
         None => vec![parse_const(FILE_LISTEN)],
     };
     check_listen(&listen, loc)?;
+    let submission = super::submission::resolve(file.submission, &listen, loc)?;
 
     let mynetworks = file
         .mynetworks
@@ -285,6 +291,7 @@ fn intake(
         command_timeout,
         data_timeout,
         session_timeout,
+        submission,
     })
 }
 

@@ -407,6 +407,8 @@ fn uncommented_example_values_parse() {
     // point them at protected files in a temporary directory.
     let dir = tempfile::tempdir().unwrap();
     let files = super::relay_tests::Files::new(dir.path());
+    let (submission_cert, submission_key, submission_users) =
+        super::submission::fixtures::files(&files);
     let substitutions = [
         ("/etc/postrelay/secrets/ses", files.secret("ses", "pw\n")),
         (
@@ -414,12 +416,18 @@ fn uncommented_example_values_parse() {
             files.secret("sasl_passwd", ""),
         ),
         ("/etc/postrelay/relay-ca.pem", files.ca("relay-ca.pem")),
+        ("/etc/postrelay/tls/cert.pem", submission_cert),
+        ("/etc/postrelay/tls/key.pem", submission_key),
+        ("/etc/postrelay/users", submission_users),
     ];
+    let substitutions = substitutions
+        .into_iter()
+        .chain(super::routing_tests::example_tables(&files));
     let mut uncommented: String = EXAMPLE
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest) if !keys_in(rest).is_empty() => rest,
-            Some(header @ ("[[relay]]" | "[relay.timeouts]")) => header,
+            Some(header @ ("[[relay]]" | "[relay.timeouts]" | "[intake.submission]")) => header,
             _ => l,
         })
         .map(|l| format!("{l}\n"))
@@ -434,6 +442,8 @@ fn uncommented_example_values_parse() {
     let c = ok(&uncommented);
     assert_eq!(c.relays.len(), 1, "{uncommented}");
     assert!(c.relays[0].credentials.is_some());
+    assert!(c.intake.submission.is_some());
+    assert!(c.routing.transport.is_some() && c.routing.rewrite_senders.is_some());
 }
 
 #[test]

@@ -9,17 +9,21 @@
 //! - Once a relay has the transaction, its replies decide: no failover on
 //!   a refused recipient (that would only move the refusal elsewhere).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::client::{self, Failure, Message, ModeMemory, Session, Target};
+use super::client::{self, Failure, HeaderSwap, Message, ModeMemory, Session, Target};
+use super::local;
 use super::pool::Pool;
-use super::{Outcome, Reason};
+use super::{Outcome, Phase, Reason};
 use crate::config::{Config, RelayConfig, Security};
 use crate::net::resolve::Resolver;
 use crate::net::tls;
+use crate::route::{Route, Router};
 use crate::spool::{BodyType, Envelope};
+use postrelay_smtp::reply::Reply;
 
 /// Why the engine could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +45,8 @@ struct Relay {
 /// The delivery engine for one configuration (rebuilt on reload).
 pub struct Deliverer {
     hostname: String,
-    local_domains: Vec<String>,
+    router: Router,
+    local: local::LocalSettings,
     relays: Vec<Relay>,
     resolver: Arc<Resolver>,
 }
@@ -64,9 +69,51 @@ pub struct Attempt {
     /// Which message this is on its connection (1 for a new one), as
     /// Postfix's `conn_use=` in the log.
     pub conn_use: u32,
+    /// Where each recipient went (`host[ip]:port`, `local`, `none`), for
+    /// the mail log; recipients not in it went through `relay`.
+    pub relays: HashMap<usize, String>,
+}
+
+/// Where recipients leave through: the relays (all in order, or one by
+/// name), or an explicit next hop from the transport map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destination {
+    Relays(Option<String>),
+    Smtp { host: String, port: u16 },
+}
+
+/// How much of a message is read to rewrite its header section.
+const HEADER_READ_LIMIT: u64 = 256 * 1024;
+
+/// Local delivery settings from the configuration's `[local]`.
+fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
+    local::LocalSettings {
+        kind: match c.mailbox {
+            crate::config::MailboxFormat::Maildir => local::MailboxKind::Maildir,
+            crate::config::MailboxFormat::Mbox => local::MailboxKind::Mbox,
+        },
+        maildir: c.maildir.clone(),
+        mbox_dir: c.mbox_dir.clone(),
+    }
 }
 
 impl Attempt {
+    /// Notes which relay carried `indices`, and keeps the transcript.
+    fn record(&mut self, indices: &[usize], via: &str, transcript: Result<Vec<String>, &Failure>) {
+        for &i in indices {
+            self.relays.insert(i, via.to_owned());
+        }
+        self.relay = via.to_owned();
+        if let Ok(t) = transcript {
+            self.transcript = t;
+        }
+    }
+
+    /// The relay recipient `index` went through, for the mail log.
+    pub fn relay_of(&self, index: usize) -> &str {
+        self.relays.get(&index).map_or(&self.relay, String::as_str)
+    }
+
     /// An attempt with nothing to do.
     pub fn nothing() -> Attempt {
         Attempt {
@@ -140,7 +187,17 @@ impl Deliverer {
         }
         let engine = Arc::new(Deliverer {
             hostname: config.hostname.clone(),
-            local_domains: config.intake.local_domains.clone(),
+            router: Router::new(
+                &config.routing,
+                &config.intake.local_domains,
+                &config.hostname,
+                &config
+                    .relays
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            local: local_settings(&config.local),
             relays,
             resolver,
         });
@@ -155,50 +212,117 @@ impl Deliverer {
         }
     }
 
-    fn is_local(&self, address: &str) -> bool {
-        let domain = address
-            .rsplit_once('@')
-            .map_or("", |(_, d)| d)
-            .to_ascii_lowercase();
-        self.local_domains.contains(&domain)
+    /// The router of this configuration (alias expansion at acceptance).
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// One attempt for the `pending` recipients (indices into
-    /// `env.recipients`) of a message whose body is at `body`.
+    /// `env.recipients`) of a message whose body is at `body`. Aliases were
+    /// expanded when the message was accepted; here each recipient only
+    /// gets its transport: local delivery, a relay, an explicit next hop,
+    /// an error, or discard. Recipients sharing a destination share one
+    /// transaction.
     pub async fn attempt(&self, env: &Envelope, body: &Path, pending: &[usize]) -> Attempt {
         let mut result = Attempt::nothing();
-        let (local, remote): (Vec<usize>, Vec<usize>) = pending
-            .iter()
-            .partition(|&&i| self.is_local(&env.recipients[i].address));
-        let waiting = Reason::Unavailable(
-            "local delivery is not available yet; the message waits in the queue".into(),
-        );
-        result.outcomes.extend(Attempt::defer_all(&local, &waiting));
-        if remote.is_empty() {
-            return result;
+        let mut groups: Vec<(Destination, Vec<usize>)> = Vec::new();
+        for &i in pending {
+            let address = &env.recipients[i].address;
+            let dest = match self.router.transport(address) {
+                Route::Local { user } => {
+                    let outcome = self.deliver_locally(env, body, i, &user).await;
+                    result.relays.insert(i, "local".into());
+                    result.outcomes.push((i, outcome));
+                    continue;
+                }
+                Route::Discard => {
+                    result.relays.insert(i, "none".into());
+                    let reply = Reply::new(250, "2.0.0", "discarded by the transport map");
+                    result.outcomes.push((i, Outcome::Delivered(reply)));
+                    continue;
+                }
+                Route::Error { status, text } => {
+                    let code = if status.starts_with('4') { 450 } else { 550 };
+                    let reason = Reason::Reply {
+                        phase: Phase::Rcpt,
+                        reply: Reply::new(code, &status, &text),
+                    };
+                    result.relays.insert(i, "none".into());
+                    result.outcomes.push((i, Outcome::from_reason(reason)));
+                    continue;
+                }
+                Route::Relay { name } => Destination::Relays(
+                    name.or_else(|| self.router.relay_for_sender(&env.sender).map(str::to_owned)),
+                ),
+                Route::Smtp { host, port } => Destination::Smtp { host, port },
+            };
+            match groups.iter_mut().find(|(d, _)| *d == dest) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((dest, vec![i])),
+            }
         }
-        if self.relays.is_empty() {
-            let reason = Reason::Unavailable(
-                "no relay is configured: add a [[relay]] section to the configuration".into(),
-            );
-            result.outcomes.extend(Attempt::defer_all(&remote, &reason));
-            return result;
+        for (dest, indices) in groups {
+            self.send_group(env, body, &dest, &indices, &mut result)
+                .await;
         }
-        let recipients: Vec<String> = remote
+        result
+    }
+
+    /// One transaction for recipients that leave through the same
+    /// destination, with sender rewriting applied.
+    async fn send_group(
+        &self,
+        env: &Envelope,
+        body: &Path,
+        dest: &Destination,
+        indices: &[usize],
+        result: &mut Attempt,
+    ) {
+        let relays: Vec<&Relay> = match dest {
+            Destination::Relays(None) => self.relays.iter().collect(),
+            Destination::Relays(Some(name)) => self
+                .relays
+                .iter()
+                .filter(|r| r.config.name == *name)
+                .collect(),
+            Destination::Smtp { .. } => Vec::new(),
+        };
+        if relays.is_empty() && !matches!(dest, Destination::Smtp { .. }) {
+            let reason = Reason::Unavailable(match dest {
+                Destination::Relays(Some(name)) => format!("relay \"{name}\" is not configured"),
+                _ => "no relay is configured: add a [[relay]] section to the configuration".into(),
+            });
+            result.outcomes.extend(Attempt::defer_all(indices, &reason));
+            return;
+        }
+        let recipients: Vec<String> = indices
             .iter()
             .map(|&i| env.recipients[i].address.clone())
             .collect();
+        let sender = self
+            .router
+            .rewrite_sender(&env.sender)
+            .unwrap_or_else(|| env.sender.clone());
+        let rewritten = self.rewritten_header(body);
         let message = Message {
-            sender: &env.sender,
+            sender: &sender,
             recipients: &recipients,
             body,
             size: env.size,
             eight_bit: env.body == BodyType::EightBitMime,
             smtputf8: env.smtputf8,
-            header: None,
+            header: rewritten.as_ref().map(|(bytes, replaces)| HeaderSwap {
+                bytes,
+                replaces: *replaces,
+            }),
         };
+        if let Destination::Smtp { host, port } = dest {
+            self.send_direct(host, *port, &message, indices, result)
+                .await;
+            return;
+        }
         let mut last: Option<Failure> = None;
-        for relay in &self.relays {
+        for relay in relays {
             let started = Instant::now();
             let lease = relay.pool.checkout(|| self.open(relay)).await;
             let mut lease = match lease {
@@ -216,18 +340,21 @@ impl Deliverer {
             } else {
                 started.elapsed()
             };
-            result.relay = describe(&relay.config.host, lease.session.peer());
+            let via = describe(&relay.config.host, lease.session.peer());
             result.conn_use = lease.session.messages_sent() + 1;
             let sending = Instant::now();
             let sent = lease.session.send(&message).await;
             result.transmission = sending.elapsed();
+            result.record(
+                indices,
+                &via,
+                sent.as_ref().map(|_| lease.session.take_transcript()),
+            );
             match sent {
                 Ok(outcomes) => {
-                    let transcript = lease.session.take_transcript();
-                    if outcomes.iter().any(|o| !matches!(o, Outcome::Delivered(_))) {
-                        result.transcript = transcript;
-                    }
-                    result.outcomes.extend(remote.iter().copied().zip(outcomes));
+                    result
+                        .outcomes
+                        .extend(indices.iter().copied().zip(outcomes));
                     result.notes.clear();
                     relay.pool.checkin(lease);
                 }
@@ -237,12 +364,12 @@ impl Deliverer {
                     // which could deliver it twice in a hurry).
                     result
                         .outcomes
-                        .extend(Attempt::defer_all(&remote, &f.reason));
+                        .extend(Attempt::defer_all(indices, &f.reason));
                     result.transcript = f.transcript;
                     result.notes.clear();
                 }
             }
-            return result;
+            return;
         }
         let failure = last.unwrap_or_else(|| Failure {
             reason: Reason::Local("no relay was tried".into()),
@@ -251,9 +378,128 @@ impl Deliverer {
         });
         result
             .outcomes
-            .extend(Attempt::defer_all(&remote, &failure.reason));
+            .extend(Attempt::defer_all(indices, &failure.reason));
         result.transcript = failure.transcript;
-        result
+    }
+
+    /// The header section rewritten for the provider (`[routing] generic`
+    /// / `rewrite_senders`), and how many bytes of the file it replaces;
+    /// `None` when nothing changes.
+    fn rewritten_header(&self, body: &Path) -> Option<(Vec<u8>, u64)> {
+        if !self.router.rewrites_senders() {
+            return None;
+        }
+        let mut head = Vec::new();
+        let file = std::fs::File::open(body).ok()?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, HEADER_READ_LIMIT), &mut head)
+            .ok()?;
+        let section = crate::bounce::header_section(&head);
+        let rewrite = self.router.rewrite_headers(section);
+        if rewrite.changes.is_empty() {
+            return None;
+        }
+        Some((rewrite.header, section.len() as u64))
+    }
+
+    /// An explicit next hop from the transport map (`smtp:[host]:port`):
+    /// opportunistic TLS, no AUTH, no pooling, as Postfix's smtp client.
+    async fn send_direct(
+        &self,
+        host: &str,
+        port: u16,
+        message: &Message<'_>,
+        indices: &[usize],
+        result: &mut Attempt,
+    ) {
+        let addrs = match self.resolver.resolve(host, port).await {
+            Ok(a) => a,
+            Err(e) => {
+                result
+                    .outcomes
+                    .extend(Attempt::defer_all(indices, &Reason::Dns(e)));
+                return;
+            }
+        };
+        let target = Target {
+            name: format!("smtp:[{host}]:{port}"),
+            host: host.to_owned(),
+            port,
+            addrs,
+            tls: client::TlsMode::StartTls,
+            security: client::Security::May,
+            tls_config_verify: tls::client_config_no_verify(),
+            credentials: None,
+            allow_plaintext_auth: false,
+            helo_name: self.hostname.clone(),
+            timeouts: client::Timeouts::default(),
+            verbose: false,
+            mode_memory: Arc::new(ModeMemory::default()),
+        };
+        let started = Instant::now();
+        let mut session = match Session::open(&target).await {
+            Ok(s) => s,
+            Err(f) => {
+                result
+                    .outcomes
+                    .extend(Attempt::defer_all(indices, &f.reason));
+                result.transcript = f.transcript;
+                return;
+            }
+        };
+        result.conn_setup = started.elapsed();
+        let via = describe(host, session.peer());
+        let sent = session.send(message).await;
+        result.record(
+            indices,
+            &via,
+            sent.as_ref().map(|_| session.take_transcript()),
+        );
+        match sent {
+            Ok(outcomes) => {
+                result
+                    .outcomes
+                    .extend(indices.iter().copied().zip(outcomes));
+                session.quit().await;
+            }
+            Err(f) => {
+                result
+                    .outcomes
+                    .extend(Attempt::defer_all(indices, &f.reason));
+                result.transcript = f.transcript;
+            }
+        }
+    }
+
+    /// Delivers one local-domain recipient into the mailbox of the local
+    /// user named by its local part (mailbox writes and fsyncs block, so on
+    /// a blocking thread).
+    async fn deliver_locally(
+        &self,
+        env: &Envelope,
+        body: &Path,
+        index: usize,
+        user: &str,
+    ) -> Outcome {
+        let rcpt = &env.recipients[index];
+        let user = user.to_owned();
+        let sender = env.sender.clone();
+        let recipient = rcpt.address.clone();
+        let original = rcpt.original.clone();
+        let body = body.to_path_buf();
+        let settings = self.local.clone();
+        let delivered = tokio::task::spawn_blocking(move || {
+            let msg = local::LocalMessage {
+                sender: &sender,
+                recipient: &recipient,
+                original_recipient: original.as_deref(),
+                body: &body,
+            };
+            local::deliver(&user, &msg, &settings)
+        })
+        .await;
+        delivered.unwrap_or_else(|e| {
+            Outcome::Deferred(Reason::Local(format!("local delivery task failed: {e}")))
+        })
     }
 
     async fn open(&self, relay: &Relay) -> Result<Session, Failure> {

@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod engine;
+pub mod local;
 pub mod outcome;
 pub mod pool;
 

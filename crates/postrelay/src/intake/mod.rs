@@ -4,15 +4,21 @@
 //! - `session`: one connection's command loop;
 //! - `message`: DATA bytes → spooled body, with limits;
 //! - `headers`: the header section and the lines postrelay adds;
-//! - `policy`: who may relay where.
+//! - `policy`: who may relay where;
+//! - `submission`: the optional authenticated listeners of
+//!   `[intake.submission]` (STARTTLS or implicit TLS, then AUTH);
+//! - `auth`: password verification and the brute-force limiter.
 //!
 //! A message is acknowledged only after [`Shared::accept`] returns, which
 //! is after the group commit made it durable.
 
+pub mod auth;
 pub mod headers;
 pub mod message;
+pub mod pickup;
 pub mod policy;
 pub mod session;
+pub mod submission;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::deliver::Deliverer;
 use crate::maillog::MailLog;
 use crate::queue::Queue;
-use crate::spool::{BodyWriter, Committer, Envelope, Spool, SpoolError};
+use crate::spool::{BodyWriter, Committer, Envelope, Recipient, Spool, SpoolError};
 
 /// What every session shares.
 pub struct Shared {
@@ -43,12 +50,45 @@ pub struct Shared {
     pub maillog: Arc<MailLog>,
     /// Cancelled when the daemon stops accepting.
     pub shutdown: CancellationToken,
+    /// The delivery engine in force; its router expands aliases here.
+    pub deliverer: watch::Receiver<Arc<Deliverer>>,
 }
 
 impl Shared {
     /// The configuration in force now.
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// Expands aliases (`[routing] aliases`): each recipient becomes its
+    /// final addresses, which remember the address the client gave.
+    /// Doing it at acceptance (as Postfix's cleanup does for virtual
+    /// aliases) keeps one state per final recipient, and `queue list`
+    /// shows where mail will really go.
+    fn expand_aliases(&self, envelope: &mut Envelope) {
+        let engine = self.deliverer.borrow().clone();
+        let router = engine.router();
+        let mut expanded: Vec<Recipient> = Vec::with_capacity(envelope.recipients.len());
+        for r in envelope.recipients.drain(..) {
+            for routed in router.route(&r.address) {
+                if let Some(w) = &routed.warning {
+                    tracing::warn!(recipient = %r.address, warning = %w, "alias expansion");
+                }
+                if expanded
+                    .iter()
+                    .any(|e| e.address.eq_ignore_ascii_case(&routed.address))
+                {
+                    continue;
+                }
+                let mut rcpt = r.clone();
+                if !routed.address.eq_ignore_ascii_case(&r.address) {
+                    rcpt.original = Some(r.original.clone().unwrap_or_else(|| r.address.clone()));
+                    rcpt.address = routed.address;
+                }
+                expanded.push(rcpt);
+            }
+        }
+        envelope.recipients = expanded;
     }
 
     /// Makes a received message durable and queues it. Returns only after
@@ -59,6 +99,8 @@ impl Shared {
         body: BodyWriter,
         envelope: Envelope,
     ) -> Result<Envelope, SpoolError> {
+        let mut envelope = envelope;
+        self.expand_aliases(&mut envelope);
         let staged = if self.spool.stage_blocks() {
             // fdatasync blocks; keep it off the reactor threads.
             let spool = self.spool.clone();
@@ -114,6 +156,7 @@ pub async fn serve(
             Ok(permit) => {
                 let shared = shared.clone();
                 tracker.spawn(async move {
+                    let stream = crate::net::tls_server::ServerStream::Plain(stream);
                     session::Session::new(stream, peer, shared).run().await;
                     drop(permit);
                 });

@@ -5,6 +5,12 @@
 //! What it is not: a parser (that is `postrelay_smtp`) or a policy table
 //! (`policy`). It answers every input with a reply that says what to fix;
 //! it never acknowledges a message before the spool has committed it.
+//!
+//! The same session serves the loopback listener and, built with
+//! [`Session::submission`], the submission listeners of `[intake.submission]`.
+//! Only the latter offer STARTTLS (before TLS) and AUTH (after TLS), and
+//! refuse MAIL before a successful AUTH; the loopback listener answers both
+//! with 502 as it always did.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,14 +21,17 @@ use postrelay_smtp::command::{Body, Command, MailParams};
 use postrelay_smtp::ehlo::Capabilities;
 use postrelay_smtp::line::{Line, next_line, skip_to_line_end};
 use postrelay_smtp::reply::Reply;
+use postrelay_smtp::sasl::{self, SaslError};
 use postrelay_smtp::server::ServerState;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
+use super::auth::{Admission, Policy};
 use super::headers::{self, ReceivedInfo};
 use super::message::{Assembler, Limits};
 use super::policy;
+use super::submission::{self, Service};
 use crate::config::Config;
+use crate::net::tls_server::ServerTransport;
 use crate::net::{Conn, ConnError};
 use crate::spool::{BodyType, Envelope, Health, Origin, RcptState, Recipient};
 
@@ -30,6 +39,8 @@ use crate::spool::{BodyType, Envelope, Health, Origin, RcptState, Recipient};
 enum Flow {
     Continue,
     Close,
+    /// `220 Ready to start TLS` is queued: run the handshake.
+    StartTls,
 }
 
 /// The mail transaction being built (MAIL, RCPT…).
@@ -54,9 +65,14 @@ pub struct Session<S> {
     rejected_rcpts: usize,
     errors: usize,
     deadline: Instant,
+    /// Set on submission listeners: STARTTLS and AUTH are offered, and
+    /// MAIL needs AUTH.
+    submission: Option<Arc<Service>>,
+    /// The user name that AUTH succeeded for.
+    auth_user: Option<String>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: ServerTransport> Session<S> {
     /// A session for a freshly accepted connection.
     pub fn new(stream: S, peer: SocketAddr, shared: Arc<Shared>) -> Self {
         let config = shared.config();
@@ -74,7 +90,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rejected_rcpts: 0,
             errors: 0,
             deadline,
+            submission: None,
+            auth_user: None,
         }
+    }
+
+    /// A session on a submission listener: nobody is trusted to relay
+    /// before AUTH, whatever `mynetworks` says.
+    pub fn submission(
+        stream: S,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        service: Arc<Service>,
+    ) -> Self {
+        let mut session = Session::new(stream, peer, shared);
+        session.trusted = false;
+        session.submission = Some(service);
+        session
+    }
+
+    /// Sends `reply` instead of the greeting and closes.
+    pub async fn refuse(mut self, reply: &Reply) {
+        self.reply(reply);
+        let _ = self.conn.shutdown(Duration::from_secs(10)).await;
     }
 
     /// Runs the session to its end. Errors are logged, never propagated:
@@ -86,6 +124,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             match self.step().await {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => break,
+                Ok(Flow::StartTls) => match self.start_tls().await {
+                    Some(upgraded) => self = upgraded,
+                    None => return,
+                },
                 Err(e) => {
                     tracing::debug!(peer = %self.peer, error = %e, "session ended");
                     return;
@@ -229,6 +271,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match cmd {
             Command::Ehlo(name) => self.hello(name, true),
             Command::Helo(name) => self.hello(name, false),
+            Command::Mail { .. } if self.submission.is_some() && self.auth_user.is_none() => {
+                self.reply(&Reply::new(530, "5.7.0", "Authentication required"));
+                return Ok(self.count_error());
+            }
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to, .. } => return Ok(self.rcpt(&to)),
             Command::Data => return self.data().await,
@@ -252,6 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "2.0.0",
                 "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
             )),
+            Command::StartTls if self.submission.is_some() => return Ok(self.starttls_command()),
             Command::StartTls => {
                 self.reply(&Reply::new(
                     502,
@@ -259,6 +306,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "STARTTLS is not offered on this listener",
                 ));
                 return Ok(self.count_error());
+            }
+            Command::Auth { mechanism, initial } if self.submission.is_some() => {
+                return self.auth(mechanism, initial).await;
             }
             Command::Auth { .. } => {
                 self.reply(&Reply::new(
@@ -288,7 +338,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.reply(&reply);
             return;
         }
-        let caps = Capabilities {
+        let mut caps = Capabilities {
             pipelining: true,
             size: Some(self.config.intake.message_size_limit),
             eight_bit_mime: true,
@@ -296,6 +346,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             enhanced_status_codes: true,
             ..Capabilities::default()
         };
+        if self.submission.is_some() {
+            // RFC 3207 §4.2 and RFC 4954 §4: no STARTTLS once TLS is on,
+            // no AUTH (and so no password) before.
+            let tls = self.conn.stream().is_tls();
+            caps.starttls = !tls;
+            if tls {
+                caps.auth = vec!["PLAIN".to_owned(), "LOGIN".to_owned()];
+            }
+        }
         let mut lines = vec![host.clone()];
         lines.extend(caps.to_ehlo_lines());
         self.reply(&Reply::multi(250, "", lines));
@@ -413,13 +472,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let id = writer.id().to_string();
         let tx = self.tx.take().unwrap_or_default();
         let date = headers::rfc5322_now();
-        let protocol = match (tx.params.smtputf8, self.state.esmtp()) {
+        let mut protocol = match (tx.params.smtputf8, self.state.esmtp()) {
             (true, _) => "UTF8SMTP",
             (false, true) => "ESMTP",
             (false, false) => "SMTP",
         };
+        if self.submission.is_some() {
+            let tls = self.conn.stream().is_tls();
+            protocol = submission::protocol(protocol, tls, self.auth_user.is_some());
+        }
         let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str());
-        let prefix = headers::received(&ReceivedInfo {
+        let mut prefix = headers::received(&ReceivedInfo {
             helo: &self.helo,
             peer_ip: self.peer.ip(),
             hostname: &self.config.hostname,
@@ -428,6 +491,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             single_recipient: single,
             date: &date,
         });
+        if let Some(user) = &self.auth_user {
+            prefix = submission::with_authenticated_sender(&prefix, user);
+        }
         let intake = &self.config.intake;
         let limits = Limits {
             message_size: intake.message_size_limit,
@@ -477,6 +543,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.shared
                     .maillog
                     .accepted(&envelope, &self.helo, self.peer.ip());
+                if let Some(user) = &self.auth_user {
+                    tracing::info!(%id, peer = %self.peer, %user, "accepted from an authenticated client");
+                }
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }
             Err(e) => {
@@ -490,6 +559,260 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         self.reply(&reply);
         Ok(Flow::Continue)
+    }
+
+    /// STARTTLS on a submission listener. The upgrade itself happens in
+    /// [`Session::start_tls`], after this reply is sent.
+    fn starttls_command(&mut self) -> Flow {
+        if self.conn.stream().is_tls() {
+            self.reply(&Reply::new(503, "5.5.1", "Error: TLS already active"));
+            return self.count_error();
+        }
+        if self.config.intake.submission.is_none() {
+            self.reply(&Reply::new(
+                454,
+                "4.7.0",
+                "TLS not available due to temporary reason",
+            ));
+            return Flow::Continue;
+        }
+        self.reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+        Flow::StartTls
+    }
+
+    /// Sends the queued `220`, then runs the TLS handshake and forgets
+    /// everything said before it (RFC 3207 §4.2): the client must greet
+    /// again. Input already buffered was sent before the handshake and
+    /// could have been injected by anyone on the path (CVE-2011-0411): the
+    /// connection is dropped rather than let it be taken as protected.
+    /// `None` when the session is over.
+    async fn start_tls(mut self) -> Option<Self> {
+        let timeout = self.read_timeout(self.config.intake.command_timeout);
+        if self.conn.flush(timeout).await.is_err() {
+            return None;
+        }
+        let tls = self.config.intake.submission.as_ref()?.tls.config();
+        let peer = self.peer;
+        let plain = match self.conn.into_stream() {
+            Ok(s) => s,
+            Err((_, n)) => {
+                tracing::warn!(%peer, bytes = n, "input pipelined after STARTTLS; dropping the connection");
+                return None;
+            }
+        };
+        match plain.start_tls(tls, timeout).await {
+            Ok(stream) => {
+                tracing::debug!(%peer, tls = ?stream.tls_description(), "TLS started");
+                self.conn = Conn::new(stream);
+            }
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "STARTTLS handshake failed");
+                return None;
+            }
+        }
+        self.state.tls_started();
+        self.helo.clear();
+        self.tx = None;
+        self.rejected_rcpts = 0;
+        self.auth_user = None;
+        self.trusted = false;
+        Some(self)
+    }
+
+    /// AUTH on a submission listener: PLAIN or LOGIN, over TLS only,
+    /// checked against the users file, under the brute-force limiter.
+    async fn auth(
+        &mut self,
+        mechanism: String,
+        initial: Option<String>,
+    ) -> Result<Flow, ConnError> {
+        let Some(service) = self.submission.clone() else {
+            self.reply(&Reply::new(
+                502,
+                "5.5.1",
+                "AUTH is not offered on this listener",
+            ));
+            return Ok(self.count_error());
+        };
+        let config = self.config.clone();
+        let Some(settings) = config.intake.submission.as_ref() else {
+            self.reply(&Reply::new(
+                454,
+                "4.7.0",
+                "Temporary authentication failure",
+            ));
+            return Ok(Flow::Continue);
+        };
+        if !self.conn.stream().is_tls() {
+            self.reply(&Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
+            return Ok(self.count_error());
+        }
+        if mechanism != "PLAIN" && mechanism != "LOGIN" {
+            self.reply(&Reply::new(
+                504,
+                "5.5.4",
+                "Unrecognized authentication type",
+            ));
+            return Ok(self.count_error());
+        }
+        let ip = self.peer.ip();
+        if service.limiter.is_locked(ip) {
+            self.reply(&submission::locked_out_reply());
+            return Ok(Flow::Close);
+        }
+        let exchange = if mechanism == "PLAIN" {
+            self.sasl_plain(initial).await
+        } else {
+            self.sasl_login(initial).await
+        };
+        let (authzid, user, password) = match exchange {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(e)) => {
+                self.reply(&submission::sasl_error_reply(&e));
+                return Ok(self.count_error());
+            }
+            Err(ConnError::Timeout(_)) => {
+                self.timeout_reply();
+                return Ok(Flow::Close);
+            }
+            Err(e) => return Err(e),
+        };
+        let policy = Policy::of(settings);
+        let ticket = match service.limiter.admit(ip, policy) {
+            Admission::Allowed(t) => t,
+            Admission::LockedOut => {
+                self.reply(&submission::locked_out_reply());
+                return Ok(Flow::Close);
+            }
+            Admission::Busy => {
+                self.reply(&Reply::new(
+                    454,
+                    "4.7.0",
+                    "Temporary authentication failure, try again later",
+                ));
+                return Ok(self.count_error());
+            }
+        };
+        // A client may only act as itself (no proxy authorization).
+        let verified = service
+            .verifier
+            .verify(&settings.users, &user, password)
+            .await;
+        if verified && (authzid.is_empty() || authzid == user) {
+            ticket.succeeded(policy);
+            tracing::info!(peer = %self.peer, %user, %mechanism, "authenticated");
+            self.state.auth_succeeded();
+            self.trusted = true;
+            self.auth_user = Some(user);
+            self.reply(&Reply::new(235, "2.7.0", "Authentication successful"));
+            return Ok(Flow::Continue);
+        }
+        let failure = ticket.failed(policy);
+        // The name as the client sent it, escaped by Debug: it is not
+        // known to be a user, and must not forge log lines.
+        tracing::warn!(
+            peer = %self.peer,
+            user = ?user,
+            %mechanism,
+            locked_out = failure.locked,
+            "authentication failed"
+        );
+        // Slows guessing down without holding anyone else up; shutdown
+        // cuts the wait short.
+        let shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(failure.delay) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        self.reply(&Reply::new(
+            535,
+            "5.7.8",
+            "Authentication credentials invalid",
+        ));
+        Ok(Flow::Continue)
+    }
+
+    /// AUTH PLAIN: the initial response, or one `334` round.
+    async fn sasl_plain(
+        &mut self,
+        initial: Option<String>,
+    ) -> Result<Result<(String, String, String), SaslError>, ConnError> {
+        let response = match initial {
+            Some(r) => r,
+            None => {
+                self.reply(&Reply::new(334, "", ""));
+                match self.sasl_response().await? {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        };
+        Ok(sasl::decode_plain(&response))
+    }
+
+    /// AUTH LOGIN: user name (possibly as the initial response), then
+    /// password, each base64 in answer to a `334` challenge.
+    async fn sasl_login(
+        &mut self,
+        initial: Option<String>,
+    ) -> Result<Result<(String, String, String), SaslError>, ConnError> {
+        let user = match initial {
+            Some(r) => r,
+            None => {
+                // "Username:"
+                self.reply(&Reply::new(334, "", "VXNlcm5hbWU6"));
+                match self.sasl_response().await? {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+        };
+        let user = match submission::decode_login(&user) {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(e)),
+        };
+        // "Password:"
+        self.reply(&Reply::new(334, "", "UGFzc3dvcmQ6"));
+        let password = match self.sasl_response().await? {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(submission::decode_login(&password).map(|p| (String::new(), user, p)))
+    }
+
+    /// Reads one line of a SASL exchange (limited like a command line).
+    async fn sasl_response(&mut self) -> Result<Result<String, SaslError>, ConnError> {
+        let limit = self.config.intake.command_length_limit;
+        let max = usize::try_from(limit.saturating_sub(2)).unwrap_or(usize::MAX);
+        loop {
+            match next_line(self.conn.buffered(), max) {
+                Line::Complete { line, consumed } => {
+                    let text = std::str::from_utf8(line).map(str::to_owned);
+                    self.conn.consume(consumed);
+                    return Ok(text.map_err(|_| SaslError::Malformed("not ASCII")));
+                }
+                Line::Incomplete => {
+                    let timeout = self.read_timeout(self.config.intake.command_timeout);
+                    self.conn.fill(timeout).await?;
+                }
+                Line::TooLong { .. } => {
+                    self.discard_rest_of_line().await?;
+                    return Ok(Err(SaslError::Malformed("response too long")));
+                }
+                Line::BareLf { consumed } | Line::BareCr { consumed } => {
+                    let bare_cr = self.conn.buffered().get(consumed - 1) == Some(&b'\r');
+                    self.conn.consume(consumed);
+                    if bare_cr {
+                        self.discard_rest_of_line().await?;
+                    }
+                    return Ok(Err(SaslError::Malformed("bare CR or LF")));
+                }
+            }
+        }
     }
 
     fn envelope(&self, id: crate::spool::QueueId, tx: Transaction, size: u64) -> Envelope {

@@ -6,5 +6,6 @@ pub mod conn;
 pub mod resolve;
 pub mod stream;
 pub mod tls;
+pub mod tls_server;
 
 pub use conn::{Conn, ConnError};

@@ -200,6 +200,11 @@ impl Queue {
         self.state().schedule.first().map(|&(due, _)| due)
     }
 
+    /// Wakes the scheduler to look again (configuration reloaded).
+    pub fn wake(&self) {
+        self.inner.changed.notify_one();
+    }
+
     /// Resolves when the schedule may have changed (a message arrived, was
     /// released or flushed). Cancel-safe (`Notify::notified`).
     pub async fn changed(&self) {

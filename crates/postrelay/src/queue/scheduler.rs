@@ -42,7 +42,8 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
         };
         let (id, fresh) = loop {
-            if let Some(due) = queue.take_due(now_ms()) {
+            let enabled = ctx.config.borrow().delivery.enabled;
+            if enabled && let Some(due) = queue.take_due(now_ms()) {
                 break due;
             }
             let wait = queue

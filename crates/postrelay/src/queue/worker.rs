@@ -174,7 +174,7 @@ fn apply_outcomes(
             &Delivery {
                 rcpt: &rcpt.address,
                 orig_rcpt: rcpt.original.as_deref(),
-                relay: &result.relay,
+                relay: result.relay_of(*index),
                 conn_use: result.conn_use,
                 delay: total,
                 delays,

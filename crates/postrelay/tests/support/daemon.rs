@@ -39,6 +39,10 @@ pub struct Options {
     pub mynetworks: Vec<String>,
     /// Tables appended at the end of the file (`[[relay]]`, `[bounce]` …).
     pub tail: String,
+    /// Deliver queued mail (`[delivery] enabled`). Off by default, so that
+    /// intake tests see exactly what was queued and never write into real
+    /// mailboxes; delivery tests turn it on.
+    pub delivery: bool,
 }
 
 /// A running (or stopped) daemon.
@@ -85,7 +89,7 @@ impl Daemon {
         format!(
             "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\
              [intake]\nlisten = [\"{ip}:{port}\"]\nmynetworks = [{nets}]\n{intake}\n\
-             [queue]\n{queue}\n\
+             [queue]\n{queue}\n[delivery]\nenabled = {delivery}\n\
              [log]\nfile = \"{log}\"\nlevel = \"debug\"\n{tail}\n",
             spool = dir.join("spool").display(),
             sock = dir.join("control.sock").display(),
@@ -95,6 +99,7 @@ impl Daemon {
             queue = opts.queue,
             nets = nets.join(", "),
             tail = opts.tail,
+            delivery = opts.delivery,
         )
     }
 

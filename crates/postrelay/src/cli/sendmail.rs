@@ -1,0 +1,454 @@
+//! `sendmail`: the command cron, PHP, monitoring tools and mail(1) run to
+//! send mail (`/usr/sbin/sendmail` → postrelay, chosen by argv\[0\], or
+//! `postrelay sendmail ARGS…`).
+//!
+//! It runs as the calling user with no privilege. It reads the message,
+//! normalises it (see `input`), adds a `From:` when there is none, and
+//! pipes it to `postrelay-postdrop`, the small setgid program that writes
+//! it into the spool's maildrop/; the daemon's pickup queues it from there
+//! (so submission works while the daemon is stopped). Exit 0 means
+//! postdrop reported the message durable. `Date:`, `Message-ID:` and
+//! `Received: … from userid N` are added by pickup.
+//!
+//! Options: see `args`. Differences from Postfix worth knowing:
+//! - with `-t`, recipients on the command line are *added* to those of
+//!   To/Cc/Bcc (as Postfix does; Sendmail 8 removes them); Resent-* fields
+//!   are not read;
+//! - a line over `intake.line_length_limit` is refused (EX_DATAERR) rather
+//!   than folded;
+//! - `-bs` relays SMTP to the daemon's first listener, so such mail is
+//!   received over SMTP from 127.0.0.1, not as a local submission.
+//!
+//! Exit codes are sysexits(3): 64 usage, 65 bad input, 75 try again later,
+//! 77 permission, 78 configuration.
+
+mod addrlist;
+mod args;
+mod input;
+
+use std::ffi::OsString;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+
+use nix::unistd::{User, getuid};
+use postrelay_smtp::address::Mailbox;
+
+use self::args::{Mode, Options};
+use self::input::{After, DataWriter, InputError, Limits, LineReader};
+use crate::config::{self, Config};
+use crate::maildrop::{self, Body, Submission};
+
+const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
+const EX_TEMPFAIL: u8 = 75;
+const EX_CONFIG: u8 = 78;
+
+/// Where postdrop is when it is not next to this program.
+pub const POSTDROP_PATH: &str = "/usr/sbin/postrelay-postdrop";
+
+/// A failure: exit status and the line for stderr.
+struct Fail(u8, String);
+
+/// Runs `sendmail ARGS` (arguments after argv\[0\]). `config` is the file
+/// named by `--config` or `POSTRELAY_CONFIG`, if any.
+pub fn main(args: Vec<OsString>, config: Option<PathBuf>) -> ExitCode {
+    match run(args, config.as_deref()) {
+        Ok(code) => code,
+        Err(Fail(code, why)) => {
+            eprintln!("sendmail: {why}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: Vec<OsString>, config_path: Option<&Path>) -> Result<ExitCode, Fail> {
+    let opts = args::parse(args).map_err(|e| Fail(EX_USAGE, e.0))?;
+    let config = load_config(config_path).map_err(|e| Fail(EX_CONFIG, e))?;
+    match opts.mode {
+        Mode::Nothing => Ok(ExitCode::SUCCESS),
+        Mode::ListQueue => Ok(super::queue::run(
+            &config,
+            super::queue::QueueCommand::List { json: false },
+        )),
+        Mode::Flush => Ok(super::queue::run(
+            &config,
+            super::queue::QueueCommand::Flush,
+        )),
+        Mode::Smtp => smtp(&config),
+        Mode::Submit => submit(&config, &opts).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// Loads the configuration like the other commands, but without the
+/// settings that name files only the daemon may read (relay credentials,
+/// `delivery.sasl_passwd`, the submission listener's key and users):
+/// sendmail runs as any user and needs none of them. Errors are reported
+/// from the whole file, so that their line numbers are right.
+fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(super::DEFAULT_CONFIG).exists() => PathBuf::from(super::DEFAULT_CONFIG),
+        None => return Ok(config::builtin_default()),
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
+    let origin = path.display().to_string();
+    let mut table: toml::Table = match toml::from_str(&text) {
+        Ok(t) => t,
+        Err(_) => {
+            return Err(config::parse(&text, &origin)
+                .err()
+                .map_or_else(String::new, |e| e.to_string()));
+        }
+    };
+    table.remove("relay");
+    for (section, key) in [("delivery", "sasl_passwd"), ("intake", "submission")] {
+        if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+            t.remove(key);
+        }
+    }
+    let stripped = toml::to_string(&table).unwrap_or_default();
+    config::parse(&stripped, &origin).map_err(|stripped_err| match config::parse(&text, &origin) {
+        Err(e) => e.to_string(),
+        Ok(_) => stripped_err.to_string(),
+    })
+}
+
+/// The calling user: uid, login name (or the uid), full name from GECOS.
+struct Caller {
+    name: String,
+    gecos: Option<String>,
+}
+
+fn caller() -> Caller {
+    let uid = getuid();
+    match User::from_uid(uid).ok().flatten() {
+        Some(u) => {
+            let gecos = u
+                .gecos
+                .to_str()
+                .ok()
+                .and_then(|g| g.split(',').next())
+                .map(str::trim)
+                .filter(|g| !g.is_empty() && !g.chars().any(char::is_control))
+                .map(str::to_string);
+            let name = if maildrop::check_user(&u.name).is_ok() {
+                u.name
+            } else {
+                uid.to_string()
+            };
+            Caller { name, gecos }
+        }
+        None => Caller {
+            name: uid.to_string(),
+            gecos: None,
+        },
+    }
+}
+
+fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
+    let me = caller();
+    let host = &config.hostname;
+    let own = Mailbox::from_parts(&me.name, host)
+        .map_err(|e| {
+            Fail(
+                EX_DATAERR,
+                format!("cannot make an address of user {:?}: {e}", me.name),
+            )
+        })?
+        .to_string();
+    let sender = match opts.sender.as_deref().map(str::trim) {
+        None => own.clone(),
+        Some("" | "<>") => String::new(),
+        Some(s) => {
+            let mut found =
+                addrlist::addresses(s, host).map_err(|e| Fail(EX_USAGE, format!("-f: {e}")))?;
+            match (found.pop(), found.is_empty()) {
+                (Some(a), true) => a,
+                _ => return Err(Fail(EX_USAGE, format!("-f {s:?}: expected one address"))),
+            }
+        }
+    };
+    let mut recipients = Vec::new();
+    for word in &opts.recipients {
+        recipients.extend(addrlist::addresses(word, host).map_err(|e| Fail(EX_USAGE, e))?);
+    }
+    if recipients.is_empty() && !opts.from_headers {
+        return Err(Fail(
+            EX_USAGE,
+            "no recipients (name them, or use -t to read To/Cc/Bcc)".into(),
+        ));
+    }
+
+    let intake = &config.intake;
+    let limits = Limits {
+        size: intake.message_size_limit.min(maildrop::HARD_SIZE_CAP),
+        header: intake.header_size_limit,
+        line: intake.line_length_limit,
+    };
+    let stdin = io::stdin();
+    let mut reader = LineReader::new(
+        BufReader::with_capacity(64 * 1024, stdin.lock()),
+        limits.line,
+    );
+    let header = input::read_header(&mut reader, opts.ignore_dots, &limits).map_err(input_fail)?;
+    if opts.from_headers {
+        for value in &header.recipient_fields {
+            recipients.extend(
+                addrlist::addresses(value, host)
+                    .map_err(|e| Fail(EX_DATAERR, format!("in To/Cc/Bcc: {e}")))?,
+            );
+        }
+        if recipients.is_empty() {
+            return Err(Fail(
+                EX_USAGE,
+                "no recipients (none in To, Cc or Bcc, none named)".into(),
+            ));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    recipients.retain(|r| seen.insert(r.clone()));
+    let from_line = (!header.has_from).then(|| {
+        let address = if sender.is_empty() { &own } else { &sender };
+        match opts.full_name.as_deref().or(me.gecos.as_deref()) {
+            Some(name) => format!("From: {} <{address}>", display_name(name)),
+            None => format!("From: {address}"),
+        }
+    });
+    let submission = Submission {
+        version: maildrop::VERSION,
+        sender,
+        recipients,
+        body: if opts.eight_bit {
+            Body::EightBitMime
+        } else {
+            Body::SevenBit
+        },
+        notify: opts.notify.clone(),
+        size_limit: limits.size,
+    };
+
+    let mut child = spawn_postdrop(config)?;
+    let to_postdrop = io::BufWriter::with_capacity(64 * 1024, child.stdin.take().expect("piped"));
+    let mut out = DataWriter::new(to_postdrop, limits.size);
+    let streamed = (|| -> Result<u64, InputError> {
+        let mut line = submission.to_line();
+        line.push(b'\n');
+        out.raw(&line)?;
+        for l in &header.lines {
+            out.line(l)?;
+        }
+        if let Some(f) = &from_line {
+            out.line(f.as_bytes())?;
+        }
+        let ended = match &header.after {
+            After::End => true,
+            After::Separator => {
+                out.line(b"")?;
+                false
+            }
+            After::Body(l) => {
+                out.line(l)?;
+                false
+            }
+        };
+        let mut l = Vec::new();
+        while !ended && reader.next_line(&mut l)? {
+            if !opts.ignore_dots && l == b"." {
+                break;
+            }
+            out.line(&l)?;
+        }
+        out.finish()
+    })();
+    // Closing postdrop's input without the end marker (on error) makes it
+    // discard what it has.
+    let result = child.wait_with_output();
+    let output = result.map_err(|e| Fail(EX_TEMPFAIL, format!("postrelay-postdrop: {e}")))?;
+    let postdrop_said = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    let size = match streamed {
+        Ok(size) => size,
+        // postdrop went away while we wrote: its own message says why.
+        Err(InputError::Io(e))
+            if e.kind() == io::ErrorKind::BrokenPipe && !output.status.success() =>
+        {
+            0
+        }
+        Err(e) => return Err(input_fail(e)),
+    };
+    if !output.status.success() {
+        let code = output
+            .status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .filter(|c| (64..=78).contains(c));
+        let why = if postdrop_said.is_empty() {
+            format!("postrelay-postdrop failed ({})", output.status)
+        } else {
+            postdrop_said
+        };
+        return Err(Fail(code.unwrap_or(EX_TEMPFAIL), why));
+    }
+    if opts.verbose {
+        let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        eprintln!(
+            "sendmail: {size} octets for {} recipient(s) from <{}> dropped as {}/{name}; \
+             the postrelay daemon queues it (postrelay queue list)",
+            submission.recipients.len(),
+            submission.sender,
+            maildrop::dir(&config.spool).display(),
+        );
+    }
+    Ok(())
+}
+
+fn input_fail(e: InputError) -> Fail {
+    match e {
+        InputError::Io(e) => Fail(EX_TEMPFAIL, format!("cannot read the message: {e}")),
+        other => Fail(EX_DATAERR, other.to_string()),
+    }
+}
+
+/// `POSTRELAY_POSTDROP`, else `postrelay-postdrop` next to this program,
+/// else [`POSTDROP_PATH`].
+fn postdrop_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("POSTRELAY_POSTDROP") {
+        return p.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("postrelay-postdrop")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| POSTDROP_PATH.into())
+}
+
+fn spawn_postdrop(config: &Config) -> Result<Child, Fail> {
+    let path = postdrop_path();
+    Command::new(&path)
+        .arg(&config.spool)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Fail(EX_TEMPFAIL, format!("cannot run {}: {e}", path.display())))
+}
+
+/// A display name for `From:`: as is when it is atoms and spaces, else a
+/// quoted string, or RFC 2047 encoded words when it is not ASCII.
+fn display_name(name: &str) -> String {
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~ ".contains(c);
+    if name.chars().all(atext) {
+        return name.to_string();
+    }
+    if name.is_ascii() {
+        let escaped: String = name
+            .chars()
+            .flat_map(|c| {
+                if c == '"' || c == '\\' {
+                    vec!['\\', c]
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        return format!("\"{escaped}\"");
+    }
+    // Q encoding (RFC 2047 §4.2), words of at most 75 characters, split
+    // between characters.
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for c in name.chars() {
+        let mut enc = String::new();
+        let mut buf = [0u8; 4];
+        for &b in c.encode_utf8(&mut buf).as_bytes() {
+            match b {
+                b' ' => enc.push('_'),
+                b if b.is_ascii_alphanumeric() || b"!*+-/".contains(&b) => enc.push(b as char),
+                b => enc.push_str(&format!("={b:02X}")),
+            }
+        }
+        if word.len() + enc.len() > 75 - "=?UTF-8?Q??=".len() {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push_str(&enc);
+    }
+    words.push(word);
+    words
+        .iter()
+        .map(|w| format!("=?UTF-8?Q?{w}?="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `-bs`: relays SMTP between stdin/stdout and the daemon's first listener.
+fn smtp(config: &Config) -> Result<ExitCode, Fail> {
+    let Some(&listen) = config.intake.listen.first() else {
+        return Err(Fail(
+            EX_CONFIG,
+            "no intake.listen address to connect to".into(),
+        ));
+    };
+    let target = SocketAddr::new(
+        match listen.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        },
+        listen.port(),
+    );
+    let stream = match TcpStream::connect_timeout(&target, std::time::Duration::from_secs(10)) {
+        Ok(s) => s,
+        Err(e) => {
+            print!(
+                "421 4.3.2 {} Service not available: cannot reach the postrelay daemon on {target} ({e})\r\n",
+                config.hostname
+            );
+            let _ = io::stdout().flush();
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        }
+    };
+    let mut upstream = stream
+        .try_clone()
+        .map_err(|e| Fail(EX_TEMPFAIL, e.to_string()))?;
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut upstream);
+        let _ = upstream.shutdown(std::net::Shutdown::Write);
+    });
+    let mut down = stream;
+    let mut stdout = io::stdout().lock();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match down.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("Cron Daemon"), "Cron Daemon");
+        assert_eq!(display_name("Doe, J. \"Jo\""), "\"Doe, J. \\\"Jo\\\"\"");
+        assert_eq!(display_name("Zoë"), "=?UTF-8?Q?Zo=C3=AB?=");
+        let long = display_name(&"é".repeat(40));
+        assert!(long.split(' ').all(|w| w.len() <= 75), "{long}");
+    }
+}

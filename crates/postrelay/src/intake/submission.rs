@@ -1,0 +1,288 @@
+//! The submission listeners of `[intake.submission]`: other hosts relay
+//! through postrelay after authenticating, over TLS only.
+//!
+//! - a STARTTLS listener (587-style): the session starts in clear text,
+//!   offers STARTTLS, and offers AUTH only once TLS is on;
+//! - an implicit-TLS listener (465-style): the TLS handshake comes first
+//!   (bounded by the command timeout), then the same session.
+//!
+//! Either way MAIL needs a successful AUTH, and an authenticated client may
+//! relay to any domain. The SMTP dialog itself is [`super::session`]; this
+//! module accepts connections, runs the implicit handshake, turns away
+//! addresses locked out by the brute-force limiter ([`super::auth`]), and
+//! holds the small pieces of the AUTH dialog that do not need the
+//! connection.
+//!
+//! Not for: the loopback listener, whose behaviour is unchanged by all of
+//! this ([`super::serve`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postrelay_smtp::reply::Reply;
+use postrelay_smtp::sasl::SaslError;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use super::Shared;
+use super::auth::{Limiter, Verifier};
+use super::session::Session;
+use crate::net::tls_server::{self, ServerStream};
+
+/// How a submission listener starts TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Clear text first; the client must send STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// What all submission sessions share: the brute-force limiter (its state
+/// outlives configuration reloads) and the verification slots.
+#[derive(Debug, Default)]
+pub struct Service {
+    /// Failed AUTH attempts per client address.
+    pub limiter: Arc<Limiter>,
+    /// argon2 verification on the blocking pool.
+    pub verifier: Verifier,
+}
+
+impl Service {
+    /// A service with an empty limiter.
+    pub fn new() -> Arc<Service> {
+        Arc::new(Service::default())
+    }
+}
+
+/// The reply to a client whose address is locked out.
+pub fn locked_out_reply() -> Reply {
+    Reply::new(
+        421,
+        "4.7.0",
+        "Too many authentication failures; try again later",
+    )
+}
+
+/// Binds the listeners of `[intake.submission]` (none when it is absent).
+/// A failure names the address and, for a privileged port, the reason.
+pub async fn bind(config: &crate::config::Config) -> anyhow::Result<Vec<(TcpListener, Mode)>> {
+    use anyhow::Context as _;
+    let Some(s) = config.intake.submission.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let addrs = s
+        .listen
+        .iter()
+        .map(|a| (*a, Mode::StartTls))
+        .chain(s.implicit.iter().map(|a| (*a, Mode::Implicit)));
+    let mut out = Vec::new();
+    for (addr, mode) in addrs {
+        let l = TcpListener::bind(addr).await.with_context(|| {
+            let hint = if addr.port() < 1024 && !nix::unistd::geteuid().is_root() {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            } else {
+                ""
+            };
+            format!("cannot listen for submission on {addr}{hint}")
+        })?;
+        tracing::info!(%addr, ?mode, users = s.users.len(), "submission listener");
+        out.push((l, mode));
+    }
+    Ok(out)
+}
+
+/// Accepts connections on one submission listener until shutdown. Sessions
+/// count against `intake.max_connections` together with the loopback
+/// listener's, and run under `tracker` so that the daemon waits for them.
+pub async fn serve(
+    listener: TcpListener,
+    mode: Mode,
+    shared: Arc<Shared>,
+    service: Arc<Service>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        // Cancel safety: `accept` is cancel-safe.
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shared.shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(listener = ?local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                let service = service.clone();
+                tracker.spawn(async move {
+                    connection(stream, peer, mode, shared, service).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "too many connections; refusing submission client");
+                if mode == Mode::StartTls {
+                    let host = shared.config().hostname.clone();
+                    let reply = format!(
+                        "421 4.7.0 {host} Error: too many connections, try again later\r\n"
+                    );
+                    tracker.spawn(say_and_close(stream, reply.into_bytes()));
+                }
+                // Implicit TLS: a reply would need a handshake, which is
+                // what there is no room for; the connection is just closed.
+            }
+        }
+    }
+}
+
+/// Writes `bytes` (bounded in time) and closes.
+async fn say_and_close(mut stream: TcpStream, bytes: Vec<u8>) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&bytes)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// One accepted connection: the implicit handshake if any, the lockout
+/// check, then the session.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mode: Mode,
+    shared: Arc<Shared>,
+    service: Arc<Service>,
+) {
+    let config = shared.config();
+    let Some(submission) = config.intake.submission.as_ref() else {
+        // Removed by a reload: the listener stays bound until a restart,
+        // but serves no one.
+        tracing::info!(%peer, "submission is no longer configured; closing");
+        if mode == Mode::StartTls {
+            let reply = format!("421 4.3.2 {} Service not available\r\n", config.hostname);
+            say_and_close(tcp, reply.into_bytes()).await;
+        }
+        return;
+    };
+    let stream = match mode {
+        Mode::StartTls => ServerStream::Plain(tcp),
+        Mode::Implicit => {
+            let timeout = config.intake.command_timeout;
+            match tls_server::accept(tcp, submission.tls.config(), timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "implicit TLS handshake failed");
+                    return;
+                }
+            }
+        }
+    };
+    let session = Session::submission(stream, peer, shared, service.clone());
+    if service.limiter.is_locked(peer.ip()) {
+        tracing::warn!(%peer, "connection from an address locked out after authentication failures");
+        session.refuse(&locked_out_reply()).await;
+        return;
+    }
+    session.run().await;
+}
+
+/// The `Received:` field with the authenticated user added on a line of
+/// its own before `by`, as Postfix writes it. `received` comes from
+/// [`super::headers::received`]; `user` was checked against the users file
+/// (a restricted character set), so it cannot break the comment.
+pub fn with_authenticated_sender(received: &str, user: &str) -> String {
+    match received.find("\r\n\tby ") {
+        Some(at) => format!(
+            "{}\r\n\t(Authenticated sender: {user}){}",
+            &received[..at],
+            &received[at..]
+        ),
+        None => received.to_owned(),
+    }
+}
+
+/// The protocol keyword of a `Received:` field (RFC 3848, RFC 6531):
+/// `base` (`SMTP`, `ESMTP` or `UTF8SMTP`) with `S` for TLS and `A` for
+/// AUTH. Plain `SMTP` has no such forms and stays as it is.
+pub fn protocol(base: &'static str, tls: bool, authenticated: bool) -> &'static str {
+    match (base, tls, authenticated) {
+        ("ESMTP", true, true) => "ESMTPSA",
+        ("ESMTP", true, false) => "ESMTPS",
+        ("ESMTP", false, true) => "ESMTPA",
+        ("UTF8SMTP", true, true) => "UTF8SMTPSA",
+        ("UTF8SMTP", true, false) => "UTF8SMTPS",
+        ("UTF8SMTP", false, true) => "UTF8SMTPA",
+        _ => base,
+    }
+}
+
+/// Longest user name or password accepted in AUTH LOGIN (as PLAIN).
+const MAX_LOGIN_FIELD: usize = 255;
+
+/// Decodes one base64 response of AUTH LOGIN (user name or password).
+pub fn decode_login(line: &str) -> Result<String, SaslError> {
+    let s = line.trim();
+    if s == "*" {
+        return Err(SaslError::Cancelled);
+    }
+    if s.is_empty() || s == "=" {
+        return Err(SaslError::Malformed("empty response"));
+    }
+    let bytes = postrelay_smtp::sasl::decode_challenge(s)?;
+    if bytes.is_empty() || bytes.len() > MAX_LOGIN_FIELD || bytes.contains(&0) {
+        return Err(SaslError::Malformed("empty, too long, or contains NUL"));
+    }
+    String::from_utf8(bytes).map_err(|_| SaslError::Utf8)
+}
+
+/// The reply to a SASL response that cannot be used.
+pub fn sasl_error_reply(e: &SaslError) -> Reply {
+    match e {
+        SaslError::Cancelled => Reply::new(501, "5.7.0", "Authentication cancelled"),
+        _ => Reply::new(501, "5.5.2", "Cannot decode response"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_gets_the_user() {
+        let r = "Received: from a.example ([10.0.0.5])\r\n\tby relay.example (postrelay) with ESMTPSA id X\r\n\tfor <b@c>; DATE\r\n";
+        assert_eq!(
+            with_authenticated_sender(r, "app1"),
+            "Received: from a.example ([10.0.0.5])\r\n\t(Authenticated sender: app1)\r\n\tby relay.example (postrelay) with ESMTPSA id X\r\n\tfor <b@c>; DATE\r\n"
+        );
+    }
+
+    #[test]
+    fn protocol_keywords() {
+        assert_eq!(protocol("ESMTP", false, false), "ESMTP");
+        assert_eq!(protocol("ESMTP", true, true), "ESMTPSA");
+        assert_eq!(protocol("UTF8SMTP", true, true), "UTF8SMTPSA");
+        assert_eq!(protocol("SMTP", true, true), "SMTP");
+    }
+
+    #[test]
+    fn login_responses() {
+        assert_eq!(decode_login("dXNlcg=="), Ok("user".to_owned()));
+        assert_eq!(decode_login(" dXNlcg "), Ok("user".to_owned()));
+        assert_eq!(decode_login("*"), Err(SaslError::Cancelled));
+        assert_eq!(decode_login("%%"), Err(SaslError::Base64));
+        assert!(decode_login("=").is_err());
+        assert!(decode_login("AA==").is_err(), "NUL");
+        assert_eq!(decode_login("/w=="), Err(SaslError::Utf8));
+        let long = postrelay_smtp::sasl::login_user(&"x".repeat(256));
+        assert!(decode_login(&long).is_err());
+    }
+}

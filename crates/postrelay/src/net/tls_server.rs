@@ -1,0 +1,291 @@
+//! Server-side TLS for the submission listeners: building the rustls
+//! server configuration from a PEM certificate chain and key, and
+//! [`ServerStream`], plain TCP or TLS over TCP as one type, so that one
+//! SMTP session type serves a connection before and after STARTTLS.
+//!
+//! Not for: deciding when TLS is offered or required (the intake session
+//! does that), or client TLS (see [`crate::net::tls`]).
+//!
+//! The configuration names its crypto provider explicitly (ring, shared
+//! with the client side), accepts TLS 1.2 and 1.3 only, never accepts
+//! early data (0-RTT: a replayable SMTP command is not something to want),
+//! and asks no client certificate.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use crate::net::tls;
+
+/// Builds the server configuration from the certificate chain (PEM, leaf
+/// first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1). The error
+/// completes a sentence about the pair ("cert … and key …: <error>") and
+/// never contains key material.
+pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
+    let chain = certificates(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            "the key file holds no PEM private key (\"-----BEGIN PRIVATE KEY-----\", \
+             \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\")"
+                .to_owned()
+        }
+        other => format!("the key file is not a valid PEM private key: {other}"),
+    })?;
+    let config = ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                "the private key does not belong to the first certificate of the chain; \
+                 the certificate file must start with the server's own certificate"
+                    .to_owned()
+            }
+            other => format!("the certificate or key cannot be used: {other}"),
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// The certificates of a PEM chain, in order; at least one.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut chain = Vec::new();
+    for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let cert = cert.map_err(|e| {
+            format!(
+                "certificate #{} of the certificate file is not valid PEM: {e}",
+                i + 1
+            )
+        })?;
+        chain.push(cert);
+    }
+    if chain.is_empty() {
+        return Err(
+            "the certificate file holds no PEM \"-----BEGIN CERTIFICATE-----\" section".to_owned(),
+        );
+    }
+    Ok(chain)
+}
+
+/// An accepted connection: plain TCP, or TLS over TCP.
+pub enum ServerStream {
+    /// Plain TCP (the loopback listener, or a submission session before
+    /// STARTTLS).
+    Plain(TcpStream),
+    /// TLS (after STARTTLS, or on an implicit-TLS listener).
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Why a server handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The client did not complete the handshake in time.
+    #[error("TLS handshake timed out after {0:?}")]
+    Timeout(Duration),
+    /// The handshake failed (bad ClientHello, no common cipher, alert…).
+    #[error("TLS handshake failed: {0}")]
+    Io(#[from] io::Error),
+    /// STARTTLS on a stream that already is TLS.
+    #[error("TLS is already active")]
+    AlreadyTls,
+}
+
+/// Runs the server side of a TLS handshake over `tcp` within `timeout`.
+///
+/// Cancel safety: on timeout the half-done handshake and its socket are
+/// dropped together.
+pub async fn accept(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+) -> Result<ServerStream, AcceptError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Err(_) => Err(AcceptError::Timeout(timeout)),
+        Ok(Err(e)) => Err(AcceptError::Io(e)),
+        Ok(Ok(stream)) => Ok(ServerStream::Tls(Box::new(stream))),
+    }
+}
+
+/// What the SMTP session needs of its stream beyond reading and writing:
+/// whether TLS is on, and the upgrade for STARTTLS.
+pub trait ServerTransport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    /// Whether TLS is up.
+    fn is_tls(&self) -> bool;
+
+    /// `"TLSv1.3 TLS13_AES_256_GCM_SHA384"` when TLS is up.
+    fn tls_description(&self) -> Option<String>;
+
+    /// Runs the server handshake on this (plain) stream. The caller must
+    /// have checked that no unread input is buffered above it.
+    fn start_tls(
+        self,
+        config: Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Self, AcceptError>> + Send;
+}
+
+impl ServerStream {
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            ServerStream::Plain(s) => s.peer_addr(),
+            ServerStream::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+    }
+}
+
+impl ServerTransport for ServerStream {
+    fn is_tls(&self) -> bool {
+        matches!(self, ServerStream::Tls(_))
+    }
+
+    fn tls_description(&self) -> Option<String> {
+        match self {
+            ServerStream::Plain(_) => None,
+            ServerStream::Tls(s) => Some(describe(s.get_ref().1)),
+        }
+    }
+
+    async fn start_tls(
+        self,
+        config: Arc<ServerConfig>,
+        timeout: Duration,
+    ) -> Result<Self, AcceptError> {
+        match self {
+            ServerStream::Plain(tcp) => accept(tcp, config, timeout).await,
+            ServerStream::Tls(_) => Err(AcceptError::AlreadyTls),
+        }
+    }
+}
+
+/// `"TLSv1.3 TLS13_AES_256_GCM_SHA384"` for an established server session.
+fn describe(conn: &rustls::ServerConnection) -> String {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+        Some(other) => format!("{other:?}"),
+        None => "TLS".to_owned(),
+    };
+    match conn.negotiated_cipher_suite() {
+        Some(suite) => match suite.suite().as_str() {
+            Some(name) => format!("{version} {name}"),
+            None => format!("{version} {:?}", suite.suite()),
+        },
+        None => version,
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A self-signed certificate for `localhost` and its key, as PEM.
+    pub(crate) fn self_signed() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn config_errors_say_what_is_wrong() {
+        let (cert, key) = self_signed();
+        server_config(cert.as_bytes(), key.as_bytes()).unwrap();
+
+        let e = server_config(b"nothing", key.as_bytes()).unwrap_err();
+        assert!(e.contains("no PEM"), "{e}");
+        let e = server_config(cert.as_bytes(), b"nothing").unwrap_err();
+        assert!(e.contains("no PEM private key"), "{e}");
+        let (_, other_key) = self_signed();
+        let e = server_config(cert.as_bytes(), other_key.as_bytes()).unwrap_err();
+        assert!(e.contains("does not belong"), "{e}");
+        assert!(!e.contains("PRIVATE KEY-----"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn handshake_with_our_client() {
+        let (cert, key) = self_signed();
+        let config = server_config(cert.as_bytes(), key.as_bytes()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = ServerStream::Plain(tcp)
+                .start_tls(config, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(s.tls_description().unwrap().starts_with("TLSv1."));
+            s.write_all(b"hello").await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let tcp = crate::net::stream::connect(&[addr], Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut client = crate::net::stream::handshake(
+            tcp,
+            tls::client_config_no_verify(),
+            tls::server_name("localhost").unwrap(),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"hello");
+        server.await.unwrap();
+    }
+}

@@ -1,0 +1,543 @@
+//! The sendmail interface against real processes: the `postrelay` binary
+//! called through a `sendmail` symlink (and as `postrelay sendmail`), a
+//! setgid copy of `postrelay-postdrop`, a running (or stopped) daemon,
+//! an unprivileged user (`nobody` through setpriv) and bsd-mailx's mail(1).
+//!
+//! Needs root (to install postdrop setgid and to switch users): skipped
+//! with a message otherwise, a failure under `CI=true`.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::daemon::{Daemon, Options, bin};
+use support::peers;
+use tempfile::TempDir;
+
+/// The programs under test, installed as an administrator would.
+struct Install {
+    dir: TempDir,
+}
+
+impl Install {
+    /// `None` (after saying why) when not root outside CI.
+    fn new() -> Option<Install> {
+        if !nix::unistd::geteuid().is_root() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("tests/sendmail.rs must run as root under CI");
+            }
+            eprintln!("SKIP: the sendmail tests need root (setgid postdrop, switching users)");
+            return None;
+        }
+        if nix::unistd::Group::from_name("postdrop").unwrap().is_none() {
+            let st = Command::new("groupadd")
+                .args(["--system", "postdrop"])
+                .status()
+                .unwrap();
+            assert!(st.success(), "groupadd --system postdrop failed");
+        }
+        let gid = nix::unistd::Group::from_name("postdrop")
+            .unwrap()
+            .unwrap()
+            .gid;
+        let dir = tempfile::Builder::new()
+            .prefix("postrelay-sendmail")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        let postdrop = dir.path().join("postrelay-postdrop");
+        std::fs::copy(env!("CARGO_BIN_EXE_postrelay-postdrop"), &postdrop).unwrap();
+        nix::unistd::chown(&postdrop, Some(0.into()), Some(gid)).unwrap();
+        std::fs::set_permissions(&postdrop, PermissionsExt::from_mode(0o2755)).unwrap();
+        for name in ["sendmail", "mailq"] {
+            std::os::unix::fs::symlink(bin(), dir.path().join(name)).unwrap();
+        }
+        Some(Install { dir })
+    }
+
+    fn sendmail(&self) -> PathBuf {
+        self.dir.path().join("sendmail")
+    }
+
+    fn postdrop(&self) -> PathBuf {
+        self.dir.path().join("postrelay-postdrop")
+    }
+
+    /// A command for `program` with our configuration and postdrop.
+    fn command(&self, d: &Daemon, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env("POSTRELAY_CONFIG", &d.config)
+            .env("POSTRELAY_POSTDROP", self.postdrop())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `sendmail ARGS` as root with `input` on stdin.
+    fn sendmail_run(&self, d: &Daemon, args: &[&str], input: &[u8]) -> Output {
+        run(self.command(d, &self.sendmail()).args(args), input)
+    }
+
+    /// Runs `program ARGS` as nobody (setpriv) with `input` on stdin.
+    fn as_nobody(&self, d: &Daemon, program: &Path, args: &[&str], input: &[u8]) -> Output {
+        let mut c = self.command(d, Path::new("setpriv"));
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(program)
+            .args(args);
+        run(&mut c, input)
+    }
+}
+
+fn run(c: &mut Command, input: &[u8]) -> Output {
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "unexpected stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A daemon whose files `nobody` may reach as an ordinary user could:
+/// the configuration is readable, the spool keeps its own modes.
+fn daemon() -> Daemon {
+    // relay.test is not a local domain, so mail to root@relay.test stays
+    // queued (there is no relay) instead of reaching a local mailbox.
+    let d = Daemon::start_with(Options {
+        intake: "local_domains = [\"localhost\"]".into(),
+        ..Options::default()
+    });
+    std::fs::set_permissions(d.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&d.config, PermissionsExt::from_mode(0o644)).unwrap();
+    wait_for(|| maildrop(&d).is_dir(), "maildrop/ to be created");
+    d
+}
+
+fn maildrop(d: &Daemon) -> PathBuf {
+    d.spool().join("maildrop")
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for `n` messages and returns them.
+fn queued(d: &Daemon, n: usize) -> Vec<Value> {
+    let q = d.wait_queue_len(n);
+    assert_eq!(q.len(), n, "queue: {q:#?}\n{}", d.stderr());
+    q
+}
+
+fn recipients(env: &Value) -> Vec<String> {
+    env["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn body(d: &Daemon, env: &Value) -> String {
+    let bytes = d.body(env["id"].as_str().unwrap());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && bytes[i - 1] == b'\r', "bare LF at {i}");
+        }
+        if b == b'\r' {
+            assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}");
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn root_submits_through_the_symlink_and_the_subcommand() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    ok(&inst.sendmail_run(&d, &["root"], b"hi\n"));
+    let mut c = inst.command(&d, Path::new(bin()));
+    ok(&run(
+        c.args(["sendmail", "-i", "root@relay.test"]),
+        b"Subject: two\n\nsecond\n",
+    ));
+    let q = queued(&d, 2);
+    for env in &q {
+        assert_eq!(env["sender"], "root@relay.test");
+        assert_eq!(recipients(env), ["root@relay.test"]);
+        assert_eq!(env["origin"]["kind"], "local");
+        assert_eq!(env["origin"]["uid"], 0);
+        assert_eq!(env["origin"]["user"], "root");
+    }
+    let first = body(&d, &q[0]);
+    assert!(
+        first.starts_with("Received: by relay.test (postrelay, from userid 0)\r\n\tid "),
+        "{first}"
+    );
+    for h in [
+        "\r\nFrom: root <root@relay.test>\r\n",
+        "\r\nDate: ",
+        "\r\nMessage-ID: <",
+    ] {
+        assert!(first.contains(h), "{h:?} missing in {first}");
+    }
+    assert!(first.ends_with("\r\n\r\nhi\r\n"), "{first:?}");
+    assert!(body(&d, &q[1]).contains("Subject: two\r\n"));
+    assert!(d.maillog().contains("pickup"), "{}", d.maillog());
+    assert_eq!(std::fs::read_dir(maildrop(&d)).unwrap().count(), 0);
+}
+
+#[test]
+fn submission_works_while_the_daemon_is_stopped() {
+    let Some(inst) = Install::new() else { return };
+    let mut d = daemon();
+    d.stop();
+    ok(&inst.sendmail_run(
+        &d,
+        &["someone@example.org"],
+        b"Subject: offline\n\nqueued later\n",
+    ));
+    let files: Vec<_> = std::fs::read_dir(maildrop(&d)).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let meta = files[0].as_ref().unwrap().metadata().unwrap();
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o640,
+        "a complete maildrop file is 0640"
+    );
+    d.restart();
+    let q = queued(&d, 1);
+    assert_eq!(recipients(&q[0]), ["someone@example.org"]);
+    assert!(body(&d, &q[0]).contains("queued later"));
+}
+
+#[test]
+fn recipients_from_headers_and_bcc_removed() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    let msg = b"To: A <a@x.example>, b@y.example\nCc: \"Last, First\" <c@z.example>\nBcc: hidden@w.example\nSubject: t\n\nbody\n";
+    ok(&inst.sendmail_run(&d, &["-t", "-i", "extra@v.example"], msg));
+    let q = queued(&d, 1);
+    assert_eq!(
+        recipients(&q[0]),
+        [
+            "extra@v.example",
+            "a@x.example",
+            "b@y.example",
+            "c@z.example",
+            "hidden@w.example"
+        ]
+    );
+    let text = body(&d, &q[0]);
+    assert!(!text.contains("Bcc") && !text.contains("hidden"), "{text}");
+    assert!(
+        text.contains("To: A <a@x.example>, b@y.example\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn lone_dot_ends_input_unless_i() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    ok(&inst.sendmail_run(
+        &d,
+        &["a@example.org"],
+        b"Subject: dot\n\nbefore\n.\nafter\n",
+    ));
+    queued(&d, 1);
+    ok(&inst.sendmail_run(
+        &d,
+        &["-i", "b@example.org"],
+        b"Subject: dot\n\nbefore\n.\n..x\nafter\n",
+    ));
+    let q = queued(&d, 2);
+    let by_rcpt = |r: &str| q.iter().find(|e| recipients(e) == [r]).unwrap();
+    let cut = body(&d, by_rcpt("a@example.org"));
+    assert!(cut.ends_with("\r\n\r\nbefore\r\n"), "{cut:?}");
+    let whole = body(&d, by_rcpt("b@example.org"));
+    assert!(
+        whole.ends_with("\r\n\r\nbefore\r\n.\r\n..x\r\nafter\r\n"),
+        "{whole:?}"
+    );
+}
+
+#[test]
+fn sender_full_name_and_historic_flags() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    let args = [
+        "-oi",
+        "-oem",
+        "-odi",
+        "-B",
+        "8BITMIME",
+        "-N",
+        "never",
+        "-F",
+        "Cron Daemon",
+        "-f",
+        "cron@example.org",
+        "-R",
+        "hdrs",
+        "-V",
+        "envid",
+        "-L",
+        "x",
+        "-U",
+        "root",
+    ];
+    // LF-only and CR-only lines both become CRLF.
+    ok(&inst.sendmail_run(&d, &args, b"Subject: flags\n\nlf line\ncr line\rend\n"));
+    let q = queued(&d, 1);
+    let env = &q[0];
+    assert_eq!(env["sender"], "cron@example.org");
+    assert_eq!(env["body"], "8bitmime");
+    assert_eq!(env["recipients"][0]["notify"], serde_json::json!(["NEVER"]));
+    let text = body(&d, env);
+    assert!(
+        text.contains("\r\nFrom: Cron Daemon <cron@example.org>\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\r\n\r\nlf line\r\ncr line\r\nend\r\n"),
+        "{text:?}"
+    );
+
+    ok(&inst.sendmail_run(&d, &["-f", "<>", "-r", "", "x@example.org"], b"no header\n"));
+    let q = queued(&d, 2);
+    let null = q
+        .iter()
+        .find(|e| recipients(e) == ["x@example.org"])
+        .unwrap();
+    assert_eq!(null["sender"], "");
+}
+
+#[test]
+fn usage_errors() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    for (args, want) in [
+        (&["-Z", "root"][..], "unknown option -Z"),
+        (&[][..], "no recipients"),
+        (&["-t"][..], "no recipients"),
+        (&["-bd"][..], "not supported"),
+    ] {
+        let out = inst.sendmail_run(&d, args, b"Subject: x\n\nx\n");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    let big = vec![b'x'; 2000];
+    let out = inst.sendmail_run(&d, &["root"], &big);
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.queue().is_empty());
+}
+
+#[test]
+fn unprivileged_user_submits_but_cannot_look() {
+    let Some(inst) = Install::new() else { return };
+    if !peers::require("setpriv") {
+        return;
+    }
+    let mut d = daemon();
+    let out = inst.as_nobody(
+        &d,
+        &inst.sendmail(),
+        &["root"],
+        b"Subject: from nobody\n\nhello\n",
+    );
+    ok(&out);
+    let q = queued(&d, 1);
+    assert_eq!(q[0]["origin"]["uid"], 65534);
+    assert_eq!(q[0]["origin"]["user"], "nobody");
+    assert_eq!(q[0]["sender"], "nobody@relay.test");
+    assert!(body(&d, &q[0]).contains("(postrelay, from userid 65534)"));
+
+    // A file of root's, left while the daemon is down.
+    d.stop();
+    ok(&inst.sendmail_run(&d, &["root"], b"secret\n"));
+    let name = std::fs::read_dir(maildrop(&d))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let file = maildrop(&d).join(&name);
+    let md = maildrop(&d);
+    let queue = d.spool().join("queue");
+    let msg = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "msg"))
+        .unwrap();
+    for (prog, args) in [
+        ("ls", vec![md.as_os_str()]),
+        ("cat", vec![file.as_os_str()]),
+        ("rm", vec!["-f".as_ref(), file.as_os_str()]),
+        ("ls", vec![queue.as_os_str()]),
+        ("cat", vec![msg.as_os_str()]),
+    ] {
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let out = inst.as_nobody(&d, Path::new(prog), &args, b"");
+        assert!(!out.status.success(), "nobody could {prog} {args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+            "{prog} {args:?}"
+        );
+    }
+    assert!(file.exists(), "root's maildrop file must survive");
+    let mailq = inst.dir.path().join("mailq");
+    let out = inst.as_nobody(&d, &mailq, &[], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("run this as root"),
+        "{err}"
+    );
+    d.restart();
+    queued(&d, 2);
+}
+
+#[test]
+fn hostile_maildrop_files_go_to_corrupt() {
+    let Some(inst) = Install::new() else { return };
+    let mut d = daemon();
+    d.stop();
+    let md = maildrop(&d);
+    let good_header = r#"{"version":1,"uid":1000,"user":"mallory","sender":"","recipients":["a@b.example"],"body":"7bit","notify":null}"#;
+    let cases: [(&str, Vec<u8>); 3] = [
+        (
+            "01JDWE7480B8Y9W7RBFMJ6HB71",
+            b"not json\nx\r\n.\r\n".to_vec(),
+        ),
+        // Owned by root, but claims uid 1000.
+        (
+            "01JDWE7480B8Y9W7RBFMJ6HB72",
+            format!("{good_header}\nx\r\n.\r\n").into_bytes(),
+        ),
+        // No end-of-data marker.
+        (
+            "01JDWE7480B8Y9W7RBFMJ6HB73",
+            format!("{}\nx\r\n", good_header.replace("1000", "0")).into_bytes(),
+        ),
+    ];
+    for (name, content) in &cases {
+        let p = md.join(name);
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, PermissionsExt::from_mode(0o640)).unwrap();
+    }
+    // An abandoned file is removed; an incomplete one is left alone.
+    for (name, mode) in [
+        ("01JDWE7480B8Y9W7RBFMJ6HB74", 0o000),
+        ("01JDWE7480B8Y9W7RBFMJ6HB75", 0o600),
+    ] {
+        let p = md.join(name);
+        std::fs::write(&p, b"").unwrap();
+        std::fs::set_permissions(&p, PermissionsExt::from_mode(mode)).unwrap();
+    }
+    d.restart();
+    let corrupt = d.spool().join("corrupt");
+    wait_for(
+        || {
+            (1..=3).all(|i| {
+                corrupt
+                    .join(format!("maildrop-01JDWE7480B8Y9W7RBFMJ6HB7{i}"))
+                    .exists()
+            })
+        },
+        "the bad files to move to corrupt/",
+    );
+    wait_for(
+        || !md.join("01JDWE7480B8Y9W7RBFMJ6HB74").exists(),
+        "the abandoned file to go",
+    );
+    assert!(md.join("01JDWE7480B8Y9W7RBFMJ6HB75").exists());
+    assert!(d.queue().is_empty());
+    assert!(
+        d.stderr().contains("claims uid 1000 but is owned by uid 0"),
+        "{}",
+        d.stderr()
+    );
+    drop(inst);
+}
+
+#[test]
+fn smtp_on_stdin_relays_to_the_daemon() {
+    let Some(inst) = Install::new() else { return };
+    let mut d = daemon();
+    let out = inst.sendmail_run(&d, &["-bs"], b"EHLO me.example\r\nQUIT\r\n");
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("220 ") && text.contains("\r\n221 "),
+        "{text}"
+    );
+    d.stop();
+    let out = inst.sendmail_run(&d, &["-bs"], b"QUIT\r\n");
+    assert_eq!(out.status.code(), Some(75));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("421 "));
+}
+
+#[test]
+fn bsd_mailx_sends_through_our_sendmail() {
+    let Some(inst) = Install::new() else { return };
+    if !peers::require("bsd-mailx") {
+        return;
+    }
+    let d = daemon();
+    // bsd-mailx reads `set sendmail=…` from $MAILRC; /usr/sbin/sendmail is
+    // left alone.
+    let rc = inst.dir.path().join("mailrc");
+    std::fs::write(&rc, format!("set sendmail={}\n", inst.sendmail().display())).unwrap();
+    let mut c = inst.command(&d, Path::new("bsd-mailx"));
+    c.env("MAILRC", &rc)
+        .env("HOME", inst.dir.path())
+        .args(["-s", "via mailx", "user@example.org"]);
+    let out = run(&mut c, b"hello from mailx\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = queued(&d, 1);
+    assert_eq!(recipients(&q[0]), ["user@example.org"]);
+    let text = body(&d, &q[0]);
+    assert!(
+        text.contains("Subject: via mailx\r\n") && text.contains("hello from mailx\r\n"),
+        "{text}"
+    );
+}
