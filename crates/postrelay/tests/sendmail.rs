@@ -8,103 +8,16 @@
 
 mod support;
 
-use std::io::Write;
+use support::install::{Install, run};
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::daemon::{Daemon, Options, bin};
 use support::peers;
-use tempfile::TempDir;
-
-/// The programs under test, installed as an administrator would.
-struct Install {
-    dir: TempDir,
-}
-
-impl Install {
-    /// `None` (after saying why) when not root outside CI.
-    fn new() -> Option<Install> {
-        if !nix::unistd::geteuid().is_root() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("tests/sendmail.rs must run as root under CI");
-            }
-            eprintln!("SKIP: the sendmail tests need root (setgid postdrop, switching users)");
-            return None;
-        }
-        if nix::unistd::Group::from_name("postdrop").unwrap().is_none() {
-            let st = Command::new("groupadd")
-                .args(["--system", "postdrop"])
-                .status()
-                .unwrap();
-            assert!(st.success(), "groupadd --system postdrop failed");
-        }
-        let gid = nix::unistd::Group::from_name("postdrop")
-            .unwrap()
-            .unwrap()
-            .gid;
-        let dir = tempfile::Builder::new()
-            .prefix("postrelay-sendmail")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
-        let postdrop = dir.path().join("postrelay-postdrop");
-        std::fs::copy(env!("CARGO_BIN_EXE_postrelay-postdrop"), &postdrop).unwrap();
-        nix::unistd::chown(&postdrop, Some(0.into()), Some(gid)).unwrap();
-        std::fs::set_permissions(&postdrop, PermissionsExt::from_mode(0o2755)).unwrap();
-        for name in ["sendmail", "mailq"] {
-            std::os::unix::fs::symlink(bin(), dir.path().join(name)).unwrap();
-        }
-        Some(Install { dir })
-    }
-
-    fn sendmail(&self) -> PathBuf {
-        self.dir.path().join("sendmail")
-    }
-
-    fn postdrop(&self) -> PathBuf {
-        self.dir.path().join("postrelay-postdrop")
-    }
-
-    /// A command for `program` with our configuration and postdrop.
-    fn command(&self, d: &Daemon, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.env("POSTRELAY_CONFIG", &d.config)
-            .env("POSTRELAY_POSTDROP", self.postdrop())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    /// Runs `sendmail ARGS` as root with `input` on stdin.
-    fn sendmail_run(&self, d: &Daemon, args: &[&str], input: &[u8]) -> Output {
-        run(self.command(d, &self.sendmail()).args(args), input)
-    }
-
-    /// Runs `program ARGS` as nobody (setpriv) with `input` on stdin.
-    fn as_nobody(&self, d: &Daemon, program: &Path, args: &[&str], input: &[u8]) -> Output {
-        let mut c = self.command(d, Path::new("setpriv"));
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-            .arg(program)
-            .args(args);
-        run(&mut c, input)
-    }
-}
-
-fn run(c: &mut Command, input: &[u8]) -> Output {
-    let mut child = c.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
-}
 
 fn ok(out: &Output) {
     assert!(

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod dialog;
 pub mod fakeserver;
+pub mod install;
 pub mod peers;
 pub mod pflogsumm;
 pub mod provider;

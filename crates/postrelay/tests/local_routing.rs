@@ -1,0 +1,165 @@
+//! What a cron job on a server sees: `echo … | sendmail root` lands in
+//! the mailbox of the human root is aliased to and never reaches the
+//! provider, while mail to an outside address is relayed, with the sender
+//! the provider accepts (`rewrite_senders`) in the envelope and `From:`.
+//! Real parts: the sendmail command with a setgid postdrop, a real system
+//! user, and a real Postfix as the provider.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::daemon::{Daemon, Options};
+use support::install::Install;
+use support::peers::require;
+use support::provider::Provider;
+
+/// A system user with a home directory, removed again on drop.
+struct User(String);
+
+impl User {
+    fn create() -> User {
+        let name = format!("prroute{}", std::process::id());
+        let st = Command::new("useradd")
+            .args(["--create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {name} failed");
+        User(name)
+    }
+
+    fn maildir_new(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/home/{}/Maildir/new", self.0))
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").args(["-r", &self.0]).output();
+    }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited 60 s for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
+    if !(require("postfix") && require("useradd") && require("saslpasswd2")) {
+        return;
+    }
+    let Some(inst) = Install::new() else { return };
+    let p = Provider::start();
+    let user = User::create();
+    let secrets = tempfile::tempdir().unwrap();
+    let pw = secrets.path().join("password");
+    std::fs::write(&pw, format!("{}\n", p.password)).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let aliases = secrets.path().join("aliases");
+    std::fs::write(
+        &aliases,
+        format!("# as in /etc/aliases\npostmaster: root\nroot: {}\n", user.0),
+    )
+    .unwrap();
+    let tail = format!(
+        "[routing]\naliases = \"{aliases}\"\nrewrite_senders = \"alerts@example.com\"\n\
+         [[relay]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"starttls\"\n\
+         ca_file = \"{ca}\"\nusername = \"{u}\"\npassword_file = \"{pw}\"\n",
+        aliases = aliases.display(),
+        port = p.starttls_port,
+        ca = p.ca_file().display(),
+        u = p.user,
+        pw = pw.display(),
+    );
+    let d = Daemon::start_with(Options {
+        tail,
+        delivery: true,
+        ..Options::default()
+    });
+
+    // Cron's report to root, and an alert to an outside address.
+    let out = inst.sendmail_run(&d, &["root"], b"Subject: cron report\n\nall is well\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = inst.sendmail_run(
+        &d,
+        &["ops@dest.example"],
+        b"Subject: disk alert\n\n/ is 91% full\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Root's mail is in the aliased user's Maildir, owned by that user.
+    let local = wait_for("root's mail in the Maildir", || {
+        let entry = std::fs::read_dir(user.maildir_new())
+            .ok()?
+            .flatten()
+            .next()?;
+        Some((
+            std::fs::read_to_string(entry.path()).unwrap(),
+            entry.metadata().unwrap(),
+        ))
+    });
+    assert!(local.0.contains("Subject: cron report"), "{}", local.0);
+    assert!(
+        local
+            .0
+            .contains(&format!("Delivered-To: {}@relay.test", user.0)),
+        "{}",
+        local.0
+    );
+    assert!(
+        local.0.contains("X-Original-To: root@relay.test"),
+        "{}",
+        local.0
+    );
+    assert!(
+        local.0.contains("From: root <root@relay.test>"),
+        "local mail keeps its sender: {}",
+        local.0
+    );
+    let uid = nix::unistd::User::from_name(&user.0)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&local.1), uid);
+
+    // The alert reached the provider, with the sender it accepts.
+    let got = p.wait_delivered(1, Duration::from_secs(60));
+    let alert = String::from_utf8_lossy(&got[0].1).into_owned();
+    assert!(alert.contains("Subject: disk alert"), "{alert}");
+    assert!(
+        alert.starts_with("Return-Path: <alerts@example.com>"),
+        "envelope sender: {alert}"
+    );
+    assert!(
+        alert.contains("From: root <alerts@example.com>"),
+        "From: rewritten, display name kept: {alert}"
+    );
+    assert!(
+        alert.contains("X-Original-From: root <root@relay.test>"),
+        "original kept: {alert}"
+    );
+    d.wait_queue_len(0);
+    // And root's report never went to the provider.
+    std::thread::sleep(Duration::from_millis(500));
+    let all = p.delivered();
+    assert_eq!(all.len(), 1, "only the alert may reach the provider");
+    assert!(!String::from_utf8_lossy(&all[0].1).contains("cron report"));
+}
