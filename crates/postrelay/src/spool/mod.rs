@@ -589,7 +589,14 @@ fn create_private_dir(dir: &Path) -> Result<bool, SpoolError> {
         ));
     }
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    // 0710 with the postdrop group is how pickup opens the spool root to
+    // postrelay-postdrop (search only, to reach maildrop/): expected.
+    let postdrop_root = mode == 0o710
+        && nix::unistd::Group::from_name("postdrop")
+            .ok()
+            .flatten()
+            .is_some_and(|g| std::os::unix::fs::MetadataExt::gid(&meta) == g.gid.as_raw());
+    if mode & 0o077 != 0 && !postdrop_root {
         tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "spool: directory is accessible to other users; expected 0700");
     }
     Ok(false)
