@@ -521,12 +521,10 @@ impl Deliverer {
             tls: rc.tls.into(),
             security: rc.security.into(),
             tls_config_verify: relay.tls_config.clone(),
-            credentials: rc.credentials.as_ref().map(|c| {
-                (
-                    c.username.clone(),
-                    client::Secret::new(c.password.expose().to_string()),
-                )
-            }),
+            credentials: rc
+                .credentials
+                .as_ref()
+                .map(|c| (c.username.clone(), c.password.clone())),
             allow_plaintext_auth: rc.allow_plaintext_auth,
             helo_name: self.hostname.clone(),
             timeouts: (&rc.timeouts).into(),

@@ -112,34 +112,9 @@ impl Security {
     }
 }
 
-/// A password: `Debug` and `Display` print `<redacted>`; [`Secret::expose`]
-/// is the only way to the text.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Secret {
-        Secret(secret.into())
-    }
-
-    /// The secret itself, for building the AUTH exchange.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// A password (the configuration's type: `Debug` and `Display` print
+/// `<redacted>`).
+pub use crate::config::Secret;
 
 /// A TLS mode found to work with a relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
