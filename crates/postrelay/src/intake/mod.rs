@@ -126,14 +126,48 @@ impl Shared {
     }
 }
 
-/// Accepts connections on one listener until shutdown. Each session runs
-/// as its own task under `tracker`, so the daemon can wait for them.
+/// Accepts connections on one loopback listener until shutdown. Each
+/// session runs as its own task under `tracker`, so the daemon can wait
+/// for them.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
 ) {
+    let busy_reply = true;
+    accept_loop(
+        listener,
+        shared,
+        slots,
+        tracker,
+        busy_reply,
+        |stream, peer, shared| async move {
+            let stream = crate::net::tls_server::ServerStream::Plain(stream);
+            session::Session::new(stream, peer, shared).run().await;
+        },
+    )
+    .await
+}
+
+/// The accept loop every listener shares: accepts until shutdown, backs
+/// off on accept errors (EMFILE and friends) instead of spinning, takes a
+/// connection slot (`intake.max_connections`, shared by all listeners)
+/// and runs `handle` under `tracker`. Without a free slot the client gets
+/// `421 4.7.0` when `busy_reply` (a plaintext listener), or is simply
+/// closed (implicit TLS: a reply would need the handshake there is no
+/// room for).
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    busy_reply: bool,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Arc<Shared>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let local = listener.local_addr().ok();
     loop {
         // Cancel safety: `accept` is cancel-safe; a connection not yet
@@ -145,7 +179,6 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // EMFILE/ENFILE and friends: back off instead of spinning.
                 tracing::error!(listener = ?local, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -154,17 +187,17 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                let shared = shared.clone();
+                let session = handle(stream, peer, shared.clone());
                 tracker.spawn(async move {
-                    let stream = crate::net::tls_server::ServerStream::Plain(stream);
-                    session::Session::new(stream, peer, shared).run().await;
+                    session.await;
                     drop(permit);
                 });
             }
-            Err(_) => {
+            Err(_) if busy_reply => {
                 let host = shared.config().hostname.clone();
                 tracker.spawn(refuse_busy(stream, peer, host));
             }
+            Err(_) => tracing::warn!(%peer, "too many connections; closing"),
         }
     }
 }

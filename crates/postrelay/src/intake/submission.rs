@@ -106,45 +106,16 @@ pub async fn serve(
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
 ) {
-    let local = listener.local_addr().ok();
-    loop {
-        // Cancel safety: `accept` is cancel-safe.
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shared.shutdown.cancelled() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::error!(listener = ?local, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let shared = shared.clone();
-                let service = service.clone();
-                tracker.spawn(async move {
-                    connection(stream, peer, mode, shared, service).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tracing::warn!(%peer, "too many connections; refusing submission client");
-                if mode == Mode::StartTls {
-                    let host = shared.config().hostname.clone();
-                    let reply = format!(
-                        "421 4.7.0 {host} Error: too many connections, try again later\r\n"
-                    );
-                    tracker.spawn(say_and_close(stream, reply.into_bytes()));
-                }
-                // Implicit TLS: a reply would need a handshake, which is
-                // what there is no room for; the connection is just closed.
-            }
-        }
-    }
+    let busy_reply = mode == Mode::StartTls;
+    super::accept_loop(
+        listener,
+        shared,
+        slots,
+        tracker,
+        busy_reply,
+        move |stream, peer, shared| connection(stream, peer, mode, shared, service.clone()),
+    )
+    .await
 }
 
 /// Writes `bytes` (bounded in time) and closes.
