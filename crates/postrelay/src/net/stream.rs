@@ -30,13 +30,18 @@ use crate::net::tls;
 /// How many of the server's first bytes a handshake keeps for diagnosis.
 const SNIFF_LEN: usize = 128;
 
-/// An outbound connection: plain TCP, or TLS over TCP.
-pub enum Stream {
+/// A connection that is plain, or TLS over the plain one: one type for a
+/// whole SMTP session before and after STARTTLS. `P` is the plain stream,
+/// `T` the TLS stream (client or server side).
+pub enum MaybeTls<P, T> {
     /// Plain TCP (before STARTTLS, or without TLS).
-    Plain(TcpStream),
+    Plain(P),
     /// TLS (after STARTTLS, or implicit TLS).
-    Tls(Box<TlsStream<Sniff<TcpStream>>>),
+    Tls(Box<T>),
 }
+
+/// An outbound connection: plain TCP, or client TLS over TCP.
+pub type Stream = MaybeTls<TcpStream, TlsStream<Sniff<TcpStream>>>;
 
 impl Stream {
     /// The remote address.
@@ -56,42 +61,50 @@ impl Stream {
     }
 }
 
-impl AsyncRead for Stream {
+impl<P, T> AsyncRead for MaybeTls<P, T>
+where
+    P: AsyncRead + Unpin,
+    T: AsyncRead + Unpin,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl<P, T> AsyncWrite for MaybeTls<P, T>
+where
+    P: AsyncWrite + Unpin,
+    T: AsyncWrite + Unpin,
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
