@@ -163,3 +163,94 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
     assert_eq!(all.len(), 1, "only the alert may reach the provider");
     assert!(!String::from_utf8_lossy(&all[0].1).contains("cron report"));
 }
+
+/// Per-sender relays (Postfix's sender_dependent_relayhost_maps; each
+/// relay has its own credentials) and transport-map refusals, end to end.
+#[test]
+fn sender_relay_and_transport_entries_decide_where_mail_goes() {
+    if !(require("postfix") && require("saslpasswd2")) {
+        return;
+    }
+    let p = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, format!("{}\n", p.password)).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sender_relay = dir.path().join("sender_relay");
+    std::fs::write(&sender_relay, "@special.example relay:special\n").unwrap();
+    let transport = dir.path().join("transport");
+    std::fs::write(&transport, "refused.example error:5.7.1 mail to this domain is not allowed\ndiscard.example discard:\n").unwrap();
+    let relay = |name: &str, port: u16, tls: &str| {
+        format!(
+            "[[relay]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\n\
+             ca_file = \"{}\"\nusername = \"{}\"\npassword_file = \"{}\"\n",
+            p.ca_file().display(),
+            p.user,
+            pw.display()
+        )
+    };
+    let tail = format!(
+        "[routing]\nsender_relay = \"{}\"\ntransport = \"{}\"\n{}{}",
+        sender_relay.display(),
+        transport.display(),
+        relay("main", p.starttls_port, "starttls"),
+        relay("special", p.implicit_port, "implicit"),
+    );
+    let d = Daemon::start_with(Options {
+        tail,
+        delivery: true,
+        ..Options::default()
+    });
+    let send = |from: &str, to: &str| {
+        let (mut c, _) = support::smtp::Raw::connect(d.port);
+        c.cmd("EHLO client.example");
+        assert_eq!(c.cmd(&format!("MAIL FROM:<{from}>")).code, 250);
+        assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).code, 250);
+        c.cmd("DATA");
+        assert_eq!(
+            c.cmd(&format!("Subject: {from} to {to}\r\n\r\nbody\r\n."))
+                .code,
+            250
+        );
+        c.cmd("QUIT");
+    };
+    send("a@special.example", "x@dest.example");
+    send("b@plain.example", "y@dest.example");
+    send("c@plain.example", "z@refused.example");
+    send("d@plain.example", "w@discard.example");
+    p.wait_delivered(2, Duration::from_secs(60));
+    let log = wait_for("four recipients decided", || {
+        let log = d.maillog();
+        (log.matches(" to=<").count() >= 4).then_some(log)
+    });
+    let line = |rcpt: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("to=<{rcpt}>")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("x@dest.example").contains(&format!(":{}, ", p.implicit_port)),
+        "special sender, special relay: {log}"
+    );
+    assert!(
+        line("y@dest.example").contains(&format!(":{}, ", p.starttls_port)),
+        "others, the main relay: {log}"
+    );
+    let refused = line("z@refused.example");
+    assert!(
+        refused.contains("status=bounced") && refused.contains("5.7.1"),
+        "{log}"
+    );
+    assert!(
+        line("w@discard.example").contains("status=sent"),
+        "discard counts as done: {log}"
+    );
+    assert_eq!(
+        p.delivered()
+            .iter()
+            .filter(|(_, m)| String::from_utf8_lossy(m).contains("discard.example"))
+            .count(),
+        0
+    );
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, Failure, HeaderSwap, Message, ModeMemory, Session, Target};
 use super::local;
 use super::pool::Pool;
-use super::{Outcome, Phase, Reason};
+use super::{Outcome, Reason};
 use crate::config::{Config, RelayConfig, Security};
 use crate::net::resolve::Resolver;
 use crate::net::tls;
@@ -242,11 +242,7 @@ impl Deliverer {
                     continue;
                 }
                 Route::Error { status, text } => {
-                    let code = if status.starts_with('4') { 450 } else { 550 };
-                    let reason = Reason::Reply {
-                        phase: Phase::Rcpt,
-                        reply: Reply::new(code, &status, &text),
-                    };
+                    let reason = Reason::Policy { status, text };
                     result.relays.insert(i, "none".into());
                     result.outcomes.push((i, Outcome::from_reason(reason)));
                     continue;

@@ -110,6 +110,13 @@ pub enum Reason {
         /// The last reason it was deferred, if any.
         last: Option<String>,
     },
+    /// Refused by postrelay's own routing (a transport map `error:` entry).
+    Policy {
+        /// The enhanced status code of the entry (`5.7.1`, `4.3.0` …).
+        status: String,
+        /// Its text.
+        text: String,
+    },
     /// Delivery of this recipient is not available yet (kept queued).
     Unavailable(String),
     /// Local delivery: no such user on this host (bounces, 5.1.1).
@@ -137,6 +144,7 @@ impl Reason {
                 Phase::Resolve | Phase::Connect => false,
             },
             Reason::Unsendable { .. } | Reason::Expired { .. } | Reason::UnknownUser(_) => true,
+            Reason::Policy { status, .. } => status.starts_with('5'),
             Reason::Dns(_)
             | Reason::Connect(_)
             | Reason::Tls(_)
@@ -158,6 +166,7 @@ impl Reason {
                 None => "4.0.0".into(),
             },
             Reason::Unsendable { status, .. } => (*status).to_string(),
+            Reason::Policy { status, .. } => status.clone(),
             Reason::Expired { .. } => "4.4.7".into(),
             Reason::Dns(_) => "4.4.3".into(),
             Reason::Connect(_) | Reason::Timeout { .. } => "4.4.1".into(),
@@ -185,6 +194,9 @@ impl fmt::Display for Reason {
             Reason::Protocol(s) => write!(f, "protocol error: {s}"),
             Reason::Local(s) => write!(f, "{s}"),
             Reason::Unsendable { detail, .. } => write!(f, "{detail}"),
+            Reason::Policy { status, text } => {
+                write!(f, "refused by the transport map: {status} {text}")
+            }
             Reason::Expired { last: Some(l) } => {
                 write!(f, "message expired in the queue; last problem: {l}")
             }
@@ -310,6 +322,20 @@ mod tests {
             (Reason::Expired { last: None }, true),
             (Reason::UnknownUser("no local user \"bob\"".into()), true),
             (Reason::MailboxFull("disk full".into()), false),
+            (
+                Reason::Policy {
+                    status: "5.7.1".into(),
+                    text: "no".into(),
+                },
+                true,
+            ),
+            (
+                Reason::Policy {
+                    status: "4.3.0".into(),
+                    text: "later".into(),
+                },
+                false,
+            ),
         ];
         for (reason, permanent) in cases {
             assert_eq!(reason.is_permanent(), permanent, "{reason:?}");
