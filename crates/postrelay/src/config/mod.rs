@@ -374,7 +374,7 @@ impl Security {
 /// §4.5.3.2, except `greeting` and `tls`, which are short so that a port
 /// spoken to in the wrong TLS mode is detected quickly. Each is between 1
 /// second and 1 hour.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayTimeouts {
     /// TCP connection set-up, per address. Default: `"30s"` (Postfix
     /// `smtp_connect_timeout`): a relay that does not accept a connection
@@ -415,6 +415,13 @@ pub struct RelayTimeouts {
     /// mail is already accepted), so waiting longer (Postfix: 5 minutes)
     /// only holds a connection slot.
     pub quit: Duration,
+}
+
+impl Default for RelayTimeouts {
+    /// The defaults documented on each field.
+    fn default() -> Self {
+        relay::TIMEOUTS
+    }
 }
 
 /// A user name and password for SMTP AUTH.

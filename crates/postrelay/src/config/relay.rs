@@ -35,7 +35,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const POSTMASTER: &str = "postmaster";
 
 /// `relay.timeouts` defaults; the reasons are on [`RelayTimeouts`].
-const TIMEOUTS: RelayTimeouts = RelayTimeouts {
+pub(super) const TIMEOUTS: RelayTimeouts = RelayTimeouts {
     connect: Duration::from_secs(30),
     greeting: Duration::from_secs(30),
     ehlo: Duration::from_secs(300),

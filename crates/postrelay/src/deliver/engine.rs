@@ -523,7 +523,7 @@ impl Deliverer {
                 .map(|c| (c.username.clone(), c.password.clone())),
             allow_plaintext_auth: rc.allow_plaintext_auth,
             helo_name: self.hostname.clone(),
-            timeouts: (&rc.timeouts).into(),
+            timeouts: rc.timeouts,
             verbose: rc.verbose,
             mode_memory: relay.mode.clone(),
         };
@@ -570,24 +570,6 @@ impl From<Security> for client::Security {
             Security::Encrypt => client::Security::Encrypt,
             Security::May => client::Security::May,
             Security::None => client::Security::None,
-        }
-    }
-}
-
-impl From<&crate::config::RelayTimeouts> for client::Timeouts {
-    fn from(t: &crate::config::RelayTimeouts) -> Self {
-        client::Timeouts {
-            connect: t.connect,
-            greeting: t.greeting,
-            ehlo: t.ehlo,
-            tls: t.tls,
-            auth: t.auth,
-            mail: t.mail,
-            rcpt: t.rcpt,
-            data: t.data,
-            data_end: t.data_end,
-            rset: t.rset,
-            quit: t.quit,
         }
     }
 }

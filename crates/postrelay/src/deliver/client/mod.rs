@@ -31,7 +31,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 pub use session::Session;
 
@@ -160,56 +159,10 @@ impl ModeMemory {
     }
 }
 
-/// Time limits, one per phase of the conversation. Each bounds one wait
-/// (a connect, a reply, a write); the body is written in chunks, each
-/// bounded by `data`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP connect, per address.
-    pub connect: Duration,
-    /// The 220 greeting.
-    pub greeting: Duration,
-    /// The reply to EHLO (or HELO).
-    pub ehlo: Duration,
-    /// The STARTTLS reply, and each TLS handshake.
-    pub tls: Duration,
-    /// Each reply during AUTH.
-    pub auth: Duration,
-    /// The reply to MAIL (and writing a pipelined batch).
-    pub mail: Duration,
-    /// Each reply to RCPT.
-    pub rcpt: Duration,
-    /// The reply to DATA, and each write of the body.
-    pub data: Duration,
-    /// The reply to the final dot (the relay may scan the message first).
-    pub data_end: Duration,
-    /// The reply to RSET.
-    pub rset: Duration,
-    /// QUIT and closing TLS, altogether.
-    pub quit: Duration,
-}
-
-impl Default for Timeouts {
-    /// Values for a smart host that greets at once; `data_end` is generous
-    /// (Postfix's `smtp_data_done_timeout`) because giving up after the
-    /// body was sent risks a duplicate.
-    fn default() -> Self {
-        let s = Duration::from_secs;
-        Timeouts {
-            connect: s(30),
-            greeting: s(30),
-            ehlo: s(60),
-            tls: s(60),
-            auth: s(60),
-            mail: s(120),
-            rcpt: s(120),
-            data: s(180),
-            data_end: s(600),
-            rset: s(20),
-            quit: s(10),
-        }
-    }
-}
+/// Per-phase time limits: the configuration's `[relay.timeouts]` type,
+/// used as it is (see [`crate::config::RelayTimeouts`] for each phase and
+/// its default).
+pub use crate::config::RelayTimeouts as Timeouts;
 
 /// One message to send: the envelope and the spooled body.
 pub struct Message<'a> {
