@@ -148,11 +148,23 @@ fn connection_limit() {
         intake: "max_connections = 2\n".into(),
         ..Options::default()
     });
-    // The greeting proves each session holds its slot.
-    let (mut a, g) = Raw::connect(d.port);
-    assert_eq!(g.code, 220);
-    let (mut b, g) = Raw::connect(d.port);
-    assert_eq!(g.code, 220);
+    // The greeting proves each session holds its slot. The harness's
+    // readiness probe may still hold one for a moment after start: a 421
+    // here can only come from it, so retry (bounded) until greeted.
+    let greeted = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (c, g) = Raw::connect(d.port);
+            if g.code == 220 {
+                return c;
+            }
+            assert_eq!(g.code, 421, "{g:?}");
+            assert!(Instant::now() < deadline, "never greeted: {g:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut a = greeted();
+    let mut b = greeted();
     let (mut c, g) = Raw::connect(d.port);
     assert_eq!(
         (g.code, g.lines[0].get(..5)),
