@@ -366,6 +366,11 @@ impl Security {
             Security::None => "none",
         }
     }
+
+    /// Whether the session must not go ahead without TLS.
+    pub fn requires_tls(self) -> bool {
+        matches!(self, Security::Verify | Security::Encrypt)
+    }
 }
 
 /// How long a relay session waits at each step before giving up on the

@@ -514,8 +514,8 @@ impl Deliverer {
             host: rc.host.clone(),
             port: rc.port,
             addrs,
-            tls: rc.tls.into(),
-            security: rc.security.into(),
+            tls: rc.tls,
+            security: rc.security,
             tls_config_verify: relay.tls_config.clone(),
             credentials: rc
                 .credentials
@@ -551,25 +551,4 @@ fn spawn_reaper(engine: Weak<Deliverer>) {
             }
         }
     });
-}
-
-impl From<crate::config::TlsMode> for client::TlsMode {
-    fn from(m: crate::config::TlsMode) -> Self {
-        match m {
-            crate::config::TlsMode::Auto => client::TlsMode::Auto,
-            crate::config::TlsMode::StartTls => client::TlsMode::StartTls,
-            crate::config::TlsMode::Implicit => client::TlsMode::Implicit,
-        }
-    }
-}
-
-impl From<Security> for client::Security {
-    fn from(s: Security) -> Self {
-        match s {
-            Security::Verify => client::Security::Verify,
-            Security::Encrypt => client::Security::Encrypt,
-            Security::May => client::Security::May,
-            Security::None => client::Security::None,
-        }
-    }
 }

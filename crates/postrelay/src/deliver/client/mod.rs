@@ -68,48 +68,9 @@ pub struct Target {
     pub mode_memory: Arc<ModeMemory>,
 }
 
-/// How TLS starts on the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Detect: remembered mode, else implicit TLS first on port 465 and
-    /// plaintext (+ STARTTLS) first elsewhere; switch on evidence.
-    Auto,
-    /// Plaintext greeting, then STARTTLS (RFC 3207).
-    StartTls,
-    /// TLS from the first byte (RFC 8314, "wrapper mode", port 465).
-    Implicit,
-}
-
-/// What TLS must achieve for the session to go ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Security {
-    /// TLS required; the certificate chain and the host name are verified.
-    Verify,
-    /// TLS required; the certificate is not verified.
-    Encrypt,
-    /// STARTTLS when offered (unverified); plaintext otherwise, but then
-    /// no AUTH.
-    May,
-    /// No STARTTLS (implicit TLS, when the port needs it, is unverified).
-    None,
-}
-
-impl Security {
-    /// The configuration value, for messages (`security = "verify"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Security::Verify => "verify",
-            Security::Encrypt => "encrypt",
-            Security::May => "may",
-            Security::None => "none",
-        }
-    }
-
-    /// Whether the session must not go ahead without TLS.
-    pub fn requires_tls(self) -> bool {
-        matches!(self, Security::Verify | Security::Encrypt)
-    }
-}
+/// How TLS starts and what it must achieve: the configuration's types
+/// (`tls = "auto" | "starttls" | "implicit"`, `security = "verify" | …`).
+pub use crate::config::{Security, TlsMode};
 
 /// A password (the configuration's type: `Debug` and `Display` print
 /// `<redacted>`).
