@@ -82,9 +82,19 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
     };
     let mut failed = Vec::new();
     let deferred = apply_outcomes(ctx, &mut env, &result, started_ms, &mut failed);
-    let done = schedule_next(ctx, &config, &mut env, deferred, &result, &mut failed);
-    if !failed.is_empty() {
-        send_bounce(ctx, &config, &env, &failed, Action::Failed).await;
+    let mut done = schedule_next(ctx, &config, &mut env, deferred, &result, &mut failed);
+    if !failed.is_empty() && !send_bounce(ctx, &config, &env, &failed, Action::Failed).await {
+        // The notice could not be queued (disk full…): keep those
+        // recipients waiting rather than drop the message silently; the
+        // next attempt decides them again and bounces then.
+        for f in &failed {
+            if let Some(r) = env.recipients.get_mut(f.index) {
+                r.state = RcptState::Pending;
+            }
+        }
+        env.next_attempt_ms = now_ms().saturating_add(config.queue.min_backoff.as_millis() as u64);
+        env.reason = Some("the bounce could not be queued; will retry".into());
+        done = false;
     }
     if !done {
         maybe_warn_delay(ctx, &config, &mut env).await;
