@@ -77,6 +77,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     );
     let queue = Queue::load(spool.clone(), maillog.clone()).context("cannot read the queue")?;
     let committer = Committer::start(spool.clone());
+    intake::pickup::setup(spool.root());
     let resolver = Arc::new(Resolver::system());
     let deliverer =
         Deliverer::new(&config, None, resolver.clone()).context("invalid relay settings")?;

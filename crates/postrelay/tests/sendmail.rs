@@ -44,7 +44,18 @@ fn daemon() -> Daemon {
     });
     std::fs::set_permissions(d.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&d.config, PermissionsExt::from_mode(0o644)).unwrap();
-    wait_for(|| maildrop(&d).is_dir(), "maildrop/ to be created");
+    // Set up before the daemon accepts connections: a sendmail run right
+    // after the start must find maildrop/ open to the postdrop group.
+    let gid = nix::unistd::Group::from_name("postdrop")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    for (dir, mode) in [(maildrop(&d), 0o1730), (d.spool(), 0o710)] {
+        let md = std::fs::metadata(&dir).unwrap();
+        assert_eq!(md.mode() & 0o7777, mode, "{}", dir.display());
+        assert_eq!(md.gid(), gid, "{}", dir.display());
+    }
     d
 }
 
@@ -343,6 +354,45 @@ fn unprivileged_user_submits_but_cannot_look() {
     );
     d.restart();
     queued(&d, 2);
+}
+
+/// When the group privilege is missing, postdrop says which of the causes
+/// an administrator meets it is: a copy that is not setgid, or a setgid
+/// bit the kernel ignores because no_new_privs is set.
+#[test]
+fn postdrop_says_why_it_has_no_group() {
+    let Some(inst) = Install::new() else { return };
+    if !peers::require("setpriv") {
+        return;
+    }
+    let d = daemon();
+    let plain = inst.dir.path().join("postrelay-postdrop-plain");
+    std::fs::copy(inst.postdrop(), &plain).unwrap();
+    std::fs::set_permissions(&plain, PermissionsExt::from_mode(0o755)).unwrap();
+    let setgid = inst.postdrop();
+    let cases = [
+        (
+            vec![plain.to_str().unwrap()],
+            "must be installed setgid postdrop",
+        ),
+        (
+            vec!["setpriv", "--no-new-privs", setgid.to_str().unwrap()],
+            "no_new_privs",
+        ),
+    ];
+    for (argv, expect) in cases {
+        let mut args: Vec<&str> = argv[1..].to_vec();
+        let spool = d.spool();
+        args.push(spool.to_str().unwrap());
+        let out = inst.as_nobody(&d, Path::new(argv[0]), &args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(77), "{argv:?}: {err}");
+        assert!(
+            err.contains("Permission denied") && err.contains(expect),
+            "{argv:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(maildrop(&d)).unwrap().count(), 0);
 }
 
 #[test]

@@ -214,18 +214,56 @@ fn io_fail(e: io::Error) -> Fail {
 
 fn no_access(e: Errno, what: &str) -> Fail {
     match e {
-        Errno::EACCES | Errno::EPERM => Fail(
-            EX_NOPERM,
-            format!(
-                "{what}: {e}; postrelay-postdrop must be installed setgid {} \
-                 (chown root:{0} postrelay-postdrop; chmod 2755 postrelay-postdrop)",
-                maildrop::GROUP
-            ),
-        ),
+        Errno::EACCES | Errno::EPERM => Fail(EX_NOPERM, format!("{what}: {e}; {}", why_denied())),
         Errno::ENOENT => Fail(
             EX_TEMPFAIL,
             format!("{what}: {e}; has the postrelay daemon run once on this spool?"),
         ),
         _ => Fail(EX_TEMPFAIL, format!("{what}: {e}")),
+    }
+}
+
+/// Why the group could not reach maildrop/, as precisely as the process
+/// can tell: not installed setgid, setgid ignored by the kernel, or the
+/// directories not (yet) open to the group.
+fn why_denied() -> String {
+    let g = maildrop::GROUP;
+    let install = format!(
+        "postrelay-postdrop must be installed setgid {g} \
+         (chown root:{g} postrelay-postdrop; chmod 2755 postrelay-postdrop)"
+    );
+    if getegid() != getgid() {
+        // The setgid bit took effect: the directories are the problem.
+        return format!(
+            "running with group id {}, but the spool root (mode 0710) and maildrop/ (mode 1730) \
+             are not open to that group; the daemon sets them up when it starts, if the group \
+             {g} exists: (re)start it, and check that this program's group is {g}",
+            getegid()
+        );
+    }
+    let exe = std::fs::metadata("/proc/self/exe");
+    let installed = exe.as_ref().is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.mode() & 0o2000 != 0
+    });
+    if !installed {
+        return install;
+    }
+    let nnp = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NoNewPrivs:").map(|v| v.trim() == "1"))
+        })
+        .unwrap_or(false);
+    if nnp {
+        "postrelay-postdrop is setgid, but this process runs with no_new_privs set, so the \
+         kernel ignored the setgid bit (a sandbox or a service setting such as systemd's \
+         NoNewPrivileges=yes); submit from outside it, or over SMTP"
+            .into()
+    } else {
+        "postrelay-postdrop is setgid, but the kernel did not apply it: is it on a file system \
+         mounted nosuid? Install it on one that is not (such as /usr/sbin)"
+            .into()
     }
 }

@@ -1,11 +1,11 @@
 //! Pickup: queues the mail local users left in maildrop/ through
 //! `sendmail` → `postrelay-postdrop` (formats: [`crate::maildrop`]).
 //!
-//! At start it sets up maildrop/ (mode 1730, group `postdrop`) and lets
-//! the group search the spool root (0710); without the group both stay
-//! private and only root can submit, which it logs. Then, at start and
-//! every second, it lists maildrop/ and takes each ready file in name
-//! (arrival) order.
+//! At start, before the daemon is ready, [`setup`] makes maildrop/ (mode
+//! 1730, group `postdrop`) and lets the group search the spool root
+//! (0710); without the group both stay private and only root can submit,
+//! which it logs. Then, at start and every second, it lists maildrop/ and
+//! takes each ready file in name (arrival) order.
 //!
 //! Every file is hostile input: opened with `O_NOFOLLOW`, it must be a
 //! regular file whose owner (recorded by the kernel: postdrop is setgid,
@@ -48,17 +48,7 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`; a file being queued when it fires is finished.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let root = shared.spool.root().to_path_buf();
-    let r = root.clone();
-    match tokio::task::spawn_blocking(move || prepare(&r)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(
-            dir = %maildrop::dir(&root).display(), error = %e,
-            "maildrop: cannot set up the directory; local submission (sendmail) will fail"
-        ),
-        Err(e) => tracing::error!(error = %e, "maildrop: setup panicked"),
-    }
-    let dir = maildrop::dir(&root);
+    let dir = maildrop::dir(shared.spool.root());
     // Names committed whose removal failed: never queued twice by us.
     let mut committed: HashSet<String> = HashSet::new();
     loop {
@@ -67,6 +57,18 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(POLL) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Sets up maildrop/ before the daemon says it is ready, so that a
+/// `sendmail` run right after the start finds it open to the group; a
+/// failure is logged, never fatal (root can still submit).
+pub fn setup(root: &Path) {
+    if let Err(e) = prepare(root) {
+        tracing::error!(
+            dir = %maildrop::dir(root).display(), error = %e,
+            "maildrop: cannot set up the directory; local submission (sendmail) will fail"
+        );
     }
 }
 
