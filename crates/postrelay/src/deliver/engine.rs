@@ -318,28 +318,45 @@ impl Deliverer {
             return;
         }
         let mut last: Option<Failure> = None;
-        for relay in relays {
-            let started = Instant::now();
-            let lease = relay.pool.checkout(|| self.open(relay)).await;
-            let mut lease = match lease {
-                Ok(l) => l,
-                Err(f) => {
-                    result
-                        .notes
-                        .push(format!("relay {}: {}", relay.config.name, f.reason));
-                    last = Some(f);
-                    continue;
+        'relays: for relay in relays {
+            let mut reuse = true;
+            let (mut lease, sent, started, sending, conn_use) = loop {
+                let started = Instant::now();
+                let mut lease = match relay.pool.checkout(reuse, || self.open(relay)).await {
+                    Ok(l) => l,
+                    Err(f) => {
+                        result
+                            .notes
+                            .push(format!("relay {}: {}", relay.config.name, f.reason));
+                        last = Some(f);
+                        continue 'relays;
+                    }
+                };
+                let conn_use = lease.session.messages_sent() + 1;
+                let sending = Instant::now();
+                let sent = lease.session.send(&message).await;
+                match &sent {
+                    // The relay closed the idle session under us: nothing
+                    // reached it after the failed RSET; once more on a
+                    // fresh connection (at most once: that one is not
+                    // reused, so it cannot be stale).
+                    Err(f) if f.stale && lease.reused => {
+                        tracing::debug!(
+                            relay = %relay.config.name, reason = %f.reason,
+                            "idle session was stale; opening another"
+                        );
+                        reuse = false;
+                    }
+                    _ => break (lease, sent, started, sending, conn_use),
                 }
             };
             result.conn_setup = if lease.reused {
                 Duration::ZERO
             } else {
-                started.elapsed()
+                sending.duration_since(started)
             };
             let via = describe(&relay.config.host, lease.session.peer());
-            result.conn_use = lease.session.messages_sent() + 1;
-            let sending = Instant::now();
-            let sent = lease.session.send(&message).await;
+            result.conn_use = conn_use;
             result.transmission = sending.elapsed();
             result.record(
                 indices,
@@ -371,6 +388,7 @@ impl Deliverer {
             reason: Reason::Local("no relay was tried".into()),
             transcript: Vec::new(),
             session_refused: true,
+            stale: false,
         });
         result
             .outcomes
@@ -508,6 +526,7 @@ impl Deliverer {
                 reason: Reason::Dns(e),
                 transcript: Vec::new(),
                 session_refused: true,
+                stale: false,
             })?;
         let target = Target {
             name: rc.name.clone(),

@@ -1,7 +1,10 @@
 //! Connections to one relay, reused across messages.
 //!
 //! Opening a session to a provider costs a TCP handshake, a TLS handshake
-//! and an AUTH exchange; reusing it for the next message costs one RSET.
+//! and an AUTH exchange; reusing it for the next message costs one RSET,
+//! which the transaction pipelines with its MAIL (no round trip of its
+//! own). Should that RSET fail, the session was stale and the caller asks
+//! for a fresh one (`reuse = false`).
 //! The pool keeps idle sessions for `idle_timeout`, retires a session after
 //! `max_messages` messages, and never has more than `max_connections`
 //! sessions open (idle or busy) to the relay.
@@ -56,35 +59,33 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
-    /// A session for one message: a reused idle one (after RSET), or a new
-    /// one from `open` when the connection limit allows; otherwise waits
-    /// for either.
-    pub async fn checkout<F, Fut>(&self, open: F) -> Result<Lease, Failure>
+    /// A session for one message: with `reuse`, an idle one (the
+    /// transaction resets it), else a new one from `open` when the
+    /// connection limit allows; otherwise waits for either. Without
+    /// `reuse` always a new one, closing an idle session to make room.
+    pub async fn checkout<F, Fut>(&self, reuse: bool, open: F) -> Result<Lease, Failure>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Session, Failure>>,
     {
         loop {
-            while let Some(mut idle) = self.pop_idle() {
-                if idle.since.elapsed() > self.idle_timeout {
+            while reuse && let Some(idle) = self.pop_idle() {
+                if idle.since.elapsed() > self.idle_timeout || !idle.session.is_reusable() {
                     retire(idle.session);
                     continue;
                 }
-                match idle.session.reset().await {
-                    Ok(()) => {
-                        return Ok(Lease {
-                            session: idle.session,
-                            permit: idle.permit,
-                            reused: true,
-                        });
-                    }
-                    Err(e) => {
-                        tracing::debug!(reason = %e.reason, "idle session failed RSET; opening another")
-                    }
-                }
+                return Ok(Lease {
+                    session: idle.session,
+                    permit: idle.permit,
+                    reused: true,
+                });
             }
             let permit = match self.slots.clone().try_acquire_owned() {
                 Ok(p) => p,
+                Err(_) if !reuse && let Some(idle) = self.pop_idle() => {
+                    retire(idle.session);
+                    idle.permit
+                }
                 Err(_) => {
                     // Cancel safety: both branches are cancel-safe; a
                     // permit acquired here is used below, a notification

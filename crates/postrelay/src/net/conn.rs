@@ -90,6 +90,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         !self.wbuf.is_empty()
     }
 
+    /// How many bytes are queued and not yet sent.
+    pub fn pending_output(&self) -> usize {
+        self.wbuf.len()
+    }
+
     /// Writes everything queued, within `timeout`.
     pub async fn flush(&mut self, timeout: Duration) -> Result<(), ConnError> {
         if self.wbuf.is_empty() {

@@ -55,6 +55,9 @@ pub struct Script {
     pub close_mid_data: bool,
     /// The reply to the final dot.
     pub end_reply: String,
+    /// The reply to RSET; after a 421 the server closes the connection
+    /// (as one does when an idle session times out).
+    pub rset_reply: String,
 }
 
 impl Default for Script {
@@ -75,6 +78,7 @@ impl Default for Script {
             accept_data_without_rcpt: false,
             close_mid_data: false,
             end_reply: "250 2.0.0 Ok: queued as FAKE".into(),
+            rset_reply: "250 2.0.0 Ok".into(),
         }
     }
 }
@@ -85,6 +89,10 @@ struct Recorded {
     bytes: Vec<u8>,
     bodies: Vec<Vec<u8>>,
     finished: usize,
+    accepted: usize,
+    /// Commands (upper-case verbs) that arrived with more input behind
+    /// them in the same read: the client pipelined them.
+    pipelined: Vec<String>,
 }
 
 /// A running fake server; stopped on drop.
@@ -104,6 +112,7 @@ impl FakeServer {
         let task_rec = rec.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                task_rec.lock().unwrap().accepted += 1;
                 let (script, rec) = (script.clone(), task_rec.clone());
                 tokio::spawn(async move {
                     let _ = serve(stream, &script, &rec).await;
@@ -131,6 +140,16 @@ impl FakeServer {
     /// Message bodies received (dot-stuffed, without the final `.CRLF`).
     pub fn bodies(&self) -> Vec<Vec<u8>> {
         self.rec.lock().unwrap().bodies.clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.rec.lock().unwrap().accepted
+    }
+
+    /// Verbs of the commands that came with more input behind them.
+    pub fn pipelined(&self) -> Vec<String> {
+        self.rec.lock().unwrap().pipelined.clone()
     }
 
     /// Waits (at most `timeout`) until `n` connections have ended, so that
@@ -222,6 +241,9 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
     while let Some(line) = p.line().await {
         let upper = line.to_ascii_uppercase();
         let verb = upper.split(' ').next().unwrap_or_default().to_owned();
+        if !p.buf.is_empty() {
+            rec.lock().unwrap().pipelined.push(verb.clone());
+        }
         match verb.as_str() {
             "EHLO" => {
                 let mut caps = vec!["fake.test".to_owned()];
@@ -320,7 +342,10 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
             "RSET" => {
                 rcpt_n = 0;
                 accepted = 0;
-                p.reply("250 2.0.0 Ok").await?;
+                p.reply(&script.rset_reply).await?;
+                if script.rset_reply.starts_with("421") {
+                    return Ok(());
+                }
             }
             "QUIT" => {
                 p.reply("221 2.0.0 Bye").await?;

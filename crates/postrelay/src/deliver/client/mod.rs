@@ -166,6 +166,10 @@ pub struct Failure {
     /// greeting, EHLO, TLS, AUTH): the caller may fail over to the next
     /// relay.
     pub session_refused: bool,
+    /// A reused session turned out closed (or confused) before the
+    /// transaction began: its RSET failed, so the relay acted on nothing
+    /// we sent after it; the message may go out on a fresh connection.
+    pub stale: bool,
 }
 
 impl fmt::Display for Failure {

@@ -86,6 +86,7 @@ impl Session {
                     reason,
                     transcript: wire.tr.take(),
                     session_refused: true,
+                    stale: false,
                 })
             }
         }
@@ -159,7 +160,23 @@ impl Session {
             reason,
             transcript: self.wire.tr.take(),
             session_refused: false,
+            stale: false,
         }
+    }
+
+    /// A reused session that failed its RSET: dead, and [`Failure::stale`].
+    pub(super) fn stale(&mut self, reason: Reason) -> Failure {
+        self.state = State::Dead;
+        self.wire.abandon();
+        Failure {
+            stale: true,
+            ..self.failure(reason)
+        }
+    }
+
+    /// Whether the pool may lend this session for another message.
+    pub fn is_reusable(&self) -> bool {
+        self.state != State::Dead && self.wire.is_open()
     }
 }
 

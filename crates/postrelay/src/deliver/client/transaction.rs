@@ -33,6 +33,8 @@ const PIPELINE_GROUP: usize = 100;
 /// A command of the envelope, for matching replies.
 #[derive(Debug, Clone, Copy)]
 enum Step {
+    /// RSET ahead of MAIL on a reused session.
+    Rset,
     Mail,
     /// RCPT for the recipient at this index of the message.
     Rcpt(usize),
@@ -55,15 +57,24 @@ impl Session {
     /// session. A relay's 421 is not an `Err`: the undecided recipients
     /// get it as their (deferring) reason and the session is dead.
     pub async fn send(&mut self, msg: &Message<'_>) -> Result<Vec<Outcome>, Failure> {
-        match self.state {
+        // A reused session is reset first: with PIPELINING the RSET leads
+        // the envelope's write, otherwise it is a round trip of its own.
+        // Either way a failed RSET makes the failure `stale`.
+        let reset_first = match self.state {
             State::Dead => {
-                return Err(self.failure(Reason::Protocol(
+                return Err(self.stale(Reason::Protocol(
                     "the session was closed; it cannot be reused".into(),
                 )));
             }
-            State::NeedsReset => self.reset().await?,
-            State::Ready => {}
-        }
+            State::NeedsReset if self.caps.pipelining => true,
+            State::NeedsReset => {
+                if let Err(f) = self.reset().await {
+                    return Err(Failure { stale: true, ..f });
+                }
+                false
+            }
+            State::Ready => false,
+        };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; msg.recipients.len()];
         let from = match reverse_path(msg.sender) {
             Ok(p) => p,
@@ -116,7 +127,10 @@ impl Session {
             smtputf8: msg.smtputf8,
             ..MailParams::default()
         };
-        let mut commands = Vec::with_capacity(rcpts.len() + 2);
+        let mut commands = Vec::with_capacity(rcpts.len() + 3);
+        if reset_first {
+            commands.push((Step::Rset, Command::Rset));
+        }
         commands.push((Step::Mail, Command::Mail { from, params }));
         for (i, to) in rcpts {
             let params = RcptParams::default();
@@ -149,12 +163,18 @@ impl Session {
             }
             for &(step, _) in batch {
                 let (phase, timeout) = match step {
+                    Step::Rset => (Phase::Rset, self.timeouts.rset),
                     Step::Mail => (Phase::Mail, self.timeouts.mail),
                     Step::Rcpt(_) => (Phase::Rcpt, self.timeouts.rcpt),
                     Step::Data => (Phase::Data, self.timeouts.data),
                 };
                 let reply = match self.wire.reply(phase, timeout).await {
+                    Ok(r) if matches!(step, Step::Rset) && !r.is_positive_completion() => {
+                        return Err(self.stale(Reason::Reply { phase, reply: r }));
+                    }
+                    Ok(_) if matches!(step, Step::Rset) => continue,
                     Ok(r) => r,
+                    Err(reason) if matches!(step, Step::Rset) => return Err(self.stale(reason)),
                     Err(reason) => return Err(self.broke(reason)),
                 };
                 if reply.code == 421 {
@@ -176,6 +196,7 @@ impl Session {
                         }
                     }
                     Step::Data => data_reply = Some(reply),
+                    Step::Rset => {}
                 }
             }
             next += batch.len();
@@ -261,7 +282,9 @@ impl Session {
     }
 
     /// Streams the spool file through the dot-stuffer, chunk by chunk, and
-    /// queues the terminator (sent with the wait for the final reply).
+    /// queues the terminator. Bytes go out once [`BODY_CHUNK`] of them are
+    /// queued; the rest leaves with the terminator when the final reply is
+    /// awaited, so a small message is one write (one TLS record).
     async fn body(
         &mut self,
         mut file: std::fs::File,
@@ -288,10 +311,12 @@ impl Session {
             out.clear();
             stuffer.stuff(chunk.get(..n).unwrap_or_default(), &mut out);
             self.wire.body(&out);
-            self.wire
-                .flush(Phase::DataEnd, self.timeouts.data)
-                .await
-                .map_err(BodyError::Net)?;
+            if self.wire.pending() >= BODY_CHUNK {
+                self.wire
+                    .flush(Phase::DataEnd, self.timeouts.data)
+                    .await
+                    .map_err(BodyError::Net)?;
+            }
         }
         out.clear();
         stuffer.finish(&mut out);

@@ -93,6 +93,11 @@ impl Wire {
         }
     }
 
+    /// How many bytes are queued and not yet sent.
+    pub(super) fn pending(&self) -> usize {
+        self.conn.as_ref().map_or(0, Conn::pending_output)
+    }
+
     /// Sends everything queued within `timeout`.
     pub(super) async fn flush(&mut self, phase: Phase, timeout: Duration) -> Result<(), Reason> {
         let conn = self.conn()?;

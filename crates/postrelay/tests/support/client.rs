@@ -1,0 +1,79 @@
+//! Building blocks for tests of the outbound client (`deliver::client`):
+//! a target on loopback, a spool file with a message, short timeouts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postrelay::deliver::client::{Message, ModeMemory, Security, Target, Timeouts, TlsMode};
+use postrelay::net::tls;
+
+pub fn short_timeouts() -> Timeouts {
+    let s = Duration::from_secs;
+    Timeouts {
+        connect: s(5),
+        greeting: s(3),
+        ehlo: s(10),
+        tls: s(5),
+        auth: s(10),
+        mail: s(10),
+        rcpt: s(10),
+        data: s(10),
+        data_end: s(20),
+        rset: s(5),
+        quit: s(5),
+    }
+}
+
+pub fn target(port: u16, tls: TlsMode, security: Security, ca: Option<&Path>) -> Target {
+    Target {
+        name: format!("test-relay-{port}"),
+        host: "localhost".into(),
+        port,
+        addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+        tls,
+        security,
+        tls_config_verify: tls::client_config(ca).expect("TLS config"),
+        credentials: None,
+        allow_plaintext_auth: false,
+        helo_name: "client.postrelay.test".into(),
+        timeouts: short_timeouts(),
+        verbose: true,
+        mode_memory: Arc::new(ModeMemory::new()),
+    }
+}
+
+/// A spool file holding `body`, and the message around it.
+pub struct Spool {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+pub fn spool(body: &[u8]) -> Spool {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.msg");
+    std::fs::write(&path, body).unwrap();
+    Spool {
+        _dir: dir,
+        path,
+        size: body.len() as u64,
+    }
+}
+
+pub fn message<'a>(s: &'a Spool, sender: &'a str, rcpts: &'a [String]) -> Message<'a> {
+    Message {
+        sender,
+        recipients: rcpts,
+        body: &s.path,
+        size: s.size,
+        eight_bit: true,
+        smtputf8: false,
+        header: None,
+    }
+}
+
+pub fn rcpts(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
