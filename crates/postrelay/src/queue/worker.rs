@@ -99,8 +99,10 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
     if !done {
         maybe_warn_delay(ctx, &config, &mut env).await;
     }
-    // Removal is two unlinks (no fsync: see Spool::remove_lazily), cheap
-    // enough to do here; a rewrite fsyncs, so it goes to a blocking thread.
+    // Removal moves the envelope out of queue/ (one rename or unlink, no
+    // fsync: see Spool::remove_lazily; the committer deals with the body
+    // later), cheap enough to do here; a rewrite fsyncs, so it goes to a
+    // blocking thread.
     let finished = if done {
         Ok(ctx.queue.finish_attempt(&env, true))
     } else {

@@ -1,11 +1,13 @@
 //! The in-flight stages of a message before it is committed.
 //!
-//! A message starts as a [`BodyWriter`] (`tmp/<id>.msg` being written), becomes
-//! [`Staged`] once body and envelope are both in tmp/ and `fdatasync`ed, and
-//! is then committed by [`Spool::commit_batch`](super::Spool::commit_batch).
-//! Both types own their tmp/ files: dropping either without going on removes
-//! them, so an aborted SMTP transaction or a failed step leaves nothing
-//! behind. Nothing here touches queue/.
+//! A message starts as a [`BodyWriter`] (`queue/<id>.msg` being written in
+//! place, a fresh file or one taken from the free list), becomes [`Staged`]
+//! once its envelope is in `tmp/<id>.env` too (both `fdatasync`ed with
+//! [`SyncMode::Files`](super::SyncMode::Files)), and is then committed by
+//! [`Spool::commit_batch`](super::Spool::commit_batch). Both types own the
+//! message's files until then: dropping either without going on unlinks
+//! them (recycled or not), so an aborted SMTP transaction or a failed step
+//! leaves nothing behind. Nothing here renames anything into queue/.
 
 use std::fmt;
 use std::fs::File;
@@ -13,7 +15,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::durable::{FileOps, remove_quietly};
+use super::durable::{FileOps, cut, remove_quietly};
 use super::envelope::Envelope;
 use super::error::SpoolError;
 use super::id::QueueId;
@@ -21,7 +23,8 @@ use super::id::QueueId;
 /// Buffer size of a [`BodyWriter`]: few, large `write(2)` calls.
 const BODY_BUFFER: usize = 64 * 1024;
 
-/// Files in tmp/ that are removed on drop unless disarmed.
+/// A message's uncommitted files (its body in queue/, its envelope in
+/// tmp/), unlinked on drop unless disarmed.
 pub(crate) struct TmpFiles {
     ops: Arc<dyn FileOps>,
     paths: Vec<PathBuf>,
@@ -70,7 +73,7 @@ impl Write for OpsFile {
     }
 }
 
-/// A message body being received into `tmp/<id>.msg`.
+/// A message body being received into `queue/<id>.msg`.
 ///
 /// Buffered (64 KiB). Write the body exactly as it will be sent (CRLF line
 /// ends, dot-unstuffed), then hand it to
@@ -80,18 +83,29 @@ pub struct BodyWriter {
     id: QueueId,
     out: Option<BufWriter<OpsFile>>,
     len: u64,
-    /// Owns `tmp/<id>.msg`; `None` only after `finish` handed it on.
+    /// Length of the file when it was opened: 0 if fresh, the old content's
+    /// if recycled. `finish` cuts the file to `len` if this is longer.
+    old_len: u64,
+    /// Owns `queue/<id>.msg`; `None` only after `finish` handed it on.
     guard: Option<TmpFiles>,
 }
 
 impl BodyWriter {
-    pub(crate) fn new(id: QueueId, file: File, path: PathBuf, ops: Arc<dyn FileOps>) -> BodyWriter {
+    /// `file` is `path`, open for writing at offset 0 and `old_len` bytes long.
+    pub(crate) fn new(
+        id: QueueId,
+        file: File,
+        path: PathBuf,
+        ops: Arc<dyn FileOps>,
+        old_len: u64,
+    ) -> BodyWriter {
         let guard = TmpFiles::new(ops.clone(), path.clone());
         let out = BufWriter::with_capacity(BODY_BUFFER, OpsFile { file, path, ops });
         BodyWriter {
             id,
             out: Some(out),
             len: 0,
+            old_len,
             guard: Some(guard),
         }
     }
@@ -111,13 +125,15 @@ impl BodyWriter {
         self.len == 0
     }
 
-    /// Gives up on this message: the tmp file is removed.
+    /// Gives up on this message: the file is removed.
     pub fn abort(self) {
         drop(self);
     }
 
-    /// Flushes the buffer and, when `sync`, `fdatasync`s the file; returns
-    /// the guard that still owns the file, and the body's length.
+    /// Flushes the buffer, cuts a recycled file to the bytes written (before
+    /// any sync, so no old byte survives) and, when `sync`, `fdatasync`s the
+    /// file; returns the guard that still owns the file, and the body's
+    /// length.
     pub(crate) fn finish(mut self, sync: bool) -> Result<(QueueId, u64, TmpFiles), SpoolError> {
         let out = self.out.take().expect("BodyWriter used after finish");
         let path = out.get_ref().path.clone();
@@ -127,6 +143,7 @@ impl BodyWriter {
             let _ = unflushed.into_parts();
             SpoolError::io("write", &path, error)
         })?;
+        cut(&*inner.ops, &inner.file, &path, self.old_len, self.len)?;
         if sync {
             inner
                 .ops
@@ -177,9 +194,11 @@ impl fmt::Debug for BodyWriter {
     }
 }
 
-/// A message whose body and envelope are in tmp/ and synced, ready to commit.
+/// A message whose body (in queue/) and envelope (in tmp/) are written,
+/// ready to commit; durable already with [`SyncMode::Files`](super::SyncMode::Files),
+/// made durable by the committer's `syncfs` otherwise.
 ///
-/// Dropping it uncommitted removes both tmp files.
+/// Dropping it uncommitted removes both files.
 pub struct Staged {
     /// The message's id.
     pub id: QueueId,

@@ -1,8 +1,8 @@
 //! Durable file writes, and the seam through which tests make them fail.
 //!
 //! Every spool operation that must survive a crash goes through [`FileOps`]:
-//! creating a file, writing it, `fdatasync`, `rename`, `fsync` of a directory
-//! and unlinking. Production uses [`RealFs`]; tests substitute an
+//! creating a file (or reopening a recycled one), writing it, cutting it to
+//! length, `fdatasync`, `rename`, `fsync` of a directory and unlinking. Production uses [`RealFs`]; tests substitute an
 //! implementation that fails chosen calls with ENOSPC or EIO and check that
 //! nothing is acknowledged and nothing half-written is left behind.
 //! Directory creation and reads are not routed through the seam: they happen
@@ -27,12 +27,24 @@ pub const FILE_MODE: u32 = 0o600;
 pub trait FileOps: Send + Sync + fmt::Debug {
     /// Creates a new file for writing, mode 0600, failing if it exists (`O_EXCL`).
     fn create_new(&self, path: &Path) -> io::Result<File>;
+    /// Opens an existing regular file for writing at offset 0, keeping its
+    /// content (no `O_CREAT`, no `O_TRUNC`; `O_NOFOLLOW`). Only for files
+    /// taken from the free list, which the caller then overwrites and cuts
+    /// to length with [`FileOps::set_len`].
+    fn open_existing_for_write(&self, path: &Path) -> io::Result<File>;
+    /// `ftruncate(2)`: makes `file` (which is `path`) exactly `len` bytes long.
+    fn set_len(&self, file: &File, path: &Path, len: u64) -> io::Result<()>;
     /// One `write(2)` to `file` (which is `path`).
     fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> io::Result<usize>;
     /// `fdatasync(2)`: the file's data and size are on stable storage.
     fn sync_data(&self, file: &File, path: &Path) -> io::Result<()>;
     /// `rename(2)`, atomic within one file system.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `renameat2(2)` with `RENAME_NOREPLACE`: like [`FileOps::rename`] but
+    /// fails with `AlreadyExists` instead of replacing `to`. A file system
+    /// that cannot do it answers `EINVAL` (kind `InvalidInput`); a platform
+    /// without the call, `Unsupported`.
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// `fsync(2)` of a directory: its entries (renames, unlinks) are durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// `unlink(2)`.
@@ -56,6 +68,17 @@ impl FileOps for RealFs {
             .open(path)
     }
 
+    fn open_existing_for_write(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC | nix::libc::O_NOFOLLOW)
+            .open(path)
+    }
+
+    fn set_len(&self, file: &File, _path: &Path, len: u64) -> io::Result<()> {
+        file.set_len(len)
+    }
+
     fn write(&self, file: &mut File, _path: &Path, buf: &[u8]) -> io::Result<usize> {
         file.write(buf)
     }
@@ -66,6 +89,18 @@ impl FileOps for RealFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+            .map_err(io::Error::from)
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn rename_noreplace(&self, _from: &Path, _to: &Path) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -127,11 +162,31 @@ pub fn write_new(
     bytes: &[u8],
     sync: bool,
 ) -> Result<(), SpoolError> {
-    let mut file = ops
+    let file = ops
         .create_new(path)
         .map_err(|e| SpoolError::io("create", path, e))?;
+    overwrite(ops, file, 0, path, bytes, sync)
+}
+
+/// Writes `bytes` into `file` (which is `path`, open for writing at offset
+/// 0 and `old_len` bytes long), cuts it to `bytes.len()` if it was longer,
+/// then `fdatasync`s when `sync`. The cut comes before any sync, so nothing
+/// of the file's earlier content survives once it is durable.
+///
+/// For a fresh file `old_len` is 0; for one taken from the free list it is
+/// its length when it was opened. On failure `path` is removed.
+pub fn overwrite(
+    ops: &dyn FileOps,
+    mut file: File,
+    old_len: u64,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+) -> Result<(), SpoolError> {
+    let len = bytes.len() as u64;
     let result = write_all(ops, &mut file, path, bytes)
         .map_err(|e| SpoolError::io("write", path, e))
+        .and_then(|()| cut(ops, &file, path, old_len, len))
         .and_then(|()| {
             if !sync {
                 return Ok(());
@@ -144,6 +199,22 @@ pub fn write_new(
         remove_quietly(ops, path);
     }
     result
+}
+
+/// Cuts `file` (which is `path`) to `len` bytes if it is longer (`old_len`
+/// is its length before it was written); a no-op for fresh files.
+pub(crate) fn cut(
+    ops: &dyn FileOps,
+    file: &File,
+    path: &Path,
+    old_len: u64,
+    len: u64,
+) -> Result<(), SpoolError> {
+    if old_len <= len {
+        return Ok(());
+    }
+    ops.set_len(file, path, len)
+        .map_err(|e| SpoolError::io("truncate", path, e))
 }
 
 /// Replaces `final_path` with `bytes` so that a crash leaves either the old

@@ -15,8 +15,12 @@ use super::durable::{FileOps, RealFs};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Create,
+    /// Reopening a file taken from the free list.
+    OpenExisting,
     Write,
+    SetLen,
     SyncData,
+    /// Both `rename` and `rename_noreplace`.
     Rename,
     SyncDir,
     Remove,
@@ -97,6 +101,16 @@ impl FileOps for FaultyFs {
         RealFs.create_new(path)
     }
 
+    fn open_existing_for_write(&self, path: &Path) -> io::Result<File> {
+        self.check(Op::OpenExisting, &[path])?;
+        RealFs.open_existing_for_write(path)
+    }
+
+    fn set_len(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
+        self.check(Op::SetLen, &[path])?;
+        RealFs.set_len(file, path, len)
+    }
+
     fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> io::Result<usize> {
         self.check(Op::Write, &[path])?;
         let n = if self.short_writes {
@@ -115,6 +129,11 @@ impl FileOps for FaultyFs {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check(Op::Rename, &[from, to])?;
         RealFs.rename(from, to)
+    }
+
+    fn rename_noreplace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(Op::Rename, &[from, to])?;
+        RealFs.rename_noreplace(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -23,6 +23,9 @@ pub const QUEUE_DIR: &str = "queue";
 pub const HOLD_DIR: &str = "hold";
 /// Sub-directory for files that failed to parse, kept for humans.
 pub const CORRUPT_DIR: &str = "corrupt";
+/// Sub-directory for files of delivered messages kept for reuse (see
+/// `spool/free.rs`); garbage by definition, emptied at startup.
+pub const FREE_DIR: &str = "free";
 /// The lock file held by the daemon.
 pub const LOCK_FILE: &str = "lock";
 
@@ -58,6 +61,8 @@ pub struct Layout {
     pub hold: PathBuf,
     /// `<root>/corrupt`.
     pub corrupt: PathBuf,
+    /// `<root>/free`.
+    pub free: PathBuf,
 }
 
 impl Layout {
@@ -69,6 +74,7 @@ impl Layout {
             queue: root.join(QUEUE_DIR),
             hold: root.join(HOLD_DIR),
             corrupt: root.join(CORRUPT_DIR),
+            free: root.join(FREE_DIR),
         }
     }
 

@@ -6,18 +6,25 @@
 //!
 //! ```text
 //! <root>/lock      flock held by the one daemon using this spool
-//! <root>/tmp/      files being written; emptied by recovery at startup
+//! <root>/tmp/      envelopes being written; emptied by recovery at startup
 //! <root>/queue/    <id>.msg (body, immutable) + <id>.env (envelope JSON)
 //! <root>/hold/     <id>.env of held messages (the body stays in queue/)
 //! <root>/corrupt/  files that failed to parse, kept for humans
+//! <root>/free/     files of delivered messages kept for reuse; emptied at startup
 //! ```
 //!
 //! A message exists iff its `<id>.env` exists in queue/ or hold/. The write
-//! path is: [`Spool::new_body`] → write → [`Spool::stage`] (body and envelope
-//! `fdatasync`ed in tmp/) → [`Spool::commit_batch`] (rename body, then
-//! envelope, into queue/; one `fsync` of queue/ for the whole batch), usually
-//! through the group [`Committer`]. Removal runs the other way: envelope,
-//! then body, then `fsync`.
+//! path is: [`Spool::new_body`] (`queue/<id>.msg`, written in place) → write
+//! → [`Spool::stage`] (envelope in `tmp/<id>.env`; both `fdatasync`ed with
+//! [`SyncMode::Files`]) → [`Spool::commit_batch`] (`syncfs` with
+//! [`SyncMode::Filesystem`]; rename each envelope into queue/; one `fsync`
+//! of queue/ for the whole batch), usually through the group [`Committer`].
+//! Removal runs the other way: envelope, `fsync`, body.
+//!
+//! Files are recycled: a delivered message's envelope and body move to
+//! free/ instead of being unlinked, and new messages take their files from
+//! there instead of creating them, because inode allocation and eviction
+//! were the daemon's largest CPU cost (see `free.rs` for why this is safe).
 //!
 //! This module does not schedule, deliver or index messages (that is
 //! `queue`), nor does it speak SMTP. Its calls block on disk I/O; async
@@ -28,10 +35,12 @@ mod commit;
 pub mod durable;
 mod envelope;
 mod error;
+mod free;
 mod health;
 mod id;
 mod layout;
 mod recover;
+mod setup;
 
 #[cfg(test)]
 mod faults;
@@ -39,10 +48,11 @@ mod faults;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_free;
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -61,8 +71,10 @@ pub use recover::RecoveryReport;
 
 use durable::remove_quietly;
 use error::copy_io_error;
+use free::FreeList;
 use health::HealthSampler;
 use layout::{LOCK_FILE, Layout};
+use setup::{create_private_dir, take_lock};
 
 /// The current time in Unix milliseconds, the unit of every timestamp in
 /// an [`Envelope`]. A clock before 1970 reads as 0.
@@ -121,8 +133,9 @@ struct Inner {
     /// Serialises hold, release, remove and rewrite, so that each one's
     /// check-then-rename is atomic with respect to the others.
     admin: Mutex<()>,
-    /// Messages removed lazily whose bodies wait for the next fsync.
-    doomed: Mutex<Vec<QueueId>>,
+    /// Files kept for reuse, and messages removed lazily whose bodies wait
+    /// for the next fsync.
+    free: FreeList,
     /// Holds the flock for as long as the spool is open.
     _lock: File,
 }
@@ -150,7 +163,13 @@ impl Spool {
         let layout = Layout::new(root);
         let mut created = create_private_dir(root)?;
         let lock = take_lock(&root.join(LOCK_FILE))?;
-        for dir in [&layout.tmp, &layout.queue, &layout.hold, &layout.corrupt] {
+        for dir in [
+            &layout.tmp,
+            &layout.queue,
+            &layout.hold,
+            &layout.corrupt,
+            &layout.free,
+        ] {
             created |= create_private_dir(dir)?;
         }
         if created {
@@ -162,6 +181,7 @@ impl Spool {
             }
         }
         let health = HealthSampler::new(options.health, &layout.tmp);
+        let free = FreeList::new(layout.free.clone());
         Ok(Spool {
             inner: Arc::new(Inner {
                 layout,
@@ -169,7 +189,7 @@ impl Spool {
                 sync: options.sync,
                 health,
                 admin: Mutex::new(()),
-                doomed: Mutex::new(Vec::new()),
+                free,
                 _lock: lock,
             }),
         })
@@ -205,26 +225,40 @@ impl Spool {
     /// Cleans up after a crash; call once after [`Spool::open`], before
     /// accepting or scheduling anything.
     ///
-    /// Empties tmp/; deletes bodies in queue/ that have no envelope (never
-    /// acknowledged); moves to corrupt/ (with a loud error log) envelopes
-    /// that do not parse, name another id, lack a body or disagree with its
-    /// size; leaves unknown files alone. Nothing acknowledged is deleted.
+    /// Empties tmp/ and free/; deletes bodies in queue/ that have no
+    /// envelope (never acknowledged); moves to corrupt/ (with a loud error
+    /// log) envelopes that do not parse, name another id, lack a body or
+    /// disagree with its size; leaves unknown files alone. Nothing
+    /// acknowledged is deleted.
     pub fn recover(&self) -> Result<RecoveryReport, SpoolError> {
         let _admin = self.admin();
+        self.inner.free.forget_ready();
         recover::recover(&self.inner.layout, &*self.inner.ops)
     }
 
-    /// Starts a new message: allocates its id and creates `queue/<id>.msg`
+    /// Starts a new message: allocates its id and makes `queue/<id>.msg`,
+    /// from a file of the free list (renamed there without replacing
+    /// anything, to be overwritten and cut to length) or else created
     /// (0600, `O_EXCL`). The body is written in place: until its envelope
     /// exists the message does not (a body alone is an orphan that
     /// recovery removes), so no rename is needed for it.
     pub fn new_body(&self) -> Result<BodyWriter, SpoolError> {
+        let ops = &self.inner.ops;
         let mut attempts = 0;
         loop {
             let id = QueueId::generate();
             let path = self.inner.layout.body_path(&id);
-            match self.inner.ops.create_new(&path) {
-                Ok(file) => return Ok(BodyWriter::new(id, file, path, self.inner.ops.clone())),
+            if let Some(reused) = self.inner.free.reuse(&**ops, FileKind::Body, &path) {
+                return Ok(BodyWriter::new(
+                    id,
+                    reused.file,
+                    path,
+                    ops.clone(),
+                    reused.len,
+                ));
+            }
+            match ops.create_new(&path) {
+                Ok(file) => return Ok(BodyWriter::new(id, file, path, ops.clone(), 0)),
                 // Two ids equal in timestamp and 80 random bits: take another.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
                 Err(e) => return Err(SpoolError::io("create", path, e)),
@@ -232,10 +266,12 @@ impl Spool {
         }
     }
 
-    /// Makes a received message ready to commit: flushes the body, writes
-    /// the envelope to `tmp/<id>.env`, and with [`SyncMode::Files`]
-    /// `fdatasync`s both (with [`SyncMode::Filesystem`] the committer makes
-    /// the whole batch durable at once). See [`Spool::stage_blocks`].
+    /// Makes a received message ready to commit: flushes the body (cut to
+    /// length if its file was recycled), writes the envelope to
+    /// `tmp/<id>.env` (into a recycled file if there is one), and with
+    /// [`SyncMode::Files`] `fdatasync`s both (with [`SyncMode::Filesystem`]
+    /// the committer makes the whole batch durable at once). See
+    /// [`Spool::stage_blocks`].
     ///
     /// The envelope's `size` is set from the body (whatever the caller put
     /// there); its `id` must be the body's. Blocking. On error both tmp files
@@ -252,7 +288,12 @@ impl Spool {
         let mut envelope = envelope.clone();
         envelope.size = len;
         let env_tmp = self.inner.layout.tmp.join(id.envelope_name());
-        durable::write_new(&*self.inner.ops, &env_tmp, &envelope.to_json(), sync)?;
+        let ops = &*self.inner.ops;
+        let json = envelope.to_json();
+        match self.inner.free.reuse(ops, FileKind::Envelope, &env_tmp) {
+            Some(r) => durable::overwrite(ops, r.file, r.len, &env_tmp, &json, sync)?,
+            None => durable::write_new(ops, &env_tmp, &json, sync)?,
+        }
         guard.push(env_tmp.clone());
         let body = self.inner.layout.body_path(&id);
         Ok(Staged::new(envelope, body, env_tmp, guard))
@@ -271,7 +312,7 @@ impl Spool {
     /// For each message: rename the envelope into queue/ (which makes the
     /// message exist; its body is already there). Then `fsync` queue/ once,
     /// which also makes the removals done since the last fsync durable:
-    /// the bodies of those messages are unlinked afterwards (see
+    /// the files of those messages go to the free list afterwards (see
     /// [`Spool::remove_lazily`]). Results are in batch order;
     /// only an `Ok` may be acknowledged.
     ///
@@ -293,14 +334,14 @@ impl Spool {
         let ops = &*self.inner.ops;
         let mut results: Vec<Result<QueueId, SpoolError>> = Vec::with_capacity(batch.len());
         let mut renamed = Vec::new();
-        let doomed = self.take_doomed();
+        let doomed = self.inner.free.take_doomed();
         if self.inner.sync == SyncMode::Filesystem
             && !batch.is_empty()
             && let Err(e) = ops.sync_filesystem(&layout.queue)
         {
             // Nothing was renamed: dropping the batch removes its files.
             tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");
-            self.give_back_doomed(doomed);
+            self.inner.free.give_back_doomed(doomed);
             let err =
                 |e: &io::Error| Err(SpoolError::io("syncfs", &layout.queue, copy_io_error(e)));
             return batch.iter().map(|_| err(&e)).collect();
@@ -323,7 +364,7 @@ impl Spool {
             return results;
         }
         if let Err(e) = ops.sync_dir(&layout.queue) {
-            self.give_back_doomed(doomed);
+            self.inner.free.give_back_doomed(doomed);
             tracing::error!(
                 dir = %layout.queue.display(), error = %e, messages = renamed.len(),
                 "spool: fsync failed; withdrawing the whole batch (clients get 4xx)"
@@ -341,21 +382,25 @@ impl Spool {
             let _ = ops.sync_dir(&layout.queue);
             return results;
         }
-        self.unlink_bodies(doomed);
+        self.inner.free.release(ops, layout, doomed);
         results
     }
 
-    /// Removes a delivered message cheaply: its envelope is unlinked now
-    /// (the message stops existing for `list` and the scheduler), its body
-    /// only after the next `fsync` of queue/ made that unlink durable,
+    /// Removes a delivered message cheaply: its envelope leaves queue/ now
+    /// (renamed into free/ for reuse, or unlinked when free/ is full): the
+    /// message stops existing for `list` and the scheduler. Its body
+    /// follows only after the next `fsync` of queue/ made that durable,
     /// done by the committer ([`Spool::commit_batch`] or
-    /// [`Spool::reap_removed`]). No `fsync` of its own.
+    /// [`Spool::reap_removed`]); only then may either file be reused. No
+    /// `fsync` of its own.
     ///
     /// After a crash either the envelope is back with its body (the
     /// message is delivered again: a duplicate, never a loss) or it is gone
     /// and the body is an orphan that recovery removes. An envelope
     /// without its body, which recovery would report as corrupt, cannot
-    /// happen. Messages in hold/ are removed with [`Spool::remove`].
+    /// happen. Call it only once nothing reads the message's files any
+    /// more (see `free.rs`). Messages in hold/ are removed with
+    /// [`Spool::remove`].
     pub fn remove_lazily(&self, id: &QueueId) -> Result<(), SpoolError> {
         let _admin = self.admin();
         match self.locate(id)? {
@@ -366,52 +411,28 @@ impl Spool {
             }
             Some(Location::Queue) => {}
         }
-        let env = self.inner.layout.envelope_path(id, Location::Queue);
         self.inner
-            .ops
-            .remove_file(&env)
-            .map_err(|e| SpoolError::io("remove", &env, e))?;
-        self.inner
-            .doomed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(*id);
-        Ok(())
+            .free
+            .retire(&*self.inner.ops, &self.inner.layout, id)
     }
 
-    /// Makes lazy removals durable and deletes their bodies; the committer
-    /// calls it when it has had no commit for a while.
+    /// Makes lazy removals durable and moves their bodies to the free list
+    /// (or unlinks them); the committer calls it when it has had no commit
+    /// for a while.
     pub fn reap_removed(&self) {
-        let doomed = self.take_doomed();
+        let doomed = self.inner.free.take_doomed();
         if doomed.is_empty() {
             return;
         }
         match self.inner.ops.sync_dir(&self.inner.layout.queue) {
-            Ok(()) => self.unlink_bodies(doomed),
+            Ok(()) => self
+                .inner
+                .free
+                .release(&*self.inner.ops, &self.inner.layout, doomed),
             Err(e) => {
                 tracing::warn!(error = %e, "spool: fsync for removals failed; will retry");
-                self.give_back_doomed(doomed);
+                self.inner.free.give_back_doomed(doomed);
             }
-        }
-    }
-
-    fn take_doomed(&self) -> Vec<QueueId> {
-        std::mem::take(&mut *self.inner.doomed.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn give_back_doomed(&self, mut ids: Vec<QueueId>) {
-        if !ids.is_empty() {
-            self.inner
-                .doomed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .append(&mut ids);
-        }
-    }
-
-    fn unlink_bodies(&self, ids: Vec<QueueId>) {
-        for id in ids {
-            remove_quietly(&*self.inner.ops, &self.inner.layout.body_path(&id));
         }
     }
 
@@ -558,77 +579,4 @@ impl Spool {
         }
         Ok(())
     }
-}
-
-/// Creates `dir` (and missing parents) with mode 0700; returns whether it
-/// was created. An existing directory is kept as it is, with a warning if
-/// others can read it.
-fn create_private_dir(dir: &Path) -> Result<bool, SpoolError> {
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => return Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(DIR_MODE)
-                .create(dir)
-                .map_err(|e| SpoolError::io("create directory", dir, e))?;
-            return Ok(true);
-        }
-        Err(e) => return Err(SpoolError::io("create directory", dir, e)),
-    }
-    let meta = std::fs::metadata(dir).map_err(|e| SpoolError::io("stat", dir, e))?;
-    if !meta.is_dir() {
-        return Err(SpoolError::io(
-            "create directory",
-            dir,
-            io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "exists and is not a directory",
-            ),
-        ));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    // 0710 with the postdrop group is how pickup opens the spool root to
-    // postrelay-postdrop (search only, to reach maildrop/): expected.
-    let postdrop_root = mode == 0o710
-        && nix::unistd::Group::from_name("postdrop")
-            .ok()
-            .flatten()
-            .is_some_and(|g| std::os::unix::fs::MetadataExt::gid(&meta) == g.gid.as_raw());
-    if mode & 0o077 != 0 && !postdrop_root {
-        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "spool: directory is accessible to other users; expected 0700");
-    }
-    Ok(false)
-}
-
-/// Opens the lock file and takes an exclusive flock without waiting; writes
-/// our pid into it for humans.
-fn take_lock(path: &Path) -> Result<File, SpoolError> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(durable::FILE_MODE)
-        .open(path)
-        .map_err(|e| SpoolError::io("open", path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(SpoolError::Locked {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(SpoolError::io("lock", path, e)),
-    }
-    // Informational only; the flock is what counts.
-    let pid = format!("{}\n", std::process::id());
-    if let Err(e) = file
-        .set_len(0)
-        .and_then(|()| file.write_all(pid.as_bytes()))
-    {
-        tracing::warn!(path = %path.display(), error = %e, "spool: could not write pid to lock file");
-    }
-    Ok(file)
 }

@@ -6,6 +6,9 @@
 //! scheduled:
 //!
 //! - tmp/ is emptied: nothing there was ever acknowledged;
+//! - free/ is emptied: it holds files of delivered messages kept for reuse,
+//!   garbage by definition (reusing them after a crash would mean trusting
+//!   that each has no other name; starting empty costs a few creates);
 //! - a body in queue/ with no envelope anywhere was never acknowledged (or
 //!   was being removed) and is deleted;
 //! - an envelope that does not parse, names another id, has no body, or
@@ -32,6 +35,8 @@ use super::layout::{Layout, Location};
 pub struct RecoveryReport {
     /// Files removed from tmp/.
     pub tmp_removed: usize,
+    /// Recyclable files removed from free/.
+    pub free_removed: usize,
     /// Bodies in queue/ without an envelope, removed.
     pub orphan_bodies_removed: usize,
     /// Envelopes moved to corrupt/ (their path before the move, and why).
@@ -55,17 +60,10 @@ struct Scan {
 pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryReport, SpoolError> {
     let mut report = RecoveryReport::default();
 
-    for entry in read_dir(&layout.tmp)? {
-        let (path, is_dir) = entry;
-        if is_dir {
-            tracing::warn!(path = %path.display(), "spool recovery: unknown directory in tmp/ left alone");
-            report.unknown.push(path);
-            continue;
-        }
-        ops.remove_file(&path)
-            .map_err(|e| SpoolError::io("remove", &path, e))?;
-        report.tmp_removed += 1;
-    }
+    report.tmp_removed = empty(&layout.tmp, ops, &mut report)?;
+    // Not counted as a change below: nothing needs these unlinks to be
+    // durable (a file back in free/ after a crash is removed next time).
+    report.free_removed = empty(&layout.free, ops, &mut report)?;
 
     let mut queue = scan(&layout.queue, true, &mut report)?;
     let hold = scan(&layout.hold, false, &mut report)?;
@@ -124,12 +122,30 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         messages = report.messages,
         held = report.held,
         tmp_removed = report.tmp_removed,
+        free_removed = report.free_removed,
         orphan_bodies_removed = report.orphan_bodies_removed,
         corrupt = report.corrupt.len(),
         unknown = report.unknown.len(),
         "spool recovery done"
     );
     Ok(report)
+}
+
+/// Removes every file of `dir` (tmp/ or free/) and returns how many;
+/// sub-directories are left alone and reported as unknown.
+fn empty(dir: &Path, ops: &dyn FileOps, report: &mut RecoveryReport) -> Result<usize, SpoolError> {
+    let mut removed = 0;
+    for (path, is_dir) in read_dir(dir)? {
+        if is_dir {
+            tracing::warn!(path = %path.display(), "spool recovery: unknown directory left alone");
+            report.unknown.push(path);
+            continue;
+        }
+        ops.remove_file(&path)
+            .map_err(|e| SpoolError::io("remove", &path, e))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// `(path, is_dir)` of every entry of `dir`.

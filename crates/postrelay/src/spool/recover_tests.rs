@@ -121,6 +121,7 @@ fn recovery_table() {
         },
         RecoveryReport {
             tmp_removed: 2,
+            free_removed: 0,
             orphan_bodies_removed: 1,
             corrupt: Vec::new(),
             messages: 3,

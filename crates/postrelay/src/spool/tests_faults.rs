@@ -209,3 +209,144 @@ fn a_failed_syncfs_refuses_the_whole_batch_before_any_rename() {
     assert!(results.iter().all(|r| r.is_err()));
     assert_spool_clean(&spool, "after a failed syncfs");
 }
+
+#[test]
+fn a_failed_step_out_of_free_falls_back_to_a_new_file() {
+    use super::tests_free::deliver_all;
+    // Birth time, not inode number: ext4 may hand the number of the free
+    // file just unlinked to the file created next.
+    let born = |p: &Path| std::fs::metadata(p).and_then(|m| m.created()).ok();
+    for (what, fault) in [
+        ("rename from free/", Fault::eio(Op::Rename, "/free/")),
+        ("reopen", Fault::eio(Op::OpenExisting, "")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (spool, fs) = open_faulty(root);
+        deliver_all(&spool, &[b"old\r\n"]);
+        assert_eq!(names_in(root, "free").len(), 2, "{what}");
+        let newest_freed = names_in(root, "free")
+            .iter()
+            .filter_map(|n| born(&root.join("free").join(n)))
+            .max();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fs.arm(fault);
+        let id = commit(&spool, b"new\r\n").unwrap();
+        fs.disarm();
+        let env = root.join("queue").join(id.envelope_name());
+        for file in [spool.body_path(&id), env] {
+            if let (Some(freed), Some(now)) = (newest_freed, born(&file)) {
+                assert!(now > freed, "{what}: {} is a recycled file", file.display());
+            }
+        }
+        assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"new\r\n");
+        assert_eq!(spool.read(&id).unwrap().0.size, 5, "{what}");
+        // The files that could not be reused were unlinked, not leaked.
+        assert!(names_in(root, "free").is_empty(), "{what}");
+        assert!(names_in(root, "tmp").is_empty(), "{what}");
+        assert_eq!(names_in(root, "queue").len(), 2, "{what}");
+    }
+}
+
+#[test]
+fn each_failing_step_on_a_recycled_file_is_an_error_and_leaves_nothing() {
+    use super::tests_free::stage_with;
+    let cases = [
+        ("body write ENOSPC", Fault::enospc(Op::Write, ".msg")),
+        ("body truncate", Fault::eio(Op::SetLen, ".msg")),
+        ("body fdatasync", Fault::eio(Op::SyncData, ".msg")),
+        ("envelope write ENOSPC", Fault::enospc(Op::Write, ".env")),
+        ("envelope truncate", Fault::eio(Op::SetLen, ".env")),
+        ("envelope fdatasync", Fault::eio(Op::SyncData, ".env")),
+    ];
+    for sync in [SyncMode::Files, SyncMode::Filesystem] {
+        for (what, fault) in cases.clone() {
+            if sync == SyncMode::Filesystem && fault.op == Op::SyncData {
+                continue;
+            }
+            let what = format!("{what} ({sync:?})");
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            let (spool, fs) = open_faulty_with(root, sync);
+            // Long body and envelope, so that the new ones must be cut.
+            let long = stage_with(&spool, &sample_body(), 40).unwrap();
+            let old = spool.commit_batch(vec![long]).pop().unwrap().unwrap();
+            spool.remove_lazily(&old).unwrap();
+            spool.reap_removed();
+            assert_eq!(names_in(root, "free").len(), 2, "{what}");
+            let is_truncate = fault.op == Op::SetLen;
+            fs.arm(fault);
+            let err = match stage_with(&spool, b"short\r\n", 1) {
+                Ok(staged) => spool.commit_batch(vec![staged]).pop().unwrap(),
+                Err(e) => Err(e),
+            }
+            .expect_err(&what);
+            fs.disarm();
+            assert!(matches!(err, SpoolError::Io { .. }), "{what}: {err}");
+            if is_truncate {
+                assert!(err.to_string().starts_with("truncate "), "{what}: {err}");
+            }
+            for sub in ["queue", "hold", "tmp", "corrupt"] {
+                assert!(names_in(root, sub).is_empty(), "{what}: {sub}/");
+            }
+            let report = spool.recover().unwrap();
+            assert_eq!(
+                (
+                    report.tmp_removed,
+                    report.orphan_bodies_removed,
+                    report.messages
+                ),
+                (0, 0, 0),
+                "{what}"
+            );
+            let id = commit(&spool, b"after\r\n").unwrap();
+            assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"after\r\n");
+        }
+    }
+}
+
+#[test]
+fn a_failed_rename_into_free_falls_back_to_unlinking() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (spool, fs) = open_faulty(root);
+    let id = commit(&spool, b"m\r\n").unwrap();
+    fs.arm(Fault::eio(Op::Rename, "/free/"));
+    spool.remove_lazily(&id).unwrap();
+    assert!(matches!(spool.read(&id), Err(SpoolError::NotFound { .. })));
+    assert_eq!(names_in(root, "queue"), vec![id.body_name()]);
+    spool.reap_removed();
+    fs.disarm();
+    assert!(names_in(root, "queue").is_empty());
+    assert!(names_in(root, "free").is_empty());
+    // A passing failure does not turn recycling off.
+    super::tests_free::deliver_all(&spool, &[b"n\r\n"]);
+    assert_eq!(names_in(root, "free").len(), 2);
+}
+
+#[test]
+fn a_file_system_without_rename_noreplace_turns_recycling_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (spool, fs) = open_faulty(root);
+    super::tests_free::deliver_all(&spool, &[b"one\r\n"]);
+    assert_eq!(names_in(root, "free").len(), 2);
+    fs.arm(Fault {
+        op: Op::Rename,
+        path_contains: "/free/".into(),
+        errno: nix::libc::EINVAL,
+    });
+    let id = commit(&spool, b"two\r\n").unwrap();
+    assert!(
+        names_in(root, "free").is_empty(),
+        "what free/ held is unlinked"
+    );
+    fs.disarm();
+    // Off until the next start, even once renames would work.
+    spool.remove_lazily(&id).unwrap();
+    spool.reap_removed();
+    assert!(names_in(root, "free").is_empty());
+    assert!(names_in(root, "queue").is_empty());
+    let id = commit(&spool, b"three\r\n").unwrap();
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"three\r\n");
+}

@@ -1,0 +1,322 @@
+//! Recycling: the files of delivered messages go to free/, new messages
+//! reuse them (same inodes), and what is read back is exactly the new
+//! message.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::faults::names_in;
+use super::free::{MAX_KEPT_BODY, MAX_PER_KIND};
+use super::tests::{commit, envelope_for, stage};
+use super::*;
+
+pub(super) fn ino(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Inode number → name of every file in free/.
+pub(super) fn free_inodes(root: &Path) -> HashMap<u64, String> {
+    names_in(root, "free")
+        .into_iter()
+        .map(|name| (ino(&root.join("free").join(&name)), name))
+        .collect()
+}
+
+/// Commits one message per body, removes them all lazily and reaps, which
+/// moves their files to free/.
+pub(super) fn deliver_all(spool: &Spool, bodies: &[&[u8]]) -> Vec<QueueId> {
+    let ids: Vec<QueueId> = bodies.iter().map(|b| commit(spool, b).unwrap()).collect();
+    for id in &ids {
+        spool.remove_lazily(id).unwrap();
+    }
+    spool.reap_removed();
+    ids
+}
+
+/// Stages `body` with an envelope of `rcpts` recipients (a longer envelope
+/// for more).
+pub(super) fn stage_with(spool: &Spool, body: &[u8], rcpts: usize) -> Result<Staged, SpoolError> {
+    let mut w = spool.new_body()?;
+    w.write_all(body).unwrap();
+    let mut env = envelope_for(*w.id());
+    env.recipients = (0..rcpts)
+        .map(|i| Recipient::new(format!("recipient-{i:04}@example.org")))
+        .collect();
+    spool.stage(w, &env)
+}
+
+fn open(root: &Path, sync: SyncMode) -> Spool {
+    Spool::open_with(
+        root,
+        SpoolOptions {
+            sync,
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn delivered_files_are_kept_in_free_and_reused_by_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    assert_eq!(
+        std::fs::metadata(root.join("free"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let ids = deliver_all(&spool, &[b"one\r\n", b"two\r\n", b"three\r\n"]);
+    assert!(names_in(root, "queue").is_empty());
+    let mut expected: Vec<String> = ids
+        .iter()
+        .flat_map(|id| [id.envelope_name(), id.body_name()])
+        .collect();
+    expected.sort();
+    assert_eq!(names_in(root, "free"), expected);
+
+    let freed = free_inodes(root);
+    let staged = stage(&spool, b"four\r\n").unwrap();
+    let body_ino = ino(&spool.body_path(&staged.id));
+    let env_ino = ino(&root.join("tmp").join(staged.id.envelope_name()));
+    let was = |i: u64| freed.get(&i).cloned().unwrap_or_default();
+    assert!(
+        was(body_ino).ends_with(".msg"),
+        "body is a new inode: {freed:?}"
+    );
+    assert!(
+        was(env_ino).ends_with(".env"),
+        "envelope is a new inode: {freed:?}"
+    );
+    assert_eq!(names_in(root, "free").len(), 4, "two of six files taken");
+
+    let id = spool.commit_batch(vec![staged]).pop().unwrap().unwrap();
+    assert_eq!(ino(&root.join("queue").join(id.envelope_name())), env_ino);
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"four\r\n");
+    let mut env = envelope_for(id);
+    env.size = 6;
+    assert_eq!(spool.read(&id).unwrap(), (env, Location::Queue));
+    assert_eq!(mode_of(&spool.body_path(&id)), 0o600);
+    assert_eq!(mode_of(&root.join("queue").join(id.envelope_name())), 0o600);
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_recycled_body_holds_exactly_the_new_message() {
+    for sync in [SyncMode::Files, SyncMode::Filesystem] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let spool = open(root, sync);
+        let long = super::tests::sample_body();
+        assert!(long.len() as u64 <= MAX_KEPT_BODY);
+
+        // Long, then short: the old tail is cut off.
+        let [old] = deliver_all(&spool, &[&long])[..] else {
+            unreachable!()
+        };
+        let old_body = ino(&root.join("free").join(old.body_name()));
+        let id = commit(&spool, b"short\r\n").unwrap();
+        let body = spool.body_path(&id);
+        assert_eq!(ino(&body), old_body, "{sync:?}: reused");
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), 7, "{sync:?}");
+        assert_eq!(std::fs::read(&body).unwrap(), b"short\r\n", "{sync:?}");
+
+        // Short, then long: the file grows.
+        spool.remove_lazily(&id).unwrap();
+        spool.reap_removed();
+        let id = commit(&spool, &long).unwrap();
+        assert_eq!(
+            ino(&spool.body_path(&id)),
+            old_body,
+            "{sync:?}: reused again"
+        );
+        assert_eq!(
+            std::fs::read(spool.body_path(&id)).unwrap(),
+            long,
+            "{sync:?}"
+        );
+
+        // Recovery finds a sound message.
+        let report = spool.recover().unwrap();
+        assert_eq!((report.messages, report.corrupt.len()), (1, 0), "{sync:?}");
+    }
+}
+
+#[test]
+fn a_recycled_envelope_file_parses_as_what_was_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let big = spool.commit_batch(vec![stage_with(&spool, b"x\r\n", 40).unwrap()]);
+    let big = *big[0].as_ref().unwrap();
+    let big_len = std::fs::metadata(root.join("queue").join(big.envelope_name()))
+        .unwrap()
+        .len();
+    spool.remove_lazily(&big).unwrap();
+    spool.reap_removed();
+    let old_env = ino(&root.join("free").join(big.envelope_name()));
+
+    let staged = stage_with(&spool, b"y\r\n", 1).unwrap();
+    let tmp = root.join("tmp").join(staged.id.envelope_name());
+    assert_eq!(ino(&tmp), old_env, "reused");
+    let bytes = std::fs::read(&tmp).unwrap();
+    assert!((bytes.len() as u64) < big_len, "cut to length");
+    assert_eq!(bytes, staged.envelope().to_json());
+    assert_eq!(&Envelope::from_json(&bytes).unwrap(), staged.envelope());
+
+    let expected = staged.envelope().clone();
+    let id = spool.commit_batch(vec![staged]).pop().unwrap().unwrap();
+    assert_eq!(spool.read(&id).unwrap(), (expected, Location::Queue));
+}
+
+#[test]
+fn files_are_reused_only_after_the_fsync_that_removed_their_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let a = commit(&spool, b"a\r\n").unwrap();
+    let a_env = ino(&root.join("queue").join(a.envelope_name()));
+    let a_body = ino(&spool.body_path(&a));
+    spool.remove_lazily(&a).unwrap();
+    // The envelope left queue/ at once; the body waits for the fsync.
+    assert!(matches!(spool.read(&a), Err(SpoolError::NotFound { .. })));
+    assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
+    assert_eq!(names_in(root, "queue"), vec![a.body_name()]);
+
+    // Until that fsync nothing of `a` is reused.
+    let b = stage(&spool, b"b\r\n").unwrap();
+    assert_ne!(ino(&root.join("tmp").join(b.id.envelope_name())), a_env);
+    assert_ne!(ino(&spool.body_path(&b.id)), a_body);
+    assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
+
+    // Committing `b` fsyncs queue/: now both files of `a` are free.
+    spool.commit_batch(vec![b]).pop().unwrap().unwrap();
+    let mut both = vec![a.envelope_name(), a.body_name()];
+    both.sort();
+    assert_eq!(names_in(root, "free"), both);
+    let c = stage(&spool, b"c\r\n").unwrap();
+    assert_eq!(ino(&root.join("tmp").join(c.id.envelope_name())), a_env);
+    assert_eq!(ino(&spool.body_path(&c.id)), a_body);
+    assert!(names_in(root, "free").is_empty());
+
+    // Aborting a message with recycled files unlinks them.
+    drop(c);
+    assert!(names_in(root, "tmp").is_empty());
+    assert_eq!(names_in(root, "queue").len(), 2, "only b's files");
+}
+
+#[test]
+fn free_is_bounded_and_large_bodies_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = open(root, SyncMode::Filesystem);
+    let n = MAX_PER_KIND + 3;
+    let batch: Vec<_> = (0..n).map(|_| stage(&spool, b"m\r\n").unwrap()).collect();
+    let ids: Vec<QueueId> = spool
+        .commit_batch(batch)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for id in &ids {
+        spool.remove_lazily(id).unwrap();
+    }
+    spool.reap_removed();
+    assert!(names_in(root, "queue").is_empty(), "the rest was unlinked");
+    let free = names_in(root, "free");
+    let count = |suffix: &str| free.iter().filter(|n| n.ends_with(suffix)).count();
+    assert_eq!((count(".env"), count(".msg")), (MAX_PER_KIND, MAX_PER_KIND));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let large = vec![b'x'; MAX_KEPT_BODY as usize + 1];
+    let [id] = deliver_all(&spool, &[&large])[..] else {
+        unreachable!()
+    };
+    assert_eq!(names_in(root, "free"), vec![id.envelope_name()]);
+    assert!(names_in(root, "queue").is_empty());
+}
+
+#[test]
+fn a_file_with_another_name_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let [old] = deliver_all(&spool, &[b"keep this\r\n"])[..] else {
+        unreachable!()
+    };
+    let saved = root.join("saved");
+    std::fs::hard_link(root.join("free").join(old.body_name()), &saved).unwrap();
+
+    let id = commit(&spool, b"new\r\n").unwrap();
+    assert_ne!(ino(&spool.body_path(&id)), ino(&saved));
+    assert_eq!(std::fs::read(&saved).unwrap(), b"keep this\r\n");
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().nlink(),
+        1,
+        "our name is gone"
+    );
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"new\r\n");
+    assert!(
+        names_in(root, "free").is_empty(),
+        "the envelope file was reused"
+    );
+}
+
+#[test]
+fn recovery_empties_free_and_the_spool_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    deliver_all(&spool, &[b"one\r\n", b"two\r\n"]);
+    // Strays: a bigger file than any message, and a directory.
+    std::fs::write(root.join("free").join("stray"), vec![b'z'; 1 << 20]).unwrap();
+    std::fs::create_dir(root.join("free").join("subdir")).unwrap();
+
+    // With the daemon's list still holding the files recovery removes.
+    let report = spool.recover().unwrap();
+    assert_eq!(report.free_removed, 5);
+    assert_eq!(report.unknown, vec![root.join("free").join("subdir")]);
+    assert_eq!(names_in(root, "free"), vec!["subdir".to_string()]);
+    let body = super::tests::sample_body();
+    let id = commit(&spool, &body).unwrap();
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), body);
+
+    // Recycling works again afterwards.
+    spool.remove_lazily(&id).unwrap();
+    spool.reap_removed();
+    let freed = free_inodes(root);
+    let again = commit(&spool, b"again\r\n").unwrap();
+    assert!(freed.contains_key(&ino(&spool.body_path(&again))));
+    assert_eq!(
+        std::fs::read(spool.body_path(&again)).unwrap(),
+        b"again\r\n"
+    );
+    drop(spool);
+
+    // A fresh start with leftovers in free/.
+    std::fs::write(root.join("free").join("stray"), vec![b'z'; 1 << 20]).unwrap();
+    std::fs::write(
+        root.join("free").join(QueueId::generate().body_name()),
+        b"old",
+    )
+    .unwrap();
+    let spool = Spool::open(root).unwrap();
+    let report = spool.recover().unwrap();
+    assert_eq!((report.free_removed, report.messages), (2, 1));
+    assert_eq!(names_in(root, "free"), vec!["subdir".to_string()]);
+    let id = commit(&spool, b"after restart\r\n").unwrap();
+    assert_eq!(
+        std::fs::read(spool.body_path(&id)).unwrap(),
+        b"after restart\r\n"
+    );
+    assert_eq!(spool.list().unwrap().len(), 2);
+}
