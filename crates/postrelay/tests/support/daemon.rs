@@ -270,5 +270,17 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // The test failed: show what the daemon saw (its mail log and
+            // the end of its debug log), so that a failure in CI explains
+            // itself.
+            let stderr = self.stderr();
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = lines[lines.len().saturating_sub(80)..].join("\n");
+            eprintln!(
+                "--- postrelay mail log ---\n{}--- postrelay log (last 80 lines) ---\n{tail}",
+                self.maillog()
+            );
+        }
     }
 }
