@@ -214,6 +214,9 @@ fn sighup_applies_a_changed_valid_config_to_new_sessions() {
         "{}",
         d.stderr()
     );
+    // The log goes to a file here (as to journald under systemd): plain
+    // text, no terminal colour codes.
+    assert!(!d.stderr().contains('\x1b'), "{:?}", d.stderr());
     let again = before.cmd("EHLO client.test");
     assert_eq!(
         ehlo_size(&again),
