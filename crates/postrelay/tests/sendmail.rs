@@ -356,6 +356,28 @@ fn unprivileged_user_submits_but_cannot_look() {
     queued(&d, 2);
 }
 
+/// Pickup is woken by the finished file (inotify), not by its periodic
+/// listing, here set to an hour: the message is queued all the same.
+#[test]
+fn pickup_wakes_when_a_submission_is_finished() {
+    let Some(inst) = Install::new() else { return };
+    let d = Daemon::start_with(Options {
+        intake: "local_domains = [\"localhost\"]\nmaildrop_rescan = \"1h\"".into(),
+        ..Options::default()
+    });
+    // Submit after pickup's first listing (which would find the file
+    // without any notification).
+    wait_for(
+        || d.stderr().contains("maildrop: first listing done"),
+        "pickup's first listing",
+    );
+    ok(&inst.sendmail_run(&d, &["root@relay.test"], b"Subject: woken\n\nhi\n"));
+    let q = queued(&d, 1);
+    assert!(body(&d, &q[0]).contains("Subject: woken"));
+    let log = d.stderr();
+    assert!(!log.contains("no change notification"), "{log}");
+}
+
 /// When the group privilege is missing, postdrop says which of the causes
 /// an administrator meets it is: a copy that is not setgid, or a setgid
 /// bit the kernel ignores because no_new_privs is set.

@@ -54,6 +54,7 @@ pub(super) struct IntakeFile {
     pub command_timeout: Option<HumanDuration>,
     pub data_timeout: Option<HumanDuration>,
     pub session_timeout: Option<HumanDuration>,
+    pub maildrop_rescan: Option<HumanDuration>,
     /// `[intake.submission]`, a sub-table, so it comes after the plain keys.
     pub submission: Option<SubmissionFile>,
 }

@@ -164,6 +164,11 @@ pub struct Intake {
     /// trickle bytes to defeat the per-read timeouts. Must not be shorter
     /// than the other two timeouts. Default: `"1h"`.
     pub session_timeout: Duration,
+    /// How often maildrop/ (mail from `sendmail`) is listed in full. A file
+    /// postdrop finishes wakes pickup at once (inotify); this listing is
+    /// the safety net, and the only trigger (every second) where change
+    /// notification is unavailable. Default: `"30s"`.
+    pub maildrop_rescan: Duration,
     /// The authenticated submission listeners (`[intake.submission]`), for
     /// other hosts that relay through this one with a user name and
     /// password over TLS. Default: none (no submission listener).

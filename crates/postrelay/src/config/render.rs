@@ -40,6 +40,7 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "command_timeout", duration(i.command_timeout));
     kv(o, "data_timeout", duration(i.data_timeout));
     kv(o, "session_timeout", duration(i.session_timeout));
+    kv(o, "maildrop_rescan", duration(i.maildrop_rescan));
     submission(o, i.submission.as_ref());
 
     let q = &c.queue;

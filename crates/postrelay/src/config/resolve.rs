@@ -32,6 +32,7 @@ const MAX_ERRORS: usize = 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const DATA_TIMEOUT: Duration = Duration::from_secs(300);
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAILDROP_RESCAN: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(4000);
 const MAX_LIFETIME: Duration = Duration::from_secs(5 * 86_400);
@@ -277,6 +278,13 @@ fn intake(
         }
     }
 
+    let maildrop_rescan = duration(
+        loc,
+        "intake.maildrop_rescan",
+        file.maildrop_rescan,
+        MAILDROP_RESCAN,
+    )?;
+
     Ok(Intake {
         listen,
         mynetworks,
@@ -291,6 +299,7 @@ fn intake(
         command_timeout,
         data_timeout,
         session_timeout,
+        maildrop_rescan,
         submission,
     })
 }

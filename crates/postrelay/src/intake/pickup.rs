@@ -4,8 +4,10 @@
 //! At start, before the daemon is ready, [`setup`] makes maildrop/ (mode
 //! 1730, group `postdrop`) and lets the group search the spool root
 //! (0710); without the group both stay private and only root can submit,
-//! which it logs. Then, at start and every second, it lists maildrop/ and
-//! takes each ready file in name (arrival) order.
+//! which it logs. Then it lists maildrop/ and takes each ready file in
+//! name (arrival) order: at start, whenever postdrop finishes a file
+//! (inotify on maildrop/ wakes it), and every `intake.maildrop_rescan` as
+//! a safety net; without inotify, every second.
 //!
 //! Every file is hostile input: opened with `O_NOFOLLOW`, it must be a
 //! regular file whose owner (recorded by the kernel: postdrop is setgid,
@@ -32,8 +34,10 @@ use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -43,20 +47,99 @@ use crate::config::Config;
 use crate::maildrop::{self, DropHeader};
 use crate::spool::{BodyType, BodyWriter, Envelope, Origin, QueueId, Recipient, Spool};
 
-/// How often maildrop/ is listed.
+/// How often maildrop/ is listed when inotify is unavailable.
 const POLL: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`; a file being queued when it fires is finished.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let dir = maildrop::dir(shared.spool.root());
+    // Watching starts before the first listing, so a file finished at any
+    // moment is either listed or announced.
+    let watch = match Watch::start(&dir) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                dir = %dir.display(), error = %e,
+                "maildrop: no change notification (inotify); listing the directory every second instead"
+            );
+            None
+        }
+    };
     // Names committed whose removal failed: never queued twice by us.
     let mut committed: HashSet<String> = HashSet::new();
+    let mut first = true;
     loop {
         scan(&shared, &dir, &shutdown, &mut committed).await;
+        if std::mem::take(&mut first) {
+            tracing::debug!(dir = %dir.display(), notified = watch.is_some(), "maildrop: first listing done");
+        }
+        let (rescan, woken) = match &watch {
+            Some(w) if w.is_alive() => (shared.config().intake.maildrop_rescan, Some(w)),
+            _ => (POLL, None),
+        };
+        // Cancel safety: `notified` loses nothing when dropped (a wake-up
+        // that comes meanwhile stays stored for the next wait).
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(rescan) => {}
+            _ = async {
+                match woken {
+                    Some(w) => w.woken.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Wakes pickup when postdrop has finished a file in maildrop/: it marks a
+/// file ready (or abandoned) with `fchmod` (`IN_ATTRIB`); a file closed
+/// after writing or moved in counts too. A thread of its own blocks in
+/// `read` on the inotify descriptor and turns each batch of events into
+/// one stored wake-up (what changed does not matter: pickup lists it all).
+/// The thread ends at its first event after the watch is dropped, or with
+/// the process.
+struct Watch {
+    woken: Arc<Notify>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Watch {
+    fn start(dir: &Path) -> io::Result<Watch> {
+        use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC)?;
+        ino.add_watch(dir, F::IN_ATTRIB | F::IN_CLOSE_WRITE | F::IN_MOVED_TO)?;
+        let woken = Arc::new(Notify::new());
+        let alive = Arc::new(AtomicBool::new(true));
+        let (weak, flag) = (Arc::downgrade(&woken), alive.clone());
+        let shown = dir.display().to_string();
+        std::thread::Builder::new()
+            .name("maildrop-watch".into())
+            .spawn(move || {
+                loop {
+                    let read = ino.read_events();
+                    let Some(woken) = weak.upgrade() else { return };
+                    match read {
+                        Ok(_) => woken.notify_one(),
+                        Err(nix::errno::Errno::EINTR) => {}
+                        Err(e) => {
+                            tracing::warn!(
+                                dir = %shown, error = %e,
+                                "maildrop: change notification failed; listing the directory every second instead"
+                            );
+                            flag.store(false, Ordering::Relaxed);
+                            woken.notify_one();
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(Watch { woken, alive })
+    }
+
+    /// Whether change notifications still arrive.
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
     }
 }
 
