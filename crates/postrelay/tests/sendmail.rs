@@ -1,7 +1,8 @@
 //! The sendmail interface against real processes: the `postrelay` binary
 //! called through a `sendmail` symlink (and as `postrelay sendmail`), a
 //! setgid copy of `postrelay-postdrop`, a running (or stopped) daemon,
-//! an unprivileged user (`nobody` through setpriv) and bsd-mailx's mail(1).
+//! an unprivileged user (`nobody` through setpriv), bsd-mailx's mail(1),
+//! and strace (to hold postdrop in its last step).
 //!
 //! Needs root (to install postdrop setgid and to switch users): skipped
 //! with a message otherwise, a failure under `CI=true`.
@@ -376,6 +377,36 @@ fn pickup_wakes_when_a_submission_is_finished() {
     assert!(body(&d, &q[0]).contains("Subject: woken"));
     let log = d.stderr();
     assert!(!log.contains("no change notification"), "{log}");
+}
+
+/// Pickup takes a file the moment postdrop marks it ready, while postdrop
+/// is still making that mark durable: postdrop must not mistake the file
+/// being gone (queued) for a failure, or the sender would try again and
+/// the message would go out twice. strace holds postdrop's final syncfs
+/// for a second, so pickup always wins that race here.
+#[test]
+fn a_file_taken_at_once_is_a_success() {
+    let Some(inst) = Install::new() else { return };
+    if !peers::require("strace") {
+        return;
+    }
+    let d = daemon();
+    let slow = inst.dir.path().join("slow-postdrop");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nexec strace -qq -o /dev/null -e trace=syncfs \
+             -e inject=syncfs:delay_exit=1000000 '{}' \"$@\"\n",
+            inst.postdrop().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = inst.command(&d, &inst.sendmail());
+    c.env("POSTRELAY_POSTDROP", &slow).arg("root@relay.test");
+    ok(&run(&mut c, b"Subject: taken at once\n\nhi\n"));
+    let q = queued(&d, 1);
+    assert!(body(&d, &q[0]).contains("Subject: taken at once"));
 }
 
 /// When the group privilege is missing, postdrop says which of the causes

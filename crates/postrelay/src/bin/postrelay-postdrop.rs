@@ -189,15 +189,19 @@ fn fill(file: &mut File, uid: u32) -> Result<(), Fail> {
     out.flush().map_err(io_fail)?;
     drop(out);
     file.sync_all().map_err(io_fail)?;
-    file.set_permissions(PermissionsExt::from_mode(maildrop::MODE_READY))
-        .map_err(io_fail)?;
-    nix::unistd::syncfs(&*file).map_err(|e| io_fail(e.into()))?;
+    // Removed before it was complete (pickup clears files left incomplete
+    // for a day; an administrator may have): say so. Checked before the
+    // file is marked ready, because from then on pickup may take it at
+    // once, and then it is gone because it is queued, not lost.
     if file.metadata().map_err(io_fail)?.nlink() == 0 {
         return Err(Fail(
             EX_TEMPFAIL,
             "the maildrop file was removed while being written".into(),
         ));
     }
+    file.set_permissions(PermissionsExt::from_mode(maildrop::MODE_READY))
+        .map_err(io_fail)?;
+    nix::unistd::syncfs(&*file).map_err(|e| io_fail(e.into()))?;
     Ok(())
 }
 
