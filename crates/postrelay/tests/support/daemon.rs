@@ -3,7 +3,6 @@
 //! loopback port. Every wait is bounded.
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +15,9 @@ pub fn bin() -> &'static str {
 }
 
 /// A free loopback port (bound and released; good enough for tests).
+/// What the daemon logs once its listeners are bound.
+const READY: &str = "postrelay ready";
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -103,7 +105,7 @@ impl Daemon {
         )
     }
 
-    fn spawn(&mut self) {
+    fn start_child(&mut self) {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -120,24 +122,50 @@ impl Daemon {
             .spawn()
             .expect("start postrelay");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Starts the daemon and waits until *it* says it is ready (a connect
+    /// probe could reach another process that took the port meanwhile).
+    /// If the port was taken before the daemon could bind it, moves to
+    /// another port (at most twice).
+    fn spawn(&mut self) {
+        for attempt in 1..=3 {
+            let readies = self.stderr().matches(READY).count();
+            self.start_child();
+            match self.wait_ready(readies) {
+                Ok(()) => return,
+                Err(log) if attempt < 3 && log.contains("cannot listen on") => {
+                    let old = format!(":{}\"]", self.port);
+                    self.port = free_port();
+                    let text = std::fs::read_to_string(&self.config).unwrap();
+                    assert!(
+                        text.contains(&old),
+                        "listen address not in the configuration"
+                    );
+                    let new = format!(":{}\"]", self.port);
+                    std::fs::write(&self.config, text.replace(&old, &new)).unwrap();
+                    eprintln!("postrelay: port taken, retrying on {}", self.port);
+                }
+                Err(log) => panic!("postrelay exited during start:\n{log}"),
+            }
+        }
+    }
+
+    /// Waits for one more "ready" line than `readies`; `Err(log)` if the
+    /// daemon exited first.
+    fn wait_ready(&mut self, readies: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "postrelay exited during start ({status}):\n{}",
-                    self.stderr()
-                );
+                self.child = None;
+                return Err(format!("({status})\n{}", self.stderr()));
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if self.stderr().matches(READY).count() > readies {
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
-                "postrelay did not listen within 20 s:\n{}",
+                "postrelay did not become ready within 20 s:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
