@@ -150,10 +150,19 @@ impl MailLog {
         }
     }
 
-    /// A message was committed to the queue.
-    pub fn accepted(&self, env: &Envelope, helo: &str, ip: IpAddr) {
+    /// A message was committed to the queue; `login` when the client
+    /// authenticated (submission), logged as Postfix's smtpd does.
+    pub fn accepted(&self, env: &Envelope, helo: &str, ip: IpAddr, login: Option<SaslLogin<'_>>) {
         let id = env.id.to_string();
-        self.line("smtpd", &id, &format!("client={}[{ip}]", clean(helo)));
+        let mut text = format!("client={}[{ip}]", clean(helo));
+        if let Some(l) = login {
+            text.push_str(&format!(
+                ", sasl_method={}, sasl_username={}",
+                field(l.method),
+                field(l.username)
+            ));
+        }
+        self.line("smtpd", &id, &text);
         self.queued(env);
     }
 
@@ -326,6 +335,15 @@ pub fn clean(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+/// Who a submission client authenticated as, for the `client=` line.
+#[derive(Debug, Clone, Copy)]
+pub struct SaslLogin<'a> {
+    /// The SASL mechanism (`PLAIN`, `LOGIN`).
+    pub method: &'a str,
+    /// The user name AUTH succeeded for.
+    pub username: &'a str,
 }
 
 /// [`clean`], and also no `,` or space: for `relay=` and `dsn=`, values in

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use postrelay::config::LogFormat;
-use postrelay::maillog::{Delays, Delivery, DeliveryStatus, MailLog, relay_name};
+use postrelay::maillog::{Delays, Delivery, DeliveryStatus, MailLog, SaslLogin, relay_name};
 use postrelay::spool::{Envelope, Origin, QueueId, Recipient};
 
 const RELAY_HOST: &str = "smtp.example.com";
@@ -74,7 +74,12 @@ fn write_day(log: &MailLog) -> u64 {
         let env = message("app@example.net", &[rcpt], 1000 + i as u64);
         received += env.size;
         let id = env.id.to_string();
-        log.accepted(&env, "app1.example.net", client);
+        // The last came through the submission listener, authenticated.
+        let login = (i == 2).then_some(SaslLogin {
+            method: "PLAIN",
+            username: "alice",
+        });
+        log.accepted(&env, "app1.example.net", client, login);
         log.delivery(
             &id,
             &Delivery {
@@ -89,7 +94,7 @@ fn write_day(log: &MailLog) -> u64 {
     let env = message("app@example.net", &["dave@example.org"], 2000);
     received += env.size;
     let id = env.id.to_string();
-    log.accepted(&env, "app1.example.net", client);
+    log.accepted(&env, "app1.example.net", client, None);
     log.delivery(
         &id,
         &Delivery {
@@ -116,7 +121,7 @@ fn write_day(log: &MailLog) -> u64 {
     let env = message("app@example.net", &["nobody@example.org"], 3000);
     received += env.size;
     let id = env.id.to_string();
-    log.accepted(&env, "app1.example.net", client);
+    log.accepted(&env, "app1.example.net", client, None);
     log.delivery(
         &id,
         &Delivery {
@@ -151,7 +156,7 @@ fn write_day(log: &MailLog) -> u64 {
     let env = message("batch@example.net", &["erin@example.org"], 4000);
     received += env.size;
     let id = env.id.to_string();
-    log.accepted(&env, "app1.example.net", client);
+    log.accepted(&env, "app1.example.net", client, None);
     log.delivery(
         &id,
         &Delivery {

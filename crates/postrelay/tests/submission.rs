@@ -228,9 +228,19 @@ fn starttls_with_auth_plain_and_login_is_queued() {
     assert!(out.contains("334 VXNlcm5hbWU6"), "{out}");
     assert_eq!(s.d.wait_queue_len(2).len(), 2);
 
-    // The log names the user, never the password.
+    // The log names the user, never the password; the mail log in
+    // Postfix's words, once per message with its mechanism.
     let logs = s.d.stderr() + &s.d.maillog();
     assert!(logs.contains("authenticated"), "{logs}");
+    let maillog = s.d.maillog();
+    for method in ["PLAIN", "LOGIN"] {
+        assert!(
+            maillog.contains(&format!(
+                "[127.0.0.1], sasl_method={method}, sasl_username=alice\n"
+            )),
+            "{maillog}"
+        );
+    }
     assert!(!logs.contains(PASSWORD), "the password was logged");
 }
 

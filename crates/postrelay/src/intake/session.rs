@@ -22,6 +22,8 @@ use postrelay_smtp::ehlo::Capabilities;
 use postrelay_smtp::line::{Line, next_line, skip_to_line_end};
 use postrelay_smtp::reply::Reply;
 use postrelay_smtp::sasl::{self, SaslError};
+
+use crate::maillog::SaslLogin;
 use postrelay_smtp::server::ServerState;
 
 use super::Shared;
@@ -70,6 +72,8 @@ pub struct Session<S> {
     submission: Option<Arc<Service>>,
     /// The user name that AUTH succeeded for.
     auth_user: Option<String>,
+    /// The mechanism it succeeded with (for the mail log).
+    auth_method: &'static str,
 }
 
 impl<S: ServerTransport> Session<S> {
@@ -92,6 +96,7 @@ impl<S: ServerTransport> Session<S> {
             deadline,
             submission: None,
             auth_user: None,
+            auth_method: "",
         }
     }
 
@@ -540,9 +545,13 @@ impl<S: ServerTransport> Session<S> {
         let envelope = self.envelope(*writer.id(), tx, writer.len());
         let reply = match self.shared.accept(writer, envelope).await {
             Ok(envelope) => {
+                let login = self.auth_user.as_deref().map(|username| SaslLogin {
+                    method: self.auth_method,
+                    username,
+                });
                 self.shared
                     .maillog
-                    .accepted(&envelope, &self.helo, self.peer.ip());
+                    .accepted(&envelope, &self.helo, self.peer.ip(), login);
                 if let Some(user) = &self.auth_user {
                     tracing::info!(%id, peer = %self.peer, %user, "accepted from an authenticated client");
                 }
@@ -615,6 +624,7 @@ impl<S: ServerTransport> Session<S> {
         self.tx = None;
         self.rejected_rcpts = 0;
         self.auth_user = None;
+        self.auth_method = "";
         self.trusted = false;
         Some(self)
     }
@@ -708,6 +718,11 @@ impl<S: ServerTransport> Session<S> {
             self.state.auth_succeeded();
             self.trusted = true;
             self.auth_user = Some(user);
+            self.auth_method = if mechanism == "PLAIN" {
+                "PLAIN"
+            } else {
+                "LOGIN"
+            };
             self.reply(&Reply::new(235, "2.7.0", "Authentication successful"));
             return Ok(Flow::Continue);
         }
