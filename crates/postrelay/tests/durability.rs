@@ -118,19 +118,6 @@ fn session(port: u16) -> Raw {
     c
 }
 
-/// Whether the test may do root-only things; under CI a missing privilege
-/// is a failure, elsewhere the test is skipped with a message.
-fn require_root(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} needs root, and CI must run it");
-    }
-    eprintln!("SKIP: {what} needs root");
-    false
-}
-
 /// Kills a helper process we started (by its own handle) and reaps it.
 fn kill_child(c: &mut Child) {
     let _ = c.kill();
@@ -553,7 +540,7 @@ fn assert_accepts_again(d: &Daemon) -> String {
 /// `queue delete --all`, a new message is accepted again.
 #[test]
 fn full_spool_answers_452_never_250() {
-    if !require_root("mounting a small tmpfs") {
+    if !support::peers::require_root("mounting a small tmpfs") {
         return;
     }
     let mut d = Daemon::start_with(Options {
@@ -718,7 +705,7 @@ fn free_space_threshold_refuses_mail_up_front() {
 /// `min_free_space = 4 MiB` refuses MAIL with 452 4.3.1.
 #[test]
 fn free_space_threshold_on_a_small_file_system() {
-    if !require_root("mounting a small tmpfs") {
+    if !support::peers::require_root("mounting a small tmpfs") {
         return;
     }
     let mut d = Daemon::start_with(Options {

@@ -29,14 +29,7 @@ fn ready() -> bool {
     if !support::peers::require("python3") || !support::peers::require("useradd") {
         return false;
     }
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("local delivery tests must run as root under CI");
-        }
-        eprintln!("SKIP: local delivery tests need root (useradd, delivery to other users)");
-        return false;
-    }
-    true
+    support::peers::require_root("local delivery (useradd, delivery to other users)")
 }
 
 /// A system user created for one test; removed (with its home and mail

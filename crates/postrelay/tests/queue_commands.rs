@@ -386,22 +386,16 @@ fn as_nobody(binary: &Path, config: &Path, args: &[&str]) -> Output {
 /// check refuses them. Either way the message stays queued, not held.
 #[test]
 fn other_users_cannot_change_the_queue() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("this test runs a command as nobody and needs root under CI");
-        }
-        eprintln!("SKIP: running a command as another user needs root");
-        return;
-    }
-    if nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(65534))
-        .ok()
-        .flatten()
-        .is_none()
+    if !support::peers::require_root("running a command as nobody")
         || !support::peers::require("setpriv")
     {
-        eprintln!("SKIP: no user nobody (uid 65534) or no setpriv");
         return;
     }
+    let nobody = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(65534));
+    assert!(
+        matches!(nobody, Ok(Some(_))),
+        "no user nobody (uid 65534) on this system: {nobody:?}"
+    );
     let d = Daemon::start();
     let id = send(d.port, "s@example.com", &["r@example.org"]);
     let sock = d.dir.path().join("control.sock");

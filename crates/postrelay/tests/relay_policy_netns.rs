@@ -18,16 +18,9 @@ use support::peers;
 
 /// Whether this process may create namespaces; panics under CI if not.
 fn can_run() -> bool {
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            !ci,
-            "relay_policy_netns needs root under CI (network namespaces)"
-        );
-        eprintln!("SKIP: network namespace tests need root");
-        return false;
-    }
-    peers::require("ip") && peers::require("swaks")
+    peers::require_root("creating network namespaces")
+        && peers::require("ip")
+        && peers::require("swaks")
 }
 
 fn ip(args: &[&str]) -> Result<String, String> {

@@ -19,11 +19,7 @@ pub struct Install {
 impl Install {
     /// `None` (after saying why) when not root outside CI.
     pub fn new() -> Option<Install> {
-        if !nix::unistd::geteuid().is_root() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("tests/sendmail.rs must run as root under CI");
-            }
-            eprintln!("SKIP: the sendmail tests need root (setgid postdrop, switching users)");
+        if !super::peers::require_root("installing postdrop setgid and switching users") {
             return None;
         }
         if nix::unistd::Group::from_name("postdrop").unwrap().is_none() {
