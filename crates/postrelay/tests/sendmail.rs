@@ -289,8 +289,20 @@ fn usage_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A loop is refused up front, not accepted and then dropped by pickup.
+    let looping = "Received: from a by b\n".repeat(51) + "Subject: loop\n\nx\n";
+    let out = inst.sendmail_run(&d, &["root"], looping.as_bytes());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(err.contains("mail loop"), "{err}");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(d.queue().is_empty());
+    assert_eq!(
+        std::fs::read_dir(d.spool().join("corrupt"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]

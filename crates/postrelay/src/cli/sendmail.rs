@@ -217,6 +217,18 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
             None => format!("From: {address}"),
         }
     });
+    // Refuse here, with an exit code, what pickup would refuse later when
+    // nobody is left to tell: the From: line added counts against the
+    // header limit, and a mail loop is a loop.
+    let added = from_line.as_ref().map_or(0, |f| f.len() as u64 + 2);
+    if header.bytes + added > limits.header {
+        return Err(input_fail(InputError::HeaderTooBig(limits.header)));
+    }
+    if header.hops > crate::bounce::HOP_LIMIT {
+        return Err(input_fail(InputError::TooManyHops(
+            crate::bounce::HOP_LIMIT,
+        )));
+    }
     let submission = Submission {
         version: maildrop::VERSION,
         sender,

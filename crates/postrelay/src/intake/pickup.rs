@@ -243,31 +243,30 @@ async fn scan(
                 tracing::warn!(file = %path.display(), %why, "maildrop: will retry")
             }
             Loaded::Bad { uid, why } => quarantine(shared.spool.root(), &path, &name, uid, &why),
-            Loaded::Ready { writer, envelope } => {
-                let (uid, user) = match &envelope.origin {
-                    Origin::Local { uid, user } => (*uid, user.clone()),
-                    _ => unreachable!("pickup builds local envelopes"),
-                };
-                match shared.accept(writer, *envelope).await {
-                    Ok(env) => {
-                        let id = env.id.to_string();
-                        shared.maillog.line(
-                            "pickup",
-                            &id,
-                            &format!("uid={uid} from=<{}>", crate::maillog::clean(&env.sender)),
-                        );
-                        shared.maillog.queued(&env);
-                        tracing::info!(%id, uid, %user, "maildrop: queued a local submission");
-                        if let Err(e) = fs::remove_file(&path) {
-                            tracing::error!(file = %path.display(), error = %e,
+            Loaded::Ready {
+                writer,
+                envelope,
+                uid,
+                user,
+            } => match shared.accept(writer, *envelope).await {
+                Ok(env) => {
+                    let id = env.id.to_string();
+                    shared.maillog.line(
+                        "pickup",
+                        &id,
+                        &format!("uid={uid} from=<{}>", crate::maillog::clean(&env.sender)),
+                    );
+                    shared.maillog.queued(&env);
+                    tracing::info!(%id, uid, %user, "maildrop: queued a local submission");
+                    if let Err(e) = fs::remove_file(&path) {
+                        tracing::error!(file = %path.display(), error = %e,
                                 "maildrop: queued, but cannot remove the file; retrying the removal");
-                            committed.insert(name);
-                        }
+                        committed.insert(name);
                     }
-                    Err(e) => tracing::error!(file = %path.display(), error = %e,
-                        "maildrop: commit failed; will retry"),
                 }
-            }
+                Err(e) => tracing::error!(file = %path.display(), error = %e,
+                        "maildrop: commit failed; will retry"),
+            },
         }
     }
 }
@@ -294,6 +293,9 @@ enum Loaded {
     Ready {
         writer: BodyWriter,
         envelope: Box<Envelope>,
+        /// The submitter (also in the envelope's origin), for the log.
+        uid: u32,
+        user: String,
     },
 }
 
@@ -413,9 +415,16 @@ fn receive(spool: &Spool, config: &Config, file: File, uid: u32) -> Loaded {
         eight_bit |= buf[..fed.consumed].iter().any(|&b| b >= 0x80);
         r.consume(fed.consumed);
         if fed.done {
-            if !matches!(r.fill_buf(), Ok([])) {
-                asm.abort();
-                return bad(uid, "data after the end-of-data marker");
+            match r.fill_buf() {
+                Ok([]) => {}
+                Ok(_) => {
+                    asm.abort();
+                    return bad(uid, "data after the end-of-data marker");
+                }
+                Err(e) => {
+                    asm.abort();
+                    return Loaded::TempFail(format!("read error: {e}"));
+                }
             }
             break;
         }
@@ -439,11 +448,12 @@ fn receive(spool: &Spool, config: &Config, file: File, uid: u32) -> Loaded {
             ..Recipient::new(a)
         })
         .collect();
+    let user = header.user;
     let mut envelope = Envelope::new(
         id,
         Origin::Local {
             uid,
-            user: header.user,
+            user: user.clone(),
         },
         header.sender,
         recipients,
@@ -455,6 +465,8 @@ fn receive(spool: &Spool, config: &Config, file: File, uid: u32) -> Loaded {
     Loaded::Ready {
         writer,
         envelope: Box::new(envelope),
+        uid,
+        user,
     }
 }
 
@@ -471,7 +483,7 @@ fn quarantine(root: &Path, path: &Path, name: &str, uid: Option<u32>, why: &str)
     } else {
         format!("maildrop-{}", QueueId::generate())
     };
-    let target: PathBuf = root.join("corrupt").join(target_name);
+    let target: PathBuf = root.join(crate::spool::CORRUPT_DIR).join(target_name);
     let uid = uid.map_or_else(|| "unknown".to_string(), |u| u.to_string());
     match fs::rename(path, &target) {
         Ok(()) => tracing::error!(

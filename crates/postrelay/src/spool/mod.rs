@@ -66,7 +66,7 @@ pub use envelope::{
 pub use error::SpoolError;
 pub use health::{Health, HealthOptions};
 pub use id::{FileKind, InvalidQueueId, QueueId};
-pub use layout::{Location, SpoolReader};
+pub use layout::{CORRUPT_DIR, Location, SpoolReader};
 pub use recover::RecoveryReport;
 
 use durable::remove_quietly;

@@ -38,6 +38,8 @@ pub enum InputError {
     HeaderTooBig(u64),
     /// Line `.0` is over [`Limits::line`] (`.1`).
     LineTooLong(u64, u64),
+    /// More `Received:` fields than [`crate::bounce::HOP_LIMIT`]: a loop.
+    TooManyHops(usize),
 }
 
 impl From<io::Error> for InputError {
@@ -54,6 +56,10 @@ impl std::fmt::Display for InputError {
             InputError::HeaderTooBig(l) => {
                 write!(f, "header section too big (limit {l} octets)")
             }
+            InputError::TooManyHops(n) => write!(
+                f,
+                "more than {n} Received: header fields: a mail loop (the daemon would refuse it)"
+            ),
             InputError::LineTooLong(n, l) => write!(
                 f,
                 "line {n} is longer than {l} octets (RFC 5322 2.1.1); wrap it, or send the \
@@ -144,6 +150,10 @@ pub struct Header {
     pub has_from: bool,
     /// Unfolded values of To, Cc and Bcc fields.
     pub recipient_fields: Vec<String>,
+    /// Octets of the header section read (CRLF line ends), Bcc included.
+    pub bytes: u64,
+    /// Number of `Received:` fields.
+    pub hops: usize,
     /// What came after it.
     pub after: After,
 }
@@ -159,11 +169,12 @@ pub fn read_header<R: BufRead>(
         lines: Vec::new(),
         has_from: false,
         recipient_fields: Vec::new(),
+        bytes: 0,
+        hops: 0,
         after: After::End,
     };
     // The field being collected: its name and lines.
     let mut field: Option<(String, Vec<Vec<u8>>)> = None;
-    let mut bytes = 0u64;
     let mut line = Vec::new();
     loop {
         if !r.next_line(&mut line)? || (!ignore_dots && line == b".") {
@@ -172,8 +183,8 @@ pub fn read_header<R: BufRead>(
         if r.number == 1 && line.starts_with(b"From ") {
             continue;
         }
-        bytes += line.len() as u64 + 2;
-        if bytes > limits.header {
+        h.bytes += line.len() as u64 + 2;
+        if h.bytes > limits.header {
             return Err(InputError::HeaderTooBig(limits.header));
         }
         if matches!(line.first(), Some(b' ' | b'\t'))
@@ -213,6 +224,9 @@ fn flush(h: &mut Header, field: Option<(String, Vec<Vec<u8>>)>) {
     }
     if name == "from" {
         h.has_from = true;
+    }
+    if name == "received" {
+        h.hops += 1;
     }
     if name != "bcc" {
         h.lines.extend(lines);
