@@ -61,11 +61,15 @@ pub(super) fn parse(text: &str) -> Result<SaslPasswd, LineError> {
             Some((k, v)) => (k, v.trim()),
             None => (l, ""),
         };
+        if value.is_empty() {
+            // The lone word may be a password (a file of the wrong kind):
+            // never repeat it.
+            return Err(err(
+                "has a single word: an entry is \"[host]:port user:password\" (key, white space, then the credentials)".to_owned(),
+            ));
+        }
         let key = key.to_ascii_lowercase();
         let hint = format!("write \"{key} user:password\"");
-        if value.is_empty() {
-            return Err(err(format!("\"{key}\" has no user:password; {hint}")));
-        }
         let Some((username, password)) = value.split_once(':') else {
             return Err(err(format!(
                 "the value of \"{key}\" has no ':' between user and password; {hint}"
