@@ -222,16 +222,21 @@ impl Queue {
             return Ok(AfterAttempt::Removed);
         };
         if done {
-            if let Err(e) = self.inner.spool.remove_lazily(&env.id) {
-                // Still queued on disk: schedule it again instead of
-                // leaving it in flight until a restart. Its envelope on
-                // disk still lists the recipients as pending, so the next
-                // attempt may deliver again: a duplicate, never a loss.
-                state.update(&env.id, |e| {
-                    e.in_flight = false;
-                    e.due_ms = now_ms().saturating_add(60_000);
-                });
-                return Err(e);
+            match self.inner.spool.remove_lazily(&env.id) {
+                // Gone from disk already (deleted by hand, or a removal
+                // that failed halfway): nothing left to retry.
+                Ok(()) | Err(SpoolError::NotFound { .. }) => {}
+                Err(e) => {
+                    // Still queued on disk: schedule it again instead of
+                    // leaving it in flight until a restart. Its envelope on
+                    // disk still lists the recipients as pending, so the next
+                    // attempt may deliver again: a duplicate, never a loss.
+                    state.update(&env.id, |e| {
+                        e.in_flight = false;
+                        e.due_ms = now_ms().saturating_add(60_000);
+                    });
+                    return Err(e);
+                }
             }
             state.forget(&env.id);
             self.inner.maillog.removed(&env.id.to_string());

@@ -166,3 +166,28 @@ async fn a_fresh_envelope_comes_with_its_first_attempt_only() {
         "later attempts read the rewritten envelope from disk"
     );
 }
+
+/// A message whose envelope vanished from disk during its attempt (a
+/// removal that failed halfway, a hand-made rm) is forgotten, not retried
+/// every minute for ever.
+#[tokio::test]
+async fn a_message_gone_from_disk_is_forgotten_at_the_end_of_its_attempt() {
+    let f = fixture();
+    let id = add(&f, 0).await;
+    let (taken, _) = f.queue.take_due(now_ms()).unwrap();
+    assert_eq!(taken, id);
+    let (env, _) = f.queue.spool().read(&id).unwrap();
+    let path = f
+        .queue
+        .spool()
+        .root()
+        .join("queue")
+        .join(id.envelope_name());
+    std::fs::remove_file(path).unwrap();
+    assert!(matches!(
+        f.queue.finish_attempt(&env, true),
+        Ok(AfterAttempt::Removed)
+    ));
+    assert_eq!(f.queue.len(), 0);
+    assert_eq!(f.queue.next_due(), None);
+}
