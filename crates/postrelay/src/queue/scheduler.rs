@@ -46,12 +46,13 @@ pub async fn run(
             if enabled && let Some(due) = queue.take_due(now_ms()) {
                 break due;
             }
-            let wait = queue
-                .next_due()
-                .map_or(MAX_SLEEP, |due| {
-                    Duration::from_millis(due.saturating_sub(now_ms()))
-                })
-                .min(MAX_SLEEP);
+            // With delivery off, a due message is no reason to wake: only
+            // a change (a reload turning delivery on wakes the queue) is.
+            let wait = match queue.next_due() {
+                Some(due) if enabled => Duration::from_millis(due.saturating_sub(now_ms())),
+                _ => MAX_SLEEP,
+            }
+            .min(MAX_SLEEP);
             tokio::select! {
                 _ = queue.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
