@@ -111,7 +111,8 @@ impl Backoff {
 
 /// A duration in whole milliseconds, saturating (a lifetime of centuries
 /// is "forever", not a wrap-around).
-fn millis(d: Duration) -> u64 {
+/// `d` in milliseconds, saturating (for due times in ms since the epoch).
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

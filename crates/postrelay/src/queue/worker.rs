@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::backoff::{Backoff, NextStep};
+use super::backoff::{Backoff, NextStep, millis};
 use super::{AfterAttempt, Queue, now_ms};
 use crate::bounce::{self, Action, BounceDecision, DsnInput, FailedRecipient};
 use crate::config::Config;
@@ -59,14 +59,18 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
         }
         Ok(Err(e)) => {
             tracing::error!(%id, error = %e, "cannot read the envelope; retrying later");
-            ctx.queue
-                .abandon_attempt(&id, now_ms() + config.queue.min_backoff.as_millis() as u64);
+            ctx.queue.abandon_attempt(
+                &id,
+                now_ms().saturating_add(millis(config.queue.min_backoff)),
+            );
             return;
         }
         Err(e) => {
             tracing::error!(%id, error = %e, "envelope read task failed");
-            ctx.queue
-                .abandon_attempt(&id, now_ms() + config.queue.min_backoff.as_millis() as u64);
+            ctx.queue.abandon_attempt(
+                &id,
+                now_ms().saturating_add(millis(config.queue.min_backoff)),
+            );
             return;
         }
     };
@@ -92,7 +96,7 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
                 r.state = RcptState::Pending;
             }
         }
-        env.next_attempt_ms = now_ms().saturating_add(config.queue.min_backoff.as_millis() as u64);
+        env.next_attempt_ms = now_ms().saturating_add(millis(config.queue.min_backoff));
         env.reason = Some("the bounce could not be queued; will retry".into());
         done = false;
     }
@@ -248,7 +252,7 @@ async fn maybe_warn_delay(ctx: &Context, config: &Config, env: &mut Envelope) {
     let Some(after) = config.bounce.delay_warning else {
         return;
     };
-    if env.delay_warned || now_ms().saturating_sub(env.created_ms) < after.as_millis() as u64 {
+    if env.delay_warned || now_ms().saturating_sub(env.created_ms) < millis(after) {
         return;
     }
     let waiting: Vec<Failure> = env
@@ -310,7 +314,7 @@ async fn send_bounce(
     let from = format!("MAILER-DAEMON@{}", config.hostname);
     let retry_until_ms = (action == Action::Delayed).then(|| {
         env.created_ms
-            .saturating_add(config.queue.max_lifetime.as_millis() as u64)
+            .saturating_add(millis(config.queue.max_lifetime))
     });
     let dsn = bounce::build(&DsnInput {
         envelope: env,
