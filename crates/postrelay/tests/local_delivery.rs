@@ -16,7 +16,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postrelay::deliver::Outcome;
 use postrelay::deliver::local::{LocalMessage, LocalSettings, MailboxKind, deliver};
@@ -460,7 +460,6 @@ fn mbox_waits_for_a_held_dotlock() {
     std::fs::write(&body, b"X-Test-Seq: 0\r\nSubject: x\r\n\r\nwaited\r\n").unwrap();
     let name = user.name.clone();
     let spool_path = spool.path().to_path_buf();
-    let started = Instant::now();
     let worker = std::thread::spawn(move || {
         let settings = LocalSettings {
             kind: MailboxKind::Mbox,
@@ -481,7 +480,6 @@ fn mbox_waits_for_a_held_dotlock() {
     std::fs::remove_file(&lock).unwrap();
     let out = worker.join().unwrap();
     assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert!(!lock.exists(), "our own dotlock is removed");
     let msgs = python_read("mbox", &spool.path().join(&user.name));
     assert_eq!(msgs.len(), 1);

@@ -146,8 +146,10 @@ impl Submission {
     /// sending `lines` (LF-terminated: `-crlf` adds the CRs); returns
     /// everything it printed.
     fn openssl(&self, port: u16, starttls: bool, lines: &str) -> String {
-        let mut cmd = Command::new("openssl");
-        cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        // Bounded: with -ign_eof, s_client ends only when the daemon closes.
+        let mut cmd = Command::new("timeout");
+        cmd.args(["60", "openssl", "s_client", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
             .args(["-servername", "localhost", "-CAfile"])
             .arg(&self.cert)
             .args(["-verify_return_error", "-crlf", "-ign_eof"]);

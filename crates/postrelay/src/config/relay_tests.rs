@@ -38,10 +38,6 @@ impl Files {
     }
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 const PASSWORD: &str = "hunter2-SECRET";
 
 /// A relay table with the given extra lines, after name and host.
@@ -430,8 +426,7 @@ fn invalid_secret_files() {
 
 #[test]
 fn secret_file_owner() {
-    if !is_root() {
-        eprintln!("skipped: changing a file's owner needs root");
+    if !crate::test_require_root("changing a file's owner") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -282,14 +282,20 @@ impl Daemon {
         std::fs::read(self.spool().join("queue").join(format!("{id}.msg"))).unwrap()
     }
 
-    /// Waits (bounded) until the queue holds `n` messages.
+    /// Waits until the queue holds `n` messages; panics (with the queue)
+    /// after 20 s.
     pub fn wait_queue_len(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let q = self.queue();
-            if q.len() == n || Instant::now() > deadline {
+            if q.len() == n {
                 return q;
             }
+            assert!(
+                Instant::now() < deadline,
+                "the queue holds {} messages, not {n}, after 20 s: {q:#?}",
+                q.len()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

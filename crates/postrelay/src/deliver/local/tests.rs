@@ -408,8 +408,7 @@ const NOBODY: u32 = 65534;
 
 #[test]
 fn maildir_symlink_to_someone_elses_directory_is_refused() {
-    if !is_root() {
-        eprintln!("SKIP: needs root to make a directory of another user");
+    if !crate::test_require_root("making a directory of another user") {
         return;
     }
     let home = TempDir::new().unwrap();
@@ -447,8 +446,7 @@ fn maildir_symlink_to_someone_elses_directory_is_refused() {
 
 #[test]
 fn maildir_not_created_in_a_home_the_user_does_not_own() {
-    if !is_root() {
-        eprintln!("SKIP: needs root to chown");
+    if !crate::test_require_root("chown") {
         return;
     }
     let home = TempDir::new().unwrap();
@@ -617,8 +615,7 @@ fn mbox_symlink_and_hard_link_are_refused() {
 
 #[test]
 fn mbox_of_someone_else_is_refused() {
-    if !is_root() {
-        eprintln!("SKIP: needs root to chown");
+    if !crate::test_require_root("chown") {
         return;
     }
     let dir = TempDir::new().unwrap();
