@@ -111,7 +111,9 @@ impl Pool {
     /// Returns a healthy session after a message; it is kept for the next
     /// one unless it has carried `max_messages` already.
     pub fn checkin(&self, lease: Lease) {
-        if lease.session.messages_sent() >= self.max_messages {
+        // A session that ended (a 421, a drop mid-DATA) or has carried its
+        // share gives its slot back now, not at the next checkout.
+        if !lease.session.is_reusable() || lease.session.messages_sent() >= self.max_messages {
             retire(lease.session);
             drop(lease.permit);
             self.returned.notify_one();

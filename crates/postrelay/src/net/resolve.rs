@@ -10,6 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
 
+/// Longest a name lookup may take, whatever the resolver's own settings.
+const LOOKUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One resolver for the whole daemon (its cache is shared).
 pub struct Resolver {
     /// `None` when no usable system configuration exists (no
@@ -43,19 +46,32 @@ impl Resolver {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let addrs: Vec<SocketAddr> = match &self.dns {
-            Some(dns) => {
-                let lookup = dns
-                    .lookup_ip(bare)
+        let lookup = async {
+            match &self.dns {
+                Some(dns) => {
+                    let lookup = dns
+                        .lookup_ip(bare)
+                        .await
+                        .map_err(|e| format!("{bare}: {e}"))?;
+                    Ok(lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+                }
+                None => tokio::net::lookup_host((bare, port))
                     .await
-                    .map_err(|e| format!("{bare}: {e}"))?;
-                lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect()
+                    .map(|a| a.collect())
+                    .map_err(|e| format!("{bare}: {e}")),
             }
-            None => tokio::net::lookup_host((bare, port))
-                .await
-                .map_err(|e| format!("{bare}: {e}"))?
-                .collect(),
         };
+        // The resolvers have their own timeouts; this bounds them all, so
+        // a stuck lookup can never hold a delivery.
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(LOOKUP_LIMIT, lookup)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{bare}: no answer from DNS within {} s",
+                        LOOKUP_LIMIT.as_secs()
+                    )
+                })??;
         if addrs.is_empty() {
             return Err(format!("{bare}: no A or AAAA record"));
         }
