@@ -369,6 +369,41 @@ fn unprivileged_user_submits_but_cannot_look() {
     queued(&d, 2);
 }
 
+/// sendmail and the queue commands read the configuration without the
+/// daemon's secrets: a transport map naming a relay does not break them,
+/// and root's mailq works while the password file belongs to another user
+/// (the daemon's, when it does not run as root).
+#[test]
+fn local_tools_need_neither_relays_secrets_nor_their_owner() {
+    let Some(inst) = Install::new() else { return };
+    let files = tempfile::tempdir().unwrap();
+    let pw = files.path().join("password");
+    std::fs::write(&pw, "secret\n").unwrap();
+    std::fs::set_permissions(&pw, PermissionsExt::from_mode(0o600)).unwrap();
+    let transport = files.path().join("transport");
+    std::fs::write(&transport, "* relay:prov\n").unwrap();
+    let d = Daemon::start_with(Options {
+        intake: "local_domains = [\"localhost\"]".into(),
+        tail: format!(
+            "[[relay]]\nname = \"prov\"\nhost = \"127.0.0.1\"\nport = 9\n\
+             username = \"u\"\npassword_file = \"{}\"\n\
+             [routing]\ntransport = \"{}\"\n",
+            pw.display(),
+            transport.display()
+        ),
+        ..Options::default()
+    });
+    // As a daemon running as another user would own it.
+    nix::unistd::chown(&pw, Some(65534.into()), None).unwrap();
+    ok(&inst.sendmail_run(&d, &["someone@example.org"], b"Subject: t\n\nx\n"));
+    queued(&d, 1);
+    let mailq = inst.dir.path().join("mailq");
+    let out = run(inst.command(&d, &mailq).arg("--config").arg(&d.config), b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("someone@example.org"), "{text}");
+}
+
 /// Pickup is woken by the finished file (inotify), not by its periodic
 /// listing, here set to an hour: the message is queued all the same.
 #[test]

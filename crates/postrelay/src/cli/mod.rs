@@ -63,8 +63,20 @@ pub fn main_with(cli: Cli) -> ExitCode {
         return hash_password::run();
     }
     if let Command::Sendmail { args } = &cli.command {
-        // Reads the configuration its own way (see sendmail::load_config).
+        // Reads the configuration its own way (see sendmail::load_without_secrets).
         return sendmail::main(args.clone(), cli.config.clone());
+    }
+    if let Command::Queue(cmd) = cli.command {
+        // The queue commands need the spool and the control socket, not
+        // the daemon's secrets: read as sendmail does, so that root's
+        // mailq works when the secrets belong to the daemon's user.
+        return match sendmail::load_without_secrets(cli.config.as_deref()) {
+            Ok(config) => queue::run(&config, cmd),
+            Err(e) => {
+                eprintln!("postrelay: {e}");
+                ExitCode::from(78) // EX_CONFIG
+            }
+        };
     }
     let loaded = load_config(cli.config.as_deref());
     let (config, source) = match loaded {
@@ -103,22 +115,36 @@ pub fn main_with(cli: Cli) -> ExitCode {
             print!("{}", config.render());
             ExitCode::SUCCESS
         }
-        Command::Queue(cmd) => queue::run(&config, cmd),
-        Command::HashPassword => hash_password::run(),
-        Command::Sendmail { .. } => unreachable!("dispatched before loading the configuration"),
+        Command::HashPassword | Command::Sendmail { .. } | Command::Queue(_) => {
+            unreachable!("dispatched before loading the configuration")
+        }
     }
 }
 
 /// Finds and loads the configuration (see [`Cli::config`]).
 pub fn load_config(explicit: Option<&Path>) -> Result<(Config, Source), config::ConfigError> {
+    match config_path(explicit)? {
+        Some(path) => Ok((config::load(&path)?, Source::File(path))),
+        None => Ok((config::builtin_default(), Source::Builtin)),
+    }
+}
+
+/// The file to read: `explicit`, else [`DEFAULT_CONFIG`] if it is there;
+/// `None`: the built-in defaults. A default file that cannot even be
+/// looked at (a directory we may not search) is an error, never a silent
+/// switch to the built-in settings.
+pub(crate) fn config_path(explicit: Option<&Path>) -> Result<Option<PathBuf>, config::ConfigError> {
     if let Some(path) = explicit {
-        return Ok((config::load(path)?, Source::File(path.to_path_buf())));
+        return Ok(Some(path.to_path_buf()));
     }
-    let default = Path::new(DEFAULT_CONFIG);
-    if default.exists() {
-        return Ok((config::load(default)?, Source::File(default.to_path_buf())));
+    match std::fs::symlink_metadata(DEFAULT_CONFIG) {
+        Ok(_) => Ok(Some(PathBuf::from(DEFAULT_CONFIG))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(config::ConfigError::Read {
+            path: PathBuf::from(DEFAULT_CONFIG),
+            source,
+        }),
     }
-    Ok((config::builtin_default(), Source::Builtin))
 }
 
 fn init_tracing(config: &Config) {

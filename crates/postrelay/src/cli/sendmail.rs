@@ -65,7 +65,7 @@ pub fn main(args: Vec<OsString>, config: Option<PathBuf>) -> ExitCode {
 
 fn run(args: Vec<OsString>, config_path: Option<&Path>) -> Result<ExitCode, Fail> {
     let opts = args::parse(args).map_err(|e| Fail(EX_USAGE, e.0))?;
-    let config = load_config(config_path).map_err(|e| Fail(EX_CONFIG, e))?;
+    let config = load_without_secrets(config_path).map_err(|e| Fail(EX_CONFIG, e))?;
     match opts.mode {
         Mode::Nothing => Ok(ExitCode::SUCCESS),
         Mode::ListQueue => Ok(super::queue::run(
@@ -82,14 +82,15 @@ fn run(args: Vec<OsString>, config_path: Option<&Path>) -> Result<ExitCode, Fail
 }
 
 /// Loads the configuration like the other commands, but without the
-/// settings that name files only the daemon may read (relay credentials,
-/// `delivery.sasl_passwd`, the submission listener's key and users):
-/// sendmail runs as any user and needs none of them. Errors are reported
-/// from the whole file, so that their line numbers are right.
-fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None if Path::new(super::DEFAULT_CONFIG).exists() => PathBuf::from(super::DEFAULT_CONFIG),
+/// settings that name files only the daemon may read (relay credentials
+/// and CA files, `delivery.sasl_passwd`, the submission listener's key
+/// and users): sendmail runs as any user, and the queue commands as root
+/// beside a daemon that owns its secrets; neither needs them. The relays
+/// themselves stay, because routing tables may name them. Errors are
+/// reported from the whole file, so that their line numbers are right.
+pub(super) fn load_without_secrets(explicit: Option<&Path>) -> Result<Config, String> {
+    let path = match super::config_path(explicit).map_err(|e| e.to_string())? {
+        Some(p) => p,
         None => return Ok(config::builtin_default()),
     };
     let text = std::fs::read_to_string(&path)
@@ -103,7 +104,17 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
                 .map_or_else(String::new, |e| e.to_string()));
         }
     };
-    table.remove("relay");
+    // The relays stay (routing tables may name them); only the files they
+    // name go.
+    if let Some(toml::Value::Array(relays)) = table.get_mut("relay") {
+        for relay in relays.iter_mut() {
+            if let toml::Value::Table(t) = relay {
+                for key in ["username", "password_file", "ca_file"] {
+                    t.remove(key);
+                }
+            }
+        }
+    }
     for (section, key) in [("delivery", "sasl_passwd"), ("intake", "submission")] {
         if let Some(toml::Value::Table(t)) = table.get_mut(section) {
             t.remove(key);
