@@ -83,10 +83,18 @@ pub fn execute(queue: &Queue, req: &Request) -> Response {
 }
 
 /// Binds the socket (replacing a stale one: the spool lock proves no
-/// other daemon owns it) with mode 0600.
+/// other daemon owns it) with mode 0600. Anything at the path that is not
+/// a socket is left alone and refused.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket; choose another control_socket or remove it",
+            ));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -190,4 +198,23 @@ pub fn request(path: &PathBuf, req: &Request) -> io::Result<Option<Response>> {
             format!("bad answer from the daemon: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_replaces_a_stale_socket_but_no_other_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        drop(bind(&path).unwrap());
+        // A socket left behind by a stopped daemon is replaced.
+        drop(bind(&path).unwrap());
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, "keep me").unwrap();
+        let e = bind(&other).unwrap_err();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "keep me");
+    }
 }

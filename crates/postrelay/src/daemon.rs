@@ -95,7 +95,8 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         listeners.push(l);
     }
     let submission_listeners = intake::submission::bind(&config).await?;
-    let control = crate::control::bind(&config.control_socket).with_context(|| {
+    let control_path = config.control_socket.clone();
+    let control = crate::control::bind(&control_path).with_context(|| {
         format!(
             "cannot create the control socket {}",
             config.control_socket.display()
@@ -199,7 +200,9 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     drop(worker_ctx);
     drop(shared);
     committer.shutdown();
-    let _ = std::fs::remove_file(&config_tx.borrow().control_socket);
+    // The path bound at start (a reload may name another, which applies
+    // only at the next start).
+    let _ = std::fs::remove_file(&control_path);
     tracing::info!("stopped");
     Ok(())
 }

@@ -400,7 +400,11 @@ fn local_tools_need_neither_relays_secrets_nor_their_owner() {
     let mailq = inst.dir.path().join("mailq");
     let out = run(inst.command(&d, &mailq).arg("--config").arg(&d.config), b"");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("someone@example.org"), "{text}");
 }
 
