@@ -3,8 +3,6 @@
 //! streaming stuffer a client uses. Memory use is constant apart from the
 //! output the caller supplies; nothing here parses the message itself.
 
-use crate::reply::Reply;
-
 /// Default longest text line in octets excluding CRLF (RFC 5321 §4.5.3.1.6).
 pub const DEFAULT_MAX_LINE: usize = 998;
 
@@ -29,29 +27,6 @@ pub enum DataViolation {
     BareCr,
     /// A line longer than the configured maximum.
     LineTooLong,
-}
-
-impl DataViolation {
-    /// The reply for the end of DATA when this violation was recorded.
-    pub fn reply(self) -> Reply {
-        match self {
-            DataViolation::BareLf => Reply::new(
-                550,
-                "5.6.0",
-                "Message rejected: bare LF in data (lines must end with CRLF)",
-            ),
-            DataViolation::BareCr => Reply::new(
-                550,
-                "5.6.0",
-                "Message rejected: bare CR in data (lines must end with CRLF)",
-            ),
-            DataViolation::LineTooLong => Reply::new(
-                550,
-                "5.6.0",
-                "Message rejected: line too long (RFC 5321 limit is 1000 octets with CRLF)",
-            ),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -189,16 +189,3 @@ fn stuffer_table() {
     s.finish(&mut out);
     assert_eq!(out, b"x\r\n.\r\n..y\r\n.\r\n");
 }
-
-#[test]
-fn violation_replies() {
-    for v in [
-        DataViolation::BareLf,
-        DataViolation::BareCr,
-        DataViolation::LineTooLong,
-    ] {
-        let r = v.reply();
-        assert!(r.is_permanent());
-        assert_eq!(r.enhanced.map(|e| e.to_string()).as_deref(), Some("5.6.0"));
-    }
-}

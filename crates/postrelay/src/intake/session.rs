@@ -63,8 +63,6 @@ pub struct Session<S> {
     state: ServerState,
     helo: String,
     tx: Option<Transaction>,
-    /// Recipients refused in this transaction (for the DATA reply).
-    rejected_rcpts: usize,
     errors: usize,
     deadline: Instant,
     /// Set on submission listeners: STARTTLS and AUTH are offered, and
@@ -91,7 +89,6 @@ impl<S: ServerTransport> Session<S> {
             state: ServerState::new(),
             helo: String::new(),
             tx: None,
-            rejected_rcpts: 0,
             errors: 0,
             deadline,
             submission: None,
@@ -329,7 +326,6 @@ impl<S: ServerTransport> Session<S> {
 
     fn reset(&mut self) {
         self.tx = None;
-        self.rejected_rcpts = 0;
         self.state.reset();
     }
 
@@ -402,7 +398,6 @@ impl<S: ServerTransport> Session<S> {
             params,
             recipients: Vec::new(),
         });
-        self.rejected_rcpts = 0;
         self.reply(&Reply::new(250, "2.1.0", "Ok"));
     }
 
@@ -412,7 +407,6 @@ impl<S: ServerTransport> Session<S> {
             return self.count_error();
         };
         if tx.recipients.len() >= self.config.intake.max_recipients {
-            self.rejected_rcpts += 1;
             self.state.rcpt_rejected();
             self.reply(&Reply::new(452, "4.5.3", "Error: too many recipients"));
             // Not a protocol error: the client sends the rest in another
@@ -436,7 +430,6 @@ impl<S: ServerTransport> Session<S> {
                 Flow::Continue
             }
             Err(reply) => {
-                self.rejected_rcpts += 1;
                 self.state.rcpt_rejected();
                 tracing::info!(peer = %self.peer, reply = %reply, "recipient refused");
                 self.reply(&reply);
@@ -622,7 +615,6 @@ impl<S: ServerTransport> Session<S> {
         self.state.tls_started();
         self.helo.clear();
         self.tx = None;
-        self.rejected_rcpts = 0;
         self.auth_user = None;
         self.auth_method = "";
         self.trusted = false;
