@@ -78,6 +78,7 @@ pub(super) fn resolve(
     let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
     let routing = routing::routing(file.routing, &relays, loc)?;
     let local = super::local::local(file.local, loc)?;
+    mailbox_aliases_stay_local(&routing, &intake, &hostname, &relays, loc)?;
     Ok(Config {
         hostname,
         spool,
@@ -497,4 +498,42 @@ fn parse_const_size(text: &str) -> u64 {
 
 fn unquote(s: &str) -> String {
     s.trim_matches('"').to_owned()
+}
+
+/// A `\name` alias target means "the local mailbox name". It is queued as
+/// `name@hostname` and routed again at delivery, so that address must be
+/// local: otherwise the mail meant to stay on this host would go to the
+/// provider. Refused at load, naming the alias and the fix.
+fn mailbox_aliases_stay_local(
+    routing: &super::RoutingSettings,
+    intake: &super::Intake,
+    hostname: &str,
+    relays: &[super::RelayConfig],
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    use crate::route::{AliasTarget, Route, Router};
+    let Some(aliases) = &routing.aliases else {
+        return Ok(());
+    };
+    let names: Vec<String> = relays.iter().map(|r| r.name.clone()).collect();
+    let router = Router::new(routing, &intake.local_domains, hostname, &names);
+    for (name, alias) in aliases.iter() {
+        for target in &alias.targets {
+            let AliasTarget::Mailbox(user) = target else {
+                continue;
+            };
+            let address = format!("{user}@{hostname}");
+            if !matches!(router.transport(&address), Route::Local { user: u } if u == *user) {
+                let origin = aliases.path().display().to_string();
+                let message = format!(
+                    "routing.aliases: {name}: \\{user} delivers to the local mailbox {user}, but \
+                     {address} is not delivered locally (the host name is not in \
+                     intake.local_domains, or the transport map sends it elsewhere); add \
+                     \"$hostname\" to intake.local_domains, or write {user}@<a local domain>"
+                );
+                return Err(loc.invalid_in(&origin, "routing.aliases", Some(alias.line), message));
+            }
+        }
+    }
+    Ok(())
 }

@@ -298,3 +298,35 @@ fn unreadable_table_file() {
     assert!(e.starts_with("t.toml:2: routing.transport "), "{e}");
     assert!(e.contains("permission denied; make it readable"), "{e}");
 }
+
+/// `\name` is queued as name@hostname and routed again at delivery: a
+/// configuration where that address would leave the host is refused.
+#[test]
+fn mailbox_aliases_must_stay_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let aliases = [(
+        "aliases",
+        "postmaster: root\nroot: \\root, admin@example.com\n",
+    )];
+    // By default the host name is a local domain: fine.
+    parse(&routing_config(&files, &aliases, ""), "t").unwrap();
+    let text = routing_config(
+        &files,
+        &aliases,
+        "[intake]\nlocal_domains = [\"example.net\"]\n",
+    );
+    let e = parse(&text, "t").unwrap_err().to_string();
+    for want in [
+        "aliases:2:",
+        "\\root delivers to the local mailbox root",
+        "root@mx.example.org is not delivered locally",
+        "add \"$hostname\" to intake.local_domains",
+    ] {
+        assert!(e.contains(want), "{e:?} lacks {want:?}");
+    }
+    // The transport map sending the host's mail away is the same mistake.
+    let tables = [aliases[0], ("transport", "mx.example.org relay:ses\n")];
+    let e = parse(&routing_config(&files, &tables, ""), "t").unwrap_err();
+    assert!(e.to_string().contains("is not delivered locally"), "{e}");
+}

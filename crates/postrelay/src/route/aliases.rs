@@ -113,6 +113,11 @@ impl Aliases {
         self.entries.get(&fold(name))
     }
 
+    /// Every alias, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Alias)> {
+        self.entries.iter().map(|(n, a)| (n.as_str(), a))
+    }
+
     /// Number of aliases.
     pub fn len(&self) -> usize {
         self.entries.len()
