@@ -49,9 +49,12 @@ pub trait FileOps: Send + Sync + fmt::Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// `unlink(2)`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// `syncfs(2)` of the file system holding `dir`: every write to it so
-    /// far (data and metadata, ours and others') is on stable storage.
-    fn sync_filesystem(&self, dir: &Path) -> io::Result<()>;
+    /// `syncfs(2)` through `on`, a file of the spool's file system (`path`
+    /// names it for errors): every write to it so far (data and metadata,
+    /// ours and others') is on stable storage. `on` must stay open for
+    /// the spool's whole life: the kernel reports a write-back error to a
+    /// descriptor only if it was opened before the error.
+    fn sync_filesystem(&self, on: &File, path: &Path) -> io::Result<()>;
 }
 
 /// The real file system.
@@ -111,9 +114,8 @@ impl FileOps for RealFs {
         std::fs::remove_file(path)
     }
 
-    fn sync_filesystem(&self, dir: &Path) -> io::Result<()> {
-        let d = File::open(dir)?;
-        nix::unistd::syncfs(&d).map_err(io::Error::from)
+    fn sync_filesystem(&self, on: &File, _path: &Path) -> io::Result<()> {
+        nix::unistd::syncfs(on).map_err(io::Error::from)
     }
 }
 

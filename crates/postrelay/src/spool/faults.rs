@@ -146,9 +146,9 @@ impl FileOps for FaultyFs {
         RealFs.remove_file(path)
     }
 
-    fn sync_filesystem(&self, dir: &Path) -> io::Result<()> {
-        self.check(Op::SyncFs, &[dir])?;
-        RealFs.sync_filesystem(dir)
+    fn sync_filesystem(&self, on: &File, path: &Path) -> io::Result<()> {
+        self.check(Op::SyncFs, &[path])?;
+        RealFs.sync_filesystem(on, path)
     }
 }
 

@@ -136,8 +136,10 @@ struct Inner {
     /// Files kept for reuse, and messages removed lazily whose bodies wait
     /// for the next fsync.
     free: FreeList,
-    /// Holds the flock for as long as the spool is open.
-    _lock: File,
+    /// Holds the flock for as long as the spool is open; also the
+    /// descriptor `syncfs` goes through (open since the start, so every
+    /// write-back error since then is reported).
+    lock: File,
 }
 
 impl std::fmt::Debug for Spool {
@@ -190,7 +192,7 @@ impl Spool {
                 health,
                 admin: Mutex::new(()),
                 free,
-                _lock: lock,
+                lock,
             }),
         })
     }
@@ -337,7 +339,7 @@ impl Spool {
         let doomed = self.inner.free.take_doomed();
         if self.inner.sync == SyncMode::Filesystem
             && !batch.is_empty()
-            && let Err(e) = ops.sync_filesystem(&layout.queue)
+            && let Err(e) = ops.sync_filesystem(&self.inner.lock, &layout.root.join(LOCK_FILE))
         {
             // Nothing was renamed: dropping the batch removes its files.
             tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");

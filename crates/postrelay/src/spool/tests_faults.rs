@@ -180,7 +180,7 @@ fn with_syncfs_each_failing_step_is_an_error_and_leaves_nothing() {
     let cases = [
         ("body write ENOSPC", Fault::enospc(Op::Write, ".msg")),
         ("envelope write ENOSPC", Fault::enospc(Op::Write, ".env")),
-        ("syncfs", Fault::eio(Op::SyncFs, "/queue")),
+        ("syncfs", Fault::eio(Op::SyncFs, "/lock")),
         ("envelope rename", Fault::eio(Op::Rename, ".env")),
         ("queue fsync", Fault::eio(Op::SyncDir, "/queue")),
     ];
@@ -203,7 +203,7 @@ fn a_failed_syncfs_refuses_the_whole_batch_before_any_rename() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, fs) = open_faulty_with(dir.path(), SyncMode::Filesystem);
     let batch: Vec<_> = (0..3).map(|_| stage(&spool, b"m\r\n").unwrap()).collect();
-    fs.arm(Fault::eio(Op::SyncFs, "/queue"));
+    fs.arm(Fault::eio(Op::SyncFs, "/lock"));
     let results = spool.commit_batch(batch);
     assert_eq!(results.len(), 3);
     assert!(results.iter().all(|r| r.is_err()));
