@@ -179,22 +179,32 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     tracing::info!("stopping: no new connections; finishing commands in progress");
     shutdown.cancel();
     tracker.close();
-    tokio::select! {
-        _ = tracker.wait() => {}
-        _ = signals.term.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
-        _ = signals.int.recv() => tracing::warn!("second stop signal: exiting without waiting for sessions"),
-    }
+    // A second stop signal, at any point from here, ends the waiting.
+    let forced = async {
+        tokio::select! {
+            _ = signals.term.recv() => {}
+            _ = signals.int.recv() => {}
+        }
+        tracing::warn!("second stop signal: exiting without waiting any longer");
+    };
     // Deliveries in progress get a bounded time to finish; one abandoned
     // changes nothing on disk and is repeated after the restart.
-    let _ = scheduler.await;
-    deliveries.close();
-    if tokio::time::timeout(DELIVERY_GRACE, deliveries.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "abandoning delivery attempts still running; they will be repeated after restart"
-        );
+    let drained = async {
+        tracker.wait().await;
+        let _ = scheduler.await;
+        deliveries.close();
+        if tokio::time::timeout(DELIVERY_GRACE, deliveries.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "abandoning delivery attempts still running; they will be repeated after restart"
+            );
+        }
+    };
+    tokio::select! {
+        _ = drained => {}
+        _ = forced => {}
     }
     deliverer_tx.borrow().close_idle();
     drop(worker_ctx);

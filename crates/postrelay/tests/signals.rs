@@ -355,3 +355,32 @@ fn sighup_applies_a_changed_free_space_floor() {
         "queue.min_free_space lowered from 1000 TiB to 100 MiB by SIGHUP, but MAIL still gets {last:?}"
     );
 }
+
+/// A second SIGTERM ends every wait, the grace for deliveries in progress
+/// (30 s) included: here a delivery hangs on a relay that never greets.
+#[test]
+fn a_second_sigterm_does_not_wait_for_deliveries() {
+    let stall = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = stall.local_addr().unwrap().port();
+    let mut d = Daemon::start_with(Options {
+        delivery: true,
+        tail: format!(
+            "[[relay]]\nname = \"stall\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n"
+        ),
+        ..Options::default()
+    });
+    let (mut c, _) = session(d.port);
+    assert_eq!(send_message(&mut c, "stuck").code, 250);
+    // The delivery attempt is connected and waits for a greeting.
+    let (_held, _) = stall.accept().unwrap();
+    d.signal(SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(SIGTERM);
+    let exited = eventually(Duration::from_secs(10), || !d.is_running());
+    assert!(
+        exited,
+        "still running 10 s after the second SIGTERM:\n{}",
+        d.stderr()
+    );
+    assert!(d.stderr().contains("second stop signal"), "{}", d.stderr());
+}
