@@ -199,6 +199,17 @@ pub fn wants_notice(rcpt: &Recipient, action: Action) -> bool {
     notify.iter().any(|n| n.eq_ignore_ascii_case(word))
 }
 
+/// The start of the queued body at `path`: the [`MAX_HEADER_SECTION`]
+/// bytes [`header_section`] looks at (all of it when shorter).
+pub fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_HEADER_SECTION as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
 /// The header section at the start of a message: up to and including the
 /// line end before the first empty line. Looks at no more than
 /// [`MAX_HEADER_SECTION`] bytes; without an empty line there, the complete

@@ -82,9 +82,6 @@ enum Destination {
     Smtp { host: String, port: u16 },
 }
 
-/// How much of a message is read to rewrite its header section.
-const HEADER_READ_LIMIT: u64 = 256 * 1024;
-
 /// Local delivery settings from the configuration's `[local]`.
 fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
     local::LocalSettings {
@@ -299,7 +296,19 @@ impl Deliverer {
             .router
             .rewrite_sender(&env.sender)
             .unwrap_or_else(|| env.sender.clone());
-        let rewritten = self.rewritten_header(body);
+        let rewritten = match self.rewritten_header(body) {
+            Ok(r) => r,
+            // Sending the header unrewritten would show the provider (and
+            // the recipients) the internal addresses the rewrite hides.
+            Err(e) => {
+                let reason = Reason::Local(format!(
+                    "cannot read the queue file {} to rewrite its header: {e}",
+                    body.display()
+                ));
+                result.outcomes.extend(Attempt::defer_all(indices, &reason));
+                return;
+            }
+        };
         let message = Message {
             sender: &sender,
             recipients: &recipients,
@@ -399,20 +408,17 @@ impl Deliverer {
     /// The header section rewritten for the provider (`[routing] generic`
     /// / `rewrite_senders`), and how many bytes of the file it replaces;
     /// `None` when nothing changes.
-    fn rewritten_header(&self, body: &Path) -> Option<(Vec<u8>, u64)> {
+    fn rewritten_header(&self, body: &Path) -> std::io::Result<Option<(Vec<u8>, u64)>> {
         if !self.router.rewrites_senders() {
-            return None;
+            return Ok(None);
         }
-        let mut head = Vec::new();
-        let file = std::fs::File::open(body).ok()?;
-        std::io::Read::read_to_end(&mut std::io::Read::take(file, HEADER_READ_LIMIT), &mut head)
-            .ok()?;
+        let head = crate::bounce::read_head(body)?;
         let section = crate::bounce::header_section(&head);
         let rewrite = self.router.rewrite_headers(section);
         if rewrite.changes.is_empty() {
-            return None;
+            return Ok(None);
         }
-        Some((rewrite.header, section.len() as u64))
+        Ok(Some((rewrite.header, section.len() as u64)))
     }
 
     /// An explicit next hop from the transport map (`smtp:[host]:port`):

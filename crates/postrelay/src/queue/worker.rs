@@ -8,7 +8,6 @@
 //! removed) last. A crash in between can repeat an attempt or a bounce,
 //! never lose either.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +23,6 @@ use crate::maillog::{Delays, Delivery, DeliveryStatus};
 use crate::spool::{
     BodyType, Committer, Envelope, Origin, QueueId, RcptState, Recipient, SpoolError,
 };
-
-/// How much of a message is read to quote its header in a bounce.
-const HEADER_READ_LIMIT: u64 = 256 * 1024;
 
 /// What every attempt needs.
 pub struct Context {
@@ -348,13 +344,11 @@ async fn send_bounce(
     }
 }
 
-/// The first part of a queued body (enough for its header section).
+/// The first part of a queued body (enough for its header section); a
+/// notice without the original's header is still sent when it cannot be
+/// read.
 fn read_headers(path: PathBuf) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Ok(f) = std::fs::File::open(&path) {
-        let _ = f.take(HEADER_READ_LIMIT).read_to_end(&mut buf);
-    }
-    buf
+    crate::bounce::read_head(&path).unwrap_or_default()
 }
 
 /// Queues a message postrelay generated itself (a DSN), through the same
