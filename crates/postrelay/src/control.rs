@@ -186,12 +186,36 @@ pub fn request(path: &PathBuf, req: &Request) -> io::Result<Option<Response>> {
         }
         Err(e) => return Err(e),
     };
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // Deleting a large queue takes one fsync per message: minutes for
+    // 100,000. Everything else answers at once.
+    let patience = match req {
+        Request::DeleteAll => Duration::from_secs(3600),
+        _ => Duration::from_secs(60),
+    };
+    stream.set_read_timeout(Some(patience))?;
     let mut out = serde_json::to_vec(req).map_err(io::Error::other)?;
     out.push(b'\n');
     stream.write_all(&out)?;
     let mut line = String::new();
-    io::BufReader::new(stream).read_line(&mut line)?;
+    match io::BufReader::new(stream).read_line(&mut line) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the daemon did not answer within {} s; the request may still be running \
+                     (see `postrelay queue list` and the daemon's log)",
+                    patience.as_secs()
+                ),
+            ));
+        }
+        Err(e) => return Err(e),
+    }
     serde_json::from_str(&line).map(Some).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,

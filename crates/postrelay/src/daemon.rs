@@ -24,7 +24,7 @@ use crate::intake::{self, Shared};
 use crate::maillog::MailLog;
 use crate::net::resolve::Resolver;
 use crate::queue::{Queue, scheduler, worker};
-use crate::spool::{Committer, HealthOptions, Spool, SpoolError, SpoolOptions};
+use crate::spool::{HealthOptions, Spool, SpoolError, SpoolOptions};
 
 /// Where the running configuration came from (re-read on SIGHUP).
 #[derive(Debug, Clone)]
@@ -49,8 +49,38 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     // Handlers first: a signal that arrives once we listen must not kill
     // the process with the default action.
     let mut signals = Signals::install()?;
+    let resolver = Arc::new(Resolver::system());
+    let deliverer =
+        Deliverer::new(&config, None, resolver.clone()).context("invalid relay settings")?;
+    let queue = open_queue(&config, deliverer.router())?;
+    let bound = Bound::bind(&config).await?;
+    let running = Running::start(config, bound, queue.clone(), deliverer);
+    tracing::info!(
+        listen = %running.listen.join(", "),
+        spool = %queue.spool().root().display(),
+        queued = queue.len(),
+        "postrelay ready"
+    );
+    let reloadable = Reloadable {
+        config: &running.config,
+        deliverer: &running.deliverer,
+        spool: queue.spool(),
+        resolver: &resolver,
+        queue: &queue,
+    };
+    signals.wait_for_stop(&source, &reloadable).await;
+    running.stop(&mut signals).await;
+    queue.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens and recovers the spool, opens the mail log, loads the queue and
+/// sets up maildrop/ (before the daemon is ready, so that a `sendmail`
+/// right after the start finds it open to the group).
+fn open_queue(config: &Config, router: Arc<crate::route::Router>) -> anyhow::Result<Queue> {
     let options = SpoolOptions {
-        health: health_options(&config),
+        health: health_options(config),
         sync: match config.queue.sync {
             config::SyncMode::Filesystem => crate::spool::SyncMode::Filesystem,
             config::SyncMode::Files => crate::spool::SyncMode::Files,
@@ -75,146 +105,173 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         MailLog::open(&config.log, &config.hostname)
             .with_context(|| format!("cannot open the mail log {:?}", config.log.file))?,
     );
-    let queue = Queue::load(spool.clone(), maillog.clone()).context("cannot read the queue")?;
-    let committer = Committer::start(spool.clone());
-    intake::pickup::setup(spool.root());
-    let resolver = Arc::new(Resolver::system());
-    let deliverer =
-        Deliverer::new(&config, None, resolver.clone()).context("invalid relay settings")?;
+    spool.drop_dir().setup();
+    Queue::load(spool, maillog, router).context("cannot read the queue")
+}
 
-    let mut listeners = Vec::new();
-    for addr in &config.intake.listen {
-        let l = TcpListener::bind(addr).await.with_context(|| {
-            let hint = if addr.port() < 1024 && !nix::unistd::geteuid().is_root() {
-                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            } else {
-                ""
-            };
-            format!("cannot listen on {addr}{hint}")
+/// Every socket the daemon serves, bound before anything is started (a
+/// port that cannot be had fails the start).
+struct Bound {
+    intake: Vec<TcpListener>,
+    submission: Vec<(TcpListener, intake::submission::Mode)>,
+    control: tokio::net::UnixListener,
+    /// The control socket's path as bound (a reload may name another,
+    /// which applies only at the next start).
+    control_path: PathBuf,
+}
+
+impl Bound {
+    async fn bind(config: &Config) -> anyhow::Result<Bound> {
+        let mut intake = Vec::new();
+        for addr in &config.intake.listen {
+            let l = TcpListener::bind(addr).await.with_context(|| {
+                let hint = if addr.port() < 1024 && !nix::unistd::geteuid().is_root() {
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                } else {
+                    ""
+                };
+                format!("cannot listen on {addr}{hint}")
+            })?;
+            intake.push(l);
+        }
+        let submission = intake::submission::bind(config).await?;
+        let control_path = config.control_socket.clone();
+        let control = crate::control::bind(&control_path).with_context(|| {
+            format!(
+                "cannot create the control socket {}",
+                control_path.display()
+            )
         })?;
-        listeners.push(l);
+        Ok(Bound {
+            intake,
+            submission,
+            control,
+            control_path,
+        })
     }
-    let submission_listeners = intake::submission::bind(&config).await?;
-    let control_path = config.control_socket.clone();
-    let control = crate::control::bind(&control_path).with_context(|| {
-        format!(
-            "cannot create the control socket {}",
-            config.control_socket.display()
-        )
-    })?;
+}
 
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(config.intake.max_connections));
-    let listen = config.intake.listen.clone();
-    let max_workers = config.delivery.max_workers;
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    let (deliverer_tx, deliverer_rx) = watch::channel(deliverer);
-    let shared = Arc::new(Shared {
-        config: config_rx.clone(),
-        spool: spool.clone(),
-        committer: committer.clone(),
-        queue: queue.clone(),
-        maillog,
-        shutdown: shutdown.clone(),
-        deliverer: deliverer_rx.clone(),
-    });
-    for l in listeners {
-        tokio::spawn(intake::serve(
-            l,
-            shared.clone(),
-            slots.clone(),
-            tracker.clone(),
-        ));
-    }
-    let submission = intake::submission::Service::new();
-    for (l, mode) in submission_listeners {
-        tokio::spawn(intake::submission::serve(
-            l,
-            mode,
-            shared.clone(),
-            submission.clone(),
-            slots.clone(),
-            tracker.clone(),
-        ));
-    }
-    // Local submissions (sendmail → maildrop/); tracked so that a stop
-    // waits for a file being queued.
-    tracker.spawn(intake::pickup::run(shared.clone(), shutdown.clone()));
-    tokio::spawn(crate::control::serve(
-        control,
-        queue.clone(),
-        shutdown.clone(),
-    ));
-    let deliveries = TaskTracker::new();
-    let worker_ctx = Arc::new(worker::Context {
-        queue: queue.clone(),
-        committer: committer.clone(),
-        config: config_rx.clone(),
-        deliverer: deliverer_rx,
-    });
-    let scheduler = tokio::spawn(scheduler::run(
-        queue.clone(),
-        worker_ctx.clone(),
-        max_workers,
-        shutdown.clone(),
-        deliveries.clone(),
-    ));
-    let addrs: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
-    tracing::info!(
-        listen = %addrs.join(", "),
-        spool = %spool.root().display(),
-        queued = queue.len(),
-        "postrelay ready"
-    );
+/// The daemon's tasks once started, and what stopping them needs.
+struct Running {
+    config: watch::Sender<Arc<Config>>,
+    deliverer: watch::Sender<Arc<Deliverer>>,
+    /// Cancelled to stop accepting and scheduling.
+    shutdown: CancellationToken,
+    /// Sessions and pickup: waited for at stop.
+    sessions: TaskTracker,
+    /// Delivery attempts: waited for at most [`DELIVERY_GRACE`].
+    deliveries: TaskTracker,
+    scheduler: tokio::task::JoinHandle<()>,
+    control_path: PathBuf,
+    /// The intake addresses, for the ready line.
+    listen: Vec<String>,
+}
 
-    let reloadable = Reloadable {
-        config: &config_tx,
-        deliverer: &deliverer_tx,
-        spool: &spool,
-        resolver: &resolver,
-        queue: &queue,
-    };
-    signals.wait_for_stop(&source, &reloadable).await;
-    tracing::info!("stopping: no new connections; finishing commands in progress");
-    shutdown.cancel();
-    tracker.close();
-    // A second stop signal, at any point from here, ends the waiting.
-    let forced = async {
+impl Running {
+    /// Starts the listeners, pickup, the control socket and the scheduler.
+    fn start(config: Config, bound: Bound, queue: Queue, deliverer: Arc<Deliverer>) -> Running {
+        let shutdown = CancellationToken::new();
+        let sessions = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(config.intake.max_connections));
+        let listen = config.intake.listen.iter().map(|a| a.to_string()).collect();
+        let max_workers = config.delivery.max_workers;
+        let (config_tx, config_rx) = watch::channel(Arc::new(config));
+        let (deliverer_tx, deliverer_rx) = watch::channel(deliverer);
+        let shared = Arc::new(Shared {
+            config: config_rx.clone(),
+            queue: queue.clone(),
+            maillog: queue.maillog().clone(),
+            shutdown: shutdown.clone(),
+        });
+        for l in bound.intake {
+            tokio::spawn(intake::serve(
+                l,
+                shared.clone(),
+                slots.clone(),
+                sessions.clone(),
+            ));
+        }
+        let submission = intake::submission::Service::new();
+        for (l, mode) in bound.submission {
+            tokio::spawn(intake::submission::serve(
+                l,
+                mode,
+                shared.clone(),
+                submission.clone(),
+                slots.clone(),
+                sessions.clone(),
+            ));
+        }
+        // Local submissions (sendmail → maildrop/); tracked so that a stop
+        // waits for a file being queued.
+        sessions.spawn(intake::pickup::run(shared, shutdown.clone()));
+        tokio::spawn(crate::control::serve(
+            bound.control,
+            queue.clone(),
+            shutdown.clone(),
+        ));
+        let deliveries = TaskTracker::new();
+        let worker_ctx = Arc::new(worker::Context {
+            queue: queue.clone(),
+            config: config_rx,
+            deliverer: deliverer_rx,
+        });
+        let scheduler = tokio::spawn(scheduler::run(
+            queue,
+            worker_ctx,
+            max_workers,
+            shutdown.clone(),
+            deliveries.clone(),
+        ));
+        Running {
+            config: config_tx,
+            deliverer: deliverer_tx,
+            shutdown,
+            sessions,
+            deliveries,
+            scheduler,
+            control_path: bound.control_path,
+            listen,
+        }
+    }
+
+    /// Stops accepting, lets commands in progress finish and gives
+    /// deliveries in progress [`DELIVERY_GRACE`]; a second stop signal
+    /// ends the waiting at once.
+    async fn stop(self, signals: &mut Signals) {
+        tracing::info!("stopping: no new connections; finishing commands in progress");
+        self.shutdown.cancel();
+        self.sessions.close();
+        // A second stop signal, at any point from here, ends the waiting.
+        let forced = async {
+            tokio::select! {
+                _ = signals.term.recv() => {}
+                _ = signals.int.recv() => {}
+            }
+            tracing::warn!("second stop signal: exiting without waiting any longer");
+        };
+        // Deliveries in progress get a bounded time to finish; one abandoned
+        // changes nothing on disk and is repeated after the restart.
+        let drained = async {
+            self.sessions.wait().await;
+            let _ = self.scheduler.await;
+            self.deliveries.close();
+            if tokio::time::timeout(DELIVERY_GRACE, self.deliveries.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "abandoning delivery attempts still running; they will be repeated after restart"
+                );
+            }
+        };
         tokio::select! {
-            _ = signals.term.recv() => {}
-            _ = signals.int.recv() => {}
+            _ = drained => {}
+            _ = forced => {}
         }
-        tracing::warn!("second stop signal: exiting without waiting any longer");
-    };
-    // Deliveries in progress get a bounded time to finish; one abandoned
-    // changes nothing on disk and is repeated after the restart.
-    let drained = async {
-        tracker.wait().await;
-        let _ = scheduler.await;
-        deliveries.close();
-        if tokio::time::timeout(DELIVERY_GRACE, deliveries.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "abandoning delivery attempts still running; they will be repeated after restart"
-            );
-        }
-    };
-    tokio::select! {
-        _ = drained => {}
-        _ = forced => {}
+        self.deliverer.borrow().close_idle();
+        let _ = std::fs::remove_file(&self.control_path);
     }
-    deliverer_tx.borrow().close_idle();
-    drop(worker_ctx);
-    drop(shared);
-    committer.shutdown();
-    // The path bound at start (a reload may name another, which applies
-    // only at the next start).
-    let _ = std::fs::remove_file(&control_path);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The free-space thresholds the configuration asks of the spool.
@@ -303,6 +360,7 @@ async fn reload(source: &Source, r: &Reloadable<'_>) {
     }
     r.spool.set_health_options(health_options(&loaded));
     r.config.send_replace(Arc::new(loaded));
+    r.queue.set_router(engine.router());
     r.deliverer.send_replace(engine);
     // delivery.enabled may have changed: let the scheduler look again.
     r.queue.wake();

@@ -150,10 +150,10 @@ impl MailLog {
         }
     }
 
-    /// A message was committed to the queue; `login` when the client
-    /// authenticated (submission), logged as Postfix's smtpd does.
-    pub fn accepted(&self, env: &Envelope, helo: &str, ip: IpAddr, login: Option<SaslLogin<'_>>) {
-        let id = env.id.to_string();
+    /// The client a message `id` comes from (`login` when it
+    /// authenticated, on submission), logged as Postfix's smtpd does, before
+    /// the message is queued; the queue then logs [`MailLog::queued`].
+    pub fn client(&self, id: &str, helo: &str, ip: IpAddr, login: Option<SaslLogin<'_>>) {
         let mut text = format!("client={}[{ip}]", clean(helo));
         if let Some(l) = login {
             text.push_str(&format!(
@@ -162,8 +162,7 @@ impl MailLog {
                 field(l.username)
             ));
         }
-        self.line("smtpd", &id, &text);
-        self.queued(env);
+        self.line("smtpd", id, &text);
     }
 
     /// A message entered the active queue. Alone (without a `client=`

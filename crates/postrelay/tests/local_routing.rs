@@ -8,38 +8,13 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, Options};
 use support::install::Install;
 use support::peers::require;
 use support::provider::Provider;
-
-/// A system user with a home directory, removed again on drop.
-struct User(String);
-
-impl User {
-    fn create() -> User {
-        let name = format!("prroute{}", std::process::id());
-        let st = Command::new("useradd")
-            .args(["--create-home", "--shell", "/usr/sbin/nologin", &name])
-            .status()
-            .unwrap();
-        assert!(st.success(), "useradd {name} failed");
-        User(name)
-    }
-
-    fn maildir_new(&self) -> std::path::PathBuf {
-        std::path::PathBuf::from(format!("/home/{}/Maildir/new", self.0))
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").args(["-r", &self.0]).output();
-    }
-}
+use support::user::SystemUser as User;
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -59,7 +34,7 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
     }
     let Some(inst) = Install::new() else { return };
     let p = Provider::start();
-    let user = User::create();
+    let user = User::create("prroute");
     let secrets = tempfile::tempdir().unwrap();
     let pw = secrets.path().join("password");
     std::fs::write(&pw, format!("{}\n", p.password)).unwrap();
@@ -67,7 +42,10 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
     let aliases = secrets.path().join("aliases");
     std::fs::write(
         &aliases,
-        format!("# as in /etc/aliases\npostmaster: root\nroot: {}\n", user.0),
+        format!(
+            "# as in /etc/aliases\npostmaster: root\nroot: {}\n",
+            user.name
+        ),
     )
     .unwrap();
     let tail = format!(
@@ -119,7 +97,7 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
     assert!(
         local
             .0
-            .contains(&format!("Delivered-To: {}@relay.test", user.0)),
+            .contains(&format!("Delivered-To: {}@relay.test", user.name)),
         "{}",
         local.0
     );
@@ -133,7 +111,7 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
         "local mail keeps its sender: {}",
         local.0
     );
-    let uid = nix::unistd::User::from_name(&user.0)
+    let uid = nix::unistd::User::from_name(&user.name)
         .unwrap()
         .unwrap()
         .uid

@@ -79,7 +79,8 @@ fn write_day(log: &MailLog) -> u64 {
             method: "PLAIN",
             username: "alice",
         });
-        log.accepted(&env, "app1.example.net", client, login);
+        log.client(&id, "app1.example.net", client, login);
+        log.queued(&env);
         log.delivery(
             &id,
             &Delivery {
@@ -94,7 +95,8 @@ fn write_day(log: &MailLog) -> u64 {
     let env = message("app@example.net", &["dave@example.org"], 2000);
     received += env.size;
     let id = env.id.to_string();
-    log.accepted(&env, "app1.example.net", client, None);
+    log.client(&id, "app1.example.net", client, None);
+    log.queued(&env);
     log.delivery(
         &id,
         &Delivery {
@@ -121,7 +123,8 @@ fn write_day(log: &MailLog) -> u64 {
     let env = message("app@example.net", &["nobody@example.org"], 3000);
     received += env.size;
     let id = env.id.to_string();
-    log.accepted(&env, "app1.example.net", client, None);
+    log.client(&id, "app1.example.net", client, None);
+    log.queued(&env);
     log.delivery(
         &id,
         &Delivery {
@@ -156,7 +159,8 @@ fn write_day(log: &MailLog) -> u64 {
     let env = message("batch@example.net", &["erin@example.org"], 4000);
     received += env.size;
     let id = env.id.to_string();
-    log.accepted(&env, "app1.example.net", client, None);
+    log.client(&id, "app1.example.net", client, None);
+    log.queued(&env);
     log.delivery(
         &id,
         &Delivery {

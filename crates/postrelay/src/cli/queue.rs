@@ -309,5 +309,5 @@ fn open_direct(config: &Config) -> Result<Queue, String> {
     };
     let log = MailLog::open(&config.log, &config.hostname)
         .map_err(|e| format!("cannot open the mail log: {e}"))?;
-    Queue::load(spool, Arc::new(log)).map_err(|e| spool_hint(config, e))
+    Queue::load(spool, Arc::new(log), Arc::new(config.router())).map_err(|e| spool_hint(config, e))
 }

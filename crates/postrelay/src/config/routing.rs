@@ -169,3 +169,18 @@ impl RoutingSettings {
         t.chain(s).map(str::to_owned).collect()
     }
 }
+
+impl super::Config {
+    /// The router of this configuration: its tables, local domains, host
+    /// name and relay names. Built once per load and shared (the queue
+    /// expands aliases with it, the delivery engine routes with it).
+    pub fn router(&self) -> crate::route::Router {
+        let relay_names: Vec<String> = self.relays.iter().map(|r| r.name.clone()).collect();
+        crate::route::Router::new(
+            &self.routing,
+            &self.intake.local_domains,
+            &self.hostname,
+            &relay_names,
+        )
+    }
+}

@@ -1,8 +1,11 @@
-//! The delivery engine: one attempt for one message, across the
-//! configured relays in order, ending in an [`Outcome`] per recipient.
+//! The delivery engine: one attempt for one message, ending in an
+//! [`Outcome`] per recipient.
 //!
-//! - Recipients in `local_domains` are not relayed (root@localhost must
-//!   not leak to the provider); until local delivery exists they wait.
+//! - Each recipient gets its transport from the router: local domains are
+//!   delivered into local mailboxes (`deliver::local`) and never relayed
+//!   (root@localhost must not leak to the provider); `error:` and
+//!   `discard:` entries decide at once; the rest leave through an explicit
+//!   next hop or the relays.
 //! - The first relay that accepts the session carries the message; a relay
 //!   that is unreachable or refuses the session (connect, greeting, TLS,
 //!   AUTH) hands over to the next one in the same attempt.
@@ -45,7 +48,7 @@ struct Relay {
 /// The delivery engine for one configuration (rebuilt on reload).
 pub struct Deliverer {
     hostname: String,
-    router: Router,
+    router: Arc<Router>,
     local: local::LocalSettings,
     relays: Vec<Relay>,
     resolver: Arc<Resolver>,
@@ -80,6 +83,18 @@ pub struct Attempt {
 enum Destination {
     Relays(Option<String>),
     Smtp { host: String, port: u16 },
+}
+
+/// A transaction carried out on a relay's session (whatever its outcome).
+struct Transacted {
+    lease: super::pool::Lease,
+    sent: Result<Vec<Outcome>, Failure>,
+    /// DNS, connect, greeting, TLS and AUTH time (zero when reused).
+    setup: Duration,
+    /// Which message this was on the connection.
+    conn_use: u32,
+    /// MAIL through the reply to the final dot.
+    transmission: Duration,
 }
 
 /// Local delivery settings from the configuration's `[local]`.
@@ -133,11 +148,15 @@ impl Attempt {
             .unwrap_or_else(|| "delivery deferred".into())
     }
 
-    fn defer_all(indices: &[usize], reason: &Reason) -> Vec<(usize, Outcome)> {
-        indices
-            .iter()
-            .map(|&i| (i, Outcome::Deferred(reason.clone())))
-            .collect()
+    /// Every recipient of `indices` gets `reason`, classified by the one
+    /// classifier ([`Outcome::from_reason`]): a session that could not be
+    /// had, or broke, leaves them waiting; nothing here decides that itself.
+    fn settle_all(&mut self, indices: &[usize], reason: &Reason) {
+        self.outcomes.extend(
+            indices
+                .iter()
+                .map(|&i| (i, Outcome::from_reason(reason.clone()))),
+        );
     }
 }
 
@@ -184,16 +203,7 @@ impl Deliverer {
         }
         let engine = Arc::new(Deliverer {
             hostname: config.hostname.clone(),
-            router: Router::new(
-                &config.routing,
-                &config.intake.local_domains,
-                &config.hostname,
-                &config
-                    .relays
-                    .iter()
-                    .map(|r| r.name.clone())
-                    .collect::<Vec<_>>(),
-            ),
+            router: Arc::new(config.router()),
             local: local_settings(&config.local),
             relays,
             resolver,
@@ -209,9 +219,10 @@ impl Deliverer {
         }
     }
 
-    /// The router of this configuration (alias expansion at acceptance).
-    pub fn router(&self) -> &Router {
-        &self.router
+    /// The router of this configuration, shared with the queue (alias
+    /// expansion at acceptance).
+    pub fn router(&self) -> Arc<Router> {
+        self.router.clone()
     }
 
     /// One attempt for the `pending` recipients (indices into
@@ -271,23 +282,10 @@ impl Deliverer {
         indices: &[usize],
         result: &mut Attempt,
     ) {
-        let relays: Vec<&Relay> = match dest {
-            Destination::Relays(None) => self.relays.iter().collect(),
-            Destination::Relays(Some(name)) => self
-                .relays
-                .iter()
-                .filter(|r| r.config.name == *name)
-                .collect(),
-            Destination::Smtp { .. } => Vec::new(),
+        let relays = match self.relays_for(dest) {
+            Ok(r) => r,
+            Err(reason) => return result.settle_all(indices, &reason),
         };
-        if relays.is_empty() && !matches!(dest, Destination::Smtp { .. }) {
-            let reason = Reason::Unavailable(match dest {
-                Destination::Relays(Some(name)) => format!("relay \"{name}\" is not configured"),
-                _ => "no relay is configured: add a [[relay]] section to the configuration".into(),
-            });
-            result.outcomes.extend(Attempt::defer_all(indices, &reason));
-            return;
-        }
         let recipients: Vec<String> = indices
             .iter()
             .map(|&i| env.recipients[i].address.clone())
@@ -305,8 +303,7 @@ impl Deliverer {
                     "cannot read the queue file {} to rewrite its header: {e}",
                     body.display()
                 ));
-                result.outcomes.extend(Attempt::defer_all(indices, &reason));
-                return;
+                return result.settle_all(indices, &reason);
             }
         };
         let message = Message {
@@ -321,74 +318,89 @@ impl Deliverer {
                 replaces: *replaces,
             }),
         };
-        if let Destination::Smtp { host, port } = dest {
-            self.send_direct(host, *port, &message, indices, result)
-                .await;
-            return;
+        match dest {
+            Destination::Smtp { host, port } => {
+                self.send_direct(host, *port, &message, indices, result)
+                    .await
+            }
+            Destination::Relays(_) => {
+                self.send_via_relays(&relays, &message, indices, result)
+                    .await
+            }
         }
+    }
+
+    /// The relays that may carry mail for `dest`, in the order they are
+    /// tried (none for an explicit next hop); why the mail waits when a
+    /// relay destination has none.
+    fn relays_for(&self, dest: &Destination) -> Result<Vec<&Relay>, Reason> {
+        let relays: Vec<&Relay> = match dest {
+            Destination::Relays(None) => self.relays.iter().collect(),
+            Destination::Relays(Some(name)) => self
+                .relays
+                .iter()
+                .filter(|r| r.config.name == *name)
+                .collect(),
+            Destination::Smtp { .. } => return Ok(Vec::new()),
+        };
+        if !relays.is_empty() {
+            return Ok(relays);
+        }
+        Err(Reason::Unavailable(match dest {
+            Destination::Relays(Some(name)) => format!("relay \"{name}\" is not configured"),
+            _ => "no relay is configured: add a [[relay]] section to the configuration".into(),
+        }))
+    }
+
+    /// The first relay that accepts the session carries the message; one
+    /// that is unreachable or refuses the session hands over to the next.
+    /// Once a relay has the transaction its replies decide (no failover:
+    /// it would only move a refusal elsewhere, or deliver twice in a
+    /// hurry after a break).
+    async fn send_via_relays(
+        &self,
+        relays: &[&Relay],
+        message: &Message<'_>,
+        indices: &[usize],
+        result: &mut Attempt,
+    ) {
         let mut last: Option<Failure> = None;
-        'relays: for relay in relays {
-            let mut reuse = true;
-            let (mut lease, sent, started, sending, conn_use) = loop {
-                let started = Instant::now();
-                let mut lease = match relay.pool.checkout(reuse, || self.open(relay)).await {
-                    Ok(l) => l,
-                    Err(f) => {
-                        result
-                            .notes
-                            .push(format!("relay {}: {}", relay.config.name, f.reason));
-                        last = Some(f);
-                        continue 'relays;
-                    }
-                };
-                let conn_use = lease.session.messages_sent() + 1;
-                let sending = Instant::now();
-                let sent = lease.session.send(&message).await;
-                match &sent {
-                    // The relay closed the idle session under us: nothing
-                    // reached it after the failed RSET; once more on a
-                    // fresh connection (at most once: that one is not
-                    // reused, so it cannot be stale).
-                    Err(f) if f.stale && lease.reused => {
-                        tracing::debug!(
-                            relay = %relay.config.name, reason = %f.reason,
-                            "idle session was stale; opening another"
-                        );
-                        reuse = false;
-                    }
-                    _ => break (lease, sent, started, sending, conn_use),
+        for relay in relays {
+            let done = match self.transact(relay, message).await {
+                Ok(done) => done,
+                Err(f) => {
+                    result
+                        .notes
+                        .push(format!("relay {}: {}", relay.config.name, f.reason));
+                    last = Some(f);
+                    continue;
                 }
             };
-            result.conn_setup = if lease.reused {
-                Duration::ZERO
-            } else {
-                sending.duration_since(started)
-            };
+            result.conn_setup = done.setup;
+            result.conn_use = done.conn_use;
+            result.transmission = done.transmission;
+            let Transacted {
+                mut lease, sent, ..
+            } = done;
             let via = describe(&relay.config.host, lease.session.peer());
-            result.conn_use = conn_use;
-            result.transmission = sending.elapsed();
             result.record(
                 indices,
                 &via,
                 sent.as_ref().map(|_| lease.session.take_transcript()),
             );
+            result.notes.clear();
             match sent {
                 Ok(outcomes) => {
                     result
                         .outcomes
                         .extend(indices.iter().copied().zip(outcomes));
-                    result.notes.clear();
                     relay.pool.checkin(lease);
                 }
                 Err(f) => {
                     // The session broke during the transaction: the message
-                    // may or may not have arrived; it waits (no failover,
-                    // which could deliver it twice in a hurry).
-                    result
-                        .outcomes
-                        .extend(Attempt::defer_all(indices, &f.reason));
+                    // may or may not have arrived; it waits.
+                    result.settle_all(indices, &f.reason);
                     result.transcript = f.transcript;
-                    result.notes.clear();
                 }
             }
             return;
@@ -399,10 +411,47 @@ impl Deliverer {
             session_refused: true,
             stale: false,
         });
-        result
-            .outcomes
-            .extend(Attempt::defer_all(indices, &failure.reason));
+        result.settle_all(indices, &failure.reason);
         result.transcript = failure.transcript;
+    }
+
+    /// One transaction on a session of `relay`, from its pool or newly
+    /// opened. `Err` when no session could be had (the caller fails over).
+    /// A reused session the relay had closed meanwhile (its RSET failed:
+    /// nothing reached the relay after it) is replaced once by a fresh
+    /// connection, which is not reused and so cannot be stale.
+    async fn transact(&self, relay: &Relay, message: &Message<'_>) -> Result<Transacted, Failure> {
+        let mut reuse = true;
+        loop {
+            let started = Instant::now();
+            let mut lease = relay.pool.checkout(reuse, || self.open(relay)).await?;
+            let conn_use = lease.session.messages_sent() + 1;
+            let sending = Instant::now();
+            let sent = lease.session.send(message).await;
+            if let Err(f) = &sent
+                && f.stale
+                && lease.reused
+            {
+                tracing::debug!(
+                    relay = %relay.config.name, reason = %f.reason,
+                    "idle session was stale; opening another"
+                );
+                reuse = false;
+                continue;
+            }
+            let setup = if lease.reused {
+                Duration::ZERO
+            } else {
+                sending.duration_since(started)
+            };
+            return Ok(Transacted {
+                transmission: sending.elapsed(),
+                lease,
+                sent,
+                setup,
+                conn_use,
+            });
+        }
     }
 
     /// The header section rewritten for the provider (`[routing] generic`
@@ -434,9 +483,7 @@ impl Deliverer {
         let addrs = match self.resolver.resolve(host, port).await {
             Ok(a) => a,
             Err(e) => {
-                result
-                    .outcomes
-                    .extend(Attempt::defer_all(indices, &Reason::Dns(e)));
+                result.settle_all(indices, &Reason::Dns(e));
                 return;
             }
         };
@@ -459,9 +506,7 @@ impl Deliverer {
         let mut session = match Session::open(&target).await {
             Ok(s) => s,
             Err(f) => {
-                result
-                    .outcomes
-                    .extend(Attempt::defer_all(indices, &f.reason));
+                result.settle_all(indices, &f.reason);
                 result.transcript = f.transcript;
                 return;
             }
@@ -482,9 +527,7 @@ impl Deliverer {
                 session.quit().await;
             }
             Err(f) => {
-                result
-                    .outcomes
-                    .extend(Attempt::defer_all(indices, &f.reason));
+                result.settle_all(indices, &f.reason);
                 result.transcript = f.transcript;
             }
         }
@@ -518,7 +561,7 @@ impl Deliverer {
         })
         .await;
         delivered.unwrap_or_else(|e| {
-            Outcome::Deferred(Reason::Local(format!("local delivery task failed: {e}")))
+            Outcome::from_reason(Reason::Local(format!("local delivery task failed: {e}")))
         })
     }
 

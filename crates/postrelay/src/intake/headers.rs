@@ -160,6 +160,36 @@ pub fn rfc5322_now() -> String {
     })
 }
 
+/// The `Received:` field with the authenticated user added on a line of
+/// its own before `by`, as Postfix writes it. `received` comes from
+/// [`super::headers::received`]; `user` was checked against the users file
+/// (a restricted character set), so it cannot break the comment.
+pub fn with_authenticated_sender(received: &str, user: &str) -> String {
+    match received.find("\r\n\tby ") {
+        Some(at) => format!(
+            "{}\r\n\t(Authenticated sender: {user}){}",
+            &received[..at],
+            &received[at..]
+        ),
+        None => received.to_owned(),
+    }
+}
+
+/// The protocol keyword of a `Received:` field (RFC 3848, RFC 6531):
+/// `base` (`SMTP`, `ESMTP` or `UTF8SMTP`) with `S` for TLS and `A` for
+/// AUTH. Plain `SMTP` has no such forms and stays as it is.
+pub fn protocol(base: &'static str, tls: bool, authenticated: bool) -> &'static str {
+    match (base, tls, authenticated) {
+        ("ESMTP", true, true) => "ESMTPSA",
+        ("ESMTP", true, false) => "ESMTPS",
+        ("ESMTP", false, true) => "ESMTPA",
+        ("UTF8SMTP", true, true) => "UTF8SMTPSA",
+        ("UTF8SMTP", true, false) => "UTF8SMTPS",
+        ("UTF8SMTP", false, true) => "UTF8SMTPA",
+        _ => base,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +291,22 @@ mod tests {
     fn date_is_rfc5322() {
         let d = rfc5322_now();
         assert!(jiff::fmt::rfc2822::parse(&d).is_ok(), "{d}");
+    }
+
+    #[test]
+    fn received_gets_the_user() {
+        let r = "Received: from a.example ([10.0.0.5])\r\n\tby relay.example (postrelay) with ESMTPSA id X\r\n\tfor <b@c>; DATE\r\n";
+        assert_eq!(
+            with_authenticated_sender(r, "app1"),
+            "Received: from a.example ([10.0.0.5])\r\n\t(Authenticated sender: app1)\r\n\tby relay.example (postrelay) with ESMTPSA id X\r\n\tfor <b@c>; DATE\r\n"
+        );
+    }
+
+    #[test]
+    fn protocol_keywords() {
+        assert_eq!(protocol("ESMTP", false, false), "ESMTP");
+        assert_eq!(protocol("ESMTP", true, true), "ESMTPSA");
+        assert_eq!(protocol("UTF8SMTP", true, true), "UTF8SMTPSA");
+        assert_eq!(protocol("SMTP", true, true), "SMTP");
     }
 }

@@ -1,5 +1,5 @@
 //! Intake: the SMTP listeners on which local programs hand mail to
-//! postrelay, and the path from an accepted DATA to a committed queue file.
+//! postrelay, and pickup of the mail `sendmail` leaves in maildrop/.
 //!
 //! - `session`: one connection's command loop;
 //! - `message`: DATA bytes → spooled body, with limits;
@@ -7,10 +7,13 @@
 //! - `policy`: who may relay where;
 //! - `submission`: the optional authenticated listeners of
 //!   `[intake.submission]` (STARTTLS or implicit TLS, then AUTH);
-//! - `auth`: password verification and the brute-force limiter.
+//! - `auth`: password verification and the brute-force limiter;
+//! - `pickup`: maildrop/ files → queued messages.
 //!
-//! A message is acknowledged only after [`Shared::accept`] returns, which
-//! is after the group commit made it durable.
+//! Intake turns a client's bytes into a body and an envelope, and hands
+//! them to [`Queue::accept`], the one door into the queue; a message is
+//! acknowledged only after that returns, which is after the group commit
+//! made it durable. It never touches spool directories itself.
 
 pub mod auth;
 pub mod headers;
@@ -31,98 +34,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::deliver::Deliverer;
 use crate::maillog::MailLog;
 use crate::queue::Queue;
-use crate::spool::{BodyWriter, Committer, Envelope, Recipient, Spool, SpoolError};
 
 /// What every session shares.
 pub struct Shared {
     /// The current configuration; each session takes a snapshot at connect.
     pub config: watch::Receiver<Arc<Config>>,
-    /// The spool (sessions create bodies in its tmp/).
-    pub spool: Spool,
-    /// The group committer that makes messages durable.
-    pub committer: Committer,
-    /// The owner of queued messages.
+    /// The queue: the one door for new messages.
     pub queue: Queue,
     /// The operator's mail log.
     pub maillog: Arc<MailLog>,
     /// Cancelled when the daemon stops accepting.
     pub shutdown: CancellationToken,
-    /// The delivery engine in force; its router expands aliases here.
-    pub deliverer: watch::Receiver<Arc<Deliverer>>,
 }
 
 impl Shared {
     /// The configuration in force now.
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
-    }
-
-    /// Expands aliases (`[routing] aliases`): each recipient becomes its
-    /// final addresses, which remember the address the client gave.
-    /// Doing it at acceptance (as Postfix's cleanup does for virtual
-    /// aliases) keeps one state per final recipient, and `queue list`
-    /// shows where mail will really go.
-    fn expand_aliases(&self, envelope: &mut Envelope) {
-        let engine = self.deliverer.borrow().clone();
-        let router = engine.router();
-        let mut expanded: Vec<Recipient> = Vec::with_capacity(envelope.recipients.len());
-        for r in envelope.recipients.drain(..) {
-            for routed in router.route(&r.address) {
-                if let Some(w) = &routed.warning {
-                    tracing::warn!(recipient = %r.address, warning = %w, "alias expansion");
-                }
-                if expanded
-                    .iter()
-                    .any(|e| e.address.eq_ignore_ascii_case(&routed.address))
-                {
-                    continue;
-                }
-                let mut rcpt = r.clone();
-                if !routed.address.eq_ignore_ascii_case(&r.address) {
-                    rcpt.original = Some(r.original.clone().unwrap_or_else(|| r.address.clone()));
-                    rcpt.address = routed.address;
-                }
-                expanded.push(rcpt);
-            }
-        }
-        envelope.recipients = expanded;
-    }
-
-    /// Makes a received message durable and queues it. Returns only after
-    /// the body and envelope are on disk and the queue directory is synced:
-    /// the caller may then acknowledge.
-    pub async fn accept(
-        &self,
-        body: BodyWriter,
-        envelope: Envelope,
-    ) -> Result<Envelope, SpoolError> {
-        let mut envelope = envelope;
-        self.expand_aliases(&mut envelope);
-        let staged = if self.spool.stage_blocks() {
-            // fdatasync blocks; keep it off the reactor threads.
-            let spool = self.spool.clone();
-            let env = envelope.clone();
-            tokio::task::spawn_blocking(move || spool.stage(body, &env))
-                .await
-                .map_err(|e| SpoolError::Io {
-                    op: "stage (task panicked)",
-                    path: self.spool.root().to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
-                })??
-        } else {
-            // Without per-file syncs staging is a flush and a small write
-            // to the page cache (microseconds); the committer's syncfs
-            // does the waiting, on its own thread.
-            self.spool.stage(body, &envelope)?
-        };
-        // The staged envelope carries the size of the body as written.
-        let envelope = staged.envelope().clone();
-        self.committer.commit(staged).await?;
-        self.queue.accepted(&envelope);
-        Ok(envelope)
     }
 }
 

@@ -1,11 +1,10 @@
 //! Pickup: queues the mail local users left in maildrop/ through
 //! `sendmail` → `postrelay-postdrop` (formats: [`crate::maildrop`]).
 //!
-//! At start, before the daemon is ready, [`setup`] makes maildrop/ (mode
-//! 1730, group `postdrop`) and lets the group search the spool root
-//! (0710); without the group both stay private and only root can submit,
-//! which it logs. Then it lists maildrop/ and takes each ready file in
-//! name (arrival) order: at start, whenever postdrop finishes a file
+//! maildrop/ is set up by the spool before the daemon is ready
+//! ([`crate::spool::DropDir::setup`]: mode 1730, group `postdrop`); the
+//! spool also lists, opens, removes and quarantines its files. Pickup
+//! lists maildrop/ and takes each ready file in name (arrival) order: at start, whenever postdrop finishes a file
 //! (inotify on maildrop/ wakes it), and every `intake.maildrop_rescan` as
 //! a safety net; without inotify, every second.
 //!
@@ -24,15 +23,15 @@
 //! postdrop and is removed too. Spool errors (disk full …) leave the file
 //! for the next scan.
 //!
-//! **At least once.** The file is removed only after [`Shared::accept`]
+//! **At least once.** The file is removed only after [`Queue::accept`]
 //! committed the message; a crash in between queues it again at the next
 //! start: a duplicate, never a loss.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -45,14 +44,16 @@ use super::headers;
 use super::message::{Assembler, Limits, Refusal};
 use crate::config::Config;
 use crate::maildrop::{self, DropHeader};
-use crate::spool::{BodyType, BodyWriter, Envelope, Origin, QueueId, Recipient, Spool};
+use crate::queue::Queue;
+use crate::spool::{BodyType, BodyWriter, DropDir, Envelope, Opened, Origin, QueueId, Recipient};
 
 /// How often maildrop/ is listed when inotify is unavailable.
 const POLL: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`; a file being queued when it fires is finished.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let dir = maildrop::dir(shared.spool.root());
+    let drop_dir = shared.queue.drop_dir();
+    let dir = drop_dir.path().to_path_buf();
     // Watching starts before the first listing, so a file finished at any
     // moment is either listed or announced.
     let watch = match Watch::start(&dir) {
@@ -69,7 +70,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut committed: HashSet<String> = HashSet::new();
     let mut first = true;
     loop {
-        scan(&shared, &dir, &shutdown, &mut committed).await;
+        scan(&shared, &drop_dir, &shutdown, &mut committed).await;
         if std::mem::take(&mut first) {
             tracing::debug!(dir = %dir.display(), notified = watch.is_some(), "maildrop: first listing done");
         }
@@ -143,75 +144,17 @@ impl Watch {
     }
 }
 
-/// Sets up maildrop/ before the daemon says it is ready, so that a
-/// `sendmail` run right after the start finds it open to the group; a
-/// failure is logged, never fatal (root can still submit).
-pub fn setup(root: &Path) {
-    if let Err(e) = prepare(root) {
-        tracing::error!(
-            dir = %maildrop::dir(root).display(), error = %e,
-            "maildrop: cannot set up the directory; local submission (sendmail) will fail"
-        );
-    }
-}
-
-/// Creates maildrop/ and gives it (and search access to the spool root) to
-/// the `postdrop` group.
-fn prepare(root: &Path) -> io::Result<()> {
-    let dir = maildrop::dir(root);
-    match fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => crate::spool::durable::sync_dir(root)?,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    if !fs::symlink_metadata(&dir)?.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            "exists and is not a directory",
-        ));
-    }
-    let private = |why: String| -> io::Result<()> {
-        tracing::warn!(
-            dir = %dir.display(),
-            "maildrop: {why}; only root can submit mail with sendmail. Create the group \
-             (groupadd --system {g}) and install postrelay-postdrop setgid {g} \
-             (chown root:{g}; chmod 2755), then restart",
-            g = maildrop::GROUP
-        );
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-    };
-    let group = match nix::unistd::Group::from_name(maildrop::GROUP) {
-        Ok(Some(g)) => g,
-        Ok(None) => return private(format!("the group {} does not exist", maildrop::GROUP)),
-        Err(e) => return private(format!("cannot look up the group {}: {e}", maildrop::GROUP)),
-    };
-    for (path, mode) in [
-        (&dir, maildrop::DIR_MODE),
-        (&root.to_path_buf(), maildrop::ROOT_MODE),
-    ] {
-        if let Err(e) = nix::unistd::chown(path.as_path(), None, Some(group.gid)) {
-            return private(format!(
-                "cannot give {} to the group {}: {e}",
-                path.display(),
-                maildrop::GROUP
-            ));
-        }
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
-}
-
 async fn scan(
     shared: &Arc<Shared>,
-    dir: &Path,
+    drop_dir: &DropDir,
     shutdown: &CancellationToken,
     committed: &mut HashSet<String>,
 ) {
-    let d = dir.to_path_buf();
-    let names = match tokio::task::spawn_blocking(move || list(&d)).await {
+    let d = drop_dir.clone();
+    let names = match tokio::task::spawn_blocking(move || d.list()).await {
         Ok(Ok(n)) => n,
         Ok(Err(e)) => {
-            tracing::debug!(dir = %dir.display(), error = %e, "maildrop: cannot list");
+            tracing::debug!(dir = %drop_dir.path().display(), error = %e, "maildrop: cannot list");
             return;
         }
         Err(_) => return,
@@ -220,65 +163,83 @@ async fn scan(
         if shutdown.is_cancelled() {
             return;
         }
-        let path = dir.join(&name);
         if committed.contains(&name) {
-            if fs::remove_file(&path).is_ok() {
+            if drop_dir.remove(&name).is_ok() {
                 committed.remove(&name);
             }
             continue;
         }
-        let spool = shared.spool.clone();
-        let config = shared.config();
-        let p = path.clone();
-        let loaded = match tokio::task::spawn_blocking(move || load(&spool, &config, &p)).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "maildrop: pickup panicked");
-                continue;
-            }
-        };
-        match loaded {
-            Loaded::Later => {}
-            Loaded::TempFail(why) => {
-                tracing::warn!(file = %path.display(), %why, "maildrop: will retry")
-            }
-            Loaded::Bad { uid, why } => quarantine(shared.spool.root(), &path, &name, uid, &why),
-            Loaded::Ready {
-                writer,
-                envelope,
-                uid,
-                user,
-            } => match shared.accept(writer, *envelope).await {
-                Ok(env) => {
-                    let id = env.id.to_string();
-                    shared.maillog.line(
-                        "pickup",
-                        &id,
-                        &format!("uid={uid} from=<{}>", crate::maillog::clean(&env.sender)),
-                    );
-                    shared.maillog.queued(&env);
-                    tracing::info!(%id, uid, %user, "maildrop: queued a local submission");
-                    if let Err(e) = fs::remove_file(&path) {
-                        tracing::error!(file = %path.display(), error = %e,
-                                "maildrop: queued, but cannot remove the file; retrying the removal");
-                        committed.insert(name);
-                    }
-                }
-                Err(e) => tracing::error!(file = %path.display(), error = %e,
-                        "maildrop: commit failed; will retry"),
-            },
+        if take(shared, drop_dir, &name).await == Taken::QueuedNotRemoved {
+            committed.insert(name);
         }
     }
 }
 
-/// File names in maildrop/, sorted (ids sort by arrival).
-fn list(dir: &Path) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        names.push(entry?.file_name().to_string_lossy().into_owned());
+/// What became of one file.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    /// Queued and removed, quarantined, left for later, or to retry.
+    Done,
+    /// Queued, but the file could not be removed: it must never be queued
+    /// again; its removal is retried.
+    QueuedNotRemoved,
+}
+
+/// Reads, checks and queues one maildrop file.
+async fn take(shared: &Arc<Shared>, drop_dir: &DropDir, name: &str) -> Taken {
+    let path = drop_dir.file(name);
+    let (queue, dir, config, n) = (
+        shared.queue.clone(),
+        drop_dir.clone(),
+        shared.config(),
+        name.to_owned(),
+    );
+    let loaded = match tokio::task::spawn_blocking(move || load(&queue, &dir, &config, &n)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "maildrop: pickup panicked");
+            return Taken::Done;
+        }
+    };
+    let (writer, envelope, uid, user) = match loaded {
+        Loaded::Later => return Taken::Done,
+        Loaded::TempFail(why) => {
+            tracing::warn!(file = %path.display(), %why, "maildrop: will retry");
+            return Taken::Done;
+        }
+        Loaded::Bad { uid, why } => {
+            drop_dir.quarantine(name, uid, &why);
+            return Taken::Done;
+        }
+        Loaded::Ready {
+            writer,
+            envelope,
+            uid,
+            user,
+        } => (writer, envelope, uid, user),
+    };
+    let id = writer.id().to_string();
+    shared.maillog.line(
+        "pickup",
+        &id,
+        &format!(
+            "uid={uid} from=<{}>",
+            crate::maillog::clean(&envelope.sender)
+        ),
+    );
+    if let Err(e) = shared.queue.accept(writer, *envelope).await {
+        tracing::error!(file = %path.display(), error = %e, "maildrop: commit failed; will retry");
+        return Taken::Done;
     }
-    names.sort();
-    Ok(names)
+    tracing::info!(%id, uid, %user, "maildrop: queued a local submission");
+    match drop_dir.remove(name) {
+        Ok(()) => Taken::Done,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e,
+                "maildrop: queued, but cannot remove the file; retrying the removal");
+            Taken::QueuedNotRemoved
+        }
+    }
 }
 
 /// What one maildrop file turned out to be.
@@ -307,19 +268,18 @@ fn bad(uid: u32, why: impl Into<String>) -> Loaded {
 }
 
 /// Opens, checks and receives one file (blocking).
-fn load(spool: &Spool, config: &Config, path: &Path) -> Loaded {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    if !maildrop::is_drop_name(&name) {
+fn load(queue: &Queue, drop_dir: &DropDir, config: &Config, name: &str) -> Loaded {
+    let path = drop_dir.file(name);
+    if !maildrop::is_drop_name(name) {
         return Loaded::Bad {
             uid: None,
             why: "not a maildrop file name".into(),
         };
     }
-    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC;
-    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Later,
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+    let file = match drop_dir.open(name) {
+        Ok(Opened::File(f)) => f,
+        Ok(Opened::Gone) => return Loaded::Later,
+        Ok(Opened::Symlink) => {
             return Loaded::Bad {
                 uid: None,
                 why: "a symbolic link".into(),
@@ -339,7 +299,7 @@ fn load(spool: &Spool, config: &Config, path: &Path) -> Loaded {
         maildrop::MODE_READY => {}
         maildrop::MODE_ABANDONED => {
             tracing::debug!(file = %path.display(), uid, "maildrop: removing a submission postdrop refused");
-            let _ = fs::remove_file(path);
+            let _ = drop_dir.remove(name);
             return Loaded::Later;
         }
         _ => {
@@ -351,7 +311,7 @@ fn load(spool: &Spool, config: &Config, path: &Path) -> Loaded {
             if age > maildrop::STALE_AFTER {
                 tracing::warn!(file = %path.display(), uid,
                     "maildrop: removing a submission left incomplete for a day (postdrop was killed?)");
-                let _ = fs::remove_file(path);
+                let _ = drop_dir.remove(name);
             }
             return Loaded::Later;
         }
@@ -368,10 +328,10 @@ fn load(spool: &Spool, config: &Config, path: &Path) -> Loaded {
             ),
         );
     }
-    receive(spool, config, file, uid)
+    receive(queue, config, file, uid)
 }
 
-fn receive(spool: &Spool, config: &Config, file: File, uid: u32) -> Loaded {
+fn receive(queue: &Queue, config: &Config, file: File, uid: u32) -> Loaded {
     let mut r = BufReader::with_capacity(64 * 1024, file);
     let header = match maildrop::read_line(&mut r).and_then(|l| DropHeader::parse(&l)) {
         Ok(h) => h,
@@ -383,7 +343,7 @@ fn receive(spool: &Spool, config: &Config, file: File, uid: u32) -> Loaded {
             format!("claims uid {} but is owned by uid {uid}", header.uid),
         );
     }
-    let writer = match spool.new_body() {
+    let writer = match queue.new_body() {
         Ok(w) => w,
         Err(e) => return Loaded::TempFail(e.to_string()),
     };
@@ -473,31 +433,6 @@ fn receive(spool: &Spool, config: &Config, file: File, uid: u32) -> Loaded {
 /// The trace field of a local submission (as Postfix's pickup writes it).
 pub fn received_local(hostname: &str, uid: u32, id: &QueueId, date: &str) -> String {
     format!("Received: by {hostname} (postrelay, from userid {uid})\r\n\tid {id}; {date}\r\n")
-}
-
-/// Moves an unusable file to corrupt/ (never retried), or removes it when
-/// even that fails.
-fn quarantine(root: &Path, path: &Path, name: &str, uid: Option<u32>, why: &str) {
-    let target_name = if maildrop::is_drop_name(name) {
-        format!("maildrop-{name}")
-    } else {
-        format!("maildrop-{}", QueueId::generate())
-    };
-    let target: PathBuf = root.join(crate::spool::CORRUPT_DIR).join(target_name);
-    let uid = uid.map_or_else(|| "unknown".to_string(), |u| u.to_string());
-    match fs::rename(path, &target) {
-        Ok(()) => tracing::error!(
-            file = %path.display(), moved_to = %target.display(), uid = %uid, %why,
-            "maildrop: unusable submission moved to corrupt/"
-        ),
-        Err(e) => {
-            tracing::error!(
-                file = %path.display(), uid = %uid, %why, error = %e,
-                "maildrop: unusable submission; cannot move it to corrupt/, removing it"
-            );
-            let _ = fs::remove_file(path);
-        }
-    }
 }
 
 #[cfg(test)]

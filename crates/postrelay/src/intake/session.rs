@@ -1,16 +1,16 @@
 //! One SMTP server session: reads commands from a [`Conn`], asks the
 //! protocol state machine whether they are in order, applies policy and
-//! limits, and hands accepted messages to the spool.
+//! limits, and hands accepted messages to the queue ([`Queue::accept`]).
 //!
-//! What it is not: a parser (that is `postrelay_smtp`) or a policy table
-//! (`policy`). It answers every input with a reply that says what to fix;
-//! it never acknowledges a message before the spool has committed it.
+//! What it is not: a parser (that is `postrelay_smtp`), a policy table
+//! (`policy`), or STARTTLS and AUTH: those two commands come back to the
+//! listener's driver as [`Flow::Extension`]. The loopback listener's driver
+//! ([`Session::run`]) refuses them with 502; the submission listener's
+//! (`submission::dialog`) carries them out. The session answers every input
+//! with a reply that says what to fix; it never acknowledges a message
+//! before the queue has committed it.
 //!
-//! The same session serves the loopback listener and, built with
-//! [`Session::submission`], the submission listeners of `[intake.submission]`.
-//! Only the latter offer STARTTLS (before TLS) and AUTH (after TLS), and
-//! refuse MAIL before a successful AUTH; the loopback listener answers both
-//! with 502 as it always did.
+//! [`Queue::accept`]: crate::queue::Queue::accept
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,28 +21,31 @@ use postrelay_smtp::command::{Body, Command, MailParams};
 use postrelay_smtp::ehlo::Capabilities;
 use postrelay_smtp::line::{Line, next_line, skip_to_line_end};
 use postrelay_smtp::reply::Reply;
-use postrelay_smtp::sasl::{self, SaslError};
-
-use crate::maillog::SaslLogin;
 use postrelay_smtp::server::ServerState;
 
 use super::Shared;
-use super::auth::{Admission, Policy};
 use super::headers::{self, ReceivedInfo};
 use super::message::{Assembler, Limits};
 use super::policy;
-use super::submission::{self, Service};
 use crate::config::Config;
+use crate::maillog::SaslLogin;
 use crate::net::tls_server::ServerTransport;
 use crate::net::{Conn, ConnError};
 use crate::spool::{BodyType, Envelope, Health, Origin, RcptState, Recipient};
 
 /// What the loop does after a command.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     Close,
-    /// `220 Ready to start TLS` is queued: run the handshake.
-    StartTls,
+    /// STARTTLS or AUTH: the listener's driver decides (the loopback
+    /// refuses them, submission carries them out).
+    Extension(Command),
+}
+
+/// Who authenticated on a submission listener, and with which mechanism.
+pub(super) struct Login {
+    pub user: String,
+    pub method: &'static str,
 }
 
 /// The mail transaction being built (MAIL, RCPT…).
@@ -55,23 +58,22 @@ struct Transaction {
 
 /// One client connection.
 pub struct Session<S> {
-    conn: Conn<S>,
-    shared: Arc<Shared>,
-    config: Arc<Config>,
-    peer: SocketAddr,
-    trusted: bool,
-    state: ServerState,
-    helo: String,
+    pub(super) conn: Conn<S>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) config: Arc<Config>,
+    pub(super) peer: SocketAddr,
+    /// May relay to any domain (`mynetworks`, or after AUTH).
+    pub(super) trusted: bool,
+    pub(super) state: ServerState,
+    pub(super) helo: String,
     tx: Option<Transaction>,
     errors: usize,
     deadline: Instant,
-    /// Set on submission listeners: STARTTLS and AUTH are offered, and
-    /// MAIL needs AUTH.
-    submission: Option<Arc<Service>>,
-    /// The user name that AUTH succeeded for.
-    auth_user: Option<String>,
-    /// The mechanism it succeeded with (for the mail log).
-    auth_method: &'static str,
+    /// On a submission listener: EHLO offers STARTTLS (before TLS) and
+    /// AUTH (after), and MAIL needs AUTH.
+    pub(super) submission: bool,
+    /// Who authenticated (for the mail log and `Received:`).
+    pub(super) login: Option<Login>,
 }
 
 impl<S: ServerTransport> Session<S> {
@@ -91,23 +93,18 @@ impl<S: ServerTransport> Session<S> {
             tx: None,
             errors: 0,
             deadline,
-            submission: None,
-            auth_user: None,
-            auth_method: "",
+            submission: false,
+            login: None,
         }
     }
 
     /// A session on a submission listener: nobody is trusted to relay
-    /// before AUTH, whatever `mynetworks` says.
-    pub fn submission(
-        stream: S,
-        peer: SocketAddr,
-        shared: Arc<Shared>,
-        service: Arc<Service>,
-    ) -> Self {
+    /// before AUTH, whatever `mynetworks` says. Its driver is
+    /// `submission::dialog::run`.
+    pub(super) fn for_submission(stream: S, peer: SocketAddr, shared: Arc<Shared>) -> Self {
         let mut session = Session::new(stream, peer, shared);
         session.trusted = false;
-        session.submission = Some(service);
+        session.submission = true;
         session
     }
 
@@ -117,35 +114,62 @@ impl<S: ServerTransport> Session<S> {
         let _ = self.conn.shutdown(Duration::from_secs(10)).await;
     }
 
-    /// Runs the session to its end. Errors are logged, never propagated:
-    /// a broken client must not affect anyone else.
+    /// Runs a loopback session to its end; STARTTLS and AUTH are not
+    /// offered there. Errors are logged, never propagated: a broken client
+    /// must not affect anyone else.
     pub async fn run(mut self) {
-        let greeting = Reply::new(220, "", format!("{} ESMTP postrelay", self.config.hostname));
-        self.reply(&greeting);
+        self.greet();
         loop {
             match self.step().await {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => break,
-                Ok(Flow::StartTls) => match self.start_tls().await {
-                    Some(upgraded) => self = upgraded,
-                    None => return,
-                },
+                Ok(Flow::Extension(cmd)) => {
+                    let what = if matches!(cmd, Command::StartTls) {
+                        "STARTTLS"
+                    } else {
+                        "AUTH"
+                    };
+                    self.reply(&Reply::new(
+                        502,
+                        "5.5.1",
+                        format!("{what} is not offered on this listener"),
+                    ));
+                    if let Flow::Close = self.count_error() {
+                        break;
+                    }
+                }
                 Err(e) => {
-                    tracing::debug!(peer = %self.peer, error = %e, "session ended");
+                    self.ended(&e);
                     return;
                 }
             }
         }
+        self.close().await;
+    }
+
+    /// Queues the `220` greeting.
+    pub(super) fn greet(&mut self) {
+        let greeting = Reply::new(220, "", format!("{} ESMTP postrelay", self.config.hostname));
+        self.reply(&greeting);
+    }
+
+    /// The connection broke or timed out: logged, nothing more to say.
+    pub(super) fn ended(&self, e: &ConnError) {
+        tracing::debug!(peer = %self.peer, error = %e, "session ended");
+    }
+
+    /// Flushes what is queued and closes the connection.
+    pub(super) async fn close(mut self) {
         let _ = self.conn.shutdown(Duration::from_secs(10)).await;
     }
 
-    fn reply(&mut self, reply: &Reply) {
+    pub(super) fn reply(&mut self, reply: &Reply) {
         self.conn.queue(&reply.encode());
     }
 
     /// The time allowed for the next read: the command timeout, cut short
     /// by the session's total time limit.
-    fn read_timeout(&self, base: Duration) -> Duration {
+    pub(super) fn read_timeout(&self, base: Duration) -> Duration {
         base.min(self.deadline.saturating_duration_since(Instant::now()))
     }
 
@@ -173,7 +197,7 @@ impl<S: ServerTransport> Session<S> {
         }
     }
 
-    fn timeout_reply(&mut self) {
+    pub(super) fn timeout_reply(&mut self) {
         let text = if Instant::now() >= self.deadline {
             format!(
                 "{} Error: session time limit exceeded",
@@ -185,7 +209,8 @@ impl<S: ServerTransport> Session<S> {
         self.reply(&Reply::new(421, "4.4.2", &text));
     }
 
-    async fn step(&mut self) -> Result<Flow, ConnError> {
+    /// Reads and carries out one command (or reads more input).
+    pub(super) async fn step(&mut self) -> Result<Flow, ConnError> {
         // command_length_limit counts the CRLF; next_line's limit does not.
         let limit = self.config.intake.command_length_limit;
         let max = usize::try_from(limit.saturating_sub(2)).unwrap_or(usize::MAX);
@@ -239,7 +264,7 @@ impl<S: ServerTransport> Session<S> {
         }
     }
 
-    async fn discard_rest_of_line(&mut self) -> Result<(), ConnError> {
+    pub(super) async fn discard_rest_of_line(&mut self) -> Result<(), ConnError> {
         loop {
             if let Some(n) = skip_to_line_end(self.conn.buffered()) {
                 self.conn.consume(n);
@@ -256,7 +281,7 @@ impl<S: ServerTransport> Session<S> {
 
     /// Counts a protocol error; too many end the session (a client in a
     /// loop, or someone probing).
-    fn count_error(&mut self) -> Flow {
+    pub(super) fn count_error(&mut self) -> Flow {
         self.errors += 1;
         if self.errors >= self.config.intake.max_errors {
             self.reply(&Reply::new(
@@ -273,7 +298,7 @@ impl<S: ServerTransport> Session<S> {
         match cmd {
             Command::Ehlo(name) => self.hello(name, true),
             Command::Helo(name) => self.hello(name, false),
-            Command::Mail { .. } if self.submission.is_some() && self.auth_user.is_none() => {
+            Command::Mail { .. } if self.submission && self.login.is_none() => {
                 self.reply(&Reply::new(530, "5.7.0", "Authentication required"));
                 return Ok(self.count_error());
             }
@@ -300,31 +325,15 @@ impl<S: ServerTransport> Session<S> {
                 "2.0.0",
                 "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
             )),
-            Command::StartTls if self.submission.is_some() => return Ok(self.starttls_command()),
-            Command::StartTls => {
-                self.reply(&Reply::new(
-                    502,
-                    "5.5.1",
-                    "STARTTLS is not offered on this listener",
-                ));
-                return Ok(self.count_error());
-            }
-            Command::Auth { mechanism, initial } if self.submission.is_some() => {
-                return self.auth(mechanism, initial).await;
-            }
-            Command::Auth { .. } => {
-                self.reply(&Reply::new(
-                    502,
-                    "5.5.1",
-                    "AUTH is not offered on this listener",
-                ));
-                return Ok(self.count_error());
+            cmd @ (Command::StartTls | Command::Auth { .. }) => {
+                return Ok(Flow::Extension(cmd));
             }
         }
         Ok(Flow::Continue)
     }
 
-    fn reset(&mut self) {
+    /// Forgets the transaction (RSET, a new EHLO, a broken line).
+    pub(super) fn reset(&mut self) {
         self.tx = None;
         self.state.reset();
     }
@@ -347,7 +356,7 @@ impl<S: ServerTransport> Session<S> {
             enhanced_status_codes: true,
             ..Capabilities::default()
         };
-        if self.submission.is_some() {
+        if self.submission {
             // RFC 3207 §4.2 and RFC 4954 §4: no STARTTLS once TLS is on,
             // no AUTH (and so no password) before.
             let tls = self.conn.stream().is_tls();
@@ -371,7 +380,7 @@ impl<S: ServerTransport> Session<S> {
             ));
             return;
         }
-        if let Health::Low { reason } = self.shared.spool.health() {
+        if let Health::Low { reason } = self.shared.queue.health() {
             tracing::warn!(%reason, "refusing mail: spool low");
             self.reply(&Reply::new(
                 452,
@@ -441,7 +450,7 @@ impl<S: ServerTransport> Session<S> {
     }
 
     async fn data(&mut self) -> Result<Flow, ConnError> {
-        if let Health::Low { reason } = self.shared.spool.health() {
+        if let Health::Low { reason } = self.shared.queue.health() {
             tracing::warn!(%reason, "refusing DATA: spool low");
             self.reply(&Reply::new(
                 452,
@@ -450,7 +459,7 @@ impl<S: ServerTransport> Session<S> {
             ));
             return Ok(Flow::Continue);
         }
-        let writer = match self.shared.spool.new_body() {
+        let writer = match self.shared.queue.new_body() {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create queue file");
@@ -475,9 +484,9 @@ impl<S: ServerTransport> Session<S> {
             (false, true) => "ESMTP",
             (false, false) => "SMTP",
         };
-        if self.submission.is_some() {
+        if self.submission {
             let tls = self.conn.stream().is_tls();
-            protocol = submission::protocol(protocol, tls, self.auth_user.is_some());
+            protocol = headers::protocol(protocol, tls, self.login.is_some());
         }
         let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str());
         let mut prefix = headers::received(&ReceivedInfo {
@@ -489,8 +498,8 @@ impl<S: ServerTransport> Session<S> {
             single_recipient: single,
             date: &date,
         });
-        if let Some(user) = &self.auth_user {
-            prefix = submission::with_authenticated_sender(&prefix, user);
+        if let Some(login) = &self.login {
+            prefix = headers::with_authenticated_sender(&prefix, &login.user);
         }
         let intake = &self.config.intake;
         let limits = Limits {
@@ -536,17 +545,17 @@ impl<S: ServerTransport> Session<S> {
             }
         };
         let envelope = self.envelope(*writer.id(), tx, writer.len());
-        let reply = match self.shared.accept(writer, envelope).await {
-            Ok(envelope) => {
-                let login = self.auth_user.as_deref().map(|username| SaslLogin {
-                    method: self.auth_method,
-                    username,
-                });
-                self.shared
-                    .maillog
-                    .accepted(&envelope, &self.helo, self.peer.ip(), login);
-                if let Some(user) = &self.auth_user {
-                    tracing::info!(%id, peer = %self.peer, %user, "accepted from an authenticated client");
+        let login = self.login.as_ref().map(|l| SaslLogin {
+            method: l.method,
+            username: &l.user,
+        });
+        self.shared
+            .maillog
+            .client(&id, &self.helo, self.peer.ip(), login);
+        let reply = match self.shared.queue.accept(writer, envelope).await {
+            Ok(_) => {
+                if let Some(login) = &self.login {
+                    tracing::info!(%id, peer = %self.peer, user = %login.user, "accepted from an authenticated client");
                 }
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }
@@ -561,265 +570,6 @@ impl<S: ServerTransport> Session<S> {
         };
         self.reply(&reply);
         Ok(Flow::Continue)
-    }
-
-    /// STARTTLS on a submission listener. The upgrade itself happens in
-    /// [`Session::start_tls`], after this reply is sent.
-    fn starttls_command(&mut self) -> Flow {
-        if self.conn.stream().is_tls() {
-            self.reply(&Reply::new(503, "5.5.1", "Error: TLS already active"));
-            return self.count_error();
-        }
-        if self.config.intake.submission.is_none() {
-            self.reply(&Reply::new(
-                454,
-                "4.7.0",
-                "TLS not available due to temporary reason",
-            ));
-            return Flow::Continue;
-        }
-        self.reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
-        Flow::StartTls
-    }
-
-    /// Sends the queued `220`, then runs the TLS handshake and forgets
-    /// everything said before it (RFC 3207 §4.2): the client must greet
-    /// again. Input already buffered was sent before the handshake and
-    /// could have been injected by anyone on the path (CVE-2011-0411): the
-    /// connection is dropped rather than let it be taken as protected.
-    /// `None` when the session is over.
-    async fn start_tls(mut self) -> Option<Self> {
-        let timeout = self.read_timeout(self.config.intake.command_timeout);
-        if self.conn.flush(timeout).await.is_err() {
-            return None;
-        }
-        let tls = self.config.intake.submission.as_ref()?.tls.config();
-        let peer = self.peer;
-        let plain = match self.conn.into_stream() {
-            Ok(s) => s,
-            Err((_, n)) => {
-                tracing::warn!(%peer, bytes = n, "input pipelined after STARTTLS; dropping the connection");
-                return None;
-            }
-        };
-        match plain.start_tls(tls, timeout).await {
-            Ok(stream) => {
-                tracing::debug!(%peer, tls = ?stream.tls_description(), "TLS started");
-                self.conn = Conn::new(stream);
-            }
-            Err(e) => {
-                tracing::info!(%peer, error = %e, "STARTTLS handshake failed");
-                return None;
-            }
-        }
-        self.state.tls_started();
-        self.helo.clear();
-        self.tx = None;
-        self.auth_user = None;
-        self.auth_method = "";
-        self.trusted = false;
-        Some(self)
-    }
-
-    /// AUTH on a submission listener: PLAIN or LOGIN, over TLS only,
-    /// checked against the users file, under the brute-force limiter.
-    async fn auth(
-        &mut self,
-        mechanism: String,
-        initial: Option<String>,
-    ) -> Result<Flow, ConnError> {
-        let Some(service) = self.submission.clone() else {
-            self.reply(&Reply::new(
-                502,
-                "5.5.1",
-                "AUTH is not offered on this listener",
-            ));
-            return Ok(self.count_error());
-        };
-        let config = self.config.clone();
-        let Some(settings) = config.intake.submission.as_ref() else {
-            self.reply(&Reply::new(
-                454,
-                "4.7.0",
-                "Temporary authentication failure",
-            ));
-            return Ok(Flow::Continue);
-        };
-        if !self.conn.stream().is_tls() {
-            self.reply(&Reply::new(
-                538,
-                "5.7.11",
-                "Encryption required for requested authentication mechanism",
-            ));
-            return Ok(self.count_error());
-        }
-        if mechanism != "PLAIN" && mechanism != "LOGIN" {
-            self.reply(&Reply::new(
-                504,
-                "5.5.4",
-                "Unrecognized authentication type",
-            ));
-            return Ok(self.count_error());
-        }
-        let ip = self.peer.ip();
-        if service.limiter.is_locked(ip) {
-            self.reply(&submission::locked_out_reply());
-            return Ok(Flow::Close);
-        }
-        let exchange = if mechanism == "PLAIN" {
-            self.sasl_plain(initial).await
-        } else {
-            self.sasl_login(initial).await
-        };
-        let (authzid, user, password) = match exchange {
-            Ok(Ok(credentials)) => credentials,
-            Ok(Err(e)) => {
-                self.reply(&submission::sasl_error_reply(&e));
-                return Ok(self.count_error());
-            }
-            Err(ConnError::Timeout(_)) => {
-                self.timeout_reply();
-                return Ok(Flow::Close);
-            }
-            Err(e) => return Err(e),
-        };
-        let policy = Policy::of(settings);
-        let ticket = match service.limiter.admit(ip, policy) {
-            Admission::Allowed(t) => t,
-            Admission::LockedOut => {
-                self.reply(&submission::locked_out_reply());
-                return Ok(Flow::Close);
-            }
-            Admission::Busy => {
-                self.reply(&Reply::new(
-                    454,
-                    "4.7.0",
-                    "Temporary authentication failure, try again later",
-                ));
-                return Ok(self.count_error());
-            }
-        };
-        // A client may only act as itself (no proxy authorization).
-        let verified = service
-            .verifier
-            .verify(&settings.users, &user, password)
-            .await;
-        if verified && (authzid.is_empty() || authzid == user) {
-            ticket.succeeded(policy);
-            tracing::info!(peer = %self.peer, %user, %mechanism, "authenticated");
-            self.state.auth_succeeded();
-            self.trusted = true;
-            self.auth_user = Some(user);
-            self.auth_method = if mechanism == "PLAIN" {
-                "PLAIN"
-            } else {
-                "LOGIN"
-            };
-            self.reply(&Reply::new(235, "2.7.0", "Authentication successful"));
-            return Ok(Flow::Continue);
-        }
-        let failure = ticket.failed(policy);
-        // The name as the client sent it, escaped by Debug: it is not
-        // known to be a user, and must not forge log lines.
-        tracing::warn!(
-            peer = %self.peer,
-            user = ?user,
-            %mechanism,
-            locked_out = failure.locked,
-            "authentication failed"
-        );
-        // Slows guessing down without holding anyone else up; shutdown
-        // cuts the wait short.
-        let shutdown = self.shared.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(failure.delay) => {}
-            _ = shutdown.cancelled() => {}
-        }
-        self.reply(&Reply::new(
-            535,
-            "5.7.8",
-            "Authentication credentials invalid",
-        ));
-        Ok(Flow::Continue)
-    }
-
-    /// AUTH PLAIN: the initial response, or one `334` round.
-    async fn sasl_plain(
-        &mut self,
-        initial: Option<String>,
-    ) -> Result<Result<(String, String, String), SaslError>, ConnError> {
-        let response = match initial {
-            Some(r) => r,
-            None => {
-                self.reply(&Reply::new(334, "", ""));
-                match self.sasl_response().await? {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-        };
-        Ok(sasl::decode_plain(&response))
-    }
-
-    /// AUTH LOGIN: user name (possibly as the initial response), then
-    /// password, each base64 in answer to a `334` challenge.
-    async fn sasl_login(
-        &mut self,
-        initial: Option<String>,
-    ) -> Result<Result<(String, String, String), SaslError>, ConnError> {
-        let user = match initial {
-            Some(r) => r,
-            None => {
-                // "Username:"
-                self.reply(&Reply::new(334, "", "VXNlcm5hbWU6"));
-                match self.sasl_response().await? {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-        };
-        let user = match submission::decode_login(&user) {
-            Ok(u) => u,
-            Err(e) => return Ok(Err(e)),
-        };
-        // "Password:"
-        self.reply(&Reply::new(334, "", "UGFzc3dvcmQ6"));
-        let password = match self.sasl_response().await? {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(submission::decode_login(&password).map(|p| (String::new(), user, p)))
-    }
-
-    /// Reads one line of a SASL exchange (limited like a command line).
-    async fn sasl_response(&mut self) -> Result<Result<String, SaslError>, ConnError> {
-        let limit = self.config.intake.command_length_limit;
-        let max = usize::try_from(limit.saturating_sub(2)).unwrap_or(usize::MAX);
-        loop {
-            match next_line(self.conn.buffered(), max) {
-                Line::Complete { line, consumed } => {
-                    let text = std::str::from_utf8(line).map(str::to_owned);
-                    self.conn.consume(consumed);
-                    return Ok(text.map_err(|_| SaslError::Malformed("not ASCII")));
-                }
-                Line::Incomplete => {
-                    let timeout = self.read_timeout(self.config.intake.command_timeout);
-                    self.conn.fill(timeout).await?;
-                }
-                Line::TooLong { .. } => {
-                    self.discard_rest_of_line().await?;
-                    return Ok(Err(SaslError::Malformed("response too long")));
-                }
-                Line::BareLf { consumed } | Line::BareCr { consumed } => {
-                    let bare_cr = self.conn.buffered().get(consumed - 1) == Some(&b'\r');
-                    self.conn.consume(consumed);
-                    if bare_cr {
-                        self.discard_rest_of_line().await?;
-                    }
-                    return Ok(Err(SaslError::Malformed("bare CR or LF")));
-                }
-            }
-        }
     }
 
     fn envelope(&self, id: crate::spool::QueueId, tx: Transaction, size: u64) -> Envelope {

@@ -7,6 +7,11 @@
 //! pulled in to happen exactly at that moment (as Postfix does), and after
 //! it the message expires.
 //!
+//! A local fault that stops an attempt from being recorded (the envelope
+//! cannot be read, a bounce cannot be queued, a removal fails) is retried
+//! after the first step of the same schedule ([`Backoff::after_fault`]).
+//! This is the one place that sets a retry time.
+//!
 //! This module only computes times. It does not schedule anything, read the
 //! clock or decide whether a failure is temporary (that is
 //! [`Reason::is_permanent`](crate::deliver::outcome::Reason::is_permanent)).
@@ -94,6 +99,13 @@ impl Backoff {
         }
         let retry_ms = now_ms.saturating_add(millis(self.delay(attempts, rng)));
         NextStep::RetryAt(retry_ms.min(expires_ms))
+    }
+
+    /// When to try again after a local fault at `now_ms` kept an attempt
+    /// from being recorded: one `min` step (jittered) later. The message's
+    /// own attempt count is not advanced: the fault was ours.
+    pub fn after_fault(&self, now_ms: u64, rng: &mut impl Rng) -> u64 {
+        now_ms.saturating_add(millis(self.delay(1, rng)))
     }
 
     /// The un-perturbed wait in milliseconds: `min · 2^(attempts-1)`,
@@ -270,6 +282,16 @@ mod tests {
             b.next_attempt_ms(u64::MAX - 5, u64::MAX - 5, 70, &mut rng),
             NextStep::RetryAt(u64::MAX)
         ));
+    }
+
+    #[test]
+    fn a_fault_waits_one_first_step() {
+        let b = postfix_like();
+        let mut rng = StdRng::seed_from_u64(7);
+        for now in [0, 1_000_000] {
+            let at = b.after_fault(now, &mut rng);
+            assert!(within(Duration::from_millis(at - now), 300), "{}", at - now);
+        }
     }
 
     #[test]

@@ -22,10 +22,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::Spool;
-use super::body::Staged;
-use super::error::SpoolError;
-use super::id::QueueId;
+use crate::spool::{QueueId, Spool, SpoolError, Staged};
 
 /// Most messages committed with one directory `fsync`.
 pub const MAX_BATCH: usize = 256;

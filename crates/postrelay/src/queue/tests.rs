@@ -1,47 +1,154 @@
-//! Scheduling rules of the queue index, against a real spool in a tempdir.
+//! Scheduling rules of the queue index, and the one door
+//! ([`Queue::accept`]), against a real spool in a tempdir.
 
 use std::io::Write;
 use std::sync::Arc;
 
 use super::*;
 use crate::config::LogFormat;
-use crate::spool::{Committer, Envelope, Origin, Recipient};
+use crate::spool::{Envelope, Origin, Recipient, SpoolOptions};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     queue: Queue,
-    committer: Committer,
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&dir.path().join("spool")).unwrap();
-    let log = MailLog::with_writer(Box::new(std::io::sink()), "h", LogFormat::Postfix);
-    let queue = Queue::load(spool.clone(), Arc::new(log)).unwrap();
-    let committer = Committer::start(spool);
-    Fixture {
-        _dir: dir,
-        queue,
-        committer,
-    }
+    fixture_with(None, SpoolOptions::default())
 }
 
-/// Queues a message due at `due_ms`.
-async fn add(f: &Fixture, due_ms: u64) -> QueueId {
-    let spool = f.queue.spool().clone();
-    let mut body = spool.new_body().unwrap();
+/// A queue whose router expands `aliases` (a Postfix aliases file) for
+/// the local domain `h.example`, on a spool opened with `options`.
+fn fixture_with(aliases: Option<&str>, options: SpoolOptions) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut toml = format!(
+        "hostname = \"h.example\"\nspool = \"{}\"\n",
+        dir.path().join("spool").display()
+    );
+    if let Some(text) = aliases {
+        let path = dir.path().join("aliases");
+        std::fs::write(&path, text).unwrap();
+        toml.push_str(&format!("[routing]\naliases = \"{}\"\n", path.display()));
+    }
+    let config = crate::config::parse(&toml, "test").unwrap();
+    let spool = Spool::open_with(&config.spool, options).unwrap();
+    let log = MailLog::with_writer(Box::new(std::io::sink()), "h", LogFormat::Postfix);
+    let queue = Queue::load(spool, Arc::new(log), Arc::new(config.router())).unwrap();
+    Fixture { dir, queue }
+}
+
+/// A queue on a spool whose file operations a test can make fail.
+fn faulty_fixture() -> (Fixture, Arc<crate::spool::faults::FaultyFs>) {
+    let fs = Arc::new(crate::spool::faults::FaultyFs::new([]));
+    let options = SpoolOptions {
+        file_ops: fs.clone(),
+        ..SpoolOptions::default()
+    };
+    (fixture_with(None, options), fs)
+}
+
+/// Queues a message to `rcpts` due at `due_ms`, through the one door.
+async fn accept(f: &Fixture, due_ms: u64, rcpts: &[&str]) -> Envelope {
+    let mut body = f.queue.new_body().unwrap();
     body.write_all(b"Subject: t\r\n\r\nhi\r\n").unwrap();
     let mut env = Envelope::new(
         *body.id(),
         Origin::Bounce { of: None },
         String::new(),
-        vec![Recipient::new("a@b.example")],
+        rcpts.iter().map(|r| Recipient::new(*r)).collect(),
     );
     env.next_attempt_ms = due_ms;
-    let staged = spool.stage(body, &env).unwrap();
-    let id = f.committer.commit(staged).await.unwrap();
-    f.queue.accepted(&env);
-    id
+    f.queue.accept(body, env).await.unwrap()
+}
+
+/// Queues a message due at `due_ms`.
+async fn add(f: &Fixture, due_ms: u64) -> QueueId {
+    accept(f, due_ms, &["a@b.example"]).await.id
+}
+
+#[tokio::test]
+async fn accept_expands_aliases_and_keeps_the_original_address() {
+    let f = fixture_with(
+        Some("root: admin@example.com, ops@example.net\npostmaster: root\n"),
+        SpoolOptions::default(),
+    );
+    let env = accept(&f, 0, &["postmaster@h.example", "x@example.org"]).await;
+    let got: Vec<(&str, Option<&str>)> = env
+        .recipients
+        .iter()
+        .map(|r| (r.address.as_str(), r.original.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("admin@example.com", Some("postmaster@h.example")),
+            ("ops@example.net", Some("postmaster@h.example")),
+            ("x@example.org", None),
+        ]
+    );
+    // What was queued on disk is the expanded envelope, and it is indexed.
+    let (on_disk, _) = f.queue.spool().read(&env.id).unwrap();
+    assert_eq!(on_disk.recipients, env.recipients);
+    assert_eq!(f.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn a_new_router_applies_to_messages_accepted_after_it() {
+    let f = fixture_with(Some("root: admin@example.com\n"), SpoolOptions::default());
+    let before = accept(&f, 0, &["root@h.example"]).await;
+    assert_eq!(before.recipients[0].address, "admin@example.com");
+    let plain = crate::config::parse("hostname = \"h.example\"\n", "test").unwrap();
+    f.queue.set_router(Arc::new(plain.router()));
+    let after = accept(&f, 0, &["root@h.example"]).await;
+    assert_eq!(after.recipients[0].address, "root@h.example");
+}
+
+/// A removal that fails (the disk refuses) must not leave the message in
+/// flight for ever: it is due again at the fault retry time.
+#[tokio::test]
+async fn a_failed_removal_is_retried_at_the_fault_time() {
+    use crate::spool::faults::{Fault, Op};
+    let (f, fs) = faulty_fixture();
+    let id = add(&f, 0).await;
+    let (_, env) = f.queue.take_due(1).map(|(id, e)| (id, e.unwrap())).unwrap();
+    assert_eq!(env.id, id);
+    fs.arm(Fault::eio(Op::Rename, ".env"));
+    fs.arm(Fault::eio(Op::Remove, ".env"));
+    assert!(f.queue.finish_attempt(&env, true, 123_456).is_err());
+    fs.disarm();
+    let entry = f.queue.entry(&id).expect("still queued");
+    assert!(!entry.in_flight);
+    assert_eq!(entry.due_ms, 123_456);
+}
+
+/// After a hold whose directory fsync failed, the rename stands on disk;
+/// the index follows the disk instead of drifting until a restart.
+#[tokio::test]
+async fn a_half_failed_hold_leaves_index_and_disk_agreeing() {
+    use crate::spool::faults::{Fault, Op};
+    let (f, fs) = faulty_fixture();
+    let id = add(&f, 0).await;
+    fs.arm(Fault::eio(Op::SyncDir, "/hold"));
+    assert!(f.queue.hold(&id).is_err());
+    fs.disarm();
+    let (_, loc) = f.queue.spool().read(&id).unwrap();
+    assert_eq!(loc, Location::Hold, "the rename was done");
+    assert!(f.queue.entry(&id).unwrap().held, "and the index says so");
+    assert_eq!(f.queue.take_due(u64::MAX), None);
+}
+
+#[tokio::test]
+async fn delete_all_deletes_what_was_queued() {
+    let f = fixture();
+    for _ in 0..5 {
+        add(&f, 0).await;
+    }
+    let held = add(&f, 0).await;
+    f.queue.hold(&held).unwrap();
+    assert_eq!(f.queue.delete_all().unwrap(), Count(6));
+    assert!(f.queue.is_empty());
+    assert!(f.queue.spool().list().unwrap().is_empty());
+    let _ = &f.dir;
 }
 
 #[tokio::test]
@@ -96,7 +203,7 @@ async fn finishing_an_attempt_reschedules_or_removes() {
     env.next_attempt_ms = 10_000;
     env.attempts = 1;
     assert_eq!(
-        f.queue.finish_attempt(&env, false).unwrap(),
+        f.queue.finish_attempt(&env, false, 0).unwrap(),
         AfterAttempt::RetryAt(10_000)
     );
     assert_eq!(
@@ -107,7 +214,7 @@ async fn finishing_an_attempt_reschedules_or_removes() {
     assert_eq!(f.queue.take_due(9_999).map(|(id, _)| id), None);
     assert_eq!(f.queue.take_due(10_000).map(|(id, _)| id), Some(id));
     assert_eq!(
-        f.queue.finish_attempt(&env, true).unwrap(),
+        f.queue.finish_attempt(&env, true, 0).unwrap(),
         AfterAttempt::Removed
     );
     assert!(f.queue.is_empty());
@@ -126,7 +233,7 @@ async fn a_message_held_during_its_attempt_stays_held() {
     let (mut env, loc) = f.queue.spool().read(&id).unwrap();
     assert_eq!(loc, Location::Hold);
     env.attempts = 1;
-    f.queue.finish_attempt(&env, false).unwrap();
+    f.queue.finish_attempt(&env, false, 0).unwrap();
     let (env, loc) = f.queue.spool().read(&id).unwrap();
     assert_eq!((env.attempts, loc), (1, Location::Hold));
     assert_eq!(f.queue.take_due(u64::MAX).map(|(id, _)| id), None);
@@ -140,7 +247,7 @@ async fn a_message_deleted_during_its_attempt_stays_deleted() {
     let (env, _) = f.queue.spool().read(&id).unwrap();
     f.queue.delete(&id).unwrap();
     assert_eq!(
-        f.queue.finish_attempt(&env, false).unwrap(),
+        f.queue.finish_attempt(&env, false, 0).unwrap(),
         AfterAttempt::Removed
     );
     assert!(matches!(
@@ -159,7 +266,7 @@ async fn a_fresh_envelope_comes_with_its_first_attempt_only() {
     assert_eq!(fresh.id, id);
     let (mut env, _) = f.queue.spool().read(&id).unwrap();
     env.next_attempt_ms = 5;
-    f.queue.finish_attempt(&env, false).unwrap();
+    f.queue.finish_attempt(&env, false, 0).unwrap();
     let (_, again) = f.queue.take_due(10).unwrap();
     assert!(
         again.is_none(),
@@ -185,7 +292,7 @@ async fn a_message_gone_from_disk_is_forgotten_at_the_end_of_its_attempt() {
         .join(id.envelope_name());
     std::fs::remove_file(path).unwrap();
     assert!(matches!(
-        f.queue.finish_attempt(&env, true),
+        f.queue.finish_attempt(&env, true, 0),
         Ok(AfterAttempt::Removed)
     ));
     assert_eq!(f.queue.len(), 0);

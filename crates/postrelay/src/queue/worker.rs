@@ -1,6 +1,7 @@
 //! One delivery attempt for one queued message, from reading its envelope
 //! to writing the result back: the outcome per recipient, the retry time or
-//! expiry, the bounce for failed recipients, the mail log lines.
+//! expiry, the mail log lines. Notices for failed or delayed recipients are
+//! built and queued by `notice.rs`.
 //!
 //! Ordering that keeps the promise "nothing accepted is ever lost": a
 //! bounce is committed to the queue *before* the original message's state
@@ -8,28 +9,24 @@
 //! removed) last. A crash in between can repeat an attempt or a bounce,
 //! never lose either.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::backoff::{Backoff, NextStep, millis};
+use super::backoff::{Backoff, NextStep};
+use super::notice::{self, Failure};
 use super::{AfterAttempt, Queue, now_ms};
-use crate::bounce::{self, Action, BounceDecision, DsnInput, FailedRecipient};
+use crate::bounce::Action;
 use crate::config::Config;
 use crate::deliver::{Attempt, Deliverer, Outcome, Reason};
 use crate::maillog::{Delays, Delivery, DeliveryStatus};
-use crate::spool::{
-    BodyType, Committer, Envelope, Origin, QueueId, RcptState, Recipient, SpoolError,
-};
+use crate::spool::{Envelope, Origin, QueueId, RcptState, SpoolError};
 
 /// What every attempt needs.
 pub struct Context {
     /// The queue (and through it the spool and the mail log).
     pub queue: Queue,
-    /// Commits bounces.
-    pub committer: Committer,
     /// The configuration in force (reloaded on SIGHUP).
     pub config: watch::Receiver<Arc<Config>>,
     /// The delivery engine for that configuration (rebuilt on reload).
@@ -41,34 +38,9 @@ pub struct Context {
 pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
     let config = ctx.config.borrow().clone();
     let deliverer = ctx.deliverer.borrow().clone();
-    let spool = ctx.queue.spool().clone();
-    let read = match fresh {
-        Some(env) => Ok(Ok((env, crate::spool::Location::Queue))),
-        None => tokio::task::spawn_blocking(move || spool.read(&id)).await,
-    };
-    let mut env = match read {
-        Ok(Ok((env, _))) => env,
-        Ok(Err(SpoolError::NotFound { .. })) => {
-            // Deleted by the administrator between scheduling and now.
-            let _ = ctx.queue.finish_attempt(&gone(id), true);
-            return;
-        }
-        Ok(Err(e)) => {
-            tracing::error!(%id, error = %e, "cannot read the envelope; retrying later");
-            ctx.queue.abandon_attempt(
-                &id,
-                now_ms().saturating_add(millis(config.queue.min_backoff)),
-            );
-            return;
-        }
-        Err(e) => {
-            tracing::error!(%id, error = %e, "envelope read task failed");
-            ctx.queue.abandon_attempt(
-                &id,
-                now_ms().saturating_add(millis(config.queue.min_backoff)),
-            );
-            return;
-        }
+    let backoff = Backoff::from_settings(&config.queue);
+    let Some(mut env) = read_envelope(ctx, &backoff, id, fresh).await else {
+        return;
     };
     let pending: Vec<usize> = (0..env.recipients.len())
         .filter(|&i| env.recipients[i].state == RcptState::Pending)
@@ -82,8 +54,9 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
     };
     let mut failed = Vec::new();
     let deferred = apply_outcomes(ctx, &mut env, &result, started_ms, &mut failed);
-    let mut done = schedule_next(ctx, &config, &mut env, deferred, &result, &mut failed);
-    if !failed.is_empty() && !send_bounce(ctx, &config, &env, &failed, Action::Failed).await {
+    let mut done = schedule_next(ctx, &backoff, &mut env, deferred, &result, &mut failed);
+    if !failed.is_empty() && !notice::send(&ctx.queue, &config, &env, &failed, Action::Failed).await
+    {
         // The notice could not be queued (disk full…): keep those
         // recipients waiting rather than drop the message silently; the
         // next attempt decides them again and bounces then.
@@ -92,22 +65,58 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
                 r.state = RcptState::Pending;
             }
         }
-        env.next_attempt_ms = now_ms().saturating_add(millis(config.queue.min_backoff));
+        env.next_attempt_ms = backoff.after_fault(now_ms(), &mut rand::rng());
         env.reason = Some("the bounce could not be queued; will retry".into());
         done = false;
     }
     if !done {
-        maybe_warn_delay(ctx, &config, &mut env).await;
+        notice::maybe_warn_delay(&ctx.queue, &config, &mut env).await;
     }
+    record(ctx, &backoff, env, done).await;
+}
+
+/// The envelope of the message to attempt: from memory, else from the
+/// file. `None` when there is nothing to attempt (deleted meanwhile, or
+/// unreadable: then it is rescheduled).
+async fn read_envelope(
+    ctx: &Context,
+    backoff: &Backoff,
+    id: QueueId,
+    fresh: Option<Envelope>,
+) -> Option<Envelope> {
+    if let Some(env) = fresh {
+        return Some(env);
+    }
+    let spool = ctx.queue.spool().clone();
+    let failed = match tokio::task::spawn_blocking(move || spool.read(&id)).await {
+        Ok(Ok((env, _))) => return Some(env),
+        Ok(Err(SpoolError::NotFound { .. })) => {
+            // Deleted by the administrator between scheduling and now.
+            let _ = ctx.queue.finish_attempt(&gone(id), true, 0);
+            return None;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("envelope read task failed: {e}"),
+    };
+    tracing::error!(%id, error = %failed, "cannot read the envelope; retrying later");
+    ctx.queue
+        .abandon_attempt(&id, backoff.after_fault(now_ms(), &mut rand::rng()));
+    None
+}
+
+/// Writes the attempt's result back: removes the message when `done`,
+/// else rewrites its envelope (an fsync: on a blocking thread).
+async fn record(ctx: &Context, backoff: &Backoff, env: Envelope, done: bool) {
+    let id = env.id;
+    let fault_retry = backoff.after_fault(now_ms(), &mut rand::rng());
     // Removal moves the envelope out of queue/ (one rename or unlink, no
     // fsync: see Spool::remove_lazily; the committer deals with the body
-    // later), cheap enough to do here; a rewrite fsyncs, so it goes to a
-    // blocking thread.
+    // later), cheap enough to do here.
     let finished = if done {
-        Ok(ctx.queue.finish_attempt(&env, true))
+        Ok(ctx.queue.finish_attempt(&env, true, fault_retry))
     } else {
         let queue = ctx.queue.clone();
-        tokio::task::spawn_blocking(move || queue.finish_attempt(&env, false)).await
+        tokio::task::spawn_blocking(move || queue.finish_attempt(&env, false, fault_retry)).await
     };
     match finished {
         Ok(Ok(AfterAttempt::Removed | AfterAttempt::RetryAt(_))) => {}
@@ -121,12 +130,6 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
 /// An envelope standing for a message that no longer exists.
 fn gone(id: QueueId) -> Envelope {
     Envelope::new(id, Origin::Bounce { of: None }, String::new(), Vec::new())
-}
-
-/// A failed recipient, kept for the bounce.
-struct Failure {
-    index: usize,
-    reason: Reason,
 }
 
 /// Records each recipient's outcome in the envelope and the mail log.
@@ -202,7 +205,7 @@ fn apply_outcomes(
 /// Decides what happens next; returns true when no recipient is pending.
 fn schedule_next(
     ctx: &Context,
-    config: &Config,
+    backoff: &Backoff,
     env: &mut Envelope,
     deferred: bool,
     result: &Attempt,
@@ -214,7 +217,6 @@ fn schedule_next(
         env.transcript = None;
         return env.recipients.iter().all(|r| r.state != RcptState::Pending);
     }
-    let backoff = Backoff::from_settings(&config.queue);
     let now = now_ms();
     let summary = result.summary();
     match backoff.next_attempt_ms(env.created_ms, now, env.attempts, &mut rand::rng()) {
@@ -241,152 +243,4 @@ fn schedule_next(
             true
         }
     }
-}
-
-/// Sends a "delayed" notice once, when `bounce.delay_warning` has passed.
-async fn maybe_warn_delay(ctx: &Context, config: &Config, env: &mut Envelope) {
-    let Some(after) = config.bounce.delay_warning else {
-        return;
-    };
-    if env.delay_warned || now_ms().saturating_sub(env.created_ms) < millis(after) {
-        return;
-    }
-    let waiting: Vec<Failure> = env
-        .recipients
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.state == RcptState::Pending)
-        .map(|(i, r)| Failure {
-            index: i,
-            reason: Reason::Unavailable(
-                r.last_reply
-                    .clone()
-                    .unwrap_or_else(|| "delivery delayed".into()),
-            ),
-        })
-        .collect();
-    if send_bounce(ctx, config, env, &waiting, Action::Delayed).await {
-        env.delay_warned = true;
-    }
-}
-
-/// Builds and queues a DSN for `failures`. Returns whether one was queued
-/// (or none was needed). Never answers our own notifications: a failed
-/// notice goes to the postmaster once, and a failed notice to the
-/// postmaster is only logged.
-async fn send_bounce(
-    ctx: &Context,
-    config: &Config,
-    env: &Envelope,
-    failures: &[Failure],
-    action: Action,
-) -> bool {
-    let id = env.id.to_string();
-    let log = ctx.queue.maillog();
-    let (to, to_postmaster) = match bounce::should_bounce(env, &config.bounce.postmaster) {
-        BounceDecision::Sender(addr) => (addr.to_string(), false),
-        BounceDecision::Postmaster if action == Action::Failed => {
-            (config.bounce.postmaster.clone(), true)
-        }
-        BounceDecision::Postmaster | BounceDecision::Discard => {
-            tracing::error!(%id, "undeliverable notification discarded after logging (no notice about a notice)");
-            log.warning(&id, "undeliverable notification discarded (double bounce)");
-            return true;
-        }
-    };
-    let recipients: Vec<FailedRecipient<'_>> = failures
-        .iter()
-        .filter_map(|f| {
-            let r = env.recipients.get(f.index)?;
-            bounce::wants_notice(r, action)
-                .then(|| FailedRecipient::from_reason(r, &f.reason, None, action))
-        })
-        .collect();
-    if recipients.is_empty() {
-        return true; // NOTIFY=NEVER (or no DELAY) for every one of them
-    }
-    let headers = read_headers(ctx.queue.spool().body_path(&env.id));
-    let notice_id = QueueId::generate();
-    let from = format!("MAILER-DAEMON@{}", config.hostname);
-    let retry_until_ms = (action == Action::Delayed).then(|| {
-        env.created_ms
-            .saturating_add(millis(config.queue.max_lifetime))
-    });
-    let dsn = bounce::build(&DsnInput {
-        envelope: env,
-        recipients,
-        original_headers: bounce::header_section(&headers),
-        reporting_mta: &config.hostname,
-        from: &from,
-        to: &to,
-        now: jiff::ZonedDateTime::now(),
-        retry_until_ms,
-        message_id: format!("{notice_id}@{}", config.hostname),
-        boundary_seed: notice_id.to_string(),
-    });
-    let origin = Origin::Bounce {
-        of: Some(id.clone()),
-    };
-    match inject(ctx, origin, config.bounce.sender.clone(), to, dsn).await {
-        Ok(dsn_id) => {
-            let dsn_id = dsn_id.to_string();
-            match (action, to_postmaster) {
-                (Action::Delayed, _) => log.delay_notice_created(&id, &dsn_id),
-                (Action::Failed, true) => log.postmaster_notice_created(&id, &dsn_id),
-                (Action::Failed, false) => log.bounce_created(&id, &dsn_id),
-            }
-            true
-        }
-        Err(e) => {
-            tracing::error!(%id, error = %e, "cannot queue the delivery status notification");
-            false
-        }
-    }
-}
-
-/// The first part of a queued body (enough for its header section); a
-/// notice without the original's header is still sent when it cannot be
-/// read.
-fn read_headers(path: PathBuf) -> Vec<u8> {
-    crate::bounce::read_head(&path).unwrap_or_default()
-}
-
-/// Queues a message postrelay generated itself (a DSN), through the same
-/// durable commit as intake.
-async fn inject(
-    ctx: &Context,
-    origin: Origin,
-    sender: String,
-    to: String,
-    body: Vec<u8>,
-) -> Result<QueueId, SpoolError> {
-    let spool = ctx.queue.spool().clone();
-    let staged = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut writer = spool.new_body()?;
-        writer.write_all(&body).map_err(|e| SpoolError::Io {
-            op: "write bounce",
-            path: spool.root().to_path_buf(),
-            source: e,
-        })?;
-        let mut env = Envelope::new(*writer.id(), origin, sender, vec![Recipient::new(to)]);
-        if !body.is_ascii() {
-            env.body = BodyType::EightBitMime;
-        }
-        env.smtputf8 =
-            !env.sender.is_ascii() || env.recipients.iter().any(|r| !r.address.is_ascii());
-        spool.stage(writer, &env)
-    })
-    .await
-    .map_err(|e| SpoolError::Io {
-        op: "bounce task",
-        path: ctx.queue.spool().root().to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })??;
-    // The staged envelope carries the size of the body actually written.
-    let env = staged.envelope().clone();
-    let id = ctx.committer.commit(staged).await?;
-    ctx.queue.maillog().queued(&env);
-    ctx.queue.accepted(&env);
-    Ok(id)
 }

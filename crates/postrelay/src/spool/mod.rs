@@ -11,6 +11,7 @@
 //! <root>/hold/     <id>.env of held messages (the body stays in queue/)
 //! <root>/corrupt/  files that failed to parse, kept for humans
 //! <root>/free/     files of delivered messages kept for reuse; emptied at startup
+//! <root>/maildrop/ files left by `sendmail` for pickup (see `drop_dir.rs`)
 //! ```
 //!
 //! A message exists iff its `<id>.env` exists in queue/ or hold/. The write
@@ -18,7 +19,8 @@
 //! → [`Spool::stage`] (envelope in `tmp/<id>.env`; both `fdatasync`ed with
 //! [`SyncMode::Files`]) → [`Spool::commit_batch`] (`syncfs` with
 //! [`SyncMode::Filesystem`]; rename each envelope into queue/; one `fsync`
-//! of queue/ for the whole batch), usually through the group [`Committer`].
+//! of queue/ for the whole batch), usually through the queue's group committer
+//! (`queue::commit`).
 //! Removal runs the other way: envelope, `fsync`, body.
 //!
 //! Files are recycled: a delivered message's envelope and body move to
@@ -28,10 +30,10 @@
 //!
 //! This module does not schedule, deliver or index messages (that is
 //! `queue`), nor does it speak SMTP. Its calls block on disk I/O; async
-//! callers use `spawn_blocking` or the [`Committer`].
+//! callers use `spawn_blocking` or the queue's committer.
 
 mod body;
-mod commit;
+mod drop_dir;
 pub mod durable;
 mod envelope;
 mod error;
@@ -43,7 +45,7 @@ mod recover;
 mod setup;
 
 #[cfg(test)]
-mod faults;
+pub(crate) mod faults;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -57,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use body::{BodyWriter, Staged};
-pub use commit::{CommitStats, Committer, MAX_BATCH, PendingCommit};
+pub use drop_dir::{DropDir, Opened};
 pub use durable::{FileOps, RealFs};
 pub use envelope::{
     BodyType, ENVELOPE_VERSION, Envelope, EnvelopeError, Origin, REASON_FIRST_ATTEMPT, RcptState,
@@ -454,23 +456,36 @@ impl Spool {
         self.inner.layout.body_path(id)
     }
 
-    /// Replaces the envelope of an existing message at `loc` atomically.
-    ///
-    /// Fails with `NotFound` if the message is gone, and with `AlreadyHeld` /
-    /// `NotHeld` if it is at the other location (it was held or released in
-    /// the meantime; the envelope is not written, so a message is never
-    /// brought back or duplicated by a stale update).
-    pub fn rewrite_envelope(&self, env: &Envelope, loc: Location) -> Result<(), SpoolError> {
+    /// Replaces the envelope of an existing message atomically wherever it
+    /// is (queue/ or hold/: the administrator may have held or released it
+    /// meanwhile), and says where. `NotFound` if the message is gone: the
+    /// envelope is not written, so a stale update never brings a deleted
+    /// message back.
+    pub fn rewrite_envelope_in_place(&self, env: &Envelope) -> Result<Location, SpoolError> {
         let _admin = self.admin();
-        let id = env.id;
-        self.require_at(&id, loc)?;
+        let loc = self
+            .locate(&env.id)?
+            .ok_or(SpoolError::NotFound { id: env.id })?;
         let layout = &self.inner.layout;
         durable::write_atomically(
             &*self.inner.ops,
             &layout.tmp,
-            &layout.envelope_path(&id, loc),
+            &layout.envelope_path(&env.id, loc),
             &env.to_json(),
-        )
+        )?;
+        Ok(loc)
+    }
+
+    /// Where the envelope of `id` is now, if anywhere (after a failed
+    /// operation, to learn what the disk says).
+    pub fn location(&self, id: &QueueId) -> Result<Option<Location>, SpoolError> {
+        let _admin = self.admin();
+        self.locate(id)
+    }
+
+    /// maildrop/, where `sendmail` leaves mail for pickup.
+    pub fn drop_dir(&self) -> DropDir {
+        DropDir::new(self.root())
     }
 
     /// Puts a queued message on hold: its envelope moves to hold/.

@@ -234,18 +234,29 @@ fn rewrite_envelope_replaces_in_place_and_never_resurrects() {
     env.next_attempt_ms += 60_000;
     env.reason = Some("451 4.4.1 connection timed out".into());
     env.recipients[0].state = RcptState::Delivered;
-    spool.rewrite_envelope(&env, loc).unwrap();
+    assert_eq!(loc, Location::Queue);
+    assert_eq!(
+        spool.rewrite_envelope_in_place(&env).unwrap(),
+        Location::Queue
+    );
     assert_eq!(spool.read(&id).unwrap(), (env.clone(), Location::Queue));
     assert!(names_in(dir.path(), "tmp").is_empty());
 
+    // Held meanwhile: the rewrite follows it to hold/.
     spool.hold(&id).unwrap();
-    let err = spool.rewrite_envelope(&env, Location::Queue).unwrap_err();
-    assert!(matches!(err, SpoolError::AlreadyHeld { .. }), "{err}");
-    spool.rewrite_envelope(&env, Location::Hold).unwrap();
+    env.attempts = 4;
+    assert_eq!(
+        spool.rewrite_envelope_in_place(&env).unwrap(),
+        Location::Hold
+    );
+    assert_eq!(spool.read(&id).unwrap(), (env.clone(), Location::Hold));
+    assert_eq!(spool.location(&id).unwrap(), Some(Location::Hold));
 
+    // Deleted meanwhile: never written back.
     spool.remove(&id).unwrap();
-    let err = spool.rewrite_envelope(&env, Location::Hold).unwrap_err();
+    let err = spool.rewrite_envelope_in_place(&env).unwrap_err();
     assert!(matches!(err, SpoolError::NotFound { .. }), "{err}");
+    assert_eq!(spool.location(&id).unwrap(), None);
     assert!(names_in(dir.path(), "hold").is_empty());
     assert!(names_in(dir.path(), "queue").is_empty());
 }

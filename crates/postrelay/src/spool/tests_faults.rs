@@ -161,7 +161,7 @@ fn failed_admin_operations_keep_the_message() {
     changed.attempts = 7;
     assert!(
         spool
-            .rewrite_envelope(&changed, Location::Queue)
+            .rewrite_envelope_in_place(&changed)
             .unwrap_err()
             .is_no_space()
     );

@@ -11,3 +11,4 @@ pub mod peers;
 pub mod pflogsumm;
 pub mod provider;
 pub mod smtp;
+pub mod user;

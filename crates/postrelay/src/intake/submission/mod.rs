@@ -10,8 +10,7 @@
 //! relay to any domain. The SMTP dialog itself is [`super::session`]; this
 //! module accepts connections, runs the implicit handshake, turns away
 //! addresses locked out by the brute-force limiter ([`super::auth`]), and
-//! holds the small pieces of the AUTH dialog that do not need the
-//! connection.
+//! drives the session with STARTTLS and AUTH added (`dialog`).
 //!
 //! Not for: the loopback listener, whose behaviour is unchanged by all of
 //! this ([`super::serve`]).
@@ -26,6 +25,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
+
+mod dialog;
 
 use super::Shared;
 use super::auth::{Limiter, Verifier};
@@ -157,43 +158,13 @@ async fn connection(
             }
         }
     };
-    let session = Session::submission(stream, peer, shared, service.clone());
+    let session = Session::for_submission(stream, peer, shared);
     if service.limiter.is_locked(peer.ip()) {
         tracing::warn!(%peer, "connection from an address locked out after authentication failures");
         session.refuse(&locked_out_reply()).await;
         return;
     }
-    session.run().await;
-}
-
-/// The `Received:` field with the authenticated user added on a line of
-/// its own before `by`, as Postfix writes it. `received` comes from
-/// [`super::headers::received`]; `user` was checked against the users file
-/// (a restricted character set), so it cannot break the comment.
-pub fn with_authenticated_sender(received: &str, user: &str) -> String {
-    match received.find("\r\n\tby ") {
-        Some(at) => format!(
-            "{}\r\n\t(Authenticated sender: {user}){}",
-            &received[..at],
-            &received[at..]
-        ),
-        None => received.to_owned(),
-    }
-}
-
-/// The protocol keyword of a `Received:` field (RFC 3848, RFC 6531):
-/// `base` (`SMTP`, `ESMTP` or `UTF8SMTP`) with `S` for TLS and `A` for
-/// AUTH. Plain `SMTP` has no such forms and stays as it is.
-pub fn protocol(base: &'static str, tls: bool, authenticated: bool) -> &'static str {
-    match (base, tls, authenticated) {
-        ("ESMTP", true, true) => "ESMTPSA",
-        ("ESMTP", true, false) => "ESMTPS",
-        ("ESMTP", false, true) => "ESMTPA",
-        ("UTF8SMTP", true, true) => "UTF8SMTPSA",
-        ("UTF8SMTP", true, false) => "UTF8SMTPS",
-        ("UTF8SMTP", false, true) => "UTF8SMTPA",
-        _ => base,
-    }
+    dialog::run(session, service).await;
 }
 
 /// Longest user name or password accepted in AUTH LOGIN (as PLAIN).
@@ -226,23 +197,6 @@ pub fn sasl_error_reply(e: &SaslError) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn received_gets_the_user() {
-        let r = "Received: from a.example ([10.0.0.5])\r\n\tby relay.example (postrelay) with ESMTPSA id X\r\n\tfor <b@c>; DATE\r\n";
-        assert_eq!(
-            with_authenticated_sender(r, "app1"),
-            "Received: from a.example ([10.0.0.5])\r\n\t(Authenticated sender: app1)\r\n\tby relay.example (postrelay) with ESMTPSA id X\r\n\tfor <b@c>; DATE\r\n"
-        );
-    }
-
-    #[test]
-    fn protocol_keywords() {
-        assert_eq!(protocol("ESMTP", false, false), "ESMTP");
-        assert_eq!(protocol("ESMTP", true, true), "ESMTPSA");
-        assert_eq!(protocol("UTF8SMTP", true, true), "UTF8SMTPSA");
-        assert_eq!(protocol("SMTP", true, true), "SMTP");
-    }
 
     #[test]
     fn login_responses() {

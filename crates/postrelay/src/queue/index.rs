@@ -1,0 +1,121 @@
+//! The in-memory index of live messages and their schedule, always updated
+//! together. Pure data: no I/O, no locking (the queue holds it under its
+//! lock for microseconds at a time).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::spool::{Envelope, QueueId};
+
+/// State of one message in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Held by the administrator: never scheduled until released.
+    pub held: bool,
+    /// When the next delivery attempt is due (unix ms).
+    pub due_ms: u64,
+    /// A delivery attempt is running; not scheduled again until it ends.
+    pub in_flight: bool,
+}
+
+impl Entry {
+    fn schedulable(&self) -> bool {
+        !self.held && !self.in_flight
+    }
+}
+
+/// Most envelopes kept in [`Index::fresh`].
+const FRESH_LIMIT: usize = 10_000;
+
+/// The index and the schedule.
+#[derive(Default)]
+pub(super) struct Index {
+    entries: BTreeMap<QueueId, Entry>,
+    /// `(due_ms, id)` of every schedulable message.
+    schedule: BTreeSet<(u64, QueueId)>,
+    /// Envelopes of messages accepted by this process and not yet
+    /// attempted: their first attempt needs no read of the file just
+    /// written. Bounded; past the bound the file is read as usual.
+    fresh: HashMap<QueueId, Envelope>,
+}
+
+impl Index {
+    pub(super) fn insert(&mut self, id: QueueId, entry: Entry) {
+        self.remove(&id);
+        if entry.schedulable() {
+            self.schedule.insert((entry.due_ms, id));
+        }
+        self.entries.insert(id, entry);
+    }
+
+    /// A message accepted by this process: indexed, its envelope kept for
+    /// its first attempt.
+    pub(super) fn insert_fresh(&mut self, env: &Envelope) {
+        let entry = Entry {
+            held: false,
+            due_ms: env.next_attempt_ms,
+            in_flight: false,
+        };
+        self.insert(env.id, entry);
+        if self.fresh.len() < FRESH_LIMIT {
+            self.fresh.insert(env.id, env.clone());
+        }
+    }
+
+    fn remove(&mut self, id: &QueueId) -> Option<Entry> {
+        let old = self.entries.remove(id)?;
+        self.schedule.remove(&(old.due_ms, *id));
+        Some(old)
+    }
+
+    /// The message left the queue: drops its entry and cached envelope.
+    /// Whether it was indexed.
+    pub(super) fn forget(&mut self, id: &QueueId) -> bool {
+        self.fresh.remove(id);
+        self.remove(id).is_some()
+    }
+
+    /// Changes an entry (nothing if the message is not indexed).
+    pub(super) fn update(&mut self, id: &QueueId, f: impl FnOnce(&mut Entry)) {
+        if let Some(mut e) = self.remove(id) {
+            f(&mut e);
+            self.insert(*id, e);
+        }
+    }
+
+    /// Drops the cached envelope (the file changed without it).
+    pub(super) fn drop_fresh(&mut self, id: &QueueId) {
+        self.fresh.remove(id);
+    }
+
+    pub(super) fn get(&self, id: &QueueId) -> Option<Entry> {
+        self.entries.get(id).copied()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn ids(&self) -> Vec<QueueId> {
+        self.entries.keys().copied().collect()
+    }
+
+    /// Ids of the messages that are not held.
+    pub(super) fn unheld(&self) -> Vec<QueueId> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| !e.held)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The earliest schedulable message, `(due_ms, id)`.
+    pub(super) fn first_due(&self) -> Option<(u64, QueueId)> {
+        self.schedule.first().copied()
+    }
+
+    /// Marks `id` in flight and hands over its cached envelope, if any.
+    pub(super) fn take(&mut self, id: &QueueId) -> Option<Envelope> {
+        self.update(id, |e| e.in_flight = true);
+        self.fresh.remove(id)
+    }
+}
