@@ -3,11 +3,24 @@
 //! # Layout
 //! - [`config`]: the one TOML file, validated up front.
 //! - [`spool`]: the only code that touches the queue directories.
-//! - [`queue`]: the one owner of queued messages (index, hold, release, delete).
-//! - [`intake`]: the SMTP listener that turns a session into a queued message.
+//! - [`queue`]: the one owner of queued messages and the one door in
+//!   ([`queue::Queue::accept`]); scheduling, attempts, notices, back-off.
+//! - [`intake`]: the SMTP listeners and pickup, which turn clients' bytes
+//!   into queued messages.
+//! - [`deliver`]: one delivery attempt (relays, explicit next hops, local
+//!   mailboxes), ending in an outcome per recipient.
+//! - [`route`]: where each recipient goes (transport map, aliases,
+//!   sender-dependent relays, sender rewriting).
+//! - [`bounce`]: delivery status notifications (pure text).
+//! - [`net`]: connections, TLS and name resolution.
+//! - [`maildrop`]: the file format `sendmail` and pickup share.
+//! - [`maillog`]: the Postfix-shaped mail log.
 //! - [`control`]: the Unix socket that `postrelay queue …` talks to.
 //! - [`daemon`]: wiring, signals, reload and graceful shutdown.
-//! - [`cli`]: the command line (`postrelay …`, and `mailq` by argv\[0\]).
+//! - [`cli`]: the command line (`postrelay …`, and `mailq`/`sendmail` by
+//!   argv\[0\]).
+//!
+//! `docs/architecture.md` says which module may use which.
 
 pub mod bounce;
 pub mod cli;
