@@ -60,6 +60,27 @@ impl Phase {
     }
 }
 
+impl Phase {
+    /// What was awaited when this phase timed out, in plain words
+    /// ("the reply to EHLO", "the TLS handshake").
+    pub fn awaited(self) -> &'static str {
+        match self {
+            Phase::Resolve => "the relay's address from DNS",
+            Phase::Connect => "the TCP connection",
+            Phase::Greeting => "the SMTP greeting",
+            Phase::Ehlo => "the reply to EHLO",
+            Phase::Tls => "the TLS handshake",
+            Phase::Auth => "the reply to AUTH",
+            Phase::Mail => "the reply to MAIL FROM",
+            Phase::Rcpt => "the reply to RCPT TO",
+            Phase::Data => "the reply to DATA",
+            Phase::DataEnd => "the reply to the end of the message data",
+            Phase::Rset => "the reply to RSET",
+            Phase::Quit => "the reply to QUIT",
+        }
+    }
+}
+
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -140,7 +161,12 @@ impl Reason {
                 | Phase::Auth
                 | Phase::Rset
                 | Phase::Quit => false,
-                Phase::Mail | Phase::Rcpt | Phase::Data | Phase::DataEnd => reply.is_permanent(),
+                // So is a relay that wants us authenticated ("530 5.7.0
+                // Authentication required" to MAIL, "Relay access
+                // denied"): no sender can fix that.
+                Phase::Mail | Phase::Rcpt | Phase::Data | Phase::DataEnd => {
+                    reply.is_permanent() && !wants_authentication(*phase, reply)
+                }
                 Phase::Resolve | Phase::Connect => false,
             },
             Reason::Unsendable { .. } | Reason::Expired { .. } | Reason::UnknownUser(_) => true,
@@ -180,6 +206,43 @@ impl Reason {
     }
 }
 
+/// Whether a relay's refusal says that *we* are not authorised to send
+/// through it (as opposed to refusing this sender, recipient or message):
+/// code 530 (RFC 4954 "authentication required") at any phase, or, to MAIL
+/// or RCPT, one of the texts relays use for it (Postfix's "Relay access
+/// denied" and "not logged in", Sendmail's "Relaying denied", Exim's "relay
+/// not permitted", "Must issue a STARTTLS command first"). The operator
+/// fixes these (credentials, the route), so the mail waits. Texts about the
+/// sender's own authentication (SPF, DKIM, DMARC: "unauthenticated email")
+/// are not among them: those refusals stand.
+pub fn wants_authentication(phase: Phase, reply: &Reply) -> bool {
+    const TEXTS: [&str; 10] = [
+        "authentication required",
+        "authentication is required",
+        "must authenticate",
+        "must be authenticated",
+        "relay access denied",
+        "relaying denied",
+        "relay not permitted",
+        "relaying not allowed",
+        "not logged in",
+        "must issue a starttls",
+    ];
+    if reply.code == 530 {
+        return true;
+    }
+    if !matches!(phase, Phase::Mail | Phase::Rcpt) {
+        return false;
+    }
+    let text = reply.text().to_ascii_lowercase();
+    TEXTS.iter().any(|t| text.contains(t))
+}
+
+/// What to do about a refusal [`wants_authentication`] recognises.
+const AUTH_FIX: &str = "the relay wants this client authenticated: give the route a relay \
+     with username and password_file (or a sasl_passwd entry for its host and port), \
+     and check it with `postrelay check-config`; the mail waits until then";
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -187,10 +250,16 @@ impl fmt::Display for Reason {
             Reason::Connect(s) => write!(f, "cannot connect: {s}"),
             Reason::Tls(s) => write!(f, "TLS: {s}"),
             Reason::Auth(s) => write!(f, "authentication: {s}"),
-            Reason::Reply { phase, reply } => write!(f, "relay answered {phase} with {reply}"),
-            Reason::Timeout { phase, after } => {
-                write!(f, "no answer while {phase} within {}s", after.as_secs())
+            Reason::Reply { phase, reply } if wants_authentication(*phase, reply) => {
+                write!(f, "relay answered {phase} with {reply}; {AUTH_FIX}")
             }
+            Reason::Reply { phase, reply } => write!(f, "relay answered {phase} with {reply}"),
+            Reason::Timeout { phase, after } => write!(
+                f,
+                "timed out after {} waiting for {}",
+                seconds(*after),
+                phase.awaited()
+            ),
             Reason::Protocol(s) => write!(f, "protocol error: {s}"),
             Reason::Local(s) => write!(f, "{s}"),
             Reason::Unsendable { detail, .. } => write!(f, "{detail}"),
@@ -205,6 +274,18 @@ impl fmt::Display for Reason {
                 write!(f, "{s}")
             }
         }
+    }
+}
+
+/// A duration as people say it: "10 s", "1.5 s", "2 min".
+fn seconds(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 120_000 && ms.is_multiple_of(60_000) {
+        format!("{} min", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 
@@ -342,6 +423,116 @@ mod tests {
             let outcome = Outcome::from_reason(reason.clone());
             assert_eq!(matches!(outcome, Outcome::Failed(_)), permanent);
         }
+    }
+
+    /// A relay that wants us authenticated is the operator's problem: the
+    /// mail waits, and the reason says what to fix. Refusals of the sender
+    /// or the message (even ones that mention authentication, like a
+    /// DMARC failure) still bounce.
+    #[test]
+    fn refusals_that_want_authentication_wait() {
+        let cases = [
+            (
+                Phase::Mail,
+                Reply::new(530, "5.7.0", "Authentication required"),
+                true,
+            ),
+            (
+                Phase::Mail,
+                Reply::new(530, "", "Authentication required"),
+                true,
+            ),
+            (
+                Phase::Rcpt,
+                Reply::new(554, "5.7.1", "<a@b.example>: Relay access denied"),
+                true,
+            ),
+            (
+                Phase::Mail,
+                Reply::new(
+                    553,
+                    "5.7.1",
+                    "<x@y>: Sender address rejected: not logged in",
+                ),
+                true,
+            ),
+            (
+                Phase::Rcpt,
+                Reply::new(550, "5.7.1", "Relaying denied"),
+                true,
+            ),
+            (
+                Phase::Mail,
+                Reply::new(550, "", "relay not permitted"),
+                true,
+            ),
+            (
+                Phase::Mail,
+                Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"),
+                true,
+            ),
+            (
+                Phase::DataEnd,
+                Reply::new(530, "5.7.0", "Authentication required"),
+                true,
+            ),
+            (
+                Phase::DataEnd,
+                Reply::new(
+                    550,
+                    "5.7.1",
+                    "Unauthenticated email from example.com is not accepted due to domain's DMARC policy",
+                ),
+                false,
+            ),
+            (Phase::Rcpt, Reply::new(550, "5.1.1", "User unknown"), false),
+            (
+                Phase::Rcpt,
+                Reply::new(550, "5.7.1", "Message rejected as spam"),
+                false,
+            ),
+        ];
+        for (phase, reply, wants) in cases {
+            assert_eq!(
+                wants_authentication(phase, &reply),
+                wants,
+                "{phase} {reply}"
+            );
+            let reason = Reason::Reply {
+                phase,
+                reply: reply.clone(),
+            };
+            assert_eq!(reason.is_permanent(), !wants, "{phase} {reply}");
+            assert_eq!(
+                reason.to_string().contains("password_file"),
+                wants,
+                "the fix is named exactly when it applies: {reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_say_what_was_awaited_in_plain_words() {
+        let t = |phase, ms| Reason::Timeout {
+            phase,
+            after: Duration::from_millis(ms),
+        };
+        assert_eq!(
+            t(Phase::Ehlo, 10_000).to_string(),
+            "timed out after 10 s waiting for the reply to EHLO"
+        );
+        assert_eq!(
+            t(Phase::Greeting, 1_500).to_string(),
+            "timed out after 1.5 s waiting for the SMTP greeting"
+        );
+        assert_eq!(
+            t(Phase::DataEnd, 600_000).to_string(),
+            "timed out after 10 min waiting for the reply to the end of the message data"
+        );
+        assert_eq!(
+            t(Phase::Connect, 30_000).to_string(),
+            "timed out after 30 s waiting for the TCP connection"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! - `127.0.0.1:starttls_port`: STARTTLS required before MAIL, AUTH only
 //!   after TLS; `127.0.0.1:implicit_port`: TLS from the first byte.
 //! - AUTH PLAIN / LOGIN with `user` / `password` is required on both ports;
-//!   unauthenticated RCPT gets `554 5.7.1 ... Access denied`, a bad password
-//!   gets `535 5.7.8`.
+//!   an unauthenticated MAIL FROM gets `530 5.7.0 Authentication required`
+//!   (as SES and Gmail answer), a bad password gets `535 5.7.8`.
 //! - The certificate is for `localhost` and `127.0.0.1`, signed by a
 //!   per-instance CA: verify with [`Provider::ca_file`] and the name
 //!   `localhost`.
