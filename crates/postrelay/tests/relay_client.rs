@@ -188,7 +188,7 @@ async fn starttls_mode_against_the_implicit_port_gives_a_hint() {
     let t = provider_target(&p, p.implicit_port, TlsMode::StartTls, Security::Verify);
     let f = open_err(&t).await;
     let expected = format!(
-        "port {} sent no SMTP greeting within 3s; it looks like an implicit-TLS (wrapper mode) \
+        "port {} sent no SMTP greeting within 3 s; it looks like an implicit-TLS (wrapper mode) \
          port: set tls = \"implicit\" (or \"auto\")",
         p.implicit_port
     );

@@ -213,7 +213,7 @@ pub async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStrea
                 all_timed_out = false;
                 attempts.push((addr, e.to_string()));
             }
-            Err(_) => attempts.push((addr, format!("timed out after {}s", timeout.as_secs()))),
+            Err(_) => attempts.push((addr, format!("timed out after {} s", timeout.as_secs()))),
         }
     }
     if attempts.is_empty() {

@@ -14,7 +14,11 @@
 //!
 //! Explicit modes turn evidence into a hint ([`Reason::Local`], deferred);
 //! `auto` reconnects in the other mode (at most twice) and remembers what
-//! worked in the target's [`super::ModeMemory`].
+//! worked in the target's [`super::ModeMemory`]. A remembered mode that
+//! then fails after the TCP connection but before a greeting (the relay
+//! closed, the handshake broke, nothing came) is forgotten, so the next
+//! attempt probes both modes again instead of repeating a wrong guess
+//! until a restart.
 //!
 //! Not for: EHLO and anything after it (see `session`).
 
@@ -52,7 +56,7 @@ impl Mode {
 /// How an attempt in one mode ended, when it did not reach a greeting.
 enum Attempt {
     /// The port expects TLS from the first byte; the text says why we
-    /// think so ("sent no SMTP greeting within 30s").
+    /// think so ("sent no SMTP greeting within 30 s").
     LooksImplicit(String),
     /// The port speaks plaintext; its first line.
     LooksPlaintext(String),
@@ -74,6 +78,7 @@ pub(super) async fn establish(target: &Target, wire: &mut Wire) -> Result<bool, 
             None => (Mode::Plain, false),
         },
     };
+    let remembered = auto && known;
     // Only the first attempt of an undecided `auto` uses the short window.
     let mut quick_probe = auto && !known;
     for switches in 0..=2 {
@@ -91,7 +96,16 @@ pub(super) async fn establish(target: &Target, wire: &mut Wire) -> Result<bool, 
                 }
                 return Ok(mode == Mode::Implicit);
             }
-            Err(Attempt::Failed(reason)) => return Err(reason),
+            Err(Attempt::Failed(reason)) => {
+                if remembered && doubts_the_mode(&reason) {
+                    target.mode_memory.clear();
+                    wire.tr.note(&format!(
+                        "tls = auto: {reason} with the remembered mode; \
+                         the next attempt probes both modes again"
+                    ));
+                }
+                return Err(reason);
+            }
             Err(evidence) => evidence,
         };
         wire.abandon();
@@ -123,6 +137,19 @@ pub(super) async fn establish(target: &Target, wire: &mut Wire) -> Result<bool, 
     unreachable!("the loop returns on its last round")
 }
 
+/// Whether a failure with a remembered mode casts doubt on that mode: it
+/// came after the TCP connection and before any SMTP greeting. A refused
+/// or timed-out connection says nothing about the mode, and a greeting
+/// (even a refusal) proves it right.
+fn doubts_the_mode(reason: &Reason) -> bool {
+    match reason {
+        Reason::Connect(_) | Reason::Dns(_) => false,
+        Reason::Timeout { phase, .. } => *phase != Phase::Connect,
+        Reason::Reply { phase, .. } => *phase != Phase::Greeting,
+        _ => true,
+    }
+}
+
 /// The hint for an explicit mode that does not match the port.
 fn hint(target: &Target, evidence: Attempt) -> Reason {
     let port = target.port;
@@ -148,10 +175,14 @@ async fn tcp(target: &Target, wire: &mut Wire) -> Result<TcpStream, Attempt> {
             }
             Ok(tcp)
         }
-        Err(e) if e.all_timed_out => Err(Attempt::Failed(Reason::Timeout {
-            phase: Phase::Connect,
-            after: timeout,
-        })),
+        // One address that timed out: say so plainly. Several: list each
+        // address with what happened to it.
+        Err(e) if e.all_timed_out && e.attempts.len() == 1 => {
+            Err(Attempt::Failed(Reason::Timeout {
+                phase: Phase::Connect,
+                after: timeout,
+            }))
+        }
         Err(e) => Err(Attempt::Failed(Reason::Connect(e.to_string()))),
     }
 }
@@ -172,7 +203,7 @@ async fn plain(target: &Target, wire: &mut Wire, quick_probe: bool) -> Result<()
             "sent TLS data instead of an SMTP greeting".into(),
         )),
         Err(Reason::Timeout { .. }) if wire.buffered().is_empty() => {
-            let why = format!("sent no SMTP greeting within {}s", window.as_secs());
+            let why = format!("sent no SMTP greeting within {} s", window.as_secs());
             if quick_probe {
                 return Err(Attempt::LooksImplicit(why));
             }
@@ -302,6 +333,67 @@ fn first_line(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use tokio::net::TcpListener;
+
+    use crate::deliver::client::{ModeMemory, Timeouts, transcript::Transcript};
+
+    fn target(port: u16, memory: Arc<ModeMemory>) -> Target {
+        Target {
+            name: "test".into(),
+            host: "127.0.0.1".into(),
+            port,
+            addrs: vec![([127, 0, 0, 1], port).into()],
+            tls: TlsMode::Auto,
+            security: Security::Encrypt,
+            tls_config_verify: tls::client_config_no_verify(),
+            credentials: None,
+            allow_plaintext_auth: false,
+            helo_name: "client.test".into(),
+            timeouts: Timeouts::default(),
+            verbose: false,
+            mode_memory: memory,
+        }
+    }
+
+    /// A relay remembered as STARTTLS whose one connection does `serve`;
+    /// returns what the memory holds after the failed attempt.
+    async fn remembered_after(serve: Option<&'static [u8]>) -> Option<Detected> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        match serve {
+            Some(bytes) => {
+                tokio::spawn(async move {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    s.write_all(bytes).await.unwrap();
+                    // Closes when dropped.
+                });
+            }
+            None => drop(listener), // refused
+        }
+        let memory = Arc::new(ModeMemory::new());
+        memory.set(Detected::StartTls);
+        let t = target(port, memory.clone());
+        let mut wire = Wire::new(Transcript::new("test", false));
+        assert!(establish(&t, &mut wire).await.is_err());
+        memory.get()
+    }
+
+    #[tokio::test]
+    async fn a_remembered_mode_that_fails_before_a_greeting_is_forgotten() {
+        assert_eq!(remembered_after(Some(b"")).await, None, "closed at once");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_or_a_refusing_greeting_keeps_the_mode() {
+        assert_eq!(remembered_after(None).await, Some(Detected::StartTls));
+        assert_eq!(
+            remembered_after(Some(b"554 5.3.2 go away\r\n")).await,
+            Some(Detected::StartTls),
+            "a greeting, even a refusal, proves the mode"
+        );
+    }
 
     #[test]
     fn first_line_is_short_and_printable() {
