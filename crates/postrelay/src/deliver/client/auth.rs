@@ -1,9 +1,14 @@
 //! SMTP AUTH (RFC 4954) with the relay: PLAIN when offered, else LOGIN.
 //!
 //! Credentials are sent only over TLS, unless the operator chose
-//! `security = "none"` together with `allow_plaintext_auth`. Lines carrying
-//! them are recorded as `<redacted>`; error texts show the relay's reply
-//! and the user name, never the password.
+//! `security = "none"` together with `allow_plaintext_auth`. With
+//! `security = "may"` and no TLS they are withheld and the session goes on
+//! without AUTH (a relay that needs it then refuses MAIL with 530, which
+//! defers the mail with the fix). A relay that announces no AUTH at all is
+//! used without it, with a warning: that is its choice, and sending
+//! nothing reveals nothing. Lines carrying credentials are recorded as
+//! `<redacted>`; error texts show the relay's reply and the user name,
+//! never the password.
 //!
 //! Not for: deciding whether the session needs TLS (`session`).
 
@@ -26,6 +31,16 @@ pub(super) async fn authenticate(
     };
     let plaintext_allowed = target.security == Security::None && target.allow_plaintext_auth;
     if !tls_up && !plaintext_allowed {
+        if target.security == Security::May {
+            let why = format!(
+                "no TLS with relay {}: credentials withheld (never sent in clear); \
+                 continuing without AUTH (security = \"may\")",
+                target.name
+            );
+            tracing::warn!(relay = %target.name, "{why}");
+            wire.tr.note(&why);
+            return Ok(());
+        }
         return Err(Reason::Auth(format!(
             "credentials are configured for {} but the connection is not encrypted \
              (security = \"{}\"); refusing to send them in plaintext",
@@ -34,10 +49,14 @@ pub(super) async fn authenticate(
         )));
     }
     if caps.auth.is_empty() {
-        return Err(Reason::Auth(format!(
-            "relay offers no AUTH (none announced in its EHLO reply{}); cannot log in as {user}",
+        let why = format!(
+            "relay {} announces no AUTH in its EHLO reply{}; continuing without logging in as {user}",
+            target.name,
             if tls_up { " after TLS" } else { "" }
-        )));
+        );
+        tracing::warn!(relay = %target.name, "{why}");
+        wire.tr.note(&why);
+        return Ok(());
     }
     let timeout = target.timeouts.auth;
     let pass = secret.expose();
