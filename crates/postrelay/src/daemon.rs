@@ -23,6 +23,7 @@ use crate::deliver::Deliverer;
 use crate::intake::{self, Shared};
 use crate::maillog::MailLog;
 use crate::net::resolve::Resolver;
+use crate::notify::Notifier;
 use crate::queue::{Queue, scheduler, worker};
 use crate::spool::{HealthOptions, Spool, SpoolError, SpoolOptions};
 
@@ -61,14 +62,21 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         queued = queue.len(),
         "postrelay ready"
     );
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.ready(&format!("ready; listening on {}", running.listen.join(", ")));
+    if let Some(interval) = notifier.watchdog_interval() {
+        tokio::spawn(keep_watchdog_fed(notifier.clone(), interval));
+    }
     let reloadable = Reloadable {
         config: &running.config,
         deliverer: &running.deliverer,
         spool: queue.spool(),
         resolver: &resolver,
         queue: &queue,
+        notifier: &notifier,
     };
     signals.wait_for_stop(&source, &reloadable).await;
+    notifier.stopping();
     running.stop(&mut signals).await;
     queue.shutdown();
     tracing::info!("stopped");
@@ -303,7 +311,11 @@ impl Signals {
     async fn wait_for_stop(&mut self, source: &Source, r: &Reloadable<'_>) {
         loop {
             tokio::select! {
-                _ = self.hup.recv() => reload(source, r).await,
+                _ = self.hup.recv() => {
+                    r.notifier.reloading();
+                    reload(source, r).await;
+                    r.notifier.ready("ready; configuration reloaded (see the log)");
+                }
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
             }
@@ -318,6 +330,19 @@ struct Reloadable<'a> {
     spool: &'a Spool,
     resolver: &'a Arc<Resolver>,
     queue: &'a Queue,
+    notifier: &'a Notifier,
+}
+
+/// Sends systemd's watchdog keep-alive at half the interval it asks for,
+/// from a task on the runtime: a stalled runtime stops the pings, and
+/// systemd restarts the daemon.
+async fn keep_watchdog_fed(notifier: Arc<Notifier>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        notifier.watchdog();
+    }
 }
 
 /// How long a stopping daemon waits for delivery attempts in progress.

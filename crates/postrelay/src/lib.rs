@@ -32,6 +32,7 @@ pub mod intake;
 pub mod maildrop;
 pub mod maillog;
 pub mod net;
+pub mod notify;
 pub mod queue;
 pub mod route;
 pub mod spool;

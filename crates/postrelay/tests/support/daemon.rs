@@ -45,6 +45,8 @@ pub struct Options {
     /// intake tests see exactly what was queued and never write into real
     /// mailboxes; delivery tests turn it on.
     pub delivery: bool,
+    /// Extra environment variables for the daemon.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running (or stopped) daemon.
@@ -54,6 +56,7 @@ pub struct Daemon {
     pub config: PathBuf,
     child: Option<Child>,
     stderr_path: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -78,6 +81,7 @@ impl Daemon {
             config,
             child: None,
             stderr_path,
+            env: opts.env.clone(),
         };
         d.spawn();
         d
@@ -116,6 +120,7 @@ impl Daemon {
             .arg(&self.config)
             .env_remove("POSTRELAY_CONFIG")
             .env("RUST_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
