@@ -23,7 +23,7 @@
 //! 77 permission, 78 configuration.
 
 mod addrlist;
-mod args;
+pub mod args;
 mod input;
 
 use std::ffi::OsString;

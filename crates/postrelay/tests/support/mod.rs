@@ -2,6 +2,7 @@
 //! different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod chroot;
 pub mod client;
 pub mod daemon;
 pub mod dialog;

@@ -1,0 +1,85 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_postrelay_global_optspecs
+    string join \n c/config= h/help V/version
+end
+
+function __fish_postrelay_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_postrelay_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_postrelay_using_subcommand
+    set -l cmd (__fish_postrelay_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c postrelay -n "__fish_postrelay_needs_command" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_needs_command" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_needs_command" -s V -l version -d 'Print version'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "run" -d 'Run the relay in the foreground'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "check-config" -d 'Validate the configuration and print the effective settings'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "queue" -d 'Inspect or change the queue'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "hash-password" -d 'Read a password (stdin; asked twice without echo on a terminal) and print its argon2id hash for the [intake.submission] users file'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "sendmail" -d 'The sendmail(8) interface (also by argv[0]): reads a message on stdin and submits it. Takes sendmail\'s flags, e.g. `-t -i`'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand run" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand run" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand check-config" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "list" -d 'List queued messages (also `mailq`)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "show" -d 'Show one message\'s envelope, state and last delivery transcript'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "delete" -d 'Delete messages'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "hold" -d 'Hold messages: they stay queued but are not delivered'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "release" -d 'Release held messages'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "flush" -d 'Attempt delivery of every queued message now'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from list" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from list" -l json -d 'Print JSON (one array of envelopes) instead of the table'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from show" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from show" -l json -d 'Print the envelope as JSON'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from delete" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from delete" -l all -d 'Delete every queued message'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from hold" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from hold" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from release" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from flush" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from flush" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "list" -d 'List queued messages (also `mailq`)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one message\'s envelope, state and last delivery transcript'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete messages'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "hold" -d 'Hold messages: they stay queued but are not delivered'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "release" -d 'Release held messages'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "flush" -d 'Attempt delivery of every queued message now'
+complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand hash-password" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand hash-password" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand sendmail" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "run" -d 'Run the relay in the foreground'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "check-config" -d 'Validate the configuration and print the effective settings'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "queue" -d 'Inspect or change the queue'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "hash-password" -d 'Read a password (stdin; asked twice without echo on a terminal) and print its argon2id hash for the [intake.submission] users file'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "sendmail" -d 'The sendmail(8) interface (also by argv[0]): reads a message on stdin and submits it. Takes sendmail\'s flags, e.g. `-t -i`'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "list" -d 'List queued messages (also `mailq`)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "show" -d 'Show one message\'s envelope, state and last delivery transcript'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "delete" -d 'Delete messages'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "hold" -d 'Hold messages: they stay queued but are not delivered'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "release" -d 'Release held messages'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "flush" -d 'Attempt delivery of every queued message now'
