@@ -126,6 +126,8 @@ struct Bound {
     /// The control socket's path as bound (a reload may name another,
     /// which applies only at the next start).
     control_path: PathBuf,
+    /// The Prometheus endpoint (`[metrics] listen`), if configured.
+    metrics: Option<TcpListener>,
 }
 
 impl Bound {
@@ -150,11 +152,20 @@ impl Bound {
                 control_path.display()
             )
         })?;
+        let metrics = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
         Ok(Bound {
             intake,
             submission,
             control,
             control_path,
+            metrics,
         })
     }
 }
@@ -218,6 +229,14 @@ impl Running {
             queue.clone(),
             shutdown.clone(),
         ));
+        if let Some(l) = bound.metrics {
+            tokio::spawn(crate::metrics::http::serve(
+                l,
+                queue.maillog().metrics().clone(),
+                queue.clone(),
+                shutdown.clone(),
+            ));
+        }
         let deliveries = TaskTracker::new();
         let worker_ctx = Arc::new(worker::Context {
             queue: queue.clone(),

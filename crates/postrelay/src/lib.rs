@@ -31,6 +31,7 @@ pub mod deliver;
 pub mod intake;
 pub mod maildrop;
 pub mod maillog;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod queue;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Visitor};
 
 use super::units::{Cidr, DurationOrOff, HumanDuration, ListenAddr, Size, Word};
-use super::{LogFormat, Security, SyncMode, TlsMode};
+use super::{LogFormat, LogTarget, Security, SyncMode, TlsMode};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,8 @@ pub(super) struct FileConfig {
     pub local: super::local::LocalFile,
     #[serde(default)]
     pub log: LogFile,
+    #[serde(default)]
+    pub metrics: MetricsFile,
     /// `[[relay]]` tables, last in the file: every key after a `[[relay]]`
     /// header belongs to that relay.
     #[serde(default)]
@@ -151,6 +153,15 @@ pub(super) struct LogFile {
     pub level: Option<String>,
     pub format: Option<LogFormat>,
     pub file: Option<String>,
+    pub to: Option<LogTarget>,
+    pub syslog_name: Option<String>,
+    pub syslog_socket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsFile {
+    pub listen: Option<ListenAddr>,
 }
 
 /// The allowed keys of each table, taken from the serde structs above so
@@ -161,7 +172,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 10],
+    pub tables: [Table; 11],
 }
 
 /// One table of the file.
@@ -199,6 +210,7 @@ impl Schema {
                 table("routing", field_names::<RoutingFile>(), false),
                 table("local", field_names::<super::local::LocalFile>(), false),
                 table("log", field_names::<LogFile>(), false),
+                table("metrics", field_names::<MetricsFile>(), false),
                 table("relay", field_names::<RelayFile>(), true),
                 table("relay.timeouts", field_names::<RelayTimeoutsFile>(), false),
             ],

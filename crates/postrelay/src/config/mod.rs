@@ -73,6 +73,8 @@ pub struct Config {
     pub queue: QueueSettings,
     /// Where and how the daemon logs.
     pub log: LogSettings,
+    /// The Prometheus endpoint (`[metrics]`).
+    pub metrics: MetricsSettings,
     /// The smart hosts mail is relayed through, in the order they are
     /// tried: a message goes to the first relay that can be reached and
     /// accepts the session, the next ones are fallbacks. postrelay never
@@ -236,6 +238,53 @@ pub struct LogSettings {
     /// File to append log lines to. Default: none, meaning standard error
     /// (which journald or the supervisor collects).
     pub file: Option<PathBuf>,
+    /// Where the mail log goes. Default: [`LogTarget::Auto`].
+    pub to: LogTarget,
+    /// The program name in syslog and journal records and in Postfix-form
+    /// lines (`NAME/smtp[pid]`); `"postfix"` lets pflogsumm read the log
+    /// without `--syslog-name`. Default: `"postrelay"`.
+    pub syslog_name: String,
+    /// The syslog daemon's socket. Default: `/dev/log`.
+    pub syslog_socket: PathBuf,
+}
+
+/// Where the mail log goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// `file` if set; else the journal when standard error is connected to
+    /// it (started by systemd); else syslog when its socket exists; else
+    /// standard error.
+    Auto,
+    /// The systemd journal, as structured records.
+    Journal,
+    /// Syslog, facility `mail`.
+    Syslog,
+    /// Standard error.
+    Stderr,
+    /// The file named by `file` (required).
+    File,
+}
+
+impl LogTarget {
+    /// The name in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogTarget::Auto => "auto",
+            LogTarget::Journal => "journal",
+            LogTarget::Syslog => "syslog",
+            LogTarget::Stderr => "stderr",
+            LogTarget::File => "file",
+        }
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Address of the HTTP listener serving `/metrics` and `/healthz`.
+    /// Default: none (no listener). Needs a restart to change.
+    pub listen: Option<SocketAddr>,
 }
 
 /// How log lines are written.
@@ -611,6 +660,16 @@ impl Config {
             ("log.level", self.log.level != new.log.level),
             ("log.format", self.log.format != new.log.format),
             ("log.file", self.log.file != new.log.file),
+            ("log.to", self.log.to != new.log.to),
+            (
+                "log.syslog_name",
+                self.log.syslog_name != new.log.syslog_name,
+            ),
+            (
+                "log.syslog_socket",
+                self.log.syslog_socket != new.log.syslog_socket,
+            ),
+            ("metrics.listen", self.metrics.listen != new.metrics.listen),
         ];
         changed
             .into_iter()

@@ -95,7 +95,16 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "format", string(l.format.as_str()));
     match &l.file {
         Some(f) => kv(o, "file", path(f)),
-        None => o.push_str("# file: not set, so logs go to standard error\n"),
+        None => o.push_str("# file: not set\n"),
+    }
+    kv(o, "to", string(l.to.as_str()));
+    kv(o, "syslog_name", string(&l.syslog_name));
+    kv(o, "syslog_socket", path(&l.syslog_socket));
+
+    o.push_str("\n[metrics]\n");
+    match &c.metrics.listen {
+        Some(a) => kv(o, "listen", string(&a.to_string())),
+        None => o.push_str("# listen: not set, so there is no metrics endpoint\n"),
     }
 
     for r in &c.relays {

@@ -14,7 +14,9 @@ use super::relay;
 use super::routing;
 use super::units::{Cidr, covers_family, format_duration, format_size, parse_size};
 use super::validate::{Flavor, Locator};
-use super::{Config, ConfigError, Intake, LogFormat, LogSettings, QueueSettings, SyncMode};
+use super::{
+    Config, ConfigError, Intake, LogFormat, LogSettings, LogTarget, QueueSettings, SyncMode,
+};
 
 const FILE_SPOOL: &str = "/var/spool/postrelay";
 const BUILTIN_SPOOL: &str = "./postrelay-spool";
@@ -73,6 +75,9 @@ pub(super) fn resolve(
     let intake = intake(file.intake, flavor, &hostname, loc)?;
     let queue = queue(file.queue, &intake, loc)?;
     let log = log(file.log, loc)?;
+    let metrics = super::MetricsSettings {
+        listen: file.metrics.listen.map(|a| a.0),
+    };
     let (delivery, sasl_passwd) = relay::delivery(file.delivery, loc)?;
     let bounce = relay::bounce(file.bounce, &hostname, &queue, loc)?;
     let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
@@ -86,6 +91,7 @@ pub(super) fn resolve(
         intake,
         queue,
         log,
+        metrics,
         relays,
         delivery,
         bounce,
@@ -449,10 +455,31 @@ fn log(file: super::file::LogFile, loc: &Locator<'_>) -> Result<LogSettings, Con
         Some(f) => Some(non_empty_path(loc, "log.file", f)?),
         None => None,
     };
+    let to = file.to.unwrap_or(LogTarget::Auto);
+    if to == LogTarget::File && file_path.is_none() {
+        return Err(loc.value_error("log.to", "\"file\" needs log.file (the path to write to)"));
+    }
+    let syslog_name = file.syslog_name.unwrap_or_else(|| "postrelay".to_owned());
+    if syslog_name.is_empty()
+        || syslog_name.len() > 32
+        || !syslog_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        let why = "1 to 32 letters, digits, '-', '_' or '.' (e.g. \"postfix\")";
+        return Err(loc.value_error("log.syslog_name", why));
+    }
+    let syslog_socket = match file.syslog_socket {
+        Some(s) => non_empty_path(loc, "log.syslog_socket", s)?,
+        None => PathBuf::from("/dev/log"),
+    };
     Ok(LogSettings {
         level,
         format: file.format.unwrap_or(LogFormat::Postfix),
         file: file_path,
+        to,
+        syslog_name,
+        syslog_socket,
     })
 }
 

@@ -115,7 +115,15 @@ pub(crate) async fn accept_loop<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
+        let metrics = shared.maillog.metrics();
+        if let Some(l) = &local {
+            metrics.connection(l);
+        }
+        let slot = slots.clone().try_acquire_owned();
+        if slot.is_err() {
+            metrics.refused("max_connections");
+        }
+        match slot {
             Ok(permit) => {
                 let session = handle(stream, peer, shared.clone());
                 tracker.spawn(async move {

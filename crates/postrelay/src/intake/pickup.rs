@@ -219,14 +219,7 @@ async fn take(shared: &Arc<Shared>, drop_dir: &DropDir, name: &str) -> Taken {
         } => (writer, envelope, uid, user),
     };
     let id = writer.id().to_string();
-    shared.maillog.line(
-        "pickup",
-        &id,
-        &format!(
-            "uid={uid} from=<{}>",
-            crate::maillog::clean(&envelope.sender)
-        ),
-    );
+    shared.maillog.picked_up(&id, &envelope.sender, uid);
     if let Err(e) = shared.queue.accept(writer, *envelope).await {
         tracing::error!(file = %path.display(), error = %e, "maildrop: commit failed; will retry");
         return Taken::Done;

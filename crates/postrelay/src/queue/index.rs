@@ -23,6 +23,19 @@ impl Entry {
     }
 }
 
+/// Messages by state, for the metrics endpoint (`Queue::stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Being delivered now.
+    pub active: u64,
+    /// Waiting for their next attempt (new mail included, for an instant).
+    pub waiting: u64,
+    /// Held by the administrator.
+    pub hold: u64,
+    /// When the oldest queued message arrived (ms since the epoch).
+    pub oldest_ms: Option<u64>,
+}
+
 /// Most envelopes kept in [`Index::fresh`].
 const FRESH_LIMIT: usize = 10_000;
 
@@ -59,6 +72,22 @@ impl Index {
         if self.fresh.len() < FRESH_LIMIT {
             self.fresh.insert(env.id, env.clone());
         }
+    }
+
+    /// Messages by state, and the oldest's arrival (IDs sort by arrival).
+    pub(super) fn stats(&self) -> QueueStats {
+        let mut stats = QueueStats {
+            oldest_ms: self.entries.keys().next().map(QueueId::created_ms),
+            ..QueueStats::default()
+        };
+        for e in self.entries.values() {
+            match (e.held, e.in_flight) {
+                (true, _) => stats.hold += 1,
+                (false, true) => stats.active += 1,
+                (false, false) => stats.waiting += 1,
+            }
+        }
+        stats
     }
 
     fn remove(&mut self, id: &QueueId) -> Option<Entry> {

@@ -43,7 +43,7 @@ pub use crate::spool::now_ms;
 use crate::spool::{Location, QueueId, Spool, SpoolError};
 pub use admin::Count;
 use commit::Committer;
-pub use index::Entry;
+pub use index::{Entry, QueueStats};
 use index::Index;
 
 /// Handle to the queue (cheap to clone).
@@ -144,6 +144,12 @@ impl Queue {
     /// Number of queued messages (held included).
     pub fn len(&self) -> usize {
         self.index().len()
+    }
+
+    /// What the metrics endpoint reports: messages by state and the
+    /// arrival time of the oldest.
+    pub fn stats(&self) -> QueueStats {
+        self.index().stats()
     }
 
     /// Whether the queue is empty.

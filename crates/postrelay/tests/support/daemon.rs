@@ -45,6 +45,8 @@ pub struct Options {
     /// intake tests see exactly what was queued and never write into real
     /// mailboxes; delivery tests turn it on.
     pub delivery: bool,
+    /// Extra `[log]` lines.
+    pub log: String,
     /// Extra environment variables for the daemon.
     pub env: Vec<(String, String)>,
 }
@@ -96,7 +98,7 @@ impl Daemon {
             "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\
              [intake]\nlisten = [\"{ip}:{port}\"]\nmynetworks = [{nets}]\n{intake}\n\
              [queue]\n{queue}\n[delivery]\nenabled = {delivery}\n\
-             [log]\nfile = \"{log}\"\nlevel = \"debug\"\n{tail}\n",
+             [log]\nfile = \"{log}\"\nlevel = \"debug\"\n{log_extra}\n{tail}\n",
             spool = dir.join("spool").display(),
             sock = dir.join("control.sock").display(),
             log = dir.join("mail.log").display(),
@@ -105,6 +107,7 @@ impl Daemon {
             queue = opts.queue,
             nets = nets.join(", "),
             tail = opts.tail,
+            log_extra = opts.log,
             delivery = opts.delivery,
         )
     }

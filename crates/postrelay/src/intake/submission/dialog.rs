@@ -109,6 +109,8 @@ impl Session<ServerStream> {
             }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "STARTTLS handshake failed");
+                let metrics = self.shared.maillog.metrics();
+                metrics.tls_failure("submission", "starttls_handshake");
                 return None;
             }
         }
@@ -155,6 +157,7 @@ impl Session<ServerStream> {
         }
         let ip = self.peer.ip();
         if service.limiter.is_locked(ip) {
+            self.shared.maillog.metrics().refused("auth_lockout");
             self.reply(&locked_out_reply());
             return Ok(Flow::Close);
         }
@@ -179,6 +182,7 @@ impl Session<ServerStream> {
         let ticket = match service.limiter.admit(ip, policy) {
             Admission::Allowed(t) => t,
             Admission::LockedOut => {
+                self.shared.maillog.metrics().refused("auth_lockout");
                 self.reply(&locked_out_reply());
                 return Ok(Flow::Close);
             }
@@ -211,6 +215,8 @@ impl Session<ServerStream> {
             return Ok(Flow::Continue);
         }
         let failure = ticket.failed(policy);
+        let why = if failure.locked { "locked_out" } else { "bad_credentials" };
+        self.shared.maillog.metrics().auth_failure("submission", why);
         // The name as the client sent it, escaped by Debug: it is not
         // known to be a user, and must not forge log lines.
         tracing::warn!(

@@ -153,14 +153,18 @@ async fn connection(
                 Ok(s) => s,
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "implicit TLS handshake failed");
+                    let metrics = shared.maillog.metrics();
+                    metrics.tls_failure("submission", "implicit_handshake");
                     return;
                 }
             }
         }
     };
+    let metrics = shared.maillog.metrics().clone();
     let session = Session::for_submission(stream, peer, shared);
     if service.limiter.is_locked(peer.ip()) {
         tracing::warn!(%peer, "connection from an address locked out after authentication failures");
+        metrics.refused("auth_lockout");
         session.refuse(&locked_out_reply()).await;
         return;
     }

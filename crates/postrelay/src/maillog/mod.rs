@@ -12,21 +12,30 @@
 //! them with regular expressions; `tests/pflogsumm.rs` runs the real
 //! `pflogsumm` over lines written here.
 
+mod sink;
+
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{LogFormat, LogSettings};
+use self::sink::{Record, Sink};
+use crate::config::{LogFormat, LogSettings, LogTarget};
+use crate::metrics::Metrics;
 use crate::spool::Envelope;
 
-/// Where mail log lines go.
+/// Where mail log lines go, and the counters that follow them.
 pub struct MailLog {
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<Sink>,
     hostname: String,
     format: LogFormat,
+    /// `NAME` of `NAME/smtp[pid]`.
+    syslog_name: String,
     pid: u32,
+    /// Bumped where the matching line is written, so that the metrics and
+    /// the log (and pflogsumm) agree.
+    metrics: Arc<Metrics>,
 }
 
 /// What became of one recipient in one delivery attempt (Postfix's
@@ -133,21 +142,42 @@ enum Level {
 impl MailLog {
     /// Opens the configured destination.
     pub fn open(settings: &LogSettings, hostname: &str) -> io::Result<MailLog> {
-        let out: Box<dyn Write + Send> = match &settings.file {
-            Some(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
-            None => Box::new(io::stderr()),
+        let file = |path: &std::path::Path| -> io::Result<Sink> {
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            Ok(Sink::Stream(Box::new(f)))
         };
-        Ok(Self::with_writer(out, hostname, settings.format))
+        let syslog = || Sink::Syslog(settings.syslog_socket.clone());
+        let out = match (settings.to, &settings.file) {
+            (LogTarget::File | LogTarget::Auto, Some(path)) => file(path)?,
+            (LogTarget::Journal, _) => Sink::Journal(sink::JOURNAL_SOCKET.into()),
+            (LogTarget::Syslog, _) => syslog(),
+            (LogTarget::Auto, None) if sink::stderr_is_journal() => {
+                Sink::Journal(sink::JOURNAL_SOCKET.into())
+            }
+            (LogTarget::Auto, None) if sink::is_socket(&settings.syslog_socket) => syslog(),
+            _ => Sink::Stream(Box::new(io::stderr())),
+        };
+        let mut log = Self::with_writer(Box::new(io::sink()), hostname, settings.format);
+        log.out = Mutex::new(out);
+        log.syslog_name = settings.syslog_name.clone();
+        Ok(log)
     }
 
     /// A log writing to any sink (tests).
     pub fn with_writer(out: Box<dyn Write + Send>, hostname: &str, format: LogFormat) -> MailLog {
         MailLog {
-            out: Mutex::new(out),
+            out: Mutex::new(Sink::Stream(out)),
             hostname: hostname.to_string(),
             format,
+            syslog_name: "postrelay".to_string(),
             pid: std::process::id(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// The counters that follow this log.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The client a message `id` comes from (`login` when it
@@ -163,6 +193,16 @@ impl MailLog {
             ));
         }
         self.line("smtpd", id, &text);
+        let source = if login.is_some() { "submission" } else { "smtp" };
+        self.metrics.accepted(source);
+    }
+
+    /// A local submission (sendmail, through maildrop/) `id` by user `uid`:
+    /// `ID: uid=N from=<sender>`, as Postfix's pickup logs it, before the
+    /// message is queued.
+    pub fn picked_up(&self, id: &str, sender: &str, uid: u32) {
+        self.line("pickup", id, &format!("uid={uid} from=<{}>", clean(sender)));
+        self.metrics.accepted("pickup");
     }
 
     /// A message entered the active queue. Alone (without a `client=`
@@ -222,6 +262,16 @@ impl MailLog {
             "status": d.status.as_str(),
         });
         self.emit("smtp", id, Level::Info, &text, Some(fields));
+        self.metrics.delivery(d.relay, d.status.as_str(), d.delay);
+        // The relay refused TLS or our login: the reason's words, as
+        // the worker writes them (deliver::outcome::Reason's Display).
+        if d.status != DeliveryStatus::Sent {
+            if d.detail.starts_with("TLS: ") {
+                self.metrics.tls_failure("relay", d.status.as_str());
+            } else if d.detail.starts_with("authentication: ") {
+                self.metrics.auth_failure("relay", d.status.as_str());
+            }
+        }
     }
 
     /// A non-delivery notification (bounce) `dsn_id` was queued for the
@@ -285,21 +335,15 @@ impl MailLog {
         text: &str,
         fields: Option<serde_json::Value>,
     ) {
-        let line = match self.format {
-            LogFormat::Postfix => {
-                let now = jiff::ZonedDateTime::now();
-                let warning = if level == Level::Warning {
-                    "warning: "
-                } else {
-                    ""
-                };
-                format!(
-                    "{} {} postrelay/{program}[{}]: {warning}{id}: {text}\n",
-                    now.strftime("%b %e %H:%M:%S"),
-                    self.hostname,
-                    self.pid
-                )
-            }
+        let tag = format!("{}/{program}", self.syslog_name);
+        let warning = if level == Level::Warning {
+            "warning: "
+        } else {
+            ""
+        };
+        let journal_fields = journal_fields(id, fields.as_ref());
+        let message = match self.format {
+            LogFormat::Postfix => format!("{warning}{id}: {text}"),
             LogFormat::Json => {
                 let mut v = serde_json::json!({
                     "time": jiff::Timestamp::now().to_string(),
@@ -316,16 +360,54 @@ impl MailLog {
                 {
                     obj.extend(extra);
                 }
-                format!("{v}\n")
+                v.to_string()
             }
+        };
+        let line = match self.format {
+            LogFormat::Postfix => format!(
+                "{} {} {tag}[{}]: {message}\n",
+                jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S"),
+                self.hostname,
+                self.pid
+            ),
+            LogFormat::Json => format!("{message}\n"),
+        };
+        let record = Record {
+            tag: &tag,
+            warning: level == Level::Warning,
+            message: &message,
+            fields: &journal_fields,
         };
         if let Ok(mut out) = self.out.lock() {
             // A full or broken log must not stop mail; tracing reports it.
-            if let Err(e) = out.write_all(line.as_bytes()) {
+            if let Err(e) = out.send(&record, &line) {
                 tracing::error!(error = %e, "cannot write the mail log");
             }
         }
     }
+}
+
+/// The journal fields of a record: the queue ID and the structured
+/// members (`to`, `relay`, `status`…) as `POSTRELAY_TO` and so on.
+fn journal_fields(id: &str, fields: Option<&serde_json::Value>) -> Vec<(&'static str, String)> {
+    let mut out = vec![("POSTRELAY_QUEUE_ID", id.to_string())];
+    if let Some(serde_json::Value::Object(map)) = fields {
+        for (key, name) in [
+            ("to", "POSTRELAY_TO"),
+            ("orig_to", "POSTRELAY_ORIG_TO"),
+            ("relay", "POSTRELAY_RELAY"),
+            ("delay", "POSTRELAY_DELAY"),
+            ("dsn", "POSTRELAY_DSN"),
+            ("status", "POSTRELAY_STATUS"),
+        ] {
+            match map.get(key) {
+                Some(serde_json::Value::String(s)) => out.push((name, clean(s))),
+                Some(serde_json::Value::Null) | None => {}
+                Some(v) => out.push((name, v.to_string())),
+            }
+        }
+    }
+    out
 }
 
 /// Makes client-supplied text safe for a one-line log: control characters
@@ -596,6 +678,48 @@ mod tests {
         assert_eq!(lines[1]["level"], "warning");
         assert_eq!(lines[2]["text"], "removed");
         assert!(lines[2].get("level").is_none());
+    }
+
+    #[test]
+    fn auto_writes_the_file_if_set_else_syslog() {
+        if std::env::var_os("JOURNAL_STREAM").is_some() {
+            return; // under systemd "auto" means the journal
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log");
+        let sock = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let mut settings = LogSettings {
+            level: "info".into(),
+            format: LogFormat::Postfix,
+            file: None,
+            to: LogTarget::Auto,
+            syslog_name: "postfix".into(),
+            syslog_socket: socket,
+        };
+        MailLog::open(&settings, "relay.test")
+            .unwrap()
+            .removed("ID1");
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            got.starts_with("<22>") && got.contains(" postfix/qmgr["),
+            "{got}"
+        );
+        assert!(got.ends_with("]: ID1: removed"), "{got}");
+
+        let file = dir.path().join("mail.log");
+        settings.file = Some(file.clone());
+        MailLog::open(&settings, "relay.test")
+            .unwrap()
+            .removed("ID2");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(" relay.test postfix/qmgr[") && text.ends_with("]: ID2: removed\n"));
+        assert!(
+            sock.recv(&mut buf).is_err(),
+            "a file was set: nothing to syslog"
+        );
     }
 
     #[test]

@@ -1,0 +1,275 @@
+//! Prometheus metrics: counters bumped where the mail log writes the same
+//! event (so `/metrics` and pflogsumm agree), gauges read from the queue at
+//! scrape time, and the text encoding. Served by [`http`].
+//!
+//! Not a second log: no addresses or message content, and label values
+//! come from a bounded set (relay host names from the configuration,
+//! listener addresses, fixed reasons), never from what a client sends.
+
+pub mod http;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::queue::QueueStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Source {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayStatus {
+    relay: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Relay {
+    relay: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    side: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Listener {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Limit {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: &'static str,
+}
+
+/// Every series the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    accepted: Family<Source, Counter>,
+    deliveries: Family<RelayStatus, Counter>,
+    delay: Family<Relay, Histogram>,
+    tls_failures: Family<Reason, Counter>,
+    auth_failures: Family<Reason, Counter>,
+    connections: Family<Listener, Counter>,
+    refused: Family<Limit, Counter>,
+    queue: Family<State, Gauge>,
+    oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// Buckets of the delivery delay, from arrival to the relay's reply:
+/// 50 ms to about a day.
+fn delay_histogram() -> Histogram {
+    Histogram::new([
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+        86400.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// The series, registered and at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("postrelay");
+        let m = Metrics {
+            registry: Registry::default(),
+            accepted: Family::default(),
+            deliveries: Family::default(),
+            delay: Family::new_with_constructor(delay_histogram),
+            tls_failures: Family::default(),
+            auth_failures: Family::default(),
+            connections: Family::default(),
+            refused: Family::default(),
+            queue: Family::default(),
+            oldest: Gauge::default(),
+        };
+        registry.register(
+            "messages_accepted",
+            "Messages accepted into the queue, by source (smtp, submission, pickup); what pflogsumm counts as received",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Delivery results per recipient, by relay host and status (sent, deferred, bounced); the mail log's status= lines",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_delay_seconds",
+            "From arrival to delivery (status=sent), by relay host: the mail log's delay=",
+            m.delay.clone(),
+        );
+        registry.register(
+            "tls_failures",
+            "TLS failures, by side (relay, submission) and reason",
+            m.tls_failures.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "AUTH failures, by side (relay: our login refused; submission: a client's) and reason",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections accepted, by listener address",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections or sessions refused by a limit, by limit",
+            m.refused.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages in the queue, by state (active, waiting, hold)",
+            m.queue.clone(),
+        );
+        registry.register(
+            "queue_oldest_message_age_seconds",
+            "Age of the oldest message in the queue (0 when empty)",
+            m.oldest.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A message was accepted (`smtp`, `submission` or `pickup`).
+    pub fn accepted(&self, source: &'static str) {
+        self.accepted.get_or_create(&Source { source }).inc();
+    }
+
+    /// One recipient's delivery result; `relay` is the mail log's
+    /// `relay=` value (`host[ip]:port`, `none`, `local`), `status` its
+    /// `status=` word, `delay` its `delay=`.
+    pub fn delivery(&self, relay: &str, status: &'static str, delay: std::time::Duration) {
+        let relay = relay_host(relay);
+        if status == "sent" {
+            self.delay
+                .get_or_create(&Relay {
+                    relay: relay.clone(),
+                })
+                .observe(delay.as_secs_f64());
+        }
+        self.deliveries
+            .get_or_create(&RelayStatus { relay, status })
+            .inc();
+    }
+
+    /// A TLS failure on `side` (`relay` or `submission`).
+    pub fn tls_failure(&self, side: &'static str, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&Reason { side, reason })
+            .inc();
+    }
+
+    /// An AUTH failure on `side` (`relay` or `submission`).
+    pub fn auth_failure(&self, side: &'static str, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&Reason { side, reason })
+            .inc();
+    }
+
+    /// A connection accepted on `listener`.
+    pub fn connection(&self, listener: &std::net::SocketAddr) {
+        self.connections
+            .get_or_create(&Listener {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+
+    /// A connection or session refused by `limit` (e.g. `max_connections`).
+    pub fn refused(&self, limit: &'static str) {
+        self.refused.get_or_create(&Limit { limit }).inc();
+    }
+
+    /// The OpenMetrics text, with the queue gauges set from `stats`.
+    pub fn encode(&self, stats: QueueStats, now_ms: u64) -> String {
+        for (state, n) in [
+            ("active", stats.active),
+            ("waiting", stats.waiting),
+            ("hold", stats.hold),
+        ] {
+            self.queue.get_or_create(&State { state }).set(n as i64);
+        }
+        let age = stats
+            .oldest_ms
+            .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        self.oldest.set(age);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The host of a `relay=` value: `smtp.example.com[192.0.2.7]:587` →
+/// `smtp.example.com` (bounded by the configuration; the address is not).
+fn relay_host(relay: &str) -> String {
+    relay.split('[').next().unwrap_or(relay).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_and_gauges_in_the_text() {
+        let m = Metrics::new();
+        m.accepted("smtp");
+        m.accepted("pickup");
+        m.accepted("pickup");
+        m.delivery(
+            "smtp.example.com[192.0.2.7]:587",
+            "sent",
+            Duration::from_millis(300),
+        );
+        m.delivery(
+            "smtp.example.com[192.0.2.8]:587",
+            "deferred",
+            Duration::ZERO,
+        );
+        m.delivery("none", "bounced", Duration::ZERO);
+        m.refused("max_connections");
+        let text = m.encode(
+            QueueStats {
+                active: 1,
+                waiting: 4,
+                hold: 2,
+                oldest_ms: Some(1_000),
+            },
+            61_000,
+        );
+        for want in [
+            "postrelay_messages_accepted_total{source=\"pickup\"} 2\n",
+            "postrelay_messages_accepted_total{source=\"smtp\"} 1\n",
+            "postrelay_deliveries_total{relay=\"smtp.example.com\",status=\"sent\"} 1\n",
+            "postrelay_deliveries_total{relay=\"smtp.example.com\",status=\"deferred\"} 1\n",
+            "postrelay_deliveries_total{relay=\"none\",status=\"bounced\"} 1\n",
+            "postrelay_delivery_delay_seconds_bucket{le=\"0.5\",relay=\"smtp.example.com\"} 1\n",
+            "postrelay_connections_refused_total{limit=\"max_connections\"} 1\n",
+            "postrelay_queue_messages{state=\"waiting\"} 4\n",
+            "postrelay_queue_messages{state=\"hold\"} 2\n",
+            "postrelay_queue_oldest_message_age_seconds 60.0\n",
+            "# EOF\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+    }
+}
