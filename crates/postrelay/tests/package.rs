@@ -384,7 +384,7 @@ fn install_send_upgrade_purge() {
         "postfix stayed installed: {status}"
     );
     let facts = root.sh(
-        "stat -c '%A %U:%G %n' /usr/sbin/postrelay-postdrop /var/spool/postrelay /var/spool/postrelay/maildrop /etc/postrelay/secrets; \
+        "stat -c '%A %U:%G %n' /usr/sbin/postrelay-postdrop /var/spool/postrelay /var/spool/postrelay/maildrop /etc/postrelay/secrets /var/log/postrelay; \
          readlink /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq; \
          getent passwd postrelay | cut -d: -f1,6,7; \
          readlink /etc/systemd/system/multi-user.target.wants/postrelay.service; \
@@ -396,6 +396,7 @@ fn install_send_upgrade_purge() {
         "drwx--x--- postrelay:postdrop /var/spool/postrelay\n",
         "drwx-wx--T postrelay:postdrop /var/spool/postrelay/maildrop",
         "drwx------ postrelay:postrelay /etc/postrelay/secrets",
+        "drwxr-s--- postrelay:adm /var/log/postrelay",
         "postrelay\n../sbin/postrelay\n../sbin/postrelay\n",
         "postrelay:/var/spool/postrelay:/usr/sbin/nologin",
         "/lib/systemd/system/postrelay.service\n",
