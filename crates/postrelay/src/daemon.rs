@@ -63,7 +63,10 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         "postrelay ready"
     );
     let notifier = Arc::new(Notifier::from_env());
-    notifier.ready(&format!("ready; listening on {}", running.listen.join(", ")));
+    notifier.ready(&format!(
+        "ready; listening on {}",
+        running.listen.join(", ")
+    ));
     if let Some(interval) = notifier.watchdog_interval() {
         tokio::spawn(keep_watchdog_fed(notifier.clone(), interval));
     }

@@ -193,7 +193,11 @@ impl MailLog {
             ));
         }
         self.line("smtpd", id, &text);
-        let source = if login.is_some() { "submission" } else { "smtp" };
+        let source = if login.is_some() {
+            "submission"
+        } else {
+            "smtp"
+        };
         self.metrics.accepted(source);
     }
 

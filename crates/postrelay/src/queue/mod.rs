@@ -43,8 +43,8 @@ pub use crate::spool::now_ms;
 use crate::spool::{Location, QueueId, Spool, SpoolError};
 pub use admin::Count;
 use commit::Committer;
-pub use index::{Entry, QueueStats};
 use index::Index;
+pub use index::{Entry, QueueStats};
 
 /// Handle to the queue (cheap to clone).
 #[derive(Clone)]

@@ -215,8 +215,15 @@ impl Session<ServerStream> {
             return Ok(Flow::Continue);
         }
         let failure = ticket.failed(policy);
-        let why = if failure.locked { "locked_out" } else { "bad_credentials" };
-        self.shared.maillog.metrics().auth_failure("submission", why);
+        let why = if failure.locked {
+            "locked_out"
+        } else {
+            "bad_credentials"
+        };
+        self.shared
+            .maillog
+            .metrics()
+            .auth_failure("submission", why);
         // The name as the client sent it, escaped by Debug: it is not
         // known to be a user, and must not forge log lines.
         tracing::warn!(
