@@ -68,6 +68,16 @@ exec /lib/systemd/systemd-journald";
     }
 }
 
+/// A child killed when dropped, also when the test fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Journald {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -102,17 +112,19 @@ fn records_reach_the_journal_with_their_fields() {
     let stderr_path = dir.path().join("stderr");
     let stderr = std::fs::File::create(&stderr_path).unwrap();
     let meta = stderr.metadata().unwrap();
-    let mut daemon = journald
-        .inside(bin())
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env_remove("POSTRELAY_CONFIG")
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let _daemon = KillOnDrop(
+        journald
+            .inside(bin())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env_remove("POSTRELAY_CONFIG")
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&stderr_path)
         .unwrap()
@@ -153,8 +165,6 @@ fn records_reach_the_journal_with_their_fields() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     let client = records
         .iter()
         .find(|r| r["SYSLOG_IDENTIFIER"] == "postrelay/smtpd")
