@@ -727,6 +727,37 @@ mod tests {
     }
 
     #[test]
+    fn relay_tls_and_auth_failures_are_counted_from_the_reason() {
+        use crate::deliver::outcome::Reason;
+        let (log, _sink) = log(LogFormat::Postfix);
+        let auth = Reason::Auth("535 5.7.8 bad credentials".into()).to_string();
+        let tls = Reason::Tls("the relay offers no STARTTLS".into()).to_string();
+        let other = Reason::Connect("refused".into()).to_string();
+        for (status, detail) in [
+            (DeliveryStatus::Deferred, &auth),
+            (DeliveryStatus::Bounced, &tls),
+            (DeliveryStatus::Deferred, &other),
+        ] {
+            log.delivery(
+                "ID",
+                &Delivery {
+                    status,
+                    detail,
+                    ..sent()
+                },
+            );
+        }
+        let text = log.metrics().encode(crate::queue::QueueStats::default(), 0);
+        for want in [
+            "postrelay_auth_failures_total{side=\"relay\",reason=\"deferred\"} 1\n",
+            "postrelay_tls_failures_total{side=\"relay\",reason=\"bounced\"} 1\n",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        assert_eq!(text.matches("failures_total{").count(), 2, "{text}");
+    }
+
+    #[test]
     fn relay_names() {
         let v4: SocketAddr = "192.0.2.1:25".parse().unwrap();
         let v6: SocketAddr = "[2001:db8::1]:465".parse().unwrap();
