@@ -170,18 +170,7 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
             )
         })?
         .to_string();
-    let sender = match opts.sender.as_deref().map(str::trim) {
-        None => own.clone(),
-        Some("" | "<>") => String::new(),
-        Some(s) => {
-            let mut found =
-                addrlist::addresses(s, host).map_err(|e| Fail(EX_USAGE, format!("-f: {e}")))?;
-            match (found.pop(), found.is_empty()) {
-                (Some(a), true) => a,
-                _ => return Err(Fail(EX_USAGE, format!("-f {s:?}: expected one address"))),
-            }
-        }
-    };
+    let sender = envelope_sender(opts, host, &own)?;
     let mut recipients = Vec::new();
     for word in &opts.recipients {
         recipients.extend(addrlist::addresses(word, host).map_err(|e| Fail(EX_USAGE, e))?);
@@ -206,18 +195,7 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
     );
     let header = input::read_header(&mut reader, opts.ignore_dots, &limits).map_err(input_fail)?;
     if opts.from_headers {
-        for value in &header.recipient_fields {
-            recipients.extend(
-                addrlist::addresses(value, host)
-                    .map_err(|e| Fail(EX_DATAERR, format!("in To/Cc/Bcc: {e}")))?,
-            );
-        }
-        if recipients.is_empty() {
-            return Err(Fail(
-                EX_USAGE,
-                "no recipients (none in To, Cc or Bcc, none named)".into(),
-            ));
-        }
+        recipients.extend(header_recipients(&header, host)?);
     }
     let mut seen = std::collections::HashSet::new();
     recipients.retain(|r| seen.insert(r.clone()));
@@ -228,18 +206,7 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
             None => format!("From: {address}"),
         }
     });
-    // Refuse here, with an exit code, what pickup would refuse later when
-    // nobody is left to tell: the From: line added counts against the
-    // header limit, and a mail loop is a loop.
-    let added = from_line.as_ref().map_or(0, |f| f.len() as u64 + 2);
-    if header.bytes + added > limits.header {
-        return Err(input_fail(InputError::HeaderTooBig(limits.header)));
-    }
-    if header.hops > crate::bounce::HOP_LIMIT {
-        return Err(input_fail(InputError::TooManyHops(
-            crate::bounce::HOP_LIMIT,
-        )));
-    }
+    check_header(&header, from_line.as_deref(), &limits)?;
     let submission = Submission {
         version: maildrop::VERSION,
         sender,
@@ -255,42 +222,139 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
 
     let mut child = spawn_postdrop(config)?;
     let to_postdrop = io::BufWriter::with_capacity(64 * 1024, child.stdin.take().expect("piped"));
-    let mut out = DataWriter::new(to_postdrop, limits.size);
-    let streamed = (|| -> Result<u64, InputError> {
-        let mut line = submission.to_line();
-        line.push(b'\n');
-        out.raw(&line)?;
-        for l in &header.lines {
-            out.line(l)?;
-        }
-        if let Some(f) = &from_line {
-            out.line(f.as_bytes())?;
-        }
-        let ended = match &header.after {
-            After::End => true,
-            After::Separator => {
-                out.line(b"")?;
-                false
-            }
-            After::Body(l) => {
-                out.line(l)?;
-                false
-            }
-        };
-        let mut l = Vec::new();
-        while !ended && reader.next_line(&mut l)? {
-            if !opts.ignore_dots && l == b"." {
-                break;
-            }
-            out.line(&l)?;
-        }
-        out.finish()
-    })();
+    let out = DataWriter::new(to_postdrop, limits.size);
+    let message = Message {
+        submission: &submission,
+        header: &header,
+        from_line: from_line.as_deref(),
+    };
+    let streamed = stream(out, &message, &mut reader, opts.ignore_dots);
     // Closing postdrop's input without the end marker (on error) makes it
     // discard what it has.
     let result = child.wait_with_output();
     let output = result.map_err(|e| Fail(EX_TEMPFAIL, format!("postrelay-postdrop: {e}")))?;
-    let postdrop_said = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    let size = postdrop_verdict(&output, streamed)?;
+    if opts.verbose {
+        let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        eprintln!(
+            "sendmail: {size} octets for {} recipient(s) from <{}> dropped as {}/{name}; \
+             the postrelay daemon queues it (postrelay queue list)",
+            submission.recipients.len(),
+            submission.sender,
+            maildrop::dir(&config.spool).display(),
+        );
+    }
+    Ok(())
+}
+
+/// The envelope sender: `-f`'s one address (`""` for `-f ""` or `-f <>`),
+/// or the caller's own address `own`.
+fn envelope_sender(opts: &Options, host: &str, own: &str) -> Result<String, Fail> {
+    match opts.sender.as_deref().map(str::trim) {
+        None => Ok(own.to_string()),
+        Some("" | "<>") => Ok(String::new()),
+        Some(s) => {
+            let mut found =
+                addrlist::addresses(s, host).map_err(|e| Fail(EX_USAGE, format!("-f: {e}")))?;
+            match (found.pop(), found.is_empty()) {
+                (Some(a), true) => Ok(a),
+                _ => Err(Fail(EX_USAGE, format!("-f {s:?}: expected one address"))),
+            }
+        }
+    }
+}
+
+/// Refuses here, with an exit code, what pickup would refuse later when
+/// nobody is left to tell: the `From:` line added counts against the
+/// header limit, and a mail loop is a loop.
+fn check_header(
+    header: &input::Header,
+    from_line: Option<&str>,
+    limits: &Limits,
+) -> Result<(), Fail> {
+    let added = from_line.map_or(0, |f| f.len() as u64 + 2);
+    if header.bytes + added > limits.header {
+        return Err(input_fail(InputError::HeaderTooBig(limits.header)));
+    }
+    if header.hops > crate::bounce::HOP_LIMIT {
+        return Err(input_fail(InputError::TooManyHops(
+            crate::bounce::HOP_LIMIT,
+        )));
+    }
+    Ok(())
+}
+
+/// The recipients in To/Cc/Bcc (`-t`); at least one.
+fn header_recipients(header: &input::Header, host: &str) -> Result<Vec<String>, Fail> {
+    let mut recipients = Vec::new();
+    for value in &header.recipient_fields {
+        recipients.extend(
+            addrlist::addresses(value, host)
+                .map_err(|e| Fail(EX_DATAERR, format!("in To/Cc/Bcc: {e}")))?,
+        );
+    }
+    if recipients.is_empty() {
+        return Err(Fail(
+            EX_USAGE,
+            "no recipients (none in To, Cc or Bcc, none named)".into(),
+        ));
+    }
+    Ok(recipients)
+}
+
+/// What goes to postdrop ahead of the rest of standard input.
+struct Message<'a> {
+    submission: &'a Submission,
+    header: &'a input::Header,
+    /// The `From:` line added, if any.
+    from_line: Option<&'a str>,
+}
+
+/// Writes the message to postdrop: the submission line, the header (with
+/// the added `From:`), then the rest of `reader` up to the end (or a lone
+/// "." unless `ignore_dots`). Returns the size written.
+fn stream<W: Write, R: std::io::BufRead>(
+    mut out: DataWriter<W>,
+    message: &Message<'_>,
+    reader: &mut LineReader<R>,
+    ignore_dots: bool,
+) -> Result<u64, InputError> {
+    let mut line = message.submission.to_line();
+    line.push(b'\n');
+    out.raw(&line)?;
+    for l in &message.header.lines {
+        out.line(l)?;
+    }
+    if let Some(f) = message.from_line {
+        out.line(f.as_bytes())?;
+    }
+    let ended = match &message.header.after {
+        After::End => true,
+        After::Separator => {
+            out.line(b"")?;
+            false
+        }
+        After::Body(l) => {
+            out.line(l)?;
+            false
+        }
+    };
+    let mut l = Vec::new();
+    while !ended && reader.next_line(&mut l)? {
+        if !ignore_dots && l == b"." {
+            break;
+        }
+        out.line(&l)?;
+    }
+    out.finish()
+}
+
+/// What postdrop's exit and our writing say together: the size dropped,
+/// or the failure to report (postdrop's own words when it has any).
+fn postdrop_verdict(
+    output: &std::process::Output,
+    streamed: Result<u64, InputError>,
+) -> Result<u64, Fail> {
     let size = match streamed {
         Ok(size) => size,
         // postdrop went away while we wrote: its own message says why.
@@ -307,6 +371,7 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
             .code()
             .and_then(|c| u8::try_from(c).ok())
             .filter(|c| (64..=78).contains(c));
+        let postdrop_said = String::from_utf8_lossy(&output.stderr).trim().to_string();
         let why = if postdrop_said.is_empty() {
             format!("postrelay-postdrop failed ({})", output.status)
         } else {
@@ -314,17 +379,7 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
         };
         return Err(Fail(code.unwrap_or(EX_TEMPFAIL), why));
     }
-    if opts.verbose {
-        let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        eprintln!(
-            "sendmail: {size} octets for {} recipient(s) from <{}> dropped as {}/{name}; \
-             the postrelay daemon queues it (postrelay queue list)",
-            submission.recipients.len(),
-            submission.sender,
-            maildrop::dir(&config.spool).display(),
-        );
-    }
-    Ok(())
+    Ok(size)
 }
 
 fn input_fail(e: InputError) -> Fail {

@@ -218,22 +218,7 @@ fn relay(
     let key = |field: &str| format!("relay[{i}].{field}");
     let label = loc.item_label("relay", i);
 
-    let Some(name) = file.name else {
-        return Err(loc.missing_error(
-            &key("name"),
-            r#"name is required, e.g. name = "primary"; it names the relay in logs and messages"#,
-        ));
-    };
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !name_ok {
-        return Err(loc.value_error(
-            &key("name"),
-            "use only lower-case letters, digits, '-' and '_' (it appears in log lines)",
-        ));
-    }
+    let name = relay_name(loc, &key("name"), file.name)?;
 
     let Some(host) = file.host else {
         return Err(loc.missing_error(
@@ -245,59 +230,16 @@ fn relay(
 
     let tls = file.tls.map_or(TlsMode::Auto, |w| w.0);
     let security = file.security.map_or(Security::Verify, |w| w.0);
-    let port = match file.port {
-        Some(0) => {
-            return Err(loc.value_error(&key("port"), "must be a port number from 1 to 65535"));
-        }
-        Some(p) => p,
-        None if tls == TlsMode::Implicit => PORT_IMPLICIT,
-        None => PORT_STARTTLS,
-    };
-    if tls == TlsMode::Implicit && security == Security::None {
-        let line = loc.first_line(&[&key("security"), &key("tls")]);
-        let message = format!(
-            r#"{label}: tls = "implicit" starts every session with TLS, but security = "none" means no TLS; write security = "verify" (or "encrypt"), or tls = "starttls" for a relay that is spoken to in clear text"#
-        );
-        return Err(loc.invalid(&key("security"), line, message));
-    }
+    let port = port(loc, i, &label, file.port, tls, security)?;
 
     let ca_file = match file.ca_file {
         None => None,
-        Some(p) => {
-            let k = key("ca_file");
-            let path = non_empty_path(loc, &k, p)?;
-            if security != Security::Verify {
-                let line = loc.first_line(&[&k, &key("security")]);
-                let message = format!(
-                    r#"{label}: ca_file is only used to verify the relay's certificate, which {} does not do; write security = "verify", or remove ca_file"#,
-                    loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
-                );
-                return Err(loc.invalid(&k, line, message));
-            }
-            check_ca_file(&path).map_err(|why| {
-                let message = format!("{label}: ca_file {} {why}", path.display());
-                loc.invalid(&k, loc.line_of(&k), message)
-            })?;
-            Some(path)
-        }
+        Some(p) => Some(ca_file(loc, i, &label, security, p)?),
     };
 
     let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
-    if allow_plaintext_auth && security != Security::None {
-        let why = match security {
-            Security::May => {
-                "the credentials would cross the network in clear text whenever the relay does not offer STARTTLS (or an attacker strips it from its answer); use TLS: remove allow_plaintext_auth"
-            }
-            _ => {
-                "TLS is always on before AUTH with this security level, so it has no effect; it is only accepted with security = \"none\": remove it"
-            }
-        };
-        let line = loc.first_line(&[&key("allow_plaintext_auth"), &key("security")]);
-        let message = format!(
-            "{label}: allow_plaintext_auth = true with {}: {why}",
-            loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
-        );
-        return Err(loc.invalid(&key("allow_plaintext_auth"), line, message));
+    if allow_plaintext_auth {
+        check_plaintext_auth(loc, i, &label, security)?;
     }
 
     let max_connections = file.max_connections.unwrap_or(MAX_CONNECTIONS);
@@ -334,16 +276,7 @@ fn relay(
         && security == Security::None
         && !allow_plaintext_auth
     {
-        let from = if Some(&c.source) == delivery.sasl_passwd.as_ref() {
-            format!(" (from delivery.sasl_passwd {})", c.source.display())
-        } else {
-            String::new()
-        };
-        let line = loc.first_line(&[&key("security"), &key("username"), &key("password_file")]);
-        let message = format!(
-            r#"{label}: security = "none" would send the credentials{from} across the network in clear text; use TLS (security = "verify"), or, only if the path to the relay is trusted (loopback, a VPN), set allow_plaintext_auth = true"#
-        );
-        return Err(loc.invalid(&key("security"), line, message));
+        return Err(clear_text_credentials(loc, i, &label, c, delivery));
     }
 
     Ok(RelayConfig {
@@ -361,6 +294,137 @@ fn relay(
         idle_timeout,
         timeouts,
     })
+}
+
+/// The relay's name: required, and made of characters that read well
+/// in log lines.
+fn relay_name(
+    loc: &Locator<'_>,
+    key: &str,
+    written: Option<String>,
+) -> Result<String, ConfigError> {
+    let Some(name) = written else {
+        return Err(loc.missing_error(
+            key,
+            r#"name is required, e.g. name = "primary"; it names the relay in logs and messages"#,
+        ));
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(loc.value_error(
+            key,
+            "use only lower-case letters, digits, '-' and '_' (it appears in log lines)",
+        ));
+    }
+    Ok(name)
+}
+
+/// The relay's port (by default the one for `tls`); `tls = "implicit"`
+/// cannot go with `security = "none"`.
+fn port(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    written: Option<u16>,
+    tls: TlsMode,
+    security: Security,
+) -> Result<u16, ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    let port = match written {
+        Some(0) => {
+            return Err(loc.value_error(&key("port"), "must be a port number from 1 to 65535"));
+        }
+        Some(p) => p,
+        None if tls == TlsMode::Implicit => PORT_IMPLICIT,
+        None => PORT_STARTTLS,
+    };
+    if tls == TlsMode::Implicit && security == Security::None {
+        let line = loc.first_line(&[&key("security"), &key("tls")]);
+        let message = format!(
+            r#"{label}: tls = "implicit" starts every session with TLS, but security = "none" means no TLS; write security = "verify" (or "encrypt"), or tls = "starttls" for a relay that is spoken to in clear text"#
+        );
+        return Err(loc.invalid(&key("security"), line, message));
+    }
+    Ok(port)
+}
+
+/// `relay[i].ca_file`: only with `security = "verify"`, and a readable
+/// file of PEM certificates.
+fn ca_file(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    security: Security,
+    written: String,
+) -> Result<std::path::PathBuf, ConfigError> {
+    let k = format!("relay[{i}].ca_file");
+    let security_key = format!("relay[{i}].security");
+    let path = non_empty_path(loc, &k, written)?;
+    if security != Security::Verify {
+        let line = loc.first_line(&[&k, &security_key]);
+        let message = format!(
+            r#"{label}: ca_file is only used to verify the relay's certificate, which {} does not do; write security = "verify", or remove ca_file"#,
+            loc.describe(&security_key, &format!("\"{}\"", security.as_str())),
+        );
+        return Err(loc.invalid(&k, line, message));
+    }
+    check_ca_file(&path).map_err(|why| {
+        let message = format!("{label}: ca_file {} {why}", path.display());
+        loc.invalid(&k, loc.line_of(&k), message)
+    })?;
+    Ok(path)
+}
+
+/// `allow_plaintext_auth = true` is only for `security = "none"`: with
+/// any other level it is either dangerous or has no effect.
+fn check_plaintext_auth(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    security: Security,
+) -> Result<(), ConfigError> {
+    let why = match security {
+        Security::None => return Ok(()),
+        Security::May => {
+            "the credentials would cross the network in clear text whenever the relay does not offer STARTTLS (or an attacker strips it from its answer); use TLS: remove allow_plaintext_auth"
+        }
+        _ => {
+            "TLS is always on before AUTH with this security level, so it has no effect; it is only accepted with security = \"none\": remove it"
+        }
+    };
+    let key = format!("relay[{i}].allow_plaintext_auth");
+    let security_key = format!("relay[{i}].security");
+    let line = loc.first_line(&[&key, &security_key]);
+    let message = format!(
+        "{label}: allow_plaintext_auth = true with {}: {why}",
+        loc.describe(&security_key, &format!("\"{}\"", security.as_str())),
+    );
+    Err(loc.invalid(&key, line, message))
+}
+
+/// The mistake of `security = "none"` with credentials and without
+/// `allow_plaintext_auth`: they would cross the network in clear text.
+fn clear_text_credentials(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    c: &Credentials,
+    delivery: &DeliverySettings,
+) -> ConfigError {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    let from = if Some(&c.source) == delivery.sasl_passwd.as_ref() {
+        format!(" (from delivery.sasl_passwd {})", c.source.display())
+    } else {
+        String::new()
+    };
+    let line = loc.first_line(&[&key("security"), &key("username"), &key("password_file")]);
+    let message = format!(
+        r#"{label}: security = "none" would send the credentials{from} across the network in clear text; use TLS (security = "verify"), or, only if the path to the relay is trusted (loopback, a VPN), set allow_plaintext_auth = true"#
+    );
+    loc.invalid(&key("security"), line, message)
 }
 
 /// The relay's host: a DNS name (lower-cased) or an IP address (canonical),

@@ -17,31 +17,7 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "spool", path(&c.spool));
     kv(o, "control_socket", path(&c.control_socket));
 
-    let i = &c.intake;
-    o.push_str("\n[intake]\n");
-    kv(o, "listen", array(i.listen.iter().map(|a| a.to_string())));
-    kv(
-        o,
-        "mynetworks",
-        array(i.mynetworks.iter().map(|n| n.to_string())),
-    );
-    kv(o, "local_domains", array(i.local_domains.iter().cloned()));
-    kv(o, "message_size_limit", format_size(i.message_size_limit));
-    kv(o, "header_size_limit", format_size(i.header_size_limit));
-    kv(o, "line_length_limit", i.line_length_limit.to_string());
-    kv(
-        o,
-        "command_length_limit",
-        i.command_length_limit.to_string(),
-    );
-    kv(o, "max_recipients", i.max_recipients.to_string());
-    kv(o, "max_connections", i.max_connections.to_string());
-    kv(o, "max_errors", i.max_errors.to_string());
-    kv(o, "command_timeout", duration(i.command_timeout));
-    kv(o, "data_timeout", duration(i.data_timeout));
-    kv(o, "session_timeout", duration(i.session_timeout));
-    kv(o, "maildrop_rescan", duration(i.maildrop_rescan));
-    submission(o, i.submission.as_ref());
+    intake(o, &c.intake);
 
     let q = &c.queue;
     o.push_str("\n[queue]\n");
@@ -67,7 +43,58 @@ pub(super) fn render(c: &Config) -> String {
     let delay = b.delay_warning.map_or_else(|| string("off"), duration);
     kv(o, "delay_warning", delay);
 
-    let r = &c.routing;
+    routing(o, &c.routing);
+
+    let lc = &c.local;
+    o.push_str("\n[local]\n");
+    kv(o, "mailbox", string(lc.mailbox.as_str()));
+    kv(o, "maildir", string(&lc.maildir));
+    kv(o, "mbox_dir", path(&lc.mbox_dir));
+
+    log(o, &c.log);
+
+    o.push_str("\n[metrics]\n");
+    match &c.metrics.listen {
+        Some(a) => kv(o, "listen", string(&a.to_string())),
+        None => o.push_str("# listen: not set, so there is no metrics endpoint\n"),
+    }
+
+    for r in &c.relays {
+        relay(o, r, c.delivery.sasl_passwd.as_deref());
+    }
+    out
+}
+
+/// `[intake]`, with `[intake.submission]`.
+fn intake(o: &mut String, i: &super::Intake) {
+    o.push_str("\n[intake]\n");
+    kv(o, "listen", array(i.listen.iter().map(|a| a.to_string())));
+    kv(
+        o,
+        "mynetworks",
+        array(i.mynetworks.iter().map(|n| n.to_string())),
+    );
+    kv(o, "local_domains", array(i.local_domains.iter().cloned()));
+    kv(o, "message_size_limit", format_size(i.message_size_limit));
+    kv(o, "header_size_limit", format_size(i.header_size_limit));
+    kv(o, "line_length_limit", i.line_length_limit.to_string());
+    kv(
+        o,
+        "command_length_limit",
+        i.command_length_limit.to_string(),
+    );
+    kv(o, "max_recipients", i.max_recipients.to_string());
+    kv(o, "max_connections", i.max_connections.to_string());
+    kv(o, "max_errors", i.max_errors.to_string());
+    kv(o, "command_timeout", duration(i.command_timeout));
+    kv(o, "data_timeout", duration(i.data_timeout));
+    kv(o, "session_timeout", duration(i.session_timeout));
+    kv(o, "maildrop_rescan", duration(i.maildrop_rescan));
+    submission(o, i.submission.as_ref());
+}
+
+/// `[routing]`: the tables' paths and sender rewriting.
+fn routing(o: &mut String, r: &super::RoutingSettings) {
     o.push_str("\n[routing]\n");
     let paths = r.table_paths();
     for key in ["transport", "aliases", "sender_relay", "generic"] {
@@ -82,14 +109,10 @@ pub(super) fn render(c: &Config) -> String {
         Some(a) => kv(o, "rewrite_senders", string(a)),
         None => o.push_str("# rewrite_senders: not set, so local senders are kept\n"),
     }
+}
 
-    let l = &c.log;
-    let lc = &c.local;
-    o.push_str("\n[local]\n");
-    kv(o, "mailbox", string(lc.mailbox.as_str()));
-    kv(o, "maildir", string(&lc.maildir));
-    kv(o, "mbox_dir", path(&lc.mbox_dir));
-
+/// `[log]`.
+fn log(o: &mut String, l: &super::LogSettings) {
     o.push_str("\n[log]\n");
     kv(o, "level", string(&l.level));
     kv(o, "format", string(l.format.as_str()));
@@ -100,17 +123,6 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "to", string(l.to.as_str()));
     kv(o, "syslog_name", string(&l.syslog_name));
     kv(o, "syslog_socket", path(&l.syslog_socket));
-
-    o.push_str("\n[metrics]\n");
-    match &c.metrics.listen {
-        Some(a) => kv(o, "listen", string(&a.to_string())),
-        None => o.push_str("# listen: not set, so there is no metrics endpoint\n"),
-    }
-
-    for r in &c.relays {
-        relay(o, r, c.delivery.sasl_passwd.as_deref());
-    }
-    out
 }
 
 /// The `[intake.submission]` table, or a comment when there is none. The

@@ -196,27 +196,10 @@ fn intake(
 
     let local_domains = match file.local_domains {
         Some(list) => domains(list, hostname, loc)?,
-        None => {
-            let mut list: Vec<String> = Vec::new();
-            for d in LOCAL_DOMAINS.map(|d| d.replace("$hostname", hostname)) {
-                if !list.contains(&d) {
-                    list.push(d);
-                }
-            }
-            list
-        }
+        None => default_local_domains(hostname),
     };
 
-    let message_size_limit = file
-        .message_size_limit
-        .map_or_else(|| parse_const_size(MESSAGE_SIZE_LIMIT), |s| s.0);
-    let key = "intake.message_size_limit";
-    if message_size_limit == 0 {
-        return Err(loc.value_error(
-            key,
-            r#"0 would refuse every message (there is no "unlimited"); write the largest size to accept, e.g. "25 MiB""#,
-        ));
-    }
+    let message_size_limit = message_size_limit(file.message_size_limit, loc)?;
     let header_size_limit = file.header_size_limit.map_or(HEADER_SIZE_LIMIT, |s| s.0);
     if header_size_limit == 0 {
         let why = r#"0 would refuse every message; write e.g. "100 KiB""#;
@@ -257,34 +240,14 @@ fn intake(
     let why = "must be at least 1, or the first typo would end the session";
     at_least(loc, "intake.max_errors", max_errors as u64, 1, why)?;
 
-    let command_timeout = duration(
+    let timeouts = intake_timeouts(
+        [
+            file.command_timeout,
+            file.data_timeout,
+            file.session_timeout,
+        ],
         loc,
-        "intake.command_timeout",
-        file.command_timeout,
-        COMMAND_TIMEOUT,
     )?;
-    let data_timeout = duration(loc, "intake.data_timeout", file.data_timeout, DATA_TIMEOUT)?;
-    let session_timeout = duration(
-        loc,
-        "intake.session_timeout",
-        file.session_timeout,
-        SESSION_TIMEOUT,
-    )?;
-    for (other, value) in [
-        ("intake.command_timeout", command_timeout),
-        ("intake.data_timeout", data_timeout),
-    ] {
-        if session_timeout < value {
-            let session = loc.describe("intake.session_timeout", &format_duration(session_timeout));
-            let other_desc = loc.describe(other, &format_duration(value));
-            let line = loc.first_line(&["intake.session_timeout", other]);
-            let message = format!(
-                "{session} is shorter than {other_desc}, which then never applies; make intake.session_timeout the longer one"
-            );
-            return Err(loc.invalid("intake.session_timeout", line, message));
-        }
-    }
-
     let maildrop_rescan = duration(
         loc,
         "intake.maildrop_rescan",
@@ -303,11 +266,75 @@ fn intake(
         max_recipients,
         max_connections,
         max_errors,
-        command_timeout,
-        data_timeout,
-        session_timeout,
+        command_timeout: timeouts.command,
+        data_timeout: timeouts.data,
+        session_timeout: timeouts.session,
         maildrop_rescan,
         submission,
+    })
+}
+
+/// `intake.local_domains` when the file says nothing: [`LOCAL_DOMAINS`]
+/// with `$hostname` expanded, each once.
+fn default_local_domains(hostname: &str) -> Vec<String> {
+    let mut list: Vec<String> = Vec::new();
+    for d in LOCAL_DOMAINS.map(|d| d.replace("$hostname", hostname)) {
+        if !list.contains(&d) {
+            list.push(d);
+        }
+    }
+    list
+}
+
+/// `intake.message_size_limit`: never 0 (there is no "unlimited").
+fn message_size_limit(
+    written: Option<super::units::Size>,
+    loc: &Locator<'_>,
+) -> Result<u64, ConfigError> {
+    let limit = written.map_or_else(|| parse_const_size(MESSAGE_SIZE_LIMIT), |s| s.0);
+    if limit == 0 {
+        return Err(loc.value_error(
+            "intake.message_size_limit",
+            r#"0 would refuse every message (there is no "unlimited"); write the largest size to accept, e.g. "25 MiB""#,
+        ));
+    }
+    Ok(limit)
+}
+
+/// The SMTP server's timeouts.
+struct IntakeTimeouts {
+    command: Duration,
+    data: Duration,
+    session: Duration,
+}
+
+/// `intake.command_timeout`, `data_timeout` and `session_timeout`; the
+/// session's must be the longest, or the others never apply.
+fn intake_timeouts(
+    [command, data, session]: [Option<super::units::HumanDuration>; 3],
+    loc: &Locator<'_>,
+) -> Result<IntakeTimeouts, ConfigError> {
+    let command = duration(loc, "intake.command_timeout", command, COMMAND_TIMEOUT)?;
+    let data = duration(loc, "intake.data_timeout", data, DATA_TIMEOUT)?;
+    let session = duration(loc, "intake.session_timeout", session, SESSION_TIMEOUT)?;
+    for (other, value) in [
+        ("intake.command_timeout", command),
+        ("intake.data_timeout", data),
+    ] {
+        if session < value {
+            let session_desc = loc.describe("intake.session_timeout", &format_duration(session));
+            let other_desc = loc.describe(other, &format_duration(value));
+            let line = loc.first_line(&["intake.session_timeout", other]);
+            let message = format!(
+                "{session_desc} is shorter than {other_desc}, which then never applies; make intake.session_timeout the longer one"
+            );
+            return Err(loc.invalid("intake.session_timeout", line, message));
+        }
+    }
+    Ok(IntakeTimeouts {
+        command,
+        data,
+        session,
     })
 }
 

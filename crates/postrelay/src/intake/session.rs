@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::maillog::SaslLogin;
 use crate::net::tls_server::ServerTransport;
 use crate::net::{Conn, ConnError};
-use crate::spool::{BodyType, Envelope, Health, Origin, RcptState, Recipient};
+use crate::spool::{BodyType, BodyWriter, Envelope, Health, Origin, RcptState, Recipient};
 
 /// What the loop does after a command.
 pub(super) enum Flow {
@@ -450,6 +450,45 @@ impl<S: ServerTransport> Session<S> {
     }
 
     async fn data(&mut self) -> Result<Flow, ConnError> {
+        let Some(writer) = self.open_body() else {
+            return Ok(Flow::Continue);
+        };
+        let id = writer.id().to_string();
+        let tx = self.tx.take().unwrap_or_default();
+        let date = headers::rfc5322_now();
+        let prefix = self.trace_header(&tx, &id, &date);
+        let intake = &self.config.intake;
+        let limits = Limits {
+            message_size: intake.message_size_limit,
+            header_size: intake.header_size_limit,
+            line_length: intake.line_length_limit,
+        };
+        let message_id = format!("{id}@{}", self.config.hostname);
+        let mut asm = Assembler::new(writer, limits, prefix, date, message_id);
+        self.reply(&Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+        if let Some(flow) = self.receive(&mut asm).await? {
+            asm.abort();
+            return Ok(flow);
+        }
+        self.state.reset();
+        let writer = match asm.finish() {
+            Ok(w) => w,
+            Err(refusal) => {
+                let reply = refusal.reply();
+                tracing::info!(peer = %self.peer, %id, reply = %reply, "message refused");
+                self.reply(&reply);
+                return Ok(Flow::Continue);
+            }
+        };
+        let reply = self.commit(&id, writer, tx).await;
+        self.reply(&reply);
+        Ok(Flow::Continue)
+    }
+
+    /// A new queue file for DATA's message, or `None` with the client
+    /// told to try again later (the spool is low, or the file cannot be
+    /// created).
+    fn open_body(&mut self) -> Option<BodyWriter> {
         if let Health::Low { reason } = self.shared.queue.health() {
             tracing::warn!(%reason, "refusing DATA: spool low");
             self.reply(&Reply::new(
@@ -457,10 +496,10 @@ impl<S: ServerTransport> Session<S> {
                 "4.3.1",
                 "Insufficient system storage, try again later",
             ));
-            return Ok(Flow::Continue);
+            return None;
         }
-        let writer = match self.shared.queue.new_body() {
-            Ok(w) => w,
+        match self.shared.queue.new_body() {
+            Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(error = %e, "cannot create queue file");
                 let reply = if e.is_no_space() {
@@ -473,12 +512,14 @@ impl<S: ServerTransport> Session<S> {
                     )
                 };
                 self.reply(&reply);
-                return Ok(Flow::Continue);
+                None
             }
-        };
-        let id = writer.id().to_string();
-        let tx = self.tx.take().unwrap_or_default();
-        let date = headers::rfc5322_now();
+        }
+    }
+
+    /// The trace header this server puts on top of the message: a
+    /// `Received:` line, with the authenticated sender on submission.
+    fn trace_header(&self, tx: &Transaction, id: &str, date: &str) -> String {
         let mut protocol = match (tx.params.smtputf8, self.state.esmtp()) {
             (true, _) => "UTF8SMTP",
             (false, true) => "ESMTP",
@@ -489,61 +530,49 @@ impl<S: ServerTransport> Session<S> {
             protocol = headers::protocol(protocol, tls, self.login.is_some());
         }
         let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str());
-        let mut prefix = headers::received(&ReceivedInfo {
+        let prefix = headers::received(&ReceivedInfo {
             helo: &self.helo,
             peer_ip: self.peer.ip(),
             hostname: &self.config.hostname,
             protocol,
-            id: &id,
+            id,
             single_recipient: single,
-            date: &date,
+            date,
         });
-        if let Some(login) = &self.login {
-            prefix = headers::with_authenticated_sender(&prefix, &login.user);
+        match &self.login {
+            Some(login) => headers::with_authenticated_sender(&prefix, &login.user),
+            None => prefix,
         }
-        let intake = &self.config.intake;
-        let limits = Limits {
-            message_size: intake.message_size_limit,
-            header_size: intake.header_size_limit,
-            line_length: intake.line_length_limit,
-        };
-        let message_id = format!("{id}@{}", self.config.hostname);
-        let mut asm = Assembler::new(writer, limits, prefix, date, message_id);
-        self.reply(&Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+    }
 
-        // Shutdown does not interrupt this loop: a message being received
-        // is finished (bounded by the data timeout) so the client gets a
-        // definite answer.
+    /// Feeds the client's bytes to `asm` up to the end of data. `Some`:
+    /// the client timed out (and was told); the caller aborts the message.
+    ///
+    /// Shutdown does not interrupt this loop: a message being received is
+    /// finished (bounded by the data timeout) so the client gets a
+    /// definite answer.
+    async fn receive(&mut self, asm: &mut Assembler) -> Result<Option<Flow>, ConnError> {
         loop {
             let fed = asm.feed(self.conn.buffered());
             self.conn.consume(fed.consumed);
             if fed.done {
-                break;
+                return Ok(None);
             }
             let timeout = self.read_timeout(self.config.intake.data_timeout);
             match self.conn.fill(timeout).await {
                 Ok(_) => {}
                 Err(ConnError::Timeout(_)) => {
-                    asm.abort();
                     self.timeout_reply();
-                    return Ok(Flow::Close);
+                    return Ok(Some(Flow::Close));
                 }
-                Err(e) => {
-                    asm.abort();
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
-        self.state.reset();
-        let writer = match asm.finish() {
-            Ok(w) => w,
-            Err(refusal) => {
-                let reply = refusal.reply();
-                tracing::info!(peer = %self.peer, %id, reply = %reply, "message refused");
-                self.reply(&reply);
-                return Ok(Flow::Continue);
-            }
-        };
+    }
+
+    /// Logs the client and hands the received message to the queue; the
+    /// reply says whether it is now the queue's.
+    async fn commit(&mut self, id: &str, writer: BodyWriter, tx: Transaction) -> Reply {
         let envelope = self.envelope(*writer.id(), tx, writer.len());
         let login = self.login.as_ref().map(|l| SaslLogin {
             method: l.method,
@@ -551,8 +580,8 @@ impl<S: ServerTransport> Session<S> {
         });
         self.shared
             .maillog
-            .client(&id, &self.helo, self.peer.ip(), login);
-        let reply = match self.shared.queue.accept(writer, envelope).await {
+            .client(id, &self.helo, self.peer.ip(), login);
+        match self.shared.queue.accept(writer, envelope).await {
             Ok(_) => {
                 if let Some(login) = &self.login {
                     tracing::info!(%id, peer = %self.peer, user = %login.user, "accepted from an authenticated client");
@@ -567,9 +596,7 @@ impl<S: ServerTransport> Session<S> {
                     Reply::new(451, "4.3.0", "Local error in processing, try again later")
                 }
             }
-        };
-        self.reply(&reply);
-        Ok(Flow::Continue)
+        }
     }
 
     fn envelope(&self, id: crate::spool::QueueId, tx: Transaction, size: u64) -> Envelope {

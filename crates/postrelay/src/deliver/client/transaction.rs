@@ -41,6 +41,47 @@ enum Step {
     Data,
 }
 
+/// What the relay answered to the envelope.
+struct EnvelopeReplies {
+    /// MAIL's refusal; the RCPT replies after it mean nothing.
+    mail_refused: Option<Reason>,
+    /// Indexes of the recipients the relay accepted.
+    accepted: Vec<usize>,
+    /// The reply to DATA, when DATA was sent.
+    data: Option<Reply>,
+}
+
+impl EnvelopeReplies {
+    /// Takes note of the reply to `step`; a refused recipient gets its
+    /// outcome in `outcomes`.
+    fn record(&mut self, step: Step, phase: Phase, reply: Reply, outcomes: &mut [Option<Outcome>]) {
+        let ok = reply.is_positive_completion();
+        match step {
+            Step::Mail if !ok => self.mail_refused = Some(Reason::Reply { phase, reply }),
+            Step::Mail => {}
+            // After a refused MAIL the RCPT replies mean nothing.
+            Step::Rcpt(_) if self.mail_refused.is_some() => {}
+            Step::Rcpt(i) if ok => self.accepted.push(i),
+            Step::Rcpt(i) => {
+                if let Some(slot) = outcomes.get_mut(i) {
+                    *slot = Some(Outcome::from_reason(Reason::Reply { phase, reply }));
+                }
+            }
+            Step::Data => self.data = Some(reply),
+            Step::Rset => {}
+        }
+    }
+}
+
+/// How the envelope's exchange ended.
+enum Exchanged {
+    /// Every reply that was due came.
+    Replies(EnvelopeReplies),
+    /// The relay closed the session (421): every undecided recipient gets
+    /// this reason.
+    Closed(Reason),
+}
+
 /// Why the body could not be sent.
 enum BodyError {
     /// Reading the spool file failed.
@@ -57,69 +98,113 @@ impl Session {
     /// session. A relay's 421 is not an `Err`: the undecided recipients
     /// get it as their (deferring) reason and the session is dead.
     pub async fn send(&mut self, msg: &Message<'_>) -> Result<Vec<Outcome>, Failure> {
-        // A reused session is reset first: with PIPELINING the RSET leads
-        // the envelope's write, otherwise it is a round trip of its own.
-        // Either way a failed RSET makes the failure `stale`.
-        let reset_first = match self.state {
-            State::Dead => {
-                return Err(self.stale(Reason::Protocol(
-                    "the session was closed; it cannot be reused".into(),
-                )));
-            }
-            State::NeedsReset if self.caps.pipelining => true,
-            State::NeedsReset => {
-                if let Err(f) = self.reset().await {
-                    return Err(Failure { stale: true, ..f });
-                }
-                false
-            }
-            State::Ready => false,
-        };
+        let reset_first = self.prepare_reuse().await?;
         let mut outcomes: Vec<Option<Outcome>> = vec![None; msg.recipients.len()];
-        let from = match reverse_path(msg.sender) {
-            Ok(p) => p,
-            Err(detail) => {
-                let reason = Reason::Unsendable {
-                    status: "5.1.7",
-                    detail,
-                };
-                return Ok(settle(outcomes, &reason));
-            }
+        let (commands, file) = match self.envelope(msg, reset_first, &mut outcomes) {
+            Ok(ready) => ready,
+            Err(reason) => return Ok(settle(outcomes, &reason)),
         };
+        self.state = State::NeedsReset;
+        let replies = match self.exchange(&commands, &mut outcomes).await? {
+            Exchanged::Replies(replies) => replies,
+            Exchanged::Closed(reason) => return Ok(settle(outcomes, &reason)),
+        };
+        let EnvelopeReplies {
+            mail_refused,
+            accepted,
+            data,
+        } = replies;
+        let go_ahead = data.as_ref().is_some_and(|r| r.code == 354);
+        if let Some(reason) = mail_refused {
+            self.drop_if_in_data(go_ahead);
+            return Ok(settle(outcomes, &reason));
+        }
+        if accepted.is_empty() {
+            self.drop_if_in_data(go_ahead);
+            return Ok(settle(
+                outcomes,
+                &Reason::Local("no recipient accepted".into()),
+            ));
+        }
+        let Some(reply) = data else {
+            return Err(self.broke(Reason::Protocol("DATA was not sent".into())));
+        };
+        if !go_ahead {
+            let reason = Reason::Reply {
+                phase: Phase::Data,
+                reply,
+            };
+            return Ok(settle_accepted(outcomes, &accepted, &reason, None));
+        }
+        let reply = self.transfer(file, msg).await?;
+        let delivered = reply.is_positive_completion().then(|| reply.clone());
+        let reason = Reason::Reply {
+            phase: Phase::DataEnd,
+            reply,
+        };
+        Ok(settle_accepted(outcomes, &accepted, &reason, delivered))
+    }
+
+    /// Readies a reused session: `Ok(true)` when the RSET is to lead the
+    /// envelope's write (PIPELINING); otherwise the RSET, if one is due,
+    /// has been a round trip of its own. Either way a failed RSET makes
+    /// the failure `stale`.
+    async fn prepare_reuse(&mut self) -> Result<bool, Failure> {
+        match self.state {
+            State::Dead => Err(self.stale(Reason::Protocol(
+                "the session was closed; it cannot be reused".into(),
+            ))),
+            State::NeedsReset if self.caps.pipelining => Ok(true),
+            State::NeedsReset => match self.reset().await {
+                Ok(()) => Ok(false),
+                Err(f) => Err(Failure { stale: true, ..f }),
+            },
+            State::Ready => Ok(false),
+        }
+    }
+
+    /// The envelope's commands and the opened spool file; recipients whose
+    /// address cannot be sent get their outcome in `outcomes`. `Err`: the
+    /// reason every undecided recipient gets, nothing having been sent.
+    fn envelope(
+        &self,
+        msg: &Message<'_>,
+        reset_first: bool,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(Vec<(Step, Command)>, std::fs::File), Reason> {
+        let from = reverse_path(msg.sender).map_err(|detail| Reason::Unsendable {
+            status: "5.1.7",
+            detail,
+        })?;
         let mut rcpts = Vec::with_capacity(msg.recipients.len());
         for (i, r) in msg.recipients.iter().enumerate() {
             match forward_path(r) {
                 Ok(path) => rcpts.push((i, path)),
                 Err(detail) => {
-                    outcomes[i] = Some(Outcome::from_reason(Reason::Unsendable {
-                        status: "5.1.3",
-                        detail,
-                    }));
+                    if let Some(slot) = outcomes.get_mut(i) {
+                        *slot = Some(Outcome::from_reason(Reason::Unsendable {
+                            status: "5.1.3",
+                            detail,
+                        }));
+                    }
                 }
             }
         }
         if let Some(reason) = self.unsendable(msg) {
-            return Ok(settle(outcomes, &reason));
+            return Err(reason);
         }
         if rcpts.is_empty() {
-            return Ok(settle(
-                outcomes,
-                &Reason::Local("no valid recipient".into()),
-            ));
+            return Err(Reason::Local("no valid recipient".into()));
         }
         // Plain std reads: the body sits in the page cache (written moments
         // ago, or read once after a restart), so a read costs microseconds;
         // tokio::fs would send every read to the blocking pool and back.
-        let file = match std::fs::File::open(msg.body) {
-            Ok(f) => f,
-            Err(e) => {
-                let reason = Reason::Local(format!(
-                    "cannot open the queue file {}: {e}",
-                    msg.body.display()
-                ));
-                return Ok(settle(outcomes, &reason));
-            }
-        };
+        let file = std::fs::File::open(msg.body).map_err(|e| {
+            Reason::Local(format!(
+                "cannot open the queue file {}: {e}",
+                msg.body.display()
+            ))
+        })?;
 
         let params = MailParams {
             size: self.caps.size.map(|_| msg.size),
@@ -137,24 +222,36 @@ impl Session {
             commands.push((Step::Rcpt(i), Command::Rcpt { to, params }));
         }
         commands.push((Step::Data, Command::Data));
+        Ok((commands, file))
+    }
 
-        self.state = State::NeedsReset;
+    /// Sends the envelope's commands (in pipelined groups, or one at a
+    /// time) and matches the replies to them; refused recipients get their
+    /// outcome in `outcomes`. Stops before DATA when nothing can be
+    /// delivered.
+    async fn exchange(
+        &mut self,
+        commands: &[(Step, Command)],
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<Exchanged, Failure> {
         let group = if self.caps.pipelining {
             PIPELINE_GROUP
         } else {
             1
         };
-        let mut mail_refused: Option<Reason> = None;
-        let mut accepted: Vec<usize> = Vec::new();
-        let mut data_reply: Option<Reply> = None;
+        let mut got = EnvelopeReplies {
+            mail_refused: None,
+            accepted: Vec::new(),
+            data: None,
+        };
         let mut next = 0;
         while next < commands.len() {
             let rest = commands.get(next..).unwrap_or_default();
-            if mail_refused.is_some() {
+            if got.mail_refused.is_some() {
                 break;
             }
             // DATA at the head of a group: every RCPT reply is known.
-            if matches!(rest.first(), Some((Step::Data, _))) && accepted.is_empty() {
+            if matches!(rest.first(), Some((Step::Data, _))) && got.accepted.is_empty() {
                 break;
             }
             let batch = rest.get(..group.min(rest.len())).unwrap_or_default();
@@ -181,50 +278,17 @@ impl Session {
                     // The relay is closing the session: no more replies.
                     self.state = State::Dead;
                     self.wire.abandon();
-                    return Ok(settle(outcomes, &Reason::Reply { phase, reply }));
+                    return Ok(Exchanged::Closed(Reason::Reply { phase, reply }));
                 }
-                let ok = reply.is_positive_completion();
-                match step {
-                    Step::Mail if !ok => mail_refused = Some(Reason::Reply { phase, reply }),
-                    Step::Mail => {}
-                    // After a refused MAIL the RCPT replies mean nothing.
-                    Step::Rcpt(_) if mail_refused.is_some() => {}
-                    Step::Rcpt(i) if ok => accepted.push(i),
-                    Step::Rcpt(i) => {
-                        if let Some(slot) = outcomes.get_mut(i) {
-                            *slot = Some(Outcome::from_reason(Reason::Reply { phase, reply }));
-                        }
-                    }
-                    Step::Data => data_reply = Some(reply),
-                    Step::Rset => {}
-                }
+                got.record(step, phase, reply, outcomes);
             }
             next += batch.len();
         }
+        Ok(Exchanged::Replies(got))
+    }
 
-        let go_ahead = data_reply.as_ref().is_some_and(|r| r.code == 354);
-        if let Some(reason) = mail_refused {
-            self.drop_if_in_data(go_ahead);
-            return Ok(settle(outcomes, &reason));
-        }
-        if accepted.is_empty() {
-            self.drop_if_in_data(go_ahead);
-            return Ok(settle(
-                outcomes,
-                &Reason::Local("no recipient accepted".into()),
-            ));
-        }
-        let Some(reply) = data_reply else {
-            return Err(self.broke(Reason::Protocol("DATA was not sent".into())));
-        };
-        if !go_ahead {
-            let reason = Reason::Reply {
-                phase: Phase::Data,
-                reply,
-            };
-            return Ok(settle_accepted(outcomes, &accepted, &reason, None));
-        }
-
+    /// Sends the body after a 354 and awaits the final reply.
+    async fn transfer(&mut self, file: std::fs::File, msg: &Message<'_>) -> Result<Reply, Failure> {
         match self.body(file, msg.header).await {
             Ok(()) => {}
             Err(BodyError::Read(e)) => {
@@ -249,12 +313,7 @@ impl Session {
             self.state = State::Dead;
             self.wire.abandon();
         }
-        let delivered = reply.is_positive_completion().then(|| reply.clone());
-        let reason = Reason::Reply {
-            phase: Phase::DataEnd,
-            reply,
-        };
-        Ok(settle_accepted(outcomes, &accepted, &reason, delivered))
+        Ok(reply)
     }
 
     /// A reason why this message cannot go to this relay at all.

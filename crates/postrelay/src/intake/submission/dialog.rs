@@ -15,7 +15,7 @@ use postrelay_smtp::line::{Line, next_line};
 use postrelay_smtp::reply::Reply;
 use postrelay_smtp::sasl::{self, SaslError};
 
-use super::super::auth::{Admission, Policy};
+use super::super::auth::{Admission, Failure, Policy};
 use super::super::session::{Flow, Login, Session};
 use super::{Service, decode_login, locked_out_reply, sasl_error_reply};
 use crate::net::tls_server::{ServerStream, ServerTransport};
@@ -202,19 +202,31 @@ impl Session<ServerStream> {
             .await;
         if verified && (authzid.is_empty() || authzid == user) {
             ticket.succeeded(policy);
-            tracing::info!(peer = %self.peer, %user, %mechanism, "authenticated");
-            self.state.auth_succeeded();
-            self.trusted = true;
-            let method = if mechanism == "PLAIN" {
-                "PLAIN"
-            } else {
-                "LOGIN"
-            };
-            self.login = Some(Login { user, method });
-            self.reply(&Reply::new(235, "2.7.0", "Authentication successful"));
+            self.authenticated(user, &mechanism);
             return Ok(Flow::Continue);
         }
-        let failure = ticket.failed(policy);
+        self.auth_failed(&user, &mechanism, ticket.failed(policy))
+            .await;
+        Ok(Flow::Continue)
+    }
+
+    /// AUTH succeeded: the session is trusted and knows its login.
+    fn authenticated(&mut self, user: String, mechanism: &str) {
+        tracing::info!(peer = %self.peer, %user, %mechanism, "authenticated");
+        self.state.auth_succeeded();
+        self.trusted = true;
+        let method = if mechanism == "PLAIN" {
+            "PLAIN"
+        } else {
+            "LOGIN"
+        };
+        self.login = Some(Login { user, method });
+        self.reply(&Reply::new(235, "2.7.0", "Authentication successful"));
+    }
+
+    /// AUTH failed: counted, logged, answered after the delay `failure`
+    /// asks for.
+    async fn auth_failed(&mut self, user: &str, mechanism: &str, failure: Failure) {
         let why = if failure.locked {
             "locked_out"
         } else {
@@ -245,7 +257,6 @@ impl Session<ServerStream> {
             "5.7.8",
             "Authentication credentials invalid",
         ));
-        Ok(Flow::Continue)
     }
 
     /// AUTH PLAIN: the initial response, or one `334` round.
