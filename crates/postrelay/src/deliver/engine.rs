@@ -12,7 +12,6 @@
 //! - Once a relay has the transaction, its replies decide: no failover on
 //!   a refused recipient (that would only move the refusal elsewhere).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::client::{self, Failure, HeaderSwap, Message, ModeMemory, Session, Target};
 use super::local;
 use super::pool::Pool;
-use super::{Outcome, Reason};
+use super::{Attempt, Outcome, Reason};
 use crate::config::{Config, RelayConfig, Security};
 use crate::net::resolve::Resolver;
 use crate::net::tls;
@@ -54,29 +53,6 @@ pub struct Deliverer {
     resolver: Arc<Resolver>,
 }
 
-/// The result of one attempt.
-#[derive(Debug, Default)]
-pub struct Attempt {
-    /// `(index into envelope.recipients, outcome)` for each attempted recipient.
-    pub outcomes: Vec<(usize, Outcome)>,
-    /// The relay that carried the transaction, `host[ip]:port`, or `none`.
-    pub relay: String,
-    /// The SMTP transcript, when anything went wrong (secrets redacted).
-    pub transcript: Vec<String>,
-    /// DNS, connect, greeting, TLS and AUTH time (zero when reused).
-    pub conn_setup: Duration,
-    /// MAIL through the reply to the final dot.
-    pub transmission: Duration,
-    /// Why relays were skipped (one line each), for `queue list`.
-    pub notes: Vec<String>,
-    /// Which message this is on its connection (1 for a new one), as
-    /// Postfix's `conn_use=` in the log.
-    pub conn_use: u32,
-    /// Where each recipient went (`host[ip]:port`, `local`, `none`), for
-    /// the mail log; recipients not in it went through `relay`.
-    pub relays: HashMap<usize, String>,
-}
-
 /// Where recipients leave through: the relays (all in order, or one by
 /// name), or an explicit next hop from the transport map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,57 +82,6 @@ fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
         },
         maildir: c.maildir.clone(),
         mbox_dir: c.mbox_dir.clone(),
-    }
-}
-
-impl Attempt {
-    /// Notes which relay carried `indices`, and keeps the transcript.
-    fn record(&mut self, indices: &[usize], via: &str, transcript: Result<Vec<String>, &Failure>) {
-        for &i in indices {
-            self.relays.insert(i, via.to_owned());
-        }
-        self.relay = via.to_owned();
-        if let Ok(t) = transcript {
-            self.transcript = t;
-        }
-    }
-
-    /// The relay recipient `index` went through, for the mail log.
-    pub fn relay_of(&self, index: usize) -> &str {
-        self.relays.get(&index).map_or(&self.relay, String::as_str)
-    }
-
-    /// An attempt with nothing to do.
-    pub fn nothing() -> Attempt {
-        Attempt {
-            relay: "none".into(),
-            ..Attempt::default()
-        }
-    }
-
-    /// Why the message still waits, in one line for `queue list`.
-    pub fn summary(&self) -> String {
-        if !self.notes.is_empty() {
-            return self.notes.join("; ");
-        }
-        self.outcomes
-            .iter()
-            .find_map(|(_, o)| match o {
-                Outcome::Deferred(r) => Some(r.to_string()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "delivery deferred".into())
-    }
-
-    /// Every recipient of `indices` gets `reason`, classified by the one
-    /// classifier ([`Outcome::from_reason`]): a session that could not be
-    /// had, or broke, leaves them waiting; nothing here decides that itself.
-    fn settle_all(&mut self, indices: &[usize], reason: &Reason) {
-        self.outcomes.extend(
-            indices
-                .iter()
-                .map(|&i| (i, Outcome::from_reason(reason.clone()))),
-        );
     }
 }
 

@@ -7,13 +7,19 @@
 //! - `client`: the SMTP client conversation with a relay (TLS, AUTH,
 //!   pipelining, per-phase timeouts);
 //! - `pool`: idle connections reused across messages;
-//! - `engine`: routing, relay failover, the attempt as a whole.
+//! - `engine`: routing, relay failover, local delivery, the attempt as a
+//!   whole;
+//! - `attempt`: the record of one attempt (outcomes, relays, transcript,
+//!   timings);
+//! - `local`: delivery into local mailboxes (Maildir or mbox).
 
+pub mod attempt;
 pub mod client;
 pub mod engine;
 pub mod local;
 pub mod outcome;
 pub mod pool;
 
-pub use engine::{Attempt, Deliverer, EngineError};
+pub use attempt::Attempt;
+pub use engine::{Deliverer, EngineError};
 pub use outcome::{Outcome, Phase, Reason};

@@ -1,0 +1,90 @@
+//! The record of one delivery attempt: an outcome per attempted recipient,
+//! where each went, the transcript and the timings the mail log reports.
+//!
+//! Not for: making the attempt (that is `engine`) or applying the outcomes
+//! to the queue (that is the queue's worker).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::client::Failure;
+use super::{Outcome, Reason};
+
+/// The result of one attempt.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    /// `(index into envelope.recipients, outcome)` for each attempted recipient.
+    pub outcomes: Vec<(usize, Outcome)>,
+    /// The relay that carried the transaction, `host[ip]:port`, or `none`.
+    pub relay: String,
+    /// The SMTP transcript, when anything went wrong (secrets redacted).
+    pub transcript: Vec<String>,
+    /// DNS, connect, greeting, TLS and AUTH time (zero when reused).
+    pub conn_setup: Duration,
+    /// MAIL through the reply to the final dot.
+    pub transmission: Duration,
+    /// Why relays were skipped (one line each), for `queue list`.
+    pub notes: Vec<String>,
+    /// Which message this is on its connection (1 for a new one), as
+    /// Postfix's `conn_use=` in the log.
+    pub conn_use: u32,
+    /// Where each recipient went (`host[ip]:port`, `local`, `none`), for
+    /// the mail log; recipients not in it went through `relay`.
+    pub relays: HashMap<usize, String>,
+}
+
+impl Attempt {
+    /// Notes which relay carried `indices`, and keeps the transcript.
+    pub(super) fn record(
+        &mut self,
+        indices: &[usize],
+        via: &str,
+        transcript: Result<Vec<String>, &Failure>,
+    ) {
+        for &i in indices {
+            self.relays.insert(i, via.to_owned());
+        }
+        self.relay = via.to_owned();
+        if let Ok(t) = transcript {
+            self.transcript = t;
+        }
+    }
+
+    /// The relay recipient `index` went through, for the mail log.
+    pub fn relay_of(&self, index: usize) -> &str {
+        self.relays.get(&index).map_or(&self.relay, String::as_str)
+    }
+
+    /// An attempt with nothing to do.
+    pub fn nothing() -> Attempt {
+        Attempt {
+            relay: "none".into(),
+            ..Attempt::default()
+        }
+    }
+
+    /// Why the message still waits, in one line for `queue list`.
+    pub fn summary(&self) -> String {
+        if !self.notes.is_empty() {
+            return self.notes.join("; ");
+        }
+        self.outcomes
+            .iter()
+            .find_map(|(_, o)| match o {
+                Outcome::Deferred(r) => Some(r.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "delivery deferred".into())
+    }
+
+    /// Every recipient of `indices` gets `reason`, classified by the one
+    /// classifier ([`Outcome::from_reason`]): a session that could not be
+    /// had, or broke, leaves them waiting; nothing here decides that itself.
+    pub(super) fn settle_all(&mut self, indices: &[usize], reason: &Reason) {
+        self.outcomes.extend(
+            indices
+                .iter()
+                .map(|&i| (i, Outcome::from_reason(reason.clone()))),
+        );
+    }
+}
