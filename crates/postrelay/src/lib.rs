@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod deliver;
+pub mod domain;
 pub mod intake;
 pub mod maildrop;
 pub mod maillog;

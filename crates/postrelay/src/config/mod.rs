@@ -49,7 +49,7 @@ pub use secrets::Secret;
 pub use submission::{ServerTls, Submission, User};
 pub use units::{Cidr, CidrError};
 
-use crate::route::{Aliases, GenericMap, SenderRelayMap, TransportMap};
+pub use crate::route::RoutingSettings;
 
 /// The validated configuration, with every default applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -348,42 +348,6 @@ pub struct BounceSettings {
     /// `delay_warning_time`): most senders of a null client are programs,
     /// which do not read such notices.
     pub delay_warning: Option<Duration>,
-}
-
-/// Routing tables and sender rewriting (`[routing]`); what they mean is
-/// described in [`crate::route`]. The tables are read and checked when the
-/// configuration is loaded, so a reload picks up edited tables, and a
-/// broken table (reported with its file and line) fails the load. Each
-/// table keeps the path it was read from, for `check-config`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RoutingSettings {
-    /// The transport map (Postfix `transport_maps`, as text): per address
-    /// or domain, `local:`, `relay:NAME`, `smtp:[host]:port`,
-    /// `error:5.x.y text` or `discard:`. Its `relay:` names must be
-    /// configured relays. Default: none, so mail for local domains is
-    /// delivered locally and everything else goes to the relays in order.
-    pub transport: Option<TransportMap>,
-    /// An aliases file in `/etc/aliases` format, applied to recipients
-    /// delivered locally. Programs, files and `:include:` are refused.
-    /// Default: none, so no aliases (set it to `/etc/aliases` to use the
-    /// system's, as Postfix does).
-    pub aliases: Option<Aliases>,
-    /// Which relay carries mail from a sender (Postfix
-    /// `sender_dependent_relayhost_maps`): `user@domain` or `@domain` to
-    /// `relay:NAME`; each relay brings its own credentials. Only for mail
-    /// that no transport entry routes. Default: none.
-    pub sender_relay: Option<SenderRelayMap>,
-    /// Sender addresses shown to relays instead of local ones (Postfix
-    /// `smtp_generic_maps`): `user@domain` or `@domain` to an address or
-    /// `@domain`; applied to the envelope sender and to `From:`/`Sender:`
-    /// of mail that leaves the host, never to local delivery.
-    /// Default: none.
-    pub generic: Option<GenericMap>,
-    /// One address that replaces every local sender (a bare name, or an
-    /// address in a local domain) of mail that leaves the host, for
-    /// providers that accept only verified senders; `generic` entries win.
-    /// Default: none (local senders are kept).
-    pub rewrite_senders: Option<String>,
 }
 
 /// Why a configuration could not be loaded. The `Display` form starts with

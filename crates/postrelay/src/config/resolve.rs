@@ -5,7 +5,7 @@
 //! came from a default are reported as such, with the line of the setting
 //! that made them a problem when there is one.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::validate::{Flavor, Locator};
 use super::{
     Config, ConfigError, Intake, LogFormat, LogSettings, LogTarget, QueueSettings, SyncMode,
 };
+use crate::domain::DomainError;
 
 const FILE_SPOOL: &str = "/var/spool/postrelay";
 const BUILTIN_SPOOL: &str = "./postrelay-spool";
@@ -125,13 +126,15 @@ fn hostname(
     }
 }
 
-/// Checks a domain name and returns it lower-cased.
+/// Checks a domain name and returns it lower-cased. Beyond the shape
+/// [`crate::domain::check`] checks, patterns, a trailing dot and
+/// underscores get their own explanation.
 pub(super) fn check_domain(name: &str) -> Result<String, String> {
     if name.is_empty() {
-        return Err("a domain name cannot be empty".into());
+        return Err(DomainError::Empty.to_string());
     }
     if !name.is_ascii() {
-        return Err("write internationalised names in their ASCII form (xn--…)".into());
+        return Err(DomainError::NotAscii.to_string());
     }
     if name.starts_with('*') || name.starts_with('.') {
         return Err("patterns are not supported; list each domain by its exact name".into());
@@ -139,29 +142,12 @@ pub(super) fn check_domain(name: &str) -> Result<String, String> {
     if name.ends_with('.') {
         return Err("write the name without the trailing dot".into());
     }
-    if name.parse::<IpAddr>().is_ok() {
-        return Err("an IP address is not a domain name".into());
-    }
-    if name.len() > 253 {
-        return Err("longer than the 253 characters a domain name may have".into());
-    }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err("each dot-separated part must have 1 to 63 characters".into());
+    crate::domain::check(name).map_err(|e| match e {
+        DomainError::NotLdh { label } if label.contains('_') => {
+            "underscores are not allowed in host names (RFC 5321 §4.1.2)".into()
         }
-        if label.contains('_') {
-            return Err("underscores are not allowed in host names (RFC 5321 §4.1.2)".into());
-        }
-        let ldh = label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !ldh || label.starts_with('-') || label.ends_with('-') {
-            return Err(
-                "only letters, digits, dots and inner hyphens are allowed in a domain name".into(),
-            );
-        }
-    }
-    Ok(name.to_ascii_lowercase())
+        other => other.to_string(),
+    })
 }
 
 pub(super) fn non_empty_path(

@@ -10,7 +10,7 @@
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 
@@ -140,33 +140,6 @@ fn shell_quote(path: &Path) -> String {
         s
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-impl RoutingSettings {
-    /// The files of the tables that are set, with their keys.
-    pub fn table_paths(&self) -> Vec<(&'static str, PathBuf)> {
-        let mut out = Vec::new();
-        if let Some(t) = &self.transport {
-            out.push(("transport", t.path().to_path_buf()));
-        }
-        if let Some(t) = &self.aliases {
-            out.push(("aliases", t.path().to_path_buf()));
-        }
-        if let Some(t) = &self.sender_relay {
-            out.push(("sender_relay", t.path().to_path_buf()));
-        }
-        if let Some(t) = &self.generic {
-            out.push(("generic", t.path().to_path_buf()));
-        }
-        out
-    }
-
-    /// Every relay name the tables use (`relay:NAME`).
-    pub fn relay_names_used(&self) -> Vec<String> {
-        let t = self.transport.iter().flat_map(|t| t.relays());
-        let s = self.sender_relay.iter().flat_map(|s| s.relays());
-        t.chain(s).map(str::to_owned).collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Routing: which way each recipient goes, and what a relay is shown as
 //! the sender. Pure decisions, no I/O: the tables are read and checked when
-//! the configuration is loaded (see [`crate::config::RoutingSettings`]),
+//! the configuration is loaded into [`RoutingSettings`],
 //! so a reload (SIGHUP) picks up edited tables, and a broken table keeps
 //! the running configuration.
 //!
@@ -43,6 +43,7 @@
 mod aliases;
 mod generic;
 mod header;
+mod settings;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -55,10 +56,9 @@ pub use generic::{GenericMap, SenderRelayMap};
 pub use header::{
     Change, HeaderRewrite, rewrite_addresses, rewrite_from_header, rewrite_from_header_report,
 };
+pub use settings::RoutingSettings;
 pub use table::LineError;
 pub use transport::{Entry as TransportEntry, Target, TransportMap};
-
-use crate::config::RoutingSettings;
 
 /// Longest alias chain followed (`a` → `b` → …); a deeper one is a mistake
 /// in the file, and the bound keeps expansion cheap.

@@ -14,6 +14,8 @@
 //! the value. Keys are compared case-insensitively, as Postfix's tables
 //! fold case.
 
+use crate::domain::DomainError;
+
 /// A line of a table that cannot be used: its 1-based number and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineError {
@@ -107,30 +109,13 @@ pub(super) fn split_address(address: &str) -> Option<(&str, String)> {
 /// Checks a domain name (ASCII letters, digits, inner hyphens, dots) and
 /// returns it lower-cased. The error completes "… is not a domain name: ".
 pub(super) fn check_domain(name: &str) -> Result<String, String> {
-    if name.is_empty() {
-        return Err("it is empty".into());
-    }
-    if !name.is_ascii() {
-        return Err("write internationalised names in their ASCII form (xn--…)".into());
-    }
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err("an IP address is not a domain name".into());
-    }
-    if name.len() > 253 {
-        return Err("longer than the 253 characters a domain name may have".into());
-    }
-    for label in name.split('.') {
-        let ldh = label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if label.is_empty() || label.len() > 63 {
-            return Err("each dot-separated part must have 1 to 63 characters".into());
+    crate::domain::check(name).map_err(|e| match e {
+        DomainError::Empty => "it is empty".into(),
+        DomainError::NotLdh { .. } => {
+            "only letters, digits, dots and inner hyphens are allowed".into()
         }
-        if !ldh || label.starts_with('-') || label.ends_with('-') {
-            return Err("only letters, digits, dots and inner hyphens are allowed".into());
-        }
-    }
-    Ok(name.to_ascii_lowercase())
+        other => other.to_string(),
+    })
 }
 
 /// Checks an address (`user@domain`, no angle brackets) and returns it with

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use super::*;
-use crate::config::RoutingSettings;
 
 const HOST: &str = "myhost.example";
 const LOCAL: [&str; 2] = ["localhost", HOST];
