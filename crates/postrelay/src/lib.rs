@@ -29,6 +29,7 @@ pub mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod domain;
+pub mod header;
 pub mod intake;
 pub mod maildrop;
 pub mod maillog;

@@ -13,7 +13,6 @@
 //! Who gets a notification is decided by [`should_bounce`] (never a
 //! notification about a notification, so two MTAs cannot bounce at each
 //! other forever) and [`wants_notice`] (the recipient's DSN `NOTIFY`).
-//! [`count_received`] serves the caller's mail-loop check.
 //!
 //! This module builds bytes and makes decisions; it does not queue, send
 //! or log anything, and reads no clock or random source (the caller
@@ -29,18 +28,10 @@ use jiff::ZonedDateTime;
 use jiff::tz::TimeZone;
 
 use crate::deliver::outcome::Reason;
+use crate::header::header_section;
 use crate::spool::{Envelope, Origin, Recipient};
 
 use text::{TEXT_WIDTH, field, one_line, wrap};
-
-/// The most `Received:` header fields a message may carry before it is
-/// treated as looping (RFC 5321 §6.3; Postfix's `hopcount_limit`). A caller
-/// that finds more fails the message with 5.4.6 "mail forwarding loop".
-pub const HOP_LIMIT: usize = 50;
-
-/// The most bytes of the original message examined for, and returned as,
-/// its header section.
-pub const MAX_HEADER_SECTION: usize = 64 * 1024;
 
 /// What happened to a reported recipient (the DSN `Action:` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,63 +188,6 @@ pub fn wants_notice(rcpt: &Recipient, action: Action) -> bool {
         Action::Delayed => "DELAY",
     };
     notify.iter().any(|n| n.eq_ignore_ascii_case(word))
-}
-
-/// The start of the queued body at `path`: the [`MAX_HEADER_SECTION`]
-/// bytes [`header_section`] looks at (all of it when shorter).
-pub fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_HEADER_SECTION as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
-}
-
-/// The header section at the start of a message: up to and including the
-/// line end before the first empty line. Looks at no more than
-/// [`MAX_HEADER_SECTION`] bytes; without an empty line there, the complete
-/// lines within the bound (or the bound itself, for one giant line).
-/// Pass at least the first `MAX_HEADER_SECTION` bytes of the body (or all
-/// of it when shorter).
-pub fn header_section(body_prefix: &[u8]) -> &[u8] {
-    let bounded = &body_prefix[..body_prefix.len().min(MAX_HEADER_SECTION)];
-    let mut line_start = 0;
-    for (i, &b) in bounded.iter().enumerate() {
-        if b != b'\n' {
-            continue;
-        }
-        let line = &bounded[line_start..i];
-        if line.is_empty() || line == b"\r" {
-            return &bounded[..line_start];
-        }
-        line_start = i + 1;
-    }
-    if line_start > 0 {
-        &bounded[..line_start]
-    } else {
-        bounded
-    }
-}
-
-/// How many `Received:` fields a header section has (for the caller's
-/// [`HOP_LIMIT`] check). Only field names at the start of a line count,
-/// case-insensitively; continuation lines and the body do not.
-pub fn count_received(headers: &[u8]) -> usize {
-    header_section(headers)
-        .split(|&b| b == b'\n')
-        .filter(|line| {
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                return false;
-            };
-            let name = &line[..colon];
-            // "Received :" is the obsolete but legal form (RFC 5322 §4.5).
-            let name = name.trim_ascii_end();
-            !line.starts_with(b" ")
-                && !line.starts_with(b"\t")
-                && name.eq_ignore_ascii_case(b"Received")
-        })
-        .count()
 }
 
 /// Builds the complete notification: CRLF line ends, no line over 998

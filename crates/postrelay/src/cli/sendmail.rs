@@ -276,9 +276,9 @@ fn check_header(
     if header.bytes + added > limits.header {
         return Err(input_fail(InputError::HeaderTooBig(limits.header)));
     }
-    if header.hops > crate::bounce::HOP_LIMIT {
+    if header.hops > crate::header::HOP_LIMIT {
         return Err(input_fail(InputError::TooManyHops(
-            crate::bounce::HOP_LIMIT,
+            crate::header::HOP_LIMIT,
         )));
     }
     Ok(())

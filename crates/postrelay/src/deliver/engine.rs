@@ -386,8 +386,8 @@ impl Deliverer {
         if !self.router.rewrites_senders() {
             return Ok(None);
         }
-        let head = crate::bounce::read_head(body)?;
-        let section = crate::bounce::header_section(&head);
+        let head = crate::header::read_head(body)?;
+        let section = crate::header::header_section(&head);
         let rewrite = self.router.rewrite_headers(section);
         if rewrite.changes.is_empty() {
             return Ok(None);

@@ -224,9 +224,9 @@ impl Assembler {
             let line = self.headers[start..].to_vec();
             match self.scan.line(&line) {
                 LineKind::Header => {
-                    if self.scan.hops() > crate::bounce::HOP_LIMIT {
+                    if self.scan.hops() > crate::header::HOP_LIMIT {
                         self.refuse(Refusal::TooManyHops {
-                            limit: crate::bounce::HOP_LIMIT,
+                            limit: crate::header::HOP_LIMIT,
                         });
                         return &[];
                     }

@@ -85,7 +85,7 @@ pub(super) async fn send(
     if recipients.is_empty() {
         return true; // NOTIFY=NEVER (or no DELAY) for every one of them
     }
-    let headers = crate::bounce::read_head(&queue.spool().body_path(&env.id)).unwrap_or_default();
+    let headers = crate::header::read_head(&queue.spool().body_path(&env.id)).unwrap_or_default();
     let notice_id = QueueId::generate();
     let from = format!("MAILER-DAEMON@{}", config.hostname);
     let retry_until_ms = (action == Action::Delayed).then(|| {
@@ -95,7 +95,7 @@ pub(super) async fn send(
     let dsn = bounce::build(&DsnInput {
         envelope: env,
         recipients,
-        original_headers: bounce::header_section(&headers),
+        original_headers: crate::header::header_section(&headers),
         reporting_mta: &config.hostname,
         from: &from,
         to: &to,

@@ -38,7 +38,7 @@ pub enum InputError {
     HeaderTooBig(u64),
     /// Line `.0` is over [`Limits::line`] (`.1`).
     LineTooLong(u64, u64),
-    /// More `Received:` fields than [`crate::bounce::HOP_LIMIT`]: a loop.
+    /// More `Received:` fields than [`crate::header::HOP_LIMIT`]: a loop.
     TooManyHops(usize),
 }
 
