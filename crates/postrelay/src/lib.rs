@@ -12,9 +12,17 @@
 //! - [`route`]: where each recipient goes (transport map, aliases,
 //!   sender-dependent relays, sender rewriting).
 //! - [`bounce`]: delivery status notifications (pure text).
+//! - [`header`]: header-section facts that intake, delivery and bounces
+//!   share (the hop limit, where the header section ends).
+//! - [`domain`]: the one check of a domain name's shape, for `config` and
+//!   `route`.
 //! - [`net`]: connections, TLS and name resolution.
 //! - [`maildrop`]: the file format `sendmail` and pickup share.
 //! - [`maillog`]: the Postfix-shaped mail log.
+//! - [`metrics`]: Prometheus counters and gauges, and the `/metrics`
+//!   endpoint.
+//! - [`notify`]: systemd's `sd_notify` (READY, RELOADING, STOPPING,
+//!   watchdog).
 //! - [`control`]: the Unix socket that `postrelay queue …` talks to.
 //! - [`daemon`]: wiring, signals, reload and graceful shutdown.
 //! - [`cli`]: the command line (`postrelay …`, and `mailq`/`sendmail` by
