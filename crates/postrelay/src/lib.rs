@@ -48,17 +48,5 @@ pub mod queue;
 pub mod route;
 pub mod spool;
 
-/// Whether a unit test may do root-only things (`what` says which):
-/// under `CI=true` a missing privilege is a failure, elsewhere the test
-/// is skipped with a message.
 #[cfg(test)]
-pub(crate) fn test_require_root(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} needs root, and CI must run it");
-    }
-    eprintln!("SKIP: {what} needs root");
-    false
-}
+pub(crate) mod test_root;

@@ -22,13 +22,9 @@ mod file;
 mod local;
 mod relay;
 mod relay_settings;
-#[cfg(test)]
-mod relay_tests;
 mod render;
 mod resolve;
 mod routing;
-#[cfg(test)]
-mod routing_tests;
 mod sasl_passwd;
 mod secrets;
 mod submission;

@@ -461,7 +461,7 @@ fn check_hash(hash: &str) -> Result<(), String> {
 /// Test files for a complete `[intake.submission]` table.
 #[cfg(test)]
 pub(super) mod fixtures {
-    use super::super::relay_tests::Files;
+    use super::super::tests::relay::Files;
     use std::path::PathBuf;
 
     /// A well-formed argon2id PHC string (of no particular password).

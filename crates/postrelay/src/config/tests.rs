@@ -1,3 +1,10 @@
+//! Unit tests of the configuration: loading, defaults, mistakes and their
+//! messages, rendering. By subject: `relay` ([delivery], [bounce],
+//! [[relay]] and secrets), `routing` ([routing] and its tables).
+
+pub(super) mod relay;
+mod routing;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -374,7 +381,7 @@ file = "/var/log/postrelay.log"
     let c = ok(custom);
     assert_eq!(c.intake.mynetworks[3], "172.16.0.0/12".parse().unwrap());
     assert_eq!(c.log.level, "trace");
-    // relay_tests::render_round_trips_with_secrets checks that a fully
+    // tests::relay::render_round_trips_with_secrets checks that a fully
     // populated config renders every key the file accepts.
 }
 
@@ -406,7 +413,7 @@ fn uncommented_example_values_parse() {
     // The example's relay names files that exist only on a real system:
     // point them at protected files in a temporary directory.
     let dir = tempfile::tempdir().unwrap();
-    let files = super::relay_tests::Files::new(dir.path());
+    let files = relay::Files::new(dir.path());
     let (submission_cert, submission_key, submission_users) =
         super::submission::fixtures::files(&files);
     let substitutions = [
@@ -422,7 +429,7 @@ fn uncommented_example_values_parse() {
     ];
     let substitutions = substitutions
         .into_iter()
-        .chain(super::routing_tests::example_tables(&files));
+        .chain(routing::example_tables(&files));
     let mut uncommented: String = EXAMPLE
         .lines()
         .map(|l| match l.strip_prefix("# ") {

@@ -48,10 +48,6 @@ mod setup;
 pub(crate) mod faults;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_faults;
-#[cfg(test)]
-mod tests_free;
 
 use std::fs::File;
 use std::io;

@@ -257,5 +257,4 @@ fn corrupt_destination(layout: &Layout, path: &Path) -> Result<PathBuf, SpoolErr
 }
 
 #[cfg(test)]
-#[path = "recover_tests.rs"]
 mod tests;

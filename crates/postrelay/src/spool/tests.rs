@@ -1,4 +1,9 @@
-//! Tests of the spool's happy paths and admin operations.
+//! Tests of the spool's happy paths and admin operations. By subject:
+//! `faults` (the spool under injected file-system faults), `free` (reusing
+//! freed files).
+
+mod faults;
+mod free;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

@@ -13,3 +13,7 @@ pub mod pflogsumm;
 pub mod provider;
 pub mod smtp;
 pub mod user;
+
+/// The unit tests' root check, shared (see the file).
+#[path = "../../src/test_root.rs"]
+pub mod test_root;

@@ -21,16 +21,4 @@ pub fn require(program: &str) -> bool {
     false
 }
 
-/// Whether the test may do root-only things (`what` says which); under
-/// `CI=true` a missing privilege is a failure, elsewhere the test is
-/// skipped with a message.
-pub fn require_root(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} needs root, and CI must run it");
-    }
-    eprintln!("SKIP: {what} needs root");
-    false
-}
+pub use super::test_root::require_root;

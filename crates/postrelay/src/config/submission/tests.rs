@@ -2,7 +2,7 @@
 
 use super::fixtures::HASH;
 use super::*;
-use crate::config::relay_tests::Files;
+use crate::config::tests::relay::Files;
 use crate::config::tests::{err, ok};
 
 #[test]

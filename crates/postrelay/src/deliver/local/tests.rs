@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use nix::unistd::{getegid, geteuid};
+
 use proptest::prelude::*;
 use tempfile::TempDir;
+
+use crate::test_root::is_root;
 
 use super::copy::{Converter, copy_body};
 use super::*;
@@ -21,10 +24,6 @@ fn me(home: &Path) -> LocalUser {
         gid: getegid(),
         home: home.to_path_buf(),
     }
-}
-
-fn is_root() -> bool {
-    geteuid().is_root()
 }
 
 /// Writes a spool body (CRLF) and returns its path.
@@ -408,7 +407,7 @@ const NOBODY: u32 = 65534;
 
 #[test]
 fn maildir_symlink_to_someone_elses_directory_is_refused() {
-    if !crate::test_require_root("making a directory of another user") {
+    if !crate::test_root::require_root("making a directory of another user") {
         return;
     }
     let home = TempDir::new().unwrap();
@@ -446,7 +445,7 @@ fn maildir_symlink_to_someone_elses_directory_is_refused() {
 
 #[test]
 fn maildir_not_created_in_a_home_the_user_does_not_own() {
-    if !crate::test_require_root("chown") {
+    if !crate::test_root::require_root("chown") {
         return;
     }
     let home = TempDir::new().unwrap();
@@ -615,7 +614,7 @@ fn mbox_symlink_and_hard_link_are_refused() {
 
 #[test]
 fn mbox_of_someone_else_is_refused() {
-    if !crate::test_require_root("chown") {
+    if !crate::test_root::require_root("chown") {
         return;
     }
     let dir = TempDir::new().unwrap();

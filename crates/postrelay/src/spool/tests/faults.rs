@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::faults::{Fault, FaultyFs, Op, names_in};
-use super::tests::{commit, envelope_for, sample_body, stage};
-use super::*;
+use super::super::faults::{Fault, FaultyFs, Op, names_in};
+use super::super::*;
+use super::{commit, envelope_for, sample_body, stage};
 
 fn open_faulty(root: &Path) -> (Spool, Arc<FaultyFs>) {
     open_faulty_with(root, SyncMode::Files)
@@ -212,7 +212,7 @@ fn a_failed_syncfs_refuses_the_whole_batch_before_any_rename() {
 
 #[test]
 fn a_failed_step_out_of_free_falls_back_to_a_new_file() {
-    use super::tests_free::deliver_all;
+    use super::free::deliver_all;
     // Birth time, not inode number: ext4 may hand the number of the free
     // file just unlinked to the file created next.
     let born = |p: &Path| std::fs::metadata(p).and_then(|m| m.created()).ok();
@@ -250,7 +250,7 @@ fn a_failed_step_out_of_free_falls_back_to_a_new_file() {
 
 #[test]
 fn each_failing_step_on_a_recycled_file_is_an_error_and_leaves_nothing() {
-    use super::tests_free::stage_with;
+    use super::free::stage_with;
     let cases = [
         ("body write ENOSPC", Fault::enospc(Op::Write, ".msg")),
         ("body truncate", Fault::eio(Op::SetLen, ".msg")),
@@ -320,7 +320,7 @@ fn a_failed_rename_into_free_falls_back_to_unlinking() {
     assert!(names_in(root, "queue").is_empty());
     assert!(names_in(root, "free").is_empty());
     // A passing failure does not turn recycling off.
-    super::tests_free::deliver_all(&spool, &[b"n\r\n"]);
+    super::free::deliver_all(&spool, &[b"n\r\n"]);
     assert_eq!(names_in(root, "free").len(), 2);
 }
 
@@ -329,7 +329,7 @@ fn a_file_system_without_rename_noreplace_turns_recycling_off() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (spool, fs) = open_faulty(root);
-    super::tests_free::deliver_all(&spool, &[b"one\r\n"]);
+    super::free::deliver_all(&spool, &[b"one\r\n"]);
     assert_eq!(names_in(root, "free").len(), 2);
     fs.arm(Fault {
         op: Op::Rename,

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use super::faults::names_in;
-use super::free::{MAX_KEPT_BODY, MAX_PER_KIND};
-use super::tests::{commit, envelope_for, stage};
-use super::*;
+use super::super::faults::names_in;
+use super::super::free::{MAX_KEPT_BODY, MAX_PER_KIND};
+use super::super::*;
+use super::{commit, envelope_for, stage};
 
 pub(super) fn ino(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().ino()
@@ -115,7 +115,7 @@ fn a_recycled_body_holds_exactly_the_new_message() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let spool = open(root, sync);
-        let long = super::tests::sample_body();
+        let long = super::sample_body();
         assert!(long.len() as u64 <= MAX_KEPT_BODY);
 
         // Long, then short: the old tail is cut off.
@@ -286,7 +286,7 @@ fn recovery_empties_free_and_the_spool_stays_usable() {
     assert_eq!(report.free_removed, 5);
     assert_eq!(report.unknown, vec![root.join("free").join("subdir")]);
     assert_eq!(names_in(root, "free"), vec!["subdir".to_string()]);
-    let body = super::tests::sample_body();
+    let body = super::sample_body();
     let id = commit(&spool, &body).unwrap();
     assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), body);
 

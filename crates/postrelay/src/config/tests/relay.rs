@@ -6,12 +6,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::sasl_passwd::{self, LineError};
-use super::tests::{EXAMPLE, err, keys_in, ok, schema_keys, secs};
-use super::*;
+use super::super::sasl_passwd::{self, LineError};
+use super::super::*;
+use super::{EXAMPLE, err, keys_in, ok, schema_keys, secs};
 
 /// Writes files into a test's temporary directory.
-pub(super) struct Files(PathBuf);
+pub(in crate::config) struct Files(PathBuf);
 
 impl Files {
     pub fn new(dir: &Path) -> Files {
@@ -426,7 +426,7 @@ fn invalid_secret_files() {
 
 #[test]
 fn secret_file_owner() {
-    if !crate::test_require_root("changing a file's owner") {
+    if !crate::test_root::require_root("changing a file's owner") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -654,7 +654,7 @@ fn full_config(files: &Files) -> String {
         &format!("[backup.example]:2525 backup-user:{PASSWORD}-2\n"),
     );
     let ca = files.ca("ca.pem");
-    let submission = super::submission::fixtures::table(files);
+    let submission = super::super::submission::fixtures::table(files);
     format!(
         r#"hostname = "mx.example.org"
 {submission}[delivery]
@@ -714,7 +714,7 @@ security = "none"
         sasl = sasl.display(),
         ca = ca.display(),
         pw = pw.display(),
-        routing = super::routing_tests::full_section(files),
+        routing = super::routing::full_section(files),
     )
 }
 

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::relay_tests::Files;
-use super::tests::{err, ok};
-use super::*;
+use super::super::*;
+use super::relay::Files;
+use super::{err, ok};
 use crate::route::{Route, Router};
 
 const RELAY: &str = "[[relay]]\nname = \"ses\"\nhost = \"smtp.example.com\"\n";
@@ -287,7 +287,7 @@ fn unusable_table_files() {
 
 #[test]
 fn unreadable_table_file() {
-    if nix::unistd::geteuid().is_root() {
+    if crate::test_root::is_root() {
         return; // root reads everything
     }
     let dir = tempfile::tempdir().unwrap();
