@@ -678,7 +678,7 @@ fn multi_recipient_message_is_one_queue_entry() {
     let rcpts = [
         "one@example.com",
         "two@example.net",
-        "three@relay.test",
+        "root@relay.test",
         "postmaster@localhost",
     ];
     let id = send_raw(&d, &rcpts, b"Subject: many\r\n\r\nbody\r\n");

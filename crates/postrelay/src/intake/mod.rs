@@ -5,6 +5,7 @@
 //! - `message`: DATA bytes → spooled body, with limits;
 //! - `headers`: the header section and the lines postrelay adds;
 //! - `policy`: who may relay where;
+//! - `recipients`: whether a local recipient exists (aliases, system users);
 //! - `submission`: the optional authenticated listeners of
 //!   `[intake.submission]` (STARTTLS or implicit TLS, then AUTH);
 //! - `auth`: password verification and the brute-force limiter;
@@ -20,6 +21,7 @@ pub mod headers;
 pub mod message;
 pub mod pickup;
 pub mod policy;
+pub mod recipients;
 pub mod session;
 pub mod submission;
 

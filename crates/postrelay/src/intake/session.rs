@@ -303,7 +303,7 @@ impl<S: ServerTransport> Session<S> {
                 return Ok(self.count_error());
             }
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to, .. } => return Ok(self.rcpt(&to)),
+            Command::Rcpt { to, .. } => return Ok(self.rcpt(&to).await),
             Command::Data => return self.data().await,
             Command::Rset => {
                 self.reset();
@@ -410,7 +410,7 @@ impl<S: ServerTransport> Session<S> {
         self.reply(&Reply::new(250, "2.1.0", "Ok"));
     }
 
-    fn rcpt(&mut self, to: &postrelay_smtp::address::ForwardPath) -> Flow {
+    async fn rcpt(&mut self, to: &postrelay_smtp::address::ForwardPath) -> Flow {
         let Some(tx) = self.tx.as_mut() else {
             self.reply(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
             return self.count_error();
@@ -429,9 +429,22 @@ impl<S: ServerTransport> Session<S> {
             tx.params.smtputf8,
             to,
         );
+        // Then the local recipient table (an unknown local user is refused
+        // here, not bounced later).
+        let decision = match decision {
+            Ok(addr) => {
+                let router = self.shared.queue.router();
+                super::recipients::check(&router, &addr)
+                    .await
+                    .map(|()| addr)
+            }
+            Err(reply) => Err(reply),
+        };
         match decision {
             Ok(addr) => {
-                if !tx.recipients.contains(&addr) {
+                // The transaction is still there: nothing else runs on this
+                // session while the lookup is awaited.
+                if let Some(tx) = self.tx.as_mut().filter(|tx| !tx.recipients.contains(&addr)) {
                     tx.recipients.push(addr);
                 }
                 self.state.rcpt_accepted();

@@ -25,7 +25,9 @@
 //!    entry, or an entry `local:`) whose local part is an alias is
 //!    expanded, recursively, and each result is routed again from step 2.
 //!    Otherwise a local recipient is the local user named by its local part,
-//!    lower-cased; whether that user exists is for local delivery to say.
+//!    lower-cased. Whether that user exists is asked at RCPT
+//!    ([`Router::local_recipient`], checked by intake against the system's
+//!    users) and again by local delivery.
 //! 4. Anything else without a transport entry goes to the relays
 //!    ([`Route::Relay`] with `name: None`), where the sender-dependent
 //!    relay map may choose one.
@@ -47,6 +49,8 @@ mod settings;
 mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_local;
 mod transport;
 
 use std::collections::HashSet;
@@ -84,6 +88,22 @@ pub enum Route {
     Error { status: String, text: String },
     /// Dropped without delivery or bounce; the drop must be logged.
     Discard,
+}
+
+/// What the local recipient table (aliases, system users) says about a
+/// recipient at RCPT, before anything is queued: Postfix's
+/// `local_recipient_maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalRecipient {
+    /// Not delivered on this host by its own route (not a local domain, or
+    /// the transport map sends it elsewhere): not this table's business.
+    NotLocal,
+    /// Known without asking the system: an alias, or `postmaster` (which
+    /// RFC 5321 §4.5.1 says must be accepted).
+    Known,
+    /// Known only if the system has a user of this name (lower-cased; the
+    /// caller looks it up, off the async runtime).
+    User(String),
 }
 
 impl Route {
@@ -173,6 +193,25 @@ impl Router {
     /// domains only, so an alias is never expanded twice.
     pub fn transport(&self, recipient: &str) -> Route {
         self.transport_route(&self.complete(recipient)).0
+    }
+
+    /// What the local recipient table says about `recipient` (see
+    /// [`LocalRecipient`]): only the recipient itself counts, not what its
+    /// aliases expand to (as in Postfix, an alias is known even when its
+    /// targets are not).
+    pub fn local_recipient(&self, recipient: &str) -> LocalRecipient {
+        let Route::Local { user } = self.transport_route(&self.complete(recipient)).0 else {
+            return LocalRecipient::NotLocal;
+        };
+        let alias = self
+            .aliases
+            .as_ref()
+            .is_some_and(|a| a.get(&user).is_some());
+        if alias || user == "postmaster" {
+            LocalRecipient::Known
+        } else {
+            LocalRecipient::User(user)
+        }
     }
 
     /// The `[[relay]]` that carries mail from `sender` when its route is

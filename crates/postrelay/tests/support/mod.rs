@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dialog;
 pub mod fakeserver;
 pub mod install;
+pub mod netns;
 pub mod peers;
 pub mod pflogsumm;
 pub mod provider;

@@ -36,6 +36,7 @@ mod user;
 mod tests;
 
 pub(crate) use user::LocalUser;
+pub use user::exists as user_exists;
 
 /// The mailbox format local mail is delivered into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -55,6 +55,14 @@ pub(super) fn lookup(name: &str) -> Result<LocalUser, Reason> {
     }
 }
 
+/// Whether the system has a user called `name` (`getpwnam_r`), for the
+/// recipient check at RCPT. Blocking (NSS may ask a directory server):
+/// call it off the async runtime. An error is the lookup failing (a
+/// backend down), not the user missing.
+pub fn exists(name: &str) -> Result<bool, nix::Error> {
+    User::from_name(name).map(|u| u.is_some())
+}
+
 /// Who files created for the user must belong to, and whether this
 /// process must (and can) `fchown` them.
 #[derive(Debug, Clone, Copy)]

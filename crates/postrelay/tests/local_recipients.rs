@@ -1,0 +1,125 @@
+//! The local recipient table at RCPT, seen from real clients: an unknown
+//! local recipient is refused with 550 5.1.1 before anything is queued
+//! (no bounce, so no backscatter to a forged sender), from a client in a
+//! network namespace (outside `mynetworks`) and from loopback alike;
+//! aliases and system users are accepted.
+//!
+//! Namespaces need root; see `support::netns`.
+
+mod support;
+
+use std::process::Command;
+
+use support::daemon::{Daemon, Options};
+use support::netns::{NetNs, can_run, daemon_with};
+
+/// The reply swaks shows right after `-> RCPT TO:<to>`.
+fn rcpt_reply<'a>(out: &'a str, to: &str) -> &'a str {
+    let cmd = format!(" -> RCPT TO:<{to}>");
+    out.lines()
+        .skip_while(|l| *l != cmd)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no RCPT TO:<{to}> in\n{out}"))
+}
+
+fn queued_rcpts(d: &Daemon) -> Vec<Vec<String>> {
+    d.queue()
+        .iter()
+        .map(|m| {
+            m["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["address"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// swaks from loopback (a trusted client).
+fn swaks_loopback(port: u16, to: &str) -> (i32, String) {
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}")])
+        .args(["--from", "someone@example.com", "--to", to])
+        .args(["--timeout", "20", "--body", "local recipient test"])
+        .output()
+        .expect("swaks");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A daemon on loopback and on `ns`'s veth address, with `aliases` as its
+/// aliases file and `local` as its `[local]` section.
+fn daemon(ns: &NetNs, aliases: &str, local: &str) -> (Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aliases");
+    std::fs::write(&path, aliases).unwrap();
+    let tail = format!(
+        "[routing]\naliases = \"{}\"\n\n[local]\n{local}\n",
+        path.display()
+    );
+    let d = daemon_with(
+        ns,
+        Options {
+            tail,
+            ..Options::default()
+        },
+    );
+    (d, dir)
+}
+
+#[test]
+fn unknown_local_recipients_are_refused_at_rcpt_from_any_client() {
+    if !can_run() {
+        return;
+    }
+    let ns = NetNs::create();
+    // An alias whose target does not exist is still a known recipient (as
+    // in Postfix): the table is about the recipient, not its expansion.
+    let (d, _tables) = daemon(&ns, "support: root\nghost: no-such-user-either\n", "");
+
+    for to in ["no-such-user@relay.test", "No-Such-User@localhost"] {
+        let (rc, out) = ns.swaks(d.port, "forged@victim.example", to);
+        assert_ne!(rc, 0, "the only recipient was refused:\n{out}");
+        let reply = rcpt_reply(&out, to);
+        assert_eq!(
+            reply,
+            format!(
+                "<** 550 5.1.1 <{to}>: Recipient address rejected: User unknown in local recipient table"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("<-  354"), "no DATA after a refusal:\n{out}");
+    }
+    assert!(d.queue().is_empty(), "nothing queued, so nothing bounces");
+
+    // Known recipients from the same outside client: a system user, an
+    // alias, postmaster, and an alias with an unknown target.
+    for to in [
+        "root@relay.test",
+        "support@localhost",
+        "postmaster@relay.test",
+        "ghost@relay.test",
+    ] {
+        let (rc, out) = ns.swaks(d.port, "someone@example.com", to);
+        assert_eq!(rc, 0, "{to} is a known local recipient:\n{out}");
+        assert!(rcpt_reply(&out, to).starts_with("<-  250 "), "{out}");
+    }
+    assert_eq!(d.queue().len(), 4);
+
+    // From loopback, which may relay anywhere, the table applies too.
+    let (rc, out) = swaks_loopback(d.port, "no-such-user@localhost,root@localhost");
+    assert_eq!(rc, 0, "the known recipient still gets the message:\n{out}");
+    assert!(
+        rcpt_reply(&out, "no-such-user@localhost").starts_with("<** 550 5.1.1 "),
+        "{out}"
+    );
+    let q = queued_rcpts(&d);
+    assert_eq!(q.len(), 5, "{q:?}");
+    assert!(
+        q.iter()
+            .all(|r| !r.iter().any(|a| a.starts_with("no-such-user@"))),
+        "an unknown recipient is never queued: {q:?}"
+    );
+}
