@@ -9,9 +9,12 @@
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, Options};
 use support::netns::{NetNs, can_run, daemon_with};
+use support::peers;
+use support::user::SystemUser;
 
 /// The reply swaks shows right after `-> RCPT TO:<to>`.
 fn rcpt_reply<'a>(out: &'a str, to: &str) -> &'a str {
@@ -49,9 +52,9 @@ fn swaks_loopback(port: u16, to: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// A daemon on loopback and on `ns`'s veth address, with `aliases` as its
-/// aliases file and `local` as its `[local]` section.
-fn daemon(ns: &NetNs, aliases: &str, local: &str) -> (Daemon, tempfile::TempDir) {
+/// Options with `aliases` as the aliases file and `local` as the
+/// `[local]` section; the directory holding the file goes with them.
+fn options(aliases: &str, local: &str) -> (Options, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aliases");
     std::fs::write(&path, aliases).unwrap();
@@ -59,14 +62,33 @@ fn daemon(ns: &NetNs, aliases: &str, local: &str) -> (Daemon, tempfile::TempDir)
         "[routing]\naliases = \"{}\"\n\n[local]\n{local}\n",
         path.display()
     );
-    let d = daemon_with(
-        ns,
-        Options {
-            tail,
-            ..Options::default()
-        },
-    );
-    (d, dir)
+    let options = Options {
+        tail,
+        ..Options::default()
+    };
+    (options, dir)
+}
+
+/// A daemon on loopback and on `ns`'s veth address (see [`options`]).
+fn daemon(ns: &NetNs, aliases: &str, local: &str) -> (Daemon, tempfile::TempDir) {
+    let (options, dir) = options(aliases, local);
+    (daemon_with(ns, options), dir)
+}
+
+/// Waits (bounded) for the first message in `user`'s Maildir.
+fn first_delivered(user: &SystemUser) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(m) = user.mail().into_iter().next() {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing delivered to {}",
+            user.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -122,4 +144,47 @@ fn unknown_local_recipients_are_refused_at_rcpt_from_any_client() {
             .all(|r| !r.iter().any(|a| a.starts_with("no-such-user@"))),
         "an unknown recipient is never queued: {q:?}"
     );
+}
+
+/// `recipient_delimiter` (default "+"): `user+tag` is accepted at RCPT
+/// and delivered to `user`'s mailbox, `Delivered-To:` keeping the tag;
+/// an alias applies to its extensions (`support+x` → `support`).
+#[test]
+fn an_extension_reaches_the_user_and_the_alias() {
+    if !(peers::require_root("creating a system user")
+        && peers::require("useradd")
+        && peers::require("swaks"))
+    {
+        return;
+    }
+    let user = SystemUser::create("prdelim");
+    let (mut options, _tables) = options(&format!("support: {}\n", user.name), "");
+    options.delivery = true;
+    let d = Daemon::start_with(options);
+
+    let to = format!("{}+news@relay.test", user.name);
+    let (rc, out) = swaks_loopback(d.port, &to);
+    assert_eq!(rc, 0, "{to} is the user {} with a tag:\n{out}", user.name);
+    let mail = first_delivered(&user);
+    assert!(mail.contains(&format!("Delivered-To: {to}\n")), "{mail}");
+    let (rc, out) = swaks_loopback(d.port, "Support+Urgent@localhost");
+    assert_eq!(rc, 0, "the alias support covers support+urgent:\n{out}");
+}
+
+/// An empty `recipient_delimiter` turns extensions off: `user+tag` is a
+/// name of its own, unknown here.
+#[test]
+fn an_empty_delimiter_makes_the_tag_part_of_the_name() {
+    if !peers::require("swaks") {
+        return;
+    }
+    let (options, _tables) = options("support: root\n", "recipient_delimiter = \"\"");
+    let d = Daemon::start_with(options);
+    for to in ["root+news@relay.test", "support+x@localhost"] {
+        let (rc, out) = swaks_loopback(d.port, to);
+        assert_ne!(rc, 0, "{out}");
+        assert!(rcpt_reply(&out, to).starts_with("<** 550 5.1.1 "), "{out}");
+    }
+    let (rc, out) = swaks_loopback(d.port, "root@relay.test");
+    assert_eq!(rc, 0, "{out}");
 }

@@ -102,6 +102,9 @@ pub struct LocalConfig {
     pub maildir: String,
     /// Where mbox files live (`<mbox_dir>/<user>`). Default: `"/var/mail"`.
     pub mbox_dir: PathBuf,
+    /// Characters that separate an address extension (`user+tag`): each
+    /// one is a delimiter; empty for none. Default: `"+"`.
+    pub recipient_delimiter: String,
 }
 
 /// Settings of the SMTP listener.

@@ -50,6 +50,7 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "mailbox", string(lc.mailbox.as_str()));
     kv(o, "maildir", string(&lc.maildir));
     kv(o, "mbox_dir", path(&lc.mbox_dir));
+    kv(o, "recipient_delimiter", string(&lc.recipient_delimiter));
 
     log(o, &c.log);
 

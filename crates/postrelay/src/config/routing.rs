@@ -155,5 +155,6 @@ impl super::Config {
             &self.hostname,
             &relay_names,
         )
+        .with_recipient_delimiter(&self.local.recipient_delimiter)
     }
 }

@@ -38,9 +38,11 @@
 //! twice through different branches is expanded once; duplicate results
 //! are removed, first one kept.
 //!
-//! All lookups are case-insensitive, as in Postfix. There is no address
-//! extension handling (`recipient_delimiter`): `user+tag` is looked up as
-//! written.
+//! All lookups are case-insensitive, as in Postfix. With a
+//! `recipient_delimiter` (`[local]`, default `+`), a local `user+tag` is
+//! the local user `user`; its alias is `user+tag` if there is one, else
+//! `user` (the extension is not carried to the alias's targets). The
+//! transport map is looked up with the address as written.
 
 mod aliases;
 mod generic;
@@ -143,6 +145,8 @@ pub struct Router {
     rewrite_senders: Option<String>,
     local_domains: Vec<String>,
     hostname: String,
+    /// `recipient_delimiter`: each character separates an extension.
+    delimiters: String,
 }
 
 impl Router {
@@ -171,7 +175,17 @@ impl Router {
             rewrite_senders: routing.rewrite_senders.clone(),
             local_domains: local_domains.iter().map(|d| table::fold(d)).collect(),
             hostname: table::fold(hostname),
+            delimiters: String::new(),
         }
+    }
+
+    /// This router with `delimiters` as `recipient_delimiter` (each
+    /// character separates an address extension; `""`: none): a local
+    /// recipient `user+tag` is the local user `user`, and its alias is
+    /// `user+tag`, else `user`.
+    pub fn with_recipient_delimiter(mut self, delimiters: &str) -> Router {
+        self.delimiters = delimiters.to_owned();
+        self
     }
 
     /// The destinations of `recipient` (`user@domain`, or a bare local
@@ -203,10 +217,8 @@ impl Router {
         let Route::Local { user } = self.transport_route(&self.complete(recipient)).0 else {
             return LocalRecipient::NotLocal;
         };
-        let alias = self
-            .aliases
-            .as_ref()
-            .is_some_and(|a| a.get(&user).is_some());
+        let full = self.local_name(&self.complete(recipient));
+        let alias = self.alias(&full, &user).is_some();
         if alias || user == "postmaster" {
             LocalRecipient::Known
         } else {
@@ -272,6 +284,39 @@ impl Router {
         }
     }
 
+    /// The local part of `address`, lower-cased, extension included.
+    fn local_name(&self, address: &str) -> String {
+        table::fold(table::split_address(address).map_or(address, |(l, _)| l))
+    }
+
+    /// `local` (lower-cased) without its extension: up to the first
+    /// delimiter, as Postfix splits it. Never split: a name that would
+    /// become empty, `postmaster`, `mailer-daemon`, and, when `-` is a
+    /// delimiter, `owner-…` and `…-request` (mailing list names).
+    fn strip_extension<'a>(&self, local: &'a str) -> &'a str {
+        if self.delimiters.is_empty() || local == "postmaster" || local == "mailer-daemon" {
+            return local;
+        }
+        if self.delimiters.contains('-')
+            && (local.starts_with("owner-") || local.ends_with("-request"))
+        {
+            return local;
+        }
+        match local.find(|c| self.delimiters.contains(c)) {
+            Some(at) if at > 0 => &local[..at],
+            _ => local,
+        }
+    }
+
+    /// The alias for local part `full` (extension included), else for
+    /// `user` (without it), with the name it was found under.
+    fn alias<'s>(&'s self, full: &str, user: &str) -> Option<(&'s Aliases, &'s Alias, String)> {
+        let aliases = self.aliases.as_ref()?;
+        [full, user]
+            .into_iter()
+            .find_map(|n| aliases.get(n).map(|a| (aliases, a, n.to_owned())))
+    }
+
     fn is_local_domain(&self, domain: &str) -> bool {
         self.local_domains.iter().any(|d| d == domain)
     }
@@ -284,7 +329,7 @@ impl Router {
             .transport
             .as_ref()
             .and_then(|t| t.lookup(address, !is_local).map(|e| (t, e)));
-        let user = || table::fold(local);
+        let user = || self.strip_extension(&table::fold(local)).to_owned();
         match entry {
             None if is_local => (Route::Local { user: user() }, None),
             None => (Route::Relay { name: None }, None),
@@ -315,13 +360,11 @@ impl Router {
         let Route::Local { user } = &route else {
             return x.push(address, route, rule.or(via), None);
         };
-        let Some((aliases, alias)) = self
-            .aliases
-            .as_ref()
-            .and_then(|a| a.get(user).map(|alias| (a, alias)))
-        else {
+        let full = self.local_name(address);
+        let Some((aliases, alias, user)) = self.alias(&full, user) else {
             return x.push(address, route, rule.or(via), None);
         };
+        let user = &user;
         let here = Some(format!("{}:{}", aliases.path().display(), alias.line));
         if x.path.contains(user) {
             let chain = [x.path.as_slice(), std::slice::from_ref(user)].concat();

@@ -21,6 +21,17 @@ fn router(aliases: Option<&str>, transport: Option<&str>) -> Router {
     Router::new(&settings, &local, HOST, &relays)
 }
 
+fn local(user: &str) -> Route {
+    Route::Local { user: user.into() }
+}
+
+fn routes(r: &Router, recipient: &str) -> Vec<(String, Route)> {
+    r.route(recipient)
+        .into_iter()
+        .map(|d| (d.address, d.route))
+        .collect()
+}
+
 fn user(name: &str) -> LocalRecipient {
     LocalRecipient::User(name.to_owned())
 }
@@ -57,4 +68,59 @@ fn without_aliases_every_local_name_is_a_user() {
     let r = router(None, None);
     assert_eq!(r.local_recipient("root@localhost"), user("root"));
     assert_eq!(r.local_recipient("x@example.com"), LocalRecipient::NotLocal);
+}
+
+#[test]
+fn an_extension_is_the_user_and_its_alias_unless_the_tagged_alias_exists() {
+    let r = router(
+        Some("support: alice\nsupport+billing: bob\nowner-list: carol\nlist-request: carol\n"),
+        None,
+    )
+    .with_recipient_delimiter("+-");
+    // The user without the tag; the address keeps it (Delivered-To).
+    assert_eq!(
+        routes(&r, "Dave+News@localhost"),
+        [("Dave+News@localhost".into(), local("dave"))]
+    );
+    assert_eq!(r.transport("dave-news@localhost"), local("dave"));
+    assert_eq!(r.local_recipient("dave+news@localhost"), user("dave"));
+    // The tagged alias first, then the alias without the tag.
+    assert_eq!(
+        routes(&r, "support+billing@localhost"),
+        [("bob@myhost.example".into(), local("bob"))]
+    );
+    assert_eq!(
+        routes(&r, "support+other@localhost"),
+        [("alice@myhost.example".into(), local("alice"))]
+    );
+    assert_eq!(
+        r.local_recipient("support+other@localhost"),
+        LocalRecipient::Known
+    );
+    // Never split, as in Postfix: the name would be empty, postmaster,
+    // mailer-daemon, owner-… and …-request when '-' is a delimiter.
+    for (rcpt, name) in [
+        ("+tag@localhost", "+tag"),
+        ("mailer-daemon@localhost", "mailer-daemon"),
+        ("postmaster@localhost", "postmaster"),
+    ] {
+        assert_eq!(r.transport(rcpt), local(name), "{rcpt}");
+    }
+    assert_eq!(
+        r.local_recipient("owner-list@localhost"),
+        LocalRecipient::Known
+    );
+    assert_eq!(
+        r.local_recipient("list-request@localhost"),
+        LocalRecipient::Known
+    );
+    // Mail that leaves keeps its address as written.
+    assert_eq!(routes(&r, "x+y@example.com")[0].0, "x+y@example.com");
+}
+
+#[test]
+fn without_a_delimiter_the_tag_is_part_of_the_name() {
+    let r = router(Some("support: alice\n"), None).with_recipient_delimiter("");
+    assert_eq!(r.transport("dave+news@localhost"), local("dave+news"));
+    assert_eq!(r.local_recipient("support+x@localhost"), user("support+x"));
 }
