@@ -188,3 +188,37 @@ fn an_empty_delimiter_makes_the_tag_part_of_the_name() {
     let (rc, out) = swaks_loopback(d.port, "root@relay.test");
     assert_eq!(rc, 0, "{out}");
 }
+
+/// `[local] catch_all`: an unknown local recipient is accepted at RCPT,
+/// even from outside mynetworks, and delivered to the catch-all user's
+/// mailbox, `Delivered-To:` naming the recipient; known users keep theirs.
+#[test]
+fn a_catch_all_takes_unknown_local_recipients() {
+    if !(can_run() && peers::require("useradd")) {
+        return;
+    }
+    let ns = NetNs::create();
+    let catch_all = SystemUser::create("prcatch");
+    let (mut options, _tables) = options(
+        "support: root\n",
+        &format!("catch_all = \"{}\"", catch_all.name),
+    );
+    options.delivery = true;
+    let d = daemon_with(&ns, options);
+
+    let to = "No-Such-User+tag@relay.test";
+    let (rc, out) = ns.swaks(d.port, "someone@example.com", to);
+    assert_eq!(rc, 0, "the catch-all accepts any local part:\n{out}");
+    assert!(rcpt_reply(&out, to).starts_with("<-  250 "), "{out}");
+    let mail = first_delivered(&catch_all);
+    assert!(mail.contains(&format!("Delivered-To: {to}\n")), "{mail}");
+    assert!(mail.contains("relay policy test"), "{mail}");
+
+    // Outside domains are still refused to an outside client.
+    let (rc, out) = ns.swaks(d.port, "someone@example.com", "victim@example.com");
+    assert_ne!(rc, 0, "{out}");
+    assert!(
+        rcpt_reply(&out, "victim@example.com").starts_with("<** 554 5.7.1 "),
+        "{out}"
+    );
+}

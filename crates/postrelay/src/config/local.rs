@@ -15,6 +15,7 @@ pub(super) struct LocalFile {
     pub maildir: Option<String>,
     pub mbox_dir: Option<String>,
     pub recipient_delimiter: Option<String>,
+    pub catch_all: Option<String>,
 }
 
 /// Where local mail is stored.
@@ -65,12 +66,40 @@ pub(super) fn local(file: LocalFile, loc: &Locator<'_>) -> Result<LocalConfig, C
             ),
         ));
     }
+    let catch_all = file.catch_all.map(|n| catch_all(&n, loc)).transpose()?;
     Ok(LocalConfig {
         mailbox: file.mailbox.unwrap_or(MailboxFormat::Maildir),
         maildir,
         mbox_dir,
         recipient_delimiter,
+        catch_all,
     })
+}
+
+/// Checks `local.catch_all`: a plain local name of a user this system has
+/// (asked now, so `check-config` says when it does not exist).
+fn catch_all(name: &str, loc: &Locator<'_>) -> Result<String, ConfigError> {
+    let key = "local.catch_all";
+    let name = crate::route::check_local_name(name).map_err(|why| {
+        loc.value_error(
+            key,
+            &format!("{why}; name the local user who gets unknown local mail"),
+        )
+    })?;
+    match crate::deliver::local::user_exists(&name) {
+        Ok(true) => Ok(name),
+        Ok(false) => Err(loc.value_error(
+            key,
+            &format!(
+                "this system has no user \"{name}\"; name an existing user (the mail goes to \
+                 their mailbox), or create it"
+            ),
+        )),
+        Err(e) => Err(loc.value_error(
+            key,
+            &format!("cannot look up the user \"{name}\": {}", e.desc()),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +124,24 @@ mod tests {
         for bad in ["@", "a", " ", "+@", "."] {
             let e = err(&format!("[local]\nrecipient_delimiter = {bad:?}\n")).to_string();
             assert!(e.contains("local.recipient_delimiter"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn catch_all_is_off_by_default_and_must_be_a_user_of_this_system() {
+        assert_eq!(ok("").local.catch_all, None);
+        let c = ok("[local]\ncatch_all = \"Root\"\n");
+        assert_eq!(c.local.catch_all.as_deref(), Some("root"));
+        for (bad, why) in [
+            ("no-such-user-of-postrelay", "this system has no user"),
+            ("root@example.com", "plain user name"),
+            ("", "it is empty"),
+        ] {
+            let e = err(&format!("[local]\ncatch_all = {bad:?}\n")).to_string();
+            assert!(
+                e.contains("local.catch_all") && e.contains(why),
+                "{bad:?}: {e}"
+            );
         }
     }
 }

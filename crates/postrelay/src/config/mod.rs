@@ -105,6 +105,10 @@ pub struct LocalConfig {
     /// Characters that separate an address extension (`user+tag`): each
     /// one is a delimiter; empty for none. Default: `"+"`.
     pub recipient_delimiter: String,
+    /// The local user who gets mail for unknown local recipients
+    /// (Postfix's `luser_relay`); then every local recipient is accepted
+    /// at RCPT. Default: none (unknown local recipients are refused).
+    pub catch_all: Option<String>,
 }
 
 /// Settings of the SMTP listener.

@@ -51,6 +51,10 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "maildir", string(&lc.maildir));
     kv(o, "mbox_dir", path(&lc.mbox_dir));
     kv(o, "recipient_delimiter", string(&lc.recipient_delimiter));
+    match &lc.catch_all {
+        Some(u) => kv(o, "catch_all", string(u)),
+        None => o.push_str("# catch_all: not set, so unknown local recipients are refused\n"),
+    }
 
     log(o, &c.log);
 

@@ -82,6 +82,7 @@ fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
         },
         maildir: c.maildir.clone(),
         mbox_dir: c.mbox_dir.clone(),
+        catch_all: c.catch_all.clone(),
     }
 }
 

@@ -22,8 +22,12 @@ use crate::route::{LocalRecipient, Router};
 /// Checks one accepted-so-far recipient `address` against the local
 /// recipient table: `Ok` to accept it, else the reply that refuses it
 /// (550 5.1.1 for an unknown user, 451 4.3.0 when the user database
-/// cannot be asked).
-pub async fn check(router: &Router, address: &str) -> Result<(), Reply> {
+/// cannot be asked). With a `catch_all` user (`[local] catch_all`) every
+/// local recipient is accepted: delivery gives the unknown ones to it.
+pub async fn check(router: &Router, catch_all: bool, address: &str) -> Result<(), Reply> {
+    if catch_all {
+        return Ok(());
+    }
     let LocalRecipient::User(user) = router.local_recipient(address) else {
         return Ok(());
     };

@@ -434,7 +434,8 @@ impl<S: ServerTransport> Session<S> {
         let decision = match decision {
             Ok(addr) => {
                 let router = self.shared.queue.router();
-                super::recipients::check(&router, &addr)
+                let catch_all = self.config.local.catch_all.is_some();
+                super::recipients::check(&router, catch_all, &addr)
                     .await
                     .map(|()| addr)
             }

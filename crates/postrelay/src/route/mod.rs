@@ -63,7 +63,7 @@ pub use header::{
     Change, HeaderRewrite, rewrite_addresses, rewrite_from_header, rewrite_from_header_report,
 };
 pub use settings::RoutingSettings;
-pub use table::LineError;
+pub use table::{LineError, check_local_name};
 pub use transport::{Entry as TransportEntry, Target, TransportMap};
 
 /// Longest alias chain followed (`a` → `b` → …); a deeper one is a mistake

@@ -135,7 +135,7 @@ pub(super) fn check_address(text: &str) -> Result<String, String> {
 }
 
 /// Checks a local name (`root`, `www-data`) and returns it lower-cased.
-pub(super) fn check_local_name(text: &str) -> Result<String, String> {
+pub fn check_local_name(text: &str) -> Result<String, String> {
     if text.is_empty() {
         return Err("it is empty".into());
     }

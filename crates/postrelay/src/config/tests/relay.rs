@@ -664,7 +664,9 @@ max_workers = 7
 sender = "bounces@example.org"
 postmaster = "hostmaster"
 delay_warning = "4h"
-{routing}[log]
+{routing}[local]
+catch_all = "root"
+[log]
 file = "/var/log/postrelay.log"
 to = "file"
 syslog_name = "postfix"

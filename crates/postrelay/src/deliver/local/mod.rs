@@ -59,6 +59,9 @@ pub struct LocalSettings {
     /// The mail spool directory holding one mbox per user (`/var/mail`).
     /// It must exist; postrelay does not create it.
     pub mbox_dir: PathBuf,
+    /// The local user who gets mail for users this system does not have
+    /// (`[local] catch_all`); `None`: such mail bounces (5.1.1).
+    pub catch_all: Option<String>,
 }
 
 impl Default for LocalSettings {
@@ -67,6 +70,7 @@ impl Default for LocalSettings {
             kind: MailboxKind::Maildir,
             maildir: "Maildir/".to_string(),
             mbox_dir: PathBuf::from("/var/mail"),
+            catch_all: None,
         }
     }
 }
@@ -89,12 +93,27 @@ pub struct LocalMessage<'a> {
 /// with `spawn_blocking`.
 ///
 /// Returns `Delivered` with `250 2.0.0 delivered to maildir` (or
-/// `mailbox`), `Failed` (5.1.1) when there is no such user, and `Deferred`
-/// for everything else, with a reason naming the path and the problem.
+/// `mailbox`), `Failed` (5.1.1) when there is no such user and no
+/// catch-all, and `Deferred` for everything else, with a reason naming the
+/// path and the problem. With a catch-all, mail for a user the system does
+/// not have goes to the catch-all's mailbox (`Delivered-To:` still names
+/// the recipient); a catch-all that no longer exists defers: it is the
+/// operator's to fix, not the sender's.
 pub fn deliver(user: &str, msg: &LocalMessage<'_>, settings: &LocalSettings) -> Outcome {
-    match user::lookup(user) {
-        Ok(record) => deliver_to(&record, msg, settings),
-        Err(reason) => Outcome::from_reason(reason),
+    match (user::lookup(user), &settings.catch_all) {
+        (Ok(record), _) => deliver_to(&record, msg, settings),
+        (Err(Reason::UnknownUser(_)), Some(catch_all)) => match user::lookup(catch_all) {
+            Ok(record) => {
+                tracing::info!(%user, %catch_all, "no such local user: delivered to the catch-all");
+                deliver_to(&record, msg, settings)
+            }
+            Err(Reason::UnknownUser(_)) => Outcome::from_reason(Reason::Local(format!(
+                "no local user {user:?}, and the catch-all user {catch_all:?} ([local] catch_all) \
+                 does not exist either; create it or change the setting"
+            ))),
+            Err(reason) => Outcome::from_reason(reason),
+        },
+        (Err(reason), _) => Outcome::from_reason(reason),
     }
 }
 
