@@ -113,6 +113,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
                 }
             }
             print!("{}", config.render());
+            print!("{}", config.describe_routes());
             ExitCode::SUCCESS
         }
         Command::HashPassword | Command::Sendmail { .. } | Command::Queue(_) => {

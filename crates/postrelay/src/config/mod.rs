@@ -19,6 +19,9 @@
 
 mod credentials;
 mod file;
+mod hops;
+#[cfg(test)]
+mod hops_tests;
 mod local;
 mod relay;
 mod relay_settings;
@@ -80,6 +83,11 @@ pub struct Config {
     /// looks up MX records; it delivers through these relays only.
     /// Default: none (`[[relay]]` tables are written one per relay).
     pub relays: Vec<RelayConfig>,
+    /// The relays of the transport map's `smtp:[host]:port` next hops that
+    /// no `[[relay]]` stands for (see `hops`): the defaults of a relay,
+    /// `security = "verify"`, and the `delivery.sasl_passwd` entry for
+    /// their host and port. Never used for mail without a transport entry.
+    pub next_hops: Vec<RelayConfig>,
     /// Settings shared by all deliveries.
     pub delivery: DeliverySettings,
     /// How bounces (delivery status notifications) are sent.

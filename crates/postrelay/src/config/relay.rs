@@ -27,9 +27,9 @@ use super::{
 const MAX_WORKERS: usize = 20;
 const PORT_IMPLICIT: u16 = 465;
 const PORT_STARTTLS: u16 = 587;
-const MAX_CONNECTIONS: usize = 10;
-const MAX_MESSAGES_PER_CONNECTION: u32 = 100;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const MAX_CONNECTIONS: usize = 10;
+pub(super) const MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const POSTMASTER: &str = "postmaster";
 
 /// `relay.timeouts` defaults; the reasons are on [`RelayTimeouts`].

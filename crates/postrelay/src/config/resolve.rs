@@ -83,6 +83,8 @@ pub(super) fn resolve(
     let bounce = relay::bounce(file.bounce, &hostname, &queue, loc)?;
     let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
     let routing = routing::routing(file.routing, &relays, loc)?;
+    let next_hops =
+        super::hops::next_hops(&routing, &relays, &delivery, sasl_passwd.as_ref(), loc)?;
     let local = super::local::local(file.local, loc)?;
     mailbox_aliases_stay_local(&routing, &intake, &hostname, &relays, loc)?;
     Ok(Config {
@@ -94,6 +96,7 @@ pub(super) fn resolve(
         log,
         metrics,
         relays,
+        next_hops,
         delivery,
         bounce,
         routing,

@@ -116,6 +116,21 @@ impl SaslPasswd {
     }
 }
 
+impl SaslPasswd {
+    /// Some entry for `host` at any port (for telling a port mismatch).
+    pub fn entry_for_host(&self, host: &str) -> Option<&Entry> {
+        let host = host.to_ascii_lowercase();
+        self.entries.iter().find(|e| {
+            let k = e.key.as_str();
+            let name = match k.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(""),
+                None => k.rsplit_once(':').map_or(k, |(h, _)| h),
+            };
+            name == host
+        })
+    }
+}
+
 /// The keys a relay is looked up by, most specific first: `[host]:port`,
 /// `host:port`, `[host]`, `host` (for an IPv6 address only the bracketed
 /// forms, plus Postfix's `[ipv6:…]` spelling, since `addr:port` would be

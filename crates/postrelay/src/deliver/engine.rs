@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::client::{self, Failure, HeaderSwap, Message, ModeMemory, Session, Target};
+use super::client::{Failure, HeaderSwap, Message, ModeMemory, Session, Target};
 use super::local;
 use super::pool::Pool;
 use super::{Attempt, Outcome, Reason};
@@ -39,6 +39,9 @@ pub struct EngineError {
 
 struct Relay {
     config: RelayConfig,
+    /// Built for a transport map `smtp:` next hop (`Config::next_hops`),
+    /// not a `[[relay]]`: never in the default list.
+    next_hop: bool,
     tls_config: Arc<rustls::ClientConfig>,
     mode: Arc<ModeMemory>,
     pool: Pool,
@@ -95,7 +98,8 @@ impl Deliverer {
         resolver: Arc<Resolver>,
     ) -> Result<Arc<Deliverer>, EngineError> {
         let mut relays = Vec::new();
-        for rc in &config.relays {
+        let hops = config.next_hops.iter().map(|rc| (rc, true));
+        for (rc, next_hop) in config.relays.iter().map(|rc| (rc, false)).chain(hops) {
             let err = |message: String| EngineError {
                 relay: rc.name.clone(),
                 message,
@@ -122,6 +126,7 @@ impl Deliverer {
             );
             relays.push(Relay {
                 config: rc.clone(),
+                next_hop,
                 tls_config,
                 mode,
                 pool,
@@ -244,36 +249,35 @@ impl Deliverer {
                 replaces: *replaces,
             }),
         };
-        match dest {
-            Destination::Smtp { host, port } => {
-                self.send_direct(host, *port, &message, indices, result)
-                    .await
-            }
-            Destination::Relays(_) => {
-                self.send_via_relays(&relays, &message, indices, result)
-                    .await
-            }
-        }
+        self.send_via_relays(&relays, &message, indices, result)
+            .await;
     }
 
     /// The relays that may carry mail for `dest`, in the order they are
-    /// tried (none for an explicit next hop); why the mail waits when a
-    /// relay destination has none.
+    /// tried; why the mail waits when a relay destination has none. An
+    /// `smtp:` next hop is the `[[relay]]` at its host and port, else its
+    /// own relay from `Config::next_hops` (built at load, so there is one).
     fn relays_for(&self, dest: &Destination) -> Result<Vec<&Relay>, Reason> {
+        let listed = self.relays.iter().filter(|r| !r.next_hop);
         let relays: Vec<&Relay> = match dest {
-            Destination::Relays(None) => self.relays.iter().collect(),
-            Destination::Relays(Some(name)) => self
+            Destination::Relays(None) => listed.collect(),
+            Destination::Relays(Some(name)) => listed.filter(|r| r.config.name == *name).collect(),
+            // [[relay]] tables come first, so they win.
+            Destination::Smtp { host, port } => self
                 .relays
                 .iter()
-                .filter(|r| r.config.name == *name)
+                .find(|r| r.config.is_at(host, *port))
+                .into_iter()
                 .collect(),
-            Destination::Smtp { .. } => return Ok(Vec::new()),
         };
         if !relays.is_empty() {
             return Ok(relays);
         }
         Err(Reason::Unavailable(match dest {
             Destination::Relays(Some(name)) => format!("relay \"{name}\" is not configured"),
+            Destination::Smtp { host, port } => {
+                format!("no settings for the next hop smtp:[{host}]:{port}; reload postrelay")
+            }
             _ => "no relay is configured: add a [[relay]] section to the configuration".into(),
         }))
     }
@@ -394,69 +398,6 @@ impl Deliverer {
             return Ok(None);
         }
         Ok(Some((rewrite.header, section.len() as u64)))
-    }
-
-    /// An explicit next hop from the transport map (`smtp:[host]:port`):
-    /// opportunistic TLS, no AUTH, no pooling, as Postfix's smtp client.
-    async fn send_direct(
-        &self,
-        host: &str,
-        port: u16,
-        message: &Message<'_>,
-        indices: &[usize],
-        result: &mut Attempt,
-    ) {
-        let addrs = match self.resolver.resolve(host, port).await {
-            Ok(a) => a,
-            Err(e) => {
-                result.settle_all(indices, &Reason::Dns(e));
-                return;
-            }
-        };
-        let target = Target {
-            name: format!("smtp:[{host}]:{port}"),
-            host: host.to_owned(),
-            port,
-            addrs,
-            tls: client::TlsMode::StartTls,
-            security: client::Security::May,
-            tls_config_verify: tls::client_config_no_verify(),
-            credentials: None,
-            allow_plaintext_auth: false,
-            helo_name: self.hostname.clone(),
-            timeouts: client::Timeouts::default(),
-            verbose: false,
-            mode_memory: Arc::new(ModeMemory::default()),
-        };
-        let started = Instant::now();
-        let mut session = match Session::open(&target).await {
-            Ok(s) => s,
-            Err(f) => {
-                result.settle_all(indices, &f.reason);
-                result.transcript = f.transcript;
-                return;
-            }
-        };
-        result.conn_setup = started.elapsed();
-        let via = describe(host, session.peer());
-        let sent = session.send(message).await;
-        result.record(
-            indices,
-            &via,
-            sent.as_ref().map(|_| session.take_transcript()),
-        );
-        match sent {
-            Ok(outcomes) => {
-                result
-                    .outcomes
-                    .extend(indices.iter().copied().zip(outcomes));
-                session.quit().await;
-            }
-            Err(f) => {
-                result.settle_all(indices, &f.reason);
-                result.transcript = f.transcript;
-            }
-        }
     }
 
     /// Delivers one local-domain recipient into the mailbox of the local

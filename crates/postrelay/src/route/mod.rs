@@ -83,7 +83,9 @@ pub enum Route {
     /// [`Router::relay_for_sender`] chooses.
     Relay { name: Option<String> },
     /// Directly to this host (a transport entry `smtp:[host]:port`), as
-    /// resolved by A/AAAA records, never MX.
+    /// resolved by A/AAAA records, never MX; with the settings of the
+    /// `[[relay]]` at that host and port, else the relay defaults and its
+    /// `sasl_passwd` entry (`Config::next_hops`).
     Smtp { host: String, port: u16 },
     /// Refused with this enhanced status (4.x.y: deferred, 5.x.y: bounced)
     /// and text.

@@ -131,6 +131,11 @@ impl TransportMap {
         self.entries.is_empty()
     }
 
+    /// Every entry, by key.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
     /// The relays the map names, for consistency checks.
     pub fn relays(&self) -> impl Iterator<Item = &str> {
         self.entries.values().filter_map(|e| match &e.target {

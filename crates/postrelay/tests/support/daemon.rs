@@ -47,6 +47,8 @@ pub struct Options {
     pub delivery: bool,
     /// Extra `[log]` lines.
     pub log: String,
+    /// Extra `[delivery]` lines.
+    pub delivery_extra: String,
     /// Extra environment variables for the daemon.
     pub env: Vec<(String, String)>,
 }
@@ -97,7 +99,7 @@ impl Daemon {
         format!(
             "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\
              [intake]\nlisten = [\"{ip}:{port}\"]\nmynetworks = [{nets}]\n{intake}\n\
-             [queue]\n{queue}\n[delivery]\nenabled = {delivery}\n\
+             [queue]\n{queue}\n[delivery]\nenabled = {delivery}\n{delivery_extra}\n\
              [log]\nfile = \"{log}\"\nlevel = \"debug\"\n{log_extra}\n{tail}\n",
             spool = dir.join("spool").display(),
             sock = dir.join("control.sock").display(),
@@ -109,6 +111,7 @@ impl Daemon {
             tail = opts.tail,
             log_extra = opts.log,
             delivery = opts.delivery,
+            delivery_extra = opts.delivery_extra,
         )
     }
 
