@@ -515,13 +515,30 @@ async fn verification_checks_the_host_name() {
     let Reason::Tls(text) = &f.reason else {
         panic!("{}", reason_text(&f));
     };
+    // The fix offered is tls_name, with the names the certificate has;
+    // never lowering security.
     assert!(
-        text.contains("not valid for name \"smtp.example.com\""),
+        text.contains(
+            "the certificate is not valid for the name \"smtp.example.com\" (it is for localhost, 127.0.0.1)"
+        ) && text.contains("set tls_name = \"localhost\" on relay \"test-relay-"),
         "{text}"
     );
+    assert!(!text.contains("encrypt"), "{text}");
     // The same CA, the certificate's name: fine (also as an IP literal).
     t.host = "127.0.0.1".into();
     open_ok(&t).await.quit().await;
+    // Reached by another name, verified against tls_name: fine; a
+    // tls_name the certificate does not have still fails.
+    t.host = "smtp.example.com".into();
+    t.tls_name = Some("localhost".into());
+    open_ok(&t).await.quit().await;
+    t.tls_name = Some("other.example".into());
+    let f = open_err(&t).await;
+    assert!(
+        reason_text(&f).contains("not valid for the name \"other.example\""),
+        "{}",
+        reason_text(&f)
+    );
 }
 
 #[tokio::test]

@@ -483,3 +483,57 @@ fn many_messages_share_few_connections() {
         "{connects} connections for {n} messages: connections are not reused"
     );
 }
+
+/// A relay reached by an address its certificate does not name (here the
+/// IPv4-mapped IPv6 form of 127.0.0.1; the certificate is for localhost
+/// and 127.0.0.1): without tls_name the mail waits with a reason that
+/// points at tls_name; with tls_name = "localhost" it is delivered over
+/// verified TLS.
+#[test]
+fn tls_name_verifies_a_relay_reached_by_another_name() {
+    if !peers() {
+        return;
+    }
+    let p = Provider::start();
+    let (_s, pw) = password_file(&p.password);
+    let mapped = |extra: &str| {
+        relay("provider", p.starttls_port, "starttls", &p, &pw, extra)
+            .replace("host = \"127.0.0.1\"", "host = \"::ffff:127.0.0.1\"")
+    };
+    let d = Daemon::start_with(Options {
+        tail: mapped(""),
+        delivery: true,
+        ..Options::default()
+    });
+    send(
+        d.port,
+        "s@example.org",
+        &["rcpt@dest.example"],
+        &message("no-name"),
+    );
+    let q = wait_queue(&d, "a certificate name failure", |q| q.contains("tls_name"));
+    assert!(
+        q.contains("not valid for the name \"::ffff:127.0.0.1\""),
+        "{q}"
+    );
+    assert!(
+        !q.contains("encrypt"),
+        "never advise lowering security: {q}"
+    );
+    assert!(p.delivered().is_empty());
+    drop(d);
+
+    let d = Daemon::start_with(Options {
+        tail: mapped("tls_name = \"localhost\""),
+        delivery: true,
+        ..Options::default()
+    });
+    send(
+        d.port,
+        "s@example.org",
+        &["rcpt@dest.example"],
+        &message("tls-name"),
+    );
+    let got = p.wait_delivered(1, Duration::from_secs(60));
+    assert!(String::from_utf8_lossy(&got[0].1).contains("tls-name"));
+}

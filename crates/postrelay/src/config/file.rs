@@ -119,6 +119,7 @@ pub(super) struct RelayFile {
     pub tls: Option<Word<TlsMode>>,
     pub security: Option<Word<Security>>,
     pub ca_file: Option<String>,
+    pub tls_name: Option<String>,
     pub username: Option<String>,
     pub password_file: Option<String>,
     pub allow_plaintext_auth: Option<bool>,

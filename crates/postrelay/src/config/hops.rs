@@ -95,6 +95,7 @@ pub(super) fn next_hops(
             tls: TlsMode::Auto,
             security: Security::Verify,
             ca_file: None,
+            tls_name: None,
             credentials,
             allow_plaintext_auth: false,
             verbose: false,

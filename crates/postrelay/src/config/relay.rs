@@ -235,6 +235,28 @@ fn relay(
         Some(p) => Some(ca_file(loc, i, &label, security, p)?),
     };
 
+    let tls_name = match file.tls_name {
+        None => None,
+        Some(n) => {
+            let k = key("tls_name");
+            if security != Security::Verify {
+                let line = loc.first_line(&[&k, &key("security")]);
+                let message = format!(
+                    r#"{label}: tls_name is the name the certificate is verified against, which {} does not do; write security = "verify", or remove tls_name"#,
+                    loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
+                );
+                return Err(loc.invalid(&k, line, message));
+            }
+            let name = match n.parse::<IpAddr>() {
+                Ok(ip) => ip.to_string(),
+                Err(_) => super::resolve::check_domain(&n).map_err(|why| {
+                    loc.value_error(&k, &format!("{why}; write the DNS name (or IP address) the relay's certificate is issued for"))
+                })?,
+            };
+            Some(name)
+        }
+    };
+
     let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
     if allow_plaintext_auth {
         check_plaintext_auth(loc, i, &label, security)?;
@@ -284,6 +306,7 @@ fn relay(
         tls,
         security,
         ca_file,
+        tls_name,
         credentials,
         allow_plaintext_auth,
         verbose: file.verbose.unwrap_or(false),

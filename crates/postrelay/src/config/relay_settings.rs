@@ -36,6 +36,11 @@ pub struct RelayConfig {
     /// Checked at load time to exist and to hold a PEM certificate; the TLS
     /// code parses it. Default: none, meaning the system's trusted CAs.
     pub ca_file: Option<PathBuf>,
+    /// The name the relay's certificate must be valid for (also sent as
+    /// SNI), when it is not `host`: a relay reached by IP address or by an
+    /// alias its certificate does not name (Postfix's
+    /// `smtp_tls_servername`). Only with `Verify`. Default: none (`host`).
+    pub tls_name: Option<String>,
     /// The user name and password for SMTP AUTH, from `password_file` or
     /// from `delivery.sasl_passwd`. Default: none (no AUTH).
     pub credentials: Option<Credentials>,

@@ -166,6 +166,10 @@ fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
         Some(f) => kv(o, "ca_file", path(f)),
         None => o.push_str("# ca_file: not set, so the system's trusted CAs are used\n"),
     }
+    match &r.tls_name {
+        Some(n) => kv(o, "tls_name", string(n)),
+        None => o.push_str("# tls_name: not set, so the certificate must be valid for host\n"),
+    }
     match &r.credentials {
         None => o.push_str("# credentials: none, so no AUTH\n"),
         Some(cr) if Some(cr.source.as_path()) == sasl_passwd => {

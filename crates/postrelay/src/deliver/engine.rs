@@ -447,6 +447,7 @@ impl Deliverer {
         let target = Target {
             name: rc.name.clone(),
             host: rc.host.clone(),
+            tls_name: rc.tls_name.clone(),
             port: rc.port,
             addrs,
             tls: rc.tls,

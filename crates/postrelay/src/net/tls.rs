@@ -250,20 +250,53 @@ pub fn describe_session(conn: &rustls::ClientConnection) -> String {
     }
 }
 
+/// Who a failed handshake was with, for [`describe_error`].
+pub struct Peer<'a> {
+    /// The host connected to, as configured.
+    pub host: &'a str,
+    /// The name the certificate was checked against (`tls_name`, else
+    /// `host`).
+    pub cert_name: &'a str,
+    /// The relay's name in the configuration.
+    pub relay: &'a str,
+}
+
 /// A sentence for a failed handshake, suited to `queue show` and the mail
-/// log. Verification failures say what to configure.
-pub fn describe_error(e: &rustls::Error, host: &str) -> String {
+/// log. Verification failures say what to configure: a certificate for
+/// another name points at `tls_name`, never at lowering `security`.
+pub fn describe_error(e: &rustls::Error, peer: &Peer<'_>) -> String {
+    let host = peer.host;
     let advice = "for an internal relay with its own CA set ca_file to that CA's certificate, \
                   or use security = \"encrypt\" to encrypt without verifying";
+    let name_advice = |presented: &[String]| {
+        let presented: Vec<String> = presented.iter().map(|n| plain_name(n)).collect();
+        let is_for = match presented.as_slice() {
+            [] => String::new(),
+            names => format!(" (it is for {})", names.join(", ")),
+        };
+        let example = presented
+            .iter()
+            .find(|n| !n.starts_with('*'))
+            .map_or("the name in its certificate", String::as_str);
+        format!(
+            "certificate verification failed for {host}: the certificate is not valid for the \
+             name {:?}{is_for}; if the relay is reached by IP address or by another name, set \
+             tls_name = \"{example}\" on relay \"{}\" (Postfix's smtp_tls_servername), or \
+             set host to the name in the certificate",
+            peer.cert_name, peer.relay
+        )
+    };
     match e {
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => name_advice(&[]),
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) => name_advice(presented),
         rustls::Error::InvalidCertificate(cert) => {
             let what = match cert {
                 CertificateError::UnknownIssuer => {
                     "certificate is not signed by a trusted CA (unknown issuer; self-signed?)"
                         .to_owned()
-                }
-                CertificateError::NotValidForName => {
-                    format!("certificate is not valid for the name {host:?}")
                 }
                 CertificateError::Expired => "certificate has expired".to_owned(),
                 CertificateError::NotValidYet => "certificate is not valid yet".to_owned(),
@@ -280,6 +313,20 @@ pub fn describe_error(e: &rustls::Error, host: &str) -> String {
         }
         other => format!("TLS handshake with {host} failed: {other}"),
     }
+}
+
+/// A certificate name as rustls reports it (`DnsName("x")`,
+/// `IpAddress(192.0.2.1)`) without the wrapping.
+fn plain_name(reported: &str) -> String {
+    for prefix in ["DnsName(", "IpAddress(", "UriName("] {
+        if let Some(inner) = reported
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            return inner.trim_matches('"').to_owned();
+        }
+    }
+    reported.to_owned()
 }
 
 /// Whether `bytes` start like a TLS record: handshake (22) or alert (21),

@@ -30,6 +30,7 @@ pub fn target(port: u16, tls: TlsMode, security: Security, ca: Option<&Path>) ->
     Target {
         name: format!("test-relay-{port}"),
         host: "localhost".into(),
+        tls_name: None,
         port,
         addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
         tls,

@@ -229,6 +229,8 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"may\"\nca_file = \"/etc/ssl/ca.pem\"", "relay[0].ca_file", 5, &["ca_file is only used to verify", "security = \"may\" does not do"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nca_file = \"/nonexistent/ca.pem\"", "relay[0].ca_file", 4, &["relay \"a\": ca_file /nonexistent/ca.pem does not exist"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nca_file = \"\"", "relay[0].ca_file", 4, &["cannot be empty"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"192.0.2.1\"\nsecurity = \"encrypt\"\ntls_name = \"smtp.example.com\"", "relay[0].tls_name", 5, &["tls_name is the name the certificate is verified against", "security = \"encrypt\" does not do"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"192.0.2.1\"\ntls_name = \"smtp example\"", "relay[0].tls_name", 4, &["relay \"a\": tls_name = \"smtp example\"", "the DNS name (or IP address) the relay's certificate is issued for"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nallow_plaintext_auth = true", "relay[0].allow_plaintext_auth", 4, &["allow_plaintext_auth = true with security (default \"verify\")", "no effect", "only accepted with security = \"none\""]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"may\"\nallow_plaintext_auth = true", "relay[0].allow_plaintext_auth", 5, &["credentials would cross the network in clear text", "use TLS"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nallow_plaintext_auth = \"yes\"", "relay[0].allow_plaintext_auth", 4, &["expected true or false"]),
@@ -680,6 +682,7 @@ port = 2587
 tls = "starttls"
 security = "verify"
 ca_file = "{ca}"
+tls_name = "email-smtp.us-east-1.amazonaws.com"
 username = "AKIAEXAMPLE"
 password_file = "{pw}"
 allow_plaintext_auth = false

@@ -243,7 +243,7 @@ fn greeting(reply: Reply) -> Result<(), Attempt> {
 /// answers with a TLS record, within `timeouts.tls` (at most 5 s: the
 /// relay already kept us waiting for a whole greeting timeout).
 async fn answers_client_hello(mut tcp: TcpStream, target: &Target) -> bool {
-    let Ok(name) = tls::server_name(&target.host) else {
+    let Ok(name) = tls::server_name(target.cert_name()) else {
         return false;
     };
     let Ok(hello) = tls::client_hello(name) else {
@@ -265,7 +265,8 @@ async fn answers_client_hello(mut tcp: TcpStream, target: &Target) -> bool {
 
 /// Implicit TLS: connect, handshake, then the greeting inside TLS.
 async fn implicit(target: &Target, wire: &mut Wire) -> Result<(), Attempt> {
-    let name = tls::server_name(&target.host).map_err(|e| Attempt::Failed(Reason::Local(e)))?;
+    let name =
+        tls::server_name(target.cert_name()).map_err(|e| Attempt::Failed(Reason::Local(e)))?;
     let tcp = tcp(target, wire).await?;
     let config = match target.security {
         Security::Verify => target.tls_config_verify.clone(),
@@ -278,7 +279,7 @@ async fn implicit(target: &Target, wire: &mut Wire) -> Result<(), Attempt> {
             HandshakeError::Plaintext(first) if looks_like_reply(&first) => {
                 Attempt::LooksPlaintext(first_line(&first))
             }
-            other => Attempt::Failed(handshake_reason(other, &target.host, timeout)),
+            other => Attempt::Failed(handshake_reason(other, target, timeout)),
         })?;
     if let Some(desc) = stream.tls_description() {
         wire.tr.note(&format!("implicit TLS established: {desc}"));
@@ -291,7 +292,8 @@ async fn implicit(target: &Target, wire: &mut Wire) -> Result<(), Attempt> {
 }
 
 /// The reason for a failed handshake (implicit TLS or after STARTTLS).
-pub(super) fn handshake_reason(e: HandshakeError, host: &str, timeout: Duration) -> Reason {
+pub(super) fn handshake_reason(e: HandshakeError, target: &Target, timeout: Duration) -> Reason {
+    let host = &target.host;
     match e {
         HandshakeError::Timeout(_) => Reason::Timeout {
             phase: Phase::Tls,
@@ -301,7 +303,14 @@ pub(super) fn handshake_reason(e: HandshakeError, host: &str, timeout: Duration)
             "{host} answered the TLS handshake in plaintext ({:?})",
             first_line(&first)
         )),
-        HandshakeError::Tls(e) => Reason::Tls(tls::describe_error(&e, host)),
+        HandshakeError::Tls(e) => Reason::Tls(tls::describe_error(
+            &e,
+            &tls::Peer {
+                host,
+                cert_name: target.cert_name(),
+                relay: &target.name,
+            },
+        )),
         HandshakeError::Io(e) => Reason::Tls(format!("TLS handshake with {host} failed: {e}")),
     }
 }
@@ -343,6 +352,7 @@ mod tests {
         Target {
             name: "test".into(),
             host: "127.0.0.1".into(),
+            tls_name: None,
             port,
             addrs: vec![([127, 0, 0, 1], port).into()],
             tls: TlsMode::Auto,

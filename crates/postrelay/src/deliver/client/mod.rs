@@ -40,8 +40,13 @@ use crate::deliver::outcome::Reason;
 pub struct Target {
     /// The relay's name, for logs.
     pub name: String,
-    /// DNS name or IP literal: used for SNI and certificate verification.
+    /// DNS name or IP literal: used for SNI and certificate verification
+    /// unless `tls_name` is set.
     pub host: String,
+    /// The name the certificate must be valid for (and SNI), when it is
+    /// not `host`: a relay reached by IP address or by an alias
+    /// (`[[relay]] tls_name`, Postfix's `smtp_tls_servername`).
+    pub tls_name: Option<String>,
     /// The TCP port.
     pub port: u16,
     /// The relay's addresses, resolved by the caller; tried in order.
@@ -66,6 +71,14 @@ pub struct Target {
     /// The TLS mode detected for this relay in `tls = "auto"`, shared by
     /// all sessions with it.
     pub mode_memory: Arc<ModeMemory>,
+}
+
+impl Target {
+    /// The name the relay's certificate is verified against: `tls_name`,
+    /// else `host`.
+    pub fn cert_name(&self) -> &str {
+        self.tls_name.as_deref().unwrap_or(&self.host)
+    }
 }
 
 /// How TLS starts and what it must achieve: the configuration's types

@@ -276,7 +276,7 @@ async fn starttls(target: &Target, wire: &mut Wire) -> Result<bool, Reason> {
             .note("the relay refused STARTTLS; continuing without TLS (security = \"may\")");
         return Ok(false);
     }
-    let name = tls::server_name(&target.host).map_err(Reason::Local)?;
+    let name = tls::server_name(target.cert_name()).map_err(Reason::Local)?;
     let Some(conn) = wire.detach() else {
         return Err(Reason::Protocol(
             "the connection to the relay is closed".into(),
@@ -306,7 +306,7 @@ async fn starttls(target: &Target, wire: &mut Wire) -> Result<bool, Reason> {
     };
     let stream = stream::handshake(tcp, config, name, timeout)
         .await
-        .map_err(|e| handshake_reason(e, &target.host, timeout))?;
+        .map_err(|e| handshake_reason(e, target, timeout))?;
     if let Some(desc) = stream.tls_description() {
         wire.tr.note(&format!("STARTTLS: {desc}"));
     }
