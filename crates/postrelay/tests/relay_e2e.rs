@@ -537,3 +537,46 @@ fn tls_name_verifies_a_relay_reached_by_another_name() {
     let got = p.wait_delivered(1, Duration::from_secs(60));
     assert!(String::from_utf8_lossy(&got[0].1).contains("tls-name"));
 }
+
+/// A relay named by the transport map (`relay:NAME`) fails over to its
+/// own `fallbacks`, as the default list does: the named relay refuses
+/// connections, the fallback (the real provider) delivers.
+#[test]
+fn a_named_relay_fails_over_to_its_fallbacks() {
+    if !peers() {
+        return;
+    }
+    let p = Provider::start();
+    let (s, pw) = password_file(&p.password);
+    let transport = s.path().join("transport");
+    std::fs::write(&transport, "*    relay:dead\n").unwrap();
+    // Nothing listens on `closed`: connections are refused at once.
+    let closed = free_port();
+    let tail = format!(
+        "[routing]\ntransport = \"{}\"\n{}{}",
+        transport.display(),
+        relay(
+            "dead",
+            closed,
+            "starttls",
+            &p,
+            &pw,
+            "fallbacks = [\"provider\"]"
+        ),
+        relay("provider", p.starttls_port, "starttls", &p, &pw, ""),
+    );
+    let d = Daemon::start_with(Options {
+        tail,
+        delivery: true,
+        ..Options::default()
+    });
+    send(
+        d.port,
+        "s@example.org",
+        &["rcpt@dest.example"],
+        &message("fallback"),
+    );
+    let got = p.wait_delivered(1, Duration::from_secs(60));
+    assert!(String::from_utf8_lossy(&got[0].1).contains("fallback"));
+    d.wait_queue_len(0);
+}

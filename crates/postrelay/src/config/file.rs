@@ -124,6 +124,7 @@ pub(super) struct RelayFile {
     pub password_file: Option<String>,
     pub allow_plaintext_auth: Option<bool>,
     pub verbose: Option<bool>,
+    pub fallbacks: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub max_messages_per_connection: Option<u32>,
     pub idle_timeout: Option<HumanDuration>,

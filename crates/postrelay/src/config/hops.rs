@@ -96,6 +96,7 @@ pub(super) fn next_hops(
             security: Security::Verify,
             ca_file: None,
             tls_name: None,
+            fallbacks: Vec::new(),
             credentials,
             allow_plaintext_auth: false,
             verbose: false,
@@ -156,7 +157,13 @@ impl Config {
         for e in transport.entries() {
             let what = match &e.target {
                 Target::Relay(name) => match relay(name) {
-                    Some(r) => format!("relay \"{name}\" ({})", does(r)),
+                    Some(r) => {
+                        let mut what = format!("relay \"{name}\" ({})", does(r));
+                        for f in r.fallbacks.iter().filter_map(|f| relay(f)) {
+                            what.push_str(&format!("; then relay \"{}\" ({})", f.name, does(f)));
+                        }
+                        what
+                    }
                     None => format!("relay \"{name}\""),
                 },
                 Target::Smtp { host, port } => {

@@ -107,3 +107,20 @@ fn a_next_hop_whose_credentials_are_for_another_port_is_refused() {
     );
     assert!(!e.contains("s3cret"), "{e}");
 }
+
+#[test]
+fn a_named_relay_is_described_with_its_fallbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files::new(dir.path());
+    let relays = "[[relay]]\nname = \"a\"\nhost = \"a.example\"\nfallbacks = [\"b\"]\n\
+                  [[relay]]\nname = \"b\"\nhost = \"b.example\"\nsecurity = \"encrypt\"\n";
+    let c = ok(&config_text(&files, "*  relay:a\n", None, relays));
+    assert_eq!(c.relays[0].fallbacks, ["b"]);
+    let routes = c.describe_routes();
+    assert!(
+        routes.contains(
+            "*: relay \"a\" (tls auto, TLS required, certificate verified (security verify), no AUTH); then relay \"b\" (tls auto, TLS required, certificate not checked (security encrypt), no AUTH)"
+        ),
+        "{routes}"
+    );
+}

@@ -199,11 +199,47 @@ pub(super) fn relays(
             return Err(loc.value_error(&format!("relay[{i}].name"), &why));
         }
     }
-    files
+    let names: Vec<Option<String>> = files.iter().map(|f| f.name.clone()).collect();
+    let relays: Vec<RelayConfig> = files
         .into_iter()
         .enumerate()
         .map(|(i, file)| relay(i, file, delivery, sasl, loc))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for (i, r) in relays.iter().enumerate() {
+        check_fallbacks(i, r, &names, loc)?;
+    }
+    Ok(relays)
+}
+
+/// Each fallback of relay `i` names another relay, once.
+fn check_fallbacks(
+    i: usize,
+    r: &RelayConfig,
+    names: &[Option<String>],
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let key = format!("relay[{i}].fallbacks");
+    for (j, f) in r.fallbacks.iter().enumerate() {
+        let why = if *f == r.name {
+            Some(format!(
+                "\"{f}\" is this relay itself; name the relays to try after it"
+            ))
+        } else if r.fallbacks[..j].contains(f) {
+            Some(format!("\"{f}\" is listed twice"))
+        } else if !names.iter().any(|n| n.as_deref() == Some(f.as_str())) {
+            let known: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+            Some(format!(
+                "\"{f}\" is not a [[relay]] name (the relays are: {})",
+                known.join(", ")
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(loc.value_error(&key, &why));
+        }
+    }
+    Ok(())
 }
 
 fn relay(
@@ -307,6 +343,7 @@ fn relay(
         security,
         ca_file,
         tls_name,
+        fallbacks: file.fallbacks.unwrap_or_default(),
         credentials,
         allow_plaintext_auth,
         verbose: file.verbose.unwrap_or(false),

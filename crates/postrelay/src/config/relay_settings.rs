@@ -41,6 +41,12 @@ pub struct RelayConfig {
     /// alias its certificate does not name (Postfix's
     /// `smtp_tls_servername`). Only with `Verify`. Default: none (`host`).
     pub tls_name: Option<String>,
+    /// The relays tried, in order, when this one cannot be reached or
+    /// refuses the session, for mail routed to this relay by name
+    /// (`relay:NAME`, `sender_relay`, an `smtp:` next hop at its host and
+    /// port). Names of other `[[relay]]` tables; not followed further.
+    /// Default: none.
+    pub fallbacks: Vec<String>,
     /// The user name and password for SMTP AUTH, from `password_file` or
     /// from `delivery.sasl_passwd`. Default: none (no AUTH).
     pub credentials: Option<Credentials>,

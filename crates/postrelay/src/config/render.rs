@@ -190,6 +190,7 @@ fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
         r.allow_plaintext_auth.to_string(),
     );
     kv(o, "verbose", r.verbose.to_string());
+    kv(o, "fallbacks", array(r.fallbacks.iter().cloned()));
     kv(o, "max_connections", r.max_connections.to_string());
     kv(
         o,

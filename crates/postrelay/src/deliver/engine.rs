@@ -258,28 +258,26 @@ impl Deliverer {
     /// `smtp:` next hop is the `[[relay]]` at its host and port, else its
     /// own relay from `Config::next_hops` (built at load, so there is one).
     fn relays_for(&self, dest: &Destination) -> Result<Vec<&Relay>, Reason> {
-        let listed = self.relays.iter().filter(|r| !r.next_hop);
-        let relays: Vec<&Relay> = match dest {
-            Destination::Relays(None) => listed.collect(),
-            Destination::Relays(Some(name)) => listed.filter(|r| r.config.name == *name).collect(),
+        let listed = || self.relays.iter().filter(|r| !r.next_hop);
+        let named = |name: &str| listed().find(|r| r.config.name == name);
+        let first = match dest {
+            Destination::Relays(None) => return or_none(dest, listed().collect()),
+            Destination::Relays(Some(name)) => named(name),
             // [[relay]] tables come first, so they win.
-            Destination::Smtp { host, port } => self
-                .relays
-                .iter()
-                .find(|r| r.config.is_at(host, *port))
-                .into_iter()
-                .collect(),
-        };
-        if !relays.is_empty() {
-            return Ok(relays);
-        }
-        Err(Reason::Unavailable(match dest {
-            Destination::Relays(Some(name)) => format!("relay \"{name}\" is not configured"),
             Destination::Smtp { host, port } => {
-                format!("no settings for the next hop smtp:[{host}]:{port}; reload postrelay")
+                self.relays.iter().find(|r| r.config.is_at(host, *port))
             }
-            _ => "no relay is configured: add a [[relay]] section to the configuration".into(),
-        }))
+        };
+        // A relay chosen by name or next hop fails over to its own
+        // fallbacks, by the same rules as the default list.
+        let relays = first
+            .into_iter()
+            .flat_map(|r| {
+                let fallbacks = r.config.fallbacks.iter().filter_map(|n| named(n));
+                std::iter::once(r).chain(fallbacks)
+            })
+            .collect();
+        or_none(dest, relays)
     }
 
     /// The first relay that accepts the session carries the message; one
@@ -465,6 +463,22 @@ impl Deliverer {
         };
         Session::open(&target).await
     }
+}
+
+/// `relays`, or why mail for `dest` waits when there are none.
+fn or_none<'a>(dest: &Destination, relays: Vec<&'a Relay>) -> Result<Vec<&'a Relay>, Reason> {
+    if !relays.is_empty() {
+        return Ok(relays);
+    }
+    Err(Reason::Unavailable(match dest {
+        Destination::Relays(Some(name)) => format!("relay \"{name}\" is not configured"),
+        Destination::Smtp { host, port } => {
+            format!("no settings for the next hop smtp:[{host}]:{port}; reload postrelay")
+        }
+        Destination::Relays(None) => {
+            "no relay is configured: add a [[relay]] section to the configuration".into()
+        }
+    }))
 }
 
 /// `host[ip]:port`, as Postfix writes `relay=` in its log.

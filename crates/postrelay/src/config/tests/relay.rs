@@ -230,6 +230,9 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nca_file = \"/nonexistent/ca.pem\"", "relay[0].ca_file", 4, &["relay \"a\": ca_file /nonexistent/ca.pem does not exist"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nca_file = \"\"", "relay[0].ca_file", 4, &["cannot be empty"]),
     ("[[relay]]\nname = \"a\"\nhost = \"192.0.2.1\"\nsecurity = \"encrypt\"\ntls_name = \"smtp.example.com\"", "relay[0].tls_name", 5, &["tls_name is the name the certificate is verified against", "security = \"encrypt\" does not do"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nfallbacks = [\"a\"]", "relay[0].fallbacks", 4, &["relay \"a\": fallbacks", "\"a\" is this relay itself"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nfallbacks = [\"b\"]\n[[relay]]\nname = \"c\"\nhost = \"c.example\"", "relay[0].fallbacks", 4, &["\"b\" is not a [[relay]] name (the relays are: a, c)"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nfallbacks = [\"c\", \"c\"]\n[[relay]]\nname = \"c\"\nhost = \"c.example\"", "relay[0].fallbacks", 4, &["\"c\" is listed twice"]),
     ("[[relay]]\nname = \"a\"\nhost = \"192.0.2.1\"\ntls_name = \"smtp example\"", "relay[0].tls_name", 4, &["relay \"a\": tls_name = \"smtp example\"", "the DNS name (or IP address) the relay's certificate is issued for"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nallow_plaintext_auth = true", "relay[0].allow_plaintext_auth", 4, &["allow_plaintext_auth = true with security (default \"verify\")", "no effect", "only accepted with security = \"none\""]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nsecurity = \"may\"\nallow_plaintext_auth = true", "relay[0].allow_plaintext_auth", 5, &["credentials would cross the network in clear text", "use TLS"]),
@@ -683,6 +686,7 @@ tls = "starttls"
 security = "verify"
 ca_file = "{ca}"
 tls_name = "email-smtp.us-east-1.amazonaws.com"
+fallbacks = ["backup"]
 username = "AKIAEXAMPLE"
 password_file = "{pw}"
 allow_plaintext_auth = false
