@@ -20,8 +20,6 @@
 mod credentials;
 mod file;
 mod hops;
-#[cfg(test)]
-mod hops_tests;
 mod local;
 mod relay;
 mod relay_settings;

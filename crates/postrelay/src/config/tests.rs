@@ -2,6 +2,7 @@
 //! messages, rendering. By subject: `relay` ([delivery], [bounce],
 //! [[relay]] and secrets), `routing` ([routing] and its tables).
 
+mod hops;
 pub(super) mod relay;
 mod routing;
 

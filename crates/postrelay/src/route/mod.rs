@@ -51,8 +51,6 @@ mod settings;
 mod table;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_local;
 mod transport;
 
 use std::collections::HashSet;

@@ -1,5 +1,7 @@
 //! Table tests of the routing tables, the router and the header rewriter.
 
+mod local;
+
 use std::path::Path;
 
 use super::*;

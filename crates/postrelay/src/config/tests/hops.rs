@@ -2,9 +2,9 @@
 //! the refusal of one that would miss its credentials, and what
 //! `check-config` prints per route.
 
-use super::relay_tests::Files;
-use super::tests::{err, ok};
-use super::*;
+use super::super::*;
+use super::relay::Files;
+use super::{err, ok};
 
 /// A configuration with `transport` as the transport map, `sasl` as the
 /// sasl_passwd file (if any), and `extra` appended.

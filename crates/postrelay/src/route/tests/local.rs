@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::*;
-use crate::config::RoutingSettings;
+use super::super::*;
+use crate::route::RoutingSettings;
 
 const HOST: &str = "myhost.example";
 
