@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -194,7 +194,16 @@ impl Running {
     fn start(config: Config, bound: Bound, queue: Queue, deliverer: Arc<Deliverer>) -> Running {
         let shutdown = CancellationToken::new();
         let sessions = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(config.intake.max_connections));
+        // Separate pools: the network-facing submission listeners can never
+        // take the slots of local programs on the loopback intake.
+        let intake_pool = intake::limits::Pool::new(config.intake.max_connections);
+        let submission_pool = intake::limits::Pool::new(
+            config
+                .intake
+                .submission
+                .as_ref()
+                .map_or(1, |s| s.max_connections),
+        );
         let listen = config.intake.listen.iter().map(|a| a.to_string()).collect();
         let max_workers = config.delivery.max_workers;
         let (config_tx, config_rx) = watch::channel(Arc::new(config));
@@ -209,7 +218,7 @@ impl Running {
             tokio::spawn(intake::serve(
                 l,
                 shared.clone(),
-                slots.clone(),
+                intake_pool.clone(),
                 sessions.clone(),
             ));
         }
@@ -220,7 +229,7 @@ impl Running {
                 mode,
                 shared.clone(),
                 submission.clone(),
-                slots.clone(),
+                submission_pool.clone(),
                 sessions.clone(),
             ));
         }

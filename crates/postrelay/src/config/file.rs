@@ -52,6 +52,7 @@ pub(super) struct IntakeFile {
     pub command_length_limit: Option<u64>,
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
     pub max_errors: Option<usize>,
     pub command_timeout: Option<HumanDuration>,
     pub data_timeout: Option<HumanDuration>,
@@ -72,6 +73,8 @@ pub(super) struct SubmissionFile {
     pub max_auth_failures: Option<u32>,
     pub auth_lockout: Option<HumanDuration>,
     pub auth_delay: Option<HumanDuration>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

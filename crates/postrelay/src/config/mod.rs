@@ -20,6 +20,7 @@
 mod credentials;
 mod file;
 mod hops;
+mod limits;
 mod local;
 mod relay;
 mod relay_settings;
@@ -159,9 +160,16 @@ pub struct Intake {
     /// in another transaction. At least 100 (RFC 5321 §4.5.3.1.8).
     /// Default: `1000`.
     pub max_recipients: usize,
-    /// Concurrent SMTP sessions; the next one gets 421 4.7.0. Bounds file
-    /// descriptors and memory. Default: `100`.
+    /// Concurrent SMTP sessions on the `listen` addresses; the next one
+    /// gets 421 4.7.0. Bounds file descriptors and memory. The submission
+    /// listeners have a pool of their own, so the network cannot take
+    /// these slots from local programs. Default: `100`.
     pub max_connections: usize,
+    /// Concurrent sessions from one client address (IPv6: its /64) on the
+    /// `listen` addresses; the next one gets `421 4.7.0 … too many
+    /// connections from <ip>`. Clients in `mynetworks` are exempt (local
+    /// programs all come from the same loopback address). Default: `10`.
+    pub max_connections_per_client: usize,
     /// Protocol errors (bad commands, refused recipients) tolerated in one
     /// session before it is ended with 421; stops clients that loop.
     /// Default: `20`.
@@ -444,6 +452,12 @@ impl Config {
             (
                 "intake.max_connections",
                 a.max_connections != b.max_connections,
+            ),
+            (
+                // Adding or removing the table is a change of listen.
+                "intake.submission.max_connections",
+                matches!((&a.submission, &b.submission),
+                    (Some(x), Some(y)) if x.max_connections != y.max_connections),
             ),
             ("queue.sync", self.queue.sync != new.queue.sync),
             ("log.level", self.log.level != new.log.level),

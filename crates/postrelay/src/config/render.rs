@@ -90,6 +90,11 @@ fn intake(o: &mut String, i: &super::Intake) {
     );
     kv(o, "max_recipients", i.max_recipients.to_string());
     kv(o, "max_connections", i.max_connections.to_string());
+    kv(
+        o,
+        "max_connections_per_client",
+        i.max_connections_per_client.to_string(),
+    );
     kv(o, "max_errors", i.max_errors.to_string());
     kv(o, "command_timeout", duration(i.command_timeout));
     kv(o, "data_timeout", duration(i.data_timeout));
@@ -150,6 +155,12 @@ fn submission(o: &mut String, s: Option<&Submission>) {
     kv(o, "max_auth_failures", s.max_auth_failures.to_string());
     kv(o, "auth_lockout", duration(s.auth_lockout));
     kv(o, "auth_delay", duration(s.auth_delay));
+    kv(o, "max_connections", s.max_connections.to_string());
+    kv(
+        o,
+        "max_connections_per_client",
+        s.max_connections_per_client.to_string(),
+    );
 }
 
 /// One `[[relay]]` table. Passwords are never written: credentials from a

@@ -30,7 +30,6 @@ const HEADER_SIZE_LIMIT: u64 = 102_400;
 const LINE_LENGTH_LIMIT: u64 = 998;
 const COMMAND_LENGTH_LIMIT: u64 = 2048;
 const MAX_RECIPIENTS: usize = 1000;
-const MAX_CONNECTIONS: usize = 100;
 const MAX_ERRORS: usize = 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const DATA_TIMEOUT: Duration = Duration::from_secs(300);
@@ -216,14 +215,11 @@ fn intake(
         100,
         why,
     )?;
-    let max_connections = file.max_connections.unwrap_or(MAX_CONNECTIONS);
-    let why = "must be at least 1, or no client could ever connect";
-    at_least(
+    let connections = super::limits::connection_limits(
         loc,
-        "intake.max_connections",
-        max_connections as u64,
-        1,
-        why,
+        "intake",
+        file.max_connections,
+        file.max_connections_per_client,
     )?;
     let max_errors = file.max_errors.unwrap_or(MAX_ERRORS);
     let why = "must be at least 1, or the first typo would end the session";
@@ -253,7 +249,8 @@ fn intake(
         line_length_limit,
         command_length_limit,
         max_recipients,
-        max_connections,
+        max_connections: connections.total,
+        max_connections_per_client: connections.per_client,
         max_errors,
         command_timeout: timeouts.command,
         data_timeout: timeouts.data,

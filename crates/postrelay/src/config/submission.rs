@@ -75,6 +75,14 @@ pub struct Submission {
     /// `auth_delay` itself if longer). Other sessions are not held up.
     /// `"0s"` turns it off (for tests only). Default: `"1s"`.
     pub auth_delay: Duration,
+    /// Concurrent submission sessions, a pool separate from
+    /// `intake.max_connections`; the next one gets 421 4.7.0 (or is closed
+    /// on an implicit-TLS listener). Default: `100`.
+    pub max_connections: usize,
+    /// Concurrent submission sessions from one client address (IPv6: its
+    /// /64); nobody is exempt, as nobody is trusted before AUTH.
+    /// Default: `10`.
+    pub max_connections_per_client: usize,
     /// The certificate and key, loaded and checked.
     pub tls: ServerTls,
     /// The users, in file order.
@@ -194,6 +202,12 @@ pub(super) fn resolve(
         Duration::ZERO,
         MAX_AUTH_DELAY,
     )?;
+    let connections = super::limits::connection_limits(
+        loc,
+        table,
+        file.max_connections,
+        file.max_connections_per_client,
+    )?;
 
     let tls = load_tls(&cert, &key, loc)?;
     let users = load_users(&users_file, loc)?;
@@ -206,6 +220,8 @@ pub(super) fn resolve(
         max_auth_failures,
         auth_lockout,
         auth_delay,
+        max_connections: connections.total,
+        max_connections_per_client: connections.per_client,
         tls,
         users,
     }))

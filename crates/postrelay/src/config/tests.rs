@@ -108,6 +108,7 @@ fn file_defaults() {
     assert_eq!(i.command_timeout, secs(300));
     assert_eq!(i.data_timeout, secs(300));
     assert_eq!(i.session_timeout, secs(3600));
+    assert_eq!(i.max_connections_per_client, 10);
     let q = &c.queue;
     assert_eq!(q.min_backoff, secs(300));
     assert_eq!(q.max_backoff, secs(4000));
@@ -196,6 +197,7 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("[intake]\ncommand_length_limit = 100", "intake.command_length_limit", 2, &["at least 512"]),
     ("[intake]\nmax_recipients = 10", "intake.max_recipients", 2, &["at least 100", "§4.5.3.1.8"]),
     ("[intake]\nmax_connections = 0", "intake.max_connections", 2, &["at least 1"]),
+    ("[intake]\nmax_connections_per_client = 0", "intake.max_connections_per_client", 2, &["at least 1", "equal to max_connections"]),
     ("[intake]\nmessage_size_limit = \"200 MiB\"", "queue.min_free_space", 2, &["queue.min_free_space (default 100 MiB) is smaller than intake.message_size_limit = \"200 MiB\""]),
     // Durations.
     ("[intake]\ncommand_timeout = 300", "intake.command_timeout", 2, &["no unit", "\"300s\""]),

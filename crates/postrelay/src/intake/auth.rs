@@ -72,7 +72,7 @@ impl Policy {
 
 /// The key of an address: IPv4 (also when mapped into IPv6) as is, IPv6
 /// by its /64 prefix.
-fn key(ip: IpAddr) -> IpAddr {
+pub(crate) fn key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -9,6 +9,7 @@
 //! - `submission`: the optional authenticated listeners of
 //!   `[intake.submission]` (STARTTLS or implicit TLS, then AUTH);
 //! - `auth`: password verification and the brute-force limiter;
+//! - `limits`: the connection pools, in total and per client;
 //! - `pickup`: maildrop/ files → queued messages.
 //!
 //! Intake turns a client's bytes into a body and an envelope, and hands
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod headers;
+pub mod limits;
 pub mod message;
 pub mod pickup;
 pub mod policy;
@@ -25,19 +27,20 @@ pub mod recipients;
 pub mod session;
 pub mod submission;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::maillog::MailLog;
 use crate::queue::Queue;
+use limits::{Pool, Refused};
 
 /// What every session shares.
 pub struct Shared {
@@ -64,16 +67,19 @@ impl Shared {
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
+    pool: Arc<Pool>,
     tracker: TaskTracker,
 ) {
     let busy_reply = true;
     accept_loop(
         listener,
-        shared,
-        slots,
-        tracker,
-        busy_reply,
+        Listener {
+            shared,
+            pool,
+            tracker,
+            busy_reply,
+            per_client: intake_cap,
+        },
         |stream, peer, shared| async move {
             let stream = crate::net::tls_server::ServerStream::Plain(stream);
             session::Session::new(stream, peer, shared).run().await;
@@ -82,21 +88,34 @@ pub async fn serve(
     .await
 }
 
+/// The per-client cap on the loopback intake: `mynetworks` clients (local
+/// programs, all from one loopback address) are exempt.
+fn intake_cap(config: &Config, ip: IpAddr) -> Option<usize> {
+    let trusted = policy::is_trusted(&config.intake, ip);
+    (!trusted).then_some(config.intake.max_connections_per_client)
+}
+
+/// What an accept loop needs besides its socket.
+pub(crate) struct Listener {
+    pub shared: Arc<Shared>,
+    /// This listener kind's pool (the loopback intake's, or submission's).
+    pub pool: Arc<Pool>,
+    pub tracker: TaskTracker,
+    /// Answer a refused client with `421` (plaintext listeners only).
+    pub busy_reply: bool,
+    /// The cap on one client's sessions under the configuration in force
+    /// (`None`: exempt).
+    pub per_client: fn(&Config, IpAddr) -> Option<usize>,
+}
+
 /// The accept loop every listener shares: accepts until shutdown, backs
 /// off on accept errors (EMFILE and friends) instead of spinning, takes a
-/// connection slot (`intake.max_connections`, shared by all listeners)
-/// and runs `handle` under `tracker`. Without a free slot the client gets
-/// `421 4.7.0` when `busy_reply` (a plaintext listener), or is simply
-/// closed (implicit TLS: a reply would need the handshake there is no
-/// room for).
-pub(crate) async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
-    tracker: TaskTracker,
-    busy_reply: bool,
-    handle: F,
-) where
+/// slot in the listener's pool, within the client's cap, and runs `handle`
+/// under the tracker. A client refused a slot gets `421 4.7.0` when
+/// `busy_reply` (a plaintext listener), or is simply closed (implicit TLS:
+/// a reply would need the handshake there is no room for).
+pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, l: Listener, handle: F)
+where
     F: Fn(TcpStream, SocketAddr, Arc<Shared>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -106,7 +125,7 @@ pub(crate) async fn accept_loop<F, Fut>(
         // accepted stays in the kernel backlog and is reset at close.
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shared.shutdown.cancelled() => break,
+            _ = l.shared.shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -117,35 +136,61 @@ pub(crate) async fn accept_loop<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let metrics = shared.maillog.metrics();
-        if let Some(l) = &local {
-            metrics.connection(l);
+        let metrics = l.shared.maillog.metrics();
+        if let Some(addr) = &local {
+            metrics.connection(addr);
         }
-        let slot = slots.clone().try_acquire_owned();
-        if slot.is_err() {
-            metrics.refused("max_connections");
-        }
-        match slot {
-            Ok(permit) => {
-                let session = handle(stream, peer, shared.clone());
-                tracker.spawn(async move {
+        let config = l.shared.config();
+        match l.pool.admit(peer.ip(), (l.per_client)(&config, peer.ip())) {
+            Ok(admission) => {
+                let session = handle(stream, peer, l.shared.clone());
+                l.tracker.spawn(async move {
                     session.await;
-                    drop(permit);
+                    drop(admission);
                 });
             }
-            Err(_) if busy_reply => {
-                let host = shared.config().hostname.clone();
-                tracker.spawn(refuse_busy(stream, peer, host));
+            Err(refused) => {
+                metrics.refused(refused.limit_name());
+                log_refused(refused, peer, local);
+                if l.busy_reply {
+                    let reply = busy_reply(refused, peer.ip(), &config.hostname);
+                    l.tracker.spawn(say_and_close(stream, reply));
+                }
             }
-            Err(_) => tracing::warn!(%peer, "too many connections; closing"),
         }
     }
 }
 
-/// Answers a connection over the concurrency limit and closes it.
-async fn refuse_busy(mut stream: TcpStream, peer: SocketAddr, host: String) {
-    tracing::warn!(%peer, "too many connections; refusing");
-    let reply = format!("421 4.7.0 {host} Error: too many connections, try again later\r\n");
+/// The log line that names a refused client and the limit it met.
+fn log_refused(refused: Refused, peer: SocketAddr, listener: Option<SocketAddr>) {
+    match refused {
+        Refused::Full => {
+            tracing::warn!(%peer, listener = ?listener, "too many connections; refusing")
+        }
+        Refused::ClientCap { limit } => tracing::warn!(
+            %peer,
+            listener = ?listener,
+            limit,
+            "too many connections from {}; refusing",
+            peer.ip()
+        ),
+    }
+}
+
+/// The `421` for a refused connection.
+fn busy_reply(refused: Refused, ip: IpAddr, host: &str) -> String {
+    match refused {
+        Refused::Full => {
+            format!("421 4.7.0 {host} Error: too many connections, try again later\r\n")
+        }
+        Refused::ClientCap { .. } => {
+            format!("421 4.7.0 {host} Error: too many connections from {ip}\r\n")
+        }
+    }
+}
+
+/// Writes `reply` (bounded in time) and closes.
+async fn say_and_close(mut stream: TcpStream, reply: String) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
 }

@@ -39,6 +39,9 @@ pub struct Options {
     pub listen_ip: Option<String>,
     /// Extra mynetworks entries added to loopback.
     pub mynetworks: Vec<String>,
+    /// Trust only 127.0.0.1 and ::1 instead of all of loopback, so that
+    /// clients bound to 127.0.0.2 and up are strangers.
+    pub trust_only_localhost: bool,
     /// Tables appended at the end of the file (`[[relay]]`, `[bounce]` …).
     pub tail: String,
     /// Deliver queued mail (`[delivery] enabled`). Off by default, so that
@@ -94,7 +97,12 @@ impl Daemon {
     /// The configuration file text for these options.
     pub fn config_text(dir: &Path, port: u16, opts: &Options) -> String {
         let ip = opts.listen_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
-        let mut nets = vec!["\"127.0.0.0/8\"".to_string(), "\"::1/128\"".to_string()];
+        let v4 = if opts.trust_only_localhost {
+            "127.0.0.1/32"
+        } else {
+            "127.0.0.0/8"
+        };
+        let mut nets = vec![format!("\"{v4}\""), "\"::1/128\"".to_string()];
         nets.extend(opts.mynetworks.iter().map(|n| format!("\"{n}\"")));
         format!(
             "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\

@@ -29,6 +29,29 @@ impl Raw {
     /// Connects and returns the client with the greeting already read.
     pub fn connect(port: u16) -> (Raw, Reply) {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        Self::greeted(stream)
+    }
+
+    /// Connects from the local address `source` (e.g. `127.0.0.2`) and
+    /// returns the client with its first reply (greeting or `421`) read.
+    pub fn connect_from(source: &str, port: u16) -> (Raw, Reply) {
+        let source: std::net::IpAddr = source.parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let stream = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((source, 0).into()).unwrap();
+            socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+        });
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        Self::greeted(stream)
+    }
+
+    /// Wraps a connected stream and reads its first reply.
+    fn greeted(stream: TcpStream) -> (Raw, Reply) {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -38,6 +61,11 @@ impl Raw {
         };
         let greeting = raw.reply();
         (raw, greeting)
+    }
+
+    /// The underlying socket (for tests that pace their own writes).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
     }
 
     /// Sends bytes as they are.

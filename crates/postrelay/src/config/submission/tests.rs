@@ -38,6 +38,7 @@ fn defaults_of_the_optional_keys() {
     assert_eq!(s.max_auth_failures, 5);
     assert_eq!(s.auth_lockout, Duration::from_secs(900));
     assert_eq!(s.auth_delay, Duration::from_secs(1));
+    assert_eq!((s.max_connections, s.max_connections_per_client), (100, 10));
 }
 
 #[test]
@@ -92,6 +93,16 @@ fn mistakes_are_located_and_explained() {
                 &users,
             ),
             "intake.submission.max_auth_failures",
+            Some(8),
+            "at least 1",
+        ),
+        (
+            table(
+                "listen = [\"10.0.0.1:587\"]\nmax_connections_per_client = 0",
+                &key,
+                &users,
+            ),
+            "intake.submission.max_connections_per_client",
             Some(8),
             "at least 1",
         ),

@@ -23,13 +23,13 @@ use postrelay_smtp::reply::Reply;
 use postrelay_smtp::sasl::SaslError;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 mod dialog;
 
 use super::Shared;
 use super::auth::{Limiter, Verifier};
+use super::limits::Pool;
 use super::session::Session;
 use crate::net::tls_server::{self, ServerStream};
 
@@ -97,26 +97,37 @@ pub async fn bind(config: &crate::config::Config) -> anyhow::Result<Vec<(TcpList
 }
 
 /// Accepts connections on one submission listener until shutdown. Sessions
-/// count against `intake.max_connections` together with the loopback
-/// listener's, and run under `tracker` so that the daemon waits for them.
+/// take slots in `pool`, the submission listeners' own (so that they never
+/// take the loopback intake's), within `max_connections_per_client`, and
+/// run under `tracker` so that the daemon waits for them.
 pub async fn serve(
     listener: TcpListener,
     mode: Mode,
     shared: Arc<Shared>,
     service: Arc<Service>,
-    slots: Arc<Semaphore>,
+    pool: Arc<Pool>,
     tracker: TaskTracker,
 ) {
-    let busy_reply = mode == Mode::StartTls;
     super::accept_loop(
         listener,
-        shared,
-        slots,
-        tracker,
-        busy_reply,
+        super::Listener {
+            shared,
+            pool,
+            tracker,
+            busy_reply: mode == Mode::StartTls,
+            per_client: submission_cap,
+        },
         move |stream, peer, shared| connection(stream, peer, mode, shared, service.clone()),
     )
     .await
+}
+
+/// The per-client cap on submission: nobody is exempt, as nobody is
+/// trusted before AUTH. (No submission configured: the listener serves no
+/// one anyway, see [`connection`].)
+fn submission_cap(config: &crate::config::Config, _ip: std::net::IpAddr) -> Option<usize> {
+    let s = config.intake.submission.as_ref()?;
+    Some(s.max_connections_per_client)
 }
 
 /// Writes `bytes` (bounded in time) and closes.

@@ -1,0 +1,183 @@
+//! Hostile clients against both listeners at once: many idle connections
+//! from several loopback source addresses (127.0.0.2 and up, strangers as
+//! `mynetworks` is narrowed to 127.0.0.1). A local program on 127.0.0.1
+//! must still get its mail accepted; the limits answer with their `421`
+//! and log the client. No assertion depends on timing.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::daemon::{self, Daemon, Options};
+use support::smtp::{Raw, Reply};
+use tempfile::TempDir;
+
+/// Each stranger's cap on either listener, and how many strangers: their
+/// sessions together (2 × 5 × 3 = 30) exceed one listener's pool (20), so
+/// a pool shared by both listeners would be full.
+const CAP: usize = 3;
+const STRANGERS: [&str; 5] = [
+    "127.0.0.2",
+    "127.0.0.3",
+    "127.0.0.4",
+    "127.0.0.5",
+    "127.0.0.6",
+];
+const POOL: usize = 20;
+
+fn write_file(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A users file with one user (hash made by the binary's `hash-password`).
+fn users_file(path: &Path) {
+    let mut child = Command::new(daemon::bin())
+        .arg("hash-password")
+        .env_remove("POSTRELAY_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run postrelay hash-password");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"a password nobody guesses\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    write_file(path, &format!("alice:{}\n", hash.trim()), 0o600);
+}
+
+/// A daemon under test and what it listens on besides `d.port`.
+struct Relay {
+    d: Daemon,
+    submission: u16,
+    metrics: u16,
+    _files: TempDir,
+}
+
+/// A daemon with the loopback intake and a STARTTLS submission listener,
+/// each with a pool of [`POOL`] and a per-client cap of [`CAP`], and
+/// metrics; `intake` adds `[intake]` lines.
+fn start(intake: &str) -> Relay {
+    let files = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["relay.test".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let dir = files.path();
+    write_file(&dir.join("cert.pem"), &cert.pem(), 0o644);
+    write_file(&dir.join("key.pem"), &key.serialize_pem(), 0o600);
+    users_file(&dir.join("users"));
+    let submission = daemon::free_port();
+    let metrics = daemon::free_port();
+    let tail = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[intake.submission]\nlisten = [\"127.0.0.1:{submission}\"]\n\
+         cert = \"{c}\"\nkey = \"{k}\"\nusers = \"{u}\"\n\
+         max_connections = {POOL}\nmax_connections_per_client = {CAP}\n",
+        c = dir.join("cert.pem").display(),
+        k = dir.join("key.pem").display(),
+        u = dir.join("users").display(),
+    );
+    let d = Daemon::start_with(Options {
+        intake: format!("max_connections = {POOL}\nmax_connections_per_client = {CAP}\n{intake}"),
+        tail,
+        trust_only_localhost: true,
+        ..Options::default()
+    });
+    Relay {
+        d,
+        submission,
+        metrics,
+        _files: files,
+    }
+}
+
+/// The metrics page.
+fn metrics(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// Sends one message over `c`; the final reply.
+fn send_message(c: &mut Raw) -> Reply {
+    assert_eq!(c.cmd("EHLO app.localhost").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<app@relay.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<someone@example.net>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.cmd("Subject: still served\r\n\r\nHello.\r\n.")
+}
+
+/// Asserts `reply` is the per-client refusal for `ip`.
+fn assert_client_cap(reply: &Reply, ip: &str, listener: &str) {
+    assert_eq!(reply.code, 421, "{listener}: {reply:?}");
+    assert_eq!(
+        reply.text(),
+        format!("4.7.0 relay.test Error: too many connections from {ip}"),
+        "{listener}"
+    );
+}
+
+#[test]
+fn idle_strangers_on_both_listeners_leave_room_for_local_programs() {
+    let Relay {
+        d,
+        submission,
+        metrics: metrics_port,
+        ..
+    } = start("");
+    // Every stranger holds its cap of idle sessions on both listeners.
+    let mut idle = Vec::new();
+    for ip in STRANGERS {
+        for port in [d.port, submission] {
+            for _ in 0..CAP {
+                let (c, greeting) = Raw::connect_from(ip, port);
+                assert_eq!(greeting.code, 220, "{ip} → {port}: {greeting:?}");
+                idle.push(c);
+            }
+        }
+    }
+    // One more from a stranger is refused on either listener, with the
+    // client named in the reply and in the log.
+    for (port, listener) in [(d.port, "intake"), (submission, "submission")] {
+        let (mut c, reply) = Raw::connect_from("127.0.0.2", port);
+        assert_client_cap(&reply, "127.0.0.2", listener);
+        assert!(c.is_closed(), "{listener}: still open after the 421");
+    }
+    let log = d.stderr();
+    assert!(
+        log.contains("too many connections from 127.0.0.2"),
+        "no log line naming the client:\n{log}"
+    );
+    let page = metrics(metrics_port);
+    assert!(
+        page.contains(
+            "postrelay_connections_refused_total{limit=\"max_connections_per_client\"} 2"
+        ),
+        "{page}"
+    );
+    // A local program (127.0.0.1, in mynetworks) is not held to the cap
+    // and still has room: its idle sessions and then its message.
+    let mut own: Vec<Raw> = (0..CAP)
+        .map(|_| {
+            let (c, greeting) = Raw::connect_from("127.0.0.1", d.port);
+            assert_eq!(greeting.code, 220, "{greeting:?}");
+            c
+        })
+        .collect();
+    let (mut c, greeting) = Raw::connect_from("127.0.0.1", d.port);
+    assert_eq!(greeting.code, 220, "local program refused: {greeting:?}");
+    let reply = send_message(&mut c);
+    assert_eq!(reply.code, 250, "{reply:?}");
+    own.push(c);
+    drop(own);
+    drop(idle);
+}
