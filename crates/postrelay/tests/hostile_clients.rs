@@ -1,8 +1,12 @@
 //! Hostile clients against both listeners at once: many idle connections
 //! from several loopback source addresses (127.0.0.2 and up, strangers as
-//! `mynetworks` is narrowed to 127.0.0.1). A local program on 127.0.0.1
-//! must still get its mail accepted; the limits answer with their `421`
-//! and log the client. No assertion depends on timing.
+//! `mynetworks` is narrowed to 127.0.0.1), and clients that trickle a line
+//! a byte at a time. A local program on 127.0.0.1 must still get its mail
+//! accepted; the limits answer with their `421` and log the client.
+//!
+//! No assertion depends on timing: the trickling client paces itself by
+//! waiting for a reply between bytes, and the tests assert the reply, the
+//! close and the log line, never a duration.
 
 mod support;
 
@@ -180,4 +184,102 @@ fn idle_strangers_on_both_listeners_leave_room_for_local_programs() {
     own.push(c);
     drop(own);
     drop(idle);
+}
+
+/// Sends `line` one byte at a time, each after waiting up to 200 ms for
+/// the server to say something; stops at the first reply or close, and
+/// says whether there was one. The pace comes from the wait, not from a
+/// sleep; nothing is timed.
+fn trickle(c: &mut Raw, line: &[u8]) -> bool {
+    line.chunks(1).any(|byte| send_and_wait(c, byte))
+}
+
+/// Sends `bytes`, then waits up to 200 ms for the server to say something
+/// (or close); whether it did.
+fn send_and_wait(c: &mut Raw, bytes: &[u8]) -> bool {
+    let s: &mut TcpStream = c.stream();
+    if s.write_all(bytes).is_err() {
+        return true;
+    }
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut peek = [0u8; 1];
+    let answered = s.peek(&mut peek).is_ok();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    answered
+}
+
+/// The timeout reply every limit on a client's pace gives.
+fn assert_timeout(reply: Option<Reply>, phase: &str) {
+    let reply = reply.unwrap_or_else(|| panic!("{phase}: closed without a reply"));
+    assert_eq!(reply.code, 421, "{phase}: {reply:?}");
+    assert_eq!(
+        reply.text(),
+        "4.4.2 relay.test Error: timeout exceeded",
+        "{phase}"
+    );
+}
+
+#[test]
+fn trickling_clients_are_cut_by_the_line_deadline() {
+    // Each byte arrives well within command_timeout and data_timeout
+    // (1 s, restarting with every byte); the whole line cannot arrive
+    // within line_timeout (2 s) at one byte per 200 ms.
+    let timeouts = "command_timeout = \"1s\"\ndata_timeout = \"1s\"\nline_timeout = \"2s\"\n";
+    let Relay { d, .. } = start(timeouts);
+    let line = b"EHLO a-client-that-takes-its-time.example\r\n";
+
+    // A command line, from a stranger.
+    let (mut c, greeting) = Raw::connect_from("127.0.0.3", d.port);
+    assert_eq!(greeting.code, 220);
+    let _ = trickle(&mut c, line);
+    assert_timeout(c.try_reply(), "command line");
+    assert!(c.is_closed());
+
+    // A line of message data, from a trusted client.
+    let (mut c, greeting) = Raw::connect_from("127.0.0.1", d.port);
+    assert_eq!(greeting.code, 220);
+    assert_eq!(c.cmd("EHLO app.localhost").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<app@relay.test>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<someone@example.net>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let line = b"Subject: a header trickled one byte at a time\r\n";
+    if !trickle(&mut c, line) {
+        // Not cut: end the message at once, so that the server's answer
+        // is the 250 of a message that should never have been accepted.
+        c.send(b"\r\n.\r\n");
+    }
+    assert_timeout(c.try_reply(), "DATA line");
+    assert!(c.is_closed());
+
+    let log = d.stderr();
+    for peer in ["127.0.0.3", "127.0.0.1"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("intake.line_timeout") && l.contains(peer)),
+            "no line-deadline log line naming {peer}:\n{log}"
+        );
+    }
+    // The message cut short was not queued.
+    assert!(d.queue().is_empty());
+
+    // A slow but steady client: whole lines, one per wait, for longer in
+    // total than line_timeout. Each line is on time, so it is served.
+    let (mut c, greeting) = Raw::connect_from("127.0.0.4", d.port);
+    assert_eq!(greeting.code, 220);
+    assert_eq!(c.cmd("EHLO slow.example").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<slow@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<postmaster@relay.test>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    let lines = (0..20).map(|i| format!("X-Line-{i}: on time\r\n"));
+    let cut = std::iter::once("Subject: slow\r\n".to_owned())
+        .chain(lines)
+        .any(|l| send_and_wait(&mut c, l.as_bytes()));
+    assert!(
+        !cut,
+        "a steady client was answered mid-message: {:?}",
+        c.try_reply()
+    );
+    let reply = c.cmd("\r\nslowly.\r\n.");
+    assert_eq!(reply.code, 250, "{reply:?}");
 }

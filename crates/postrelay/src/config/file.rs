@@ -56,6 +56,7 @@ pub(super) struct IntakeFile {
     pub max_errors: Option<usize>,
     pub command_timeout: Option<HumanDuration>,
     pub data_timeout: Option<HumanDuration>,
+    pub line_timeout: Option<HumanDuration>,
     pub session_timeout: Option<HumanDuration>,
     pub maildrop_rescan: Option<HumanDuration>,
     /// `[intake.submission]`, a sub-table, so it comes after the plain keys.

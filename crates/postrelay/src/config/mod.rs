@@ -182,6 +182,11 @@ pub struct Intake {
     /// (§4.5.3.2.5), so 5 minutes never cuts off a live client.
     /// Default: `"5m"`.
     pub data_timeout: Duration,
+    /// Longest time one command line, or one line of message data, may
+    /// take to arrive, however steadily its bytes trickle in (the
+    /// per-read timeouts restart with each byte). Counted from the line's
+    /// first byte. Default: `"60s"`.
+    pub line_timeout: Duration,
     /// Longest total session, whatever the activity: ends sessions that
     /// trickle bytes to defeat the per-read timeouts. Must not be shorter
     /// than the other two timeouts. Default: `"1h"`.

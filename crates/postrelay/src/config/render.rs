@@ -98,6 +98,7 @@ fn intake(o: &mut String, i: &super::Intake) {
     kv(o, "max_errors", i.max_errors.to_string());
     kv(o, "command_timeout", duration(i.command_timeout));
     kv(o, "data_timeout", duration(i.data_timeout));
+    kv(o, "line_timeout", duration(i.line_timeout));
     kv(o, "session_timeout", duration(i.session_timeout));
     kv(o, "maildrop_rescan", duration(i.maildrop_rescan));
     submission(o, i.submission.as_ref());

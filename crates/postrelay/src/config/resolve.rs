@@ -33,6 +33,7 @@ const MAX_RECIPIENTS: usize = 1000;
 const MAX_ERRORS: usize = 20;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 const DATA_TIMEOUT: Duration = Duration::from_secs(300);
+const LINE_TIMEOUT: Duration = Duration::from_secs(60);
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAILDROP_RESCAN: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_secs(300);
@@ -230,6 +231,7 @@ fn intake(
             file.command_timeout,
             file.data_timeout,
             file.session_timeout,
+            file.line_timeout,
         ],
         loc,
     )?;
@@ -254,6 +256,7 @@ fn intake(
         max_errors,
         command_timeout: timeouts.command,
         data_timeout: timeouts.data,
+        line_timeout: timeouts.line,
         session_timeout: timeouts.session,
         maildrop_rescan,
         submission,
@@ -292,17 +295,19 @@ struct IntakeTimeouts {
     command: Duration,
     data: Duration,
     session: Duration,
+    line: Duration,
 }
 
 /// `intake.command_timeout`, `data_timeout` and `session_timeout`; the
 /// session's must be the longest, or the others never apply.
 fn intake_timeouts(
-    [command, data, session]: [Option<super::units::HumanDuration>; 3],
+    [command, data, session, line]: [Option<super::units::HumanDuration>; 4],
     loc: &Locator<'_>,
 ) -> Result<IntakeTimeouts, ConfigError> {
     let command = duration(loc, "intake.command_timeout", command, COMMAND_TIMEOUT)?;
     let data = duration(loc, "intake.data_timeout", data, DATA_TIMEOUT)?;
     let session = duration(loc, "intake.session_timeout", session, SESSION_TIMEOUT)?;
+    let line = duration(loc, "intake.line_timeout", line, LINE_TIMEOUT)?;
     for (other, value) in [
         ("intake.command_timeout", command),
         ("intake.data_timeout", data),
@@ -321,6 +326,7 @@ fn intake_timeouts(
         command,
         data,
         session,
+        line,
     })
 }
 

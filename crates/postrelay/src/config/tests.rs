@@ -108,7 +108,10 @@ fn file_defaults() {
     assert_eq!(i.command_timeout, secs(300));
     assert_eq!(i.data_timeout, secs(300));
     assert_eq!(i.session_timeout, secs(3600));
-    assert_eq!(i.max_connections_per_client, 10);
+    assert_eq!(
+        (i.max_connections_per_client, i.line_timeout),
+        (10, secs(60))
+    );
     let q = &c.queue;
     assert_eq!(q.min_backoff, secs(300));
     assert_eq!(q.max_backoff, secs(4000));
@@ -204,6 +207,7 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("[intake]\ncommand_timeout = \"5 minuts\"", "intake.command_timeout", 2, &["not a duration", "\"minuts\""]),
     ("[intake]\ndata_timeout = \"5M\"", "intake.data_timeout", 2, &["months"]),
     ("[intake]\ndata_timeout = \"0s\"", "intake.data_timeout", 2, &["at least 1 second"]),
+    ("[intake]\nline_timeout = \"0s\"", "intake.line_timeout", 2, &["at least 1 second"]),
     ("[queue]\nmax_lifetime = \"2y\"", "queue.max_lifetime", 2, &["at most 365 days"]),
     ("[intake]\nsession_timeout = \"1m\"", "intake.session_timeout", 2, &["shorter than intake.command_timeout (default 5m)"]),
     ("[queue]\nmax_backoff = \"1m\"", "queue.max_backoff", 2, &["queue.max_backoff = \"1m\" is shorter than queue.min_backoff (default 5m)"]),

@@ -69,6 +69,9 @@ pub struct Session<S> {
     tx: Option<Transaction>,
     errors: usize,
     deadline: Instant,
+    /// When the line being read (command, SASL response or DATA line)
+    /// began; `None` between lines. Bounds it by `intake.line_timeout`.
+    pub(super) line_started: Option<Instant>,
     /// On a submission listener: EHLO offers STARTTLS (before TLS) and
     /// AUTH (after), and MAIL needs AUTH.
     pub(super) submission: bool,
@@ -93,6 +96,7 @@ impl<S: ServerTransport> Session<S> {
             tx: None,
             errors: 0,
             deadline,
+            line_started: None,
             submission: false,
             login: None,
         }
@@ -173,10 +177,29 @@ impl<S: ServerTransport> Session<S> {
         base.min(self.deadline.saturating_duration_since(Instant::now()))
     }
 
+    /// The time allowed for the next read of a line already begun: `base`
+    /// (which restarts with every read), cut short by the line's deadline
+    /// (`intake.line_timeout` from its first byte) and the session's. A
+    /// client trickling a byte at a time cannot hold a line open longer.
+    pub(super) fn line_read_timeout(&mut self, base: Duration) -> Duration {
+        let started = *self.line_started.get_or_insert_with(Instant::now);
+        let deadline = started + self.config.intake.line_timeout;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.read_timeout(base).min(left)
+    }
+
     /// Reads more input while waiting for a command. Shutdown interrupts
     /// only this wait, never a command in progress.
     async fn wait_for_command(&mut self) -> Result<Flow, ConnError> {
-        let timeout = self.read_timeout(self.config.intake.command_timeout);
+        let base = self.config.intake.command_timeout;
+        // Between lines only the command timeout applies (an idle client);
+        // once a line has begun, its deadline applies too.
+        let timeout = if self.conn.buffered().is_empty() {
+            self.line_started = None;
+            self.read_timeout(base)
+        } else {
+            self.line_read_timeout(base)
+        };
         self.conn.flush(self.config.intake.command_timeout).await?;
         let shutdown = self.shared.shutdown.clone();
         // Cancel safety: `fill` only awaits `read_buf` here (output was
@@ -197,15 +220,21 @@ impl<S: ServerTransport> Session<S> {
         }
     }
 
+    /// Tells the client it took too long, and logs who and which limit.
     pub(super) fn timeout_reply(&mut self) {
-        let text = if Instant::now() >= self.deadline {
-            format!(
-                "{} Error: session time limit exceeded",
-                self.config.hostname
-            )
+        let now = Instant::now();
+        let line_over = self
+            .line_started
+            .is_some_and(|t| now >= t + self.config.intake.line_timeout);
+        let (limit, text) = if now >= self.deadline {
+            ("intake.session_timeout", "session time limit exceeded")
+        } else if line_over {
+            ("intake.line_timeout", "timeout exceeded")
         } else {
-            format!("{} Error: timeout exceeded", self.config.hostname)
+            ("read timeout", "timeout exceeded")
         };
+        tracing::warn!(peer = %self.peer, limit, "client too slow: {text}; closing");
+        let text = format!("{} Error: {text}", self.config.hostname);
         self.reply(&Reply::new(421, "4.4.2", &text));
     }
 
@@ -214,7 +243,12 @@ impl<S: ServerTransport> Session<S> {
         // command_length_limit counts the CRLF; next_line's limit does not.
         let limit = self.config.intake.command_length_limit;
         let max = usize::try_from(limit.saturating_sub(2)).unwrap_or(usize::MAX);
-        let parsed = match next_line(self.conn.buffered(), max) {
+        let line = next_line(self.conn.buffered(), max);
+        if !matches!(line, Line::Incomplete) {
+            // A line ended: the next one gets its own deadline.
+            self.line_started = None;
+        }
+        let parsed = match line {
             Line::Incomplete => return self.wait_for_command().await,
             Line::Complete { line, consumed } => {
                 let parsed = Command::parse(line);
@@ -268,13 +302,14 @@ impl<S: ServerTransport> Session<S> {
         loop {
             if let Some(n) = skip_to_line_end(self.conn.buffered()) {
                 self.conn.consume(n);
+                self.line_started = None;
                 return Ok(());
             }
             // Keep a final CR: it may be the first half of the CRLF.
             let buf = self.conn.buffered();
             let keep = usize::from(buf.last() == Some(&b'\r'));
             self.conn.consume(buf.len() - keep);
-            let timeout = self.read_timeout(self.config.intake.command_timeout);
+            let timeout = self.line_read_timeout(self.config.intake.command_timeout);
             self.conn.fill(timeout).await?;
         }
     }

@@ -123,14 +123,24 @@ impl<S: ServerTransport> Session<S> {
     /// Shutdown does not interrupt this loop: a message being received is
     /// finished (bounded by the data timeout) so the client gets a
     /// definite answer.
+    ///
+    /// Each line of data must arrive within `intake.line_timeout` of the
+    /// previous line's end (the first one, of the 354), however steadily
+    /// its bytes trickle in.
     async fn receive(&mut self, asm: &mut Assembler) -> Result<Option<Flow>, ConnError> {
+        self.line_started = Some(std::time::Instant::now());
         loop {
             let fed = asm.feed(self.conn.buffered());
+            let line_ended = self.conn.buffered()[..fed.consumed].contains(&b'\n');
             self.conn.consume(fed.consumed);
             if fed.done {
+                self.line_started = None;
                 return Ok(None);
             }
-            let timeout = self.read_timeout(self.config.intake.data_timeout);
+            if line_ended {
+                self.line_started = Some(std::time::Instant::now());
+            }
+            let timeout = self.line_read_timeout(self.config.intake.data_timeout);
             match self.conn.fill(timeout).await {
                 Ok(_) => {}
                 Err(ConnError::Timeout(_)) => {

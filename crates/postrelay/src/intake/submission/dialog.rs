@@ -316,10 +316,11 @@ impl Session<ServerStream> {
                 Line::Complete { line, consumed } => {
                     let text = std::str::from_utf8(line).map(str::to_owned);
                     self.conn.consume(consumed);
+                    self.line_started = None;
                     return Ok(text.map_err(|_| SaslError::Malformed("not ASCII")));
                 }
                 Line::Incomplete => {
-                    let timeout = self.read_timeout(self.config.intake.command_timeout);
+                    let timeout = self.line_read_timeout(self.config.intake.command_timeout);
                     self.conn.fill(timeout).await?;
                 }
                 Line::TooLong { .. } => {
@@ -329,6 +330,7 @@ impl Session<ServerStream> {
                 Line::BareLf { consumed } | Line::BareCr { consumed } => {
                     let bare_cr = self.conn.buffered().get(consumed - 1) == Some(&b'\r');
                     self.conn.consume(consumed);
+                    self.line_started = None;
                     if bare_cr {
                         self.discard_rest_of_line().await?;
                     }
