@@ -190,7 +190,7 @@ fn busy_reply(refused: Refused, ip: IpAddr, host: &str) -> String {
 }
 
 /// Writes `reply` (bounded in time) and closes.
-async fn say_and_close(mut stream: TcpStream, reply: String) {
+pub(crate) async fn say_and_close(mut stream: TcpStream, reply: String) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
 }

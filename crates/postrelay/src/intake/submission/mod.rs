@@ -17,11 +17,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use postrelay_smtp::reply::Reply;
 use postrelay_smtp::sasl::SaslError;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
@@ -130,12 +128,6 @@ fn submission_cap(config: &crate::config::Config, _ip: std::net::IpAddr) -> Opti
     Some(s.max_connections_per_client)
 }
 
-/// Writes `bytes` (bounded in time) and closes.
-async fn say_and_close(mut stream: TcpStream, bytes: Vec<u8>) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&bytes)).await;
-    let _ = stream.shutdown().await;
-}
-
 /// One accepted connection: the implicit handshake if any, the lockout
 /// check, then the session.
 async fn connection(
@@ -152,7 +144,7 @@ async fn connection(
         tracing::info!(%peer, "submission is no longer configured; closing");
         if mode == Mode::StartTls {
             let reply = format!("421 4.3.2 {} Service not available\r\n", config.hostname);
-            say_and_close(tcp, reply.into_bytes()).await;
+            super::say_and_close(tcp, reply).await;
         }
         return;
     };
