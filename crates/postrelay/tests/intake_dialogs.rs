@@ -172,6 +172,7 @@ fn connection_limit() {
         "third connection: {g:?}"
     );
     assert!(c.is_closed(), "the refused connection must be closed");
+    d.wait_stderr("too many connections; refusing");
     // The two sessions are unaffected.
     assert_eq!(a.cmd("NOOP").code, 250);
     assert_eq!(b.cmd("NOOP").code, 250);
@@ -275,7 +276,7 @@ fn long_command_with_split_crlf_resynchronises() {
     match raw.try_reply() {
         Some(r) => assert_eq!(r.code, 250, "{r:?}"),
         None => panic!(
-            "no reply to the NOOP after the long line within 20 s: it was discarded with the long line"
+            "the server closed the connection instead of answering the NOOP after the long line"
         ),
     }
 }

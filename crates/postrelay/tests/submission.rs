@@ -383,6 +383,7 @@ fn brute_force_locks_the_address_out() {
         "4.7.0 Too many authentication failures; try again later"
     );
     assert!(c.is_closed());
+    s.d.wait_stderr("connection from an address locked out after authentication failures");
     let (rc, out) = s.submit("PLAIN", PASSWORD);
     assert_ne!(rc, 0, "{out}");
     assert!(
@@ -422,6 +423,7 @@ fn input_pipelined_after_starttls_drops_the_connection() {
         (220, "2.0.0 Ready to start TLS")
     );
     assert!(c.is_closed(), "the server must drop the connection");
+    s.d.wait_stderr("input pipelined after STARTTLS; dropping the connection");
     assert!(s.d.queue().is_empty());
 }
 

@@ -264,6 +264,23 @@ impl Daemon {
         s
     }
 
+    /// Waits until the daemon's log contains `needle`; returns the log.
+    /// Panics (with the log) after 20 s.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the daemon's log after 20 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The mail log so far.
     pub fn maillog(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mail.log")).unwrap_or_default()

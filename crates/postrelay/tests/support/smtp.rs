@@ -5,6 +5,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+/// How long a read waits before the test fails: a reply or a close must
+/// come within it.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// One reply: its code and its lines (without the code prefix).
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -52,9 +56,7 @@ impl Raw {
 
     /// Wraps a connected stream and reads its first reply.
     fn greeted(stream: TcpStream) -> (Raw, Reply) {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         let mut raw = Raw {
             stream,
             buf: Vec::new(),
@@ -84,7 +86,8 @@ impl Raw {
         self.try_reply().expect("connection closed before a reply")
     }
 
-    /// Reads one reply, or `None` when the server closed the connection.
+    /// Reads one reply, or `None` when the server closed the connection
+    /// (EOF or reset). Panics when neither happens within the read timeout.
     pub fn try_reply(&mut self) -> Option<Reply> {
         let mut lines = Vec::new();
         loop {
@@ -108,17 +111,52 @@ impl Raw {
                 self.buf.drain(..i + 2);
                 return Some(line);
             }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            if !self.fill() {
+                assert!(
+                    self.buf.is_empty(),
+                    "connection closed after a partial line {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+                return None;
             }
         }
     }
 
-    /// Whether the server has closed the connection (reads until EOF, bounded by the read timeout).
+    /// Reads more input into the buffer: true when bytes arrived, false
+    /// when the server closed the connection (EOF, or a reset: a server
+    /// that closes with unread input makes the kernel send RST). Panics
+    /// when nothing arrives within the read timeout: a server that keeps
+    /// the connection open and silent has not closed it.
+    fn fill(&mut self) -> bool {
+        use std::io::ErrorKind;
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
+                false
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => panic!(
+                "the server neither answered nor closed the connection within {READ_TIMEOUT:?}"
+            ),
+            Err(e) => panic!("reading from the server: {e}"),
+        }
+    }
+
+    /// Whether the server has closed the connection: true on EOF or a
+    /// reset, false when it sent more bytes instead. Panics when the
+    /// connection stays open and silent for the read timeout, so that
+    /// `assert!(c.is_closed())` cannot pass against a server that simply
+    /// stopped talking.
     pub fn is_closed(&mut self) -> bool {
-        let mut chunk = [0u8; 1024];
-        matches!(self.stream.read(&mut chunk), Ok(0) | Err(_))
+        self.buf.is_empty() && !self.fill()
     }
 }
