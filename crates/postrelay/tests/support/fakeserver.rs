@@ -1,17 +1,20 @@
 //! An in-process, scripted SMTP server (tokio, 127.0.0.1:0) for client
 //! tests that a real server cannot stage: a missing STARTTLS, a reply
 //! injected after the STARTTLS reply, a server that never greets, a
-//! connection closed mid-DATA, scripted RCPT replies, SIZE limits, a 354
-//! with no recipient accepted.
+//! connection closed mid-DATA, scripted greeting, STARTTLS and RCPT
+//! replies, SIZE limits, a 354 with no recipient accepted.
 //!
 //! It records every byte it receives (plaintext, and decrypted after
 //! STARTTLS) and every message body (as received, still dot-stuffed,
-//! without the final `.CRLF`). TLS uses a throwaway rcgen CA
+//! without the final `.CRLF`), and when each connection was accepted on a
+//! clock shared by all fake servers of the test binary, so that a test can
+//! tell which of two servers the client tried first. TLS uses a throwaway rcgen CA
 //! ([`TestPki`]): certificate for `localhost` and `127.0.0.1`.
 //!
 //! Not a conformance reference: it answers just enough SMTP for the client.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,10 +28,16 @@ use tokio::task::JoinHandle;
 /// TLS, AUTH or PIPELINING.
 #[derive(Clone)]
 pub struct Script {
-    /// Send the 220 greeting (false: stall forever, reading and recording).
+    /// Send the greeting (false: stall forever, reading and recording).
     pub greet: bool,
+    /// The greeting line (a non-220 one refuses the session; the server
+    /// still answers QUIT).
+    pub greeting: String,
     /// Advertise STARTTLS (before TLS).
     pub starttls: bool,
+    /// The reply to STARTTLS; anything but a 220 leaves the session in
+    /// plain text, as a server that refuses TLS.
+    pub starttls_reply: String,
     /// Send `250 injected` in the same write as the STARTTLS 220.
     pub inject_after_starttls: bool,
     /// Run a TLS handshake after the STARTTLS 220.
@@ -64,7 +73,9 @@ impl Default for Script {
     fn default() -> Self {
         Script {
             greet: true,
+            greeting: "220 fake.test ESMTP".into(),
             starttls: false,
+            starttls_reply: "220 2.0.0 Ready to start TLS".into(),
             inject_after_starttls: false,
             tls: None,
             pipelining: false,
@@ -90,10 +101,15 @@ struct Recorded {
     bodies: Vec<Vec<u8>>,
     finished: usize,
     accepted: usize,
+    /// The shared clock's reading at each accept.
+    accept_times: Vec<usize>,
     /// Commands (upper-case verbs) that arrived with more input behind
     /// them in the same read: the client pipelined them.
     pipelined: Vec<String>,
 }
+
+/// Counts accepts over all fake servers: a logical clock for ordering.
+static ACCEPT_CLOCK: AtomicUsize = AtomicUsize::new(0);
 
 /// A running fake server; stopped on drop.
 pub struct FakeServer {
@@ -112,7 +128,11 @@ impl FakeServer {
         let task_rec = rec.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                task_rec.lock().unwrap().accepted += 1;
+                let tick = ACCEPT_CLOCK.fetch_add(1, Ordering::SeqCst);
+                let mut r = task_rec.lock().unwrap();
+                r.accepted += 1;
+                r.accept_times.push(tick);
+                drop(r);
                 let (script, rec) = (script.clone(), task_rec.clone());
                 tokio::spawn(async move {
                     let _ = serve(stream, &script, &rec).await;
@@ -145,6 +165,12 @@ impl FakeServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.rec.lock().unwrap().accepted
+    }
+
+    /// When each connection was accepted, on the clock shared by all fake
+    /// servers: a smaller number was accepted earlier.
+    pub fn accept_times(&self) -> Vec<usize> {
+        self.rec.lock().unwrap().accept_times.clone()
     }
 
     /// Verbs of the commands that came with more input behind them.
@@ -234,7 +260,7 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
         while p.fill().await {}
         return Ok(());
     }
-    p.reply("220 fake.test ESMTP").await?;
+    p.reply(&script.greeting).await?;
     let mut tls = false;
     let mut rcpt_n = 0;
     let mut accepted = 0;
@@ -279,7 +305,10 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
                         .await?;
                     continue;
                 }
-                p.reply("220 2.0.0 Ready to start TLS").await?;
+                p.reply(&script.starttls_reply).await?;
+                if !script.starttls_reply.starts_with("220") {
+                    continue;
+                }
                 let Some(config) = script.tls.clone() else {
                     continue;
                 };

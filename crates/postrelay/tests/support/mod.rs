@@ -5,6 +5,7 @@
 pub mod chroot;
 pub mod client;
 pub mod daemon;
+pub mod deadport;
 pub mod dialog;
 pub mod fakeserver;
 pub mod install;
