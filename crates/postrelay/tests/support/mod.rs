@@ -13,6 +13,7 @@ pub mod netns;
 pub mod peers;
 pub mod pflogsumm;
 pub mod provider;
+pub mod secrets;
 pub mod smtp;
 pub mod user;
 
