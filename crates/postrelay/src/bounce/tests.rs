@@ -129,12 +129,29 @@ fn delayed_dsn(env: &Envelope) -> Vec<u8> {
     ))
 }
 
-/// Compares with `testdata/NAME`; `POSTRELAY_BLESS=1` rewrites the file.
+/// Whether the golden files are to be rewritten (`POSTRELAY_BLESS` set).
+/// Refused under `CI=true`: there a rewrite would turn every golden test
+/// into a pass, whatever the code produced.
+fn bless_requested(ci: Option<&str>, bless: Option<&std::ffi::OsStr>) -> bool {
+    let bless = bless.is_some();
+    assert!(
+        !(bless && ci == Some("true")),
+        "POSTRELAY_BLESS is set under CI=true: golden files are blessed by hand, never in CI"
+    );
+    bless
+}
+
+/// Compares with `testdata/NAME`; `POSTRELAY_BLESS=1` rewrites the file
+/// (not under CI).
 fn golden(name: &str, got: &[u8]) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("src/bounce/testdata")
         .join(name);
-    if std::env::var_os("POSTRELAY_BLESS").is_some() {
+    let ci = std::env::var("CI").ok();
+    if bless_requested(
+        ci.as_deref(),
+        std::env::var_os("POSTRELAY_BLESS").as_deref(),
+    ) {
         std::fs::write(&path, got).unwrap();
     }
     let want = std::fs::read(&path).unwrap_or_else(|e| {
@@ -148,6 +165,17 @@ fn golden(name: &str, got: &[u8]) {
         "{name} changed; review the difference and re-bless with POSTRELAY_BLESS=1\n--- got ---\n{}",
         String::from_utf8_lossy(got)
     );
+}
+
+#[test]
+fn blessing_is_refused_under_ci() {
+    let one = Some(std::ffi::OsStr::new("1"));
+    assert!(!bless_requested(None, None));
+    assert!(!bless_requested(Some("true"), None));
+    assert!(bless_requested(None, one));
+    assert!(bless_requested(Some("false"), one));
+    let under_ci = std::panic::catch_unwind(|| bless_requested(Some("true"), one));
+    assert!(under_ci.is_err(), "POSTRELAY_BLESS accepted under CI=true");
 }
 
 #[test]
