@@ -425,6 +425,62 @@ mod tests {
         }
     }
 
+    /// A reply at every phase: a 5xx bounces only when it answers the
+    /// transaction (MAIL, RCPT, DATA, end of data); at a session phase
+    /// (greeting, EHLO, TLS, AUTH, RSET, QUIT …) even a 5xx waits for the
+    /// operator. A 4xx never bounces.
+    #[test]
+    fn permanence_of_replies_at_every_phase() {
+        const ALL: [Phase; 12] = [
+            Phase::Resolve,
+            Phase::Connect,
+            Phase::Greeting,
+            Phase::Ehlo,
+            Phase::Tls,
+            Phase::Auth,
+            Phase::Mail,
+            Phase::Rcpt,
+            Phase::Data,
+            Phase::DataEnd,
+            Phase::Rset,
+            Phase::Quit,
+        ];
+        for phase in ALL {
+            // Exhaustive: a new phase does not compile until placed here
+            // (and added to ALL).
+            let transaction = match phase {
+                Phase::Mail | Phase::Rcpt | Phase::Data | Phase::DataEnd => true,
+                Phase::Resolve
+                | Phase::Connect
+                | Phase::Greeting
+                | Phase::Ehlo
+                | Phase::Tls
+                | Phase::Auth
+                | Phase::Rset
+                | Phase::Quit => false,
+            };
+            let replies = [
+                (554, "5.7.1", transaction),
+                (550, "", transaction),
+                (451, "4.3.0", false),
+                (421, "4.4.2", false),
+            ];
+            for (code, enhanced, permanent) in replies {
+                let reason = Reason::Reply {
+                    phase,
+                    reply: reply(code, enhanced),
+                };
+                assert_eq!(reason.is_permanent(), permanent, "{code} to {phase}");
+                let outcome = Outcome::from_reason(reason);
+                assert_eq!(
+                    matches!(outcome, Outcome::Failed(_)),
+                    permanent,
+                    "{code} to {phase}"
+                );
+            }
+        }
+    }
+
     /// A relay that wants us authenticated is the operator's problem: the
     /// mail waits, and the reason says what to fix. Refusals of the sender
     /// or the message (even ones that mention authentication, like a
