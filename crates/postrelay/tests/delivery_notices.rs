@@ -1,19 +1,23 @@
 //! Notices postrelay writes itself, with a relay that is down: the
 //! "delayed" warning (once) and the bounce when a message expires.
-//! No peer needed: the relay is a closed loopback port.
+//! No peer needed: the relay is a loopback port held closed.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::daemon::{Daemon, Options, free_port};
+use support::daemon::{Daemon, Options};
+use support::deadport::DeadPort;
 use support::smtp::Raw;
 
-fn dead_relay() -> String {
-    format!(
+/// A relay that is down, and its section; keep the port for the test.
+fn dead_relay() -> (DeadPort, String) {
+    let dead = DeadPort::new();
+    let section = format!(
         "[[relay]]\nname = \"down\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
-        free_port()
-    )
+        dead.port()
+    );
+    (dead, section)
 }
 
 fn send(port: u16) -> String {
@@ -58,8 +62,9 @@ fn notices(q: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 
 #[test]
 fn a_delayed_message_warns_its_sender_once() {
+    let (_dead, relay) = dead_relay();
     let d = Daemon::start_with(Options {
-        tail: format!("{}\n[bounce]\ndelay_warning = \"1s\"\n", dead_relay()),
+        tail: format!("{relay}\n[bounce]\ndelay_warning = \"1s\"\n"),
         delivery: true,
         ..Options::default()
     });
@@ -105,9 +110,10 @@ fn a_delayed_message_warns_its_sender_once() {
 
 #[test]
 fn an_expired_message_bounces_to_its_sender() {
+    let (_dead, relay) = dead_relay();
     let d = Daemon::start_with(Options {
         queue: "max_lifetime = \"2s\"\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n".into(),
-        tail: dead_relay(),
+        tail: relay,
         delivery: true,
         ..Options::default()
     });

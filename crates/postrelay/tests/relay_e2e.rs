@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::daemon::{Daemon, Options, free_port};
+use support::daemon::{Daemon, Options};
+use support::deadport::DeadPort;
 use support::peers::require;
 use support::provider::Provider;
 use support::smtp::Raw;
@@ -415,10 +416,10 @@ fn the_secondary_relay_takes_over_when_the_primary_is_down() {
     }
     let p = Provider::start();
     let (_s, pw) = password_file(&p.password);
-    let dead = free_port();
+    let dead = DeadPort::new();
     let tail = format!(
         "{}{}",
-        relay("primary", dead, "starttls", &p, &pw, ""),
+        relay("primary", dead.port(), "starttls", &p, &pw, ""),
         relay("secondary", p.implicit_port, "implicit", &p, &pw, "")
     );
     let d = Daemon::start_with(Options {

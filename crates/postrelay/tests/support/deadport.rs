@@ -11,17 +11,28 @@ use tokio::net::TcpSocket;
 
 /// A bound, non-listening loopback socket; the port is refused until drop.
 pub struct DeadPort {
-    socket: TcpSocket,
+    _socket: TcpSocket,
+    port: u16,
 }
 
 impl DeadPort {
     pub fn new() -> DeadPort {
         let socket = TcpSocket::new_v4().unwrap();
         socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
-        DeadPort { socket }
+        let port = socket.local_addr().unwrap().port();
+        // What the tests count on: a connection is refused at once.
+        let tried = std::net::TcpStream::connect(("127.0.0.1", port));
+        assert!(
+            matches!(&tried, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "port {port} of a held dead relay did not refuse: {tried:?}"
+        );
+        DeadPort {
+            _socket: socket,
+            port,
+        }
     }
 
     pub fn port(&self) -> u16 {
-        self.socket.local_addr().unwrap().port()
+        self.port
     }
 }
