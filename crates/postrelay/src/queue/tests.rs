@@ -298,3 +298,49 @@ async fn a_message_gone_from_disk_is_forgotten_at_the_end_of_its_attempt() {
     assert_eq!(f.queue.len(), 0);
     assert_eq!(f.queue.next_due(), None);
 }
+
+/// The order behind the README's guarantee, for each `queue.sync` mode, as
+/// the file operations happen (a recording seam: kill -9 cannot show a
+/// missing sync, the page cache survives it). The body and the envelope
+/// are written and made durable (fdatasync of each, or one syncfs), then
+/// the envelope is renamed into queue/, queue/ is synced, and only then
+/// does `accept` return (the caller's 250).
+#[tokio::test]
+async fn accept_makes_body_and_envelope_durable_before_it_returns() {
+    use crate::spool::SyncMode;
+    use crate::spool::recording::RecordingFs;
+    let staging = |sync: bool| {
+        let mut v = vec!["create queue/ID.msg", "write queue/ID.msg"];
+        if sync {
+            v.push("fdatasync queue/ID.msg");
+        }
+        v.extend(["create tmp/ID.env", "write tmp/ID.env"]);
+        if sync {
+            v.push("fdatasync tmp/ID.env");
+        }
+        v
+    };
+    let commit = [
+        "rename tmp/ID.env queue/ID.env",
+        "fsync queue",
+        "accept returned",
+    ];
+    let files = [staging(true), commit.to_vec()].concat();
+    let filesystem = [staging(false), vec!["syncfs lock"], commit.to_vec()].concat();
+    for (sync, want) in [(SyncMode::Files, files), (SyncMode::Filesystem, filesystem)] {
+        let fs = Arc::new(RecordingFs::default());
+        let options = SpoolOptions {
+            file_ops: fs.clone(),
+            sync,
+            ..SpoolOptions::default()
+        };
+        let f = fixture_with(None, options);
+        // Whatever opening the spool did is not this message's business.
+        fs.clear();
+        let env = accept(&f, 0, &["a@b.example"]).await;
+        fs.mark("accept returned");
+        let id = env.id.to_string();
+        let got = fs.take(f.queue.spool().root(), &id);
+        assert_eq!(got, want, "queue.sync = {sync:?}");
+    }
+}

@@ -47,6 +47,8 @@ mod setup;
 #[cfg(test)]
 pub(crate) mod faults;
 #[cfg(test)]
+pub(crate) mod recording;
+#[cfg(test)]
 mod tests;
 
 use std::fs::File;
