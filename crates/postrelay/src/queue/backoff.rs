@@ -218,6 +218,22 @@ mod tests {
         assert!(seen.len() > 90, "only {} distinct delays", seen.len());
     }
 
+    /// The perturbation spreads over the whole ±10 %, both sides of the
+    /// base (a jitter only ever shortening, or only lengthening, the wait
+    /// would bunch retries again). Caught the mutant `2 * spread` →
+    /// `2 + spread` that the bounds tests let through.
+    #[test]
+    fn jitter_reaches_both_ends_of_its_range() {
+        let b = postfix_like();
+        let mut rng = StdRng::seed_from_u64(4);
+        let draws: Vec<u64> = (0..400).map(|_| millis(b.delay(5, &mut rng))).collect();
+        let (lo, hi) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+        // Base 4000 s, spread 400 s: 400 uniform draws come within 40 s
+        // of each end (a miss has odds of about 1e-9, and the seed is fixed).
+        assert!(*lo < 3_640 * S, "lowest {lo} ms");
+        assert!(*hi > 4_360 * S, "highest {hi} ms");
+    }
+
     #[test]
     fn expires_exactly_at_max_lifetime() {
         let b = postfix_like();
