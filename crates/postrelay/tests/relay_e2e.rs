@@ -564,7 +564,8 @@ fn a_named_relay_fails_over_to_its_fallbacks() {
     let transport = s.path().join("transport");
     std::fs::write(&transport, "*    relay:dead\n").unwrap();
     // Nothing listens on `closed`: connections are refused at once.
-    let closed = free_port();
+    let dead = DeadPort::new();
+    let closed = dead.port();
     let tail = format!(
         "[routing]\ntransport = \"{}\"\n{}{}",
         transport.display(),

@@ -9,7 +9,6 @@ use nix::unistd::{getegid, geteuid};
 use proptest::prelude::*;
 use tempfile::TempDir;
 
-
 use super::copy::{Converter, copy_body};
 use super::*;
 
