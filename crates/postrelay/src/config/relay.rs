@@ -273,24 +273,7 @@ fn relay(
 
     let tls_name = match file.tls_name {
         None => None,
-        Some(n) => {
-            let k = key("tls_name");
-            if security != Security::Verify {
-                let line = loc.first_line(&[&k, &key("security")]);
-                let message = format!(
-                    r#"{label}: tls_name is the name the certificate is verified against, which {} does not do; write security = "verify", or remove tls_name"#,
-                    loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
-                );
-                return Err(loc.invalid(&k, line, message));
-            }
-            let name = match n.parse::<IpAddr>() {
-                Ok(ip) => ip.to_string(),
-                Err(_) => super::resolve::check_domain(&n).map_err(|why| {
-                    loc.value_error(&k, &format!("{why}; write the DNS name (or IP address) the relay's certificate is issued for"))
-                })?,
-            };
-            Some(name)
-        }
+        Some(n) => Some(tls_name(loc, i, &label, security, &n)?),
     };
 
     let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
@@ -352,6 +335,34 @@ fn relay(
         idle_timeout,
         timeouts,
     })
+}
+
+/// `tls_name`: only with `security = "verify"` (nothing else checks a
+/// name), and a DNS name or an IP address.
+fn tls_name(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    security: Security,
+    n: &str,
+) -> Result<String, ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    let k = key("tls_name");
+    if security != Security::Verify {
+        let line = loc.first_line(&[&k, &key("security")]);
+        let message = format!(
+            r#"{label}: tls_name is the name the certificate is verified against, which {} does not do; write security = "verify", or remove tls_name"#,
+            loc.describe(&key("security"), &format!("\"{}\"", security.as_str())),
+        );
+        return Err(loc.invalid(&k, line, message));
+    }
+    let name = match n.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => super::resolve::check_domain(n).map_err(|why| {
+            loc.value_error(&k, &format!("{why}; write the DNS name (or IP address) the relay's certificate is issued for"))
+        })?,
+    };
+    Ok(name)
 }
 
 /// The relay's name: required, and made of characters that read well
