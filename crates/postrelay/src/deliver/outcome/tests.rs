@@ -308,3 +308,47 @@ fn status_codes() {
     assert_eq!(Reason::UnknownUser("x".into()).status(), "5.1.1");
     assert_eq!(Reason::MailboxFull("x".into()).status(), "4.2.2");
 }
+
+/// The reasons an administrator reads name the step that failed, in the
+/// words of the protocol (`queue show`, the mail log, bounces).
+#[test]
+fn reasons_name_the_step() {
+    let cases = [
+        (
+            Phase::Greeting,
+            "waiting for the greeting",
+            "the SMTP greeting",
+        ),
+        (Phase::Ehlo, "EHLO", "the reply to EHLO"),
+        (Phase::Tls, "TLS handshake", "the TLS handshake"),
+        (Phase::Mail, "MAIL FROM", "the reply to MAIL FROM"),
+        (Phase::Rcpt, "RCPT TO", "the reply to RCPT TO"),
+        (Phase::Data, "DATA", "the reply to DATA"),
+        (
+            Phase::DataEnd,
+            "end of data",
+            "the reply to the end of the message data",
+        ),
+        (Phase::Rset, "RSET", "the reply to RSET"),
+    ];
+    for (phase, answered, awaited) in cases {
+        let refused = Reason::Reply {
+            phase,
+            reply: reply(451, "4.3.0"),
+        };
+        assert_eq!(
+            refused.to_string(),
+            format!("relay answered {answered} with 451 4.3.0 text"),
+            "{phase:?}"
+        );
+        let timeout = Reason::Timeout {
+            phase,
+            after: std::time::Duration::from_secs(10),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            format!("timed out after 10 s waiting for {awaited}"),
+            "{phase:?}"
+        );
+    }
+}
