@@ -407,7 +407,7 @@ fn other_users_cannot_change_the_queue() {
     let public = tempfile::tempdir().unwrap();
     std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let binary = public.path().join("postrelay");
-    std::fs::copy(bin(), &binary).unwrap();
+    support::copy_executable(std::path::Path::new(bin()), &binary);
     let config = public.path().join("postrelay.toml");
     std::fs::copy(&d.config, &config).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -451,16 +451,14 @@ fn a_file_taken_at_once_is_a_success() {
     }
     let d = daemon();
     let slow = inst.dir.path().join("slow-postdrop");
-    std::fs::write(
+    support::write_executable(
         &slow,
-        format!(
+        &format!(
             "#!/bin/sh\nexec strace -qq -o /dev/null -e trace=syncfs \
              -e inject=syncfs:delay_exit=1000000 '{}' \"$@\"\n",
             inst.postdrop().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&slow, PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let mut c = inst.command(&d, &inst.sendmail());
     c.env("POSTRELAY_POSTDROP", &slow).arg("root@relay.test");
     ok(&run(&mut c, b"Subject: taken at once\n\nhi\n"));
@@ -479,7 +477,7 @@ fn postdrop_says_why_it_has_no_group() {
     }
     let d = daemon();
     let plain = inst.dir.path().join("postrelay-postdrop-plain");
-    std::fs::copy(inst.postdrop(), &plain).unwrap();
+    support::copy_executable(&inst.postdrop(), &plain);
     std::fs::set_permissions(&plain, PermissionsExt::from_mode(0o755)).unwrap();
     let setgid = inst.postdrop();
     let cases = [

@@ -39,7 +39,10 @@ impl Install {
             .unwrap();
         std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
         let postdrop = dir.path().join("postrelay-postdrop");
-        std::fs::copy(env!("CARGO_BIN_EXE_postrelay-postdrop"), &postdrop).unwrap();
+        super::copy_executable(
+            std::path::Path::new(env!("CARGO_BIN_EXE_postrelay-postdrop")),
+            &postdrop,
+        );
         nix::unistd::chown(&postdrop, Some(0.into()), Some(gid)).unwrap();
         std::fs::set_permissions(&postdrop, PermissionsExt::from_mode(0o2755)).unwrap();
         for name in ["sendmail", "mailq"] {
