@@ -25,6 +25,8 @@
 //!   watchdog).
 //! - [`control`]: the Unix socket that `postrelay queue …` talks to.
 //! - [`daemon`]: wiring, signals, reload and graceful shutdown.
+//! - `fuzz_entry` (hidden): the parsers of files, for the fuzz targets
+//!   in `fuzz/` and the corpus test; not an API.
 //! - [`cli`]: the command line (`postrelay …`, and `mailq`/`sendmail` by
 //!   argv\[0\]).
 //!
@@ -37,6 +39,8 @@ pub mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod header;
 pub mod intake;
 pub mod maildrop;

@@ -43,6 +43,7 @@ use serde::Deserialize;
 
 pub use local::MailboxFormat;
 pub use relay_settings::{Credentials, RelayConfig, RelayTimeouts, Security, TlsMode};
+pub(crate) use sasl_passwd::fuzz_check as fuzz_sasl_passwd;
 pub use secrets::Secret;
 pub use submission::{ServerTls, Submission, User};
 pub use units::{Cidr, CidrError};

@@ -154,3 +154,30 @@ pub(super) fn lookup_keys(host: &str, port: u16) -> Vec<String> {
         ]
     }
 }
+
+/// For `crate::fuzz_entry` only: parses `text` and checks what must hold.
+/// An error names a line of the text; every entry has a user and a
+/// password, a lower-case key without white space, and is found by
+/// [`SaslPasswd::lookup`] when its key is a plain host name, and no two
+/// entries share a key. Returns whether the text was accepted.
+pub(crate) fn fuzz_check(text: &str) -> bool {
+    let table = match parse(text) {
+        Ok(table) => table,
+        Err(e) => {
+            let lines = text.split('\n').count();
+            assert!((1..=lines).contains(&e.line), "line {} of {lines}", e.line);
+            return false;
+        }
+    };
+    for (i, entry) in table.entries.iter().enumerate() {
+        assert!(!entry.username.is_empty() && !entry.password.expose().is_empty());
+        assert_eq!(entry.key, entry.key.to_ascii_lowercase());
+        assert!(!entry.key.contains(|c: char| c.is_ascii_whitespace()));
+        assert!(table.entries[..i].iter().all(|e| e.key != entry.key));
+        if !entry.key.contains([':', '[', ']']) {
+            assert!(table.lookup(&entry.key, 25).is_some(), "{}", entry.key);
+            assert!(table.entry_for_host(&entry.key).is_some(), "{}", entry.key);
+        }
+    }
+    true
+}
