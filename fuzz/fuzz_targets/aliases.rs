@@ -1,0 +1,8 @@
+//! Fuzz target `aliases`: see `postrelay::fuzz_entry::aliases` for the invariants checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    postrelay::fuzz_entry::aliases(bytes);
+});

@@ -1,0 +1,8 @@
+//! Fuzz target `config`: see `postrelay::fuzz_entry::config` for the invariants checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    postrelay::fuzz_entry::config(bytes);
+});

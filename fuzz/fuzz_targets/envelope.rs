@@ -1,0 +1,8 @@
+//! Fuzz target `envelope`: see `postrelay::fuzz_entry::envelope` for the invariants checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    postrelay::fuzz_entry::envelope(bytes);
+});
