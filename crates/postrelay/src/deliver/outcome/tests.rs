@@ -352,3 +352,25 @@ fn reasons_name_the_step() {
         );
     }
 }
+
+/// Time limits read as an administrator wrote them: whole minutes from
+/// two minutes up, else seconds.
+#[test]
+fn time_limits_in_plain_words() {
+    for (ms, words) in [
+        (60_000, "60 s"),
+        (90_000, "90 s"),
+        (120_000, "2 min"),
+        (300_000, "5 min"),
+        (1_500, "1.5 s"),
+    ] {
+        let timeout = Reason::Timeout {
+            phase: Phase::Connect,
+            after: std::time::Duration::from_millis(ms),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            format!("timed out after {words} waiting for the TCP connection")
+        );
+    }
+}
