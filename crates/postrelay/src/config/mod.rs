@@ -18,6 +18,7 @@
 //! value syntaxes, the relay policy and reload semantics.
 
 mod credentials;
+mod delivery;
 mod file;
 mod hops;
 mod limits;

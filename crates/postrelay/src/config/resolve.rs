@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::file::FileConfig;
-use super::relay;
 use super::routing;
 use super::units::{Cidr, covers_family, format_duration, format_size, parse_size};
 use super::validate::{Flavor, Locator};
 use super::{
     Config, ConfigError, Intake, LogFormat, LogSettings, LogTarget, QueueSettings, SyncMode,
 };
+use super::{delivery, relay};
 use crate::domain::DomainError;
 
 const FILE_SPOOL: &str = "/var/spool/postrelay";
@@ -79,8 +79,8 @@ pub(super) fn resolve(
     let metrics = super::MetricsSettings {
         listen: file.metrics.listen.map(|a| a.0),
     };
-    let (delivery, sasl_passwd) = relay::delivery(file.delivery, loc)?;
-    let bounce = relay::bounce(file.bounce, &hostname, &queue, loc)?;
+    let (delivery, sasl_passwd) = delivery::delivery(file.delivery, loc)?;
+    let bounce = delivery::bounce(file.bounce, &hostname, &queue, loc)?;
     let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
     let routing = routing::routing(file.routing, &relays, loc)?;
     let next_hops =

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use nix::fcntl::OFlag;
 
+use super::delivery::address;
 use super::file::RoutingFile;
-use super::relay::address;
 use super::resolve::non_empty_path;
 use super::validate::Locator;
 use super::{ConfigError, RelayConfig, RoutingSettings};

@@ -5,6 +5,7 @@
 mod hops;
 pub(super) mod relay;
 mod routing;
+mod secrets;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
