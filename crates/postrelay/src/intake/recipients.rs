@@ -38,19 +38,11 @@ pub async fn check(router: &Router, catch_all: bool, address: &str) -> Result<()
         Ok(Ok(false)) => Err(unknown(address)),
         Ok(Err(e)) => {
             tracing::warn!(%user, error = %e.desc(), "cannot look up a local user at RCPT");
-            Err(Reply::new(
-                451,
-                "4.3.0",
-                format!("<{address}>: Temporary lookup failure, try again later"),
-            ))
+            Err(lookup_failed(address))
         }
         Err(e) => {
             tracing::error!(%user, error = %e, "local user lookup task failed");
-            Err(Reply::new(
-                451,
-                "4.3.0",
-                format!("<{address}>: Temporary lookup failure, try again later"),
-            ))
+            Err(lookup_failed(address))
         }
     }
 }
@@ -61,5 +53,14 @@ pub fn unknown(address: &str) -> Reply {
         550,
         "5.1.1",
         format!("<{address}>: Recipient address rejected: User unknown in local recipient table"),
+    )
+}
+
+/// The user database could not be asked: the client tries again later.
+fn lookup_failed(address: &str) -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        format!("<{address}>: Temporary lookup failure, try again later"),
     )
 }
