@@ -415,7 +415,8 @@ fn install_send_upgrade_purge() {
         &provider.password,
     )
     .unwrap();
-    root.sh("chmod 600 /etc/postrelay/secrets/provider");
+    // Owned by the user the daemon drops to, which re-reads it on SIGHUP.
+    root.sh("chown postrelay /etc/postrelay/secrets/provider && chmod 600 /etc/postrelay/secrets/provider");
     let config = format!(
         "hostname = \"relay.test\"\n[intake]\nlisten = [\"127.0.0.1:{port}\"]\n\
          [[relay]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = {p}\ntls = \"starttls\"\n\
