@@ -284,3 +284,57 @@ fn a_dead_helper_defers_local_mail() {
         assert!(text.contains("stays queued"), "{text}");
     }
 }
+
+/// Secret files must belong to the user the daemon runs as, not to root
+/// who starts it: the drop happens after the first read, and a reload
+/// (SIGHUP) reads them again as that user.
+#[test]
+fn secrets_belong_to_the_daemon_user_and_a_reload_rereads_them() {
+    if !ready() {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let pw = nix::unistd::User::from_name(&account.name).unwrap().unwrap();
+    let secrets = TempDir::new().unwrap();
+    std::fs::set_permissions(
+        secrets.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
+    let tail = format!(
+        "[[relay]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = 2\nusername = \"u\"\n\
+         password_file = \"{}\"\n",
+        password.display()
+    );
+    let opts = Options {
+        daemon_user: Some(account.name.clone()),
+        tail,
+        ..Options::default()
+    };
+    // Root's file: refused, naming the daemon user and the fix.
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("postrelay.toml");
+    std::fs::write(&config, Daemon::config_text(dir.path(), 2, &opts)).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a root-owned secret was accepted");
+    assert!(
+        err.contains(&format!("chown {} ", account.name)),
+        "the fix names the daemon user: {err}"
+    );
+
+    nix::unistd::chown(&password, Some(pw.uid), None).unwrap();
+    let d = Daemon::start_with(opts);
+    assert_ne!(ids(d.pid() as u32).0[0], 0);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let log = d.wait_stderr("configuration reloaded");
+    assert!(!log.contains("configuration reload failed"), "{log}");
+}

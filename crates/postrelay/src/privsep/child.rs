@@ -80,9 +80,9 @@ fn become_recipient(user: &LocalUser, mbox: bool) -> Result<(), String> {
 
 /// Reads exactly `left` bytes: an early end is an error, so that a helper
 /// that could not send everything never delivers half a message.
-struct Exact<'a> {
-    inner: &'a mut dyn Read,
-    left: u64,
+pub(super) struct Exact<'a> {
+    pub(super) inner: &'a mut dyn Read,
+    pub(super) left: u64,
 }
 
 impl Read for Exact<'_> {

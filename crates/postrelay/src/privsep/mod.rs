@@ -119,3 +119,6 @@ pub(crate) fn self_exe() -> PathBuf {
     }
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("postrelay"))
 }
+
+#[cfg(test)]
+mod tests;
