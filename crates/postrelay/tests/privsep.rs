@@ -294,7 +294,9 @@ fn secrets_belong_to_the_daemon_user_and_a_reload_rereads_them() {
         return;
     }
     let account = SystemUser::create("prdaemon");
-    let pw = nix::unistd::User::from_name(&account.name).unwrap().unwrap();
+    let pw = nix::unistd::User::from_name(&account.name)
+        .unwrap()
+        .unwrap();
     let secrets = TempDir::new().unwrap();
     std::fs::set_permissions(
         secrets.path(),
@@ -303,8 +305,11 @@ fn secrets_belong_to_the_daemon_user_and_a_reload_rereads_them() {
     .unwrap();
     let password = secrets.path().join("password");
     std::fs::write(&password, "s3cret\n").unwrap();
-    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let tail = format!(
         "[[relay]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = 2\nusername = \"u\"\n\
          password_file = \"{}\"\n",

@@ -52,8 +52,16 @@ fn a_cut_or_oversized_frame_is_an_error() {
 #[test]
 fn answers_keep_the_local_delivery_classification() {
     let cases = [
-        (Answer::Delivered("delivered to maildir".into()), "2.0.0", None),
-        (Answer::UnknownUser("no local user".into()), "5.1.1", Some(true)),
+        (
+            Answer::Delivered("delivered to maildir".into()),
+            "2.0.0",
+            None,
+        ),
+        (
+            Answer::UnknownUser("no local user".into()),
+            "5.1.1",
+            Some(true),
+        ),
         (Answer::MailboxFull("quota".into()), "4.2.2", Some(false)),
         (Answer::Local("helper gone".into()), "4.3.0", Some(false)),
     ];
