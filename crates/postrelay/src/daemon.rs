@@ -42,15 +42,17 @@ pub enum Source {
 /// Runs the daemon in the foreground until it is told to stop.
 ///
 /// Everything that needs root happens first, while this process has one
-/// thread (see [`crate::privsep`]): the local delivery helper is started,
-/// the sockets are bound (on a single-threaded runtime that is then shut
+/// thread (see [`crate::privsep`]): the spool is locked, the local
+/// delivery helper is started, the sockets are bound (on a single-threaded runtime that is then shut
 /// down), the spool is given to the daemon user, and the process switches
 /// to that user. Only then does the multi-threaded runtime start.
 pub fn run(config: Config, source: Source) -> anyhow::Result<()> {
     let run_as = privsep::plan(&config.daemon, matches!(source, Source::Builtin))?;
+    // The spool's lock first: a second daemon on this spool stops here,
+    // before it could take a port or replace the control socket.
+    let spool = open_spool(&config)?;
     let settings = crate::deliver::engine::local_settings(&config.local);
     let helper = Arc::new(privsep::LocalHelper::spawn(&config.spool, &settings)?);
-    privsep::create_spool(&config.spool)?;
     let bound = {
         let binder = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -69,22 +71,35 @@ pub fn run(config: Config, source: Source) -> anyhow::Result<()> {
         .thread_name("postrelay")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, source, bound, helper))
+    let started = Started {
+        spool,
+        bound,
+        helper,
+    };
+    runtime.block_on(serve(config, source, started))
 }
 
-async fn serve(
-    config: Config,
-    source: Source,
+/// What [`run`] prepared before the runtime: the locked spool, the bound
+/// sockets and the local delivery helper.
+struct Started {
+    spool: Spool,
     bound: StdBound,
     helper: Arc<privsep::LocalHelper>,
-) -> anyhow::Result<()> {
+}
+
+async fn serve(config: Config, source: Source, started: Started) -> anyhow::Result<()> {
+    let Started {
+        spool,
+        bound,
+        helper,
+    } = started;
     // Handlers first: a signal that arrives once we listen must not kill
     // the process with the default action.
     let mut signals = Signals::install()?;
     let resolver = Arc::new(Resolver::system());
     let deliverer = Deliverer::with_local_helper(&config, helper.clone(), resolver.clone())
         .context("invalid relay settings")?;
-    let queue = open_queue(&config, deliverer.router())?;
+    let queue = load_queue(&config, spool, deliverer.router())?;
     let bound = bound.into_tokio()?;
     let running = Running::start(config, bound, queue.clone(), deliverer);
     tracing::info!(
@@ -119,10 +134,9 @@ async fn serve(
     Ok(())
 }
 
-/// Opens and recovers the spool, opens the mail log, loads the queue and
-/// sets up maildrop/ (before the daemon is ready, so that a `sendmail`
-/// right after the start finds it open to the group).
-fn open_queue(config: &Config, router: Arc<crate::route::Router>) -> anyhow::Result<Queue> {
+/// Opens the spool and takes its lock (creating its directories), with
+/// the privileges the daemon was started with.
+fn open_spool(config: &Config) -> anyhow::Result<Spool> {
     let options = SpoolOptions {
         health: health_options(config),
         sync: match config.queue.sync {
@@ -131,16 +145,24 @@ fn open_queue(config: &Config, router: Arc<crate::route::Router>) -> anyhow::Res
         },
         ..SpoolOptions::default()
     };
-    let spool = match Spool::open_with(&config.spool, options) {
-        Ok(s) => s,
+    match Spool::open_with(&config.spool, options) {
+        Ok(s) => Ok(s),
         Err(SpoolError::Locked { path }) => bail!(
             "another postrelay daemon is running on this spool (it holds the lock {}); stop it first",
             path.display()
         ),
-        Err(e) => {
-            return Err(e).context(format!("cannot open the spool {}", config.spool.display()));
-        }
-    };
+        Err(e) => Err(e).context(format!("cannot open the spool {}", config.spool.display())),
+    }
+}
+
+/// Recovers the spool, opens the mail log, loads the queue and sets up
+/// maildrop/ (as the daemon user, before the daemon is ready, so that a
+/// `sendmail` right after the start finds it open to the group).
+fn load_queue(
+    config: &Config,
+    spool: Spool,
+    router: Arc<crate::route::Router>,
+) -> anyhow::Result<Queue> {
     let report = spool.recover().context("spool recovery failed")?;
     for (path, why) in &report.corrupt {
         tracing::error!(path = %path.display(), %why, "moved an unreadable queue file to corrupt/");

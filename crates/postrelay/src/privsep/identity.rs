@@ -111,10 +111,9 @@ pub fn prepare_spool(spool: &Path, extra: &[&Path], user: &User) -> Result<(), P
     Ok(())
 }
 
-/// Creates the spool root (0700) when it is missing, before the sockets
-/// are bound (the control socket is in it by default) and, started as
-/// root, before the switch (its parent may not let the daemon user in).
-pub fn create_spool(spool: &Path) -> Result<(), PrivsepError> {
+/// Creates the spool root (0700) when it is missing, as root before the
+/// switch (its parent may not let the daemon user in).
+fn create_spool(spool: &Path) -> Result<(), PrivsepError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

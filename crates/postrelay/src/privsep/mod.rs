@@ -9,7 +9,7 @@
 //!    re-execution of this binary (`postrelay --privsep-local-helper`) that keeps
 //!    the privileges the daemon was started with and talks to it over two
 //!    pipes ([`wire`]);
-//! 3. binds its sockets (the daemon does that itself);
+//! 3. locks the spool and binds its sockets (the daemon does that itself);
 //! 4. gives the spool tree to the daemon user ([`prepare_spool`]);
 //! 5. switches to that user for good ([`switch`]: `setgroups` with only
 //!    `postdrop`, `setresgid`, `setresuid`, then checks that all three
@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 pub use child::main as child_main;
 pub use client::LocalHelper;
 pub use helper::main as helper_main;
-pub use identity::{RunAs, create_spool, plan, prepare_spool, switch};
+pub use identity::{RunAs, plan, prepare_spool, switch};
 
 /// Why the daemon could not set up its privilege separation.
 #[derive(Debug, thiserror::Error)]
