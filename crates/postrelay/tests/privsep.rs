@@ -8,7 +8,6 @@ mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use postrelay::deliver::Outcome;
 use postrelay::deliver::local::{LocalSettings, MailboxKind};
@@ -64,17 +63,6 @@ fn children(pid: u32, word: &str) -> Vec<u32> {
         }
     }
     found
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited 30 s for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Starts the daemon as root with `[daemon] user` a fresh system user.
@@ -138,13 +126,14 @@ fn local_mail_is_written_by_its_recipient() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let file = wait_for("the message in the Maildir", || {
-        std::fs::read_dir(rcpt.maildir_new())
-            .ok()?
-            .flatten()
-            .next()
-            .map(|e| e.path())
-    });
+    // Delivered (or bounced) and gone from the queue.
+    d.wait_queue_len(0);
+    let file = std::fs::read_dir(rcpt.maildir_new())
+        .expect("a Maildir was made")
+        .flatten()
+        .next()
+        .expect("the message is in the Maildir")
+        .path();
     let owner = nix::unistd::User::from_name(&rcpt.name).unwrap().unwrap();
     let m = std::fs::metadata(&file).unwrap();
     assert_eq!((m.uid(), m.gid()), (owner.uid.as_raw(), owner.gid.as_raw()));

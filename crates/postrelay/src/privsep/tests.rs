@@ -5,6 +5,8 @@ use std::io::{Cursor, ErrorKind, Read};
 
 use super::child::Exact;
 use super::wire::{Answer, MAX_FRAME, Request, read_frame, write_frame};
+use super::{PrivsepError, RunAs, plan};
+use crate::config::DaemonSettings;
 use crate::deliver::Outcome;
 
 fn request() -> Request {
@@ -100,4 +102,36 @@ fn a_body_shorter_than_announced_is_an_error_not_a_shorter_message() {
     let mut out = Vec::new();
     exact.read_to_end(&mut out).unwrap();
     assert_eq!(out, b"Subject: x\r\n\r\nbody");
+}
+
+fn settings(user: &str) -> DaemonSettings {
+    DaemonSettings {
+        user: user.to_owned(),
+    }
+}
+
+#[test]
+fn started_as_root_the_daemon_user_must_exist_except_with_the_builtin_default() {
+    if !crate::test_root::require_root("deciding whom root drops to") {
+        return;
+    }
+    let missing = format!("prmissing{}", std::process::id());
+    match plan(&settings(&missing), false) {
+        Err(e @ PrivsepError::NoSuchUser { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("useradd --system"), "{text}");
+            assert!(text.contains(&missing), "{text}");
+        }
+        other => panic!("expected NoSuchUser, got {other:?}"),
+    }
+    match plan(&settings(&missing), true) {
+        Ok(RunAs::User(u)) => assert_eq!(u.name, "nobody"),
+        other => panic!("expected nobody, got {other:?}"),
+    }
+    assert!(matches!(plan(&settings("root"), false), Ok(RunAs::Root)));
+    // An existing unprivileged user is switched to.
+    assert!(matches!(
+        plan(&settings("nobody"), false),
+        Ok(RunAs::User(u)) if u.uid.as_raw() != 0
+    ));
 }
