@@ -332,3 +332,26 @@ fn secrets_belong_to_the_daemon_user_and_a_reload_rereads_them() {
     let log = d.wait_stderr("configuration reloaded");
     assert!(!log.contains("configuration reload failed"), "{log}");
 }
+
+/// systemd's stop (and Ctrl-C in a terminal) signals the whole group; the
+/// helper stays for the deliveries of the daemon's graceful stop and ends
+/// when the daemon closes the pipe.
+#[test]
+fn the_helper_outlives_a_stop_signal() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    let helper = Helper::start(&LocalSettings::default());
+    let pid = nix::unistd::Pid::from_raw(helper.helper.pid() as i32);
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        nix::sys::signal::kill(pid, sig).unwrap();
+        let out = helper.helper.deliver(&request(&helper, &rcpt.name));
+        assert!(matches!(out, Outcome::Delivered(_)), "after {sig}: {out:?}");
+    }
+    assert_eq!(rcpt.mail().len(), 3);
+}

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
+use nix::sys::signal::SigmaskHow;
+
 use super::PrivsepError;
 use super::wire::{Answer, Mailbox, Request, read_frame, write_frame};
 use crate::deliver::local::LocalSettings;
@@ -58,9 +60,15 @@ impl LocalHelper {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| PrivsepError::Helper { exe, source })?;
+        // Started with the stop signals blocked (the mask survives exec),
+        // so that none can end it before it blocks them itself.
+        let stop = super::helper::stop_signals();
+        let previous = stop.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
+        let spawned = cmd.spawn();
+        if let Some(previous) = previous {
+            let _ = previous.thread_set_mask();
+        }
+        let mut child = spawned.map_err(|source| PrivsepError::Helper { exe, source })?;
         let conn = Conn {
             stdin: child.stdin.take().expect("piped"),
             stdout: child.stdout.take().expect("piped"),

@@ -40,7 +40,6 @@ pub fn main(args: &[OsString]) -> ExitCode {
         }
     };
     let spool = Path::new(spool);
-    ignore_stop_signals();
     let helper = Helper {
         layout: Layout::new(spool),
         mailbox,
@@ -150,20 +149,19 @@ impl Helper {
     }
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP (this process has one thread, so for
-/// good): systemd's stop and a terminal's Ctrl-C reach the whole group,
-/// but the helper must outlive the daemon's graceful stop, which may
-/// still deliver. It ends when the daemon closes the pipe; SIGKILL still
-/// ends it. Its children inherit the mask, and are short-lived.
-fn ignore_stop_signals() {
+/// SIGTERM, SIGINT and SIGHUP: blocked in the helper for its whole life
+/// (the daemon starts it with them blocked, and the mask survives exec).
+/// systemd's stop and a terminal's Ctrl-C reach the whole group, but the
+/// helper must outlive the daemon's graceful stop, which may still
+/// deliver; it ends when the daemon closes the pipe (SIGKILL still ends
+/// it). Its children inherit the mask, and are short-lived.
+pub(super) fn stop_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(sig);
     }
-    if let Err(e) = set.thread_block() {
-        eprintln!("postrelay local delivery helper: cannot block stop signals: {e}");
-    }
+    set
 }
 
 /// Opens a spool body read-only, refusing a symbolic link and anything but
