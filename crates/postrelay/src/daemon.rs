@@ -1,5 +1,7 @@
-//! `postrelay run`: opens and recovers the spool, binds the listeners and
-//! the control socket, then serves until SIGTERM/SIGINT.
+//! `postrelay run`: starts the local delivery helper, binds the listeners
+//! and the control socket, drops to the daemon user (see
+//! [`crate::privsep`]), opens and recovers the spool, then serves until
+//! SIGTERM/SIGINT.
 //!
 //! Signals: SIGHUP re-reads the configuration file (a bad file keeps the
 //! running configuration and logs why); SIGTERM/SIGINT stop accepting,
@@ -24,6 +26,7 @@ use crate::intake::{self, Shared};
 use crate::maillog::MailLog;
 use crate::net::resolve::Resolver;
 use crate::notify::Notifier;
+use crate::privsep;
 use crate::queue::{Queue, scheduler, worker};
 use crate::spool::{HealthOptions, Spool, SpoolError, SpoolOptions};
 
@@ -37,29 +40,74 @@ pub enum Source {
 }
 
 /// Runs the daemon in the foreground until it is told to stop.
+///
+/// Everything that needs root happens first, while this process has one
+/// thread (see [`crate::privsep`]): the spool is locked, the local
+/// delivery helper is started, the sockets are bound (on a single-threaded runtime that is then shut
+/// down), the spool is given to the daemon user, and the process switches
+/// to that user. Only then does the multi-threaded runtime start.
 pub fn run(config: Config, source: Source) -> anyhow::Result<()> {
+    let run_as = privsep::plan(&config.daemon, matches!(source, Source::Builtin))?;
+    // The spool's lock first: a second daemon on this spool stops here,
+    // before it could take a port or replace the control socket.
+    let spool = open_spool(&config)?;
+    let settings = crate::deliver::engine::local_settings(&config.local);
+    let helper = Arc::new(privsep::LocalHelper::spawn(&config.spool, &settings)?);
+    let bound = {
+        let binder = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime that binds the sockets")?;
+        binder.block_on(async { Bound::bind(&config).await?.into_std() })?
+    };
+    if let privsep::RunAs::User(user) = &run_as {
+        let mut extra = vec![config.control_socket.as_path()];
+        extra.extend(config.log.file.as_deref());
+        privsep::prepare_spool(&config.spool, &extra, user)?;
+        privsep::switch(user)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("postrelay")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, source))
+    let started = Started {
+        spool,
+        bound,
+        helper,
+    };
+    runtime.block_on(serve(config, source, started))
 }
 
-async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
+/// What [`run`] prepared before the runtime: the locked spool, the bound
+/// sockets and the local delivery helper.
+struct Started {
+    spool: Spool,
+    bound: StdBound,
+    helper: Arc<privsep::LocalHelper>,
+}
+
+async fn serve(config: Config, source: Source, started: Started) -> anyhow::Result<()> {
+    let Started {
+        spool,
+        bound,
+        helper,
+    } = started;
     // Handlers first: a signal that arrives once we listen must not kill
     // the process with the default action.
     let mut signals = Signals::install()?;
     let resolver = Arc::new(Resolver::system());
-    let deliverer =
-        Deliverer::new(&config, None, resolver.clone()).context("invalid relay settings")?;
-    let queue = open_queue(&config, deliverer.router())?;
-    let bound = Bound::bind(&config).await?;
+    let deliverer = Deliverer::with_local_helper(&config, helper.clone(), resolver.clone())
+        .context("invalid relay settings")?;
+    let queue = load_queue(&config, spool, deliverer.router())?;
+    let bound = bound.into_tokio()?;
     let running = Running::start(config, bound, queue.clone(), deliverer);
     tracing::info!(
         listen = %running.listen.join(", "),
         spool = %queue.spool().root().display(),
         queued = queue.len(),
+        uid = %nix::unistd::getuid(),
+        local_helper = helper.pid(),
         "postrelay ready"
     );
     let notifier = Arc::new(Notifier::from_env());
@@ -86,10 +134,9 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens and recovers the spool, opens the mail log, loads the queue and
-/// sets up maildrop/ (before the daemon is ready, so that a `sendmail`
-/// right after the start finds it open to the group).
-fn open_queue(config: &Config, router: Arc<crate::route::Router>) -> anyhow::Result<Queue> {
+/// Opens the spool and takes its lock (creating its directories), with
+/// the privileges the daemon was started with.
+fn open_spool(config: &Config) -> anyhow::Result<Spool> {
     let options = SpoolOptions {
         health: health_options(config),
         sync: match config.queue.sync {
@@ -98,16 +145,24 @@ fn open_queue(config: &Config, router: Arc<crate::route::Router>) -> anyhow::Res
         },
         ..SpoolOptions::default()
     };
-    let spool = match Spool::open_with(&config.spool, options) {
-        Ok(s) => s,
+    match Spool::open_with(&config.spool, options) {
+        Ok(s) => Ok(s),
         Err(SpoolError::Locked { path }) => bail!(
             "another postrelay daemon is running on this spool (it holds the lock {}); stop it first",
             path.display()
         ),
-        Err(e) => {
-            return Err(e).context(format!("cannot open the spool {}", config.spool.display()));
-        }
-    };
+        Err(e) => Err(e).context(format!("cannot open the spool {}", config.spool.display())),
+    }
+}
+
+/// Recovers the spool, opens the mail log, loads the queue and sets up
+/// maildrop/ (as the daemon user, before the daemon is ready, so that a
+/// `sendmail` right after the start finds it open to the group).
+fn load_queue(
+    config: &Config,
+    spool: Spool,
+    router: Arc<crate::route::Router>,
+) -> anyhow::Result<Queue> {
     let report = spool.recover().context("spool recovery failed")?;
     for (path, why) in &report.corrupt {
         tracing::error!(path = %path.display(), %why, "moved an unreadable queue file to corrupt/");
@@ -133,7 +188,55 @@ struct Bound {
     metrics: Option<TcpListener>,
 }
 
+/// [`Bound`] between the runtime that bound it and the one that serves
+/// it (a listener belongs to the runtime that made it).
+struct StdBound {
+    intake: Vec<std::net::TcpListener>,
+    submission: Vec<(std::net::TcpListener, intake::submission::Mode)>,
+    control: std::os::unix::net::UnixListener,
+    control_path: PathBuf,
+    metrics: Option<std::net::TcpListener>,
+}
+
+impl StdBound {
+    /// Registers the sockets with the current runtime.
+    fn into_tokio(self) -> anyhow::Result<Bound> {
+        let tcp = |l| TcpListener::from_std(l).context("cannot register a listener");
+        Ok(Bound {
+            intake: self.intake.into_iter().map(tcp).collect::<Result<_, _>>()?,
+            submission: self
+                .submission
+                .into_iter()
+                .map(|(l, m)| tcp(l).map(|l| (l, m)))
+                .collect::<Result<_, _>>()?,
+            control: tokio::net::UnixListener::from_std(self.control)
+                .context("cannot register the control socket")?,
+            control_path: self.control_path,
+            metrics: self.metrics.map(tcp).transpose()?,
+        })
+    }
+}
+
 impl Bound {
+    /// Detaches the sockets from the runtime that bound them.
+    fn into_std(self) -> anyhow::Result<StdBound> {
+        let std = |l: TcpListener| l.into_std().context("cannot detach a listener");
+        Ok(StdBound {
+            intake: self.intake.into_iter().map(std).collect::<Result<_, _>>()?,
+            submission: self
+                .submission
+                .into_iter()
+                .map(|(l, m)| std(l).map(|l| (l, m)))
+                .collect::<Result<_, _>>()?,
+            control: self
+                .control
+                .into_std()
+                .context("cannot detach the control socket")?,
+            control_path: self.control_path,
+            metrics: self.metrics.map(std).transpose()?,
+        })
+    }
+
     async fn bind(config: &Config) -> anyhow::Result<Bound> {
         let mut intake = Vec::new();
         for addr in &config.intake.listen {

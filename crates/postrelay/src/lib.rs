@@ -24,6 +24,8 @@
 //! - [`notify`]: systemd's `sd_notify` (READY, RELOADING, STOPPING,
 //!   watchdog).
 //! - [`control`]: the Unix socket that `postrelay queue …` talks to.
+//! - [`privsep`]: the drop to the daemon user, and the local delivery
+//!   helper that alone keeps root.
 //! - [`daemon`]: wiring, signals, reload and graceful shutdown.
 //! - `fuzz_entry` (hidden): the parsers of files, for the fuzz targets
 //!   in `fuzz/` and the corpus test; not an API.
@@ -48,6 +50,7 @@ pub mod maillog;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod privsep;
 pub mod queue;
 pub mod route;
 pub mod spool;

@@ -17,6 +17,15 @@ fn main() -> ExitCode {
         let config = std::env::var_os("POSTRELAY_CONFIG").map(Into::into);
         return cli::sendmail::main(std::env::args_os().skip(1).collect(), config);
     }
+    // The privilege-separated processes the daemon starts (not commands
+    // for people, so not in --help): they read no configuration; the
+    // process that was root at start gave them what they need.
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    match args.first().and_then(|a| a.to_str()) {
+        Some(postrelay::privsep::HELPER_ARG) => return postrelay::privsep::helper_main(&args[1..]),
+        Some(postrelay::privsep::CHILD_ARG) => return postrelay::privsep::child_main(),
+        _ => {}
+    }
     if name == "mailq" {
         let config = std::env::var_os("POSTRELAY_CONFIG").map(Into::into);
         return cli::main_with(Cli {

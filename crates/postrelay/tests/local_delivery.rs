@@ -1,5 +1,7 @@
 //! Local delivery into real users' mailboxes, read back by Python's
-//! `mailbox` module (the reader of record for both formats here).
+//! `mailbox` module (the reader of record for both formats here), through
+//! the daemon's local delivery helper (`postrelay --privsep-local-helper`), which
+//! writes each mailbox as its user.
 //!
 //! Needs root (to create users with `useradd` and to deliver to them);
 //! skipped with a message otherwise, and a failure under `CI=true`.
@@ -18,7 +20,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use postrelay::deliver::Outcome;
-use postrelay::deliver::local::{LocalMessage, LocalSettings, MailboxKind, deliver};
+use postrelay::deliver::local::{LocalSettings, MailboxKind};
+use support::helper::Helper;
 use tempfile::TempDir;
 
 // ---- environment -----------------------------------------------------------
@@ -171,18 +174,10 @@ fn expected(user: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn deliver_all(user: &TestUser, settings: &LocalSettings, bodies: &[Vec<u8>]) {
-    let dir = TempDir::new().unwrap();
+    let helper = Helper::start(settings);
     let recipient = format!("{}@host.example", user.name);
     for (i, body) in bodies.iter().enumerate() {
-        let path = dir.path().join(format!("{i}.msg"));
-        std::fs::write(&path, body).unwrap();
-        let msg = LocalMessage {
-            sender: SENDER,
-            recipient: &recipient,
-            original_recipient: Some("root"),
-            body: &path,
-        };
-        match deliver(&user.name, &msg, settings) {
+        match helper.deliver(&user.name, SENDER, &recipient, body) {
             Outcome::Delivered(_) => {}
             other => panic!("delivery {i} to {}: {other:?}", user.name),
         }
@@ -396,17 +391,10 @@ fn unknown_user_fails_with_5_1_1() {
     if !ready() {
         return;
     }
-    let dir = TempDir::new().unwrap();
-    let body = dir.path().join("m");
-    std::fs::write(&body, b"Subject: x\r\n\r\nx\r\n").unwrap();
     let name = format!("prnouser{}", std::process::id());
-    let msg = LocalMessage {
-        sender: SENDER,
-        recipient: "nobody-here@host.example",
-        original_recipient: None,
-        body: &body,
-    };
-    match deliver(&name, &msg, &LocalSettings::default()) {
+    let helper = Helper::start(&LocalSettings::default());
+    let body = b"Subject: x\r\n\r\nx\r\n";
+    match helper.deliver(&name, SENDER, "nobody-here@host.example", body) {
         Outcome::Failed(r) => {
             assert_eq!(r.status(), "5.1.1");
             assert!(
@@ -425,16 +413,9 @@ fn user_without_a_home_is_deferred() {
     }
     let gone = PathBuf::from(format!("/nonexistent-prtest-{}", std::process::id()));
     let user = TestUser::create(Some(&gone));
-    let dir = TempDir::new().unwrap();
-    let body = dir.path().join("m");
-    std::fs::write(&body, b"Subject: x\r\n\r\nx\r\n").unwrap();
-    let msg = LocalMessage {
-        sender: SENDER,
-        recipient: "r@host.example",
-        original_recipient: None,
-        body: &body,
-    };
-    match deliver(&user.name, &msg, &LocalSettings::default()) {
+    let helper = Helper::start(&LocalSettings::default());
+    let body = b"Subject: x\r\n\r\nx\r\n";
+    match helper.deliver(&user.name, SENDER, "r@host.example", body) {
         Outcome::Deferred(r) => {
             assert_eq!(r.status(), "4.3.0");
             assert!(r.to_string().contains(&gone.display().to_string()), "{r}");
@@ -458,21 +439,14 @@ fn mbox_waits_for_a_held_dotlock() {
     let lock = spool.path().join(format!("{}.lock", user.name));
     std::fs::write(&lock, b"").unwrap();
 
-    let dir = TempDir::new().unwrap();
-    let body = dir.path().join("m");
-    std::fs::write(&body, b"X-Test-Seq: 0\r\nSubject: x\r\n\r\nwaited\r\n").unwrap();
+    let body = b"X-Test-Seq: 0\r\nSubject: x\r\n\r\nwaited\r\n";
     let settings = LocalSettings {
         kind: MailboxKind::Mbox,
         mbox_dir: spool.path().to_path_buf(),
         ..LocalSettings::default()
     };
-    let msg = LocalMessage {
-        sender: SENDER,
-        recipient: "r@host.example",
-        original_recipient: None,
-        body: &body,
-    };
-    match deliver(&user.name, &msg, &settings) {
+    let helper = Helper::start(&settings);
+    match helper.deliver(&user.name, SENDER, "r@host.example", body) {
         Outcome::Deferred(r) => {
             let text = r.to_string();
             assert!(
@@ -485,7 +459,7 @@ fn mbox_waits_for_a_held_dotlock() {
     assert!(lock.exists(), "someone else's dotlock is left alone");
     assert!(!spool.path().join(&user.name).exists());
     std::fs::remove_file(&lock).unwrap();
-    let out = deliver(&user.name, &msg, &settings);
+    let out = helper.deliver(&user.name, SENDER, "r@host.example", body);
     assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
     assert!(!lock.exists(), "our own dotlock is removed");
     let msgs = python_read("mbox", &spool.path().join(&user.name));

@@ -320,6 +320,13 @@ impl Service {
         let sock_path = root.host_path("/run/postrelay-notify");
         let _ = std::fs::remove_file(&sock_path);
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        // Writable by all, as systemd's own notify socket: the daemon
+        // sends READY=1 after it has dropped to the user postrelay.
+        std::fs::set_permissions(
+            &sock_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
         let log = std::fs::File::create(root.host_path("/run/postrelay.stderr")).unwrap();
         let child = root
             .command("/usr/sbin/postrelay")
@@ -415,7 +422,8 @@ fn install_send_upgrade_purge() {
         &provider.password,
     )
     .unwrap();
-    root.sh("chmod 600 /etc/postrelay/secrets/provider");
+    // Owned by the user the daemon drops to, which re-reads it on SIGHUP.
+    root.sh("chown postrelay /etc/postrelay/secrets/provider && chmod 600 /etc/postrelay/secrets/provider");
     let config = format!(
         "hostname = \"relay.test\"\n[intake]\nlisten = [\"127.0.0.1:{port}\"]\n\
          [[relay]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = {p}\ntls = \"starttls\"\n\

@@ -19,6 +19,8 @@ pub(super) struct FileConfig {
     pub spool: Option<String>,
     pub control_socket: Option<String>,
     #[serde(default)]
+    pub daemon: super::daemon::DaemonFile,
+    #[serde(default)]
     pub intake: IntakeFile,
     #[serde(default)]
     pub queue: QueueFile,
@@ -178,7 +180,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 11],
+    pub tables: [Table; 12],
 }
 
 /// One table of the file.
@@ -208,6 +210,7 @@ impl Schema {
         Schema {
             top: field_names::<FileConfig>(),
             tables: [
+                table("daemon", field_names::<super::daemon::DaemonFile>(), false),
                 table("intake", field_names::<IntakeFile>(), false),
                 table("intake.submission", field_names::<SubmissionFile>(), false),
                 table("queue", field_names::<QueueFile>(), false),

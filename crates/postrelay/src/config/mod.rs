@@ -18,6 +18,7 @@
 //! value syntaxes, the relay policy and reload semantics.
 
 mod credentials;
+mod daemon;
 mod delivery;
 mod file;
 mod hops;
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use daemon::DEFAULT_USER;
 pub use local::MailboxFormat;
 pub use relay_settings::{Credentials, RelayConfig, RelayTimeouts, Security, TlsMode};
 pub(crate) use sasl_passwd::fuzz_check as fuzz_sasl_passwd;
@@ -70,6 +72,8 @@ pub struct Config {
     /// in the spool by default so that it shares the spool's permissions.
     /// Default: `<spool>/control.sock`.
     pub control_socket: PathBuf,
+    /// Who the daemon runs as once its sockets are bound (`[daemon]`).
+    pub daemon: DaemonSettings,
     /// The SMTP listener: where it listens, whom it serves, and its limits.
     pub intake: Intake,
     /// Retry schedule and disk-space floor of the queue.
@@ -98,6 +102,18 @@ pub struct Config {
     pub routing: RoutingSettings,
     /// How mail for local users is stored.
     pub local: LocalConfig,
+}
+
+/// `[daemon]`: the unprivileged user the daemon runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// The user the daemon drops to after binding its sockets, when it is
+    /// started as root; its primary group too, plus the `postdrop` group.
+    /// `"root"` keeps root (an explicit opt-out, warned about at start).
+    /// Ignored when not started as root. Default: `"postrelay"`.
+    /// With the built-in default configuration (no file), a missing
+    /// `postrelay` user falls back to `nobody`, with a warning.
+    pub user: String,
 }
 
 /// `[local]`: local delivery (recipients in `intake.local_domains`, or
@@ -445,6 +461,11 @@ impl Config {
         let changed = [
             ("spool", self.spool != new.spool),
             ("control_socket", self.control_socket != new.control_socket),
+            ("daemon.user", self.daemon.user != new.daemon.user),
+            // The local delivery helper is started with these.
+            ("local.mailbox", self.local.mailbox != new.local.mailbox),
+            ("local.maildir", self.local.maildir != new.local.maildir),
+            ("local.mbox_dir", self.local.mbox_dir != new.local.mbox_dir),
             ("intake.listen", a.listen != b.listen),
             (
                 "intake.submission.listen",

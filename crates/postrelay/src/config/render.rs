@@ -17,6 +17,8 @@ pub(super) fn render(c: &Config) -> String {
     kv(o, "spool", path(&c.spool));
     kv(o, "control_socket", path(&c.control_socket));
 
+    o.push_str("\n[daemon]\n");
+    kv(o, "user", string(&c.daemon.user));
     intake(o, &c.intake);
 
     let q = &c.queue;

@@ -73,6 +73,7 @@ pub(super) fn resolve(
         let line = loc.first_line(&["control_socket", "spool"]);
         return Err(loc.invalid("control_socket", line, format!("control_socket: {why}")));
     }
+    let daemon = super::daemon::daemon(file.daemon, loc)?;
     let intake = intake(file.intake, flavor, &hostname, loc)?;
     let queue = queue(file.queue, &intake, loc)?;
     let log = log(file.log, loc)?;
@@ -91,6 +92,7 @@ pub(super) fn resolve(
         hostname,
         spool,
         control_socket,
+        daemon,
         intake,
         queue,
         log,

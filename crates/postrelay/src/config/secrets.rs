@@ -2,7 +2,9 @@
 //! (`password_file`, `delivery.sasl_passwd`) only when they are protected.
 //!
 //! A secret file must be a regular file owned by the user postrelay runs as
-//! (its effective uid) and neither readable nor writable by anyone else
+//! (the `[daemon] user` it drops to when started as root, else its
+//! effective uid: a reload re-reads the file after the drop) and neither
+//! readable nor writable by anyone else
 //! (`mode & 0o077 == 0`). Symbolic links are followed and the target is
 //! checked. The checks are made on the opened file (fstat), so the file
 //! checked is the file read. Every refusal names the file, what is wrong and
@@ -62,7 +64,7 @@ pub(super) fn read_protected(path: &Path) -> Result<String, String> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot be examined: {e}"))?;
-    check_protected(path, &meta, geteuid().as_raw())?;
+    check_protected(path, &meta, owner())?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_FILE + 1)
         .read_to_end(&mut bytes)
@@ -76,6 +78,28 @@ pub(super) fn read_protected(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_owned())
 }
 
+thread_local! {
+    /// The uid secret files must belong to while a file is being parsed
+    /// (set by [`with_owner`]); `None`: the effective uid.
+    static OWNER: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (one parse of the configuration) with secret files required to
+/// belong to `uid`.
+pub(super) fn with_owner<T>(uid: u32, f: impl FnOnce() -> T) -> T {
+    let previous = OWNER.with(|o| o.replace(Some(uid)));
+    let out = f();
+    OWNER.with(|o| o.set(previous));
+    out
+}
+
+/// Who secret files must belong to now.
+fn owner() -> u32 {
+    OWNER
+        .with(|o| o.get())
+        .unwrap_or_else(|| geteuid().as_raw())
+}
+
 /// Opens `path` for reading without blocking on a FIFO (whose type is then
 /// refused) and without acquiring a controlling terminal.
 pub(super) fn open(path: &Path) -> Result<File, String> {
@@ -86,7 +110,7 @@ pub(super) fn open(path: &Path) -> Result<File, String> {
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => "does not exist".to_owned(),
             std::io::ErrorKind::PermissionDenied => {
-                let euid = geteuid().as_raw();
+                let euid = owner();
                 let quoted = shell_quote(path);
                 format!(
                     "cannot be opened by postrelay, which runs as {}: permission denied; run chown {} {quoted} && chmod 600 {quoted}, and check that its directories let that user in",

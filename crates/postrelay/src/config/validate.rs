@@ -36,7 +36,8 @@ pub(super) fn parse(text: &str, origin: &str, flavor: Flavor) -> Result<Config, 
     check_keys(&loc, root.get_ref())?;
     let file: FileConfig = serde::Deserialize::deserialize(toml::de::Deserializer::from(root))
         .map_err(|e| loc.serde_error(&e))?;
-    resolve::resolve(file, flavor, &loc)
+    let owner = super::daemon::secret_owner(&file.daemon);
+    super::secrets::with_owner(owner, || resolve::resolve(file, flavor, &loc))
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -23,6 +23,8 @@ use super::{Attempt, Outcome, Reason};
 use crate::config::{Config, RelayConfig, Security};
 use crate::net::resolve::Resolver;
 use crate::net::tls;
+use crate::privsep::LocalHelper;
+use crate::privsep::wire::Request;
 use crate::route::{Route, Router};
 use crate::spool::{BodyType, Envelope};
 use postrelay_smtp::reply::Reply;
@@ -52,6 +54,8 @@ pub struct Deliverer {
     hostname: String,
     router: Arc<Router>,
     local: local::LocalSettings,
+    /// Writes local mail (as the recipients); carried over on reload.
+    local_helper: Option<Arc<LocalHelper>>,
     relays: Vec<Relay>,
     resolver: Arc<Resolver>,
 }
@@ -77,7 +81,7 @@ struct Transacted {
 }
 
 /// Local delivery settings from the configuration's `[local]`.
-fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
+pub(crate) fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
     local::LocalSettings {
         kind: match c.mailbox {
             crate::config::MailboxFormat::Maildir => local::MailboxKind::Maildir,
@@ -95,6 +99,16 @@ impl Deliverer {
     pub fn new(
         config: &Config,
         previous: Option<&Deliverer>,
+        resolver: Arc<Resolver>,
+    ) -> Result<Arc<Deliverer>, EngineError> {
+        let helper = previous.and_then(|p| p.local_helper.clone());
+        Self::build(config, previous, helper, resolver)
+    }
+
+    fn build(
+        config: &Config,
+        previous: Option<&Deliverer>,
+        local_helper: Option<Arc<LocalHelper>>,
         resolver: Arc<Resolver>,
     ) -> Result<Arc<Deliverer>, EngineError> {
         let mut relays = Vec::new();
@@ -136,11 +150,23 @@ impl Deliverer {
             hostname: config.hostname.clone(),
             router: Arc::new(config.router()),
             local: local_settings(&config.local),
+            local_helper,
             relays,
             resolver,
         });
         spawn_reaper(Arc::downgrade(&engine));
         Ok(engine)
+    }
+
+    /// Builds the daemon's first engine, which delivers local mail through
+    /// `helper` (later engines, built with [`Deliverer::new`] from this
+    /// one, keep it). Without a helper, local mail is deferred.
+    pub fn with_local_helper(
+        config: &Config,
+        helper: Arc<LocalHelper>,
+        resolver: Arc<Resolver>,
+    ) -> Result<Arc<Deliverer>, EngineError> {
+        Self::build(config, None, Some(helper), resolver)
     }
 
     /// Closes idle connections (shutdown, or this engine being replaced).
@@ -169,7 +195,7 @@ impl Deliverer {
             let address = &env.recipients[i].address;
             let dest = match self.router.transport(address) {
                 Route::Local { user } => {
-                    let outcome = self.deliver_locally(env, body, i, &user).await;
+                    let outcome = self.deliver_locally(env, i, &user).await;
                     result.relays.insert(i, "local".into());
                     result.outcomes.push((i, outcome));
                     continue;
@@ -399,35 +425,30 @@ impl Deliverer {
     }
 
     /// Delivers one local-domain recipient into the mailbox of the local
-    /// user named by its local part (mailbox writes and fsyncs block, so on
-    /// a blocking thread).
-    async fn deliver_locally(
-        &self,
-        env: &Envelope,
-        body: &Path,
-        index: usize,
-        user: &str,
-    ) -> Outcome {
+    /// user named by its local part, through the local delivery helper
+    /// (which writes as that user; it blocks, so on a blocking thread).
+    async fn deliver_locally(&self, env: &Envelope, index: usize, user: &str) -> Outcome {
+        let Some(helper) = self.local_helper.clone() else {
+            return Outcome::from_reason(Reason::Local(
+                "local delivery needs the daemon's local delivery helper, which this \
+                 process does not have"
+                    .into(),
+            ));
+        };
         let rcpt = &env.recipients[index];
-        let user = user.to_owned();
-        let sender = env.sender.clone();
-        let recipient = rcpt.address.clone();
-        let original = rcpt.original.clone();
-        let body = body.to_path_buf();
-        let settings = self.local.clone();
-        let delivered = tokio::task::spawn_blocking(move || {
-            let msg = local::LocalMessage {
-                sender: &sender,
-                recipient: &recipient,
-                original_recipient: original.as_deref(),
-                body: &body,
-            };
-            local::deliver(&user, &msg, &settings)
-        })
-        .await;
-        delivered.unwrap_or_else(|e| {
-            Outcome::from_reason(Reason::Local(format!("local delivery task failed: {e}")))
-        })
+        let request = Request {
+            queue_id: env.id.to_string(),
+            user: user.to_owned(),
+            sender: env.sender.clone(),
+            recipient: rcpt.address.clone(),
+            original_recipient: rcpt.original.clone(),
+            catch_all: self.local.catch_all.clone(),
+        };
+        tokio::task::spawn_blocking(move || helper.deliver(&request))
+            .await
+            .unwrap_or_else(|e| {
+                Outcome::from_reason(Reason::Local(format!("local delivery task failed: {e}")))
+            })
     }
 
     async fn open(&self, relay: &Relay) -> Result<Session, Failure> {

@@ -66,14 +66,14 @@ pub use envelope::{
 pub use error::SpoolError;
 pub use health::{Health, HealthOptions};
 pub use id::{FileKind, InvalidQueueId, QueueId};
-pub use layout::{CORRUPT_DIR, Location, SpoolReader};
+pub use layout::{CORRUPT_DIR, Layout, Location, SpoolReader};
 pub use recover::RecoveryReport;
 
 use durable::remove_quietly;
 use error::copy_io_error;
 use free::FreeList;
 use health::HealthSampler;
-use layout::{LOCK_FILE, Layout};
+use layout::LOCK_FILE;
 use setup::{create_private_dir, take_lock};
 
 /// The current time in Unix milliseconds, the unit of every timestamp in

@@ -54,6 +54,11 @@ pub struct Options {
     pub delivery_extra: String,
     /// Extra environment variables for the daemon.
     pub env: Vec<(String, String)>,
+    /// `[daemon] user`: who the daemon drops to when the test runs as
+    /// root (the test directory is then given to that user). `None`:
+    /// `"root"`, the explicit opt-out, so that tests of other things keep
+    /// their files in a private directory.
+    pub daemon_user: Option<String>,
 }
 
 /// A running (or stopped) daemon.
@@ -79,6 +84,12 @@ impl Daemon {
             .tempdir()
             .unwrap();
         let port = free_port();
+        if let Some(name) = &opts.daemon_user {
+            let user = nix::unistd::User::from_name(name)
+                .unwrap()
+                .expect("the daemon user exists");
+            nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+        }
         let config = dir.path().join("postrelay.toml");
         std::fs::write(&config, Self::config_text(dir.path(), port, &opts)).unwrap();
         let stderr_path = dir.path().join("stderr.log");
@@ -106,6 +117,7 @@ impl Daemon {
         nets.extend(opts.mynetworks.iter().map(|n| format!("\"{n}\"")));
         format!(
             "hostname = \"relay.test\"\nspool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{top}\n\
+             [daemon]\nuser = \"{user}\"\n\
              [intake]\nlisten = [\"{ip}:{port}\"]\nmynetworks = [{nets}]\n{intake}\n\
              [queue]\n{queue}\n[delivery]\nenabled = {delivery}\n{delivery_extra}\n\
              [log]\nfile = \"{log}\"\nlevel = \"debug\"\n{log_extra}\n{tail}\n",
@@ -113,6 +125,7 @@ impl Daemon {
             sock = dir.join("control.sock").display(),
             log = dir.join("mail.log").display(),
             top = opts.top,
+            user = opts.daemon_user.as_deref().unwrap_or("root"),
             intake = opts.intake,
             queue = opts.queue,
             nets = nets.join(", "),

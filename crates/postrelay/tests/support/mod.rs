@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod deadport;
 pub mod dialog;
 pub mod fakeserver;
+pub mod helper;
 pub mod install;
 pub mod netns;
 pub mod peers;

@@ -160,7 +160,7 @@ pub(super) enum CopyError {
 /// Streams all of `input` through a [`Converter`] into `out`. Returns
 /// whether the output ends in the middle of a line.
 pub(super) fn copy_body(
-    input: &mut impl Read,
+    input: &mut (impl Read + ?Sized),
     out: &mut impl Write,
     quote: bool,
 ) -> Result<bool, CopyError> {

@@ -3,9 +3,10 @@
 //! Every directory is opened relative to its already opened parent, and
 //! must belong to the recipient: a `~/Maildir` that is a symbolic link to
 //! a directory of someone else is refused, one to a directory of their own
-//! is followed. A missing directory is created (mode 0700, the user's uid
-//! and primary group) only inside a directory the user owns, as they could
-//! have done themselves; the home directory itself is never created.
+//! is followed. A missing directory is created (mode 0700; this code runs
+//! as the user, so it is theirs) only inside a directory the user owns, as
+//! they could have done themselves; the home directory itself is never
+//! created.
 //!
 //! The message is written to `tmp/<unique>` (0600), fsynced, hard-linked
 //! into `new/` (a link never replaces an existing file, unlike rename),
@@ -13,9 +14,9 @@
 //! file is removed.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{PermissionsExt, fchown};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,8 +27,8 @@ use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::unistd::{UnlinkatFlags, fsync, linkat, unlinkat};
 
 use super::copy;
-use super::user::{LocalUser, Owner, owner};
-use super::{LocalMessage, copy_reason, delivery_headers, errno_reason, io_reason, open_body};
+use super::user::{LocalUser, running_as};
+use super::{LocalMessage, copy_reason, delivery_headers, errno_reason, io_reason};
 use crate::deliver::Reason;
 
 /// Deliveries made by this process, for unique file names (`Q<n>`).
@@ -37,22 +38,22 @@ static DELIVERIES: AtomicU64 = AtomicU64::new(0);
 pub(super) fn deliver(
     user: &LocalUser,
     msg: &LocalMessage<'_>,
+    body: &mut dyn Read,
     maildir: &str,
 ) -> Result<PathBuf, Reason> {
-    let owner = owner(user, user.gid)?;
+    running_as(user)?;
     let parts = relative_parts(maildir)?;
-    let mut body = open_body(msg.body)?;
 
     let mut path = user.home.clone();
     let mut dir = open_home(&user.home, user)?;
     for part in &parts {
-        dir = open_dir(&dir, &path, part, user, owner)?;
+        dir = open_dir(&dir, &path, part, user)?;
         path.push(part);
     }
-    let tmp = open_dir(&dir, &path, "tmp", user, owner)?;
-    let new = open_dir(&dir, &path, "new", user, owner)?;
+    let tmp = open_dir(&dir, &path, "tmp", user)?;
+    let new = open_dir(&dir, &path, "new", user)?;
     // Readers expect cur/ too (Python's mailbox refuses a Maildir without it).
-    drop(open_dir(&dir, &path, "cur", user, owner)?);
+    drop(open_dir(&dir, &path, "cur", user)?);
     let tmp_path = path.join("tmp");
     let new_path = path.join("new");
 
@@ -63,7 +64,7 @@ pub(super) fn deliver(
         armed: true,
     };
     let file_path = tmp_path.join(&name);
-    write_message(&file, &file_path, owner, msg, &mut body)?;
+    write_message(&file, &file_path, msg, body)?;
 
     match linkat(&tmp, name.as_str(), &new, name.as_str(), AtFlags::empty()) {
         Ok(()) => {}
@@ -88,22 +89,17 @@ pub(super) fn deliver(
     Ok(delivered)
 }
 
-/// Writes headers and body into the new tmp file, sets its mode and owner,
-/// and fsyncs it.
+/// Writes headers and body into the new tmp file, sets its mode and
+/// fsyncs it.
 fn write_message(
     file: &File,
     path: &Path,
-    owner: Owner,
     msg: &LocalMessage<'_>,
-    body: &mut File,
+    body: &mut dyn Read,
 ) -> Result<(), Reason> {
     // Mode explicitly: the creation mode went through the umask.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| io_reason("set the mode of", path, &e))?;
-    if owner.chown {
-        fchown(file, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
-            .map_err(|e| io_reason("change the owner of", path, &e))?;
-    }
     let mut out = BufWriter::with_capacity(copy::CHUNK, file);
     out.write_all(&delivery_headers(msg))
         .map_err(|e| io_reason("write", path, &e))?;
@@ -180,7 +176,6 @@ fn open_dir(
     parent_path: &Path,
     name: &str,
     user: &LocalUser,
-    owner: Owner,
 ) -> Result<OwnedFd, Reason> {
     let path = parent_path.join(name);
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
@@ -224,10 +219,6 @@ fn open_dir(
         // parent is the user's, so only they or root could swap it).
         if st.st_uid == nix::unistd::geteuid().as_raw() && st.st_nlink == 2 {
             fchmod(&fd, Mode::S_IRWXU).map_err(|e| errno_reason("set the mode of", &path, e))?;
-            if owner.chown {
-                fchown(&fd, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
-                    .map_err(|e| io_reason("change the owner of", &path, &e))?;
-            }
             // Make the new entry durable before files are linked below it.
             fsync(parent).map_err(|e| errno_reason("fsync", parent_path, e))?;
         }

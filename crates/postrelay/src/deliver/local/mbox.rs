@@ -17,8 +17,8 @@
 //! truncated back to its size before the delivery.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt, fchown};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,8 +28,8 @@ use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 
 use super::copy;
-use super::user::{LocalUser, Owner, mail_group, owner};
-use super::{LocalMessage, copy_reason, delivery_headers, io_reason, open_body};
+use super::user::{LocalUser, running_as};
+use super::{LocalMessage, copy_reason, delivery_headers, io_reason};
 use crate::deliver::Reason;
 
 /// How long to wait for each lock before deferring.
@@ -45,10 +45,11 @@ const LOCK_RETRY: Duration = Duration::from_millis(100);
 pub(super) fn deliver(
     user: &LocalUser,
     msg: &LocalMessage<'_>,
+    body: &mut dyn Read,
     mbox_dir: &Path,
     lock_wait: Duration,
 ) -> Result<PathBuf, Reason> {
-    let owner = owner(user, mail_group().unwrap_or(user.gid))?;
+    running_as(user)?;
     match std::fs::metadata(mbox_dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -59,18 +60,17 @@ pub(super) fn deliver(
         }
         Err(e) => return Err(io_reason("use mail spool directory", mbox_dir, &e)),
     }
-    let mut body = open_body(msg.body)?;
     let path = mbox_dir.join(&user.name);
     let lock_path = mbox_dir.join(format!("{}.lock", user.name));
 
     let _dotlock = DotLock::acquire(&lock_path, &path, lock_wait)?;
-    let (file, _lock) = open_locked(&path, user, owner, lock_wait)?;
+    let (file, _lock) = open_locked(&path, user, lock_wait)?;
 
     let start = file
         .metadata()
         .map_err(|e| io_reason("stat", &path, &e))?
         .len();
-    if let Err(reason) = append(&file, start, &path, msg, &mut body) {
+    if let Err(reason) = append(&file, start, &path, msg, body) {
         // Never leave half a message: a partial one would swallow the
         // next delivery into its body.
         if let Err(e) = file.set_len(start).and_then(|()| file.sync_all()) {
@@ -92,7 +92,7 @@ fn append(
     start: u64,
     path: &Path,
     msg: &LocalMessage<'_>,
-    body: &mut File,
+    body: &mut dyn Read,
 ) -> Result<(), Reason> {
     let werr = |e: std::io::Error| io_reason("write", path, &e);
     let mut out = BufWriter::with_capacity(copy::CHUNK, file);
@@ -147,11 +147,10 @@ pub(super) fn from_line(sender: &str, now: &jiff::ZonedDateTime) -> Vec<u8> {
 fn open_locked(
     path: &Path,
     user: &LocalUser,
-    owner: Owner,
     lock_wait: Duration,
 ) -> Result<(File, RecordLock), Reason> {
     for _ in 0..3 {
-        let file = open_mbox(path, user, owner)?;
+        let file = open_mbox(path, user)?;
         let lock = RecordLock::acquire(&file, path, lock_wait)?;
         let held = file.metadata().map_err(|e| io_reason("stat", path, &e))?;
         match std::fs::symlink_metadata(path) {
@@ -167,9 +166,10 @@ fn open_locked(
     )))
 }
 
-/// Opens the existing mbox safely, or creates it (0600, the user and the
-/// `mail` group).
-fn open_mbox(path: &Path, user: &LocalUser, owner: Owner) -> Result<File, Reason> {
+/// Opens the existing mbox safely, or creates it (0600; the user's, as
+/// this code runs as the user, in the mail spool directory's group when
+/// that directory is setgid, as Debian's `/var/mail` is).
+fn open_mbox(path: &Path, user: &LocalUser) -> Result<File, Reason> {
     let flags = libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
     for _ in 0..2 {
         // O_NONBLOCK: a FIFO planted as the mbox must not hang us; it is
@@ -209,10 +209,6 @@ fn open_mbox(path: &Path, user: &LocalUser, owner: Owner) -> Result<File, Reason
                 };
                 file.set_permissions(std::fs::Permissions::from_mode(0o600))
                     .map_err(|e| fail("set the mode of", e))?;
-                if owner.chown {
-                    fchown(&file, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
-                        .map_err(|e| fail("change the owner of", e))?;
-                }
                 return Ok(file);
             }
             // Created by someone else meanwhile: open that one.

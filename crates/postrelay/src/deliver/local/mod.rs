@@ -11,16 +11,20 @@
 //! - an mbox file in the mail spool directory ([`mbox`]): dotlock plus
 //!   `fcntl` lock, mboxrd `From ` quoting, truncated back on failure.
 //!
-//! The daemon runs as root: every directory and file is opened relative to
-//! an already opened and checked parent, nothing the recipient does not own
-//! is written into, and what is created is chowned to the recipient. The
+//! This code runs as the recipient (the daemon's local delivery helper
+//! starts one child per delivery that switches to the user first, see
+//! [`crate::privsep`]), so what it creates is the user's without a chown,
+//! and the kernel enforces the user's permissions and quota. Still, every
+//! directory and file is opened relative to an already opened and checked
+//! parent and nothing the recipient does not own is written into: a
+//! symbolic link planted by someone else is refused, not followed. The
 //! outcome is classified by [`Reason`] like every other delivery: unknown
 //! user 5.1.1 (bounce), full disk or quota 4.2.2, anything else 4.3.0
 //! (both stay queued).
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use postrelay_smtp::reply::Reply;
@@ -35,8 +39,8 @@ mod user;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use user::LocalUser;
 pub use user::exists as user_exists;
+pub(crate) use user::{LocalUser, lookup as lookup_user, mail_group};
 
 /// The mailbox format local mail is delivered into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,44 +93,69 @@ pub struct LocalMessage<'a> {
     pub body: &'a Path,
 }
 
-/// Delivers `msg` to the local user `user` (a login name). Blocking: run it
-/// with `spawn_blocking`.
+/// Delivers `msg` to the local user `user` (a login name), in this
+/// process and with its privileges: as the user themself (the
+/// per-delivery child of [`crate::privsep`]), or for tests. Blocking.
 ///
 /// Returns `Delivered` with `250 2.0.0 delivered to maildir` (or
 /// `mailbox`), `Failed` (5.1.1) when there is no such user and no
 /// catch-all, and `Deferred` for everything else, with a reason naming the
-/// path and the problem. With a catch-all, mail for a user the system does
-/// not have goes to the catch-all's mailbox (`Delivered-To:` still names
-/// the recipient); a catch-all that no longer exists defers: it is the
-/// operator's to fix, not the sender's.
+/// path and the problem.
 pub fn deliver(user: &str, msg: &LocalMessage<'_>, settings: &LocalSettings) -> Outcome {
-    match (user::lookup(user), &settings.catch_all) {
-        (Ok(record), _) => deliver_to(&record, msg, settings),
-        (Err(Reason::UnknownUser(_)), Some(catch_all)) => match user::lookup(catch_all) {
-            Ok(record) => {
-                tracing::info!(%user, %catch_all, "no such local user: delivered to the catch-all");
-                deliver_to(&record, msg, settings)
-            }
-            Err(Reason::UnknownUser(_)) => Outcome::from_reason(Reason::Local(format!(
-                "no local user {user:?}, and the catch-all user {catch_all:?} ([local] catch_all) \
-                 does not exist either; create it or change the setting"
-            ))),
-            Err(reason) => Outcome::from_reason(reason),
-        },
-        (Err(reason), _) => Outcome::from_reason(reason),
+    match resolve(user, settings.catch_all.as_deref()) {
+        Ok(record) => deliver_to(&record, msg, settings),
+        Err(reason) => Outcome::from_reason(reason),
     }
 }
 
-/// [`deliver`] for an already looked-up user (the test seam: tests give a
-/// record whose home is a temporary directory).
+/// The user whose mailbox gets mail for `user`: that user, or with a
+/// catch-all, the catch-all's for a user the system does not have
+/// (`Delivered-To:` still names the recipient); a catch-all that no longer
+/// exists is the operator's to fix, not the sender's: a temporary failure.
+pub(crate) fn resolve(user: &str, catch_all: Option<&str>) -> Result<LocalUser, Reason> {
+    match (user::lookup(user), catch_all) {
+        (Ok(record), _) => Ok(record),
+        (Err(Reason::UnknownUser(_)), Some(catch_all)) => match user::lookup(catch_all) {
+            Ok(record) => {
+                tracing::info!(%user, %catch_all, "no such local user: delivered to the catch-all");
+                Ok(record)
+            }
+            Err(Reason::UnknownUser(_)) => Err(Reason::Local(format!(
+                "no local user {user:?}, and the catch-all user {catch_all:?} ([local] catch_all) \
+                 does not exist either; create it or change the setting"
+            ))),
+            Err(reason) => Err(reason),
+        },
+        (Err(reason), _) => Err(reason),
+    }
+}
+
+/// [`deliver`] for an already looked-up user, reading the body from
+/// `msg.body` (the test seam: tests give a record whose home is a
+/// temporary directory).
 pub(crate) fn deliver_to(
     user: &LocalUser,
     msg: &LocalMessage<'_>,
     settings: &LocalSettings,
 ) -> Outcome {
+    match open_body(msg.body) {
+        Ok(mut body) => deliver_from(user, msg, &mut body, settings),
+        Err(reason) => Outcome::from_reason(reason),
+    }
+}
+
+/// [`deliver_to`] with the body already open (the per-delivery child gets
+/// it on a pipe from the helper, which alone can open the spool);
+/// `msg.body` only names it in errors.
+pub(crate) fn deliver_from(
+    user: &LocalUser,
+    msg: &LocalMessage<'_>,
+    body: &mut dyn Read,
+    settings: &LocalSettings,
+) -> Outcome {
     let result = match settings.kind {
-        MailboxKind::Maildir => maildir::deliver(user, msg, &settings.maildir),
-        MailboxKind::Mbox => mbox::deliver(user, msg, &settings.mbox_dir, mbox::LOCK_WAIT),
+        MailboxKind::Maildir => maildir::deliver(user, msg, body, &settings.maildir),
+        MailboxKind::Mbox => mbox::deliver(user, msg, body, &settings.mbox_dir, mbox::LOCK_WAIT),
     };
     match result {
         Ok(path) => {

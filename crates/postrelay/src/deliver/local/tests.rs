@@ -52,6 +52,17 @@ fn mbox_settings(dir: &Path) -> LocalSettings {
     }
 }
 
+/// `mbox::deliver` with the body opened from its file.
+fn mbox_deliver(
+    user: &LocalUser,
+    msg: &LocalMessage<'_>,
+    dir: &Path,
+    wait: Duration,
+) -> Result<PathBuf, Reason> {
+    let mut body = std::fs::File::open(msg.body).unwrap();
+    mbox::deliver(user, msg, &mut body, dir, wait)
+}
+
 fn deferred(outcome: Outcome) -> Reason {
     match outcome {
         Outcome::Deferred(r) => r,
@@ -285,17 +296,22 @@ fn unknown_user_bounces_with_5_1_1() {
 }
 
 #[test]
-fn other_users_need_root() {
-    // Root may deliver to anyone: as root, this runs again as nobody.
-    if !crate::test_root::run_unprivileged("deliver::local::tests::other_users_need_root") {
-        return;
-    }
+fn delivery_runs_as_the_recipient_only() {
+    // Root included: mailboxes are written by the recipient's own process
+    // (the helper's child), never by a privileged one on their behalf.
     let home = TempDir::new().unwrap();
     let mut user = me(home.path());
     user.uid = nix::unistd::Uid::from_raw(user.uid.as_raw() + 1);
     let body = spool(home.path(), BODY);
-    let r = deferred(deliver_to(&user, &message(&body), &maildir_settings()));
-    assert!(r.to_string().contains("must run as root"), "{r}");
+    for settings in [maildir_settings(), mbox_settings(home.path())] {
+        let r = deferred(deliver_to(&user, &message(&body), &settings));
+        assert!(r.to_string().contains("must run as the recipient"), "{r}");
+    }
+    assert_eq!(
+        files_in(home.path()).len(),
+        1,
+        "nothing but the body was made"
+    );
 }
 
 // ---- Maildir ---------------------------------------------------------------
@@ -657,7 +673,7 @@ fn mbox_dotlock_held_then_stale() {
     fs::write(&lock, b"").unwrap();
     let user = me(dir.path());
     let wait = Duration::from_millis(300);
-    let r = mbox::deliver(&user, &message(&body), dir.path(), wait).unwrap_err();
+    let r = mbox_deliver(&user, &message(&body), dir.path(), wait).unwrap_err();
     assert!(r.to_string().contains("is locked"), "{r}");
     assert!(lock.exists(), "someone else's lock is left alone");
     assert!(!dir.path().join("tester").exists());
@@ -670,7 +686,7 @@ fn mbox_dotlock_held_then_stale() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    mbox::deliver(&user, &message(&body), dir.path(), wait).unwrap();
+    mbox_deliver(&user, &message(&body), dir.path(), wait).unwrap();
     assert!(!lock.exists());
 }
 
@@ -692,7 +708,7 @@ fn mbox_fcntl_lock_held_by_a_reader() {
         l_pid: 0,
     };
     fcntl(&held, FcntlArg::F_SETLK(&lock)).unwrap();
-    let r = mbox::deliver(
+    let r = mbox_deliver(
         &user,
         &message(&body),
         dir.path(),
@@ -702,7 +718,7 @@ fn mbox_fcntl_lock_held_by_a_reader() {
     assert!(r.to_string().contains("locked by another program"), "{r}");
     assert!(!dir.path().join("tester.lock").exists(), "dotlock released");
     drop(held);
-    mbox::deliver(
+    mbox_deliver(
         &user,
         &message(&body),
         dir.path(),

@@ -1,5 +1,5 @@
 //! Who a local recipient is: the passwd entry, and whether this process
-//! may write files on their behalf.
+//! runs as them.
 
 use std::path::PathBuf;
 
@@ -14,21 +14,21 @@ pub(crate) struct LocalUser {
     /// The login name, as the passwd entry spells it (also the mbox name).
     pub name: String,
     pub uid: Uid,
-    /// The primary group: Maildir files and directories get it.
+    /// The primary group.
     pub gid: Gid,
     pub home: PathBuf,
 }
 
 impl LocalUser {
     /// `bob (uid 1001)`, for error messages.
-    pub(super) fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} (uid {})", self.name, self.uid)
     }
 }
 
 /// Looks `name` up with `getpwnam_r`. No entry is a permanent failure;
 /// a lookup error (NSS backend down, …) is temporary.
-pub(super) fn lookup(name: &str) -> Result<LocalUser, Reason> {
+pub(crate) fn lookup(name: &str) -> Result<LocalUser, Reason> {
     match User::from_name(name) {
         Ok(Some(u)) => {
             // The name becomes a file name in the mail spool directory.
@@ -63,44 +63,25 @@ pub fn exists(name: &str) -> Result<bool, nix::Error> {
     User::from_name(name).map(|u| u.is_some())
 }
 
-/// Who files created for the user must belong to, and whether this
-/// process must (and can) `fchown` them.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Owner {
-    pub uid: Uid,
-    pub gid: Gid,
-    /// Running as root: new files are ours until chowned. Otherwise they
-    /// are created by the user themself and chown is neither needed nor
-    /// possible.
-    pub chown: bool,
-}
-
-/// Checks that this process can deliver to `user`: as root, to anyone;
-/// otherwise only to the user it runs as.
-pub(super) fn owner(user: &LocalUser, gid: Gid) -> Result<Owner, Reason> {
+/// Checks that this process runs as `user`: mailboxes are written with
+/// the recipient's own rights (the local delivery helper's child switches
+/// to the user before it gets here), never by a privileged process on
+/// their behalf.
+pub(super) fn running_as(user: &LocalUser) -> Result<(), Reason> {
     let euid = geteuid();
-    if euid.is_root() {
-        Ok(Owner {
-            uid: user.uid,
-            gid,
-            chown: true,
-        })
-    } else if euid == user.uid {
-        Ok(Owner {
-            uid: user.uid,
-            gid,
-            chown: false,
-        })
-    } else {
-        Err(Reason::Local(format!(
-            "postrelay must run as root to deliver to other users' mailboxes \
-             (running as uid {euid}, recipient is {})",
-            user.describe()
-        )))
+    if euid == user.uid {
+        return Ok(());
     }
+    Err(Reason::Local(format!(
+        "local delivery must run as the recipient {} and this process runs as uid {euid}; \
+         mail is delivered through postrelay's local delivery helper",
+        user.describe()
+    )))
 }
 
-/// The `mail` group's id, if the system has one (mbox files get it).
-pub(super) fn mail_group() -> Option<Gid> {
+/// The `mail` group's id, if the system has one: the per-delivery child
+/// keeps it as a supplementary group for mbox delivery, to create the
+/// dotlock and the mbox in a `root:mail 2775` mail spool directory.
+pub(crate) fn mail_group() -> Option<Gid> {
     Group::from_name("mail").ok().flatten().map(|g| g.gid)
 }

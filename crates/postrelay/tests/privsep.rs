@@ -1,0 +1,357 @@
+//! Privilege separation, as root (CI runs as root; skipped otherwise, a
+//! failure under `CI=true`): the daemon started as root speaks SMTP as an
+//! unprivileged user, and only the local delivery helper, a separate
+//! process, keeps root; mail to a local user is written by that user; the
+//! helper refuses what a compromised daemon could ask of it.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use postrelay::deliver::Outcome;
+use postrelay::deliver::local::{LocalSettings, MailboxKind};
+use postrelay::privsep::wire::Request;
+use support::daemon::{Daemon, Options, bin};
+use support::helper::Helper;
+use support::peers::{require, require_root};
+use support::user::SystemUser;
+use tempfile::TempDir;
+
+fn ready() -> bool {
+    require("useradd") && require_root("privilege separation (useradd, starting as root)")
+}
+
+/// The `Uid:`/`Gid:`/`Groups:` values of `/proc/<pid>/status`.
+fn ids(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = |key: &str| -> Vec<u32> {
+        let l = status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in the status of {pid}"));
+        l[key.len()..]
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    (line("Uid:"), line("Gid:"), line("Groups:"))
+}
+
+/// The children of `pid` whose command line contains `word`.
+fn children(pid: u32, word: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may hold spaces, so after the ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && String::from_utf8_lossy(&cmdline).contains(word) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Starts the daemon as root with `[daemon] user` a fresh system user.
+fn daemon_as(user: &SystemUser) -> Daemon {
+    Daemon::start_with(Options {
+        daemon_user: Some(user.name.clone()),
+        delivery: true,
+        ..Options::default()
+    })
+}
+
+#[test]
+fn the_smtp_process_is_not_root_and_the_helper_is_separate() {
+    if !ready() {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let d = daemon_as(&account);
+    let pw = nix::unistd::User::from_name(&account.name)
+        .unwrap()
+        .unwrap();
+    let pid = d.pid() as u32;
+    let (uids, gids, groups) = ids(pid);
+    assert!(uids.iter().all(|&u| u != 0), "SMTP process uids {uids:?}");
+    assert!(gids.iter().all(|&g| g != 0), "SMTP process gids {gids:?}");
+    assert!(!groups.contains(&0), "supplementary groups {groups:?}");
+    assert_eq!(uids, vec![pw.uid.as_raw(); 4]);
+    assert_eq!(gids, vec![pw.gid.as_raw(); 4]);
+    // It is the process that answers SMTP.
+    let (mut c, greeting) = support::smtp::Raw::connect(d.port);
+    assert_eq!(greeting.code, 220);
+    assert_eq!(c.cmd("QUIT").code, 221);
+
+    let helpers = children(pid, postrelay::privsep::HELPER_ARG);
+    assert_eq!(helpers.len(), 1, "one local delivery helper: {helpers:?}");
+    assert_ne!(helpers[0], pid);
+    let (helper_uids, _, _) = ids(helpers[0]);
+    assert_eq!(helper_uids, vec![0; 4], "the helper keeps root");
+    // The spool is the daemon user's.
+    let spool = std::fs::metadata(d.spool()).unwrap();
+    assert_eq!(spool.uid(), pw.uid.as_raw());
+}
+
+#[test]
+fn local_mail_is_written_by_its_recipient() {
+    if !(ready() && require("swaks")) {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let rcpt = SystemUser::create("prrcpt");
+    let d = daemon_as(&account);
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{}", d.port)])
+        .args(["--from", "cron@relay.test"])
+        .args(["--to", &format!("{}@localhost", rcpt.name)])
+        .args(["--header", "Subject: privsep", "--body", "as the user"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Delivered (or bounced) and gone from the queue.
+    d.wait_queue_len(0);
+    let file = std::fs::read_dir(rcpt.maildir_new())
+        .expect("a Maildir was made")
+        .flatten()
+        .next()
+        .expect("the message is in the Maildir")
+        .path();
+    let owner = nix::unistd::User::from_name(&rcpt.name).unwrap().unwrap();
+    let m = std::fs::metadata(&file).unwrap();
+    assert_eq!((m.uid(), m.gid()), (owner.uid.as_raw(), owner.gid.as_raw()));
+    let dir = std::fs::metadata(rcpt.maildir_new()).unwrap();
+    assert_eq!(dir.uid(), owner.uid.as_raw(), "Maildir made by the user");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("as the user")
+    );
+    d.wait_queue_len(0);
+}
+
+#[test]
+fn a_missing_daemon_user_refuses_the_start_with_the_command_that_fixes_it() {
+    if !ready() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let name = format!("prnobody{}", std::process::id());
+    let opts = Options {
+        daemon_user: None,
+        ..Options::default()
+    };
+    let text = Daemon::config_text(dir.path(), support::daemon::free_port(), &opts)
+        .replace("user = \"root\"", &format!("user = \"{name}\""));
+    let config = dir.path().join("postrelay.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("the user \"{name}\"")), "{err}");
+    assert!(err.contains("useradd --system"), "{err}");
+    assert!(!dir.path().join("spool").exists(), "nothing was started");
+}
+
+fn request(helper: &Helper, user: &str) -> Request {
+    Request {
+        queue_id: helper.queue(b"Subject: x\r\n\r\nbody\r\n"),
+        user: user.to_owned(),
+        sender: "a@relay.test".to_owned(),
+        recipient: format!("{user}@localhost"),
+        original_recipient: None,
+        catch_all: None,
+    }
+}
+
+fn deferred_text(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Deferred(r) => r.to_string(),
+        other => panic!("expected Deferred, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_helper_refuses_a_queue_id_that_is_not_one() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    let helper = Helper::start(&LocalSettings::default());
+    for bad in ["../../../etc/shadow", "", "01ARZ3NDEKTSV4RRFFQ69G5FA/"] {
+        let mut req = request(&helper, &rcpt.name);
+        req.queue_id = bad.to_owned();
+        let text = deferred_text(helper.helper.deliver(&req));
+        assert!(text.contains("local delivery helper refused"), "{text}");
+    }
+    assert!(rcpt.mail().is_empty());
+    // The helper is still there for good requests.
+    let out = helper.helper.deliver(&request(&helper, &rcpt.name));
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    assert_eq!(rcpt.mail().len(), 1);
+}
+
+#[test]
+fn the_helper_refuses_an_unknown_user() {
+    if !ready() {
+        return;
+    }
+    let helper = Helper::start(&LocalSettings::default());
+    let name = format!("prnouser{}", std::process::id());
+    match helper.helper.deliver(&request(&helper, &name)) {
+        Outcome::Failed(r) => assert_eq!(r.status(), "5.1.1", "{r}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_helper_refuses_a_mailbox_that_is_a_symbolic_link() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    // Debian's /var/mail: root:mail 2775.
+    let spool = TempDir::new().unwrap();
+    let mail = nix::unistd::Group::from_name("mail")
+        .unwrap()
+        .map(|g| g.gid);
+    nix::unistd::chown(spool.path(), Some(nix::unistd::Uid::from_raw(0)), mail).unwrap();
+    std::fs::set_permissions(
+        spool.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o2775),
+    )
+    .unwrap();
+    let victim = spool.path().join("victim");
+    std::fs::write(&victim, b"root's file\n").unwrap();
+    std::os::unix::fs::symlink(&victim, spool.path().join(&rcpt.name)).unwrap();
+    let helper = Helper::start(&LocalSettings {
+        kind: MailboxKind::Mbox,
+        mbox_dir: spool.path().to_path_buf(),
+        ..LocalSettings::default()
+    });
+    let text = deferred_text(helper.helper.deliver(&request(&helper, &rcpt.name)));
+    assert!(text.contains("symbolic link"), "{text}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root's file\n");
+}
+
+#[test]
+fn a_dead_helper_defers_local_mail() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    let helper = Helper::start(&LocalSettings::default());
+    let pid = nix::unistd::Pid::from_raw(helper.helper.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    for _ in 0..2 {
+        let text = deferred_text(helper.helper.deliver(&request(&helper, &rcpt.name)));
+        assert!(
+            text.contains("local delivery helper is not running"),
+            "{text}"
+        );
+        assert!(text.contains("stays queued"), "{text}");
+    }
+}
+
+/// Secret files must belong to the user the daemon runs as, not to root
+/// who starts it: the drop happens after the first read, and a reload
+/// (SIGHUP) reads them again as that user.
+#[test]
+fn secrets_belong_to_the_daemon_user_and_a_reload_rereads_them() {
+    if !ready() {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let pw = nix::unistd::User::from_name(&account.name)
+        .unwrap()
+        .unwrap();
+    let secrets = TempDir::new().unwrap();
+    std::fs::set_permissions(
+        secrets.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::set_permissions(
+        &password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let tail = format!(
+        "[[relay]]\nname = \"provider\"\nhost = \"127.0.0.1\"\nport = 2\nusername = \"u\"\n\
+         password_file = \"{}\"\n",
+        password.display()
+    );
+    let opts = Options {
+        daemon_user: Some(account.name.clone()),
+        tail,
+        ..Options::default()
+    };
+    // Root's file: refused, naming the daemon user and the fix.
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("postrelay.toml");
+    std::fs::write(&config, Daemon::config_text(dir.path(), 2, &opts)).unwrap();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a root-owned secret was accepted");
+    assert!(
+        err.contains(&format!("chown {} ", account.name)),
+        "the fix names the daemon user: {err}"
+    );
+
+    nix::unistd::chown(&password, Some(pw.uid), None).unwrap();
+    let d = Daemon::start_with(opts);
+    assert_ne!(ids(d.pid() as u32).0[0], 0);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let log = d.wait_stderr("configuration reloaded");
+    assert!(!log.contains("configuration reload failed"), "{log}");
+}
+
+/// systemd's stop (and Ctrl-C in a terminal) signals the whole group; the
+/// helper stays for the deliveries of the daemon's graceful stop and ends
+/// when the daemon closes the pipe.
+#[test]
+fn the_helper_outlives_a_stop_signal() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    let helper = Helper::start(&LocalSettings::default());
+    let pid = nix::unistd::Pid::from_raw(helper.helper.pid() as i32);
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        nix::sys::signal::kill(pid, sig).unwrap();
+        let out = helper.helper.deliver(&request(&helper, &rcpt.name));
+        assert!(matches!(out, Outcome::Delivered(_)), "after {sig}: {out:?}");
+    }
+    assert_eq!(rcpt.mail().len(), 3);
+}
