@@ -1,7 +1,8 @@
 //! Test-only [`FileOps`] that fails chosen calls, to prove the error paths.
 //!
 //! A [`Fault`] names an operation, a substring of the path it must concern,
-//! and the errno to fail with; while armed it fails every matching call.
+//! and the errno to fail with; while armed it fails every matching call
+//! (or, made with [`Fault::crash`], stops the caller there with a panic).
 //! Everything else is passed to [`RealFs`]. Not compiled outside tests.
 
 use std::fs::File;
@@ -44,6 +45,16 @@ impl Fault {
         }
     }
 
+    /// Not an error: the process dies just before the call (a panic, for
+    /// the test to catch; nothing after it in the caller runs, so the
+    /// files stay as a kill -9 there would leave them).
+    pub fn crash(op: Op, path_contains: &str) -> Fault {
+        Fault {
+            errno: 0,
+            ..Fault::eio(op, path_contains)
+        }
+    }
+
     pub fn enospc(op: Op, path_contains: &str) -> Fault {
         Fault {
             errno: nix::libc::ENOSPC,
@@ -82,16 +93,23 @@ impl FaultyFs {
     }
 
     fn check(&self, op: Op, paths: &[&Path]) -> io::Result<()> {
-        let faults = self.faults.lock().unwrap();
-        for f in faults.iter().filter(|f| f.op == op) {
-            if paths
-                .iter()
-                .any(|p| p.to_string_lossy().contains(f.path_contains.as_str()))
-            {
-                return Err(io::Error::from_raw_os_error(f.errno));
-            }
+        let errno = self
+            .faults
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.op == op)
+            .find(|f| {
+                paths
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains(f.path_contains.as_str()))
+            })
+            .map(|f| f.errno);
+        match errno {
+            None => Ok(()),
+            Some(0) => panic!("simulated crash before {op:?} {paths:?}"),
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
         }
-        Ok(())
     }
 }
 

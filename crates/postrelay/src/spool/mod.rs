@@ -41,6 +41,7 @@ mod free;
 mod health;
 mod id;
 mod layout;
+mod progress;
 mod recover;
 mod setup;
 
