@@ -2,6 +2,9 @@
 //! the attempt goes on (see `queue::progress`), so that a crash before the
 //! attempt ends does not deliver them again.
 //!
+//! Its replacement step is shared with [`Spool::rewrite_envelope_in_place`],
+//! which adds the directory `fsync` the end of an attempt needs.
+//!
 //! Not for: the attempt's final result (the envelope rewrite or the lazy
 //! removal in `mod.rs`), nor any change that must survive a power loss to
 //! keep a promise: what this writes only saves a repeated delivery.
@@ -30,6 +33,14 @@ impl Spool {
     /// A crash before the rename leaves a file in tmp/, which recovery
     /// removes. Blocking.
     pub fn record_progress(&self, env: &Envelope) -> Result<Location, SpoolError> {
+        self.replace_envelope(env)
+    }
+
+    /// Writes `env` to tmp/ and `fdatasync`s it outside the spool's lock,
+    /// then renames it over the message's envelope under the lock (the
+    /// caller `fsync`s the directory if it must). `NotFound`, with nothing
+    /// left in tmp/, if the message is gone.
+    pub(super) fn replace_envelope(&self, env: &Envelope) -> Result<Location, SpoolError> {
         let layout = &self.inner.layout;
         let ops = &*self.inner.ops;
         let name = env.id.envelope_name();

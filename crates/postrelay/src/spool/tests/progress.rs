@@ -147,3 +147,41 @@ fn a_failed_step_keeps_the_old_envelope_and_leaves_no_file_behind() {
         assert!(names_in(dir.path(), "tmp").is_empty(), "{what}");
     }
 }
+
+/// Neither a progress record nor an envelope rewrite holds the spool's
+/// lock while it waits for the disk: a removal at the end of another
+/// delivery, which runs on the async workers, never waits behind them.
+#[test]
+fn envelope_replacements_wait_for_the_disk_outside_the_spool_lock() {
+    let stalls = [
+        ("record: fdatasync", Op::SyncData, ".env.", false),
+        ("rewrite: fdatasync", Op::SyncData, ".env.", true),
+        ("rewrite: directory fsync", Op::SyncDir, "/queue", true),
+    ];
+    for (what, op, path, rewrite) in stalls {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FaultyFs::default());
+        let spool = open_with(dir.path(), fs.clone());
+        let id = commit(&spool, b"body\r\n").unwrap();
+        let new = first_delivered(&spool.read(&id).unwrap().0);
+        fs.arm(Fault::stall(op, path));
+        let writer = {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                if rewrite {
+                    spool.rewrite_envelope_in_place(&new)
+                } else {
+                    spool.record_progress(&new)
+                }
+            })
+        };
+        fs.wait_stalled();
+        let free = spool.inner.admin.try_lock().is_ok();
+        fs.disarm();
+        assert_eq!(writer.join().unwrap().unwrap(), Location::Queue, "{what}");
+        assert!(
+            free,
+            "{what}: the spool's lock is held while waiting for the disk"
+        );
+    }
+}
