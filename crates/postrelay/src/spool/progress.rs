@@ -20,12 +20,12 @@ impl Spool {
     /// and says where; `NotFound` if the message is gone, which is then
     /// not brought back.
     ///
-    /// Cheaper than [`Spool::rewrite_envelope_in_place`] and never blocks
-    /// the spool's lock on the disk: the new envelope is written to tmp/
-    /// and `fdatasync`ed before the lock is taken, and under the lock it
-    /// is only renamed over the old one. The directory is not `fsync`ed
-    /// here: the rename becomes durable with the next `fsync` of queue/
-    /// (the committer's) or the file system's own write-back.
+    /// [`Spool::rewrite_envelope_in_place`] without its directory
+    /// `fsync`: the new envelope is written to tmp/ and `fdatasync`ed
+    /// before the spool's lock is taken, and under the lock it is only
+    /// renamed over the old one. The rename becomes durable with the next
+    /// `fsync` of its directory (for queue/, the committer's, one per
+    /// batch of incoming mail) or the file system's own write-back.
     /// A kill -9 after the rename keeps the new envelope; a power loss
     /// before that `fsync` may bring back the old one, whose recipients
     /// are then delivered again: a duplicate, never a loss, and never a
