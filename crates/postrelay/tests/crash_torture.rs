@@ -12,7 +12,8 @@
 //!   kill, the most messages that can sit between the provider's reply and
 //!   their removal from the queue.
 //!
-//! With `POSTRELAY_TORTURE_DESTINATIONS=2` every message also goes to a
+//! With `POSTRELAY_TORTURE_DESTINATIONS=2` (the default; 1 sends each
+//! message to one destination) every message also goes to a
 //! second destination (the transport map sends `other.example` through a
 //! second relay, the provider's implicit-TLS port), so each attempt has
 //! two steps and the first step's deliveries are recorded mid-attempt
@@ -29,6 +30,7 @@
 //!
 //! ```sh
 //! POSTRELAY_TORTURE_CYCLES=20 POSTRELAY_TORTURE_MESSAGES=1000 \
+//!   POSTRELAY_TORTURE_DESTINATIONS=1 \
 //!   cargo test -p postrelay --test crash_torture -- --nocapture
 //! ```
 
@@ -293,7 +295,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     }
     let cycles = setting("POSTRELAY_TORTURE_CYCLES", 3);
     let messages = setting("POSTRELAY_TORTURE_MESSAGES", 200);
-    let dests = setting("POSTRELAY_TORTURE_DESTINATIONS", 1);
+    let dests = setting("POSTRELAY_TORTURE_DESTINATIONS", 2);
     assert!(messages >= 4 * SENDERS, "too few messages per cycle");
     assert!((1..=2).contains(&dests), "1 or 2 destinations");
     let p = Provider::start();
