@@ -1,11 +1,15 @@
 //! The record of one delivery attempt: an outcome per attempted recipient,
 //! where each went, the transcript and the timings the mail log reports.
 //!
+//! Also the [`Progress`] seam through which the engine hands recipients
+//! delivered in the middle of an attempt to whoever records them.
+//!
 //! Not for: making the attempt (that is `engine`) or applying the outcomes
 //! to the queue (that is the queue's worker).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use super::client::Failure;
 use super::{Outcome, Reason};
@@ -31,6 +35,10 @@ pub struct Attempt {
     /// Where each recipient went (`host[ip]:port`, `local`, `none`), for
     /// the mail log; recipients not in it went through `relay`.
     pub relays: HashMap<usize, String>,
+    /// When the earliest delivered outcome not yet recorded in the queue
+    /// arrived (the final reply, or the local mailbox's): from then until
+    /// the queue records it, a crash delivers that recipient again.
+    pub delivered_at: Option<Instant>,
 }
 
 impl Attempt {
@@ -53,6 +61,16 @@ impl Attempt {
     /// The relay recipient `index` went through, for the mail log.
     pub fn relay_of(&self, index: usize) -> &str {
         self.relays.get(&index).map_or(&self.relay, String::as_str)
+    }
+
+    /// Notes that outcomes just arrived: if any of `outcomes` is a
+    /// delivery, the window in which a crash repeats it is open.
+    pub(super) fn arrived(&mut self, outcomes: &[Outcome]) {
+        if self.delivered_at.is_none()
+            && outcomes.iter().any(|o| matches!(o, Outcome::Delivered(_)))
+        {
+            self.delivered_at = Some(Instant::now());
+        }
     }
 
     /// An attempt with nothing to do.
@@ -86,5 +104,27 @@ impl Attempt {
                 .iter()
                 .map(|&i| (i, Outcome::from_reason(reason.clone()))),
         );
+    }
+}
+
+/// Told by the engine, in the middle of an attempt, about recipients just
+/// delivered while more of the attempt remains (another local mailbox,
+/// another destination): the queue's worker records them durably
+/// (`queue::progress`), so that a crash during the rest of the attempt
+/// does not deliver them again. The engine waits for the record before it
+/// goes on; it does not call this for the attempt's last step, whose
+/// outcomes the worker records at the end anyway.
+pub trait Progress: Sync {
+    /// `attempt.outcomes[from..]` arrived just now, at least one of them a
+    /// delivery; whether those deliveries are now recorded.
+    fn delivered(&self, attempt: &Attempt, from: usize) -> impl Future<Output = bool> + Send;
+}
+
+/// Records nothing mid-attempt (tools and tests of the engine alone).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn delivered(&self, _: &Attempt, _: usize) -> impl Future<Output = bool> + Send {
+        std::future::ready(false)
     }
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::attempt::{NoProgress, Progress};
 use super::client::{Failure, HeaderSwap, Message, ModeMemory, Session, Target};
 use super::local;
 use super::pool::Pool;
@@ -183,21 +184,35 @@ impl Deliverer {
     }
 
     /// One attempt for the `pending` recipients (indices into
+    /// `env.recipients`) of a message whose body is at `body`, recording
+    /// nothing mid-attempt: [`Deliverer::attempt_with`] and [`NoProgress`].
+    pub async fn attempt(&self, env: &Envelope, body: &Path, pending: &[usize]) -> Attempt {
+        self.attempt_with(env, body, pending, &NoProgress).await
+    }
+
+    /// One attempt for the `pending` recipients (indices into
     /// `env.recipients`) of a message whose body is at `body`. Aliases were
     /// expanded when the message was accepted; here each recipient only
     /// gets its transport: local delivery, a relay, an explicit next hop,
     /// an error, or discard. Recipients sharing a destination share one
-    /// transaction.
-    pub async fn attempt(&self, env: &Envelope, body: &Path, pending: &[usize]) -> Attempt {
+    /// transaction. Local mailboxes come first, then each destination in
+    /// turn; after each of these steps but the last, the recipients it
+    /// delivered go to `progress` to be recorded before the next step.
+    pub async fn attempt_with<P: Progress>(
+        &self,
+        env: &Envelope,
+        body: &Path,
+        pending: &[usize],
+        progress: &P,
+    ) -> Attempt {
         let mut result = Attempt::nothing();
+        let mut locals: Vec<(usize, String)> = Vec::new();
         let mut groups: Vec<(Destination, Vec<usize>)> = Vec::new();
         for &i in pending {
             let address = &env.recipients[i].address;
             let dest = match self.router.transport(address) {
                 Route::Local { user } => {
-                    let outcome = self.deliver_locally(env, i, &user).await;
-                    result.relays.insert(i, "local".into());
-                    result.outcomes.push((i, outcome));
+                    locals.push((i, user));
                     continue;
                 }
                 Route::Discard => {
@@ -222,9 +237,22 @@ impl Deliverer {
                 None => groups.push((dest, vec![i])),
             }
         }
+        let mut left = locals.len() + groups.len();
+        for (i, user) in locals {
+            let from = result.outcomes.len();
+            let outcome = self.deliver_locally(env, i, &user).await;
+            result.arrived(std::slice::from_ref(&outcome));
+            result.relays.insert(i, "local".into());
+            result.outcomes.push((i, outcome));
+            left -= 1;
+            report(&mut result, from, left, progress).await;
+        }
         for (dest, indices) in groups {
+            let from = result.outcomes.len();
             self.send_group(env, body, &dest, &indices, &mut result)
                 .await;
+            left -= 1;
+            report(&mut result, from, left, progress).await;
         }
         result
     }
@@ -345,6 +373,7 @@ impl Deliverer {
             result.notes.clear();
             match sent {
                 Ok(outcomes) => {
+                    result.arrived(&outcomes);
                     result
                         .outcomes
                         .extend(indices.iter().copied().zip(outcomes));
@@ -483,6 +512,18 @@ impl Deliverer {
             mode_memory: relay.mode.clone(),
         };
         Session::open(&target).await
+    }
+}
+
+/// After a step of an attempt: hands the recipients it delivered
+/// (`result.outcomes[from..]`) to `progress` when `left` steps remain, and
+/// once they are recorded, closes the window `delivered_at` measures.
+async fn report<P: Progress>(result: &mut Attempt, from: usize, left: usize, progress: &P) {
+    let delivered = result.outcomes[from..]
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Delivered(_)));
+    if left > 0 && delivered && progress.delivered(result, from).await {
+        result.delivered_at = None;
     }
 }
 

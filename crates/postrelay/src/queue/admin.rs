@@ -1,5 +1,5 @@
-//! Changes of state after acceptance: the end of a delivery attempt, and
-//! the administrator's hold, release, delete and flush.
+//! Changes of state after acceptance: the end of a delivery attempt (and
+//! the recipients it delivered on the way), and the administrator's hold, release, delete and flush.
 //!
 //! Each one does its file work first, outside the index lock (the spool's
 //! own lock serialises file operations, so each check-then-rename there is
@@ -67,6 +67,19 @@ impl Queue {
         // failed rewrite leaves the previous envelope, which is retried.
         self.reschedule(&id, env.next_attempt_ms);
         written.map(|_| AfterAttempt::RetryAt(env.next_attempt_ms))
+    }
+
+    /// Records, in the middle of an attempt, the recipients `env` marks
+    /// delivered (see `progress.rs`); the message stays in flight. A
+    /// message deleted meanwhile stays deleted. Blocking.
+    pub fn record_progress(&self, env: &Envelope) -> Result<(), SpoolError> {
+        if self.index().get(&env.id).is_none() {
+            return Ok(());
+        }
+        match self.inner.spool.record_progress(env) {
+            Ok(_) | Err(SpoolError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Marks an attempt as over and the message due at `due_ms`.

@@ -30,6 +30,7 @@ pub mod backoff;
 pub mod commit;
 mod index;
 mod notice;
+mod progress;
 pub mod scheduler;
 pub mod worker;
 

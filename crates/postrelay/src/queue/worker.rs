@@ -7,7 +7,9 @@
 //! bounce is committed to the queue *before* the original message's state
 //! changes on disk; the original's envelope is rewritten (or the message
 //! removed) last. A crash in between can repeat an attempt or a bounce,
-//! never lose either.
+//! never lose either. The one change made earlier, while the attempt goes
+//! on (`progress.rs`), marks recipients *delivered*, which needs no
+//! bounce; failed and deferred ones stay pending on disk until the end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +18,13 @@ use tokio::sync::watch;
 
 use super::backoff::{Backoff, NextStep};
 use super::notice::{self, Failure};
+use super::progress::Recorder;
 use super::{AfterAttempt, Queue, now_ms};
 use crate::bounce::Action;
 use crate::config::Config;
 use crate::deliver::{Attempt, Deliverer, Outcome, Reason};
-use crate::maillog::{Delays, Delivery, DeliveryStatus};
-use crate::spool::{Envelope, Origin, QueueId, RcptState, SpoolError};
+use crate::maillog::{Delays, Delivery, DeliveryStatus, MailLog};
+use crate::spool::{Envelope, Origin, QueueId, RcptState, Recipient, SpoolError};
 
 /// What every attempt needs.
 pub struct Context {
@@ -46,14 +49,18 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
         .filter(|&i| env.recipients[i].state == RcptState::Pending)
         .collect();
     let started_ms = now_ms();
+    let recorder = Recorder::new(&ctx.queue, &env, started_ms);
     let result = if pending.is_empty() {
         Attempt::nothing()
     } else {
         let body = ctx.queue.spool().body_path(&id);
-        deliverer.attempt(&env, &body, &pending).await
+        deliverer
+            .attempt_with(&env, &body, &pending, &recorder)
+            .await
     };
+    let logged = recorder.logged();
     let mut failed = Vec::new();
-    let deferred = apply_outcomes(ctx, &mut env, &result, started_ms, &mut failed);
+    let deferred = apply_outcomes(ctx, &mut env, &result, started_ms, &mut failed, &logged);
     let mut done = schedule_next(ctx, &backoff, &mut env, deferred, &result, &mut failed);
     if !failed.is_empty() && !notice::send(&ctx.queue, &config, &env, &failed, Action::Failed).await
     {
@@ -73,6 +80,12 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
         notice::maybe_warn_delay(&ctx.queue, &config, &mut env).await;
     }
     record(ctx, &backoff, env, done).await;
+    if let Some(at) = result.delivered_at {
+        // How long a crash would have delivered them again (debug; the
+        // crash torture reports it).
+        let end_window_us = at.elapsed().as_micros();
+        tracing::debug!(%id, end_window_us, "delivered recipients recorded");
+    }
 }
 
 /// The envelope of the message to attempt: from memory, else from the
@@ -132,74 +145,113 @@ fn gone(id: QueueId) -> Envelope {
     Envelope::new(id, Origin::Bounce { of: None }, String::new(), Vec::new())
 }
 
-/// Records each recipient's outcome in the envelope and the mail log.
-/// Returns whether any recipient was deferred.
+/// Records each recipient's outcome in the envelope and the mail log
+/// (except the log lines of the recipients in `logged`, written when
+/// their delivery was recorded mid-attempt). Returns whether any
+/// recipient was deferred.
 fn apply_outcomes(
     ctx: &Context,
     env: &mut Envelope,
     result: &Attempt,
     started_ms: u64,
     failed: &mut Vec<Failure>,
+    logged: &[usize],
 ) -> bool {
     let id = env.id.to_string();
-    let now = now_ms();
-    let total = Duration::from_millis(now.saturating_sub(env.created_ms));
-    let delays = Delays {
-        before_active: Duration::from_millis(started_ms.saturating_sub(env.created_ms)),
-        queue_mgr: Duration::ZERO,
-        conn_setup: result.conn_setup,
-        transmission: result.transmission,
-    };
-    let log = ctx.queue.maillog();
+    let created_ms = env.created_ms;
     let mut deferred = false;
     for (index, outcome) in &result.outcomes {
         let Some(rcpt) = env.recipients.get_mut(*index) else {
             continue;
         };
-        let (status, dsn, detail) = match outcome {
-            Outcome::Delivered(reply) => {
-                rcpt.state = RcptState::Delivered;
-                rcpt.last_reply = Some(reply.to_string());
-                let dsn = reply
-                    .enhanced
-                    .map_or_else(|| "2.0.0".to_string(), |e| e.to_string());
-                (DeliveryStatus::Sent, dsn, reply.to_string())
-            }
-            Outcome::Failed(reason) => {
-                rcpt.state = RcptState::Failed;
-                rcpt.last_reply = Some(reason.to_string());
-                failed.push(Failure {
-                    index: *index,
-                    reason: reason.clone(),
-                });
-                (DeliveryStatus::Bounced, reason.status(), reason.to_string())
-            }
-            Outcome::Deferred(reason) => {
-                deferred = true;
-                rcpt.last_reply = Some(reason.to_string());
-                (
-                    DeliveryStatus::Deferred,
-                    reason.status(),
-                    reason.to_string(),
-                )
-            }
+        let (status, dsn, detail) = settle(rcpt, outcome);
+        match outcome {
+            Outcome::Failed(reason) => failed.push(Failure {
+                index: *index,
+                reason: reason.clone(),
+            }),
+            Outcome::Deferred(_) => deferred = true,
+            Outcome::Delivered(_) => {}
+        }
+        if logged.contains(index) {
+            continue;
+        }
+        let line = LogLine {
+            id: &id,
+            created_ms,
+            started_ms,
+            status,
+            dsn: &dsn,
+            detail: &detail,
+        };
+        line.write(ctx.queue.maillog(), rcpt, result, *index);
+    }
+    deferred
+}
+
+/// Applies one recipient's outcome to its envelope entry; returns the
+/// mail log's status, DSN and text for it.
+pub(super) fn settle(rcpt: &mut Recipient, outcome: &Outcome) -> (DeliveryStatus, String, String) {
+    match outcome {
+        Outcome::Delivered(reply) => {
+            rcpt.state = RcptState::Delivered;
+            rcpt.last_reply = Some(reply.to_string());
+            let dsn = reply
+                .enhanced
+                .map_or_else(|| "2.0.0".to_string(), |e| e.to_string());
+            (DeliveryStatus::Sent, dsn, reply.to_string())
+        }
+        Outcome::Failed(reason) => {
+            rcpt.state = RcptState::Failed;
+            rcpt.last_reply = Some(reason.to_string());
+            (DeliveryStatus::Bounced, reason.status(), reason.to_string())
+        }
+        Outcome::Deferred(reason) => {
+            rcpt.last_reply = Some(reason.to_string());
+            (
+                DeliveryStatus::Deferred,
+                reason.status(),
+                reason.to_string(),
+            )
+        }
+    }
+}
+
+/// One recipient's line in the mail log, but for what the attempt says.
+pub(super) struct LogLine<'a> {
+    pub id: &'a str,
+    pub created_ms: u64,
+    pub started_ms: u64,
+    pub status: DeliveryStatus,
+    pub dsn: &'a str,
+    pub detail: &'a str,
+}
+
+impl LogLine<'_> {
+    /// Writes the line of recipient `index` of `result`.
+    pub(super) fn write(&self, log: &MailLog, rcpt: &Recipient, result: &Attempt, index: usize) {
+        let now = now_ms();
+        let delays = Delays {
+            before_active: Duration::from_millis(self.started_ms.saturating_sub(self.created_ms)),
+            queue_mgr: Duration::ZERO,
+            conn_setup: result.conn_setup,
+            transmission: result.transmission,
         };
         log.delivery(
-            &id,
+            self.id,
             &Delivery {
                 rcpt: &rcpt.address,
                 orig_rcpt: rcpt.original.as_deref(),
-                relay: result.relay_of(*index),
+                relay: result.relay_of(index),
                 conn_use: result.conn_use,
-                delay: total,
+                delay: Duration::from_millis(now.saturating_sub(self.created_ms)),
                 delays,
-                dsn: &dsn,
-                status,
-                detail: &detail,
+                dsn: self.dsn,
+                status: self.status,
+                detail: self.detail,
             },
         );
     }
-    deferred
 }
 
 /// Decides what happens next; returns true when no recipient is pending.

@@ -245,7 +245,7 @@ pub fn write_atomically(
 }
 
 /// `tmp_dir/<final name>.<random>`: unique, and recognisably ours in a listing.
-fn temp_name(tmp_dir: &Path, final_path: &Path) -> PathBuf {
+pub fn temp_name(tmp_dir: &Path, final_path: &Path) -> PathBuf {
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -1,13 +1,15 @@
 //! Test-only [`FileOps`] that fails chosen calls, to prove the error paths.
 //!
 //! A [`Fault`] names an operation, a substring of the path it must concern,
-//! and the errno to fail with; while armed it fails every matching call.
+//! and the errno to fail with; while armed it fails every matching call
+//! (or, made with [`Fault::crash`], stops the caller there with a panic;
+//! made with [`Fault::stall`], holds it there until disarmed).
 //! Everything else is passed to [`RealFs`]. Not compiled outside tests.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use super::durable::{FileOps, RealFs};
 
@@ -44,6 +46,26 @@ impl Fault {
         }
     }
 
+    /// Not an error: the process dies just before the call (a panic, for
+    /// the test to catch; nothing after it in the caller runs, so the
+    /// files stay as a kill -9 there would leave them).
+    pub fn crash(op: Op, path_contains: &str) -> Fault {
+        Fault {
+            errno: 0,
+            ..Fault::eio(op, path_contains)
+        }
+    }
+
+    /// Not an error: the call waits until the faults are disarmed, so a
+    /// test can look at the spool while an operation is at that step
+    /// (see [`FaultyFs::wait_stalled`]).
+    pub fn stall(op: Op, path_contains: &str) -> Fault {
+        Fault {
+            errno: STALL,
+            ..Fault::eio(op, path_contains)
+        }
+    }
+
     pub fn enospc(op: Op, path_contains: &str) -> Fault {
         Fault {
             errno: nix::libc::ENOSPC,
@@ -52,18 +74,25 @@ impl Fault {
     }
 }
 
+/// The `errno` of [`Fault::stall`].
+const STALL: i32 = -1;
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct FaultyFs {
     faults: Mutex<Vec<Fault>>,
     short_writes: bool,
+    /// Calls waiting in a stall, and the signal that this or the faults
+    /// changed.
+    stalled: Mutex<usize>,
+    changed: Condvar,
 }
 
 impl FaultyFs {
     pub fn new(faults: impl IntoIterator<Item = Fault>) -> FaultyFs {
         FaultyFs {
             faults: Mutex::new(faults.into_iter().collect()),
-            short_writes: false,
+            ..FaultyFs::default()
         }
     }
 
@@ -79,19 +108,55 @@ impl FaultyFs {
 
     pub fn disarm(&self) {
         self.faults.lock().unwrap().clear();
+        let _stalled = self.stalled.lock().unwrap();
+        self.changed.notify_all();
+    }
+
+    /// Blocks until a call is waiting in a [`Fault::stall`]; panics if
+    /// none has after 30 s (the operation never got to that step).
+    pub fn wait_stalled(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut stalled = self.stalled.lock().unwrap();
+        while *stalled == 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "no call reached the stall within 30 s");
+            stalled = self.changed.wait_timeout(stalled, left).unwrap().0;
+        }
+    }
+
+    /// Waits, counted in `stalled`, until the faults are disarmed.
+    fn stall(&self) {
+        let mut stalled = self.stalled.lock().unwrap();
+        *stalled += 1;
+        self.changed.notify_all();
+        while !self.faults.lock().unwrap().is_empty() {
+            stalled = self.changed.wait(stalled).unwrap();
+        }
+        *stalled -= 1;
     }
 
     fn check(&self, op: Op, paths: &[&Path]) -> io::Result<()> {
-        let faults = self.faults.lock().unwrap();
-        for f in faults.iter().filter(|f| f.op == op) {
-            if paths
-                .iter()
-                .any(|p| p.to_string_lossy().contains(f.path_contains.as_str()))
-            {
-                return Err(io::Error::from_raw_os_error(f.errno));
+        let errno = self
+            .faults
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.op == op)
+            .find(|f| {
+                paths
+                    .iter()
+                    .any(|p| p.to_string_lossy().contains(f.path_contains.as_str()))
+            })
+            .map(|f| f.errno);
+        match errno {
+            None => Ok(()),
+            Some(0) => panic!("simulated crash before {op:?} {paths:?}"),
+            Some(STALL) => {
+                self.stall();
+                Ok(())
             }
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
         }
-        Ok(())
     }
 }
 

@@ -41,6 +41,7 @@ mod free;
 mod health;
 mod id;
 mod layout;
+mod progress;
 mod recover;
 mod setup;
 
@@ -458,19 +459,17 @@ impl Spool {
     /// is (queue/ or hold/: the administrator may have held or released it
     /// meanwhile), and says where. `NotFound` if the message is gone: the
     /// envelope is not written, so a stale update never brings a deleted
-    /// message back.
+    /// message back. The new file is written and `fdatasync`ed before the
+    /// spool's lock is taken, and its directory `fsync`ed after, so a
+    /// removal waiting for the lock (the end of another message's
+    /// delivery) never waits for this disk.
     pub fn rewrite_envelope_in_place(&self, env: &Envelope) -> Result<Location, SpoolError> {
-        let _admin = self.admin();
-        let loc = self
-            .locate(&env.id)?
-            .ok_or(SpoolError::NotFound { id: env.id })?;
-        let layout = &self.inner.layout;
-        durable::write_atomically(
-            &*self.inner.ops,
-            &layout.tmp,
-            &layout.envelope_path(&env.id, loc),
-            &env.to_json(),
-        )?;
+        let loc = self.replace_envelope(env)?;
+        let dir = self.inner.layout.dir(loc);
+        self.inner
+            .ops
+            .sync_dir(dir)
+            .map_err(|e| SpoolError::io("fsync directory", dir, e))?;
         Ok(loc)
     }
 

@@ -1,9 +1,10 @@
 //! Tests of the spool's happy paths and admin operations. By subject:
 //! `faults` (the spool under injected file-system faults), `free` (reusing
-//! freed files).
+//! freed files), `progress` (recipients recorded delivered mid-attempt).
 
 mod faults;
 mod free;
+mod progress;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
