@@ -33,6 +33,8 @@ pub enum Request {
     DeleteAll,
     /// Make every message due now.
     Flush,
+    /// Say which version runs, under which process id (`postrelay doctor`).
+    Status,
 }
 
 /// The daemon's answer.
@@ -71,6 +73,7 @@ pub fn execute(queue: &Queue, req: &Request) -> Response {
             .delete_all()
             .map(|n| format!("{} message(s) deleted", n.0))
             .map_err(|e| e.to_string()),
+        Request::Status => Ok(status_message()),
         Request::Flush => Ok(format!(
             "{} message(s) scheduled for immediate delivery",
             queue.flush().0
@@ -80,6 +83,15 @@ pub fn execute(queue: &Queue, req: &Request) -> Response {
         Ok(message) => Response { ok: true, message },
         Err(message) => Response { ok: false, message },
     }
+}
+
+/// The answer to [`Request::Status`]: `postrelay VERSION pid PID`.
+pub fn status_message() -> String {
+    format!(
+        "postrelay {} pid {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )
 }
 
 /// Binds the socket (replacing a stale one: the spool lock proves no
@@ -190,6 +202,7 @@ pub fn request(path: &PathBuf, req: &Request) -> io::Result<Option<Response>> {
     // 100,000. Everything else answers at once.
     let patience = match req {
         Request::DeleteAll => Duration::from_secs(3600),
+        Request::Status => Duration::from_secs(5),
         _ => Duration::from_secs(60),
     };
     stream.set_read_timeout(Some(patience))?;

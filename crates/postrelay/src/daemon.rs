@@ -417,7 +417,7 @@ impl Running {
 }
 
 /// The free-space thresholds the configuration asks of the spool.
-fn health_options(config: &Config) -> HealthOptions {
+pub(crate) fn health_options(config: &Config) -> HealthOptions {
     HealthOptions {
         min_free_bytes: config.queue.min_free_space,
         ..HealthOptions::default()

@@ -88,7 +88,7 @@ fn run(args: Vec<OsString>, config_path: Option<&Path>) -> Result<ExitCode, Fail
 /// beside a daemon that owns its secrets; neither needs them. The relays
 /// themselves stay, because routing tables may name them. Errors are
 /// reported from the whole file, so that their line numbers are right.
-pub(super) fn load_without_secrets(explicit: Option<&Path>) -> Result<Config, String> {
+pub(crate) fn load_without_secrets(explicit: Option<&Path>) -> Result<Config, String> {
     let path = match super::config_path(explicit).map_err(|e| e.to_string())? {
         Some(p) => p,
         None => return Ok(config::builtin_default()),

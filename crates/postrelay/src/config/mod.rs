@@ -429,6 +429,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, &path.display().to_string())
 }
 
+/// Checks a secret file's type, owner and mode as loading does, without
+/// reading it (for `postrelay doctor`). The error names what is wrong and
+/// ends with `: run <commands>` that fix it.
+pub fn check_secret_file(path: &Path) -> Result<(), String> {
+    let file = secrets::open(path)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be examined: {e}"))?;
+    secrets::check_protected(path, &meta, nix::unistd::geteuid().as_raw())
+}
+
 /// Parses and validates configuration text; `origin` names it in errors.
 /// Settings absent from the text get their file defaults.
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {

@@ -134,6 +134,23 @@ impl GenericMap {
         &self.0.path
     }
 
+    /// The domains of the addresses the map rewrites to, lower-cased and
+    /// sorted (for `postrelay doctor`'s sending-domain checks).
+    pub fn domains(&self) -> Vec<String> {
+        let mut domains: Vec<String> = self
+            .0
+            .entries
+            .values()
+            .filter_map(|(_, v)| match v {
+                Replacement::Domain(d) => Some(d.to_ascii_lowercase()),
+                Replacement::Address(a) => a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()),
+            })
+            .collect();
+        domains.sort();
+        domains.dedup();
+        domains
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.0.entries.len()

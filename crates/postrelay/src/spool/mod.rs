@@ -77,6 +77,13 @@ use health::HealthSampler;
 use layout::LOCK_FILE;
 use setup::{create_private_dir, take_lock};
 
+/// Whether the spool at `root` could take a message now (tmp/ writable,
+/// enough space and inodes), sampled once, without opening the spool: for
+/// `postrelay doctor`, beside a daemon that holds the spool's lock.
+pub fn sample_health_at(root: &Path, options: &HealthOptions) -> Health {
+    health::sample(options, &root.join(layout::TMP_DIR))
+}
+
 /// The current time in Unix milliseconds, the unit of every timestamp in
 /// an [`Envelope`]. A clock before 1970 reads as 0.
 pub fn now_ms() -> u64 {

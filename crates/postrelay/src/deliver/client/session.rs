@@ -139,6 +139,25 @@ impl Session {
         self.tls.as_deref()
     }
 
+    /// The relay's EHLO capabilities (after TLS, when TLS is up).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// The certificate chain the relay presented (leaf first), when TLS is
+    /// up; for `postrelay doctor`'s expiry and name report.
+    pub fn peer_certificates(&self) -> Vec<Vec<u8>> {
+        match self.wire.stream() {
+            Some(Stream::Tls(s)) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|d| d.to_vec()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Transactions that reached the end of data on this session.
     pub fn messages_sent(&self) -> u32 {
         self.messages_sent
