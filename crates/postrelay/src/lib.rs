@@ -40,6 +40,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod deliver;
+pub mod doctor;
 pub mod domain;
 #[doc(hidden)]
 pub mod fuzz_entry;

@@ -40,6 +40,9 @@ pub enum Command {
     Run,
     /// Validate the configuration and print the effective settings.
     CheckConfig,
+    /// Check the setup: configuration, secrets, spool, daemon, each relay
+    /// (TLS mode, certificate, AUTH), outbound ports, SPF/DKIM/DMARC.
+    Doctor(crate::doctor::DoctorArgs),
     /// Inspect or change the queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -65,6 +68,9 @@ pub fn main_with(cli: Cli) -> ExitCode {
     if let Command::Sendmail { args } = &cli.command {
         // Reads the configuration its own way (see sendmail::load_without_secrets).
         return sendmail::main(args.clone(), cli.config.clone());
+    }
+    if let Command::Doctor(args) = &cli.command {
+        return crate::doctor::main(cli.config.as_deref(), args);
     }
     if let Command::Queue(cmd) = cli.command {
         // The queue commands need the spool and the control socket, not
@@ -116,7 +122,10 @@ pub fn main_with(cli: Cli) -> ExitCode {
             print!("{}", config.describe_routes());
             ExitCode::SUCCESS
         }
-        Command::HashPassword | Command::Sendmail { .. } | Command::Queue(_) => {
+        Command::HashPassword
+        | Command::Sendmail { .. }
+        | Command::Queue(_)
+        | Command::Doctor(_) => {
             unreachable!("dispatched before loading the configuration")
         }
     }

@@ -19,6 +19,9 @@ _postrelay() {
             postrelay,check-config)
                 cmd="postrelay__subcmd__check__subcmd__config"
                 ;;
+            postrelay,doctor)
+                cmd="postrelay__subcmd__doctor"
+                ;;
             postrelay,hash-password)
                 cmd="postrelay__subcmd__hash__subcmd__password"
                 ;;
@@ -36,6 +39,9 @@ _postrelay() {
                 ;;
             postrelay__subcmd__help,check-config)
                 cmd="postrelay__subcmd__help__subcmd__check__subcmd__config"
+                ;;
+            postrelay__subcmd__help,doctor)
+                cmd="postrelay__subcmd__help__subcmd__doctor"
                 ;;
             postrelay__subcmd__help,hash-password)
                 cmd="postrelay__subcmd__help__subcmd__hash__subcmd__password"
@@ -119,7 +125,7 @@ _postrelay() {
 
     case "${cmd}" in
         postrelay)
-            opts="-c -h -V --config --help --version run check-config queue hash-password sendmail help"
+            opts="-c -h -V --config --help --version run check-config doctor queue hash-password sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -162,6 +168,48 @@ _postrelay() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        postrelay__subcmd__doctor)
+            opts="-c -h --json --timeout --dns-server --probe-host --spf-include --dkim-selector --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --probe-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --spf-include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dkim-selector)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         postrelay__subcmd__hash__subcmd__password)
             opts="-c -h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -185,7 +233,7 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help)
-            opts="run check-config queue hash-password sendmail help"
+            opts="run check-config doctor queue hash-password sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,6 +247,20 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help__subcmd__check__subcmd__config)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

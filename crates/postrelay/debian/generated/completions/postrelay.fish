@@ -29,6 +29,7 @@ complete -c postrelay -n "__fish_postrelay_needs_command" -s h -l help -d 'Print
 complete -c postrelay -n "__fish_postrelay_needs_command" -s V -l version -d 'Print version'
 complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "run" -d 'Run the relay in the foreground'
 complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "check-config" -d 'Validate the configuration and print the effective settings'
+complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "doctor" -d 'Check the setup: configuration, secrets, spool, daemon, each relay (TLS mode, certificate, AUTH), outbound ports, SPF/DKIM/DMARC'
 complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "queue" -d 'Inspect or change the queue'
 complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "hash-password" -d 'Read a password (stdin; asked twice without echo on a terminal) and print its argon2id hash for the [intake.submission] users file'
 complete -c postrelay -n "__fish_postrelay_needs_command" -f -a "sendmail" -d 'The sendmail(8) interface (also by argv[0]): reads a message on stdin and submits it. Takes sendmail\'s flags, e.g. `-t -i`'
@@ -37,6 +38,14 @@ complete -c postrelay -n "__fish_postrelay_using_subcommand run" -s c -l config 
 complete -c postrelay -n "__fish_postrelay_using_subcommand run" -s h -l help -d 'Print help'
 complete -c postrelay -n "__fish_postrelay_using_subcommand check-config" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
 complete -c postrelay -n "__fish_postrelay_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -l timeout -d 'How long each network step (connect, greeting, TLS, EHLO, AUTH, a DNS query) may take' -r
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -l dns-server -d 'The DNS server for the SPF, DKIM and DMARC checks, as IP or IP:PORT. Default: the system\'s resolver (/etc/resolv.conf)' -r
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -l probe-host -d 'Another host whose ports 25, 465 and 587 are probed for outbound reachability, besides the relays\' hosts (e.g. smtp.gmail.com)' -r
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -l spf-include -d 'The SPF include your provider asks for (`include:DOMAIN`), when the doctor does not know the provider from the relay\'s host name' -r
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -l dkim-selector -d 'A DKIM selector your provider signs with, when the doctor does not know the provider\'s selectors' -r
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -l json -d 'Print one JSON object instead of the report for people'
+complete -c postrelay -n "__fish_postrelay_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
 complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -s h -l help -d 'Print help'
 complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and not __fish_seen_subcommand_from list show delete hold release flush help" -f -a "list" -d 'List queued messages (also `mailq`)'
@@ -71,12 +80,13 @@ complete -c postrelay -n "__fish_postrelay_using_subcommand queue; and __fish_se
 complete -c postrelay -n "__fish_postrelay_using_subcommand hash-password" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
 complete -c postrelay -n "__fish_postrelay_using_subcommand hash-password" -s h -l help -d 'Print help'
 complete -c postrelay -n "__fish_postrelay_using_subcommand sendmail" -s c -l config -d 'Configuration file. Default: $POSTRELAY_CONFIG, else /etc/postrelay/postrelay.toml if it exists, else the built-in default (listen on 127.0.0.1:2525, spool ./postrelay-spool)' -r -F
-complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "run" -d 'Run the relay in the foreground'
-complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "check-config" -d 'Validate the configuration and print the effective settings'
-complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "queue" -d 'Inspect or change the queue'
-complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "hash-password" -d 'Read a password (stdin; asked twice without echo on a terminal) and print its argon2id hash for the [intake.submission] users file'
-complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "sendmail" -d 'The sendmail(8) interface (also by argv[0]): reads a message on stdin and submits it. Takes sendmail\'s flags, e.g. `-t -i`'
-complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config queue hash-password sendmail help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "run" -d 'Run the relay in the foreground'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "check-config" -d 'Validate the configuration and print the effective settings'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "doctor" -d 'Check the setup: configuration, secrets, spool, daemon, each relay (TLS mode, certificate, AUTH), outbound ports, SPF/DKIM/DMARC'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "queue" -d 'Inspect or change the queue'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "hash-password" -d 'Read a password (stdin; asked twice without echo on a terminal) and print its argon2id hash for the [intake.submission] users file'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "sendmail" -d 'The sendmail(8) interface (also by argv[0]): reads a message on stdin and submits it. Takes sendmail\'s flags, e.g. `-t -i`'
+complete -c postrelay -n "__fish_postrelay_using_subcommand help; and not __fish_seen_subcommand_from run check-config doctor queue hash-password sendmail help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "list" -d 'List queued messages (also `mailq`)'
 complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "show" -d 'Show one message\'s envelope, state and last delivery transcript'
 complete -c postrelay -n "__fish_postrelay_using_subcommand help; and __fish_seen_subcommand_from queue" -f -a "delete" -d 'Delete messages'

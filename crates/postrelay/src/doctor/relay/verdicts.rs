@@ -1,0 +1,267 @@
+//! The verdicts on what a relay probe saw: its certificate, its EHLO
+//! capabilities and the credentials. Each says what was seen and, when
+//! something is wrong, the setting or the person that fixes it.
+//!
+//! Not for: talking to the relay (the parent module does).
+
+use super::super::cert::WARN_DAYS;
+use super::super::{Finding, Verdict};
+use super::{Probe, Seen};
+use crate::config::Security;
+use crate::deliver::{Phase, Reason};
+
+/// How the verifying session ended: `None` when there was none.
+type Verified = Option<Result<(), Reason>>;
+
+/// Whether the verifying session failed at TLS (certificate, handshake).
+fn failed_at_tls(verified: &Verified) -> Option<String> {
+    match verified {
+        Some(Err(Reason::Tls(text))) => Some(text.clone()),
+        Some(Err(
+            r @ Reason::Timeout {
+                phase: Phase::Tls, ..
+            },
+        )) => Some(r.to_string()),
+        _ => None,
+    }
+}
+
+impl Probe {
+    pub(super) fn certificate_finding(&self, seen: &Seen, verified: &Verified) -> Finding {
+        let subject = self.subject();
+        let Some(session) = &seen.tls else {
+            return Finding::bad(
+                "relay.certificate",
+                Verdict::Warning,
+                subject,
+                format!(
+                    "no TLS (security = \"{}\"): mail and credentials cross the network in plaintext",
+                    self.rc.security.as_str()
+                ),
+                format!("set security = \"verify\" on relay {}", self.rc.name),
+            );
+        };
+        let now = jiff::Timestamp::now().as_second();
+        let info = match &seen.leaf {
+            Some(Ok(info)) => info,
+            Some(Err(why)) => {
+                return Finding::bad(
+                    "relay.certificate",
+                    Verdict::Warning,
+                    subject,
+                    why.clone(),
+                    "ask the provider; the certificate is not one the doctor can read",
+                );
+            }
+            None => {
+                return Finding::bad(
+                    "relay.certificate",
+                    Verdict::Warning,
+                    subject,
+                    "the relay presented no certificate",
+                    "ask the provider",
+                );
+            }
+        };
+        let days = info.days_left(now);
+        let facts = format!(
+            "{session}; certificate for {}, issued by {}, expires {} ({days} days)",
+            info.names.join(", "),
+            info.issuer,
+            info.expiry_date()
+        );
+        let renew = format!(
+            "the relay's certificate expired on {}: the provider must renew it; until then \
+             verified TLS fails and mail waits (security = \"encrypt\" would send without \
+             checking, which protects against eavesdroppers only)",
+            info.expiry_date()
+        );
+        if let Some(failure) = failed_at_tls(verified) {
+            let fix = if days < 0 {
+                renew
+            } else {
+                failure
+                    .split_once("; ")
+                    .map_or_else(|| failure.clone(), |(_, advice)| advice.to_owned())
+            };
+            let evidence = format!("verification failed: {failure}; {facts}");
+            return Finding::bad(
+                "relay.certificate",
+                Verdict::Problem,
+                subject,
+                evidence,
+                fix,
+            );
+        }
+        if days < 0 {
+            return Finding::bad("relay.certificate", Verdict::Problem, subject, facts, renew);
+        }
+        if self.rc.security != Security::Verify {
+            return Finding::bad(
+                "relay.certificate",
+                Verdict::Warning,
+                subject,
+                format!(
+                    "not verified (security = \"{}\"); {facts}",
+                    self.rc.security.as_str()
+                ),
+                format!(
+                    "set security = \"verify\" on relay {} (with ca_file = the CA's certificate \
+                     for a relay with a private CA)",
+                    self.rc.name
+                ),
+            );
+        }
+        let trust = match &self.rc.ca_file {
+            Some(ca) => format!("the CA in {}", ca.display()),
+            None => "the system's CAs".to_owned(),
+        };
+        let name = self.rc.tls_name.as_deref().unwrap_or(&self.rc.host);
+        let evidence = format!("verified for {name} against {trust}; {facts}");
+        if days < WARN_DAYS {
+            return Finding::bad(
+                "relay.certificate",
+                Verdict::Warning,
+                subject,
+                evidence,
+                "the certificate expires soon: the provider should renew it; check again in a few days",
+            );
+        }
+        Finding::ok("relay.certificate", subject, evidence)
+    }
+
+    pub(super) fn ehlo_finding(&self, seen: &Seen) -> Finding {
+        let caps = &seen.caps;
+        let mut words = Vec::new();
+        if !caps.auth.is_empty() {
+            words.push(format!("AUTH {}", caps.auth.join(" ")));
+        }
+        for (on, word) in [
+            (caps.pipelining, "PIPELINING"),
+            (caps.eight_bit_mime, "8BITMIME"),
+            (caps.smtputf8, "SMTPUTF8"),
+            (caps.enhanced_status_codes, "ENHANCEDSTATUSCODES"),
+            (caps.chunking, "CHUNKING"),
+            (caps.dsn, "DSN"),
+        ] {
+            if on {
+                words.push(word.to_owned());
+            }
+        }
+        if let Some(size) = caps.size {
+            words.push(format!("SIZE {size}"));
+        }
+        let after = if seen.tls.is_some() { " after TLS" } else { "" };
+        let evidence = format!("EHLO{after}: {}", words.join(", "));
+        let subject = self.subject();
+        if self.rc.credentials.is_none() {
+            return Finding::ok("relay.ehlo", subject, evidence);
+        }
+        let usable = caps.supports_auth("PLAIN") || caps.supports_auth("LOGIN");
+        if caps.auth.is_empty() {
+            return Finding::bad(
+                "relay.ehlo",
+                Verdict::Warning,
+                subject,
+                format!("{evidence}; no AUTH offered, so the credentials are not used"),
+                format!(
+                    "check host and port of relay {}: a provider's submission port offers AUTH",
+                    self.rc.name
+                ),
+            );
+        }
+        if !usable {
+            return Finding::bad(
+                "relay.ehlo",
+                Verdict::Problem,
+                subject,
+                format!("{evidence}; postrelay logs in with PLAIN or LOGIN, neither is offered"),
+                "ask the provider for SMTP credentials usable with AUTH PLAIN or LOGIN",
+            );
+        }
+        Finding::ok("relay.ehlo", subject, evidence)
+    }
+
+    pub(super) fn auth_finding(&self, seen: &Seen, verified: &Verified) -> Finding {
+        let subject = self.subject();
+        let name = &self.rc.name;
+        if !self.complete {
+            return Finding::bad(
+                "relay.auth",
+                Verdict::Warning,
+                subject,
+                "credentials not tried: the configuration does not load with its secrets",
+                "fix the config and secrets problems above, then run postrelay doctor again",
+            );
+        }
+        let Some(creds) = &self.rc.credentials else {
+            if seen.caps.auth.is_empty() {
+                return Finding::ok(
+                    "relay.auth",
+                    subject,
+                    "no credentials configured, none asked",
+                );
+            }
+            return Finding::bad(
+                "relay.auth",
+                Verdict::Warning,
+                subject,
+                format!(
+                    "no credentials configured, but the relay offers AUTH ({}): providers refuse \
+                     to relay mail without it",
+                    seen.caps.auth.join(" ")
+                ),
+                format!("set username and password_file on relay {name}"),
+            );
+        };
+        let user = &creds.username;
+        let mechanism = if seen.caps.supports_auth("PLAIN") {
+            "PLAIN"
+        } else {
+            "LOGIN"
+        };
+        match verified {
+            Some(Ok(())) => Finding::ok(
+                "relay.auth",
+                subject,
+                format!("AUTH {mechanism} as {user} accepted (no mail sent)"),
+            ),
+            Some(Err(Reason::Auth(text))) => Finding::bad(
+                "relay.auth",
+                Verdict::Problem,
+                subject,
+                text.clone(),
+                format!(
+                    "check username = \"{user}\" on relay {name} and the password in {} (the \
+                     provider's SMTP credentials, which often differ from the account's \
+                     password); then systemctl reload postrelay",
+                    creds.source.display()
+                ),
+            ),
+            _ if failed_at_tls(verified).is_some() => Finding::bad(
+                "relay.auth",
+                Verdict::Warning,
+                subject,
+                "credentials not tried: TLS verification failed first (they are never sent to \
+                 an unverified server)",
+                "fix the certificate problem above, then run postrelay doctor again",
+            ),
+            Some(Err(other)) => Finding::bad(
+                "relay.auth",
+                Verdict::Problem,
+                subject,
+                format!("the session with credentials failed: {other}"),
+                format!(
+                    "see the reason; postrelay queue show ID has a transcript for relay {name}"
+                ),
+            ),
+            None => Finding::bad(
+                "relay.auth",
+                Verdict::Warning,
+                subject,
+                "credentials not tried",
+                "run postrelay doctor again",
+            ),
+        }
+    }
+}
