@@ -7,6 +7,7 @@ pub mod client;
 pub mod daemon;
 pub mod deadport;
 pub mod dialog;
+pub mod dns;
 pub mod fakeserver;
 pub mod helper;
 pub mod install;

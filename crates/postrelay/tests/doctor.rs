@@ -1,0 +1,454 @@
+//! `postrelay doctor` against real peers: the private provider
+//! (`scripts/provider`: Postfix with a STARTTLS + AUTH port and an
+//! implicit TLS + AUTH port, its own CA), a private DNS server (dnsmasq)
+//! serving the sending domain's SPF, DKIM and DMARC, and a running daemon.
+//!
+//! Each broken setup must be named, with its fix, in both output forms
+//! (the JSON object and the text for people), and make the exit status 1.
+//! The healthy run's time is printed (measured, never asserted).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use support::daemon::{self, Daemon, Options};
+use support::deadport::DeadPort;
+use support::dns::Dns;
+use support::peers;
+use support::provider::Provider;
+
+/// One provider for the whole binary (stopped by its watchdog at exit).
+fn provider() -> &'static Provider {
+    static PROVIDER: OnceLock<Provider> = OnceLock::new();
+    PROVIDER.get_or_init(Provider::start)
+}
+
+fn peers_present() -> bool {
+    peers::require_root("the private provider (Postfix) and dnsmasq")
+        && peers::require("postfix")
+        && peers::require("dnsmasq")
+}
+
+/// The sending domain's DNS: SPF including the provider's (made-up)
+/// include, a DKIM key, DMARC with p=reject.
+fn zone(spf: &str) -> Dns {
+    Dns::start(
+        "test",
+        &[
+            ("example.test", spf),
+            ("spf.provider.test", "v=spf1 ip4:127.0.0.1 -all"),
+            (
+                "sel1._domainkey.example.test",
+                "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0B",
+            ),
+            ("_dmarc.example.test", "v=DMARC1; p=reject"),
+        ],
+    )
+}
+
+const GOOD_SPF: &str = "v=spf1 mx include:spf.provider.test ~all";
+
+/// A password file with `text`, mode 0600, in `dir`.
+fn password_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.secret"));
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// A `[[relay]]` at the provider (127.0.0.1, verified with its CA).
+fn relay(name: &str, port: u16, tls: &str, pw: &Path, extra: &str) -> String {
+    let p = provider();
+    format!(
+        "[[relay]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\n\
+         ca_file = \"{ca}\"\nusername = \"{user}\"\npassword_file = \"{pw}\"\n{extra}\n",
+        ca = p.ca_file().display(),
+        user = p.user,
+        pw = pw.display(),
+    )
+}
+
+const ROUTING: &str = "[routing]\nrewrite_senders = \"alerts@example.test\"\n";
+
+/// A configuration file (no daemon) with these `[[relay]]` tables.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(relays: impl FnOnce(&Path) -> String) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let tail = format!("{}{ROUTING}", relays(dir.path()));
+        let opts = Options {
+            tail,
+            ..Options::default()
+        };
+        let config = dir.path().join("postrelay.toml");
+        let text = Daemon::config_text(dir.path(), daemon::free_port(), &opts);
+        std::fs::write(&config, text).unwrap();
+        Setup { dir, config }
+    }
+}
+
+/// Runs the doctor; `json` adds `--json`.
+fn doctor(config: &Path, dns: &Dns, json: bool) -> Output {
+    let mut cmd = Command::new(daemon::bin());
+    cmd.arg("doctor")
+        .arg("--config")
+        .arg(config)
+        .args(["--dns-server", &dns.server()])
+        .args(["--spf-include", "spf.provider.test"])
+        .args(["--dkim-selector", "sel1"])
+        .args(["--timeout", "3s"])
+        .env_remove("POSTRELAY_CONFIG");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.output().expect("run postrelay doctor")
+}
+
+/// Both forms of one run's report.
+struct Reports {
+    json: Value,
+    text: String,
+    json_status: Option<i32>,
+    text_status: Option<i32>,
+}
+
+fn reports(config: &Path, dns: &Dns) -> Reports {
+    let j = doctor(config, dns, true);
+    let t = doctor(config, dns, false);
+    let json: Value = serde_json::from_slice(&j.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&j.stdout),
+            String::from_utf8_lossy(&j.stderr)
+        )
+    });
+    Reports {
+        json,
+        text: String::from_utf8_lossy(&t.stdout).into_owned(),
+        json_status: j.status.code(),
+        text_status: t.status.code(),
+    }
+}
+
+impl Reports {
+    /// The JSON finding of `check` whose subject contains `subject`.
+    fn finding(&self, check: &str, subject: &str) -> &Value {
+        self.json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check && f["subject"].as_str().unwrap().contains(subject))
+            .unwrap_or_else(|| panic!("no {check} finding for {subject}:\n{}", self.json))
+    }
+
+    /// Asserts `check` on `subject` is `verdict` with `evidence` in its
+    /// evidence and `fix` in its fix, in JSON and in the text.
+    fn expect(&self, check: &str, subject: &str, verdict: &str, evidence: &str, fix: &str) {
+        let f = self.finding(check, subject);
+        assert_eq!(f["verdict"], verdict, "{f}\n{}", self.text);
+        let ev = f["evidence"].as_str().unwrap();
+        assert!(ev.contains(evidence), "evidence {ev:?} lacks {evidence:?}");
+        if verdict != "ok" {
+            let fx = f["fix"].as_str().unwrap_or_default();
+            assert!(fx.contains(fix), "fix {fx:?} lacks {fix:?}");
+        }
+        // The text: the verdict, check and subject on one line, its fix on
+        // the next.
+        let lines: Vec<&str> = self.text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| {
+                l.starts_with(verdict)
+                    && l.split_whitespace().nth(1) == Some(check)
+                    && l.contains(subject)
+                    && l.contains(evidence)
+            })
+            .unwrap_or_else(|| {
+                panic!("no {verdict} {check} line for {subject} in:\n{}", self.text)
+            });
+        if verdict != "ok" {
+            let next = lines.get(at + 1).copied().unwrap_or_default();
+            assert!(
+                next.trim_start().starts_with("fix: ") && next.contains(fix),
+                "fix line after {:?} is {next:?}, wanted {fix:?}",
+                lines[at]
+            );
+        }
+    }
+
+    /// The run named a problem: exit status 1 in both forms.
+    fn failed(&self) {
+        assert_eq!(self.json["verdict"], "problem", "{}", self.json);
+        assert_eq!(self.json_status, Some(1));
+        assert_eq!(self.text_status, Some(1), "{}", self.text);
+    }
+}
+
+#[test]
+fn a_healthy_setup_is_all_ok() {
+    if !peers_present() {
+        return;
+    }
+    let p = provider();
+    let dns = zone(GOOD_SPF);
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), "pw", &p.password);
+    let tail = format!(
+        "{}{}{ROUTING}",
+        relay("submission", p.starttls_port, "starttls", &pw, ""),
+        relay("wrapped", p.implicit_port, "implicit", &pw, "")
+    );
+    let d = Daemon::start_with(Options {
+        tail,
+        ..Options::default()
+    });
+    let r = reports(&d.config, &dns);
+    eprintln!(
+        "healthy setup diagnosed in {} ms (JSON run)\n{}",
+        r.json["elapsed_ms"], r.text
+    );
+    r.expect(
+        "relay.tls_mode",
+        "relay submission",
+        "ok",
+        "speaks STARTTLS",
+        "",
+    );
+    r.expect(
+        "relay.tls_mode",
+        "relay wrapped",
+        "ok",
+        "speaks implicit TLS",
+        "",
+    );
+    for name in ["relay submission", "relay wrapped"] {
+        r.expect("relay.ehlo", name, "ok", "AUTH PLAIN LOGIN", "");
+        r.expect(
+            "relay.auth",
+            name,
+            "ok",
+            "AUTH PLAIN as relayuser@example.net accepted",
+            "",
+        );
+        r.expect(
+            "relay.certificate",
+            name,
+            "ok",
+            "verified for 127.0.0.1",
+            "",
+        );
+    }
+    r.expect("config", "postrelay.toml", "ok", "2 relays", "");
+    r.expect("secrets", "pw.secret", "ok", "mode 0600", "");
+    r.expect(
+        "daemon",
+        "control socket",
+        "ok",
+        env!("CARGO_PKG_VERSION"),
+        "",
+    );
+    r.expect("spool", "spool", "ok", "writable", "");
+    r.expect(
+        "dns.spf",
+        "example.test",
+        "ok",
+        "include:spf.provider.test",
+        "",
+    );
+    r.expect(
+        "dns.dkim",
+        "example.test",
+        "ok",
+        "sel1._domainkey.example.test",
+        "",
+    );
+    r.expect("dns.dmarc", "example.test", "ok", "alignment can pass", "");
+    assert_eq!(r.json["verdict"], "ok", "{}", r.text);
+    assert_eq!((r.json_status, r.text_status), (Some(0), Some(0)));
+}
+
+#[test]
+fn a_wrong_password_is_named_with_its_file() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let s = Setup::new(|dir| {
+        let pw = password_file(dir, "wrong", "not-the-password");
+        relay("submission", provider().starttls_port, "starttls", &pw, "")
+    });
+    let r = reports(&s.config, &dns);
+    r.expect(
+        "relay.auth",
+        "relay submission",
+        "problem",
+        "relay refused the credentials of user relayuser@example.net",
+        "wrong.secret",
+    );
+    r.failed();
+}
+
+#[test]
+fn swapped_tls_modes_are_found_by_probing() {
+    if !peers_present() {
+        return;
+    }
+    let p = provider();
+    let dns = zone(GOOD_SPF);
+    let s = Setup::new(|dir| {
+        let pw = password_file(dir, "pw", &p.password);
+        format!(
+            "{}{}",
+            relay("says-starttls", p.implicit_port, "starttls", &pw, ""),
+            relay("says-implicit", p.starttls_port, "implicit", &pw, "")
+        )
+    });
+    let r = reports(&s.config, &dns);
+    r.expect(
+        "relay.tls_mode",
+        "relay says-starttls",
+        "problem",
+        "speaks implicit TLS",
+        "set tls = \"implicit\"",
+    );
+    r.expect(
+        "relay.tls_mode",
+        "relay says-implicit",
+        "problem",
+        "speaks STARTTLS",
+        "set tls = \"starttls\"",
+    );
+    // The rest is still diagnosed in the mode the port really speaks.
+    r.expect("relay.auth", "relay says-starttls", "ok", "accepted", "");
+    r.failed();
+}
+
+#[test]
+fn a_world_readable_secret_file_is_named_with_chmod() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let mut path = PathBuf::new();
+    let s = Setup::new(|dir| {
+        let pw = password_file(dir, "loose", &provider().password);
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path = pw.clone();
+        relay("submission", provider().starttls_port, "starttls", &pw, "")
+    });
+    let r = reports(&s.config, &dns);
+    let chmod = format!("chmod 600 {}", path.display());
+    r.expect(
+        "secrets",
+        "loose.secret",
+        "problem",
+        "readable by group or others (mode 0644)",
+        &chmod,
+    );
+    r.expect(
+        "config",
+        "postrelay.toml",
+        "problem",
+        "does not load",
+        "check-config",
+    );
+    r.expect(
+        "relay.auth",
+        "relay submission",
+        "warning",
+        "credentials not tried",
+        "secrets",
+    );
+    r.failed();
+}
+
+#[test]
+fn an_unreachable_port_is_named() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let dead = DeadPort::new();
+    let s = Setup::new(|dir| {
+        let pw = password_file(dir, "pw", &provider().password);
+        relay("gone", dead.port(), "starttls", &pw, "")
+    });
+    let r = reports(&s.config, &dns);
+    r.expect(
+        "relay.connect",
+        "relay gone",
+        "problem",
+        "Connection refused",
+        "check host and port",
+    );
+    let port = format!("{} (a relay's port) refused", dead.port());
+    r.expect(
+        "reach",
+        "outbound to 127.0.0.1",
+        "problem",
+        &port,
+        "cannot be reached",
+    );
+    r.failed();
+}
+
+#[test]
+fn a_certificate_for_another_name_is_named_with_tls_name() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let s = Setup::new(|dir| {
+        let pw = password_file(dir, "pw", &provider().password);
+        let extra = "tls_name = \"mail.elsewhere.test\"";
+        relay("misnamed", provider().starttls_port, "starttls", &pw, extra)
+    });
+    let r = reports(&s.config, &dns);
+    r.expect(
+        "relay.certificate",
+        "relay misnamed",
+        "problem",
+        "not valid for the name \"mail.elsewhere.test\"",
+        "set tls_name = \"localhost\"",
+    );
+    r.expect(
+        "relay.auth",
+        "relay misnamed",
+        "warning",
+        "credentials not tried",
+        "certificate",
+    );
+    r.failed();
+}
+
+#[test]
+fn spf_without_the_providers_include_is_named_with_the_record_to_publish() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone("v=spf1 mx -all");
+    let s = Setup::new(|dir| {
+        let pw = password_file(dir, "pw", &provider().password);
+        relay("submission", provider().starttls_port, "starttls", &pw, "")
+    });
+    let r = reports(&s.config, &dns);
+    r.expect(
+        "dns.spf",
+        "example.test",
+        "problem",
+        "does not include your provider",
+        "\"v=spf1 mx include:spf.provider.test -all\"",
+    );
+    // DKIM still aligns, so DMARC can pass.
+    r.expect("dns.dmarc", "example.test", "ok", "through DKIM", "");
+    r.failed();
+    drop(s.dir);
+}
