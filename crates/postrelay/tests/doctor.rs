@@ -18,6 +18,7 @@ use serde_json::Value;
 use support::daemon::{self, Daemon, Options};
 use support::deadport::DeadPort;
 use support::dns::Dns;
+use support::fakeserver::{FakeServer, Script, TestPki};
 use support::peers;
 use support::provider::Provider;
 
@@ -33,13 +34,15 @@ fn peers_present() -> bool {
         && peers::require("dnsmasq")
 }
 
-/// The sending domain's DNS: SPF including the provider's (made-up)
-/// include, a DKIM key, DMARC with p=reject.
+/// The sending domain's DNS: SPF (`spf`, and a nested record that
+/// includes the provider's made-up include), a DKIM key, DMARC with
+/// p=reject.
 fn zone(spf: &str) -> Dns {
     Dns::start(
         "test",
         &[
             ("example.test", spf),
+            ("_spf.example.test", "v=spf1 include:spf.provider.test -all"),
             ("spf.provider.test", "v=spf1 ip4:127.0.0.1 -all"),
             (
                 "sel1._domainkey.example.test",
@@ -50,7 +53,8 @@ fn zone(spf: &str) -> Dns {
     )
 }
 
-const GOOD_SPF: &str = "v=spf1 mx include:spf.provider.test ~all";
+/// Authorises the provider through a nested include, as many domains do.
+const GOOD_SPF: &str = "v=spf1 mx include:_spf.example.test ~all";
 
 /// A password file with `text`, mode 0600, in `dir`.
 fn password_file(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -63,11 +67,16 @@ fn password_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// A `[[relay]]` at the provider (127.0.0.1, verified with its CA).
 fn relay(name: &str, port: u16, tls: &str, pw: &Path, extra: &str) -> String {
     let p = provider();
+    relay_at(name, port, tls, (&p.ca_file(), &p.user, pw), extra)
+}
+
+/// A `[[relay]]` on 127.0.0.1 with its CA file, user name and password file.
+fn relay_at(name: &str, port: u16, tls: &str, auth: (&Path, &str, &Path), extra: &str) -> String {
+    let (ca, user, pw) = auth;
     format!(
         "[[relay]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\n\
          ca_file = \"{ca}\"\nusername = \"{user}\"\npassword_file = \"{pw}\"\n{extra}\n",
-        ca = p.ca_file().display(),
-        user = p.user,
+        ca = ca.display(),
         pw = pw.display(),
     )
 }
@@ -451,4 +460,78 @@ fn spf_without_the_providers_include_is_named_with_the_record_to_publish() {
     r.expect("dns.dmarc", "example.test", "ok", "through DKIM", "");
     r.failed();
     drop(s.dir);
+}
+
+/// A relay at a fake STARTTLS server presenting `pki`'s certificate (or
+/// never greeting); the doctor's report of it, in both forms.
+async fn fake_relay_reports(script: Script, pki: &TestPki) -> Reports {
+    let server = FakeServer::start(script).await;
+    let dns = zone(GOOD_SPF);
+    let port = server.port();
+    let s = Setup::new(|dir| {
+        let ca = dir.join("fake-ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let pw = password_file(dir, "pw", "secret");
+        relay_at("fake", port, "starttls", (&ca, "user", &pw), "")
+    });
+    let config = s.config.clone();
+    let started = std::time::Instant::now();
+    let r = tokio::task::spawn_blocking(move || reports(&config, &dns))
+        .await
+        .unwrap();
+    eprintln!("two doctor runs took {:?}\n{}", started.elapsed(), r.text);
+    drop((s, server));
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_certificate_is_named_with_its_date() {
+    if !peers_present() {
+        return;
+    }
+    let pki = TestPki::expired();
+    let script = Script {
+        starttls: true,
+        tls: Some(pki.server_config.clone()),
+        auth: vec!["PLAIN", "LOGIN"],
+        ..Script::default()
+    };
+    let r = fake_relay_reports(script, &pki).await;
+    r.expect(
+        "relay.certificate",
+        "relay fake",
+        "problem",
+        "expires 2021-01-01",
+        "expired on 2021-01-01: the provider must renew it",
+    );
+    r.expect(
+        "relay.auth",
+        "relay fake",
+        "warning",
+        "credentials not tried",
+        "certificate",
+    );
+    r.failed();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_that_never_greets_costs_bounded_time() {
+    if !peers_present() {
+        return;
+    }
+    let pki = TestPki::new();
+    let script = Script {
+        greet: false,
+        ..Script::default()
+    };
+    let r = fake_relay_reports(script, &pki).await;
+    eprintln!("silent relay: elapsed_ms {}", r.json["elapsed_ms"]);
+    r.expect(
+        "relay.connect",
+        "relay fake",
+        "problem",
+        "timed out after 3 s waiting for the SMTP greeting",
+        "check host and port",
+    );
+    r.failed();
 }

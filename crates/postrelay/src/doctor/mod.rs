@@ -27,6 +27,8 @@ mod reach;
 mod relay;
 mod render;
 mod spool;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -434,6 +434,19 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn new() -> TestPki {
+        Self::with_leaf(|_| {})
+    }
+
+    /// The same, but the server certificate expired in 2021.
+    pub fn expired() -> TestPki {
+        Self::with_leaf(|leaf| {
+            leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        })
+    }
+
+    /// A PKI whose server certificate's parameters `leaf` adjusts.
+    fn with_leaf(leaf: impl FnOnce(&mut rcgen::CertificateParams)) -> TestPki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -443,9 +456,10 @@ impl TestPki {
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
 
         let key = rcgen::KeyPair::generate().unwrap();
-        let params =
+        let mut params =
             rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .unwrap();
+        leaf(&mut params);
         let cert = params.signed_by(&key, &ca).unwrap();
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -77,14 +77,13 @@ impl Probe {
             info.expiry_date()
         );
         if let Some(failure) = failed_at_tls(verified) {
-            let fix = if days < 0 {
-                renew
-            } else {
-                failure
-                    .split_once("; ")
-                    .map_or_else(|| failure.clone(), |(_, advice)| advice.to_owned())
-            };
-            let evidence = format!("verification failed: {failure}; {facts}");
+            // describe_error's sentence: what failed; what to configure.
+            let (what, advice) = failure.split_once("; ").unwrap_or((
+                failure.as_str(),
+                "ask the provider which CA signs its certificate",
+            ));
+            let fix = if days < 0 { renew } else { advice.to_owned() };
+            let evidence = format!("verification failed: {what}; {facts}");
             return Finding::bad(
                 "relay.certificate",
                 Verdict::Problem,
