@@ -535,3 +535,57 @@ async fn a_relay_that_never_greets_costs_bounded_time() {
     );
     r.failed();
 }
+
+#[test]
+fn deferred_mail_is_counted_with_its_reason() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let dead = DeadPort::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), "pw", "unused");
+    let d = Daemon::start_with(Options {
+        delivery: true,
+        tail: format!(
+            "{}{ROUTING}",
+            relay("gone", dead.port(), "starttls", &pw, "")
+        ),
+        ..Options::default()
+    });
+    let (mut c, greeting) = support::smtp::Raw::connect(d.port);
+    assert_eq!(greeting.code, 220);
+    for (line, code) in [
+        ("EHLO client.example", 250),
+        ("MAIL FROM:<cron@relay.test>", 250),
+        ("RCPT TO:<someone@dest.example>", 250),
+        ("DATA", 354),
+        ("Subject: waits\r\n\r\nbody\r\n.", 250),
+    ] {
+        assert_eq!(c.cmd(line).code, code, "{line}");
+    }
+    // Bounded wait for the first (failed) attempt to be recorded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let id = loop {
+        let q = d.queue();
+        if let Some(m) = q.first().filter(|m| m["attempts"].as_u64() >= Some(1)) {
+            break m["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attempt after 20 s: {q:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let r = reports(&d.config, &dns);
+    r.expect(
+        "queue",
+        "spool",
+        "warning",
+        "1 message(s) queued, 1 deferred, 0 on hold",
+        &format!("postrelay queue show {id}"),
+    );
+    let evidence = r.finding("queue", "spool")["evidence"].as_str().unwrap();
+    assert!(evidence.contains("most common reasons: 1× ("), "{evidence}");
+    assert!(evidence.contains("refused"), "{evidence}");
+}
