@@ -114,25 +114,18 @@ fn expect(config: &Config, args: &DoctorArgs) -> Expect {
         .collect();
     let mut names: Vec<&str> = known.iter().map(|p| p.name).collect();
     names.dedup();
-    let lower = |v: &[String]| v.iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>();
-    let includes = if args.spf_include.is_empty() {
-        known
-            .iter()
-            .flat_map(|p| p.includes)
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        lower(&args.spf_include)
+    // The options win; else what the known providers publish.
+    let pick = |given: &[String],
+                known_list: &dyn Fn(&records::Provider) -> &'static [&'static str]| {
+        if given.is_empty() {
+            let all = known.iter().flat_map(|p| known_list(p));
+            all.map(|s| s.to_string()).collect::<Vec<_>>()
+        } else {
+            given.iter().map(|s| s.to_ascii_lowercase()).collect()
+        }
     };
-    let selectors = if args.dkim_selector.is_empty() {
-        known
-            .iter()
-            .flat_map(|p| p.selectors)
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        lower(&args.dkim_selector)
-    };
+    let includes = pick(&args.spf_include, &|p| p.includes);
+    let selectors = pick(&args.dkim_selector, &|p| p.selectors);
     Expect {
         includes,
         selectors,
