@@ -302,6 +302,13 @@ fn a_wrong_password_is_named_with_its_file() {
         "relay refused the credentials of user relayuser@example.net",
         "wrong.secret",
     );
+    r.expect(
+        "daemon",
+        "control socket",
+        "problem",
+        "no daemon answers",
+        "systemctl start postrelay",
+    );
     r.failed();
 }
 
@@ -374,6 +381,15 @@ fn a_world_readable_secret_file_is_named_with_chmod() {
         "relay submission",
         "warning",
         "credentials not tried",
+        "secrets",
+    );
+    // Loaded without its secrets, the relay also lacks its ca_file: not
+    // a reason to blame its certificate.
+    r.expect(
+        "relay.certificate",
+        "relay submission",
+        "warning",
+        "not verified",
         "secrets",
     );
     r.failed();
@@ -588,4 +604,28 @@ fn deferred_mail_is_counted_with_its_reason() {
     let evidence = r.finding("queue", "spool")["evidence"].as_str().unwrap();
     assert!(evidence.contains("most common reasons: 1× ("), "{evidence}");
     assert!(evidence.contains("refused"), "{evidence}");
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_named_with_ca_file() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let s = Setup::new(|dir| {
+        let other_ca = dir.join("other-ca.pem");
+        std::fs::write(&other_ca, TestPki::new().ca_pem).unwrap();
+        let pw = password_file(dir, "pw", &provider().password);
+        let auth = (other_ca.as_path(), provider().user.as_str(), pw.as_path());
+        relay_at("strange", provider().starttls_port, "starttls", auth, "")
+    });
+    let r = reports(&s.config, &dns);
+    r.expect(
+        "relay.certificate",
+        "relay strange",
+        "problem",
+        "not signed by a trusted CA (unknown issuer; self-signed?)",
+        "set ca_file to that CA's certificate",
+    );
+    r.failed();
 }

@@ -77,8 +77,9 @@ impl Probe {
             info.expiry_date()
         );
         if let Some(failure) = failed_at_tls(verified) {
-            // describe_error's sentence: what failed; what to configure.
-            let (what, advice) = failure.split_once("; ").unwrap_or((
+            // describe_error's sentence: what failed; what to configure
+            // (the advice has no "; " of its own, what failed may).
+            let (what, advice) = failure.rsplit_once("; ").unwrap_or((
                 failure.as_str(),
                 "ask the provider which CA signs its certificate",
             ));
@@ -109,6 +110,15 @@ impl Probe {
                      for a relay with a private CA)",
                     self.rc.name
                 ),
+            );
+        }
+        if verified.is_none() {
+            return Finding::bad(
+                "relay.certificate",
+                Verdict::Warning,
+                subject,
+                format!("not verified: the configuration does not load with its secrets; {facts}"),
+                "fix the config and secrets problems above, then run postrelay doctor again",
             );
         }
         let trust = match &self.rc.ca_file {
