@@ -80,6 +80,8 @@ struct Seen {
     caps: postrelay_smtp::Capabilities,
     tls: Option<String>,
     leaf: Option<Result<CertInfo, String>>,
+    /// How many certificates the relay presented (leaf and intermediates).
+    chain: usize,
 }
 
 impl Probe {
@@ -144,11 +146,13 @@ impl Probe {
             target.security = Security::Encrypt;
         }
         let session = Session::open(&target).await.map_err(|f| f.reason)?;
+        let chain = session.peer_certificates();
         let seen = Seen {
             mode: target.mode_memory.get().unwrap_or(Detected::StartTls),
             caps: session.capabilities().clone(),
             tls: session.tls().map(str::to_owned),
-            leaf: session.peer_certificates().first().map(|d| cert::parse(d)),
+            leaf: chain.first().map(|d| cert::parse(d)),
+            chain: chain.len(),
         };
         session.quit().await;
         Ok(seen)

@@ -65,7 +65,9 @@ impl Probe {
         };
         let days = info.days_left(now);
         let facts = format!(
-            "{session}; certificate for {}, issued by {}, expires {} ({days} days)",
+            "{session}; chain of {} certificate(s); certificate for {}, issued by {}, expires {} \
+             ({days} days)",
+            seen.chain,
             info.names.join(", "),
             info.issuer,
             info.expiry_date()
