@@ -4,7 +4,7 @@
 //!
 //! Not for: talking to the relay (the parent module does).
 
-use super::super::cert::WARN_DAYS;
+use super::super::cert::{CertInfo, WARN_DAYS};
 use super::super::{Finding, Verdict};
 use super::{Probe, Seen};
 use crate::config::Security;
@@ -27,10 +27,12 @@ fn failed_at_tls(verified: &Verified) -> Option<String> {
 }
 
 impl Probe {
-    pub(super) fn certificate_finding(&self, seen: &Seen, verified: &Verified) -> Finding {
+    /// The TLS session and the certificate the relay presented, or the
+    /// finding that there is none to judge.
+    fn presented<'a>(&self, seen: &'a Seen) -> Result<(&'a str, &'a CertInfo), Finding> {
         let subject = self.subject();
         let Some(session) = &seen.tls else {
-            return Finding::bad(
+            return Err(Finding::bad(
                 "relay.certificate",
                 Verdict::Warning,
                 subject,
@@ -39,30 +41,34 @@ impl Probe {
                     self.rc.security.as_str()
                 ),
                 format!("set security = \"verify\" on relay {}", self.rc.name),
-            );
+            ));
         };
+        match &seen.leaf {
+            Some(Ok(info)) => Ok((session, info)),
+            Some(Err(why)) => Err(Finding::bad(
+                "relay.certificate",
+                Verdict::Warning,
+                subject,
+                why.clone(),
+                "ask the provider; the certificate is not one the doctor can read",
+            )),
+            None => Err(Finding::bad(
+                "relay.certificate",
+                Verdict::Warning,
+                subject,
+                "the relay presented no certificate",
+                "ask the provider",
+            )),
+        }
+    }
+
+    pub(super) fn certificate_finding(&self, seen: &Seen, verified: &Verified) -> Finding {
+        let (session, info) = match self.presented(seen) {
+            Ok(found) => found,
+            Err(finding) => return finding,
+        };
+        let subject = self.subject();
         let now = jiff::Timestamp::now().as_second();
-        let info = match &seen.leaf {
-            Some(Ok(info)) => info,
-            Some(Err(why)) => {
-                return Finding::bad(
-                    "relay.certificate",
-                    Verdict::Warning,
-                    subject,
-                    why.clone(),
-                    "ask the provider; the certificate is not one the doctor can read",
-                );
-            }
-            None => {
-                return Finding::bad(
-                    "relay.certificate",
-                    Verdict::Warning,
-                    subject,
-                    "the relay presented no certificate",
-                    "ask the provider",
-                );
-            }
-        };
         let days = info.days_left(now);
         let facts = format!(
             "{session}; chain of {} certificate(s); certificate for {}, issued by {}, expires {} \
