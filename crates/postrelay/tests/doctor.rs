@@ -629,3 +629,32 @@ fn a_certificate_from_another_ca_is_named_with_ca_file() {
     );
     r.failed();
 }
+
+#[test]
+fn a_probe_host_has_its_smtp_ports_probed() {
+    // No relay, no DNS, no daemon: only loopback's ports 25, 465 and 587.
+    let s = Setup::new(|_| String::new());
+    let out = Command::new(daemon::bin())
+        .arg("doctor")
+        .arg("--config")
+        .arg(&s.config)
+        .args(["--probe-host", "127.0.0.1", "--json", "--timeout", "2s"])
+        .env_remove("POSTRELAY_CONFIG")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reach: Vec<&Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "reach")
+        .collect();
+    assert_eq!(reach.len(), 1, "{v:#}");
+    assert_eq!(reach[0]["subject"], "outbound to 127.0.0.1");
+    let evidence = reach[0]["evidence"].as_str().unwrap();
+    for port in ["25 ", "465 ", "587 "] {
+        assert!(evidence.contains(port), "{evidence}");
+    }
+    // No relay uses them: information, not a problem.
+    assert_eq!(reach[0]["verdict"], "ok", "{v:#}");
+}
