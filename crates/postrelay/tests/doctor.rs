@@ -91,10 +91,16 @@ struct Setup {
 
 impl Setup {
     fn new(relays: impl FnOnce(&Path) -> String) -> Setup {
+        Self::as_user(None, relays)
+    }
+
+    /// With `[daemon] user` (default: the test support's root).
+    fn as_user(user: Option<&str>, relays: impl FnOnce(&Path) -> String) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let tail = format!("{}{ROUTING}", relays(dir.path()));
         let opts = Options {
             tail,
+            daemon_user: user.map(str::to_owned),
             ..Options::default()
         };
         let config = dir.path().join("postrelay.toml");
@@ -657,4 +663,36 @@ fn a_probe_host_has_its_smtp_ports_probed() {
     }
     // No relay uses them: information, not a problem.
     assert_eq!(reach[0]["verdict"], "ok", "{v:#}");
+}
+
+#[test]
+fn a_secret_file_not_owned_by_the_daemon_user_is_named_with_chown() {
+    if !peers_present() {
+        return;
+    }
+    let dns = zone(GOOD_SPF);
+    let mut path = PathBuf::new();
+    // The daemon would drop to nobody: a file of root's is not its own.
+    let s = Setup::as_user(Some("nobody"), |dir| {
+        let pw = password_file(dir, "roots", &provider().password);
+        path = pw.clone();
+        relay("submission", provider().starttls_port, "starttls", &pw, "")
+    });
+    let r = reports(&s.config, &dns);
+    let chown = format!("chown nobody {}", path.display());
+    r.expect(
+        "secrets",
+        "roots.secret",
+        "problem",
+        "is owned by root (uid 0), but postrelay runs as nobody",
+        &chown,
+    );
+    r.expect(
+        "config",
+        "postrelay.toml",
+        "problem",
+        "does not load",
+        "check-config",
+    );
+    r.failed();
 }

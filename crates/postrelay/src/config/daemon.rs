@@ -42,11 +42,16 @@ pub(super) fn daemon(file: DaemonFile, loc: &Locator<'_>) -> Result<DaemonSettin
 /// A user that does not exist yet gives the effective uid; the daemon
 /// refuses to start then anyway.
 pub(super) fn secret_owner(file: &DaemonFile) -> u32 {
+    secret_owner_for(file.user.as_deref())
+}
+
+/// [`secret_owner`] for `[daemon] user` as written (`None`: absent).
+pub(super) fn secret_owner_for(user: Option<&str>) -> u32 {
     let euid = nix::unistd::geteuid();
     if !euid.is_root() {
         return euid.as_raw();
     }
-    let name = file.user.as_deref().unwrap_or(DEFAULT_USER);
+    let name = user.unwrap_or(DEFAULT_USER);
     match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => u.uid.as_raw(),
         _ => euid.as_raw(),

@@ -430,14 +430,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Checks a secret file's type, owner and mode as loading does, without
-/// reading it (for `postrelay doctor`). The error names what is wrong and
-/// ends with `: run <commands>` that fix it.
-pub fn check_secret_file(path: &Path) -> Result<(), String> {
-    let file = secrets::open(path)?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot be examined: {e}"))?;
-    secrets::check_protected(path, &meta, nix::unistd::geteuid().as_raw())
+/// reading it (for `postrelay doctor`); `daemon_user` is `[daemon] user` as
+/// written, which decides the owner as at load. The error names what is
+/// wrong and ends with `: run <commands>` that fix it.
+pub fn check_secret_file(path: &Path, daemon_user: Option<&str>) -> Result<(), String> {
+    let owner = daemon::secret_owner_for(daemon_user);
+    secrets::with_owner(owner, || {
+        let file = secrets::open(path)?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot be examined: {e}"))?;
+        secrets::check_protected(path, &meta, owner)
+    })
 }
 
 /// Parses and validates configuration text; `origin` names it in errors.

@@ -70,7 +70,8 @@ pub(super) fn check(explicit: Option<&Path>) -> Loaded {
         }
     };
     if let Ok(Some(path)) = cli::config_path(explicit) {
-        findings.extend(secret_files(&path).iter().map(secret_finding));
+        let (user, files) = secret_files(&path);
+        findings.extend(files.iter().map(|f| secret_finding(f, user.as_deref())));
     }
     Loaded {
         findings,
@@ -90,15 +91,21 @@ fn summary(config: &Config) -> String {
     format!("{relays}, spool {}", config.spool.display())
 }
 
-/// The secret files the configuration names, with the key naming each:
-/// read from the raw file, so that they are found even when loading fails.
-fn secret_files(path: &Path) -> Vec<(String, PathBuf)> {
+/// `[daemon] user` as written, and the secret files the configuration
+/// names with the key naming each: read from the raw file, so that they
+/// are found even when loading fails.
+fn secret_files(path: &Path) -> (Option<String>, Vec<(String, PathBuf)>) {
     let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
     let Ok(table) = toml::from_str::<toml::Table>(&text) else {
-        return Vec::new();
+        return (None, Vec::new());
     };
+    let user = table
+        .get("daemon")
+        .and_then(|d| d.get("user"))
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned);
     let mut files = Vec::new();
     if let Some(toml::Value::Array(relays)) = table.get("relay") {
         for (i, relay) in relays.iter().enumerate() {
@@ -118,17 +125,18 @@ fn secret_files(path: &Path) -> Vec<(String, PathBuf)> {
     {
         files.push(("delivery.sasl_passwd".to_owned(), PathBuf::from(file)));
     }
-    files
+    (user, files)
 }
 
 /// The verdict on one secret file; the fix is the command loading names.
-fn secret_finding((key, path): &(String, PathBuf)) -> Finding {
+fn secret_finding((key, path): &(String, PathBuf), daemon_user: Option<&str>) -> Finding {
     let subject = format!("{} ({key})", path.display());
-    match config::check_secret_file(path) {
+    match config::check_secret_file(path, daemon_user) {
         Ok(()) => Finding::ok(
             "secrets",
             subject,
-            "a regular file, owned by the user postrelay runs as, mode 0600 or stricter",
+            "a regular file, owned by the user postrelay runs as ([daemon] user), mode 0600 \
+             or stricter",
         ),
         Err(why) => {
             let split = why
