@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod deadport;
 pub mod dialog;
 pub mod dns;
+pub mod doctor;
 pub mod fakeserver;
 pub mod helper;
 pub mod install;
