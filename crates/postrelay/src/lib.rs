@@ -31,6 +31,8 @@
 //!   in `fuzz/` and the corpus test; not an API.
 //! - [`cli`]: the command line (`postrelay …`, and `mailq`/`sendmail` by
 //!   argv\[0\]).
+//! - [`doctor`]: `postrelay doctor`, checks of a setup with verdict,
+//!   evidence and fix.
 //!
 //! `docs/architecture.md` says which module may use which.
 
