@@ -120,6 +120,7 @@ pub(super) struct RoutingFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct RelayFile {
     pub name: Option<String>,
+    pub provider: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub tls: Option<Word<TlsMode>>,

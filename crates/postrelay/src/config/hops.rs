@@ -90,6 +90,7 @@ pub(super) fn next_hops(
         }
         hops.push(RelayConfig {
             name: format!("smtp:[{host}]:{port}"),
+            provider: None,
             host: host.clone(),
             port: *port,
             tls: TlsMode::Auto,

@@ -24,6 +24,7 @@ mod file;
 mod hops;
 mod limits;
 mod local;
+mod presets;
 mod relay;
 mod relay_settings;
 mod render;
@@ -45,6 +46,7 @@ use serde::Deserialize;
 
 pub use daemon::DEFAULT_USER;
 pub use local::MailboxFormat;
+pub use presets::Preset;
 pub use relay_settings::{Credentials, RelayConfig, RelayTimeouts, Security, TlsMode};
 pub(crate) use sasl_passwd::fuzz_check as fuzz_sasl_passwd;
 pub use secrets::Secret;

@@ -129,18 +129,27 @@ fn relay(
     let label = loc.item_label("relay", i);
 
     let name = relay_name(loc, &key("name"), file.name)?;
+    let provider = preset(loc, &key("provider"), file.provider)?;
 
-    let Some(host) = file.host else {
+    let Some(host) = file
+        .host
+        .or_else(|| provider.as_ref().map(|p| p.host.clone()))
+    else {
         return Err(loc.missing_error(
             &key("host"),
-            r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com""#,
+            r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
         ));
     };
     let host = relay_host(&host).map_err(|why| loc.value_error(&key("host"), &why))?;
 
-    let tls = file.tls.map_or(TlsMode::Auto, |w| w.0);
+    let tls = file
+        .tls
+        .map(|w| w.0)
+        .or(provider.as_ref().map(|p| p.tls))
+        .unwrap_or(TlsMode::Auto);
     let security = file.security.map_or(Security::Verify, |w| w.0);
-    let port = port(loc, i, &label, file.port, tls, security)?;
+    let written_port = file.port.or(provider.as_ref().map(|p| p.port));
+    let port = port(loc, i, &label, written_port, tls, security)?;
 
     let ca_file = match file.ca_file {
         None => None,
@@ -179,14 +188,15 @@ fn relay(
         host: &host,
         port,
     };
-    let credentials = credentials(
-        &target,
-        file.username,
-        file.password_file,
-        delivery,
-        sasl,
-        loc,
-    )?;
+    // The preset's user name goes with a password_file; without one, the
+    // sasl_passwd entry (if any) names the user.
+    let preset_user = provider.as_ref().and_then(|p| p.username);
+    let username = file.username.or_else(|| {
+        preset_user
+            .filter(|_| file.password_file.is_some())
+            .map(str::to_owned)
+    });
+    let credentials = credentials(&target, username, file.password_file, delivery, sasl, loc)?;
     if let Some(c) = &credentials
         && security == Security::None
         && !allow_plaintext_auth
@@ -196,6 +206,7 @@ fn relay(
 
     Ok(RelayConfig {
         name,
+        provider,
         host,
         port,
         tls,
@@ -239,6 +250,17 @@ fn tls_name(
         })?,
     };
     Ok(name)
+}
+
+/// `provider`: a known preset (see `config::presets`).
+fn preset(
+    loc: &Locator<'_>,
+    key: &str,
+    written: Option<String>,
+) -> Result<Option<super::Preset>, ConfigError> {
+    written
+        .map(|p| super::presets::lookup(&p).map_err(|why| loc.value_error(key, &why)))
+        .transpose()
 }
 
 /// The relay's name: required, and made of characters that read well

@@ -17,6 +17,10 @@ pub struct RelayConfig {
     /// Names the relay in logs and errors: `[a-z0-9_-]+`, unique.
     /// Default: none, required.
     pub name: String,
+    /// The provider preset (`provider = "ses:us-east-1"`) whose host, port,
+    /// TLS mode and user name fill what the relay does not set itself.
+    /// Default: none.
+    pub provider: Option<super::Preset>,
     /// The relay's DNS name (lower-cased) or IP address, without the
     /// brackets Postfix uses to turn off MX lookups (postrelay never does
     /// MX lookups: the name is resolved to A/AAAA records). IPv6 addresses

@@ -172,6 +172,13 @@ fn submission(o: &mut String, s: Option<&Submission>) {
 fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
     o.push_str("\n[[relay]]\n");
     kv(o, "name", string(&r.name));
+    match &r.provider {
+        Some(p) => {
+            kv(o, "provider", string(&p.id));
+            o.push_str(&p.describe());
+        }
+        None => o.push_str("# provider: not set\n"),
+    }
     kv(o, "host", string(&r.host));
     kv(o, "port", r.port.to_string());
     kv(o, "tls", string(r.tls.as_str()));

@@ -3,6 +3,7 @@
 //! [[relay]] and secrets), `routing` ([routing] and its tables).
 
 mod hops;
+mod presets;
 pub(super) mod relay;
 mod routing;
 mod secrets;

@@ -194,7 +194,7 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("relay = 5", "relay", 1, &["`relay` must be an array of tables", "[[relay]]"]),
     ("relay = [5]", "relay[0]", 1, &["each `relay` must be a table"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\npassword = \"pw\"", "relay[0].password", 4, &["passwords are never written in this file", "password_file"]),
-    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nprot = 25", "relay[0].prot", 4, &["did you mean `port`", "allowed keys in [[relay]]: name, host, port"]),
+    ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nprot = 25", "relay[0].prot", 4, &["did you mean `port`", "allowed keys in [[relay]]: name, provider, host, port"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\nconnect = \"5s\"", "relay[0].connect", 4, &["`connect` belongs in [relay.timeouts]"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nport = 25", "relay[0].timeouts.port", 5, &["`port` belongs in [[relay]]: write it above the [relay.timeouts] header"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nconect = \"5s\"", "relay[0].timeouts.conect", 5, &["did you mean `connect`", "allowed keys in [relay.timeouts]: connect, greeting"]),

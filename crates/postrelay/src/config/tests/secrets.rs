@@ -373,6 +373,7 @@ listen = "127.0.0.1:9465"
 
 [[relay]]
 name = "ses"
+provider = "ses:us-east-1"
 host = "[email-smtp.us-east-1.amazonaws.com]"
 port = 2587
 tls = "starttls"
