@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use support::daemon::{Daemon, Options};
 use support::peers::require;
 use support::provider::Provider;
-use support::smtp::Raw;
+use support::smtp::send_one as send;
 
 /// The guide's files: transport map, sasl_passwd (0600) and aliases.
 struct GuideFiles {
@@ -69,25 +69,6 @@ impl GuideFiles {
     }
 }
 
-fn send(port: u16, to: &str, subject: &str) {
-    let (mut c, greeting) = Raw::connect(port);
-    assert_eq!(greeting.code, 220);
-    assert_eq!(c.cmd("EHLO client.example").code, 250);
-    assert_eq!(c.cmd("MAIL FROM:<app@example.org>").code, 250);
-    assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).code, 250);
-    assert_eq!(c.cmd("DATA").code, 354);
-    c.send(format!("Subject: {subject}\r\n\r\nguide setup\r\n").as_bytes());
-    assert_eq!(c.cmd(".").code, 250);
-    c.cmd("QUIT");
-}
-
-/// The provider's log lines of the session that accepted `subject`'s mail
-/// are not tied to it; the whole log is enough: one client, one user.
-fn authenticated(p: &Provider) -> bool {
-    p.maillog()
-        .contains(&format!("sasl_method=PLAIN, sasl_username={}", p.user))
-}
-
 fn guide_delivers_authenticated_over_verified_tls(next_hop: &str) {
     if !(require("postfix") && require("saslpasswd2")) {
         return;
@@ -132,7 +113,7 @@ fn guide_delivers_authenticated_over_verified_tls(next_hop: &str) {
         assert!(m.contains("using TLS"), "not over TLS: {m}");
     }
     assert!(
-        authenticated(&p),
+        p.saw_auth_plain(),
         "no AUTH in the provider's log:\n{}",
         p.maillog()
     );

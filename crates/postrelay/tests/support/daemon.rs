@@ -79,6 +79,17 @@ impl Daemon {
 
     /// Starts with the given options and waits until it accepts connections.
     pub fn start_with(opts: Options) -> Daemon {
+        let env = opts.env.clone();
+        Self::start_with_text(|dir, port| Self::config_text(dir, port, &opts), env)
+    }
+
+    /// Starts with the configuration `text(dir, port)` returns for its
+    /// private directory and listening port (which must appear in the
+    /// text as `:PORT"]`, so that a taken port can be replaced).
+    pub fn start_with_text(
+        text: impl FnOnce(&Path, u16) -> String,
+        env: Vec<(String, String)>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("postrelay-test")
             .tempdir()
@@ -91,7 +102,7 @@ impl Daemon {
             nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
         }
         let config = dir.path().join("postrelay.toml");
-        std::fs::write(&config, Self::config_text(dir.path(), port, &opts)).unwrap();
+        std::fs::write(&config, text(dir.path(), port)).unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let mut d = Daemon {
             dir,
@@ -99,7 +110,7 @@ impl Daemon {
             config,
             child: None,
             stderr_path,
-            env: opts.env.clone(),
+            env,
         };
         d.spawn();
         d

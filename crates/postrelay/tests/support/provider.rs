@@ -211,6 +211,14 @@ impl Provider {
             .unwrap_or_default()
     }
 
+    /// Whether the provider's log shows a client that logged in as
+    /// [`Provider::user`] with AUTH PLAIN. The log lines of a session are
+    /// not tied to a message; tests have one client and one user.
+    pub fn saw_auth_plain(&self) -> bool {
+        self.maillog()
+            .contains(&format!("sasl_method=PLAIN, sasl_username={}", self.user))
+    }
+
     /// Stops the instance (idempotent; also done on drop).
     pub fn stop(&self) {
         let out = run_script(&["stop", self.dir.path().to_str().unwrap()]);

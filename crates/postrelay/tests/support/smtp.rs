@@ -160,3 +160,17 @@ impl Raw {
         self.buf.is_empty() && !self.fill()
     }
 }
+
+/// Sends one message from `app@example.org` to `to` through the server at
+/// `port`, asserting each reply (the message must be accepted).
+pub fn send_one(port: u16, to: &str, subject: &str) {
+    let (mut c, greeting) = Raw::connect(port);
+    assert_eq!(greeting.code, 220);
+    assert_eq!(c.cmd("EHLO client.example").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<app@example.org>").code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<{to}>")).code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(format!("Subject: {subject}\r\n\r\nguide setup\r\n").as_bytes());
+    assert_eq!(c.cmd(".").code, 250);
+    c.cmd("QUIT");
+}
