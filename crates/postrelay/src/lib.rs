@@ -29,6 +29,8 @@
 //! - [`daemon`]: wiring, signals, reload and graceful shutdown.
 //! - `fuzz_entry` (hidden): the parsers of files, for the fuzz targets
 //!   in `fuzz/` and the corpus test; not an API.
+//! - [`import`]: `postrelay import-postfix`, `import-msmtp`,
+//!   `import-nullmailer`: another program's configuration to postrelay's.
 //! - [`cli`]: the command line (`postrelay …`, and `mailq`/`sendmail` by
 //!   argv\[0\]).
 //! - [`doctor`]: `postrelay doctor`, checks of a setup with verdict,
@@ -47,6 +49,7 @@ pub mod domain;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod header;
+pub mod import;
 pub mod intake;
 pub mod maildrop;
 pub mod maillog;

@@ -1,10 +1,12 @@
-//! The command line: `postrelay run | check-config | queue …`, and the
+//! The command line: `postrelay run | check-config | queue … |
+//! import-postfix …`, and the
 //! `mailq` personality chosen by the program name (argv\[0\]).
 //!
 //! Each subcommand returns an exit status; messages for the administrator
 //! go to stderr and say what to do.
 
 pub mod hash_password;
+pub mod import;
 pub mod queue;
 pub mod sendmail;
 
@@ -49,6 +51,16 @@ pub enum Command {
     /// Read a password (stdin; asked twice without echo on a terminal) and
     /// print its argon2id hash for the [intake.submission] users file.
     HashPassword,
+    /// Read Postfix's main.cf (and the text sources of its tables) in DIR
+    /// (default /etc/postfix) and write the equivalent postrelay
+    /// configuration; what cannot be carried over is reported on stderr.
+    ImportPostfix(import::ImportArgs),
+    /// Read an msmtprc (default /etc/msmtprc) and write the equivalent
+    /// postrelay configuration.
+    ImportMsmtp(import::ImportArgs),
+    /// Read nullmailer's remotes in DIR (default /etc/nullmailer) and write
+    /// the equivalent postrelay configuration.
+    ImportNullmailer(import::ImportArgs),
     /// The sendmail(8) interface (also by argv[0]): reads a message on
     /// stdin and submits it. Takes sendmail's flags, e.g. `-t -i`.
     #[command(disable_help_flag = true)]
@@ -64,6 +76,13 @@ pub fn main_with(cli: Cli) -> ExitCode {
     if let Command::HashPassword = cli.command {
         // Needs no configuration: works before one exists.
         return hash_password::run();
+    }
+    // The importers need no configuration: they write one.
+    match &cli.command {
+        Command::ImportPostfix(a) => return import::run(import::Source::Postfix, a),
+        Command::ImportMsmtp(a) => return import::run(import::Source::Msmtp, a),
+        Command::ImportNullmailer(a) => return import::run(import::Source::Nullmailer, a),
+        _ => {}
     }
     if let Command::Sendmail { args } = &cli.command {
         // Reads the configuration its own way (see sendmail::load_without_secrets).
@@ -125,7 +144,10 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Command::HashPassword
         | Command::Sendmail { .. }
         | Command::Queue(_)
-        | Command::Doctor(_) => {
+        | Command::Doctor(_)
+        | Command::ImportPostfix(_)
+        | Command::ImportMsmtp(_)
+        | Command::ImportNullmailer(_) => {
             unreachable!("dispatched before loading the configuration")
         }
     }

@@ -131,24 +131,19 @@ fn relay(
     let name = relay_name(loc, &key("name"), file.name)?;
     let provider = preset(loc, &key("provider"), file.provider)?;
 
-    let Some(host) = file
-        .host
-        .or_else(|| provider.as_ref().map(|p| p.host.clone()))
-    else {
-        return Err(loc.missing_error(
-            &key("host"),
-            r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
-        ));
-    };
+    let host = preset_or(file.host.clone(), provider.as_ref().map(|p| p.host.clone()))
+        .ok_or_else(|| {
+            loc.missing_error(
+                &key("host"),
+                r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
+            )
+        })?;
     let host = relay_host(&host).map_err(|why| loc.value_error(&key("host"), &why))?;
 
-    let tls = file
-        .tls
-        .map(|w| w.0)
-        .or(provider.as_ref().map(|p| p.tls))
-        .unwrap_or(TlsMode::Auto);
+    let tls = preset_or(file.tls.map(|w| w.0), provider.as_ref().map(|p| p.tls));
+    let tls = tls.unwrap_or(TlsMode::Auto);
     let security = file.security.map_or(Security::Verify, |w| w.0);
-    let written_port = file.port.or(provider.as_ref().map(|p| p.port));
+    let written_port = preset_or(file.port, provider.as_ref().map(|p| p.port));
     let port = port(loc, i, &label, written_port, tls, security)?;
 
     let ca_file = match file.ca_file {
@@ -250,6 +245,11 @@ fn tls_name(
         })?,
     };
     Ok(name)
+}
+
+/// The relay's own value, else the preset's.
+fn preset_or<T>(own: Option<T>, preset: Option<T>) -> Option<T> {
+    own.or(preset)
 }
 
 /// `provider`: a known preset (see `config::presets`).

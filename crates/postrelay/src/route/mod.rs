@@ -61,6 +61,7 @@ pub use header::{
     Change, HeaderRewrite, rewrite_addresses, rewrite_from_header, rewrite_from_header_report,
 };
 pub use settings::RoutingSettings;
+pub(crate) use table::logical_lines;
 pub use table::{LineError, check_local_name};
 pub use transport::{Entry as TransportEntry, Target, TransportMap};
 

@@ -34,13 +34,13 @@ impl LineError {
 
 /// One entry with its continuation lines joined; `line` is where it starts.
 #[derive(Debug)]
-pub(super) struct Logical {
+pub(crate) struct Logical {
     pub line: usize,
     pub text: String,
 }
 
 /// Splits `text` into logical lines, without comments and blank lines.
-pub(super) fn logical_lines(text: &str) -> Result<Vec<Logical>, LineError> {
+pub(crate) fn logical_lines(text: &str) -> Result<Vec<Logical>, LineError> {
     let mut out: Vec<Logical> = Vec::new();
     for (i, raw) in text.split('\n').enumerate() {
         let line = i + 1;

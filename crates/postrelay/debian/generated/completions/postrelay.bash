@@ -28,6 +28,15 @@ _postrelay() {
             postrelay,help)
                 cmd="postrelay__subcmd__help"
                 ;;
+            postrelay,import-msmtp)
+                cmd="postrelay__subcmd__import__subcmd__msmtp"
+                ;;
+            postrelay,import-nullmailer)
+                cmd="postrelay__subcmd__import__subcmd__nullmailer"
+                ;;
+            postrelay,import-postfix)
+                cmd="postrelay__subcmd__import__subcmd__postfix"
+                ;;
             postrelay,queue)
                 cmd="postrelay__subcmd__queue"
                 ;;
@@ -48,6 +57,15 @@ _postrelay() {
                 ;;
             postrelay__subcmd__help,help)
                 cmd="postrelay__subcmd__help__subcmd__help"
+                ;;
+            postrelay__subcmd__help,import-msmtp)
+                cmd="postrelay__subcmd__help__subcmd__import__subcmd__msmtp"
+                ;;
+            postrelay__subcmd__help,import-nullmailer)
+                cmd="postrelay__subcmd__help__subcmd__import__subcmd__nullmailer"
+                ;;
+            postrelay__subcmd__help,import-postfix)
+                cmd="postrelay__subcmd__help__subcmd__import__subcmd__postfix"
                 ;;
             postrelay__subcmd__help,queue)
                 cmd="postrelay__subcmd__help__subcmd__queue"
@@ -125,7 +143,7 @@ _postrelay() {
 
     case "${cmd}" in
         postrelay)
-            opts="-c -h -V --config --help --version run check-config doctor queue hash-password sendmail help"
+            opts="-c -h -V --config --help --version run check-config doctor queue hash-password import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,7 +251,7 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help)
-            opts="run check-config doctor queue hash-password sendmail help"
+            opts="run check-config doctor queue hash-password import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +307,48 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__import__subcmd__msmtp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__import__subcmd__nullmailer)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__import__subcmd__postfix)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -421,6 +481,96 @@ _postrelay() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__import__subcmd__msmtp)
+            opts="-o -c -h --output --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__import__subcmd__nullmailer)
+            opts="-o -c -h --output --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__import__subcmd__postfix)
+            opts="-o -c -h --output --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
