@@ -59,6 +59,16 @@ pub fn import(dir: &Path) -> Result<Imported, ImportError> {
     cx.queue();
     let auth = cx.sasl();
     let relays = cx.relays(auth);
+    if relays.is_empty() {
+        let (origin, setting) = match cx.cf.get("relayhost") {
+            Some(p) => (
+                format!("main.cf:{}", p.line),
+                format!("relayhost = {}", p.value),
+            ),
+            None => ("main.cf".to_owned(), "relayhost not set".to_owned()),
+        };
+        cx.report.note(&origin, &setting, NoteKind::Changed, "Postfix delivers mail without a relayhost to the recipients' MX hosts; postrelay never does: mail that no transport entry routes waits in the queue until a [[relay]] is written");
+    }
     cx.tables(&relays);
     cx.local();
     cx.bounce();

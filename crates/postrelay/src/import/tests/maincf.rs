@@ -170,3 +170,23 @@ fn expansion_that_would_explode_is_bounded() {
         e.unknown
     );
 }
+
+proptest::proptest! {
+    /// Any text: parse and expansion return (no panic), and an error names
+    /// a line of the text.
+    #[test]
+    fn any_text_parses_or_names_a_line(text in "[a-z_=$ {}():?#\t\n\r.,/x0-9-]{0,200}") {
+        match parse(&text) {
+            Ok(cf) => {
+                for p in cf.params() {
+                    let e = cf.expand(&p.value, &defaults());
+                    proptest::prop_assert!(e.text.len() <= 200 * 10_000 + 200);
+                }
+            }
+            Err(e) => {
+                let lines = text.split('\n').count();
+                proptest::prop_assert!((1..=lines).contains(&e.line), "line {} of {lines}", e.line);
+            }
+        }
+    }
+}

@@ -310,3 +310,12 @@ fn a_missing_main_cf_and_a_broken_one_are_typed_errors() {
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn without_a_relayhost_the_report_says_where_mail_goes() {
+    let (_dir, i) = import("myhostname = host.example.org\n", &[]);
+    let changed = notes(&i, NoteKind::Changed);
+    assert!(changed.contains("main.cf: relayhost not set: carried over with a change: Postfix delivers mail without a relayhost to the recipients' MX hosts"), "{changed}");
+    let (_dir, i) = import("relayhost = [smtp.provider.example]\n", &[]);
+    assert!(!notes(&i, NoteKind::Changed).contains("MX hosts"));
+}
