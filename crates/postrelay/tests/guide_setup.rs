@@ -112,11 +112,7 @@ fn guide_delivers_authenticated_over_verified_tls(next_hop: &str) {
         // Postfix notes TLS and the authenticated sender in its Received:.
         assert!(m.contains("using TLS"), "not over TLS: {m}");
     }
-    assert!(
-        p.saw_auth_plain(),
-        "no AUTH in the provider's log:\n{}",
-        p.maillog()
-    );
+    p.assert_auth_plain();
 }
 
 #[test]

@@ -165,11 +165,7 @@ fn imports_the_guide_and_delivers(wrapper: bool) {
     let m = String::from_utf8_lossy(&got[0].1);
     assert!(m.contains("Subject: imported from postfix"), "{m}");
     assert!(m.contains("using TLS"), "not over TLS: {m}");
-    assert!(
-        p.saw_auth_plain(),
-        "no AUTH in the provider's log:\n{}",
-        p.maillog()
-    );
+    p.assert_auth_plain();
 }
 
 #[test]

@@ -211,12 +211,16 @@ impl Provider {
             .unwrap_or_default()
     }
 
-    /// Whether the provider's log shows a client that logged in as
+    /// Asserts that the provider's log shows a client that logged in as
     /// [`Provider::user`] with AUTH PLAIN. The log lines of a session are
     /// not tied to a message; tests have one client and one user.
-    pub fn saw_auth_plain(&self) -> bool {
-        self.maillog()
-            .contains(&format!("sasl_method=PLAIN, sasl_username={}", self.user))
+    pub fn assert_auth_plain(&self) {
+        let log = self.maillog();
+        let login = format!("sasl_method=PLAIN, sasl_username={}", self.user);
+        assert!(
+            log.contains(&login),
+            "no AUTH in the provider's log:\n{log}"
+        );
     }
 
     /// Stops the instance (idempotent; also done on drop).
