@@ -78,9 +78,18 @@ fn check_config(config: &Path) -> String {
 }
 
 /// Starts the daemon on the imported file, with the test's spool, control
-/// socket, listening port and log added.
+/// socket, listening port and log added (and a host name and listener
+/// when the import wrote none).
 fn start_imported(config: &Path) -> Daemon {
-    let imported = std::fs::read_to_string(config).unwrap();
+    let mut imported = std::fs::read_to_string(config).unwrap();
+    if !imported.contains("\n[intake]\n") {
+        imported.push_str("\n[intake]\nlisten = [\"127.0.0.1:25\"]\n");
+    }
+    let hostname = if imported.contains("\nhostname = ") {
+        ""
+    } else {
+        "hostname = \"relay.test\"\n"
+    };
     assert!(
         imported.contains("listen = [\"127.0.0.1:25\"]"),
         "{imported}"
@@ -88,7 +97,7 @@ fn start_imported(config: &Path) -> Daemon {
     Daemon::start_with_text(
         |dir, port| {
             format!(
-                "spool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{text}\n[log]\nfile = \"{log}\"\nlevel = \"debug\"\n",
+                "{hostname}spool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{text}\n[log]\nfile = \"{log}\"\nlevel = \"debug\"\n",
                 spool = dir.join("spool").display(),
                 sock = dir.join("control.sock").display(),
                 log = dir.join("mail.log").display(),
@@ -303,4 +312,47 @@ fn nullmailer_remotes_import_in_order() {
         shown[first..second].contains("security = \"verify\""),
         "{shown}"
     );
+}
+
+/// An msmtprc for the provider's implicit-TLS port, password inline: once
+/// imported (the password into its own file), the daemon delivers with it,
+/// authenticated over TLS verified against the msmtprc's trust file.
+#[test]
+fn an_imported_msmtprc_delivers_with_its_password_file() {
+    if !(require("postfix") && require("saslpasswd2")) {
+        return;
+    }
+    let p = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rc = dir.path().join("msmtprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "defaults\ntls on\ntls_trust_file {ca}\n\naccount provider\nhost 127.0.0.1\nport {port}\n\
+             tls_starttls off\nauth on\nuser {user}\npassword {pw}\n\naccount default : provider\n",
+            ca = p.ca_file().display(),
+            port = p.implicit_port,
+            user = p.user,
+            pw = p.password,
+        ),
+    )
+    .unwrap();
+    let out_file = dir.path().join("postrelay.toml");
+    let out = run(&[
+        "import-msmtp",
+        rc.to_str().unwrap(),
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&p.password), "{stderr}");
+
+    let d = start_imported(&out_file);
+    send_one(d.port, "rcpt@dest.example", "imported from msmtp");
+    let got = p.wait_delivered(1, Duration::from_secs(60));
+    let m = String::from_utf8_lossy(&got[0].1);
+    assert!(m.contains("Subject: imported from msmtp"), "{m}");
+    assert!(m.contains("using TLS"), "not over TLS: {m}");
+    p.assert_auth_plain();
 }
