@@ -97,7 +97,7 @@ fn start_imported(config: &Path) -> Daemon {
     Daemon::start_with_text(
         |dir, port| {
             format!(
-                "{hostname}spool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{text}\n[log]\nfile = \"{log}\"\nlevel = \"debug\"\n",
+                "{hostname}spool = \"{spool}\"\ncontrol_socket = \"{sock}\"\n{text}\n[daemon]\nuser = \"root\"\n[log]\nfile = \"{log}\"\nlevel = \"debug\"\n",
                 spool = dir.join("spool").display(),
                 sock = dir.join("control.sock").display(),
                 log = dir.join("mail.log").display(),
@@ -105,6 +105,7 @@ fn start_imported(config: &Path) -> Daemon {
             )
         },
         Vec::new(),
+        None,
     )
 }
 

@@ -80,22 +80,30 @@ impl Daemon {
     /// Starts with the given options and waits until it accepts connections.
     pub fn start_with(opts: Options) -> Daemon {
         let env = opts.env.clone();
-        Self::start_with_text(|dir, port| Self::config_text(dir, port, &opts), env)
+        let user = opts.daemon_user.clone();
+        Self::start_with_text(
+            |dir, port| Self::config_text(dir, port, &opts),
+            env,
+            user.as_deref(),
+        )
     }
 
     /// Starts with the configuration `text(dir, port)` returns for its
     /// private directory and listening port (which must appear in the
-    /// text as `:PORT"]`, so that a taken port can be replaced).
+    /// text as `:PORT"]`, so that a taken port can be replaced). With
+    /// `daemon_user`, the directory is given to that user (the text must
+    /// then say `[daemon] user` to match).
     pub fn start_with_text(
         text: impl FnOnce(&Path, u16) -> String,
         env: Vec<(String, String)>,
+        daemon_user: Option<&str>,
     ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("postrelay-test")
             .tempdir()
             .unwrap();
         let port = free_port();
-        if let Some(name) = &opts.daemon_user {
+        if let Some(name) = daemon_user {
             let user = nix::unistd::User::from_name(name)
                 .unwrap()
                 .expect("the daemon user exists");
