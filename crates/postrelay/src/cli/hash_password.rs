@@ -50,7 +50,7 @@ pub fn run() -> ExitCode {
 }
 
 /// What a password must be to be usable over SMTP AUTH.
-fn check(password: String) -> Result<String, String> {
+pub(crate) fn check(password: String) -> Result<String, String> {
     if password.is_empty() {
         return Err("the password is empty".to_owned());
     }
@@ -69,7 +69,7 @@ fn check(password: String) -> Result<String, String> {
 
 /// The first line of standard input, without its line end. Anything after
 /// it is refused, so that a file with several lines is not half-used.
-fn from_pipe() -> Result<String, String> {
+pub(crate) fn from_pipe() -> Result<String, String> {
     let mut bytes = Vec::new();
     std::io::stdin()
         .lock()
@@ -103,7 +103,7 @@ impl Drop for EchoOff {
     }
 }
 
-fn prompt(text: &str) -> Result<String, String> {
+pub(crate) fn prompt(text: &str) -> Result<String, String> {
     let stdin = std::io::stdin();
     let saved = termios::tcgetattr(&stdin).map_err(|e| format!("cannot use the terminal: {e}"))?;
     let mut quiet = saved.clone();

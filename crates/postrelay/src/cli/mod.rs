@@ -1,4 +1,4 @@
-//! The command line: `postrelay run | check-config | queue … |
+//! The command line: `postrelay run | check-config | queue … | init … |
 //! import-postfix …`, and the
 //! `mailq` personality chosen by the program name (argv\[0\]).
 //!
@@ -7,6 +7,7 @@
 
 pub mod hash_password;
 pub mod import;
+pub mod init;
 pub mod queue;
 pub mod sendmail;
 
@@ -51,6 +52,9 @@ pub enum Command {
     /// Read a password (stdin; asked twice without echo on a terminal) and
     /// print its argon2id hash for the [intake.submission] users file.
     HashPassword,
+    /// Write a commented configuration for a provider and the relay's
+    /// password file (asks on a terminal, then runs doctor).
+    Init(init::InitArgs),
     /// Read Postfix's main.cf (and the text sources of its tables) in DIR
     /// (default /etc/postfix) and write the equivalent postrelay
     /// configuration; what cannot be carried over is reported on stderr.
@@ -77,8 +81,9 @@ pub fn main_with(cli: Cli) -> ExitCode {
         // Needs no configuration: works before one exists.
         return hash_password::run();
     }
-    // The importers need no configuration: they write one.
+    // init and the importers need no configuration: they write one.
     match &cli.command {
+        Command::Init(a) => return init::run(a),
         Command::ImportPostfix(a) => return import::run(import::Source::Postfix, a),
         Command::ImportMsmtp(a) => return import::run(import::Source::Msmtp, a),
         Command::ImportNullmailer(a) => return import::run(import::Source::Nullmailer, a),
@@ -145,6 +150,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
         | Command::Sendmail { .. }
         | Command::Queue(_)
         | Command::Doctor(_)
+        | Command::Init(_)
         | Command::ImportPostfix(_)
         | Command::ImportMsmtp(_)
         | Command::ImportNullmailer(_) => {

@@ -46,7 +46,7 @@ use serde::Deserialize;
 
 pub use daemon::DEFAULT_USER;
 pub use local::MailboxFormat;
-pub use presets::Preset;
+pub use presets::{Preset, known_list as known_providers, lookup as provider_preset};
 pub use relay_settings::{Credentials, RelayConfig, RelayTimeouts, Security, TlsMode};
 pub(crate) use sasl_passwd::fuzz_check as fuzz_sasl_passwd;
 pub use secrets::Secret;

@@ -137,7 +137,7 @@ const KNOWN: &[Known] = &[
 ];
 
 /// The known provider values, for messages: `ses:REGION, brevo, …`.
-pub(super) fn known_list() -> String {
+pub fn known_list() -> String {
     let names: Vec<String> = KNOWN
         .iter()
         .map(|k| match k.regions {
