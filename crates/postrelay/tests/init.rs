@@ -241,6 +241,29 @@ fn without_a_terminal_a_missing_answer_is_named_and_nothing_written() {
         assert_absent("init's output", &text(&out), "u", PASSWORD);
         assert!(!config.exists() && !dir.path().join("secrets").exists());
     }
+    // Answers the configuration refuses: exit 78, the key named, nothing left.
+    let all = [
+        "--provider",
+        "brevo",
+        "--user",
+        "u",
+        "--password-stdin",
+        "--sender",
+        "not an address",
+        "--daemon-user",
+        "root",
+        "--output",
+        c,
+    ];
+    let out = init(&all, PASSWORD);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains("routing.rewrite_senders"),
+        "{}",
+        text(&out)
+    );
+    assert_absent("init's output", &text(&out), "u", PASSWORD);
+    assert!(!config.exists() && !dir.path().join("secrets").exists());
 }
 
 #[test]

@@ -31,7 +31,17 @@ pub(super) fn write(a: &Answers, force: bool) -> Result<(), InitError> {
             source,
         })?;
     }
-    secrets_dir(&a.password_file, uid, gid)?;
+    let made = secrets_dir(&a.password_file, uid, gid)?;
+    let result = place_both(a, force, uid, gid);
+    if let (Err(_), Some(dir)) = (&result, made) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+/// The password file, checked with the configuration, then both put in
+/// place.
+fn place_both(a: &Answers, force: bool, uid: u32, gid: u32) -> Result<(), InitError> {
     let pw_tmp = temporary(
         &a.password_file,
         format!("{}\n", a.password),
@@ -81,12 +91,13 @@ fn owner(daemon_user: &str) -> Result<(u32, u32), InitError> {
 
 /// Creates the password file's directory when missing: mode 0700, owned by
 /// the daemon's user, so that it can read the file after dropping root.
-fn secrets_dir(file: &Path, uid: u32, gid: u32) -> Result<(), InitError> {
+/// Returns the directory when it was made here.
+fn secrets_dir(file: &Path, uid: u32, gid: u32) -> Result<Option<&Path>, InitError> {
     let Some(dir) = file.parent() else {
-        return Ok(());
+        return Ok(None);
     };
     if dir.exists() {
-        return Ok(());
+        return Ok(None);
     }
     let err = |source| InitError::Write {
         path: dir.to_owned(),
@@ -94,7 +105,8 @@ fn secrets_dir(file: &Path, uid: u32, gid: u32) -> Result<(), InitError> {
     };
     DirBuilder::new().mode(0o700).create(dir).map_err(err)?;
     nix::unistd::chown(dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-        .map_err(|e| err(e.into()))
+        .map_err(|e| err(e.into()))?;
+    Ok(Some(dir))
 }
 
 /// Writes `text` to a new temporary file next to `path` with `mode` and

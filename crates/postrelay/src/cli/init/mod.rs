@@ -92,7 +92,7 @@ pub enum InitError {
          or name another with --daemon-user"
     )]
     NoUser(String),
-    #[error("the configuration written does not load, so it was removed: {0}")]
+    #[error("nothing was written: the configuration would not load: {0}")]
     Invalid(config::ConfigError),
 }
 
