@@ -37,6 +37,9 @@ _postrelay() {
             postrelay,import-postfix)
                 cmd="postrelay__subcmd__import__subcmd__postfix"
                 ;;
+            postrelay,init)
+                cmd="postrelay__subcmd__init"
+                ;;
             postrelay,queue)
                 cmd="postrelay__subcmd__queue"
                 ;;
@@ -66,6 +69,9 @@ _postrelay() {
                 ;;
             postrelay__subcmd__help,import-postfix)
                 cmd="postrelay__subcmd__help__subcmd__import__subcmd__postfix"
+                ;;
+            postrelay__subcmd__help,init)
+                cmd="postrelay__subcmd__help__subcmd__init"
                 ;;
             postrelay__subcmd__help,queue)
                 cmd="postrelay__subcmd__help__subcmd__queue"
@@ -143,7 +149,7 @@ _postrelay() {
 
     case "${cmd}" in
         postrelay)
-            opts="-c -h -V --config --help --version run check-config doctor queue hash-password import-postfix import-msmtp import-nullmailer sendmail help"
+            opts="-c -h -V --config --help --version run check-config doctor queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,7 +257,7 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help)
-            opts="run check-config doctor queue hash-password import-postfix import-msmtp import-nullmailer sendmail help"
+            opts="run check-config doctor queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -349,6 +355,20 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help__subcmd__import__subcmd__postfix)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -560,6 +580,72 @@ _postrelay() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__init)
+            opts="-o -c -h --provider --user --password-stdin --sender --output --password-file --daemon-user --host --port --tls --ca-file --force --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sender)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --daemon-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls)
+                    COMPREPLY=($(compgen -W "starttls implicit auto" -- "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
