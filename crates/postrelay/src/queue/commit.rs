@@ -266,7 +266,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
         let (committer, gate) = Committer::start_gated(spool.clone());
-        let pending: Vec<_> = (0..300)
+        // One more than a batch holds: a batch that took one too many
+        // would make it one batch.
+        let pending: Vec<_> = (0..=MAX_BATCH)
             .map(|n| committer.submit(stage_one(&spool, n)))
             .collect();
         gate.send(()).unwrap();
@@ -275,12 +277,12 @@ mod tests {
             ids.push(p.await.unwrap());
         }
         // Everything was queued before the thread started: one full batch
-        // and the rest.
+        // and the one left over.
         assert_eq!(
             committer.stats(),
             CommitStats {
                 batches: 2,
-                committed: 300,
+                committed: MAX_BATCH as u64 + 1,
                 failed: 0
             }
         );
