@@ -564,3 +564,6 @@ fn spawn_reaper(engine: Weak<Deliverer>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests;
