@@ -112,3 +112,6 @@ fn finish(reply: Reply, user: &str, mechanism: &str) -> Result<(), Reason> {
         format!("AUTH {mechanism} as user {user} failed: {reply}")
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -346,26 +346,8 @@ mod tests {
 
     use tokio::net::TcpListener;
 
-    use crate::deliver::client::{ModeMemory, Timeouts, transcript::Transcript};
-
-    fn target(port: u16, memory: Arc<ModeMemory>) -> Target {
-        Target {
-            name: "test".into(),
-            host: "127.0.0.1".into(),
-            tls_name: None,
-            port,
-            addrs: vec![([127, 0, 0, 1], port).into()],
-            tls: TlsMode::Auto,
-            security: Security::Encrypt,
-            tls_config_verify: tls::client_config_no_verify(),
-            credentials: None,
-            allow_plaintext_auth: false,
-            helo_name: "client.test".into(),
-            timeouts: Timeouts::default(),
-            verbose: false,
-            mode_memory: memory,
-        }
-    }
+    use crate::deliver::client::tests::target;
+    use crate::deliver::client::{ModeMemory, transcript::Transcript};
 
     /// A relay remembered as STARTTLS whose one connection does `serve`;
     /// returns what the memory holds after the failed attempt.

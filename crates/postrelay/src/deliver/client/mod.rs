@@ -197,6 +197,27 @@ impl std::error::Error for Failure {}
 mod tests {
     use super::*;
 
+    /// A target for unit tests: the relay at 127.0.0.1:`port`, `auto`
+    /// TLS, `encrypt`, no credentials.
+    pub(super) fn target(port: u16, memory: Arc<ModeMemory>) -> Target {
+        Target {
+            name: "test".into(),
+            host: "127.0.0.1".into(),
+            tls_name: None,
+            port,
+            addrs: vec![([127, 0, 0, 1], port).into()],
+            tls: TlsMode::Auto,
+            security: Security::Encrypt,
+            tls_config_verify: crate::net::tls::client_config_no_verify(),
+            credentials: None,
+            allow_plaintext_auth: false,
+            helo_name: "client.test".into(),
+            timeouts: Timeouts::default(),
+            verbose: false,
+            mode_memory: memory,
+        }
+    }
+
     #[test]
     fn secrets_do_not_print() {
         let s = Secret::new("hunter2");
