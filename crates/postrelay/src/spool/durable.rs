@@ -309,4 +309,25 @@ mod tests {
         write_synced(&fs, &path, b"hello, world").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello, world");
     }
+
+    #[test]
+    fn interrupted_writes_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let fs = FaultyFs::new([]).with_interrupted_writes();
+        write_synced(&fs, &path, b"hello, world").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello, world");
+    }
+
+    #[test]
+    fn a_recycled_file_is_not_reopened_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = RealFs.open_existing_for_write(&link).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::libc::ELOOP), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
 }

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use super::durable::{FileOps, RealFs};
@@ -86,6 +87,9 @@ pub struct FaultyFs {
     /// changed.
     stalled: Mutex<usize>,
     changed: Condvar,
+    interrupted_writes: bool,
+    /// With `interrupted_writes`: the next write gets through.
+    interrupted: AtomicBool,
 }
 
 impl FaultyFs {
@@ -99,6 +103,13 @@ impl FaultyFs {
     /// Makes every write accept at most 3 bytes.
     pub fn with_short_writes(mut self) -> FaultyFs {
         self.short_writes = true;
+        self
+    }
+
+    /// Makes every other write fail with `EINTR` (a signal arrived),
+    /// starting with the first.
+    pub fn with_interrupted_writes(mut self) -> FaultyFs {
+        self.interrupted_writes = true;
         self
     }
 
@@ -178,6 +189,9 @@ impl FileOps for FaultyFs {
 
     fn write(&self, file: &mut File, path: &Path, buf: &[u8]) -> io::Result<usize> {
         self.check(Op::Write, &[path])?;
+        if self.interrupted_writes && !self.interrupted.fetch_xor(true, Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(nix::libc::EINTR));
+        }
         let n = if self.short_writes {
             buf.len().min(3)
         } else {
