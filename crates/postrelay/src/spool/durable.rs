@@ -302,21 +302,15 @@ mod tests {
     }
 
     #[test]
-    fn short_writes_are_completed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x");
-        let fs = FaultyFs::new([]).with_short_writes();
-        write_synced(&fs, &path, b"hello, world").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"hello, world");
-    }
-
-    #[test]
-    fn interrupted_writes_are_retried() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x");
-        let fs = FaultyFs::new([]).with_interrupted_writes();
-        write_synced(&fs, &path, b"hello, world").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"hello, world");
+    fn short_and_interrupted_writes_are_completed() {
+        let short = FaultyFs::new([]).with_short_writes();
+        let interrupted = FaultyFs::new([]).with_interrupted_writes();
+        for (what, fs) in [("short", short), ("EINTR", interrupted)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x");
+            write_synced(&fs, &path, b"hello, world").unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(std::fs::read(&path).unwrap(), b"hello, world", "{what}");
+        }
     }
 
     #[test]
