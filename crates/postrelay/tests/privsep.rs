@@ -355,3 +355,58 @@ fn the_helper_outlives_a_stop_signal() {
     }
     assert_eq!(rcpt.mail().len(), 3);
 }
+
+/// A mail spool directory as Debian's `/var/mail` (root:mail 2775).
+fn mail_spool() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let mail = nix::unistd::Group::from_name("mail")
+        .unwrap()
+        .map(|g| g.gid);
+    nix::unistd::chown(dir.path(), Some(nix::unistd::Uid::from_raw(0)), mail).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o2775),
+    )
+    .unwrap();
+    dir
+}
+
+/// A delivery that outlives `[local] delivery_timeout` is killed, and the
+/// helper goes on: here another program holds the mbox's dotlock, which
+/// mbox delivery waits up to 10 s for, longer than the 1 s limit.
+#[test]
+fn a_delivery_past_its_time_limit_is_killed_and_deferred() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    let spool = mail_spool();
+    let lock = spool.path().join(format!("{}.lock", rcpt.name));
+    std::fs::write(&lock, b"4242\n").unwrap();
+    let helper = Helper::start(&LocalSettings {
+        kind: MailboxKind::Mbox,
+        mbox_dir: spool.path().to_path_buf(),
+        delivery_timeout: std::time::Duration::from_secs(1),
+        ..LocalSettings::default()
+    });
+    let text = deferred_text(helper.helper.deliver(&request(&helper, &rcpt.name)));
+    assert!(
+        text.contains("did not finish within 1s ([local] delivery_timeout) and was killed"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}.lock", rcpt.name)), "{text}");
+    assert!(text.contains("stays queued"), "{text}");
+    // The whole delivery process is gone (killed and reaped).
+    let left = children(helper.helper.pid(), postrelay::privsep::CHILD_ARG);
+    assert!(left.is_empty(), "delivery processes left: {left:?}");
+    // The helper serves the next request once the lock is gone.
+    std::fs::remove_file(&lock).unwrap();
+    let out = helper.helper.deliver(&request(&helper, &rcpt.name));
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    let mbox = std::fs::read_to_string(spool.path().join(&rcpt.name)).unwrap();
+    assert_eq!(
+        mbox.matches("\nFrom ").count() + 1,
+        mbox.matches("From ").count()
+    );
+    assert_eq!(mbox.matches("Subject: x").count(), 1, "{mbox}");
+}

@@ -31,6 +31,7 @@
 
 mod child;
 mod client;
+mod exchange;
 mod helper;
 mod identity;
 pub mod wire;
