@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -101,16 +101,6 @@ fn start(intake: &str) -> Relay {
     }
 }
 
-/// The metrics page.
-fn metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
-}
-
 /// Sends one message over `c`; the final reply.
 fn send_message(c: &mut Raw) -> Reply {
     assert_eq!(c.cmd("EHLO app.localhost").code, 250);
@@ -161,7 +151,7 @@ fn idle_strangers_on_both_listeners_leave_room_for_local_programs() {
         log.contains("too many connections from 127.0.0.2"),
         "no log line naming the client:\n{log}"
     );
-    let page = metrics(metrics_port);
+    let (_, page) = support::http::get(metrics_port, "/metrics");
     assert!(
         page.contains(
             "postrelay_connections_refused_total{limit=\"max_connections_per_client\"} 2"

@@ -410,3 +410,39 @@ fn a_delivery_past_its_time_limit_is_killed_and_deferred() {
     );
     assert_eq!(mbox.matches("Subject: x").count(), 1, "{mbox}");
 }
+
+/// The helper's death is reported when it happens, not at the next local
+/// delivery: the error log names the fix and the gauge drops to 0.
+#[test]
+fn a_dead_helper_is_reported_at_once_in_the_log_and_the_metrics() {
+    if !ready() {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let metrics_port = support::daemon::free_port();
+    let d = Daemon::start_with(Options {
+        daemon_user: Some(account.name.clone()),
+        delivery: true,
+        tail: format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+        ..Options::default()
+    });
+    let up = "postrelay_local_helper_up";
+    let (_, page) = support::http::get(metrics_port, "/metrics");
+    assert_eq!(support::http::value(&page, up), 1.0, "{page}");
+    let helpers = children(d.pid() as u32, postrelay::privsep::HELPER_ARG);
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    let pid = nix::unistd::Pid::from_raw(helpers[0] as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let log = d.wait_stderr("the local delivery helper is gone");
+    assert!(log.contains("restart postrelay"), "{log}");
+    assert!(log.contains("signal: 9"), "{log}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, page) = support::http::get(metrics_port, "/metrics");
+        if support::http::value(&page, up) == 0.0 && page.contains(&format!("{up} 0")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{up} stays:\n{page}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
