@@ -446,3 +446,102 @@ fn a_dead_helper_is_reported_at_once_in_the_log_and_the_metrics() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Mail for an alias of root goes to root's mailbox, written as root
+/// (as Postfix's local(8) does): the per-delivery child keeps uid 0 for
+/// uid 0 only, and its check that root cannot be regained does not apply.
+#[test]
+fn an_alias_of_root_is_delivered_as_root() {
+    if !(ready() && require("swaks")) {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let spool = mail_spool();
+    let aliases = spool.path().join("aliases");
+    std::fs::write(&aliases, "postmaster: root\n").unwrap();
+    let d = Daemon::start_with(Options {
+        daemon_user: Some(account.name.clone()),
+        delivery: true,
+        tail: format!(
+            "[routing]\naliases = \"{}\"\n[local]\nmailbox = \"mbox\"\nmbox_dir = \"{}\"\n",
+            aliases.display(),
+            spool.path().display()
+        ),
+        ..Options::default()
+    });
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{}", d.port)])
+        .args(["--from", "cron@relay.test", "--to", "postmaster@localhost"])
+        .args(["--header", "Subject: for root"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    d.wait_queue_len(0);
+    let mbox = spool.path().join("root");
+    let m = std::fs::metadata(&mbox).expect("root's mbox was written");
+    assert_eq!(m.uid(), 0, "root's mbox belongs to root");
+    let text = std::fs::read_to_string(&mbox).unwrap();
+    assert!(
+        text.contains("X-Original-To: postmaster@localhost"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: for root"), "{text}");
+}
+
+/// A `[daemon] user` that is root in disguise (here: primary group 0) is
+/// refused at the start, with what to write instead.
+#[test]
+fn a_daemon_user_with_group_0_is_refused() {
+    if !(ready() && require("usermod")) {
+        return;
+    }
+    let account = SystemUser::create("prgid0");
+    let own_group = account.name.clone();
+    let out = Command::new("usermod")
+        .args(["-g", "0", &account.name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = TempDir::new().unwrap();
+    let opts = Options {
+        daemon_user: Some(account.name.clone()),
+        ..Options::default()
+    };
+    let config = dir.path().join("postrelay.toml");
+    let text = Daemon::config_text(dir.path(), support::daemon::free_port(), &opts);
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("postrelay started as a user of group 0");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = Command::new("groupdel").arg(&own_group).output();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("has uid or gid 0"), "{err}");
+    assert!(err.contains(&account.name), "{err}");
+    assert!(!dir.path().join("spool").exists(), "nothing was started");
+}
