@@ -447,8 +447,8 @@ fn a_dead_helper_is_reported_at_once_in_the_log_and_the_metrics() {
     }
 }
 
-/// Mail for an alias of root goes to root's mailbox, written as root
-/// (as Postfix's local(8) does): the per-delivery child keeps uid 0 for
+/// Mail for an alias of root goes to root's mailbox, written as root:
+/// the per-delivery child keeps uid 0 for
 /// uid 0 only, and its check that root cannot be regained does not apply.
 #[test]
 fn an_alias_of_root_is_delivered_as_root() {
