@@ -21,7 +21,7 @@ use super::wire::MAX_FRAME;
 /// How the conversation went.
 #[derive(Debug, Default)]
 pub(super) struct Talk {
-    /// Everything the child wrote on stdout (at most one frame's worth).
+    /// What the child wrote on stdout, up to one frame's worth.
     pub output: Vec<u8>,
     /// Why the request or body could not all be sent (the child may have
     /// stopped reading because it already answered).
@@ -79,8 +79,9 @@ pub(super) fn converse(
         let (writable, readable) = match wait(stdin.as_ref(), open_out.then_some(&stdout), left) {
             Ok(ready) => ready,
             Err(e) => {
+                // Cannot wait: give up on the child; dropping our ends
+                // makes it answer (its body ends early) or exit.
                 talk.send_error = Some(e);
-                talk.timed_out = true;
                 return talk;
             }
         };
@@ -99,11 +100,10 @@ pub(super) fn converse(
             match stdout.read(&mut buf) {
                 Ok(0) => open_out = false,
                 Ok(n) => {
-                    talk.output.extend_from_slice(&buf[..n]);
-                    // More than a frame is not an answer; stop reading.
-                    if talk.output.len() > MAX_FRAME as usize + 4 {
-                        open_out = false;
-                    }
+                    // More than a frame is not an answer: the rest is read
+                    // (so that the child is not blocked) and dropped.
+                    let room = (MAX_FRAME as usize + 4).saturating_sub(talk.output.len());
+                    talk.output.extend_from_slice(&buf[..n.min(room)]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
