@@ -100,6 +100,7 @@ async fn serve(config: Config, source: Source, started: Started) -> anyhow::Resu
     let deliverer = Deliverer::with_local_helper(&config, helper.clone(), resolver.clone())
         .context("invalid relay settings")?;
     let queue = load_queue(&config, spool, deliverer.router())?;
+    watch_helper(&helper, queue.maillog().metrics().clone());
     let bound = bound.into_tokio()?;
     let running = Running::start(config, bound, queue.clone(), deliverer);
     tracing::info!(
@@ -132,6 +133,21 @@ async fn serve(config: Config, source: Source, started: Started) -> anyhow::Resu
     queue.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reports the local delivery helper's death when it happens: the error
+/// log names the fix, and `postrelay_local_helper_up` drops to 0.
+fn watch_helper(helper: &privsep::LocalHelper, metrics: Arc<crate::metrics::Metrics>) {
+    metrics.local_helper_up(true);
+    let pid = helper.pid();
+    helper.watch(move |status| {
+        metrics.local_helper_up(false);
+        tracing::error!(
+            pid,
+            "{}",
+            privsep::gone_log(&format!("it exited ({status})"))
+        );
+    });
 }
 
 /// Opens the spool and takes its lock (creating its directories), with

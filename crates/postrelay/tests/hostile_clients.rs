@@ -1,8 +1,11 @@
 //! Hostile clients against both listeners at once: many idle connections
 //! from several loopback source addresses (127.0.0.2 and up, strangers as
 //! `mynetworks` is narrowed to 127.0.0.1), and clients that trickle a line
-//! a byte at a time. A local program on 127.0.0.1 must still get its mail
-//! accepted; the limits answer with their `421` and log the client.
+//! a byte at a time, each kind on its own, and then all kinds at once
+//! together with a flood of short sessions and AUTH password guessing
+//! (issue 9's acceptance check). A local program on 127.0.0.1 must still
+//! get its mail accepted; the limits answer with their `421` and log the
+//! client.
 //!
 //! No assertion depends on timing: the trickling client paces itself by
 //! waiting for a reply between bytes, and the tests assert the reply, the
@@ -10,7 +13,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -67,8 +70,9 @@ struct Relay {
 
 /// A daemon with the loopback intake and a STARTTLS submission listener,
 /// each with a pool of [`POOL`] and a per-client cap of [`CAP`], and
-/// metrics; `intake` adds `[intake]` lines.
-fn start(intake: &str) -> Relay {
+/// metrics; `intake` adds `[intake]` lines, `submission` lines of
+/// `[intake.submission]`.
+fn start(intake: &str, submission_extra: &str) -> Relay {
     let files = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["relay.test".to_owned()]).unwrap();
@@ -82,7 +86,7 @@ fn start(intake: &str) -> Relay {
     let tail = format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[intake.submission]\nlisten = [\"127.0.0.1:{submission}\"]\n\
          cert = \"{c}\"\nkey = \"{k}\"\nusers = \"{u}\"\n\
-         max_connections = {POOL}\nmax_connections_per_client = {CAP}\n",
+         max_connections = {POOL}\nmax_connections_per_client = {CAP}\n{submission_extra}",
         c = dir.join("cert.pem").display(),
         k = dir.join("key.pem").display(),
         u = dir.join("users").display(),
@@ -99,16 +103,6 @@ fn start(intake: &str) -> Relay {
         metrics,
         _files: files,
     }
-}
-
-/// The metrics page.
-fn metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
 }
 
 /// Sends one message over `c`; the final reply.
@@ -137,7 +131,7 @@ fn idle_strangers_on_both_listeners_leave_room_for_local_programs() {
         submission,
         metrics: metrics_port,
         ..
-    } = start("");
+    } = start("", "");
     // Every stranger holds its cap of idle sessions on both listeners.
     let mut idle = Vec::new();
     for ip in STRANGERS {
@@ -161,7 +155,7 @@ fn idle_strangers_on_both_listeners_leave_room_for_local_programs() {
         log.contains("too many connections from 127.0.0.2"),
         "no log line naming the client:\n{log}"
     );
-    let page = metrics(metrics_port);
+    let (_, page) = support::http::get(metrics_port, "/metrics");
     assert!(
         page.contains(
             "postrelay_connections_refused_total{limit=\"max_connections_per_client\"} 2"
@@ -226,7 +220,7 @@ fn trickling_clients_are_cut_by_the_line_deadline() {
     // (1 s, restarting with every byte); the whole line cannot arrive
     // within line_timeout (2 s) at one byte per 200 ms.
     let timeouts = "command_timeout = \"1s\"\ndata_timeout = \"1s\"\nline_timeout = \"2s\"\n";
-    let Relay { d, .. } = start(timeouts);
+    let Relay { d, .. } = start(timeouts, "");
     let line = b"EHLO a-client-that-takes-its-time.example\r\n";
 
     // A command line, from a stranger.
@@ -282,4 +276,158 @@ fn trickling_clients_are_cut_by_the_line_deadline() {
     );
     let reply = c.cmd("\r\nslowly.\r\n.");
     assert_eq!(reply.code, 250, "{reply:?}");
+}
+
+/// Sessions of each kind in the storm below (all bounded): the trusted
+/// client sends at least the first number of messages, and goes on while
+/// any stranger is still at work, up to the second.
+const TRUSTED_MESSAGES: (usize, usize) = (20, 300);
+const FLOOD_SESSIONS: usize = 15;
+const TRICKLE_ROUNDS: usize = 3;
+const GUESSES: usize = 3;
+
+/// Issue 9's acceptance check: on both listeners at once, strangers hold
+/// idle sessions (127.0.0.2–4, each at its cap), trickle command lines a
+/// byte at a time (127.0.0.7), flood connect/send/quit sessions
+/// (127.0.0.8, .10, .11) and guess passwords on submission (127.0.0.9),
+/// while a local program on 127.0.0.1 sends its mail. Every one of its
+/// messages is accepted and queued, and each limit gives its documented
+/// reply. Its per-message latency is printed, never asserted.
+#[test]
+fn a_local_program_is_served_while_strangers_attack_both_listeners_at_once() {
+    if !support::peers::require("swaks") {
+        return;
+    }
+    // Idle sessions must outlast the test; lines must not.
+    let timeouts = "command_timeout = \"60s\"\ndata_timeout = \"60s\"\nline_timeout = \"2s\"\n";
+    let auth = "max_auth_failures = 3\nauth_lockout = \"15m\"\nauth_delay = \"50ms\"\n";
+    let Relay { d, submission, .. } = start(timeouts, auth);
+    let intake = d.port;
+    let mut idle = Vec::new();
+    for ip in &STRANGERS[..3] {
+        for port in [intake, submission] {
+            for _ in 0..CAP {
+                let (c, greeting) = Raw::connect_from(ip, port);
+                assert_eq!(greeting.code, 220, "{ip} → {port}: {greeting:?}");
+                idle.push(c);
+            }
+        }
+    }
+    let (ids, mut latencies) = std::thread::scope(|s| {
+        let tricklers = [(intake, "intake"), (submission, "submission")]
+            .map(|(port, name)| s.spawn(move || trickle_rounds("127.0.0.7", port, name)));
+        let floods = ["127.0.0.8", "127.0.0.10", "127.0.0.11"]
+            .map(|ip| s.spawn(move || flood(ip, intake, submission)));
+        let guesser = s.spawn(|| guess_passwords("127.0.0.9", submission));
+        let mut ids = Vec::new();
+        let mut latencies = Vec::new();
+        let busy = |i: usize| {
+            let strangers = tricklers.iter().chain(&floods).chain([&guesser]);
+            i < TRUSTED_MESSAGES.0 || strangers.clone().any(|t| !t.is_finished())
+        };
+        for i in (0..TRUSTED_MESSAGES.1).take_while(|&i| busy(i)) {
+            let start = std::time::Instant::now();
+            let (mut c, greeting) = Raw::connect_from("127.0.0.1", intake);
+            assert_eq!(greeting.code, 220, "trusted message {i}: {greeting:?}");
+            let reply = send_message(&mut c);
+            latencies.push(start.elapsed());
+            assert_eq!(reply.code, 250, "trusted message {i}: {reply:?}");
+            let text = reply.text();
+            let id = text.split("queued as ").nth(1).map(str::trim);
+            ids.push(
+                id.unwrap_or_else(|| panic!("no queue id: {text}"))
+                    .to_owned(),
+            );
+            assert_eq!(c.cmd("QUIT").code, 221);
+            // The idle holders' cap still holds, on both listeners.
+            if i == TRUSTED_MESSAGES.0 / 2 {
+                for (port, listener) in [(intake, "intake"), (submission, "submission")] {
+                    let (mut c, reply) = Raw::connect_from("127.0.0.2", port);
+                    assert_client_cap(&reply, "127.0.0.2", listener);
+                    assert!(c.is_closed(), "{listener}: still open after the 421");
+                }
+            }
+        }
+        for t in tricklers.into_iter().chain(floods).chain([guesser]) {
+            t.join().expect("a stranger's thread failed");
+        }
+        (ids, latencies)
+    });
+    let queued = d.queue();
+    for id in &ids {
+        assert!(
+            queued.iter().any(|m| m["id"] == id.as_str()),
+            "{id} was acknowledged but is not in the queue"
+        );
+    }
+    d.wait_stderr("connection from an address locked out after authentication failures");
+    latencies.sort();
+    println!(
+        "trusted client under attack: {} messages, latency p50 {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    drop(idle);
+}
+
+/// Trickles an EHLO line from `ip` to `port`, [`TRICKLE_ROUNDS`] times;
+/// each time the line deadline must cut it.
+fn trickle_rounds(ip: &str, port: u16, listener: &str) {
+    for round in 0..TRICKLE_ROUNDS {
+        let (mut c, greeting) = Raw::connect_from(ip, port);
+        assert_eq!(greeting.code, 220, "{listener} trickler: {greeting:?}");
+        let _ = trickle(&mut c, b"EHLO a-client-that-takes-its-time.example\r\n");
+        assert_timeout(c.try_reply(), &format!("{listener} trickle {round}"));
+        assert!(c.is_closed(), "{listener}: still open after the timeout");
+    }
+}
+
+/// [`FLOOD_SESSIONS`] sessions from `ip`, back to back: a message to the
+/// postmaster on the intake, and EHLO/QUIT on submission.
+fn flood(ip: &str, intake: u16, submission: u16) {
+    for i in 0..FLOOD_SESSIONS {
+        let (mut c, greeting) = Raw::connect_from(ip, intake);
+        assert_eq!(greeting.code, 220, "flood {ip} {i}: {greeting:?}");
+        assert_eq!(c.cmd("EHLO flood.example").code, 250);
+        assert_eq!(c.cmd("MAIL FROM:<flood@example.org>").code, 250);
+        assert_eq!(c.cmd("RCPT TO:<postmaster@relay.test>").code, 250);
+        assert_eq!(c.cmd("DATA").code, 354);
+        let reply = c.cmd("Subject: flood\r\n\r\nagain\r\n.");
+        assert_eq!(reply.code, 250, "flood {ip} {i}: {reply:?}");
+        assert_eq!(c.cmd("QUIT").code, 221);
+        let (mut c, greeting) = Raw::connect_from(ip, submission);
+        assert_eq!(greeting.code, 220, "flood {ip} {i}: {greeting:?}");
+        assert_eq!(c.cmd("EHLO flood.example").code, 250);
+        assert_eq!(c.cmd("QUIT").code, 221);
+    }
+}
+
+/// [`GUESSES`] wrong passwords from `ip` over STARTTLS (swaks), each
+/// refused with 535; then the address is locked out.
+fn guess_passwords(ip: &str, submission: u16) {
+    for i in 0..GUESSES {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{submission}")])
+            .args(["--local-interface", ip, "--timeout", "20"])
+            .args([
+                "--from",
+                "app@client.example",
+                "--to",
+                "someone@example.net",
+            ])
+            .args(["--tls", "--auth", "PLAIN", "--auth-user", "alice"])
+            .args(["--auth-password", &format!("guess {i}")])
+            .output()
+            .expect("run swaks");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("535 5.7.8"), "guess {i}: {text}");
+    }
+    let (mut c, greeting) = Raw::connect_from(ip, submission);
+    assert_eq!(greeting.code, 421, "{greeting:?}");
+    assert_eq!(
+        greeting.text(),
+        "4.7.0 Too many authentication failures; try again later"
+    );
+    assert!(c.is_closed());
 }

@@ -65,6 +65,22 @@ fn children(pid: u32, word: &str) -> Vec<u32> {
     found
 }
 
+/// Sends a message from cron@relay.test to `to` with swaks; it must be
+/// accepted.
+fn swaks(port: u16, to: &str, subject: &str) {
+    let out = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}")])
+        .args(["--from", "cron@relay.test", "--to", to])
+        .args(["--header", &format!("Subject: {subject}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Starts the daemon as root with `[daemon] user` a fresh system user.
 fn daemon_as(user: &SystemUser) -> Daemon {
     Daemon::start_with(Options {
@@ -114,18 +130,7 @@ fn local_mail_is_written_by_its_recipient() {
     let account = SystemUser::create("prdaemon");
     let rcpt = SystemUser::create("prrcpt");
     let d = daemon_as(&account);
-    let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", d.port)])
-        .args(["--from", "cron@relay.test"])
-        .args(["--to", &format!("{}@localhost", rcpt.name)])
-        .args(["--header", "Subject: privsep", "--body", "as the user"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    swaks(d.port, &format!("{}@localhost", rcpt.name), "privsep");
     // Delivered (or bounced) and gone from the queue.
     d.wait_queue_len(0);
     let file = std::fs::read_dir(rcpt.maildir_new())
@@ -142,7 +147,7 @@ fn local_mail_is_written_by_its_recipient() {
     assert!(
         std::fs::read_to_string(&file)
             .unwrap()
-            .contains("as the user")
+            .contains("Subject: privsep")
     );
     d.wait_queue_len(0);
 }
@@ -354,4 +359,184 @@ fn the_helper_outlives_a_stop_signal() {
         assert!(matches!(out, Outcome::Delivered(_)), "after {sig}: {out:?}");
     }
     assert_eq!(rcpt.mail().len(), 3);
+}
+
+/// A mail spool directory as Debian's `/var/mail` (root:mail 2775).
+fn mail_spool() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let mail = nix::unistd::Group::from_name("mail")
+        .unwrap()
+        .map(|g| g.gid);
+    nix::unistd::chown(dir.path(), Some(nix::unistd::Uid::from_raw(0)), mail).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o2775),
+    )
+    .unwrap();
+    dir
+}
+
+/// A delivery that outlives `[local] delivery_timeout` is killed, and the
+/// helper goes on: here another program holds the mbox's dotlock, which
+/// mbox delivery waits up to 10 s for, longer than the 1 s limit.
+#[test]
+fn a_delivery_past_its_time_limit_is_killed_and_deferred() {
+    if !ready() {
+        return;
+    }
+    let rcpt = SystemUser::create("prrcpt");
+    let spool = mail_spool();
+    let lock = spool.path().join(format!("{}.lock", rcpt.name));
+    std::fs::write(&lock, b"4242\n").unwrap();
+    let helper = Helper::start(&LocalSettings {
+        kind: MailboxKind::Mbox,
+        mbox_dir: spool.path().to_path_buf(),
+        delivery_timeout: std::time::Duration::from_secs(1),
+        ..LocalSettings::default()
+    });
+    let text = deferred_text(helper.helper.deliver(&request(&helper, &rcpt.name)));
+    assert!(
+        text.contains("did not finish within 1s ([local] delivery_timeout) and was killed"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}.lock", rcpt.name)), "{text}");
+    assert!(text.contains("stays queued"), "{text}");
+    // The whole delivery process is gone (killed and reaped).
+    let left = children(helper.helper.pid(), postrelay::privsep::CHILD_ARG);
+    assert!(left.is_empty(), "delivery processes left: {left:?}");
+    // The helper serves the next request once the lock is gone.
+    std::fs::remove_file(&lock).unwrap();
+    let out = helper.helper.deliver(&request(&helper, &rcpt.name));
+    assert!(matches!(out, Outcome::Delivered(_)), "{out:?}");
+    let mbox = std::fs::read_to_string(spool.path().join(&rcpt.name)).unwrap();
+    assert_eq!(
+        mbox.matches("\nFrom ").count() + 1,
+        mbox.matches("From ").count()
+    );
+    assert_eq!(mbox.matches("Subject: x").count(), 1, "{mbox}");
+}
+
+/// The helper's death is reported when it happens, not at the next local
+/// delivery: the error log names the fix and the gauge drops to 0.
+#[test]
+fn a_dead_helper_is_reported_at_once_in_the_log_and_the_metrics() {
+    if !ready() {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let metrics_port = support::daemon::free_port();
+    let d = Daemon::start_with(Options {
+        daemon_user: Some(account.name.clone()),
+        delivery: true,
+        tail: format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+        ..Options::default()
+    });
+    let up = "postrelay_local_helper_up";
+    let (_, page) = support::http::get(metrics_port, "/metrics");
+    assert_eq!(support::http::value(&page, up), 1.0, "{page}");
+    let helpers = children(d.pid() as u32, postrelay::privsep::HELPER_ARG);
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    let pid = nix::unistd::Pid::from_raw(helpers[0] as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let log = d.wait_stderr("the local delivery helper is gone");
+    assert!(log.contains("restart postrelay"), "{log}");
+    assert!(log.contains("signal: 9"), "{log}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, page) = support::http::get(metrics_port, "/metrics");
+        if support::http::value(&page, up) == 0.0 && page.contains(&format!("{up} 0")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{up} stays:\n{page}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Mail for an alias of root goes to root's mailbox, written as root:
+/// the per-delivery child keeps uid 0 for
+/// uid 0 only, and its check that root cannot be regained does not apply.
+#[test]
+fn an_alias_of_root_is_delivered_as_root() {
+    if !(ready() && require("swaks")) {
+        return;
+    }
+    let account = SystemUser::create("prdaemon");
+    let spool = mail_spool();
+    let aliases = spool.path().join("aliases");
+    std::fs::write(&aliases, "postmaster: root\n").unwrap();
+    let d = Daemon::start_with(Options {
+        daemon_user: Some(account.name.clone()),
+        delivery: true,
+        tail: format!(
+            "[routing]\naliases = \"{}\"\n[local]\nmailbox = \"mbox\"\nmbox_dir = \"{}\"\n",
+            aliases.display(),
+            spool.path().display()
+        ),
+        ..Options::default()
+    });
+    swaks(d.port, "postmaster@localhost", "for root");
+    d.wait_queue_len(0);
+    let mbox = spool.path().join("root");
+    let m = std::fs::metadata(&mbox).expect("root's mbox was written");
+    assert_eq!(m.uid(), 0, "root's mbox belongs to root");
+    let text = std::fs::read_to_string(&mbox).unwrap();
+    assert!(
+        text.contains("X-Original-To: postmaster@localhost"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: for root"), "{text}");
+}
+
+/// A `[daemon] user` that is root in disguise (here: primary group 0) is
+/// refused at the start, with what to write instead.
+#[test]
+fn a_daemon_user_with_group_0_is_refused() {
+    if !(ready() && require("usermod")) {
+        return;
+    }
+    let account = SystemUser::create("prgid0");
+    let own_group = account.name.clone();
+    let out = Command::new("usermod")
+        .args(["-g", "0", &account.name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = TempDir::new().unwrap();
+    let opts = Options {
+        daemon_user: Some(account.name.clone()),
+        ..Options::default()
+    };
+    let config = dir.path().join("postrelay.toml");
+    let text = Daemon::config_text(dir.path(), support::daemon::free_port(), &opts);
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("postrelay started as a user of group 0");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = Command::new("groupdel").arg(&own_group).output();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("has uid or gid 0"), "{err}");
+    assert!(err.contains(&account.name), "{err}");
+    assert!(!dir.path().join("spool").exists(), "nothing was started");
 }

@@ -1,9 +1,11 @@
 //! `[local]`: how mail for local users is stored.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::units::HumanDuration;
 use super::validate::Locator;
 use super::{ConfigError, LocalConfig};
 
@@ -16,6 +18,7 @@ pub(super) struct LocalFile {
     pub mbox_dir: Option<String>,
     pub recipient_delimiter: Option<String>,
     pub catch_all: Option<String>,
+    pub delivery_timeout: Option<HumanDuration>,
 }
 
 /// Where local mail is stored.
@@ -67,12 +70,23 @@ pub(super) fn local(file: LocalFile, loc: &Locator<'_>) -> Result<LocalConfig, C
         ));
     }
     let catch_all = file.catch_all.map(|n| catch_all(&n, loc)).transpose()?;
+    let delivery_timeout = file
+        .delivery_timeout
+        .map_or(crate::deliver::local::DELIVERY_TIMEOUT, |d| d.0);
+    if delivery_timeout < Duration::from_secs(1) || delivery_timeout > Duration::from_secs(3600) {
+        return Err(loc.value_error(
+            "local.delivery_timeout",
+            "must be between 1s and 1h; a mailbox that takes longer is broken, and the \
+             message should wait in the queue instead (the default is \"5m\")",
+        ));
+    }
     Ok(LocalConfig {
         mailbox: file.mailbox.unwrap_or(MailboxFormat::Maildir),
         maildir,
         mbox_dir,
         recipient_delimiter,
         catch_all,
+        delivery_timeout,
     })
 }
 
@@ -124,6 +138,23 @@ mod tests {
         for bad in ["@", "a", " ", "+@", "."] {
             let e = err(&format!("[local]\nrecipient_delimiter = {bad:?}\n")).to_string();
             assert!(e.contains("local.recipient_delimiter"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn delivery_timeout_defaults_to_five_minutes_and_is_bounded() {
+        assert_eq!(
+            ok("").local.delivery_timeout,
+            crate::deliver::local::DELIVERY_TIMEOUT
+        );
+        let c = ok("[local]\ndelivery_timeout = \"30s\"\n");
+        assert_eq!(c.local.delivery_timeout.as_secs(), 30);
+        for bad in ["0s", "2h"] {
+            let e = err(&format!("[local]\ndelivery_timeout = {bad:?}\n")).to_string();
+            assert!(
+                e.contains("local.delivery_timeout") && e.contains("between 1s and 1h"),
+                "{bad:?}: {e}"
+            );
         }
     }
 

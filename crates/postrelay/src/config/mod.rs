@@ -51,6 +51,7 @@ pub use relay_settings::{Credentials, RelayConfig, RelayTimeouts, Security, TlsM
 pub(crate) use sasl_passwd::fuzz_check as fuzz_sasl_passwd;
 pub use secrets::Secret;
 pub use submission::{ServerTls, Submission, User};
+pub(crate) use units::format_duration;
 pub use units::{Cidr, CidrError};
 
 pub use crate::route::RoutingSettings;
@@ -136,6 +137,9 @@ pub struct LocalConfig {
     /// (Postfix's `luser_relay`); then every local recipient is accepted
     /// at RCPT. Default: none (unknown local recipients are refused).
     pub catch_all: Option<String>,
+    /// How long one local delivery may take before the helper kills it
+    /// and the message is deferred. Default: 5 minutes.
+    pub delivery_timeout: std::time::Duration,
 }
 
 /// Settings of the SMTP listener.
@@ -483,6 +487,10 @@ impl Config {
             ("local.mailbox", self.local.mailbox != new.local.mailbox),
             ("local.maildir", self.local.maildir != new.local.maildir),
             ("local.mbox_dir", self.local.mbox_dir != new.local.mbox_dir),
+            (
+                "local.delivery_timeout",
+                self.local.delivery_timeout != new.local.delivery_timeout,
+            ),
             ("intake.listen", a.listen != b.listen),
             (
                 "intake.submission.listen",

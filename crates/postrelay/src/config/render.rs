@@ -57,6 +57,7 @@ pub(super) fn render(c: &Config) -> String {
         Some(u) => kv(o, "catch_all", string(u)),
         None => o.push_str("# catch_all: not set, so unknown local recipients are refused\n"),
     }
+    kv(o, "delivery_timeout", duration(lc.delivery_timeout));
 
     log(o, &c.log);
 

@@ -91,6 +91,7 @@ pub(crate) fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSett
         maildir: c.maildir.clone(),
         mbox_dir: c.mbox_dir.clone(),
         catch_all: c.catch_all.clone(),
+        delivery_timeout: c.delivery_timeout,
     }
 }
 

@@ -66,6 +66,7 @@ pub struct Metrics {
     refused: Family<Limit, Counter>,
     queue: Family<State, Gauge>,
     oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
+    local_helper_up: Gauge,
 }
 
 /// Buckets of the delivery delay, from arrival to the relay's reply:
@@ -98,6 +99,7 @@ impl Metrics {
             refused: Family::default(),
             queue: Family::default(),
             oldest: Gauge::default(),
+            local_helper_up: Gauge::default(),
         };
         registry.register(
             "messages_accepted",
@@ -144,7 +146,17 @@ impl Metrics {
             "Age of the oldest message in the queue (0 when empty)",
             m.oldest.clone(),
         );
+        registry.register(
+            "local_helper_up",
+            "1 while the local delivery helper (root, writes local mailboxes) runs; 0 once it has exited: local mail stays queued until postrelay is restarted",
+            m.local_helper_up.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Whether the local delivery helper runs.
+    pub fn local_helper_up(&self, up: bool) {
+        self.local_helper_up.set(i64::from(up));
     }
 
     /// A message was accepted (`smtp`, `submission` or `pickup`).
@@ -247,6 +259,7 @@ mod tests {
         );
         m.delivery("none", "bounced", Duration::ZERO);
         m.refused("max_connections");
+        m.local_helper_up(true);
         let text = m.encode(
             QueueStats {
                 active: 1,
@@ -267,6 +280,7 @@ mod tests {
             "postrelay_queue_messages{state=\"waiting\"} 4\n",
             "postrelay_queue_messages{state=\"hold\"} 2\n",
             "postrelay_queue_oldest_message_age_seconds 60.0\n",
+            "postrelay_local_helper_up 1\n",
             "# EOF\n",
         ] {
             assert!(text.contains(want), "{want:?} not in:\n{text}");

@@ -10,15 +10,21 @@
 //! are the ones given at start by the process that was root then, not the
 //! daemon's later word. For each delivery it starts a child (`postrelay
 //! --privsep-local-deliver`, [`super::child`]) that switches to the recipient, and
-//! streams it the request and the body. It never parses SMTP or a message.
+//! streams it the request and the body ([`super::exchange`]); a child that
+//! has not answered within `[local] delivery_timeout` is killed (its whole
+//! process group, SIGKILL) and the delivery deferred. It never parses SMTP
+//! or a message.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
+use super::exchange;
 use super::wire::{Answer, ChildRequest, Mailbox, Request, read_frame, write_frame};
 use crate::deliver::Outcome;
 use crate::deliver::local::{self, LocalUser};
@@ -40,10 +46,11 @@ pub fn main(args: &[OsString]) -> ExitCode {
         }
     };
     let spool = Path::new(spool);
-    let helper = Helper {
+    let mut helper = Helper {
         layout: Layout::new(spool),
         mailbox,
         exe: super::self_exe(),
+        stragglers: Vec::new(),
     };
     let mut input = io::stdin().lock();
     let mut output = io::stdout().lock();
@@ -68,11 +75,13 @@ struct Helper {
     layout: Layout,
     mailbox: Mailbox,
     exe: PathBuf,
+    /// Killed delivery processes that had not exited yet.
+    stragglers: Vec<Child>,
 }
 
 impl Helper {
     /// Checks one request and delivers it through a child.
-    fn handle(&self, req: &Request) -> Answer {
+    fn handle(&mut self, req: &Request) -> Answer {
         let id: QueueId = match req.queue_id.parse() {
             Ok(id) => id,
             Err(e) => return Answer::Local(format!("local delivery helper refused: {e}")),
@@ -92,15 +101,26 @@ impl Helper {
     }
 
     /// Starts the child, hands it the request and the body, and returns its
-    /// answer (or why there is none).
-    fn in_child(&self, req: &Request, user: &LocalUser, path: PathBuf, mut body: File) -> Answer {
+    /// answer (or why there is none) within `[local] delivery_timeout`.
+    fn in_child(
+        &mut self,
+        req: &Request,
+        user: &LocalUser,
+        path: PathBuf,
+        mut body: File,
+    ) -> Answer {
+        let deadline = Instant::now() + self.mailbox.timeout;
+        self.stragglers
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
         let body_len = match body.metadata() {
             Ok(m) => m.len(),
             Err(e) => return Answer::Local(format!("cannot stat {}: {e}", path.display())),
         };
+        // Its own process group, so that a timeout kills all of it.
         let spawned = Command::new(&self.exe)
             .arg(super::CHILD_ARG)
             .env_clear()
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -123,31 +143,84 @@ impl Helper {
             body: path,
             body_len,
         };
-        let mut stdin = child.stdin.take().expect("piped");
-        let sent = write_frame(&mut stdin, &request)
-            .and_then(|()| io::copy(&mut body, &mut stdin).map(drop))
-            .and_then(|()| stdin.flush());
-        drop(stdin);
-        let answer = child
-            .stdout
-            .take()
-            .map(|mut out| read_frame::<Answer>(&mut out));
-        let status = child.wait();
-        match (answer, sent) {
-            (Some(Ok(Some(a))), _) => a,
+        let mut head = Vec::new();
+        if let Err(e) = write_frame(&mut head, &request) {
+            self.kill(child);
+            return Answer::Local(format!("cannot encode the local delivery request: {e}"));
+        }
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            self.kill(child);
+            return Answer::Local("the local delivery process has no pipes".into());
+        };
+        let talk = exchange::converse(stdin, stdout, head, &mut body, deadline);
+        if talk.timed_out {
+            self.kill(child);
+            return Answer::Local(self.timeout_reason(user));
+        }
+        let status = exchange::reap(&mut child, deadline);
+        if status.is_none() {
+            self.kill(child);
+        }
+        match (
+            read_frame::<Answer>(&mut talk.output.as_slice()),
+            talk.send_error,
+        ) {
+            (Ok(Some(a)), _) => a,
             // A child that stopped reading has said why in its answer; one
             // that said nothing is described by its exit and our error.
             (_, sent) => Answer::Local(format!(
                 "the local delivery process for {} ended without an answer ({}{})",
                 user.describe(),
-                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-                sent.err()
-                    .map(|e| format!("; sending it the message: {e}"))
+                status.map_or_else(|| "it did not exit; killed".into(), |s| s.to_string()),
+                sent.map(|e| format!("; sending it the message: {e}"))
                     .unwrap_or_default()
             )),
         }
     }
+
+    /// Kills a child's process group and reaps it, or keeps it to reap
+    /// later: one stuck in the kernel (a hung file system) may take its
+    /// time to go.
+    fn kill(&mut self, mut child: Child) {
+        exchange::kill(&child);
+        if exchange::reap(&mut child, Instant::now() + KILL_GRACE).is_none() {
+            eprintln!(
+                "postrelay local delivery helper: the killed delivery process {} has not \
+                 exited yet (stuck in the kernel?); going on without it",
+                child.id()
+            );
+            self.stragglers.push(child);
+        }
+    }
+
+    /// The reason for a delivery that ran out of time: what happened and
+    /// what to check.
+    fn timeout_reason(&self, user: &LocalUser) -> String {
+        let check = if self.mailbox.mbox {
+            let mbox = self.mailbox.mbox_dir.join(&user.name);
+            format!(
+                "check that the file system of {} responds and that no program holds its \
+                 lock ({}.lock, or a lock on the file) for long",
+                mbox.display(),
+                mbox.display()
+            )
+        } else {
+            format!(
+                "check that the file system of {} responds",
+                user.home.join(&self.mailbox.maildir).display()
+            )
+        };
+        format!(
+            "local delivery to {} did not finish within {} ([local] delivery_timeout) and was \
+             killed; {check}; the mail stays queued and is retried",
+            user.describe(),
+            crate::config::format_duration(self.mailbox.timeout)
+        )
+    }
 }
+
+/// How long a killed child is waited for before the helper goes on.
+const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// SIGTERM, SIGINT and SIGHUP: blocked in the helper for its whole life
 /// (the daemon starts it with them blocked, and the mask survives exec).

@@ -31,6 +31,7 @@
 
 mod child;
 mod client;
+mod exchange;
 mod helper;
 mod identity;
 pub mod wire;
@@ -39,7 +40,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use child::main as child_main;
-pub use client::LocalHelper;
+pub use client::{LocalHelper, gone_log};
 pub use helper::main as helper_main;
 pub use identity::{RunAs, plan, prepare_spool, switch};
 

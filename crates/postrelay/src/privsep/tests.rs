@@ -135,3 +135,63 @@ fn started_as_root_the_daemon_user_must_exist_except_with_the_builtin_default() 
         Ok(RunAs::User(u)) if u.uid.as_raw() != 0
     ));
 }
+
+fn piped(script: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sh")
+        .args(["-c", script])
+        .process_group(0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_conversation_streams_both_ways_past_the_pipe_buffers() {
+    use std::io::Write;
+    // 1 MiB through `cat`: neither side's pipe could hold it, so the
+    // helper must read the child's output while it still writes.
+    let body: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(&body).unwrap();
+    std::io::Seek::rewind(&mut file).unwrap();
+    let mut child = piped("exec cat");
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let talk = super::exchange::converse(stdin, stdout, b"head:".to_vec(), &mut file, deadline);
+    assert!(!talk.timed_out);
+    assert!(talk.send_error.is_none(), "{:?}", talk.send_error);
+    // More than a frame is read but not kept.
+    assert_eq!(talk.output.len(), super::wire::MAX_FRAME as usize + 4);
+    assert!(talk.output.starts_with(b"head:"));
+    assert_eq!(&talk.output[5..], &body[..talk.output.len() - 5]);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_child_that_does_not_answer_by_the_deadline_is_timed_out_and_its_group_killed() {
+    let mut child = piped("sleep 30 & wait");
+    let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+    let mut file = tempfile::tempfile().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    let talk = super::exchange::converse(stdin, stdout, b"x".to_vec(), &mut file, deadline);
+    assert!(talk.timed_out);
+    super::exchange::kill(&child);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = super::exchange::reap(&mut child, end).expect("killed");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    // Its whole process group went with it (the `sleep` too).
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    while nix::sys::signal::killpg(group, None).is_ok() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the child's group lives on"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use postrelay_smtp::reply::Reply;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ pub struct Mailbox {
     pub maildir: String,
     /// The mail spool directory for mbox files.
     pub mbox_dir: PathBuf,
+    /// `[local] delivery_timeout`: the helper kills a delivery that takes
+    /// longer.
+    pub timeout: Duration,
 }
 
 impl Mailbox {
@@ -77,6 +81,7 @@ impl Mailbox {
             mbox: settings.kind == MailboxKind::Mbox,
             maildir: settings.maildir.clone(),
             mbox_dir: settings.mbox_dir.clone(),
+            timeout: settings.delivery_timeout,
         }
     }
 
@@ -91,6 +96,7 @@ impl Mailbox {
             maildir: self.maildir.clone(),
             mbox_dir: self.mbox_dir.clone(),
             catch_all: None,
+            delivery_timeout: self.timeout,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod dns;
 pub mod doctor;
 pub mod fakeserver;
 pub mod helper;
+pub mod http;
 pub mod install;
 pub mod netns;
 pub mod peers;

@@ -26,6 +26,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use postrelay_smtp::reply::Reply;
 
@@ -66,7 +67,17 @@ pub struct LocalSettings {
     /// The local user who gets mail for users this system does not have
     /// (`[local] catch_all`); `None`: such mail bounces (5.1.1).
     pub catch_all: Option<String>,
+    /// How long the local delivery helper lets one delivery run before it
+    /// kills it and defers the message ([`DELIVERY_TIMEOUT`]).
+    pub delivery_timeout: Duration,
 }
+
+/// `[local] delivery_timeout`'s default: well above what a healthy
+/// mailbox needs (two lock waits of 10 s, then the largest message written
+/// and fsynced), short enough that one hung mailbox holds up the other
+/// local recipients (the helper delivers one at a time) for minutes, not
+/// an hour.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 impl Default for LocalSettings {
     fn default() -> Self {
@@ -75,6 +86,7 @@ impl Default for LocalSettings {
             maildir: "Maildir/".to_string(),
             mbox_dir: PathBuf::from("/var/mail"),
             catch_all: None,
+            delivery_timeout: DELIVERY_TIMEOUT,
         }
     }
 }
