@@ -1,0 +1,161 @@
+//! The system calls behind "durably on disk", seen from outside: the real
+//! daemon runs under strace, takes one message and defers it (its relay
+//! refuses connections), and the trace must show the calls that make each
+//! step survive a power cut. At intake: a `syncfs` of the spool's file
+//! system (body and envelope), then an `fsync` of `queue/` (the rename
+//! into the queue). At the deferral: an `fdatasync` of the new envelope,
+//! then an `fsync` of `queue/` (its rename over the old one).
+//!
+//! kill -9 cannot show a missing fsync (the page cache survives a process
+//! crash), and the recording file system of the unit tests records the
+//! calls it is asked to make, not the ones the kernel receives: only this
+//! test fails when the real file system's sync functions do nothing.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::daemon::{self, Daemon, Options};
+use support::peers;
+use support::smtp::Raw;
+
+/// Polls `what` every 50 ms until it returns `Some`, at most `limit`.
+fn wait_for<T>(limit: Duration, mut what: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = what() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The daemon process strace started (its only child).
+fn traced_pid(strace: &Child) -> i32 {
+    let path = format!("/proc/{0}/task/{0}/children", strace.id());
+    let found = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&path).ok()?;
+        text.split_whitespace().next()?.parse::<i32>().ok()
+    });
+    found.expect("strace started no daemon")
+}
+
+/// Sends one message and returns the queue ID of the `250` reply.
+fn send(port: u16) -> String {
+    let (mut c, greeting) = Raw::connect(port);
+    assert_eq!(greeting.code, 220);
+    assert_eq!(c.cmd("EHLO client.example").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<app@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<someone@example.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"Subject: synced\r\n\r\nkept through a power cut\r\n");
+    let reply = c.cmd(".");
+    assert_eq!(reply.code, 250, "{reply:?}");
+    c.cmd("QUIT");
+    let text = reply.text();
+    let id = text.split("queued as ").nth(1).expect("a queue ID");
+    id.split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn a_queued_message_is_synced_through_the_kernel() {
+    if !peers::require("strace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = daemon::free_port();
+    let config = dir.path().join("postrelay.toml");
+    // A relay on a port nobody listens on: the attempt fails at once.
+    let closed = daemon::free_port();
+    let opts = Options {
+        delivery: true,
+        tail: format!(
+            "[[relay]]\nname = \"closed\"\nhost = \"127.0.0.1\"\nport = {closed}\nsecurity = \"none\"\n"
+        ),
+        ..Options::default()
+    };
+    let text = Daemon::config_text(dir.path(), port, &opts);
+    std::fs::write(&config, text).unwrap();
+    let trace = dir.path().join("trace.txt");
+    let stderr = dir.path().join("stderr.log");
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,syncfs",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(daemon::bin())
+        .arg("-c")
+        .arg(&config)
+        .arg("run")
+        .env_remove("POSTRELAY_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("run strace");
+    let ready = wait_for(Duration::from_secs(30), || {
+        let log = std::fs::read_to_string(&stderr).ok()?;
+        log.contains("postrelay ready").then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "{}",
+        std::fs::read_to_string(&stderr).unwrap()
+    );
+    let id = send(port);
+    let deferred = wait_for(Duration::from_secs(30), || {
+        let log = std::fs::read_to_string(dir.path().join("mail.log")).ok()?;
+        log.lines()
+            .any(|l| l.contains("status=deferred"))
+            .then_some(())
+    });
+    assert!(deferred.is_some(), "the message was not deferred");
+
+    // Stop the daemon; strace ends with it and its output is complete.
+    let pid = nix::unistd::Pid::from_raw(traced_pid(&strace));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exited = wait_for(Duration::from_secs(30), || strace.try_wait().unwrap());
+    if exited.is_none() {
+        let _ = strace.kill();
+        panic!("the traced daemon did not stop");
+    }
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert_synced(&calls, dir.path(), &id);
+}
+
+/// Intake's `syncfs` then `fsync(queue/)`; the deferral's `fdatasync` of
+/// the envelope then `fsync(queue/)`.
+fn assert_synced(calls: &str, top: &Path, id: &str) {
+    let queue_dir = format!("<{}>", top.join("spool/queue").display());
+    let ok = |l: &&str| l.ends_with("= 0");
+    let lines: Vec<&str> = calls.lines().filter(ok).collect();
+    let queue_synced_after = |from: usize| {
+        lines[from..]
+            .iter()
+            .position(|l| l.contains(" fsync(") && l.contains(&queue_dir))
+            .map(|i| from + i)
+    };
+    let Some(syncfs) = lines.iter().position(|l| l.contains(" syncfs(")) else {
+        panic!("no syncfs of the spool at intake:\n{calls}");
+    };
+    let Some(queued) = queue_synced_after(syncfs) else {
+        panic!("no fsync of {queue_dir} after the syncfs:\n{calls}");
+    };
+    let envelope = lines[queued..]
+        .iter()
+        .position(|l| l.contains(" fdatasync(") && l.contains(&format!("{id}.env")));
+    let Some(envelope) = envelope else {
+        panic!("no fdatasync of {id}'s rewritten envelope:\n{calls}");
+    };
+    assert!(
+        queue_synced_after(queued + envelope).is_some(),
+        "no fsync of {queue_dir} after the envelope's rewrite:\n{calls}"
+    );
+}
