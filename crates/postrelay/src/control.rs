@@ -17,6 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::Queue;
+use crate::queue::track::Tracked;
 use crate::spool::QueueId;
 
 /// A request from the command line to the daemon.
@@ -35,6 +36,9 @@ pub enum Request {
     Flush,
     /// Say which version runs, under which process id (`postrelay doctor`).
     Status,
+    /// Say where a message stands and what its last attempt said
+    /// (`postrelay send-test`): the answer's `track`.
+    Track { id: String },
 }
 
 /// The daemon's answer.
@@ -44,6 +48,20 @@ pub struct Response {
     pub ok: bool,
     /// What happened, for the administrator.
     pub message: String,
+    /// The answer to [`Request::Track`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<Tracked>,
+}
+
+impl Response {
+    /// A failure saying `message`.
+    pub fn failed(message: String) -> Response {
+        Response {
+            ok: false,
+            message,
+            track: None,
+        }
+    }
 }
 
 /// Carries out a request on the queue (used by the daemon, and directly by
@@ -74,14 +92,34 @@ pub fn execute(queue: &Queue, req: &Request) -> Response {
             .map(|n| format!("{} message(s) deleted", n.0))
             .map_err(|e| e.to_string()),
         Request::Status => Ok(status_message()),
+        Request::Track { id } => return track(queue, parse(id)),
         Request::Flush => Ok(format!(
             "{} message(s) scheduled for immediate delivery",
             queue.flush().0
         )),
     };
     match result {
-        Ok(message) => Response { ok: true, message },
-        Err(message) => Response { ok: false, message },
+        Ok(message) => Response {
+            ok: true,
+            message,
+            track: None,
+        },
+        Err(message) => Response::failed(message),
+    }
+}
+
+/// The answer to [`Request::Track`] for the message `id`.
+fn track(queue: &Queue, id: Result<QueueId, String>) -> Response {
+    match id {
+        Ok(q) => {
+            let tracked = queue.track(&q);
+            Response {
+                ok: true,
+                message: format!("{q}: {:?}", tracked.state),
+                track: Some(tracked),
+            }
+        }
+        Err(message) => Response::failed(message),
     }
 }
 
@@ -154,26 +192,18 @@ async fn handle(stream: UnixStream, queue: Queue, allowed: bool) -> io::Result<(
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "control client sent nothing"))??;
     let response = if !allowed {
-        Response {
-            ok: false,
-            message: "permission denied: only root or the postrelay user may change the queue"
-                .into(),
-        }
+        Response::failed(
+            "permission denied: only root or the postrelay user may change the queue".into(),
+        )
     } else {
         match serde_json::from_str::<Request>(&line) {
             Ok(req) => {
                 tracing::info!(?req, "control request");
                 tokio::task::spawn_blocking(move || execute(&queue, &req))
                     .await
-                    .unwrap_or_else(|e| Response {
-                        ok: false,
-                        message: format!("internal error: {e}"),
-                    })
+                    .unwrap_or_else(|e| Response::failed(format!("internal error: {e}")))
             }
-            Err(e) => Response {
-                ok: false,
-                message: format!("bad request: {e}"),
-            },
+            Err(e) => Response::failed(format!("bad request: {e}")),
         }
     };
     let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
@@ -202,7 +232,7 @@ pub fn request(path: &PathBuf, req: &Request) -> io::Result<Option<Response>> {
     // 100,000. Everything else answers at once.
     let patience = match req {
         Request::DeleteAll => Duration::from_secs(3600),
-        Request::Status => Duration::from_secs(5),
+        Request::Status | Request::Track { .. } => Duration::from_secs(5),
         _ => Duration::from_secs(60),
     };
     stream.set_read_timeout(Some(patience))?;

@@ -269,10 +269,7 @@ fn change(config: &Config, requests: Vec<Request>) -> Result<ExitCode, String> {
                 direct
                     .as_ref()
                     .map(|q| control::execute(q, &req))
-                    .unwrap_or_else(|| Response {
-                        ok: false,
-                        message: "unreachable".into(),
-                    })
+                    .unwrap_or_else(|| Response::failed("unreachable".into()))
             }
             Err(e) => {
                 return Err(format!(

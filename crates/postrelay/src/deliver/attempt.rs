@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::client::Failure;
+use super::client::{Failure, Session};
 use super::{Outcome, Reason};
 
 /// The result of one attempt.
@@ -39,6 +39,49 @@ pub struct Attempt {
     /// arrived (the final reply, or the local mailbox's): from then until
     /// the queue records it, a crash delivers that recipient again.
     pub delivered_at: Option<Instant>,
+    /// The connection that carried the (last) transaction, for
+    /// `postrelay send-test`; `None` when no relay session was had.
+    pub session: Option<SessionFacts>,
+}
+
+/// What the connection that carried a transaction was: the facts
+/// `postrelay send-test` reports. TLS and AUTH happen once per pooled
+/// connection, so these come from the session, not from the transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionFacts {
+    /// The relay's name in the configuration.
+    pub relay: String,
+    /// Where it went, `host[ip]:port`.
+    pub peer: String,
+    /// TLS version and cipher suite; `None`: no TLS.
+    pub tls: Option<String>,
+    /// The names the relay's certificate is for (subjectAltName, else the
+    /// subject's common name); empty without TLS.
+    pub cert_names: Vec<String>,
+    /// How the session logged in (`PLAIN as user U`); `None`: no AUTH.
+    pub auth: Option<String>,
+    /// Whether the connection was reused from the pool.
+    pub reused: bool,
+}
+
+impl SessionFacts {
+    /// The facts of `session` of relay `relay`, which reached `peer`.
+    pub(super) fn of(relay: &str, peer: &str, session: &Session, reused: bool) -> SessionFacts {
+        let cert_names = session
+            .peer_certificates()
+            .first()
+            .and_then(|leaf| crate::doctor::cert::parse(leaf).ok())
+            .map(|c| c.names)
+            .unwrap_or_default();
+        SessionFacts {
+            relay: relay.to_owned(),
+            peer: peer.to_owned(),
+            tls: session.tls().map(str::to_owned),
+            cert_names,
+            auth: session.auth().map(str::to_owned),
+            reused,
+        }
+    }
 }
 
 impl Attempt {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::attempt::{NoProgress, Progress};
+use super::attempt::{NoProgress, Progress, SessionFacts};
 use super::client::{Failure, HeaderSwap, Message, ModeMemory, Session, Target};
 use super::local;
 use super::pool::Pool;
@@ -366,6 +366,8 @@ impl Deliverer {
                 mut lease, sent, ..
             } = done;
             let via = describe(&relay.config.host, lease.session.peer());
+            let facts = SessionFacts::of(&relay.config.name, &via, &lease.session, lease.reused);
+            result.session = Some(facts);
             result.record(
                 indices,
                 &via,

@@ -20,6 +20,6 @@ pub mod local;
 pub mod outcome;
 pub mod pool;
 
-pub use attempt::{Attempt, NoProgress, Progress};
+pub use attempt::{Attempt, NoProgress, Progress, SessionFacts};
 pub use engine::{Deliverer, EngineError};
 pub use outcome::{Outcome, Phase, Reason};

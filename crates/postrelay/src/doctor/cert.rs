@@ -3,6 +3,8 @@
 //! the chain the relay presented; whether the chain is trusted is decided
 //! by rustls in the verifying session, never here.
 //!
+//! Also names the certificate in `postrelay send-test`'s report.
+//!
 //! Not for: verification (see `net::tls`).
 
 use std::net::IpAddr;
@@ -12,10 +14,10 @@ pub(super) const WARN_DAYS: i64 = 14;
 
 /// The facts of one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct CertInfo {
+pub(crate) struct CertInfo {
     /// DNS names and IP addresses of its subjectAltName (the subject's
     /// common name when it has none).
-    pub(super) names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// The issuer's distinguished name.
     pub(super) issuer: String,
     /// End of validity, seconds since the Unix epoch.
@@ -38,7 +40,7 @@ impl CertInfo {
 }
 
 /// Reads a DER certificate.
-pub(super) fn parse(der: &[u8]) -> Result<CertInfo, String> {
+pub(crate) fn parse(der: &[u8]) -> Result<CertInfo, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("the relay's certificate cannot be read: {e}"))?;
     let mut names = Vec::new();

@@ -19,7 +19,7 @@
 //! Not for: changing anything. The doctor never sends mail, never writes
 //! to the spool and never changes the configuration; it says what to do.
 
-mod cert;
+pub(crate) mod cert;
 mod config;
 mod daemon;
 mod dns;

@@ -32,6 +32,7 @@ mod index;
 mod notice;
 mod progress;
 pub mod scheduler;
+pub mod track;
 pub mod worker;
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -63,6 +64,8 @@ struct Inner {
     router: RwLock<Arc<Router>>,
     index: Mutex<Index>,
     changed: Notify,
+    /// Recent attempts' results, for `postrelay send-test`.
+    tracker: track::Tracker,
 }
 
 /// What the end of a delivery attempt does to a message.
@@ -98,6 +101,7 @@ impl Queue {
             router: RwLock::new(router),
             index: Mutex::new(index),
             changed: Notify::new(),
+            tracker: track::Tracker::default(),
         };
         Ok(Queue {
             inner: Arc::new(inner),
@@ -161,6 +165,29 @@ impl Queue {
     /// The index entry of a message.
     pub fn entry(&self, id: &QueueId) -> Option<Entry> {
         self.index().get(id)
+    }
+
+    /// Remembers the result of an attempt of `id` for [`Queue::track`].
+    pub fn note_attempt(&self, id: QueueId, attempt: &crate::deliver::Attempt) {
+        self.inner.tracker.record(id, track::Tracked::of(attempt));
+    }
+
+    /// Where message `id` stands and what its last attempt said (the
+    /// control socket's `track` request, for `postrelay send-test`).
+    pub fn track(&self, id: &QueueId) -> track::Tracked {
+        use track::{TrackState, Tracked};
+        let entry = self.entry(id);
+        let remembered = self.inner.tracker.get(id);
+        match (entry, remembered) {
+            (Some(e), Some(mut t)) if e.in_flight => {
+                t.state = TrackState::InFlight;
+                t
+            }
+            (_, Some(t)) => t,
+            (Some(e), None) if e.in_flight => Tracked::bare(TrackState::InFlight),
+            (Some(_), None) => Tracked::bare(TrackState::Queued),
+            (None, None) => Tracked::bare(TrackState::Unknown),
+        }
     }
 
     /// Takes the earliest message due at `now_ms`, marking it in flight.

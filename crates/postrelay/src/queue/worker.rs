@@ -61,6 +61,7 @@ pub async fn attempt(ctx: &Context, id: QueueId, fresh: Option<Envelope>) {
     let logged = recorder.logged();
     let mut failed = Vec::new();
     let deferred = apply_outcomes(ctx, &mut env, &result, started_ms, &mut failed, &logged);
+    ctx.queue.note_attempt(id, &result);
     let mut done = schedule_next(ctx, &backoff, &mut env, deferred, &result, &mut failed);
     if !failed.is_empty() && !notice::send(&ctx.queue, &config, &env, &failed, Action::Failed).await
     {

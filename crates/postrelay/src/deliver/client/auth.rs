@@ -20,14 +20,16 @@ use crate::deliver::outcome::{Phase, Reason};
 
 /// Logs in when credentials are configured; without credentials there is
 /// nothing to do (a relay that needs AUTH will refuse MAIL or RCPT).
+/// Returns how it logged in (`PLAIN as user U`; never the password), or
+/// `None` when it did not.
 pub(super) async fn authenticate(
     target: &Target,
     wire: &mut Wire,
     caps: &Capabilities,
     tls_up: bool,
-) -> Result<(), Reason> {
+) -> Result<Option<String>, Reason> {
     let Some((user, secret)) = &target.credentials else {
-        return Ok(());
+        return Ok(None);
     };
     let plaintext_allowed = target.security == Security::None && target.allow_plaintext_auth;
     if !tls_up && !plaintext_allowed {
@@ -39,7 +41,7 @@ pub(super) async fn authenticate(
             );
             tracing::warn!(relay = %target.name, "{why}");
             wire.tr.note(&why);
-            return Ok(());
+            return Ok(None);
         }
         return Err(Reason::Auth(format!(
             "credentials are configured for {} but the connection is not encrypted \
@@ -56,7 +58,7 @@ pub(super) async fn authenticate(
         );
         tracing::warn!(relay = %target.name, "{why}");
         wire.tr.note(&why);
-        return Ok(());
+        return Ok(None);
     }
     let timeout = target.timeouts.auth;
     let pass = secret.expose();
@@ -102,9 +104,9 @@ pub(super) async fn authenticate(
 }
 
 /// 235 is success; anything else refuses the session.
-fn finish(reply: Reply, user: &str, mechanism: &str) -> Result<(), Reason> {
+fn finish(reply: Reply, user: &str, mechanism: &str) -> Result<Option<String>, Reason> {
     if reply.is_positive_completion() {
-        return Ok(());
+        return Ok(Some(format!("{mechanism} as user {user}")));
     }
     Err(Reason::Auth(if reply.code == 535 {
         format!("relay refused the credentials of user {user}: {reply}")

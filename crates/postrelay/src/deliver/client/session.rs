@@ -45,6 +45,8 @@ pub struct Session {
     pub(super) messages_sent: u32,
     peer: SocketAddr,
     tls: Option<String>,
+    /// How the session logged in (`PLAIN as user U`), if it did.
+    auth: Option<String>,
     opened_at: Instant,
 }
 
@@ -55,7 +57,7 @@ impl Session {
     pub async fn open(target: &Target) -> Result<Session, Failure> {
         let mut wire = Wire::new(Transcript::new(&target.name, target.verbose));
         match open_on(target, &mut wire).await {
-            Ok((caps, tls)) => {
+            Ok((caps, tls, auth)) => {
                 let peer = wire
                     .stream()
                     .and_then(|s| s.peer_addr().ok())
@@ -69,6 +71,7 @@ impl Session {
                     messages_sent: 0,
                     peer,
                     tls,
+                    auth,
                     opened_at: Instant::now(),
                 })
             }
@@ -137,6 +140,12 @@ impl Session {
     /// The TLS version and cipher suite, when TLS is up.
     pub fn tls(&self) -> Option<&str> {
         self.tls.as_deref()
+    }
+
+    /// How the session logged in (`PLAIN as user U`; never the
+    /// password), or `None` when it did not (no credentials, no AUTH).
+    pub fn auth(&self) -> Option<&str> {
+        self.auth.as_deref()
     }
 
     /// The relay's EHLO capabilities (after TLS, when TLS is up).
@@ -215,11 +224,11 @@ async fn say_goodbye(wire: &mut Wire, timeout: Duration) {
 }
 
 /// Everything up to an authenticated session; returns the capabilities
-/// (as announced after TLS) and the TLS description.
+/// (as announced after TLS), the TLS description and how it logged in.
 async fn open_on(
     target: &Target,
     wire: &mut Wire,
-) -> Result<(Capabilities, Option<String>), Reason> {
+) -> Result<(Capabilities, Option<String>, Option<String>), Reason> {
     let implicit = connect::establish(target, wire).await?;
     let mut caps = ehlo(target, wire).await?;
     let mut tls_up = implicit;
@@ -242,13 +251,13 @@ async fn open_on(
             );
         }
     }
-    auth::authenticate(target, wire, &caps, tls_up).await?;
+    let auth = auth::authenticate(target, wire, &caps, tls_up).await?;
     let desc = if tls_up {
         wire.stream().and_then(Stream::tls_description)
     } else {
         None
     };
-    Ok((caps, desc))
+    Ok((caps, desc, auth))
 }
 
 /// EHLO, or HELO when the relay refuses EHLO permanently (no extensions).
