@@ -9,6 +9,7 @@ pub mod hash_password;
 pub mod import;
 pub mod init;
 pub mod queue;
+pub mod send_test;
 pub mod sendmail;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,10 @@ pub enum Command {
     /// Check the setup: configuration, secrets, spool, daemon, each relay
     /// (TLS mode, certificate, AUTH), outbound ports, SPF/DKIM/DMARC.
     Doctor(crate::doctor::DoctorArgs),
+    /// Send a tracked test message through the running daemon and report
+    /// each step: queued, connected, TLS (certificate name), AUTH, accepted
+    /// (the provider's queue id), or the step that failed and why.
+    SendTest(send_test::SendTestArgs),
     /// Inspect or change the queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -95,6 +100,16 @@ pub fn main_with(cli: Cli) -> ExitCode {
     }
     if let Command::Doctor(args) = &cli.command {
         return crate::doctor::main(cli.config.as_deref(), args);
+    }
+    if let Command::SendTest(args) = &cli.command {
+        // Needs the control socket and the listener, not the secrets.
+        return match sendmail::load_without_secrets(cli.config.as_deref()) {
+            Ok(config) => send_test::run(&config, args),
+            Err(e) => {
+                eprintln!("postrelay: {e}");
+                ExitCode::from(78) // EX_CONFIG
+            }
+        };
     }
     if let Command::Queue(cmd) = cli.command {
         // The queue commands need the spool and the control socket, not
@@ -149,6 +164,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
         Command::HashPassword
         | Command::Sendmail { .. }
         | Command::Queue(_)
+        | Command::SendTest(_)
         | Command::Doctor(_)
         | Command::Init(_)
         | Command::ImportPostfix(_)

@@ -35,7 +35,7 @@ mod secrets;
 mod submission;
 #[cfg(test)]
 mod tests;
-mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::net::SocketAddr;

@@ -46,6 +46,9 @@ _postrelay() {
             postrelay,run)
                 cmd="postrelay__subcmd__run"
                 ;;
+            postrelay,send-test)
+                cmd="postrelay__subcmd__send__subcmd__test"
+                ;;
             postrelay,sendmail)
                 cmd="postrelay__subcmd__sendmail"
                 ;;
@@ -78,6 +81,9 @@ _postrelay() {
                 ;;
             postrelay__subcmd__help,run)
                 cmd="postrelay__subcmd__help__subcmd__run"
+                ;;
+            postrelay__subcmd__help,send-test)
+                cmd="postrelay__subcmd__help__subcmd__send__subcmd__test"
                 ;;
             postrelay__subcmd__help,sendmail)
                 cmd="postrelay__subcmd__help__subcmd__sendmail"
@@ -149,7 +155,7 @@ _postrelay() {
 
     case "${cmd}" in
         postrelay)
-            opts="-c -h -V --config --help --version run check-config doctor queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
+            opts="-c -h -V --config --help --version run check-config doctor send-test queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -257,7 +263,7 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help)
-            opts="run check-config doctor queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
+            opts="run check-config doctor send-test queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,6 +487,20 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__send__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -937,6 +957,40 @@ _postrelay() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__send__subcmd__test)
+            opts="-c -h --to --from --timeout --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
