@@ -1,7 +1,8 @@
 //! `postrelay send-test --to ADDR` against real peers: the private
 //! provider (`scripts/provider`: Postfix with STARTTLS + AUTH and its own
 //! CA) and a running daemon. Each step the command prints is checked
-//! against what the provider itself logged.
+//! against what the provider itself logged. Each run's time is printed
+//! (measured, never asserted).
 
 mod support;
 
@@ -33,6 +34,7 @@ fn daemon_with_password(password: &str) -> (tempfile::TempDir, Daemon) {
 }
 
 fn send_test(d: &Daemon) -> (Output, String) {
+    let started = std::time::Instant::now();
     let out = d.cli(&[
         "send-test",
         "--to",
@@ -47,7 +49,9 @@ fn send_test(d: &Daemon) -> (Output, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("send-test said:\n{text}");
+    // Measured, never asserted.
+    let ms = started.elapsed().as_millis();
+    eprintln!("send-test took {ms} ms and said:\n{text}");
     (out, text)
 }
 

@@ -70,7 +70,7 @@ impl SessionFacts {
         let cert_names = session
             .peer_certificates()
             .first()
-            .and_then(|leaf| crate::doctor::cert::parse(leaf).ok())
+            .and_then(|leaf| crate::net::cert::parse(leaf).ok())
             .map(|c| c.names)
             .unwrap_or_default();
         SessionFacts {

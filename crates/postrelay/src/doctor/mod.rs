@@ -19,7 +19,6 @@
 //! Not for: changing anything. The doctor never sends mail, never writes
 //! to the spool and never changes the configuration; it says what to do.
 
-pub(crate) mod cert;
 mod config;
 mod daemon;
 mod dns;

@@ -17,11 +17,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cert::{self, CertInfo};
 use super::{DoctorArgs, Finding, Verdict};
 use crate::config::{Config, RelayConfig, RelayTimeouts, Security, TlsMode};
 use crate::deliver::Reason;
 use crate::deliver::client::{Detected, ModeMemory, Session, Target};
+use crate::net::cert::{self, CertInfo};
 use crate::net::resolve::Resolver;
 use crate::net::tls;
 

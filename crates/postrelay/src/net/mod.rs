@@ -2,6 +2,7 @@
 //! from and writes to. Protocol decisions live elsewhere (`postrelay_smtp`,
 //! `intake`); this module only moves bytes, with deadlines.
 
+pub mod cert;
 pub mod conn;
 pub mod resolve;
 pub mod stream;

@@ -4,11 +4,11 @@
 //!
 //! Not for: talking to the relay (the parent module does).
 
-use super::super::cert::{CertInfo, WARN_DAYS};
 use super::super::{Finding, Verdict};
 use super::{Probe, Seen};
 use crate::config::Security;
 use crate::deliver::{Phase, Reason};
+use crate::net::cert::{CertInfo, WARN_DAYS};
 
 /// How the verifying session ended: `None` when there was none.
 type Verified = Option<Result<(), Reason>>;

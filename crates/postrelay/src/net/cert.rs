@@ -1,16 +1,15 @@
 //! What a relay's certificate says about itself: the names it is for, who
-//! issued it and how many days it has left. Read with `x509-parser` from
-//! the chain the relay presented; whether the chain is trusted is decided
-//! by rustls in the verifying session, never here.
-//!
-//! Also names the certificate in `postrelay send-test`'s report.
+//! issued it and how many days it has left, for `postrelay doctor` and the
+//! session facts `postrelay send-test` reports. Read with `x509-parser`
+//! from the chain the relay presented; whether the chain is trusted is
+//! decided by rustls in the verifying session, never here.
 //!
 //! Not for: verification (see `net::tls`).
 
 use std::net::IpAddr;
 
 /// Fewer days than this before expiry is a warning.
-pub(super) const WARN_DAYS: i64 = 14;
+pub(crate) const WARN_DAYS: i64 = 14;
 
 /// The facts of one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,20 +18,20 @@ pub(crate) struct CertInfo {
     /// common name when it has none).
     pub(crate) names: Vec<String>,
     /// The issuer's distinguished name.
-    pub(super) issuer: String,
+    pub(crate) issuer: String,
     /// End of validity, seconds since the Unix epoch.
-    pub(super) not_after: i64,
+    pub(crate) not_after: i64,
 }
 
 impl CertInfo {
     /// Whole days from `now` (Unix seconds) to the end of validity;
     /// negative once expired.
-    pub(super) fn days_left(&self, now: i64) -> i64 {
+    pub(crate) fn days_left(&self, now: i64) -> i64 {
         (self.not_after - now).div_euclid(86_400)
     }
 
     /// The end of validity as a date (`2027-03-01`).
-    pub(super) fn expiry_date(&self) -> String {
+    pub(crate) fn expiry_date(&self) -> String {
         jiff::Timestamp::from_second(self.not_after)
             .map(|t| t.strftime("%Y-%m-%d").to_string())
             .unwrap_or_else(|_| self.not_after.to_string())
