@@ -101,26 +101,20 @@ pub fn main_with(cli: Cli) -> ExitCode {
     if let Command::Doctor(args) = &cli.command {
         return crate::doctor::main(cli.config.as_deref(), args);
     }
+    // The queue commands and send-test need the spool, the listener and
+    // the control socket, not the daemon's secrets: read as sendmail
+    // does, so that root's mailq works when the secrets belong to the
+    // daemon's user.
     if let Command::SendTest(args) = &cli.command {
-        // Needs the control socket and the listener, not the secrets.
-        return match sendmail::load_without_secrets(cli.config.as_deref()) {
+        return match without_secrets(cli.config.as_deref()) {
             Ok(config) => send_test::run(&config, args),
-            Err(e) => {
-                eprintln!("postrelay: {e}");
-                ExitCode::from(78) // EX_CONFIG
-            }
+            Err(code) => code,
         };
     }
     if let Command::Queue(cmd) = cli.command {
-        // The queue commands need the spool and the control socket, not
-        // the daemon's secrets: read as sendmail does, so that root's
-        // mailq works when the secrets belong to the daemon's user.
-        return match sendmail::load_without_secrets(cli.config.as_deref()) {
+        return match without_secrets(cli.config.as_deref()) {
             Ok(config) => queue::run(&config, cmd),
-            Err(e) => {
-                eprintln!("postrelay: {e}");
-                ExitCode::from(78) // EX_CONFIG
-            }
+            Err(code) => code,
         };
     }
     let loaded = load_config(cli.config.as_deref());
@@ -173,6 +167,15 @@ pub fn main_with(cli: Cli) -> ExitCode {
             unreachable!("dispatched before loading the configuration")
         }
     }
+}
+
+/// The configuration without its secrets; `Err`: the exit status after
+/// saying why it cannot be read.
+fn without_secrets(explicit: Option<&Path>) -> Result<Config, ExitCode> {
+    sendmail::load_without_secrets(explicit).map_err(|e| {
+        eprintln!("postrelay: {e}");
+        ExitCode::from(78) // EX_CONFIG
+    })
 }
 
 /// Finds and loads the configuration (see [`Cli::config`]).

@@ -53,6 +53,9 @@ pub enum SendTestError {
     /// The control socket could not be used.
     #[error("cannot talk to the daemon on {socket}: {error}")]
     Control { socket: String, error: String },
+    /// The daemon refused to answer (this user may not use its socket).
+    #[error("the daemon refused: {0}")]
+    Refused(String),
     /// The daemon has no SMTP listener to submit to.
     #[error("send-test submits over SMTP, but [intake] listen is empty; add a listener")]
     NoListener,
@@ -69,14 +72,19 @@ pub fn run(config: &Config, args: &SendTestArgs) -> ExitCode {
             eprintln!("postrelay send-test: {e}");
             ExitCode::from(match e {
                 SendTestError::NotRunning(_) | SendTestError::NoListener => 69, // EX_UNAVAILABLE
-                _ => 75,                                                        // EX_TEMPFAIL
+                SendTestError::Refused(_) => 77,                                // EX_NOPERM
+                SendTestError::Control { .. } | SendTestError::Submit { .. } => 75, // EX_TEMPFAIL
             })
         }
     }
 }
 
 fn send_and_follow(config: &Config, args: &SendTestArgs) -> Result<ExitCode, SendTestError> {
-    ask(config, &Request::Status)?.ok_or_else(|| not_running(config))?;
+    let status = ask(config, &Request::Status)?.ok_or_else(|| not_running(config))?;
+    if !status.ok {
+        // Permission denied: root or the daemon's user may ask.
+        return Err(SendTestError::Refused(status.message));
+    }
     let addr = intake_addr(config)?;
     let from = args
         .from
