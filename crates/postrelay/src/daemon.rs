@@ -63,6 +63,7 @@ pub fn run(config: Config, source: Source) -> anyhow::Result<()> {
     if let privsep::RunAs::User(user) = &run_as {
         let mut extra = vec![config.control_socket.as_path()];
         extra.extend(config.log.file.as_deref());
+        privsep::check_spool_reachable(&config.spool, user)?;
         privsep::prepare_spool(&config.spool, &extra, user)?;
         privsep::switch(user)?;
     }

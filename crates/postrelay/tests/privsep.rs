@@ -179,6 +179,48 @@ fn a_missing_daemon_user_refuses_the_start_with_the_command_that_fixes_it() {
     assert!(!dir.path().join("spool").exists(), "nothing was started");
 }
 
+/// A spool under a directory the daemon user may not enter is refused
+/// before the switch, naming that directory and the fix (not a bare
+/// "Permission denied" from the spool after it).
+#[test]
+fn a_spool_the_daemon_user_cannot_reach_is_named_with_the_blocking_directory() {
+    if !ready() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let opts = Options {
+        daemon_user: Some("nobody".into()),
+        ..Options::default()
+    };
+    let spool = dir.path().join("spool").display().to_string();
+    let text = Daemon::config_text(dir.path(), support::daemon::free_port(), &opts).replace(
+        &format!("spool = \"{spool}\""),
+        &format!("spool = \"{}\"", locked.join("spool").display()),
+    );
+    assert!(text.contains("locked/spool"), "{text}");
+    // The temporary directory itself lets nobody in; only `locked` does not.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = dir.path().join("postrelay.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("may not enter {} (mode 700, owner uid 0)", locked.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("set spool to a directory"), "{err}");
+}
+
 fn request(helper: &Helper, user: &str) -> Request {
     Request {
         queue_id: helper.queue(b"Subject: x\r\n\r\nbody\r\n"),

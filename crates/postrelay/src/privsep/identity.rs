@@ -136,6 +136,66 @@ fn give(path: &Path, user: &User) -> io::Result<()> {
     lchown(path, Some(user.uid.as_raw()), gid)
 }
 
+/// Before the switch: `user` (with its primary group and `postdrop`,
+/// the groups it will have) may search every directory on the way to the
+/// spool. For a relative spool the way starts at the current directory
+/// (the ones above it are never looked up). The spool itself is the
+/// user's by then ([`prepare_spool`]).
+pub fn check_spool_reachable(spool: &Path, user: &User) -> Result<(), PrivsepError> {
+    let mut groups = vec![user.gid.as_raw()];
+    if let Ok(Some(g)) = Group::from_name(maildrop::GROUP) {
+        groups.push(g.gid.as_raw());
+    }
+    let (mut dir, rest) = if spool.is_absolute() {
+        (
+            std::path::PathBuf::from("/"),
+            spool.strip_prefix("/").unwrap_or(spool),
+        )
+    } else {
+        let cwd = std::env::current_dir().map_err(|source| PrivsepError::Io {
+            what: "find the current directory for",
+            path: spool.to_path_buf(),
+            source,
+        })?;
+        (cwd, spool)
+    };
+    let mut left = rest.components().count();
+    let mut components = rest.components();
+    loop {
+        let meta = fs::metadata(&dir).map_err(|source| PrivsepError::Io {
+            what: "examine",
+            path: dir.clone(),
+            source,
+        })?;
+        let mode = meta.mode();
+        let searchable = if meta.uid() == user.uid.as_raw() {
+            mode & 0o100 != 0
+        } else if groups.contains(&meta.gid()) {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !searchable {
+            return Err(PrivsepError::SpoolUnreachable {
+                user: user.name.clone(),
+                spool: spool.to_path_buf(),
+                blocked: dir,
+                mode: mode & 0o7777,
+                owner: meta.uid(),
+            });
+        }
+        // The last component is the spool itself: given to the user.
+        if left <= 1 {
+            return Ok(());
+        }
+        let Some(next) = components.next() else {
+            return Ok(());
+        };
+        dir.push(next);
+        left -= 1;
+    }
+}
+
 /// Switches the daemon to `user` for good: supplementary groups only
 /// `postdrop` (pickup reads maildrop files through it) when it exists.
 pub fn switch(user: &User) -> Result<(), PrivsepError> {

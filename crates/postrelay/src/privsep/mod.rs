@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 pub use child::main as child_main;
 pub use client::{LocalHelper, gone_log};
 pub use helper::main as helper_main;
-pub use identity::{RunAs, plan, prepare_spool, switch};
+pub use identity::{RunAs, check_spool_reachable, plan, prepare_spool, switch};
 
 /// Why the daemon could not set up its privilege separation.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,28 @@ pub enum PrivsepError {
         path: PathBuf,
         /// The error.
         source: io::Error,
+    },
+    /// The daemon user could not reach the spool after the switch: a
+    /// directory on the way does not let it in.
+    #[error(
+        "the user {user:?} ([daemon] user) cannot reach the spool {}: it may not enter {} \
+         (mode {mode:03o}, owner uid {owner}); set spool to a directory that user can reach \
+         (the package's is /var/spool/postrelay), or run postrelay from a directory that \
+         user may enter",
+        spool.display(),
+        blocked.display()
+    )]
+    SpoolUnreachable {
+        /// The daemon user.
+        user: String,
+        /// The spool as configured.
+        spool: PathBuf,
+        /// The first directory on the way that the user may not search.
+        blocked: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its owner.
+        owner: u32,
     },
     /// A step of the switch failed, or its result was not what was asked.
     #[error("cannot switch to the user {user:?}: {why}")]
