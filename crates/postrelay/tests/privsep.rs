@@ -152,6 +152,20 @@ fn local_mail_is_written_by_its_recipient() {
     d.wait_queue_len(0);
 }
 
+/// Starts the daemon on `text` (written into `dir`), expects it to refuse
+/// the start, and returns what it said.
+fn refused_start(dir: &std::path::Path, text: &str) -> String {
+    let config = dir.join("postrelay.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the start was not refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_missing_daemon_user_refuses_the_start_with_the_command_that_fixes_it() {
     if !ready() {
@@ -165,15 +179,7 @@ fn a_missing_daemon_user_refuses_the_start_with_the_command_that_fixes_it() {
     };
     let text = Daemon::config_text(dir.path(), support::daemon::free_port(), &opts)
         .replace("user = \"root\"", &format!("user = \"{name}\""));
-    let config = dir.path().join("postrelay.toml");
-    std::fs::write(&config, text).unwrap();
-    let out = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(dir.path(), &text);
     assert!(err.contains(&format!("the user \"{name}\"")), "{err}");
     assert!(err.contains("useradd --system"), "{err}");
     assert!(!dir.path().join("spool").exists(), "nothing was started");
@@ -207,15 +213,7 @@ fn a_spool_the_daemon_user_cannot_reach_is_named_with_the_blocking_directory() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let config = dir.path().join("postrelay.toml");
-    std::fs::write(&config, text).unwrap();
-    let out = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(dir.path(), &text);
     let want = format!("may not enter {} (mode 700, owner uid 0)", locked.display());
     assert!(err.contains(&want), "{err}");
     assert!(err.contains("set spool to a directory"), "{err}");
