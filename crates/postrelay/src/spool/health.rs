@@ -191,6 +191,29 @@ fn judge(opts: &HealthOptions, avail: u64, total: u64, inodes_avail: u64, inodes
     Health::Ok
 }
 
+/// The spool's side: the cached verdict of its tmp/.
+impl super::Spool {
+    /// The cached free-space verdict, refreshed at most once per
+    /// [`HealthOptions::sample_interval`] by whichever caller comes first
+    /// (one `statvfs`, microseconds). Cheap enough for every `MAIL FROM`.
+    pub fn health(&self) -> Health {
+        self.inner.health.get(&self.inner.layout.tmp)
+    }
+
+    /// Replaces the free-space thresholds (configuration reload) and
+    /// returns a fresh verdict under them.
+    pub fn set_health_options(&self, options: HealthOptions) -> Health {
+        self.inner
+            .health
+            .set_options(options, &self.inner.layout.tmp)
+    }
+
+    /// Samples free space now, regardless of the cache.
+    pub fn sample_health(&self) -> Health {
+        self.inner.health.refresh(&self.inner.layout.tmp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
