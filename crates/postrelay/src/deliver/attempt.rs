@@ -67,17 +67,11 @@ pub struct SessionFacts {
 impl SessionFacts {
     /// The facts of `session` of relay `relay`, which reached `peer`.
     pub(super) fn of(relay: &str, peer: &str, session: &Session, reused: bool) -> SessionFacts {
-        let cert_names = session
-            .peer_certificates()
-            .first()
-            .and_then(|leaf| crate::net::cert::parse(leaf).ok())
-            .map(|c| c.names)
-            .unwrap_or_default();
         SessionFacts {
             relay: relay.to_owned(),
             peer: peer.to_owned(),
             tls: session.tls().map(str::to_owned),
-            cert_names,
+            cert_names: session.cert_names().to_vec(),
             auth: session.auth().map(str::to_owned),
             reused,
         }

@@ -47,6 +47,9 @@ pub struct Session {
     tls: Option<String>,
     /// How the session logged in (`PLAIN as user U`), if it did.
     auth: Option<String>,
+    /// The names the relay's certificate is for, read once at the
+    /// handshake (not per message); empty without TLS.
+    cert_names: Vec<String>,
     opened_at: Instant,
 }
 
@@ -62,8 +65,10 @@ impl Session {
                     .stream()
                     .and_then(|s| s.peer_addr().ok())
                     .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], target.port)));
+                let cert_names = leaf_names(&wire);
                 Ok(Session {
                     wire,
+                    cert_names,
                     caps,
                     name: target.name.clone(),
                     timeouts: target.timeouts,
@@ -151,6 +156,12 @@ impl Session {
     /// The relay's EHLO capabilities (after TLS, when TLS is up).
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// The names the relay's certificate is for (subjectAltName, else the
+    /// subject's common name); empty without TLS.
+    pub fn cert_names(&self) -> &[String] {
+        &self.cert_names
     }
 
     /// The certificate chain the relay presented (leaf first), when TLS is
@@ -340,4 +351,18 @@ async fn starttls(target: &Target, wire: &mut Wire) -> Result<bool, Reason> {
     }
     wire.attach(stream);
     Ok(true)
+}
+
+/// The names of the leaf certificate the relay presented on `wire`.
+fn leaf_names(wire: &Wire) -> Vec<String> {
+    let Some(Stream::Tls(s)) = wire.stream() else {
+        return Vec::new();
+    };
+    s.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| crate::net::cert::parse(leaf).ok())
+        .map(|c| c.names)
+        .unwrap_or_default()
 }
