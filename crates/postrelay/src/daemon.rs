@@ -61,7 +61,8 @@ pub fn run(config: Config, source: Source) -> anyhow::Result<()> {
         binder.block_on(async { Bound::bind(&config).await?.into_std() })?
     };
     if let privsep::RunAs::User(user) = &run_as {
-        let mut extra = vec![config.control_socket.as_path()];
+        let submit = crate::maildrop::submit_socket(&config.spool);
+        let mut extra = vec![config.control_socket.as_path(), submit.as_path()];
         extra.extend(config.log.file.as_deref());
         privsep::check_spool_reachable(&config.spool, user)?;
         privsep::prepare_spool(&config.spool, &extra, user)?;
@@ -201,6 +202,9 @@ struct Bound {
     /// The control socket's path as bound (a reload may name another,
     /// which applies only at the next start).
     control_path: PathBuf,
+    /// The submit socket, unless it could not be made (sendmail then uses
+    /// maildrop/).
+    submit: Option<tokio::net::UnixListener>,
     /// The Prometheus endpoint (`[metrics] listen`), if configured.
     metrics: Option<TcpListener>,
 }
@@ -212,6 +216,7 @@ struct StdBound {
     submission: Vec<(std::net::TcpListener, intake::submission::Mode)>,
     control: std::os::unix::net::UnixListener,
     control_path: PathBuf,
+    submit: Option<std::os::unix::net::UnixListener>,
     metrics: Option<std::net::TcpListener>,
 }
 
@@ -229,6 +234,11 @@ impl StdBound {
             control: tokio::net::UnixListener::from_std(self.control)
                 .context("cannot register the control socket")?,
             control_path: self.control_path,
+            submit: self
+                .submit
+                .map(tokio::net::UnixListener::from_std)
+                .transpose()
+                .context("cannot register the submit socket")?,
             metrics: self.metrics.map(tcp).transpose()?,
         })
     }
@@ -250,6 +260,11 @@ impl Bound {
                 .into_std()
                 .context("cannot detach the control socket")?,
             control_path: self.control_path,
+            submit: self
+                .submit
+                .map(|l| l.into_std())
+                .transpose()
+                .context("cannot detach the submit socket")?,
             metrics: self.metrics.map(std).transpose()?,
         })
     }
@@ -275,6 +290,13 @@ impl Bound {
                 control_path.display()
             )
         })?;
+        let submit_path = crate::maildrop::submit_socket(&config.spool);
+        let submit = intake::submit_socket::bind(&submit_path)
+            .inspect_err(|e| {
+                tracing::warn!(socket = %submit_path.display(), error = %e,
+                    "cannot create the submit socket; sendmail goes through maildrop/ (slower)");
+            })
+            .ok();
         let metrics = match config.metrics.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -288,6 +310,7 @@ impl Bound {
             submission,
             control,
             control_path,
+            submit,
             metrics,
         })
     }
@@ -355,6 +378,13 @@ impl Running {
         }
         // Local submissions (sendmail → maildrop/); tracked so that a stop
         // waits for a file being queued.
+        if let Some(l) = bound.submit {
+            tokio::spawn(intake::submit_socket::serve(
+                l,
+                shared.clone(),
+                sessions.clone(),
+            ));
+        }
         sessions.spawn(intake::pickup::run(shared, shutdown.clone()));
         tokio::spawn(crate::control::serve(
             bound.control,

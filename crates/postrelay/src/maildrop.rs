@@ -22,6 +22,24 @@
 //! leaves postdrop with input that lacks the terminator, which it refuses
 //! instead of queueing a truncated message.
 //!
+//! # Submit socket (sendmail → the running daemon)
+//!
+//! `<spool>/`[`SUBMIT_SOCKET`], a Unix stream socket the daemon creates at
+//! start. The client writes exactly what it writes to postdrop (the
+//! [`Submission`] line, then the message in DATA form) and reads one reply
+//! line in SMTP form (`250 2.0.0 Ok: queued as ID`, or `4xx`/`5xx` with
+//! what to fix), sent only once the message is durable; then both close.
+//! One message per connection. The uid is the kernel's (`SO_PEERCRED`).
+//!
+//! Who may connect: the socket is mode 0660, group `postdrop`, in the
+//! spool root (0710, group `postdrop`): root, the daemon's user and members
+//! of `postdrop`. Everyone else (and everyone while the daemon is stopped,
+//! or when it answers `4xx`) goes through postdrop and maildrop/, which
+//! reaches the same queue: the socket is a faster way in, never the only
+//! one. Adding a user (say `www-data`) to `postdrop` gives it the fast way
+//! and nothing more: it can submit as itself either way, and the group
+//! does not let it read or remove anyone's mail.
+//!
 //! # Maildrop file (postdrop → pickup)
 //!
 //! Name: a fresh ULID (so `ls` and pickup go by arrival). Owner: the
@@ -51,6 +69,8 @@ use serde::{Deserialize, Serialize};
 
 /// Sub-directory of the spool.
 pub const MAILDROP_DIR: &str = "maildrop";
+/// The submit socket, in the spool root.
+pub const SUBMIT_SOCKET: &str = "submit.sock";
 /// The group that may write into maildrop/ (through postrelay-postdrop).
 pub const GROUP: &str = "postdrop";
 /// Mode of maildrop/ with the group: write and search for the group, no
@@ -81,6 +101,11 @@ const MAX_USER: usize = 256;
 /// `<spool>/maildrop`.
 pub fn dir(spool: &Path) -> PathBuf {
     spool.join(MAILDROP_DIR)
+}
+
+/// `<spool>/submit.sock`.
+pub fn submit_socket(spool: &Path) -> PathBuf {
+    spool.join(SUBMIT_SOCKET)
 }
 
 /// The body type, as the envelope spells it.

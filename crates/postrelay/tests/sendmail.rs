@@ -60,6 +60,12 @@ fn daemon() -> Daemon {
     d
 }
 
+/// Removes the daemon's submit socket, so that root's sendmail goes
+/// through postdrop and pickup while the daemon runs.
+fn without_socket(d: &Daemon) {
+    std::fs::remove_file(d.spool().join("submit.sock")).unwrap();
+}
+
 fn maildrop(d: &Daemon) -> PathBuf {
     d.spool().join("maildrop")
 }
@@ -142,6 +148,9 @@ fn submission_works_while_the_daemon_is_stopped() {
     let Some(inst) = Install::new() else { return };
     let mut d = daemon();
     d.stop();
+    // The stopped daemon's socket is still there: sendmail is refused
+    // there and uses maildrop/.
+    assert!(d.spool().join("submit.sock").exists());
     ok(&inst.sendmail_run(
         &d,
         &["someone@example.org"],
@@ -431,6 +440,7 @@ fn pickup_wakes_when_a_submission_is_finished() {
         || d.stderr().contains("maildrop: first listing done"),
         "pickup's first listing",
     );
+    without_socket(&d);
     ok(&inst.sendmail_run(&d, &["root@relay.test"], b"Subject: woken\n\nhi\n"));
     let q = queued(&d, 1);
     assert!(body(&d, &q[0]).contains("Subject: woken"));
@@ -450,6 +460,7 @@ fn a_file_taken_at_once_is_a_success() {
         return;
     }
     let d = daemon();
+    without_socket(&d);
     let slow = inst.dir.path().join("slow-postdrop");
     support::write_executable(
         &slow,

@@ -4,11 +4,13 @@
 //!
 //! It runs as the calling user with no privilege. It reads the message,
 //! normalises it (see `input`), adds a `From:` when there is none, and
-//! pipes it to `postrelay-postdrop`, the small setgid program that writes
-//! it into the spool's maildrop/; the daemon's pickup queues it from there
-//! (so submission works while the daemon is stopped). Exit 0 means
-//! postdrop reported the message durable. `Date:`, `Message-ID:` and
-//! `Received: … from userid N` are added by pickup.
+//! hands it over (see `to_daemon`): straight to the running daemon over
+//! its submit socket when it may connect (root, the daemon's user, members
+//! of `postdrop`), else, or when the daemon is stopped or busy, to
+//! `postrelay-postdrop`, the small setgid program that writes it into the
+//! spool's maildrop/, from where the daemon's pickup queues it. Exit 0
+//! means the daemon or postdrop reported the message durable. `Date:`,
+//! `Message-ID:` and `Received: … from userid N` are added by the daemon.
 //!
 //! Options: see `args`. Differences from Postfix worth knowing:
 //! - with `-t`, recipients on the command line are *added* to those of
@@ -25,6 +27,7 @@
 mod addrlist;
 pub mod args;
 mod input;
+mod to_daemon;
 
 use std::ffi::OsString;
 use std::io::{self, BufReader, Read, Write};
@@ -37,6 +40,7 @@ use postrelay_smtp::address::Mailbox;
 
 use self::args::{Mode, Options};
 use self::input::{After, DataWriter, InputError, Limits, LineReader};
+use self::to_daemon::{Sink, Verdict};
 use crate::config::{self, Config};
 use crate::maildrop::{self, Body, Submission};
 
@@ -220,28 +224,62 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
         size_limit: limits.size,
     };
 
-    let mut child = spawn_postdrop(config)?;
-    let to_postdrop = io::BufWriter::with_capacity(64 * 1024, child.stdin.take().expect("piped"));
-    let out = DataWriter::new(to_postdrop, limits.size);
+    let socket = maildrop::submit_socket(&config.spool);
+    let mut sink = Sink::open(&socket, || spawn_postdrop(config)).map_err(|e| {
+        Fail(
+            EX_TEMPFAIL,
+            format!("cannot run {}: {e}", postdrop_path().display()),
+        )
+    })?;
     let message = Message {
         submission: &submission,
         header: &header,
         from_line: from_line.as_deref(),
     };
-    let streamed = stream(out, &message, &mut reader, opts.ignore_dots);
-    // Closing postdrop's input without the end marker (on error) makes it
-    // discard what it has.
-    let result = child.wait_with_output();
-    let output = result.map_err(|e| Fail(EX_TEMPFAIL, format!("postrelay-postdrop: {e}")))?;
-    let size = postdrop_verdict(&output, streamed)?;
+    let streamed = stream(
+        DataWriter::new(&mut sink, limits.size),
+        &message,
+        &mut reader,
+        opts.ignore_dots,
+    );
+    // Without the end marker (on error) postdrop discards what it has,
+    // and the daemon refuses it.
+    let verdict = sink
+        .finish(streamed.is_ok())
+        .map_err(|e| Fail(EX_TEMPFAIL, format!("postrelay-postdrop: {e}")))?;
+    let (size, queued) = match verdict {
+        Verdict::Postdrop(output) => {
+            let size = postdrop_verdict(&output, streamed)?;
+            let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
+            let dir = maildrop::dir(&config.spool);
+            (
+                size,
+                format!(
+                    "dropped as {}/{name}; the postrelay daemon queues it (postrelay queue list)",
+                    dir.display()
+                ),
+            )
+        }
+        Verdict::Queued(answer) => (
+            streamed.map_err(input_fail)?,
+            format!("queued by the daemon: {}", answer.line),
+        ),
+        Verdict::Refused(answer) => {
+            return Err(Fail(
+                EX_DATAERR,
+                format!("refused by the postrelay daemon: {}", answer.line),
+            ));
+        }
+        Verdict::Lost(why) => {
+            streamed.map_err(input_fail)?;
+            return Err(Fail(EX_TEMPFAIL, why));
+        }
+    };
     if opts.verbose {
-        let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
         eprintln!(
-            "sendmail: {size} octets for {} recipient(s) from <{}> dropped as {}/{name}; \
-             the postrelay daemon queues it (postrelay queue list)",
+            "sendmail: {size} octets for {} recipient(s) from <{}> {queued}",
             submission.recipients.len(),
             submission.sender,
-            maildrop::dir(&config.spool).display(),
         );
     }
     Ok(())
@@ -402,16 +440,14 @@ fn postdrop_path() -> PathBuf {
         .unwrap_or_else(|| POSTDROP_PATH.into())
 }
 
-fn spawn_postdrop(config: &Config) -> Result<Child, Fail> {
-    let path = postdrop_path();
-    Command::new(&path)
+fn spawn_postdrop(config: &Config) -> io::Result<Child> {
+    Command::new(postdrop_path())
         .arg(&config.spool)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Fail(EX_TEMPFAIL, format!("cannot run {}: {e}", path.display())))
 }
 
 /// A display name for `From:`: as is when it is atoms and spaces, else a

@@ -10,7 +10,8 @@
 //!   `[intake.submission]` (STARTTLS or implicit TLS, then AUTH);
 //! - `auth`: password verification and the brute-force limiter;
 //! - `limits`: the connection pools, in total and per client;
-//! - `pickup`: maildrop/ files → queued messages.
+//! - `pickup`: maildrop/ files → queued messages;
+//! - `submit_socket`: `sendmail` straight to the running daemon.
 //!
 //! Intake turns a client's bytes into a body and an envelope, and hands
 //! them to [`Queue::accept`], the one door into the queue; a message is
@@ -26,6 +27,7 @@ pub mod policy;
 pub mod recipients;
 pub mod session;
 pub mod submission;
+pub mod submit_socket;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

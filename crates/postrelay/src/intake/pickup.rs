@@ -340,17 +340,7 @@ fn receive(queue: &Queue, config: &Config, file: File, uid: u32) -> Loaded {
         Ok(w) => w,
         Err(e) => return Loaded::TempFail(e.to_string()),
     };
-    let id = *writer.id();
-    let date = headers::rfc5322_now();
-    let prefix = received_local(&config.hostname, uid, &id, &date);
-    let intake = &config.intake;
-    let limits = Limits {
-        message_size: intake.message_size_limit,
-        header_size: intake.header_size_limit,
-        line_length: intake.line_length_limit,
-    };
-    let message_id = format!("{id}@{}", config.hostname);
-    let mut asm = Assembler::new(writer, limits, prefix, date, message_id);
+    let (mut asm, limits) = local_assembler(config, writer, uid);
     let mut eight_bit = false;
     loop {
         let buf = match r.fill_buf() {
@@ -392,35 +382,84 @@ fn receive(queue: &Queue, config: &Config, file: File, uid: u32) -> Loaded {
         }
         Err(refused) => return bad(uid, format!("refused: {}", refused.reply())),
     };
-    let smtputf8 = !header.sender.is_ascii() || header.recipients.iter().any(|r| !r.is_ascii());
-    let recipients = header
-        .recipients
-        .into_iter()
-        .map(|a| Recipient {
-            notify: header.notify.clone(),
-            ..Recipient::new(a)
-        })
-        .collect();
     let user = header.user;
-    let mut envelope = Envelope::new(
-        id,
-        Origin::Local {
+    let envelope = local_envelope(
+        *writer.id(),
+        LocalSubmitter {
             uid,
             user: user.clone(),
         },
         header.sender,
-        recipients,
+        header.recipients,
+        header.notify,
+        eight_bit || header.body == maildrop::Body::EightBitMime,
     );
-    envelope.smtputf8 = smtputf8;
-    if eight_bit || header.body == maildrop::Body::EightBitMime {
-        envelope.body = BodyType::EightBitMime;
-    }
     Loaded::Ready {
         writer,
         envelope: Box::new(envelope),
         uid,
         user,
     }
+}
+
+/// Who submitted a local message: the uid the kernel reported (a
+/// maildrop file's owner, or the submit socket's peer) and its user name.
+pub(super) struct LocalSubmitter {
+    pub uid: u32,
+    pub user: String,
+}
+
+/// The [`Assembler`] for a local submission into `writer`: the intake
+/// limits, and the `Received: … from userid N` trace field on top.
+pub(super) fn local_assembler(
+    config: &Config,
+    writer: BodyWriter,
+    uid: u32,
+) -> (Assembler, Limits) {
+    let id = *writer.id();
+    let date = headers::rfc5322_now();
+    let prefix = received_local(&config.hostname, uid, &id, &date);
+    let intake = &config.intake;
+    let limits = Limits {
+        message_size: intake.message_size_limit,
+        header_size: intake.header_size_limit,
+        line_length: intake.line_length_limit,
+    };
+    let message_id = format!("{id}@{}", config.hostname);
+    (
+        Assembler::new(writer, limits, prefix, date, message_id),
+        limits,
+    )
+}
+
+/// The envelope of a local submission (checked addresses, DSN `notify`
+/// for every recipient); `eight_bit` when declared or seen.
+pub(super) fn local_envelope(
+    id: QueueId,
+    from: LocalSubmitter,
+    sender: String,
+    recipients: Vec<String>,
+    notify: Option<Vec<String>>,
+    eight_bit: bool,
+) -> Envelope {
+    let smtputf8 = !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+    let recipients = recipients
+        .into_iter()
+        .map(|a| Recipient {
+            notify: notify.clone(),
+            ..Recipient::new(a)
+        })
+        .collect();
+    let origin = Origin::Local {
+        uid: from.uid,
+        user: from.user,
+    };
+    let mut envelope = Envelope::new(id, origin, sender, recipients);
+    envelope.smtputf8 = smtputf8;
+    if eight_bit {
+        envelope.body = BodyType::EightBitMime;
+    }
+    envelope
 }
 
 /// The trace field of a local submission (as Postfix's pickup writes it).

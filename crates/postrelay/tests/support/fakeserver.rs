@@ -351,16 +351,21 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
                     }
                     return Ok(());
                 }
+                // Where the search for the end resumes: a large body is
+                // scanned once, not again at every read.
+                let mut from = 0;
                 let body = loop {
                     if p.buf.starts_with(b".\r\n") {
                         p.buf.drain(..3);
                         break Vec::new();
                     }
-                    if let Some(i) = p.buf.windows(5).position(|w| w == b"\r\n.\r\n") {
+                    let end = p.buf[from..].windows(5).position(|w| w == b"\r\n.\r\n");
+                    if let Some(i) = end.map(|i| i + from) {
                         let body = p.buf[..i + 2].to_vec();
                         p.buf.drain(..i + 5);
                         break body;
                     }
+                    from = p.buf.len().saturating_sub(4);
                     if !p.fill().await {
                         return Ok(());
                     }
