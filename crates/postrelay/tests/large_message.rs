@@ -107,6 +107,7 @@ async fn fifty_megabytes_through_with_flat_memory() {
         "the body arrived whole"
     );
     let grew = after.saturating_sub(before);
+    eprintln!("daemon peak memory: {before} octets after a small message, {after} after {BIG}");
     assert!(
         grew < (BIG / 4) as u64,
         "peak memory grew by {grew} octets (from {before} to {after}) for a {BIG}-octet message"

@@ -57,6 +57,10 @@ fn first_line() -> Vec<u8> {
 /// daemon's reply line.
 fn exchange(d: &Daemon, bytes: &[u8], close: bool) -> String {
     let mut s = UnixStream::connect(socket(d)).unwrap();
+    // Bounded: a daemon that never answers fails the test instead of
+    // hanging it.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     // The daemon may answer before it has read everything (too big):
     // write from another thread and read here.
     let mut w = s.try_clone().unwrap();

@@ -42,21 +42,16 @@ pub const MAX_AT_ONCE: usize = 64;
 /// exists; otherwise it stays 0600 (only root and the daemon's user).
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
     let listener = crate::control::bind(path)?;
-    match nix::unistd::Group::from_name(maildrop::GROUP) {
-        Ok(Some(group)) => {
-            use std::os::unix::fs::PermissionsExt;
-            match nix::unistd::chown(path, None, Some(group.gid)) {
-                Ok(()) => {
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-                }
-                Err(e) => tracing::warn!(
-                    socket = %path.display(), error = %e,
-                    "submit socket: cannot give it to the group {}; only root and the daemon's \
-                     user use it, others go through maildrop/", maildrop::GROUP
-                ),
-            }
+    if let Ok(Some(group)) = nix::unistd::Group::from_name(maildrop::GROUP) {
+        use std::os::unix::fs::PermissionsExt;
+        match nix::unistd::chown(path, None, Some(group.gid)) {
+            Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?,
+            Err(e) => tracing::warn!(
+                socket = %path.display(), error = %e,
+                "submit socket: cannot give it to the group {}; only root and the daemon's \
+                 user use it, others go through maildrop/", maildrop::GROUP
+            ),
         }
-        Ok(None) | Err(_) => {}
     }
     Ok(listener)
 }
