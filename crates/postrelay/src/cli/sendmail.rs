@@ -270,9 +270,11 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
                 format!("refused by the postrelay daemon: {}", answer.line),
             ));
         }
-        Verdict::Lost(why) => {
+        // The daemon failed past the copy: its story, not our write error.
+        Verdict::Lost(why) if !why.is_empty() => return Err(Fail(EX_TEMPFAIL, why)),
+        Verdict::Lost(_) => {
             streamed.map_err(input_fail)?;
-            return Err(Fail(EX_TEMPFAIL, why));
+            return Err(Fail(EX_TEMPFAIL, "the message was not queued".into()));
         }
     };
     if opts.verbose {
