@@ -224,6 +224,23 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
         size_limit: limits.size,
     };
 
+    let message = Message {
+        submission: &submission,
+        header: &header,
+        from_line: from_line.as_deref(),
+    };
+    hand_over(config, &message, &mut reader, opts, &limits)
+}
+
+/// Streams the message to the daemon, or to postdrop (see `to_daemon`),
+/// and turns the verdict into success or the failure to report.
+fn hand_over<R: std::io::BufRead>(
+    config: &Config,
+    message: &Message<'_>,
+    reader: &mut LineReader<R>,
+    opts: &Options,
+    limits: &Limits,
+) -> Result<(), Fail> {
     let socket = maildrop::submit_socket(&config.spool);
     let mut sink = Sink::open(&socket, || spawn_postdrop(config)).map_err(|e| {
         Fail(
@@ -231,15 +248,10 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
             format!("cannot run {}: {e}", postdrop_path().display()),
         )
     })?;
-    let message = Message {
-        submission: &submission,
-        header: &header,
-        from_line: from_line.as_deref(),
-    };
     let streamed = stream(
         DataWriter::new(&mut sink, limits.size),
-        &message,
-        &mut reader,
+        message,
+        reader,
         opts.ignore_dots,
     );
     // Without the end marker (on error) postdrop discards what it has,
@@ -280,8 +292,8 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
     if opts.verbose {
         eprintln!(
             "sendmail: {size} octets for {} recipient(s) from <{}> {queued}",
-            submission.recipients.len(),
-            submission.sender,
+            message.submission.recipients.len(),
+            message.submission.sender,
         );
     }
     Ok(())

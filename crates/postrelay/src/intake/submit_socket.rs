@@ -100,6 +100,8 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTra
 /// Receives and queues one submission from `uid`; the reply says how it
 /// ended (250 only once it is durable).
 async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -> Reply {
+    // Looked up while the message arrives, not after it.
+    let user = tokio::task::spawn_blocking(move || user_name(uid));
     let config = shared.config();
     let intake = &config.intake;
     let deadline = Instant::now() + intake.session_timeout;
@@ -112,7 +114,6 @@ async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -
         Ok(s) => s,
         Err(e) => return format_refusal(&e),
     };
-    let user = user_name(uid).await;
     if let Health::Low { reason } = shared.queue.health() {
         tracing::warn!(%reason, uid, "submit socket: refusing, spool low");
         return Reply::new(452, "4.3.1", "Insufficient system storage, try again later");
@@ -154,6 +155,7 @@ async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -
         }
     };
     let id = writer.id().to_string();
+    let user = user.await.unwrap_or_else(|_| uid.to_string());
     let envelope = local_envelope(
         *writer.id(),
         LocalSubmitter {
@@ -268,19 +270,13 @@ fn format_refusal(e: &FormatError) -> Reply {
     }
 }
 
-/// The user name of `uid` (looked up off the reactor: NSS may be slow),
-/// or the uid in decimal when it has none fit for a header.
-async fn user_name(uid: u32) -> String {
-    let lookup = tokio::task::spawn_blocking(move || {
-        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .ok()
-            .flatten()
-            .map(|u| u.name)
-    });
-    lookup
-        .await
+/// The user name of `uid`, or the uid in decimal when it has none fit
+/// for a header. Blocking (NSS may be slow): run it off the reactor.
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
         .flatten()
+        .map(|u| u.name)
         .filter(|n| maildrop::check_user(n).is_ok())
         .unwrap_or_else(|| uid.to_string())
 }
