@@ -63,6 +63,17 @@ impl Shared {
     }
 }
 
+/// The reply when [`Queue::accept`] failed: try again later, `452` when
+/// the disk is full.
+pub(crate) fn not_queued(e: &crate::spool::SpoolError) -> postrelay_smtp::reply::Reply {
+    use postrelay_smtp::reply::Reply;
+    if e.is_no_space() {
+        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+    } else {
+        Reply::new(451, "4.3.0", "Local error in processing, try again later")
+    }
+}
+
 /// Accepts connections on one loopback listener until shutdown. Each
 /// session runs as its own task under `tracker`, so the daemon can wait
 /// for them.

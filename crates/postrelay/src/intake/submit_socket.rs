@@ -175,11 +175,7 @@ async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -
         }
         Err(e) => {
             tracing::error!(%id, error = %e, "submit socket: commit failed; message not accepted");
-            if e.is_no_space() {
-                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-            } else {
-                Reply::new(451, "4.3.0", "Local error in processing, try again later")
-            }
+            super::not_queued(&e)
         }
     }
 }

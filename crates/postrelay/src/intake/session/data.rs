@@ -172,11 +172,7 @@ impl<S: ServerTransport> Session<S> {
             }
             Err(e) => {
                 tracing::error!(%id, error = %e, "commit failed; message not accepted");
-                if e.is_no_space() {
-                    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-                } else {
-                    Reply::new(451, "4.3.0", "Local error in processing, try again later")
-                }
+                crate::intake::not_queued(&e)
             }
         }
     }
