@@ -146,7 +146,7 @@ fn main_page_extra() -> String {
     item(
         &mut r,
         "/var/spool/postrelay/",
-        "The queue: maildrop/, queue/, hold/, corrupt/, and the control socket.",
+        "The queue: maildrop/, queue/, hold/, corrupt/, the control socket and sendmail's submit socket.",
     );
     item(
         &mut r,
@@ -273,9 +273,12 @@ fn sendmail_command() -> clap::Command {
         .about("submit mail through postrelay (Sendmail/Postfix compatible)")
         .long_about(
             "sendmail reads a message on standard input and submits it to postrelay. It runs with \
-             the caller's rights: the message is handed to the setgid postrelay-postdrop, which \
-             writes it into the spool's maildrop/, so submission works while the daemon is \
-             stopped. Exit status 0 means the message is on disk. Date:, Message-ID: and From: \
+             the caller's rights. For root, the daemon's user and members of the group postdrop \
+             the message goes straight to the running daemon over its socket (the spool's \
+             submit.sock); otherwise, and whenever the daemon is stopped or busy, it is handed to \
+             the setgid postrelay-postdrop, which writes it into the spool's maildrop/, so \
+             submission works while the daemon is stopped. Exit status 0 means the message is on \
+             disk. Date:, Message-ID: and From: \
              are added when missing. Options may be grouped (-ti) and an option's argument may be \
              attached (-fuser) or the next word; options end at -- or at the first recipient.",
         )
