@@ -19,6 +19,8 @@
 //! - [`net`]: connections, TLS and name resolution.
 //! - [`maildrop`]: the file format `sendmail` and pickup share.
 //! - [`maillog`]: the Postfix-shaped mail log.
+//! - [`quota`]: provider sending limits (rate, rolling windows,
+//!   cool-downs) and the store that counts them.
 //! - [`metrics`]: Prometheus counters and gauges, and the `/metrics`
 //!   endpoint.
 //! - [`notify`]: systemd's `sd_notify` (READY, RELOADING, STOPPING,
@@ -58,6 +60,7 @@ pub mod net;
 pub mod notify;
 pub mod privsep;
 pub mod queue;
+pub mod quota;
 pub mod route;
 pub mod spool;
 
