@@ -138,6 +138,9 @@ pub(super) struct RelayFile {
     /// A sub-table, so it comes after the plain keys.
     #[serde(default)]
     pub timeouts: RelayTimeoutsFile,
+    /// A sub-table too.
+    #[serde(default)]
+    pub limits: super::relay_limits::RelayLimitsFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,7 +184,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 12],
+    pub tables: [Table; 13],
 }
 
 /// One table of the file.
@@ -223,6 +226,11 @@ impl Schema {
                 table("metrics", field_names::<MetricsFile>(), false),
                 table("relay", field_names::<RelayFile>(), true),
                 table("relay.timeouts", field_names::<RelayTimeoutsFile>(), false),
+                table(
+                    "relay.limits",
+                    field_names::<super::relay_limits::RelayLimitsFile>(),
+                    false,
+                ),
             ],
         }
     }

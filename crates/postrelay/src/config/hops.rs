@@ -105,6 +105,7 @@ pub(super) fn next_hops(
             max_messages_per_connection: MAX_MESSAGES_PER_CONNECTION,
             idle_timeout: IDLE_TIMEOUT,
             timeouts: RelayTimeouts::default(),
+            limits: super::RelayLimits::none(format!("smtp:[{host}]:{port}")),
         });
     }
     Ok(hops)

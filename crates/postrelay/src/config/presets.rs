@@ -2,17 +2,18 @@
 //! the host, port, TLS mode (and, for SendGrid, the fixed user name) that
 //! the provider publishes; the relay's own keys override each of them.
 //!
-//! The presets also carry what a provider says about itself that postrelay
-//! does not act on yet: the AUTH mechanisms its server announces, the SPF
-//! `include:` to publish for the sending domain, and its published sending
-//! limits. `check-config` shows them; docs/config.md names the provider
+//! The presets also carry what a provider says about itself: the AUTH
+//! mechanisms its server announces, the SPF `include:` to publish for the
+//! sending domain, and its published sending limits, in words and, where
+//! the provider publishes numbers, as the default `[relay.limits]`
+//! (`quota`). `check-config` shows them; docs/config.md names the provider
 //! documentation each value comes from.
 //!
-//! **Not for:** enforcing the limits (a later piece of the delivery engine)
-//! or choosing the AUTH mechanism (the relay client uses PLAIN when
+//! **Not for:** enforcing the limits (`quota` counts, the delivery engine
+//! waits) or choosing the AUTH mechanism (the relay client uses PLAIN when
 //! offered, else LOGIN, whatever the preset says).
 
-use super::TlsMode;
+use super::{PresetLimits, TlsMode};
 
 /// What a provider publishes about its submission service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +33,11 @@ pub struct Preset {
     pub auth: &'static [&'static str],
     /// The SPF mechanism to add to the sending domain's record.
     pub spf_include: &'static str,
-    /// The published sending limits, in words (data only: not enforced).
+    /// The published sending limits, in words.
     pub limits: &'static str,
+    /// The published limits postrelay enforces by default (the relay's
+    /// `[relay.limits]` keys override them).
+    pub quota: super::PresetLimits,
 }
 
 /// One row of the table: everything but the host, which may depend on the
@@ -50,7 +54,15 @@ struct Known {
     auth: &'static [&'static str],
     spf_include: &'static str,
     limits: &'static str,
+    quota: super::PresetLimits,
 }
+
+const NONE: PresetLimits = PresetLimits {
+    rate: None,
+    recipients_per_day: 0,
+    messages_per_day: 0,
+    recipients_per_transaction: 0,
+};
 
 const KNOWN: &[Known] = &[
     Known {
@@ -61,6 +73,11 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN"],
         spf_include: "include:amazonses.com",
         limits: "sandbox: 200 messages per 24 hours, 1 message per second; production: the account's own quota (SES console); 50 recipients per message; 40 MB per message",
+        quota: PresetLimits {
+            rate: Some((1, 1, 1)),
+            recipients_per_transaction: 50,
+            ..NONE
+        },
     },
     Known {
         name: "brevo",
@@ -70,6 +87,10 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN"],
         spf_include: "include:spf.brevo.com",
         limits: "free plan: 300 emails per day; paid plans: by plan",
+        quota: PresetLimits {
+            recipients_per_day: 300,
+            ..NONE
+        },
     },
     Known {
         name: "smtp2go",
@@ -79,6 +100,10 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN"],
         spf_include: "include:spf.smtp2go.com",
         limits: "free plan: 1,000 emails per month, 200 per day; paid plans: by plan",
+        quota: PresetLimits {
+            recipients_per_day: 200,
+            ..NONE
+        },
     },
     Known {
         name: "sendgrid",
@@ -88,6 +113,7 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN"],
         spf_include: "include:sendgrid.net",
         limits: "30 MB per message; daily volume: by plan",
+        quota: NONE,
     },
     Known {
         name: "mailgun",
@@ -97,6 +123,10 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN"],
         spf_include: "include:mailgun.org",
         limits: "25 MB per message; 1,000 recipients per message; volume: by plan",
+        quota: PresetLimits {
+            recipients_per_transaction: 1000,
+            ..NONE
+        },
     },
     Known {
         name: "postmark",
@@ -106,6 +136,10 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN", "CRAM-MD5"],
         spf_include: "include:spf.mtasv.net",
         limits: "10 MB per message (attachments included); 50 recipients per message (To, Cc and Bcc together)",
+        quota: PresetLimits {
+            recipients_per_transaction: 50,
+            ..NONE
+        },
     },
     Known {
         name: "gmail",
@@ -115,6 +149,10 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN", "XOAUTH2"],
         spf_include: "include:_spf.google.com",
         limits: "about 500 recipients per day for a personal account; 25 MB per message",
+        quota: PresetLimits {
+            recipients_per_day: 500,
+            ..NONE
+        },
     },
     Known {
         name: "google-workspace",
@@ -124,6 +162,10 @@ const KNOWN: &[Known] = &[
         auth: &["PLAIN", "LOGIN"],
         spf_include: "include:_spf.google.com",
         limits: "SMTP relay service: 10,000 recipients per user per day; 2,000 messages per user per day through smtp.gmail.com",
+        quota: PresetLimits {
+            recipients_per_day: 10_000,
+            ..NONE
+        },
     },
     Known {
         name: "m365",
@@ -133,6 +175,12 @@ const KNOWN: &[Known] = &[
         auth: &["LOGIN", "XOAUTH2"],
         spf_include: "include:spf.protection.outlook.com",
         limits: "10,000 recipients per day; 30 messages per minute; 500 recipients per message",
+        quota: PresetLimits {
+            rate: Some((30, 60, 1)),
+            recipients_per_day: 10_000,
+            recipients_per_transaction: 500,
+            ..NONE
+        },
     },
 ];
 
@@ -219,6 +267,7 @@ pub fn lookup(written: &str) -> Result<Preset, String> {
         auth: k.auth,
         spf_include: k.spf_include,
         limits: k.limits,
+        quota: k.quota,
     })
 }
 
@@ -248,7 +297,7 @@ impl Preset {
         format!(
             "# provider {}: AUTH offered: {} (postrelay uses PLAIN, else LOGIN)\n\
              # provider {}: SPF for the sending domain: {}\n\
-             # provider {}: published limits (not enforced): {}\n",
+             # provider {}: published limits: {} (enforced by default: see [relay.limits])\n",
             self.id,
             self.auth.join(" "),
             self.id,

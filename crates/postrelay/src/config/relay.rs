@@ -83,6 +83,9 @@ pub(super) fn relays(
         .collect::<Result<_, _>>()?;
     for (i, r) in relays.iter().enumerate() {
         check_fallbacks(i, r, &names, loc)?;
+        let key = format!("relay[{i}].limits.spill_to");
+        let spill = r.limits.spill_to.as_deref();
+        super::relay_limits::check_spill(loc, &key, &r.name, spill, &names)?;
     }
     Ok(relays)
 }
@@ -192,6 +195,15 @@ fn relay(
             .map(str::to_owned)
     });
     let credentials = credentials(&target, username, file.password_file, delivery, sasl, loc)?;
+    let owner = super::relay_limits::Owner {
+        key: &format!("relay[{i}]"),
+        name: &name,
+        login: credentials
+            .as_ref()
+            .map(|c| format!("{}@{host}", c.username)),
+    };
+    let preset_limits = provider.as_ref().map(|p| p.quota).unwrap_or_default();
+    let limits = super::relay_limits::relay_limits(loc, &owner, preset_limits, file.limits)?;
     if let Some(c) = &credentials
         && security == Security::None
         && !allow_plaintext_auth
@@ -216,6 +228,7 @@ fn relay(
         max_messages_per_connection,
         idle_timeout,
         timeouts,
+        limits,
     })
 }
 

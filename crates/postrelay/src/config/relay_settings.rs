@@ -81,6 +81,44 @@ pub struct RelayConfig {
     pub idle_timeout: Duration,
     /// How long to wait at each step of a session.
     pub timeouts: RelayTimeouts,
+    /// The provider's sending limits and throttle replies
+    /// (`[relay.limits]`, over the preset's published numbers).
+    pub limits: RelayLimits,
+}
+
+/// A relay's sending limits (`[relay.limits]`) and what to do at them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// What the quota store counts: rate, windows, recipients per
+    /// transaction, and the account the counts belong to. Default: the
+    /// preset's published numbers (docs/config.md), else none; the
+    /// account is `user@host` of the credentials, else the relay's name.
+    pub quota: crate::quota::Limits,
+    /// The relay that takes mail over while this one's limits leave no
+    /// room (instead of the mail waiting). Default: none.
+    pub spill_to: Option<String>,
+    /// Reply texts (lower-case) that mean "this account is over a
+    /// provider limit", in addition to the known ones
+    /// (`deliver::outcome::DEFAULT_THROTTLES`). Default: none.
+    pub throttle_replies: Vec<String>,
+    /// How long the relay takes no mail after a throttle reply.
+    /// Default: `"15m"`.
+    pub cool_down: Duration,
+}
+
+impl RelayLimits {
+    /// No limits, counted under `account`.
+    pub fn none(account: String) -> RelayLimits {
+        RelayLimits {
+            quota: crate::quota::Limits {
+                account,
+                ..crate::quota::Limits::default()
+            },
+            spill_to: None,
+            throttle_replies: Vec::new(),
+            cool_down: super::relay_limits::COOL_DOWN,
+        }
+    }
 }
 
 /// How a TLS session starts on a relay's port.

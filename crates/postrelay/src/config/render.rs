@@ -238,6 +238,51 @@ fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
     ] {
         kv(o, key, duration(value));
     }
+    limits(o, &r.limits);
+}
+
+/// A relay's `[relay.limits]`, every key written (0 and "off": none).
+fn limits(o: &mut String, l: &super::RelayLimits) {
+    use crate::quota::{Counted, Span};
+    let q = &l.quota;
+    o.push_str("\n[relay.limits]\n");
+    kv(o, "account", string(&q.account));
+    match &q.rate {
+        Some(r) => {
+            let unit = match r.per.as_secs() {
+                60 => "min",
+                3600 => "h",
+                _ => "s",
+            };
+            kv(o, "rate", string(&format!("{}/{unit}", r.count)));
+            kv(o, "burst", r.burst.to_string());
+        }
+        None => kv(o, "rate", string("off")),
+    }
+    for (key, span, counts) in [
+        ("messages_per_hour", Span::Hour, Counted::Messages),
+        ("messages_per_day", Span::Day, Counted::Messages),
+        ("recipients_per_hour", Span::Hour, Counted::Recipients),
+        ("recipients_per_day", Span::Day, Counted::Recipients),
+    ] {
+        let w = q
+            .windows
+            .iter()
+            .find(|w| w.span == span && w.counts == counts);
+        kv(o, key, w.map_or(0, |w| w.max).to_string());
+    }
+    let per_tx = q.recipients_per_transaction.unwrap_or(0);
+    kv(o, "recipients_per_transaction", per_tx.to_string());
+    match &l.spill_to {
+        Some(s) => kv(o, "spill_to", string(s)),
+        None => o.push_str("# spill_to: not set, so mail waits for this relay's limits\n"),
+    }
+    kv(
+        o,
+        "throttle_replies",
+        array(l.throttle_replies.iter().cloned()),
+    );
+    kv(o, "cool_down", duration(l.cool_down));
 }
 
 fn kv(out: &mut String, key: &str, value: String) {

@@ -3,6 +3,7 @@
 //! [[relay]] and secrets), `routing` ([routing] and its tables).
 
 mod hops;
+mod limits;
 mod presets;
 pub(super) mod relay;
 mod routing;
@@ -442,8 +443,14 @@ fn uncommented_example_values_parse() {
     let mut uncommented: String = EXAMPLE
         .lines()
         .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if !keys_in(rest).is_empty() => rest,
-            Some(header @ ("[[relay]]" | "[relay.timeouts]" | "[intake.submission]")) => header,
+            // spill_to names a second relay, which the example has not.
+            Some(rest) if !keys_in(rest).is_empty() && !rest.starts_with("spill_to") => rest,
+            Some(
+                header @ ("[[relay]]"
+                | "[relay.timeouts]"
+                | "[relay.limits]"
+                | "[intake.submission]"),
+            ) => header,
             _ => l,
         })
         .map(|l| format!("{l}\n"))

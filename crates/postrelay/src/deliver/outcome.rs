@@ -7,7 +7,7 @@
 //! password, a TLS problem) waits in the queue.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use postrelay_smtp::reply::Reply;
 
@@ -145,6 +145,30 @@ pub enum Reason {
     /// Local delivery: the mailbox's file system is full or the user is
     /// over quota (kept queued, 4.2.2).
     MailboxFull(String),
+    /// The relay's sending limits (`[relay.limits]`, or a cool-down after
+    /// a throttle reply) leave no room now: not attempted, kept queued
+    /// until `until` (4.4.5).
+    Quota {
+        /// The relay.
+        relay: String,
+        /// The limit that binds, in words.
+        limit: String,
+        /// When everything asked for fits.
+        until: SystemTime,
+    },
+    /// The relay answered with a throttle reply (one of its
+    /// `throttle_replies`, see [`throttled`]): whatever its code, the
+    /// recipient waits, and the relay cools down until `until`.
+    Throttled {
+        /// The relay.
+        relay: String,
+        /// The command the reply answered.
+        phase: Phase,
+        /// The reply.
+        reply: Reply,
+        /// The end of the cool-down.
+        until: SystemTime,
+    },
 }
 
 impl Reason {
@@ -179,7 +203,20 @@ impl Reason {
             | Reason::Protocol(_)
             | Reason::Local(_)
             | Reason::Unavailable(_)
-            | Reason::MailboxFull(_) => false,
+            | Reason::MailboxFull(_)
+            | Reason::Quota { .. }
+            | Reason::Throttled { .. } => false,
+        }
+    }
+
+    /// When a recipient deferred for this reason may go (a quota wait or a
+    /// cool-down); `None` for every other reason. A wait for quota is not
+    /// a failed attempt: the queue neither lengthens the back-off for it
+    /// nor counts it toward the message's lifetime.
+    pub fn quota_until(&self) -> Option<SystemTime> {
+        match self {
+            Reason::Quota { until, .. } | Reason::Throttled { until, .. } => Some(*until),
+            _ => None,
         }
     }
 
@@ -202,7 +239,67 @@ impl Reason {
             Reason::Local(_) | Reason::Unavailable(_) => "4.3.0".into(),
             Reason::UnknownUser(_) => "5.1.1".into(),
             Reason::MailboxFull(_) => "4.2.2".into(),
+            Reason::Quota { .. } => "4.4.5".into(),
+            Reason::Throttled { reply, .. } => match &reply.enhanced {
+                // Deferred, so a temporary status whatever the reply said.
+                Some(e) => format!("4.{}.{}", e.subject, e.detail),
+                None => "4.4.5".into(),
+            },
         }
+    }
+}
+
+/// Reply texts that say the *sending account* is over a provider's limit
+/// (not that a recipient or the message is refused), matched without
+/// regard to case in the reply as printed (`550 5.4.5 Daily user sending
+/// limit exceeded`). A relay's `throttle_replies` add to these; the
+/// sources are listed in docs/config.md.
+pub const DEFAULT_THROTTLES: &[&str] = &[
+    // Gmail / Google Workspace: 550 5.4.5 Daily user sending limit
+    // exceeded; 550 5.4.5 Daily sending quota exceeded; 550 5.4.5 Daily
+    // SMTP relay limit exceeded for user; 450 4.2.1 Peak SMTP relay limit
+    // exceeded for this customer.
+    "sending limit exceeded",
+    "sending quota exceeded",
+    "relay limit exceeded",
+    // Gmail: 421 4.7.0 Try again later, closing connection.
+    "421 4.7.0 try again later",
+    // Amazon SES: 454 Throttling failure: Maximum sending rate exceeded /
+    // Daily message quota exceeded.
+    "throttling failure",
+    "maximum sending rate exceeded",
+    // Microsoft 365: 554 5.2.0 STOREDRV.Submission.Exception:
+    // SubmissionQuotaExceededException; 432 4.3.2 Concurrent connections
+    // limit exceeded; Exchange's 4.4.2 Message submission rate for this
+    // client has exceeded the configured limit.
+    "submissionquotaexceeded",
+    "concurrent connections limit exceeded",
+    "message submission rate",
+];
+
+/// Whether `reply` is a throttle reply: it contains one of
+/// [`DEFAULT_THROTTLES`] or of the relay's own `patterns` (lower-case).
+pub fn throttled(reply: &Reply, patterns: &[String]) -> bool {
+    if reply.is_positive_completion() {
+        return false;
+    }
+    let printed = reply.to_string().to_ascii_lowercase();
+    DEFAULT_THROTTLES.iter().any(|p| printed.contains(p))
+        || patterns.iter().any(|p| printed.contains(p.as_str()))
+}
+
+/// A relay's throttle reply turned into a cool-down: `reason` becomes
+/// [`Reason::Throttled`] (kept queued) when it is a reply from `relay`
+/// that [`throttled`] recognises; otherwise it is returned unchanged.
+pub fn throttle(reason: Reason, relay: &str, patterns: &[String], until: SystemTime) -> Reason {
+    match reason {
+        Reason::Reply { phase, reply } if throttled(&reply, patterns) => Reason::Throttled {
+            relay: relay.to_owned(),
+            phase,
+            reply,
+            until,
+        },
+        other => other,
     }
 }
 
@@ -273,6 +370,25 @@ impl fmt::Display for Reason {
             Reason::Unavailable(s) | Reason::UnknownUser(s) | Reason::MailboxFull(s) => {
                 write!(f, "{s}")
             }
+            Reason::Quota {
+                relay,
+                limit,
+                until,
+            } => write!(
+                f,
+                "relay \"{relay}\" has reached its sending limit ({limit}); waits until {}",
+                crate::maillog::utc(*until)
+            ),
+            Reason::Throttled {
+                relay,
+                phase,
+                reply,
+                until,
+            } => write!(
+                f,
+                "relay answered {phase} with {reply}: the provider's sending limit; relay \"{relay}\" cools down until {}",
+                crate::maillog::utc(*until)
+            ),
         }
     }
 }

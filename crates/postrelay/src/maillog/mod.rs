@@ -111,6 +111,15 @@ pub fn relay_name(host: &str, peer: Option<SocketAddr>) -> String {
     }
 }
 
+/// A moment as people read it in a log or `queue list`, in UTC to the
+/// second: `2026-12-07 15:04:05 UTC`.
+pub fn utc(t: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map_or_else(
+        |_| "an unknown time".into(),
+        |ts| ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
 /// Formats a delay as Postfix does (`format_tv` with 2 significant digits
 /// and at most 2 decimals): `0.12`, `0.5`, `0`, `1.2`, `12`, `4000`. The
 /// value is rounded half up to 0.01 s below 1 s, to 0.1 s below 10 s and to

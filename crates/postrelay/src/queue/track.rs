@@ -115,7 +115,10 @@ pub fn step(reason: &Reason) -> String {
         Reason::Connect(_) => "connect".into(),
         Reason::Tls(_) => "TLS".into(),
         Reason::Auth(_) => "AUTH".into(),
-        Reason::Reply { phase, .. } | Reason::Timeout { phase, .. } => phase.to_string(),
+        Reason::Reply { phase, .. }
+        | Reason::Timeout { phase, .. }
+        | Reason::Throttled { phase, .. } => phase.to_string(),
+        Reason::Quota { .. } => "sending limit".into(),
         Reason::Protocol(_) => "protocol".into(),
         Reason::Local(_) => "local".into(),
         Reason::Unsendable { .. } => "message".into(),

@@ -75,7 +75,7 @@ fn check_config_shows_the_published_data_and_round_trips() {
         "{text}"
     );
     assert!(
-        text.contains("# provider postmark: published limits (not enforced): 10 MB"),
+        text.contains("# provider postmark: published limits: 10 MB"),
         "{text}"
     );
 }

@@ -400,6 +400,14 @@ data = "12s"
 data_end = "1h"
 rset = "14s"
 quit = "1500ms"
+[relay.limits]
+rate = "14/s"
+burst = 20
+messages_per_hour = 1000
+recipients_per_day = 50000
+spill_to = "backup"
+throttle_replies = ["4.7.0 slow down"]
+cool_down = "5m"
 
 [[relay]]
 name = "backup"
