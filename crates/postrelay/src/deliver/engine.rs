@@ -25,7 +25,6 @@ use crate::config::{Config, RelayConfig, Security};
 use crate::net::resolve::Resolver;
 use crate::net::tls;
 use crate::privsep::LocalHelper;
-use crate::privsep::wire::Request;
 use crate::route::{Route, Router};
 use crate::spool::{BodyType, Envelope};
 use postrelay_smtp::reply::Reply;
@@ -59,6 +58,8 @@ pub struct Deliverer {
     local_helper: Option<Arc<LocalHelper>>,
     relays: Vec<Relay>,
     resolver: Arc<Resolver>,
+    /// The counts of the relays' sending limits; carried over on reload.
+    quota: Arc<crate::quota::Store>,
 }
 
 /// Where recipients leave through: the relays (all in order, or one by
@@ -81,19 +82,7 @@ struct Transacted {
     transmission: Duration,
 }
 
-/// Local delivery settings from the configuration's `[local]`.
-pub(crate) fn local_settings(c: &crate::config::LocalConfig) -> local::LocalSettings {
-    local::LocalSettings {
-        kind: match c.mailbox {
-            crate::config::MailboxFormat::Maildir => local::MailboxKind::Maildir,
-            crate::config::MailboxFormat::Mbox => local::MailboxKind::Mbox,
-        },
-        maildir: c.maildir.clone(),
-        mbox_dir: c.mbox_dir.clone(),
-        catch_all: c.catch_all.clone(),
-        delivery_timeout: c.delivery_timeout,
-    }
-}
+pub(crate) use local_mail::local_settings;
 
 impl Deliverer {
     /// Builds the engine; `previous` (on reload) hands over what relays
@@ -155,6 +144,7 @@ impl Deliverer {
             local_helper,
             relays,
             resolver,
+            quota: previous.map_or_else(Default::default, |p| p.quota.clone()),
         });
         spawn_reaper(Arc::downgrade(&engine));
         Ok(engine)
@@ -176,6 +166,20 @@ impl Deliverer {
         for r in &self.relays {
             r.pool.close_all();
         }
+    }
+
+    /// The counts of the relays' sending limits (shared with the engines
+    /// built from this one on reload), and each relay's name and limits,
+    /// for metrics.
+    pub fn quota(
+        &self,
+    ) -> (
+        &Arc<crate::quota::Store>,
+        Vec<(&str, &crate::quota::Limits)>,
+    ) {
+        let relays = self.relays.iter().filter(|r| !r.next_hop);
+        let limits = relays.map(|r| (r.config.name.as_str(), &r.config.limits.quota));
+        (&self.quota, limits.collect())
     }
 
     /// The router of this configuration, shared with the queue (alias
@@ -238,6 +242,16 @@ impl Deliverer {
                 None => groups.push((dest, vec![i])),
             }
         }
+        // A relay's recipients_per_transaction splits a group into several
+        // transactions (on the same pooled session), each its own step.
+        let groups: Vec<(Destination, Vec<usize>)> = groups
+            .into_iter()
+            .flat_map(|(dest, indices)| {
+                let size = self.chunk_size(&dest);
+                let chunks: Vec<Vec<usize>> = indices.chunks(size).map(<[usize]>::to_vec).collect();
+                chunks.into_iter().map(move |c| (dest.clone(), c))
+            })
+            .collect();
         let mut left = locals.len() + groups.len();
         for (i, user) in locals {
             let from = result.outcomes.len();
@@ -348,14 +362,30 @@ impl Deliverer {
         result: &mut Attempt,
     ) {
         let mut last: Option<Failure> = None;
-        for relay in relays {
+        let mut relays: Vec<&Relay> = relays.to_vec();
+        let mut next = 0;
+        while let Some(&relay) = relays.get(next) {
+            next += 1;
             let done = match self.transact(relay, message).await {
                 Ok(done) => done,
-                Err(f) => {
+                Err(mut f) => {
+                    self.throttled_failure(relay, &mut f).await;
                     result
                         .notes
                         .push(format!("relay {}: {}", relay.config.name, f.reason));
+                    // A relay at its limits is not down: its mail waits,
+                    // or goes to its spill_to relay, not to its fallbacks.
+                    let waits = f.reason.quota_until().is_some();
                     last = Some(f);
+                    if waits {
+                        relays.truncate(next);
+                        let spill = self.spill_of(relay);
+                        if let Some(s) =
+                            spill.filter(|s| !relays.iter().any(|r| std::ptr::eq(*r, *s)))
+                        {
+                            relays.push(s);
+                        }
+                    }
                     continue;
                 }
             };
@@ -376,15 +406,17 @@ impl Deliverer {
             result.notes.clear();
             match sent {
                 Ok(outcomes) => {
+                    let outcomes = self.throttled_outcomes(relay, outcomes).await;
                     result.arrived(&outcomes);
                     result
                         .outcomes
                         .extend(indices.iter().copied().zip(outcomes));
                     relay.pool.checkin(lease);
                 }
-                Err(f) => {
+                Err(mut f) => {
                     // The session broke during the transaction: the message
                     // may or may not have arrived; it waits.
+                    self.throttled_failure(relay, &mut f).await;
                     result.settle_all(indices, &f.reason);
                     result.transcript = f.transcript;
                 }
@@ -408,9 +440,24 @@ impl Deliverer {
     /// connection, which is not reused and so cannot be stale.
     async fn transact(&self, relay: &Relay, message: &Message<'_>) -> Result<Transacted, Failure> {
         let mut reuse = true;
+        let mut charged = false;
         loop {
             let started = Instant::now();
             let mut lease = relay.pool.checkout(reuse, || self.open(relay)).await?;
+            // Charged once a session is had, so that an unreachable relay
+            // uses up none of its quota; not again for a stale session.
+            if !charged {
+                if let Some(reason) = self.charge(relay, message.recipients.len()).await {
+                    relay.pool.checkin(lease);
+                    return Err(Failure {
+                        reason,
+                        transcript: Vec::new(),
+                        session_refused: true,
+                        stale: false,
+                    });
+                }
+                charged = true;
+            }
             let conn_use = lease.session.messages_sent() + 1;
             let sending = Instant::now();
             let sent = lease.session.send(message).await;
@@ -454,33 +501,6 @@ impl Deliverer {
             return Ok(None);
         }
         Ok(Some((rewrite.header, section.len() as u64)))
-    }
-
-    /// Delivers one local-domain recipient into the mailbox of the local
-    /// user named by its local part, through the local delivery helper
-    /// (which writes as that user; it blocks, so on a blocking thread).
-    async fn deliver_locally(&self, env: &Envelope, index: usize, user: &str) -> Outcome {
-        let Some(helper) = self.local_helper.clone() else {
-            return Outcome::from_reason(Reason::Local(
-                "local delivery needs the daemon's local delivery helper, which this \
-                 process does not have"
-                    .into(),
-            ));
-        };
-        let rcpt = &env.recipients[index];
-        let request = Request {
-            queue_id: env.id.to_string(),
-            user: user.to_owned(),
-            sender: env.sender.clone(),
-            recipient: rcpt.address.clone(),
-            original_recipient: rcpt.original.clone(),
-            catch_all: self.local.catch_all.clone(),
-        };
-        tokio::task::spawn_blocking(move || helper.deliver(&request))
-            .await
-            .unwrap_or_else(|e| {
-                Outcome::from_reason(Reason::Local(format!("local delivery task failed: {e}")))
-            })
     }
 
     async fn open(&self, relay: &Relay) -> Result<Session, Failure> {
@@ -568,5 +588,7 @@ fn spawn_reaper(engine: Weak<Deliverer>) {
     });
 }
 
+mod limits;
+mod local_mail;
 #[cfg(test)]
 mod tests;

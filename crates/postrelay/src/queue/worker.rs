@@ -255,6 +255,23 @@ impl LogLine<'_> {
     }
 }
 
+/// When every recipient this attempt deferred waits only for a relay's
+/// sending limits (a quota or a cool-down): the earliest time one of them
+/// may go, in Unix milliseconds. `None` when any other reason deferred one.
+fn quota_wait(result: &Attempt) -> Option<u64> {
+    let mut earliest: Option<u64> = None;
+    for (_, outcome) in &result.outcomes {
+        if let Outcome::Deferred(reason) = outcome {
+            let until = reason.quota_until()?;
+            let ms = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            earliest = Some(earliest.map_or(ms, |e| e.min(ms)));
+        }
+    }
+    earliest
+}
+
 /// Decides what happens next; returns true when no recipient is pending.
 fn schedule_next(
     ctx: &Context,
@@ -264,6 +281,15 @@ fn schedule_next(
     result: &Attempt,
     failed: &mut Vec<Failure>,
 ) -> bool {
+    if deferred && let Some(until) = quota_wait(result) {
+        // Waiting for a relay's sending limits is not a failed attempt: no
+        // back-off step, and never an expiry (the lifetime still counts
+        // from arrival: docs/config.md, "Sending limits").
+        env.next_attempt_ms = until.max(now_ms());
+        env.reason = Some(result.summary());
+        env.transcript = (!result.transcript.is_empty()).then(|| result.transcript.clone());
+        return false;
+    }
     env.attempts = env.attempts.saturating_add(1);
     if !deferred {
         env.reason = None;
