@@ -318,6 +318,27 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("mail.log")).unwrap_or_default()
     }
 
+    /// Waits until at least `n` lines of the mail log contain every one of
+    /// `needles`; returns the log. Panics (with the log) after 30 s.
+    pub fn wait_maillog(&self, needles: &[&str], n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.maillog();
+            let found = log
+                .lines()
+                .filter(|l| needles.iter().all(|w| l.contains(w)))
+                .count();
+            if found >= n {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{found} of {n} mail log lines with {needles:?} after 30 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The spool directory.
     pub fn spool(&self) -> PathBuf {
         self.dir.path().join("spool")

@@ -56,6 +56,9 @@ pub struct Script {
     pub credentials: (String, String),
     /// The reply to MAIL.
     pub mail_reply: String,
+    /// The replies to the first MAIL commands the server receives (over
+    /// all its connections), in order; `mail_reply` after them.
+    pub first_mail_replies: Vec<String>,
     /// Replies to the RCPTs of a transaction, in order; `250` past the end.
     pub rcpt_replies: Vec<String>,
     /// Answer DATA with 354 even when no RCPT was accepted.
@@ -85,6 +88,7 @@ impl Default for Script {
             auth: Vec::new(),
             credentials: ("user".into(), "secret".into()),
             mail_reply: "250 2.1.0 Ok".into(),
+            first_mail_replies: Vec::new(),
             rcpt_replies: Vec::new(),
             accept_data_without_rcpt: false,
             close_mid_data: false,
@@ -106,6 +110,8 @@ struct Recorded {
     /// Commands (upper-case verbs) that arrived with more input behind
     /// them in the same read: the client pipelined them.
     pipelined: Vec<String>,
+    /// MAIL commands received.
+    mails: usize,
 }
 
 /// Counts accepts over all fake servers: a logical clock for ordering.
@@ -160,6 +166,11 @@ impl FakeServer {
     /// Message bodies received (dot-stuffed, without the final `.CRLF`).
     pub fn bodies(&self) -> Vec<Vec<u8>> {
         self.rec.lock().unwrap().bodies.clone()
+    }
+
+    /// MAIL commands received so far (transactions begun).
+    pub fn mails(&self) -> usize {
+        self.rec.lock().unwrap().mails
     }
 
     /// Connections accepted so far.
@@ -325,7 +336,16 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
             "MAIL" => {
                 rcpt_n = 0;
                 accepted = 0;
-                p.reply(&script.mail_reply).await?;
+                let n = {
+                    let mut r = p.rec.lock().unwrap();
+                    r.mails += 1;
+                    r.mails - 1
+                };
+                let reply = script
+                    .first_mail_replies
+                    .get(n)
+                    .unwrap_or(&script.mail_reply);
+                p.reply(reply).await?;
             }
             "RCPT" => {
                 let reply = script
