@@ -396,6 +396,7 @@ impl Running {
                 l,
                 queue.maillog().metrics().clone(),
                 queue.clone(),
+                deliverer_rx.clone(),
                 shutdown.clone(),
             ));
         }

@@ -40,7 +40,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         return;
     }
     let checked = promtool(&["check", "rules", "postrelay-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "postrelay-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
@@ -70,6 +70,18 @@ fn rules_and_dashboard_name_only_exported_series() {
     m.auth_failure("relay", "deferred");
     m.connection(&"127.0.0.1:25".parse().unwrap());
     m.refused("max_connections");
+    let now = std::time::SystemTime::now();
+    let usage = postrelay::quota::Usage {
+        limits: vec![postrelay::quota::LimitUse {
+            limit: postrelay::quota::Limit::CoolDown {
+                reason: "454 Throttling failure".into(),
+            },
+            used: 1,
+            max: 1,
+            frees_at: Some(now),
+        }],
+    };
+    m.set_quota(&[("ses".into(), usage)], now);
     let exported = m.encode(QueueStats::default(), 0);
     let families: Vec<&str> = exported
         .lines()

@@ -209,7 +209,9 @@ fn a_daily_window_lets_exactly_its_number_through_and_the_rest_wait_visibly() {
     for m in &waiting {
         let reason = m["reason"].as_str().unwrap();
         assert!(
-            reason.contains("has reached its sending limit (3 messages per day); waits until"),
+            reason.contains(
+                "has reached its sending limit (3 messages per day: 3 of 3 used); waits until"
+            ),
             "{reason}"
         );
         let next =

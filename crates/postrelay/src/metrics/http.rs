@@ -14,7 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::watch;
+
 use super::Metrics;
+use crate::deliver::Deliverer;
 use crate::queue::Queue;
 use crate::spool::Health;
 
@@ -28,6 +31,7 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     queue: Queue,
+    deliverer: watch::Receiver<Arc<Deliverer>>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -43,15 +47,21 @@ pub async fn serve(
             },
         };
         let (metrics, queue) = (metrics.clone(), queue.clone());
+        let deliverer = deliverer.borrow().clone();
         tokio::spawn(async move {
-            if let Err(e) = respond(stream, &metrics, &queue).await {
+            if let Err(e) = respond(stream, &metrics, &queue, &deliverer).await {
                 tracing::debug!(error = %e, "metrics: request failed");
             }
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, metrics: &Metrics, queue: &Queue) -> std::io::Result<()> {
+async fn respond(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    queue: &Queue,
+    deliverer: &Deliverer,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -72,6 +82,10 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics, queue: &Queue) -> std
     let request_line = String::from_utf8_lossy(request_line);
     let mut words = request_line.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if path.starts_with("/metrics") {
+        let now = std::time::SystemTime::now();
+        metrics.set_quota(&super::quota::usage(deliverer, now).await, now);
+    }
     let (status, content_type, body) = route(method, path, metrics, queue);
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\

@@ -7,6 +7,7 @@
 //! listener addresses, fixed reasons), never from what a client sends.
 
 pub mod http;
+mod quota;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -50,6 +51,12 @@ struct Limit {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayLimit {
+    relay: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct State {
     state: &'static str,
 }
@@ -67,6 +74,9 @@ pub struct Metrics {
     queue: Family<State, Gauge>,
     oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
     local_helper_up: Gauge,
+    quota_used: Family<RelayLimit, Gauge>,
+    quota_limit: Family<RelayLimit, Gauge>,
+    quota_frees: Family<RelayLimit, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 /// Buckets of the delivery delay, from arrival to the relay's reply:
@@ -100,6 +110,9 @@ impl Metrics {
             queue: Family::default(),
             oldest: Gauge::default(),
             local_helper_up: Gauge::default(),
+            quota_used: Family::default(),
+            quota_limit: Family::default(),
+            quota_frees: Family::default(),
         };
         registry.register(
             "messages_accepted",
@@ -150,6 +163,21 @@ impl Metrics {
             "local_helper_up",
             "1 while the local delivery helper (root, writes local mailboxes) runs; 0 once it has exited: local mail stays queued until postrelay is restarted",
             m.local_helper_up.clone(),
+        );
+        registry.register(
+            "quota_used",
+            "Use of a relay's sending limits, by relay name and limit (rate: tokens spent; messages_per_day …; cool_down: 1 while cooling down after a throttle reply)",
+            m.quota_used.clone(),
+        );
+        registry.register(
+            "quota_limit",
+            "The most a relay's sending limit allows (rate: the burst), by relay name and limit; head-room is quota_limit - quota_used",
+            m.quota_limit.clone(),
+        );
+        registry.register(
+            "quota_frees_in_seconds",
+            "Seconds until the next unit of a relay's sending limit frees up (the window's oldest charge ages out, the next token, the cool-down's end); 0 when nothing is used",
+            m.quota_frees.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -74,12 +74,30 @@ impl Deliverer {
             Ok(Verdict::Granted) => None,
             Ok(Verdict::Wait { until, limit }) => Some(Reason::Quota {
                 relay: name.clone(),
-                limit: limit.to_string(),
+                limit: self.described(relay, &limit).await,
                 until,
             }),
             Err(e) => Some(Reason::Local(format!(
                 "relay \"{name}\": its sending limits could not be checked: {e}"
             ))),
+        }
+    }
+
+    /// `limit` with its use now, for the mail log and `queue list`:
+    /// `500 recipients per day: 498 used`.
+    async fn described(&self, relay: &Relay, limit: &crate::quota::Limit) -> String {
+        let limits = &relay.config.limits.quota;
+        let usage = self
+            .quota
+            .usage(&limits.account, limits, SystemTime::now())
+            .await;
+        let used = usage
+            .ok()
+            .and_then(|u| u.limits.into_iter().find(|u| &u.limit == limit))
+            .filter(|u| !matches!(u.limit, crate::quota::Limit::CoolDown { .. }));
+        match used {
+            Some(u) => format!("{limit}: {} of {} used", u.used, u.max),
+            None => limit.to_string(),
         }
     }
 
