@@ -52,6 +52,22 @@ fn provider_relay(p: &Provider, dir: &std::path::Path, limits: &str) -> String {
     )
 }
 
+/// The provider and a daemon relaying to it with `limits`; `None`
+/// without Postfix (a failure under CI=true).
+fn with_provider(limits: &str) -> Option<(Provider, tempfile::TempDir, Daemon)> {
+    if !(require("postfix") && require("saslpasswd2")) {
+        return None;
+    }
+    let p = Provider::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(Options {
+        delivery: true,
+        tail: provider_relay(&p, secrets.path(), limits),
+        ..Options::default()
+    });
+    Some((p, secrets, d))
+}
+
 #[test]
 fn a_daily_limit_reply_defers_cools_the_relay_down_and_mail_flows_after() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -129,16 +145,9 @@ fn provider_transactions(log: &str) -> Vec<(String, usize, String)> {
 
 #[test]
 fn a_message_over_the_transaction_limit_goes_in_chunks_on_one_connection() {
-    if !(require("postfix") && require("saslpasswd2")) {
+    let Some((p, _secrets, d)) = with_provider("recipients_per_transaction = 50") else {
         return;
-    }
-    let p = Provider::start();
-    let secrets = tempfile::tempdir().unwrap();
-    let d = Daemon::start_with(Options {
-        delivery: true,
-        tail: provider_relay(&p, secrets.path(), "recipients_per_transaction = 50"),
-        ..Options::default()
-    });
+    };
     // 120 recipients; the 61st (in the second chunk) is refused for good.
     let to: Vec<String> = (0..120)
         .map(|i| {
@@ -186,16 +195,9 @@ fn a_message_over_the_transaction_limit_goes_in_chunks_on_one_connection() {
 
 #[test]
 fn a_daily_window_lets_exactly_its_number_through_and_the_rest_wait_visibly() {
-    if !(require("postfix") && require("saslpasswd2")) {
+    let Some((p, _secrets, d)) = with_provider("messages_per_day = 3") else {
         return;
-    }
-    let p = Provider::start();
-    let secrets = tempfile::tempdir().unwrap();
-    let d = Daemon::start_with(Options {
-        delivery: true,
-        tail: provider_relay(&p, secrets.path(), "messages_per_day = 3"),
-        ..Options::default()
-    });
+    };
     let started = SystemTime::now();
     for i in 0..5 {
         send_one(d.port, &format!("w{i}@dest.example"), &format!("w{i}"));

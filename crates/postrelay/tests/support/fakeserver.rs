@@ -203,6 +203,18 @@ impl FakeServer {
     }
 }
 
+/// The reply to the next MAIL (counted over all connections).
+fn mail_reply(script: &Script, rec: &Mutex<Recorded>) -> String {
+    let mut r = rec.lock().unwrap();
+    r.mails += 1;
+    let n = r.mails - 1;
+    script
+        .first_mail_replies
+        .get(n)
+        .unwrap_or(&script.mail_reply)
+        .clone()
+}
+
 impl Drop for FakeServer {
     fn drop(&mut self) {
         self.task.abort();
@@ -336,16 +348,7 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
             "MAIL" => {
                 rcpt_n = 0;
                 accepted = 0;
-                let n = {
-                    let mut r = p.rec.lock().unwrap();
-                    r.mails += 1;
-                    r.mails - 1
-                };
-                let reply = script
-                    .first_mail_replies
-                    .get(n)
-                    .unwrap_or(&script.mail_reply);
-                p.reply(reply).await?;
+                p.reply(&mail_reply(script, p.rec)).await?;
             }
             "RCPT" => {
                 let reply = script
