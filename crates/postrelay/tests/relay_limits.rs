@@ -3,7 +3,8 @@
 //! a message with more recipients than a transaction may carry goes out
 //! in several transactions on one connection, each recipient's outcome
 //! kept; a daily window lets exactly its number through and keeps the
-//! rest queued with the limit and the time in `queue list`.
+//! rest queued with the limit and the time in `queue list`; a relay at its
+//! limit hands mail to its `spill_to` relay (the engine alone).
 //!
 //! The throttle reply comes from the in-process fake (a real Postfix
 //! cannot be made to answer 5.4.5 once and then accept); the splitting and
@@ -13,7 +14,12 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use postrelay::deliver::{Attempt, Deliverer, Outcome, Reason};
+use postrelay::net::resolve::Resolver;
+use postrelay::spool::{Envelope, Origin, QueueId, Recipient};
 
 use support::daemon::{Daemon, Options};
 use support::fakeserver::{FakeServer, Script};
@@ -229,4 +235,73 @@ fn a_daily_window_lets_exactly_its_number_through_and_the_rest_wait_visibly() {
     assert_eq!(text.matches("3 messages per day").count(), 2, "{text}");
     assert_eq!(p.wait_delivered(3, Duration::from_secs(30)).len(), 3);
     assert_eq!(p.delivered().len(), 3, "{}", p.maillog());
+}
+
+/// One attempt of the engine alone for a message to `rcpt@dest.example`.
+async fn attempt(engine: &Deliverer) -> Attempt {
+    let sp = support::client::spool(b"Subject: spill\r\n\r\nbody\r\n");
+    let origin = Origin::Smtp {
+        peer: "127.0.0.1:1".into(),
+        helo: "test".into(),
+    };
+    let mut env = Envelope::new(
+        QueueId::generate(),
+        origin,
+        "s@origin.example".into(),
+        vec![Recipient::new("rcpt@dest.example")],
+    );
+    env.size = sp.size;
+    engine.attempt(&env, &sp.path, &[0]).await
+}
+
+#[tokio::test]
+async fn a_relay_at_its_limit_spills_to_its_spill_to_relay_not_to_the_next_one() {
+    let (a, b, c) = (
+        FakeServer::start(Script::default()).await,
+        FakeServer::start(Script::default()).await,
+        FakeServer::start(Script::default()).await,
+    );
+    let relay = |name: &str, port: u16, limits: &str| {
+        format!(
+            "[[relay]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             security = \"none\"\n[relay.limits]\n{limits}\n"
+        )
+    };
+    let text = format!(
+        "hostname = \"client.test\"\n{}{}{}",
+        relay("a", a.port(), "messages_per_day = 1\nspill_to = \"c\""),
+        relay("b", b.port(), ""),
+        relay("c", c.port(), "messages_per_day = 1"),
+    );
+    let config = postrelay::config::parse(&text, "test").unwrap();
+    let engine = Deliverer::new(&config, None, Arc::new(Resolver::system())).unwrap();
+    for _ in 0..2 {
+        let done = attempt(&engine).await;
+        assert!(
+            matches!(&done.outcomes[..], [(0, Outcome::Delivered(_))]),
+            "{:?}",
+            done.outcomes
+        );
+    }
+    assert_eq!(
+        (a.bodies().len(), b.bodies().len(), c.bodies().len()),
+        (1, 0, 1)
+    );
+    // Both used up: the mail waits (for the earlier of the two), and "b",
+    // the next relay in the list, is not asked.
+    let third = attempt(&engine).await;
+    match &third.outcomes[..] {
+        [(0, Outcome::Deferred(Reason::Quota { relay, limit, .. }))] => {
+            assert_eq!(relay, "c");
+            assert!(limit.starts_with("1 messages per day"), "{limit}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        third.summary().contains("has reached its sending limit"),
+        "{}",
+        third.summary()
+    );
+    assert_eq!(b.connections(), 0);
+    engine.close_idle();
 }

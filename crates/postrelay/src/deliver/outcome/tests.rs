@@ -374,3 +374,84 @@ fn time_limits_in_plain_words() {
         );
     }
 }
+
+fn at_mail(code: u16, enhanced: &str, text: &str) -> Reason {
+    Reason::Reply {
+        phase: Phase::Mail,
+        reply: Reply::new(code, enhanced, text),
+    }
+}
+
+#[test]
+fn known_throttle_replies_defer_and_name_the_cool_down() {
+    let until = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for (code, enhanced, text) in [
+        (550, "5.4.5", "Daily user sending limit exceeded. - gsmtp"),
+        (550, "5.4.5", "Daily SMTP relay limit exceeded for user x"),
+        (
+            454,
+            "4.7.0",
+            "Throttling failure: Maximum sending rate exceeded.",
+        ),
+        (
+            554,
+            "5.2.0",
+            "STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+        ),
+        (421, "4.7.0", "Try again later, closing connection."),
+    ] {
+        let plain = at_mail(code, enhanced, text);
+        let throttled = throttle(plain.clone(), "gmail", &[], until);
+        assert!(
+            matches!(throttled, Reason::Throttled { .. }),
+            "{plain} not recognised"
+        );
+        assert!(!throttled.is_permanent(), "{throttled}");
+        assert_eq!(throttled.quota_until(), Some(until));
+        assert!(
+            throttled.status().starts_with("4."),
+            "{}",
+            throttled.status()
+        );
+        assert!(
+            throttled
+                .to_string()
+                .contains("relay \"gmail\" cools down until 2027-01-15"),
+            "{throttled}"
+        );
+    }
+}
+
+#[test]
+fn other_refusals_are_not_throttles_unless_the_relay_says_so() {
+    let until = std::time::SystemTime::UNIX_EPOCH;
+    // About one recipient, not the sending account.
+    let busy = at_mail(
+        450,
+        "4.2.1",
+        "The user you are trying to contact is receiving mail too quickly",
+    );
+    let unknown = at_mail(550, "5.1.1", "No such user");
+    for r in [busy.clone(), unknown.clone()] {
+        assert_eq!(throttle(r.clone(), "gmail", &[], until), r);
+    }
+    assert!(unknown.is_permanent());
+    let own = ["no such user".to_owned()];
+    assert!(matches!(
+        throttle(unknown, "x", &own, until),
+        Reason::Throttled { .. }
+    ));
+    // Only replies: a timeout is left alone whatever the patterns.
+    let timeout = Reason::Timeout {
+        phase: Phase::Mail,
+        after: Duration::from_secs(1),
+    };
+    assert_eq!(throttle(timeout.clone(), "x", &own, until), timeout);
+    let wait = Reason::Quota {
+        relay: "x".into(),
+        limit: "3 messages per day".into(),
+        until,
+    };
+    assert!(!wait.is_permanent());
+    assert_eq!(wait.status(), "4.4.5");
+}
