@@ -116,7 +116,7 @@ fn sasl_credentials(e: &sasl_passwd::Entry, path: &Path) -> Credentials {
 
 /// Reads a password file: the password alone, one trailing line break
 /// removed. The error completes a sentence starting with the file's name.
-fn read_password(path: &Path) -> Result<Secret, String> {
+pub(super) fn read_password(path: &Path) -> Result<Secret, String> {
     let text = secrets::read_protected(path)?;
     let password = text
         .strip_suffix('\n')
@@ -129,7 +129,7 @@ fn read_password(path: &Path) -> Result<Secret, String> {
         return Err("has more than one line; it must hold only the password".to_owned());
     }
     if password.contains('\0') {
-        return Err("contains a NUL character, which SMTP AUTH cannot carry".to_owned());
+        return Err("contains a NUL character, which AUTH cannot carry".to_owned());
     }
     Ok(Secret::new(password))
 }

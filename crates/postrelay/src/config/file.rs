@@ -36,6 +36,8 @@ pub(super) struct FileConfig {
     pub log: LogFile,
     #[serde(default)]
     pub metrics: MetricsFile,
+    /// `[cluster]`: absent unless written (its presence is the switch).
+    pub cluster: Option<super::cluster::ClusterFile>,
     /// `[[relay]]` tables, last in the file: every key after a `[[relay]]`
     /// header belongs to that relay.
     #[serde(default)]
@@ -184,7 +186,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 13],
+    pub tables: [Table; 14],
 }
 
 /// One table of the file.
@@ -224,6 +226,11 @@ impl Schema {
                 table("local", field_names::<super::local::LocalFile>(), false),
                 table("log", field_names::<LogFile>(), false),
                 table("metrics", field_names::<MetricsFile>(), false),
+                table(
+                    "cluster",
+                    field_names::<super::cluster::ClusterFile>(),
+                    false,
+                ),
                 table("relay", field_names::<RelayFile>(), true),
                 table("relay.timeouts", field_names::<RelayTimeoutsFile>(), false),
                 table(

@@ -17,6 +17,7 @@
 //! root lists every key with its default; `docs/config.md` explains the
 //! value syntaxes, the relay policy and reload semantics.
 
+mod cluster;
 mod credentials;
 mod daemon;
 mod delivery;
@@ -45,6 +46,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use cluster::{ClusterSettings, Share};
 pub use daemon::DEFAULT_USER;
 pub use local::MailboxFormat;
 pub use presets::{Preset, known_list as known_providers, lookup as provider_preset};
@@ -107,6 +109,9 @@ pub struct Config {
     pub routing: RoutingSettings,
     /// How mail for local users is stored.
     pub local: LocalConfig,
+    /// `[cluster]`: provider limits counted for several nodes in Redis.
+    /// Default: none (each node counts alone).
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// `[daemon]`: the unprivileged user the daemon runs as.
@@ -528,6 +533,8 @@ impl Config {
                 self.log.syslog_socket != new.log.syslog_socket,
             ),
             ("metrics.listen", self.metrics.listen != new.metrics.listen),
+            // The shared store is made once, at start.
+            ("cluster", self.cluster != new.cluster),
         ];
         changed
             .into_iter()

@@ -67,10 +67,30 @@ pub(super) fn render(c: &Config) -> String {
         None => o.push_str("# listen: not set, so there is no metrics endpoint\n"),
     }
 
+    if let Some(cl) = &c.cluster {
+        cluster(o, cl);
+    }
+
     for r in &c.relays {
         relay(o, r, c.delivery.sasl_passwd.as_deref());
     }
     out
+}
+
+/// `[cluster]`, when written (the password file's name, never the password).
+fn cluster(o: &mut String, c: &super::ClusterSettings) {
+    o.push_str("\n[cluster]\n");
+    kv(o, "url", string(&c.url));
+    if let Some(u) = &c.username {
+        kv(o, "username", string(u));
+    }
+    if let Some(p) = &c.password_file {
+        kv(o, "password_file", path(p));
+    }
+    kv(o, "namespace", string(&c.namespace));
+    kv(o, "local_share", c.local_share.get().to_string());
+    kv(o, "timeout", duration(c.timeout));
+    kv(o, "retry", duration(c.retry));
 }
 
 /// `[intake]`, with `[intake.submission]`.

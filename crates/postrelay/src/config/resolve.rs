@@ -87,6 +87,7 @@ pub(super) fn resolve(
     let next_hops =
         super::hops::next_hops(&routing, &relays, &delivery, sasl_passwd.as_ref(), loc)?;
     let local = super::local::local(file.local, loc)?;
+    let cluster = super::cluster::cluster(file.cluster, loc)?;
     mailbox_aliases_stay_local(&routing, &intake, &hostname, &relays, loc)?;
     Ok(Config {
         hostname,
@@ -103,6 +104,7 @@ pub(super) fn resolve(
         bounce,
         routing,
         local,
+        cluster,
     })
 }
 

@@ -2,6 +2,7 @@
 //! messages, rendering. By subject: `relay` ([delivery], [bounce],
 //! [[relay]] and secrets), `routing` ([routing] and its tables).
 
+mod cluster;
 mod hops;
 mod limits;
 mod presets;
@@ -437,11 +438,28 @@ fn uncommented_example_values_parse() {
         ("/etc/postrelay/tls/key.pem", submission_key),
         ("/etc/postrelay/users", submission_users),
     ];
+    // [cluster] only parses in a build with cluster mode; without it,
+    // its lines are left out (tests::cluster checks the refusal).
+    let cluster = cfg!(feature = "cluster");
+    let redis = cluster.then(|| {
+        (
+            "/etc/postrelay/secrets/redis",
+            files.secret("redis", "pw\n"),
+        )
+    });
     let substitutions = substitutions
         .into_iter()
+        .chain(redis)
         .chain(routing::example_tables(&files));
+    let mut in_cluster = false;
     let mut uncommented: String = EXAMPLE
         .lines()
+        .filter(|l| {
+            if l.starts_with("# [") || l.starts_with('[') {
+                in_cluster = *l == "# [cluster]";
+            }
+            cluster || !in_cluster
+        })
         .map(|l| match l.strip_prefix("# ") {
             // spill_to names a second relay, which the example has not.
             Some(rest) if !keys_in(rest).is_empty() && !rest.starts_with("spill_to") => rest,
@@ -449,7 +467,8 @@ fn uncommented_example_values_parse() {
                 header @ ("[[relay]]"
                 | "[relay.timeouts]"
                 | "[relay.limits]"
-                | "[intake.submission]"),
+                | "[intake.submission]"
+                | "[cluster]"),
             ) => header,
             _ => l,
         })
@@ -467,6 +486,7 @@ fn uncommented_example_values_parse() {
     assert!(c.relays[0].credentials.is_some());
     assert!(c.intake.submission.is_some());
     assert!(c.routing.transport.is_some() && c.routing.rewrite_senders.is_some());
+    assert_eq!(c.cluster.is_some(), cluster);
 }
 
 #[test]

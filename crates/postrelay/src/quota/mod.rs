@@ -16,11 +16,16 @@
 //! - `local`: the store of one node, in memory (lost on restart: after a
 //!   restart the provider's own count may be higher than ours, and its
 //!   throttle reply then starts a cool-down).
+//! - `cluster` (cargo feature `cluster`, `[cluster]`): the counts of
+//!   several nodes in Redis, and each node's local share while Redis is
+//!   away.
 //!
 //! Not for: deciding which replies are throttle replies (that is
 //! `deliver::outcome`, the one classifier) or scheduling the waiting mail
 //! (the queue's worker sets the retry time from the verdict).
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod limits;
 mod local;
 
@@ -133,6 +138,10 @@ pub enum QuotaError {
 pub enum Store {
     /// This node's counts, in memory.
     Local(LocalStore),
+    /// The counts of every node sending for the same accounts, in Redis
+    /// (`[cluster]`; this node's share of each limit while Redis is away).
+    #[cfg(feature = "cluster")]
+    Cluster(Box<cluster::ClusterStore>),
 }
 
 impl Default for Store {
@@ -154,6 +163,8 @@ impl Store {
     ) -> Result<Verdict, QuotaError> {
         match self {
             Store::Local(s) => s.take(account, limits, messages, recipients, now),
+            #[cfg(feature = "cluster")]
+            Store::Cluster(s) => s.take(account, limits, messages, recipients, now).await,
         }
     }
 
@@ -166,6 +177,8 @@ impl Store {
     ) -> Result<Usage, QuotaError> {
         match self {
             Store::Local(s) => Ok(s.usage(account, limits, now)),
+            #[cfg(feature = "cluster")]
+            Store::Cluster(s) => s.usage(account, limits, now).await,
         }
     }
 
@@ -182,6 +195,8 @@ impl Store {
                 s.cool_down(account, until, reason);
                 Ok(())
             }
+            #[cfg(feature = "cluster")]
+            Store::Cluster(s) => s.cool_down(account, until, reason, SystemTime::now()).await,
         }
     }
 }

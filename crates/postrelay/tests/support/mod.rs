@@ -17,6 +17,7 @@ pub mod netns;
 pub mod peers;
 pub mod pflogsumm;
 pub mod provider;
+pub mod redis;
 pub mod secrets;
 pub mod smtp;
 pub mod user;

@@ -200,7 +200,7 @@ const INVALID: &[(&str, &str, usize, &[&str])] = &[
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[relay.timeouts]\nconect = \"5s\"", "relay[0].timeouts.conect", 5, &["did you mean `connect`", "allowed keys in [relay.timeouts]: connect, greeting"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\ntimeouts = 5", "relay[0].timeouts", 4, &["`relay.timeouts` must be a table"]),
     ("[[relay]]\nname = \"a\"\nhost = \"h.example\"\n[delivery]\nmax_workers = 5\n[[relay]]\nmax_workers = 1", "relay[1].max_workers", 7, &["`max_workers` belongs in [delivery]"]),
-    ("relayhost = \"[smtp.example.com]:587\"", "relayhost", 1, &["Postfix's relayhost is a [[relay]] table", "and the tables [daemon], [intake], [queue], [delivery], [bounce], [routing], [local], [log], [metrics], [[relay]]"]),
+    ("relayhost = \"[smtp.example.com]:587\"", "relayhost", 1, &["Postfix's relayhost is a [[relay]] table", "and the tables [daemon], [intake], [queue], [delivery], [bounce], [routing], [local], [log], [metrics], [cluster], [[relay]]"]),
     ("[delivery]\nsmtp_sasl_password_maps = \"hash:/etc/postfix/sasl_passwd\"", "delivery.smtp_sasl_password_maps", 2, &["delivery.sasl_passwd"]),
     // Names and hosts.
     ("[[relay]]\nhost = \"h.example\"", "relay[0].name", 1, &["relay #1: name is required"]),
