@@ -179,11 +179,12 @@ async fn a_day_window_frees_after_a_day_and_never_more_than_a_bucket_late() {
         let at = t0() + Duration::from_secs(h * 3600 + 60);
         assert!(granted(&s.take("acct", &l, 1, 0, at).await.unwrap()));
     }
-    // Just before a day has passed since the first, nothing fits, and the
-    // wait ends within one bucket (12 min) after that day.
-    let almost = t0() + day - Duration::from_secs(1);
-    let (until, _) = wait_of(s.take("acct", &l, 1, 0, almost).await.unwrap());
+    // Just before a day has passed since the first (its bucket is then
+    // 120 buckets old), nothing fits, and the wait ends within one bucket
+    // (12 min) after that day.
     let first = t0() + Duration::from_secs(60);
+    let almost = first + day - Duration::from_secs(1);
+    let (until, _) = wait_of(s.take("acct", &l, 1, 0, almost).await.unwrap());
     assert!(
         until >= first + day && until <= first + day + day / 120,
         "{until:?}"

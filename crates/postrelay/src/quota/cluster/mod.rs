@@ -22,7 +22,7 @@ mod fallback;
 mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use prometheus_client::metrics::gauge::Gauge;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -41,7 +41,6 @@ pub struct ClusterStore {
     scripts: Scripts,
     namespace: String,
     local_share: f64,
-    timeout: Duration,
     clock: Clock,
     mode: Mode,
     local: LocalStore,
@@ -95,6 +94,7 @@ impl ClusterStore {
         }
         let client = Client::open(info.set_redis_settings(redis))
             .map_err(|e| ClusterError::Url(e.to_string()))?;
+        // Every request is bounded by these: connecting, then each reply.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))
@@ -107,7 +107,6 @@ impl ClusterStore {
             scripts: Scripts::new(),
             namespace: settings.namespace.clone(),
             local_share: settings.local_share.get(),
-            timeout: settings.timeout,
             clock,
             mode: Mode::new(settings.retry, gauge),
             local: LocalStore::default(),
@@ -131,18 +130,15 @@ impl ClusterStore {
             return None;
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let result = match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        };
-        match result {
+        // Bounded by the connection's own timeouts (`cluster.timeout`).
+        match op.await {
             Ok(v) => {
                 self.mode.answered(&self.namespace);
                 Some(v)
             }
-            Err(why) => {
-                self.mode.failed(&self.namespace, self.local_share, &why);
+            Err(e) => {
+                self.mode
+                    .failed(&self.namespace, self.local_share, &e.to_string());
                 None
             }
         }
