@@ -144,7 +144,7 @@ impl Deliverer {
             local_helper,
             relays,
             resolver,
-            quota: previous.map_or_else(Default::default, |p| p.quota.clone()),
+            quota: previous.map_or_else(|| limits::store(config), |p| Ok(p.quota.clone()))?,
         });
         spawn_reaper(Arc::downgrade(&engine));
         Ok(engine)

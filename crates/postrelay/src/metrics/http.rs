@@ -84,7 +84,7 @@ async fn respond(
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if path.starts_with("/metrics") {
         let now = std::time::SystemTime::now();
-        metrics.set_quota(&super::quota::usage(deliverer, now).await, now);
+        metrics.set_quota(&super::quota::usage(metrics, deliverer, now).await, now);
     }
     let (status, content_type, body) = route(method, path, metrics, queue);
     let head = format!(

@@ -57,6 +57,11 @@ struct RelayLimit {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Namespace {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct State {
     state: &'static str,
 }
@@ -77,6 +82,7 @@ pub struct Metrics {
     quota_used: Family<RelayLimit, Gauge>,
     quota_limit: Family<RelayLimit, Gauge>,
     quota_frees: Family<RelayLimit, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    cluster_shared: Family<Namespace, Gauge>,
 }
 
 /// Buckets of the delivery delay, from arrival to the relay's reply:
@@ -113,6 +119,7 @@ impl Metrics {
             quota_used: Family::default(),
             quota_limit: Family::default(),
             quota_frees: Family::default(),
+            cluster_shared: Family::default(),
         };
         registry.register(
             "messages_accepted",
@@ -178,6 +185,11 @@ impl Metrics {
             "quota_frees_in_seconds",
             "Seconds until the next unit of a relay's sending limit frees up (the window's oldest charge ages out, the next token, the cool-down's end); 0 when nothing is used",
             m.quota_frees.clone(),
+        );
+        registry.register(
+            "cluster_shared",
+            "Cluster mode only, by cluster.namespace: 1 while the sending limits are counted for the whole cluster in Redis, 0 while Redis is away and this node counts its local_share alone",
+            m.cluster_shared.clone(),
         );
         Metrics { registry, ..m }
     }

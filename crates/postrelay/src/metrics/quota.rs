@@ -32,12 +32,31 @@ impl Metrics {
     }
 }
 
-/// Each relay's usage from the engine in force, for [`Metrics::set_quota`].
+impl Metrics {
+    /// Sets `cluster_shared` from the store's mode (`None`: not a
+    /// cluster, no series).
+    pub fn set_cluster(&self, mode: Option<(&str, bool)>) {
+        self.cluster_shared.clear();
+        if let Some((namespace, shared)) = mode {
+            let labels = super::Namespace {
+                namespace: namespace.to_owned(),
+            };
+            self.cluster_shared
+                .get_or_create(&labels)
+                .set(i64::from(shared));
+        }
+    }
+}
+
+/// Each relay's usage from the engine in force, for [`Metrics::set_quota`];
+/// sets the cluster's gauge on the way.
 pub(super) async fn usage(
+    metrics: &Metrics,
     deliverer: &crate::deliver::Deliverer,
     now: SystemTime,
 ) -> Vec<(String, Usage)> {
     let (store, relays) = deliverer.quota();
+    metrics.set_cluster(store.cluster_mode());
     let mut out = Vec::new();
     for (name, limits) in relays {
         match store.usage(&limits.account, limits, now).await {
@@ -84,5 +103,21 @@ mod tests {
         m.set_quota(&[], now);
         let text = m.encode(crate::queue::QueueStats::default(), 0);
         assert!(!text.contains("relay=\"gmail\""), "{text}");
+    }
+
+    #[test]
+    fn the_cluster_gauge_follows_the_mode_and_is_absent_without_a_cluster() {
+        let m = Metrics::new();
+        let encode = || m.encode(crate::queue::QueueStats::default(), 0);
+        m.set_cluster(None);
+        assert!(
+            !encode().contains("postrelay_cluster_shared{"),
+            "{}",
+            encode()
+        );
+        m.set_cluster(Some(("eu", true)));
+        assert!(encode().contains("postrelay_cluster_shared{namespace=\"eu\"} 1\n"));
+        m.set_cluster(Some(("eu", false)));
+        assert!(encode().contains("postrelay_cluster_shared{namespace=\"eu\"} 0\n"));
     }
 }

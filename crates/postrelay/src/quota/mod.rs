@@ -132,6 +132,20 @@ pub enum QuotaError {
     },
 }
 
+/// Why the store a configuration asks for could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `[cluster]` could not be set up.
+    #[cfg(feature = "cluster")]
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    /// `[cluster]` in a build without cluster mode (the configuration
+    /// refuses it first).
+    #[cfg(not(feature = "cluster"))]
+    #[error("[cluster]: this postrelay was built without cluster mode")]
+    NoClusterMode,
+}
+
 /// Where the counts live. One per daemon, shared by every engine built
 /// on reload (counts survive a reload, not a restart).
 #[derive(Debug)]
@@ -151,6 +165,28 @@ impl Default for Store {
 }
 
 impl Store {
+    /// The store `config` asks for: the cluster's with `[cluster]`, else
+    /// this node's. Needs a tokio runtime (the cluster's connection).
+    pub fn for_config(config: &crate::config::Config) -> Result<Store, StoreError> {
+        match &config.cluster {
+            None => Ok(Store::default()),
+            #[cfg(feature = "cluster")]
+            Some(c) => Ok(Store::Cluster(Box::new(cluster::ClusterStore::new(c)?))),
+            #[cfg(not(feature = "cluster"))]
+            Some(_) => Err(StoreError::NoClusterMode),
+        }
+    }
+
+    /// In cluster mode, its namespace and whether the counts are shared
+    /// now (`false`: this node counts its share alone); else `None`.
+    pub fn cluster_mode(&self) -> Option<(&str, bool)> {
+        match self {
+            Store::Local(_) => None,
+            #[cfg(feature = "cluster")]
+            Store::Cluster(s) => Some((s.namespace(), s.is_shared())),
+        }
+    }
+
     /// Charges `messages` and `recipients` against every limit of
     /// `limits` for `account`, all or nothing.
     pub async fn take(

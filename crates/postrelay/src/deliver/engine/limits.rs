@@ -9,10 +9,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Deliverer, Destination, Relay};
+use std::sync::Arc;
+
+use super::{Deliverer, Destination, EngineError, Relay};
 use crate::deliver::client::Failure;
 use crate::deliver::outcome::{self, Outcome, Reason};
-use crate::quota::Verdict;
+use crate::quota::{Store, Verdict};
 
 /// A wait for quota this short is waited out in the attempt (a rate's
 /// next token); a longer one sends the message back to the queue.
@@ -159,4 +161,14 @@ impl Deliverer {
             "throttle reply: the relay cools down"
         );
     }
+}
+
+/// The daemon's one quota store (`[cluster]`'s, else this node's), made
+/// with its first engine; later engines keep it.
+pub(super) fn store(config: &crate::config::Config) -> Result<Arc<Store>, EngineError> {
+    let store = Store::for_config(config).map_err(|e| EngineError {
+        relay: "[cluster]".into(),
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(store))
 }

@@ -3,12 +3,10 @@
 //!
 //! While counting locally, one request per `cluster.retry` is let through
 //! to Redis (the others do not wait for it); the first answer switches
-//! back. Not for: talking to Redis (`shared`).
+//! back. `postrelay_cluster_shared` reads the mode at scrape time. Not for: talking to Redis (`shared`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use prometheus_client::metrics::gauge::Gauge;
 
 use super::super::{Limits, Rate, Window};
 
@@ -35,12 +33,10 @@ struct State {
 pub(super) struct Mode {
     state: Mutex<State>,
     retry: Duration,
-    gauge: Gauge,
 }
 
 impl Mode {
-    pub fn new(retry: Duration, gauge: Gauge) -> Mode {
-        gauge.set(1);
+    pub fn new(retry: Duration) -> Mode {
         Mode {
             state: Mutex::new(State {
                 shared: true,
@@ -48,7 +44,6 @@ impl Mode {
                 trying: false,
             }),
             retry,
-            gauge,
         }
     }
 
@@ -82,7 +77,6 @@ impl Mode {
         s.trying = false;
         if !s.shared {
             s.shared = true;
-            self.gauge.set(1);
             tracing::info!(
                 namespace,
                 "cluster: Redis answers again; the limits are counted for the whole cluster again"
@@ -97,7 +91,6 @@ impl Mode {
         s.next_try = Instant::now() + self.retry;
         if s.shared {
             s.shared = false;
-            self.gauge.set(0);
             tracing::warn!(
                 namespace,
                 error = why,

@@ -10,8 +10,8 @@
 //!   clock.
 //! - Fallback: when Redis fails or does not answer within
 //!   `cluster.timeout`, this node counts alone with each limit scaled to
-//!   `cluster.local_share` (`fallback`), says so once in the log and in
-//!   the `postrelay_cluster_shared` gauge, and tries Redis again every
+//!   `cluster.local_share` (`fallback`), says so once in the log (and in
+//!   the `postrelay_cluster_shared` gauge, read at scrape time), and tries Redis again every
 //!   `cluster.retry`; the first answer switches back (logged once).
 //!
 //! Not for: the limits themselves ([`super::Limits`]) or what the engine
@@ -24,7 +24,6 @@ mod shared;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use prometheus_client::metrics::gauge::Gauge;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo};
 
@@ -70,14 +69,13 @@ impl ClusterStore {
     /// The store for `settings`. Does not wait for Redis: a node whose
     /// Redis is down starts counting its local share, and switches to the
     /// shared counts once Redis answers.
-    pub fn new(settings: &ClusterSettings, gauge: Gauge) -> Result<ClusterStore, ClusterError> {
-        Self::with_clock(settings, gauge, Clock::Server)
+    pub fn new(settings: &ClusterSettings) -> Result<ClusterStore, ClusterError> {
+        Self::with_clock(settings, Clock::Server)
     }
 
     /// [`Self::new`] with a clock of the caller's choosing.
     pub fn with_clock(
         settings: &ClusterSettings,
-        gauge: Gauge,
         clock: Clock,
     ) -> Result<ClusterStore, ClusterError> {
         let info = settings
@@ -108,7 +106,7 @@ impl ClusterStore {
             namespace: settings.namespace.clone(),
             local_share: settings.local_share.get(),
             clock,
-            mode: Mode::new(settings.retry, gauge),
+            mode: Mode::new(settings.retry),
             local: LocalStore::default(),
             round_trips: AtomicU64::new(0),
         })
@@ -196,6 +194,11 @@ impl ClusterStore {
         self.ask(shared.cool_down(account, until, reason, now))
             .await;
         Ok(())
+    }
+
+    /// `cluster.namespace`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Whether the counts are the cluster's (`false`: this node's share).
