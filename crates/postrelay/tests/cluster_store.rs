@@ -216,12 +216,20 @@ async fn counts_outlive_the_node_and_a_redis_restart_and_keys_expire() {
     let key = "postrelay:{t}:a%3Ab%7Bc%7D:messages_per_hour";
     let ttl: u64 = redis.cli(&["PTTL", key]).parse().unwrap();
     assert!(ttl > 3_600_000 && ttl <= 3_660_000, "PTTL {ttl}");
+    let survivor = store(&redis, "t");
+    assert_eq!(
+        survivor.usage(odd, &l, t0()).await.unwrap().limits[0].used,
+        3
+    );
     redis.kill();
     redis.restart();
     // A new node (a restarted one) sees the three: one more fits.
     let node = store(&redis, "t");
     assert!(granted(&node.take(odd, &l, 1, 0, t0()).await.unwrap()));
-    assert!(!granted(&node.take(odd, &l, 1, 0, t0()).await.unwrap()));
+    // A node that stayed up finds its connection broken, makes it again
+    // and goes on sharing: the window is full.
+    assert!(!granted(&survivor.take(odd, &l, 1, 0, t0()).await.unwrap()));
+    assert!(survivor.is_shared());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

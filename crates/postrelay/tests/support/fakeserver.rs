@@ -112,6 +112,8 @@ struct Recorded {
     pipelined: Vec<String>,
     /// MAIL commands received.
     mails: usize,
+    /// When each MAIL arrived.
+    mail_times: Vec<std::time::Instant>,
 }
 
 /// Counts accepts over all fake servers: a logical clock for ordering.
@@ -173,6 +175,11 @@ impl FakeServer {
         self.rec.lock().unwrap().mails
     }
 
+    /// When each MAIL command arrived, in order.
+    pub fn mail_times(&self) -> Vec<std::time::Instant> {
+        self.rec.lock().unwrap().mail_times.clone()
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.rec.lock().unwrap().accepted
@@ -207,6 +214,7 @@ impl FakeServer {
 fn mail_reply(script: &Script, rec: &Mutex<Recorded>) -> String {
     let mut r = rec.lock().unwrap();
     r.mails += 1;
+    r.mail_times.push(std::time::Instant::now());
     let n = r.mails - 1;
     script
         .first_mail_replies

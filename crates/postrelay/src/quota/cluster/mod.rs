@@ -122,14 +122,28 @@ impl ClusterStore {
     }
 
     /// Runs one Redis operation within the timeout, and tells the mode
-    /// how it went. `None`: count locally.
-    async fn ask<T>(&self, op: impl Future<Output = shared::RedisResult<T>>) -> Option<T> {
+    /// how it went. `None`: count locally. A connection found broken
+    /// (Redis restarted: the request was never sent) is made again once
+    /// before giving up; a request that timed out is not repeated, as
+    /// Redis may have run it.
+    async fn ask<T, F>(&self, op: impl Fn() -> F) -> Option<T>
+    where
+        F: Future<Output = shared::RedisResult<T>>,
+    {
         if self.mode.route() == Route::Local {
             return None;
         }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         // Bounded by the connection's own timeouts (`cluster.timeout`).
-        match op.await {
+        let mut result = op().await;
+        if let Err(e) = &result
+            && e.is_io_error()
+            && !e.is_timeout()
+        {
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            result = op().await;
+        }
+        match result {
             Ok(v) => {
                 self.mode.answered(&self.namespace);
                 Some(v)
@@ -153,7 +167,7 @@ impl ClusterStore {
         now: SystemTime,
     ) -> Result<Verdict, QuotaError> {
         let shared = self.shared();
-        let op = shared.take(account, limits, messages, recipients, now);
+        let op = || shared.take(account, limits, messages, recipients, now);
         match self.ask(op).await {
             Some(answer) => answer,
             None => {
@@ -172,7 +186,7 @@ impl ClusterStore {
         now: SystemTime,
     ) -> Result<Usage, QuotaError> {
         let shared = self.shared();
-        match self.ask(shared.usage(account, limits, now)).await {
+        match self.ask(|| shared.usage(account, limits, now)).await {
             Some(usage) => Ok(usage),
             None => Ok(self
                 .local
@@ -191,7 +205,7 @@ impl ClusterStore {
     ) -> Result<(), QuotaError> {
         self.local.cool_down(account, until, reason);
         let shared = self.shared();
-        self.ask(shared.cool_down(account, until, reason, now))
+        self.ask(|| shared.cool_down(account, until, reason, now))
             .await;
         Ok(())
     }
