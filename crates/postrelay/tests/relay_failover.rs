@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use postrelay::deliver::{Attempt, Deliverer, Outcome, Phase, Reason};
 use postrelay::net::resolve::Resolver;
-use postrelay::spool::{Envelope, Origin, QueueId, Recipient};
 use support::client::spool;
 use support::deadport::DeadPort;
 use support::fakeserver::{FakeServer, Script, TestPki};
@@ -64,17 +63,7 @@ async fn attempt(relays: &[RelaySpec<'_>]) -> Attempt {
     let config = postrelay::config::parse(&text, "test").unwrap_or_else(|e| panic!("{e}\n{text}"));
     let engine = Deliverer::new(&config, None, Arc::new(Resolver::system())).unwrap();
     let sp = spool(b"Subject: failover\r\n\r\nbody\r\n");
-    let origin = Origin::Smtp {
-        peer: "127.0.0.1:1".into(),
-        helo: "test".into(),
-    };
-    let mut env = Envelope::new(
-        QueueId::generate(),
-        origin,
-        "s@origin.example".into(),
-        vec![Recipient::new("rcpt@dest.example")],
-    );
-    env.size = sp.size;
+    let env = support::client::envelope(&sp);
     let attempt = engine.attempt(&env, &sp.path, &[0]).await;
     engine.close_idle();
     attempt

@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime};
 
 use postrelay::deliver::{Attempt, Deliverer, Outcome, Reason};
 use postrelay::net::resolve::Resolver;
-use postrelay::spool::{Envelope, Origin, QueueId, Recipient};
 
 use support::daemon::{Daemon, Options};
 use support::fakeserver::{FakeServer, Script};
@@ -240,17 +239,7 @@ fn a_daily_window_lets_exactly_its_number_through_and_the_rest_wait_visibly() {
 /// One attempt of the engine alone for a message to `rcpt@dest.example`.
 async fn attempt(engine: &Deliverer) -> Attempt {
     let sp = support::client::spool(b"Subject: spill\r\n\r\nbody\r\n");
-    let origin = Origin::Smtp {
-        peer: "127.0.0.1:1".into(),
-        helo: "test".into(),
-    };
-    let mut env = Envelope::new(
-        QueueId::generate(),
-        origin,
-        "s@origin.example".into(),
-        vec![Recipient::new("rcpt@dest.example")],
-    );
-    env.size = sp.size;
+    let env = support::client::envelope(&sp);
     engine.attempt(&env, &sp.path, &[0]).await
 }
 

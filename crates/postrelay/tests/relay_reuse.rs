@@ -15,7 +15,6 @@ use std::time::Duration;
 use postrelay::deliver::client::{Security, Session, Target, TlsMode};
 use postrelay::deliver::{Deliverer, Outcome, Phase, Reason};
 use postrelay::net::resolve::Resolver;
-use postrelay::spool::{Envelope, Origin, QueueId, Recipient};
 use support::client::{message, rcpts, spool, target};
 use support::fakeserver::{FakeServer, Script};
 
@@ -124,17 +123,7 @@ async fn two_attempts(server: &FakeServer) -> [u32; 2] {
     let mut uses = [0; 2];
     for (n, slot) in uses.iter_mut().enumerate() {
         let sp = spool(format!("Subject: {n}\r\n\r\nbody\r\n").as_bytes());
-        let origin = Origin::Smtp {
-            peer: "127.0.0.1:1".into(),
-            helo: "test".into(),
-        };
-        let mut env = Envelope::new(
-            QueueId::generate(),
-            origin,
-            "s@origin.example".into(),
-            vec![Recipient::new("rcpt@dest.example")],
-        );
-        env.size = sp.size;
+        let env = support::client::envelope(&sp);
         let attempt = engine.attempt(&env, &sp.path, &[0]).await;
         assert!(
             matches!(&attempt.outcomes[..], [(0, Outcome::Delivered(_))]),

@@ -63,6 +63,24 @@ pub fn spool(body: &[u8]) -> Spool {
     }
 }
 
+/// The envelope of a message in `s` from `s@origin.example` (over SMTP)
+/// to `rcpt@dest.example`, for attempts of the engine alone.
+pub fn envelope(s: &Spool) -> postrelay::spool::Envelope {
+    use postrelay::spool::{Envelope, Origin, QueueId, Recipient};
+    let origin = Origin::Smtp {
+        peer: "127.0.0.1:1".into(),
+        helo: "test".into(),
+    };
+    let mut env = Envelope::new(
+        QueueId::generate(),
+        origin,
+        "s@origin.example".into(),
+        vec![Recipient::new("rcpt@dest.example")],
+    );
+    env.size = s.size;
+    env
+}
+
 pub fn message<'a>(s: &'a Spool, sender: &'a str, rcpts: &'a [String]) -> Message<'a> {
     Message {
         sender,
