@@ -16,3 +16,4 @@ pub mod report;
 pub mod send;
 pub mod sink;
 pub mod stats;
+pub mod testing;
