@@ -77,6 +77,9 @@ fn pids(args: &WatchArgs) -> Vec<u32> {
     {
         pids.extend(parse_pids(&text));
     }
+    // A process named twice must not be counted twice.
+    pids.sort_unstable();
+    pids.dedup();
     pids
 }
 

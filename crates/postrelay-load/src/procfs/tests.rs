@@ -35,3 +35,17 @@ fn watching_this_process_sees_its_memory_until_the_stop_file() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_process_both_named_and_in_the_cgroup_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cgroup.procs"), "7\n3\n").unwrap();
+    let args = WatchArgs {
+        pid: vec![3],
+        cgroup: Some(dir.path().to_owned()),
+        period_ms: 1,
+        until: dir.path().join("stop"),
+        reset_peak: false,
+    };
+    assert_eq!(pids(&args), vec![3, 7]);
+}

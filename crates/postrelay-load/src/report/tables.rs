@@ -58,7 +58,16 @@ struct Pick<'a> {
     client: &'a str,
 }
 
-impl Pick<'_> {
+impl<'a> Pick<'a> {
+    fn new(rows: &'a [Row], upstream: &'a str, scenario: &'a str, client: &'a str) -> Pick<'a> {
+        Pick {
+            rows,
+            upstream,
+            scenario,
+            client,
+        }
+    }
+
     fn of(&self, relay: &str, m: Metric) -> Option<f64> {
         median(
             self.rows
@@ -108,6 +117,15 @@ fn upstreams(rows: &[Row]) -> Vec<&str> {
         .collect()
 }
 
+/// A table's head line and its separator.
+fn header(out: &mut String, head: &str) {
+    let _ = writeln!(
+        out,
+        "{head}\n|{}",
+        "---|".repeat(head.matches(" |").count())
+    );
+}
+
 fn matrix(out: &mut String, rows: &[Row], relays: &[String]) {
     let others = relays.get(1..).unwrap_or_default();
     let mut head = "| upstream | scenario |".to_owned();
@@ -120,19 +138,10 @@ fn matrix(out: &mut String, rows: &[Row], relays: &[String]) {
     for o in others {
         let _ = write!(head, " e2e ÷ {o} | CPU ÷ {o} |");
     }
-    let _ = writeln!(
-        out,
-        "{head}\n|{}",
-        "---|".repeat(head.matches(" |").count())
-    );
+    header(out, &head);
     for u in upstreams(rows) {
         for (scenario, text) in MATRIX {
-            let p = Pick {
-                rows,
-                upstream: u,
-                scenario,
-                client: LOAD,
-            };
+            let p = Pick::new(rows, u, scenario, LOAD);
             let mut line = format!("| {u} | {text} |");
             for r in relays {
                 let _ = write!(
@@ -191,18 +200,9 @@ fn latency(out: &mut String, rows: &[Row], relays: &[String]) {
     for o in others {
         let _ = write!(head, " ms/msg ÷ {o} |");
     }
-    let _ = writeln!(
-        out,
-        "{head}\n|{}",
-        "---|".repeat(head.matches(" |").count())
-    );
+    header(out, &head);
     for u in upstreams(rows) {
-        let p = Pick {
-            rows,
-            upstream: u,
-            scenario: "seq",
-            client: LOAD,
-        };
+        let p = Pick::new(rows, u, "seq", LOAD);
         let mut line = format!("| {u} |");
         for r in relays {
             let _ = write!(
@@ -228,23 +228,14 @@ fn delay(out: &mut String, rows: &[Row], relays: &[String]) {
     for r in relays {
         let _ = write!(head, " {r} p50 / p90 / p99 ms |");
     }
-    let _ = writeln!(
-        out,
-        "{head}\n|{}",
-        "---|".repeat(head.matches(" |").count())
-    );
+    header(out, &head);
     for u in upstreams(rows) {
         for (scenario, text) in [
             ("probe", "idle, one message at a time"),
             ("1k-new", "under load (1 KB, new connections)"),
             ("1k-reuse", "under load (1 KB, reused)"),
         ] {
-            let p = Pick {
-                rows,
-                upstream: u,
-                scenario,
-                client: LOAD,
-            };
+            let p = Pick::new(rows, u, scenario, LOAD);
             let mut line = format!("| {u} | {text} |");
             for r in relays {
                 let _ = write!(line, " {} |", three(&p, r, [delay50, delay90, delay99]));
@@ -262,12 +253,7 @@ fn clients(out: &mut String, rows: &[Row], relays: &[String]) {
     for r in relays {
         for (scenario, text) in MATRIX.iter().take(2) {
             for client in [LOAD, "smtp-source"] {
-                let p = Pick {
-                    rows,
-                    upstream: "plain",
-                    scenario,
-                    client,
-                };
+                let p = Pick::new(rows, "plain", scenario, client);
                 if p.of(r, intake).is_none() {
                     continue;
                 }
