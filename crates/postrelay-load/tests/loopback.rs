@@ -55,14 +55,15 @@ fn every_message_arrives_once_with_its_recipients() {
     );
 }
 
-#[test]
-fn a_sink_that_wants_tls_and_auth_refuses_a_plain_client() {
+/// Runs five messages against a sink with `tls` and a login; the first
+/// failure and the sink's count.
+fn refused(tls: bool) -> (String, u64) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("arrivals");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "secret\n").unwrap();
     let (addr, counters) = spawn_sink(postrelay_load::sink::SinkArgs {
-        tls: true,
+        tls,
         user: Some("u".into()),
         password_file: Some(pw),
         ..sink_args(&log)
@@ -75,12 +76,24 @@ fn a_sink_that_wants_tls_and_auth_refuses_a_plain_client() {
     })
     .unwrap();
     assert_eq!((r.accepted, r.errors), (0, 5), "{r:?}");
-    let why = r.first_error.unwrap();
-    assert!(why.contains("MAIL: expected 2, got 530"), "{why}");
-    assert_eq!(
-        counters
-            .transactions
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
+    let seen = counters
+        .transactions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (r.first_error.unwrap(), seen)
+}
+
+#[test]
+fn a_sink_that_wants_tls_and_auth_refuses_a_client_without() {
+    let (why, seen) = refused(true);
+    assert!(
+        why.contains("MAIL: expected 2, got 530") && why.contains("STARTTLS"),
+        "{why}"
     );
+    assert_eq!(seen, 0);
+    let (why, seen) = refused(false);
+    assert!(
+        why.contains("MAIL: expected 2, got 530") && why.contains("Authentication required"),
+        "{why}"
+    );
+    assert_eq!(seen, 0);
 }
