@@ -153,12 +153,19 @@ impl Arrivals {
 }
 
 /// Per-message delays in milliseconds from `accepted_ns` to arrival, for
-/// the messages that have both.
+/// the messages that have both. A delay is negative when the sink had the
+/// message before the relay's 250 reached the client.
 pub fn delays_ms(accepted_ns: &[Option<u128>], arrived_ns: &[Option<u128>]) -> Vec<f64> {
     accepted_ns
         .iter()
         .zip(arrived_ns)
-        .filter_map(|(a, b)| Some(b.as_ref()?.saturating_sub(*a.as_ref()?) as f64 / 1e6))
+        .filter_map(|(a, b)| {
+            let (a, b) = (
+                i128::try_from((*a)?).ok()?,
+                i128::try_from((*b)?).ok()?,
+            );
+            Some((b - a) as f64 / 1e6)
+        })
         .collect()
 }
 

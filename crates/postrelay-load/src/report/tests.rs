@@ -104,8 +104,17 @@ fn latency_delay_and_client_tables_read_their_scenarios() {
         row("postrelay", "seq", "postrelay-load", 1, 10.0),
         row("postrelay", "probe", "postrelay-load", 1, 10.0),
         row("postrelay", "1k-new", "smtp-source", 20, 10.0),
+        row("none", "1k-new", "smtp-source", 20, 10.0),
     ];
     let s = section(&rows, "", &[]);
+    assert!(
+        !s.contains("none intake/s"),
+        "the direct runs are no relay: {s}"
+    );
+    assert!(
+        s.contains("| none | 1 KB, new connection per message | smtp-source | 500 |"),
+        "{s}"
+    );
     assert!(s.contains("| plain | 2.00 | 1.00 / 2.00 / 3.00 |"), "{s}");
     assert!(
         s.contains("| plain | idle, one message at a time | 0.50 / 1.00 / 1.50 |"),

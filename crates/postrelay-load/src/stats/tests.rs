@@ -46,8 +46,8 @@ fn a_message_arrives_when_all_its_recipients_have() {
 #[test]
 fn delays_pair_acceptance_with_arrival() {
     let d = delays_ms(
-        &[Some(1_000_000), Some(5_000_000), None],
-        &[Some(3_500_000), None, Some(9)],
+        &[Some(1_000_000), Some(5_000_000), None, Some(2_000_000)],
+        &[Some(3_500_000), None, Some(9), Some(1_750_000)],
     );
-    assert_eq!(d, vec![2.5]);
+    assert_eq!(d, vec![2.5, -0.25], "the sink may be quicker than the 250");
 }
