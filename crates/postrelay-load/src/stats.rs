@@ -160,10 +160,7 @@ pub fn delays_ms(accepted_ns: &[Option<u128>], arrived_ns: &[Option<u128>]) -> V
         .iter()
         .zip(arrived_ns)
         .filter_map(|(a, b)| {
-            let (a, b) = (
-                i128::try_from((*a)?).ok()?,
-                i128::try_from((*b)?).ok()?,
-            );
+            let (a, b) = (i128::try_from((*a)?).ok()?, i128::try_from((*b)?).ok()?);
             Some((b - a) as f64 / 1e6)
         })
         .collect()

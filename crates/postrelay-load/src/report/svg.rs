@@ -163,7 +163,7 @@ impl Chart {
         for &x in xs {
             let _ = writeln!(
                 out,
-                r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
                 self.px(x, xs),
                 y0 + 16.0,
                 label(x)
