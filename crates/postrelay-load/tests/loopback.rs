@@ -97,3 +97,57 @@ fn a_sink_that_wants_tls_and_auth_refuses_a_client_without() {
     );
     assert_eq!(seen, 0);
 }
+
+/// Sends `line` (unless empty) and reads one reply's code.
+fn exchange(
+    r: &mut std::io::BufReader<std::net::TcpStream>,
+    w: &mut std::net::TcpStream,
+    line: &str,
+) -> u16 {
+    use std::io::{BufRead, Write};
+    if !line.is_empty() {
+        w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    }
+    loop {
+        let mut reply = String::new();
+        assert!(
+            r.read_line(&mut reply).unwrap() > 0,
+            "closed after {line:?}"
+        );
+        if reply.as_bytes().get(3) != Some(&b'-') {
+            return reply[..3].parse().unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_sink_takes_only_the_right_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("arrivals");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let (addr, counters) = spawn_sink(postrelay_load::sink::SinkArgs {
+        user: Some("u".into()),
+        password_file: Some(pw),
+        ..sink_args(&log)
+    });
+    let mut w = std::net::TcpStream::connect(addr).unwrap();
+    w.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut r = std::io::BufReader::new(w.try_clone().unwrap());
+    let plain = postrelay_smtp::sasl::plain;
+    assert_eq!(exchange(&mut r, &mut w, ""), 220);
+    assert_eq!(exchange(&mut r, &mut w, "EHLO c.test"), 250);
+    let wrong = format!("AUTH PLAIN {}", plain("", "u", "secreT"));
+    assert_eq!(exchange(&mut r, &mut w, &wrong), 535);
+    assert_eq!(exchange(&mut r, &mut w, "MAIL FROM:<a@b.test>"), 530);
+    let other = format!("AUTH PLAIN {}", plain("", "v", "secret"));
+    assert_eq!(exchange(&mut r, &mut w, &other), 535);
+    let right = format!("AUTH PLAIN {}", plain("", "u", "secret"));
+    assert_eq!(exchange(&mut r, &mut w, &right), 235);
+    assert_eq!(exchange(&mut r, &mut w, "MAIL FROM:<a@b.test>"), 250);
+    assert_eq!(
+        counters.logins.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
