@@ -68,7 +68,7 @@ pub use error::SpoolError;
 pub use health::{Health, HealthOptions};
 pub use id::{FileKind, InvalidQueueId, QueueId};
 pub use layout::{CORRUPT_DIR, Layout, Location, SpoolReader};
-pub use recover::RecoveryReport;
+pub use recover::{Found, RecoveryReport};
 
 use durable::remove_quietly;
 use error::copy_io_error;

@@ -47,6 +47,21 @@ pub struct RecoveryReport {
     pub held: usize,
     /// Files and directories the spool does not know, left in place.
     pub unknown: Vec<PathBuf>,
+    /// Every message kept, sorted by id, with what the queue's index needs
+    /// (read while checking it: the queue is loaded from this, so start-up
+    /// reads each envelope once).
+    pub found: Vec<Found>,
+}
+
+/// A sound message found by recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// Its id.
+    pub id: QueueId,
+    /// Where its envelope is.
+    pub location: Location,
+    /// When its next attempt is due (unix ms), from its envelope.
+    pub next_attempt_ms: u64,
 }
 
 /// The envelopes and bodies found in one directory.
@@ -91,11 +106,16 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         let env_path = layout.envelope_path(&id, loc);
         let has_body = queue.bodies.remove(&id);
         match check(layout, &id, &env_path, has_body)? {
-            None => {
+            Ok(next_attempt_ms) => {
                 report.messages += 1;
                 report.held += usize::from(loc == Location::Hold);
+                report.found.push(Found {
+                    id,
+                    location: loc,
+                    next_attempt_ms,
+                });
             }
-            Some(why) => {
+            Err(why) => {
                 let body = has_body.then(|| layout.body_path(&id));
                 quarantine(layout, ops, &env_path, body.as_deref())?;
                 report.corrupt.push((env_path, why));
@@ -111,6 +131,7 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         report.orphan_bodies_removed += 1;
     }
 
+    report.found.sort_unstable_by_key(|f| f.id);
     let changed = report.tmp_removed + report.orphan_bodies_removed + report.corrupt.len() > 0;
     if changed {
         for dir in [&layout.corrupt, &layout.queue, &layout.hold, &layout.tmp] {
@@ -182,38 +203,39 @@ fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Sc
     Ok(scan)
 }
 
-/// `None` if the message is sound, else why not. I/O errors other than a
-/// missing body are returned: they say the disk is unwell, not the file.
+/// `Ok(next_attempt_ms)` if the message is sound, else why not. I/O
+/// errors other than a missing body are returned: they say the disk is
+/// unwell, not the file.
 fn check(
     layout: &Layout,
     id: &QueueId,
     env_path: &Path,
     has_body: bool,
-) -> Result<Option<String>, SpoolError> {
+) -> Result<Result<u64, String>, SpoolError> {
     let env = match layout.read_envelope(env_path, id) {
         Ok(env) => env,
-        Err(SpoolError::Corrupt { detail, .. }) => return Ok(Some(detail)),
+        Err(SpoolError::Corrupt { detail, .. }) => return Ok(Err(detail)),
         Err(e) => return Err(e),
     };
     let body_path = layout.body_path(id);
     if !has_body {
-        return Ok(Some(format!("body {} is missing", body_path.display())));
+        return Ok(Err(format!("body {} is missing", body_path.display())));
     }
     let len = match std::fs::metadata(&body_path) {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Some(format!("body {} is missing", body_path.display())));
+            return Ok(Err(format!("body {} is missing", body_path.display())));
         }
         Err(e) => return Err(SpoolError::io("stat", body_path, e)),
     };
     if len != env.size {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "envelope says the body has {} bytes but {} has {len}",
             env.size,
             body_path.display()
         )));
     }
-    Ok(None)
+    Ok(Ok(env.next_attempt_ms))
 }
 
 /// Moves a message's files to corrupt/: the body first, so that a crash in
