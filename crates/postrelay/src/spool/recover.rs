@@ -22,6 +22,7 @@
 //! It does not look inside bodies, and does not decide what to deliver.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -132,6 +133,7 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
     }
 
     report.found.sort_unstable_by_key(|f| f.id);
+    report.unknown.sort();
     let changed = report.tmp_removed + report.orphan_bodies_removed + report.corrupt.len() > 0;
     if changed {
         for dir in [&layout.corrupt, &layout.queue, &layout.hold, &layout.tmp] {
@@ -156,7 +158,8 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
 /// sub-directories are left alone and reported as unknown.
 fn empty(dir: &Path, ops: &dyn FileOps, report: &mut RecoveryReport) -> Result<usize, SpoolError> {
     let mut removed = 0;
-    for (path, is_dir) in read_dir(dir)? {
+    for (name, is_dir) in read_dir(dir)? {
+        let path = dir.join(name);
         if is_dir {
             tracing::warn!(path = %path.display(), "spool recovery: unknown directory left alone");
             report.unknown.push(path);
@@ -169,8 +172,10 @@ fn empty(dir: &Path, ops: &dyn FileOps, report: &mut RecoveryReport) -> Result<u
     Ok(removed)
 }
 
-/// `(path, is_dir)` of every entry of `dir`.
-fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
+/// `(name, is_dir)` of every entry of `dir`, in the directory's order
+/// (names, not paths: sorting or building 200,000 paths was a quarter of
+/// the start-up's CPU with 100,000 messages queued).
+fn read_dir(dir: &Path) -> Result<Vec<(OsString, bool)>, SpoolError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| SpoolError::io("read directory", dir, e))?;
     for entry in entries {
@@ -179,9 +184,8 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
             .file_type()
             .map_err(|e| SpoolError::io("stat", entry.path(), e))?
             .is_dir();
-        out.push((entry.path(), is_dir));
+        out.push((entry.file_name(), is_dir));
     }
-    out.sort();
     Ok(out)
 }
 
@@ -189,13 +193,14 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
 /// and unknown files.
 fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Scan, SpoolError> {
     let mut scan = Scan::default();
-    for (path, is_dir) in read_dir(dir)? {
-        let known = match path.file_name().and_then(QueueId::from_file_name) {
+    for (name, is_dir) in read_dir(dir)? {
+        let known = match QueueId::from_file_name(&name) {
             Some((id, FileKind::Envelope)) if !is_dir => scan.envelopes.insert(id),
             Some((id, FileKind::Body)) if !is_dir && bodies_here => scan.bodies.insert(id),
             _ => false,
         };
         if !known {
+            let path = dir.join(name);
             tracing::warn!(path = %path.display(), "spool recovery: unknown file left alone");
             report.unknown.push(path);
         }
