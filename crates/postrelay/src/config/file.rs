@@ -138,6 +138,8 @@ pub(super) struct RelayFile {
     /// A sub-table, so it comes after the plain keys.
     #[serde(default)]
     pub timeouts: RelayTimeoutsFile,
+    /// `[relay.oauth]`: log in with an OAuth2 token.
+    pub oauth: Option<super::oauth::OAuthFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,7 +183,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 12],
+    pub tables: [Table; 13],
 }
 
 /// One table of the file.
@@ -223,6 +225,11 @@ impl Schema {
                 table("metrics", field_names::<MetricsFile>(), false),
                 table("relay", field_names::<RelayFile>(), true),
                 table("relay.timeouts", field_names::<RelayTimeoutsFile>(), false),
+                table(
+                    "relay.oauth",
+                    field_names::<super::oauth::OAuthFile>(),
+                    false,
+                ),
             ],
         }
     }

@@ -56,6 +56,7 @@ pub(super) fn relays(
     files: Vec<RelayFile>,
     delivery: &DeliverySettings,
     sasl: Option<&SaslPasswd>,
+    spool: &Path,
     loc: &Locator<'_>,
 ) -> Result<Vec<RelayConfig>, ConfigError> {
     // Duplicate names first, so that the message does not depend on
@@ -79,7 +80,7 @@ pub(super) fn relays(
     let relays: Vec<RelayConfig> = files
         .into_iter()
         .enumerate()
-        .map(|(i, file)| relay(i, file, delivery, sasl, loc))
+        .map(|(i, file)| relay(i, file, delivery, sasl, spool, loc))
         .collect::<Result<_, _>>()?;
     for (i, r) in relays.iter().enumerate() {
         check_fallbacks(i, r, &names, loc)?;
@@ -123,6 +124,7 @@ fn relay(
     file: RelayFile,
     delivery: &DeliverySettings,
     sasl: Option<&SaslPasswd>,
+    spool: &Path,
     loc: &Locator<'_>,
 ) -> Result<RelayConfig, ConfigError> {
     let key = |field: &str| format!("relay[{i}].{field}");
@@ -191,7 +193,21 @@ fn relay(
             .filter(|_| file.password_file.is_some())
             .map(str::to_owned)
     });
-    let credentials = credentials(&target, username, file.password_file, delivery, sasl, loc)?;
+    let (credentials, oauth) = match file.oauth {
+        Some(o) => {
+            let user = oauth_user(loc, i, &label, username, file.password_file.is_some())?;
+            let o = super::oauth::oauth(i, &name, user, o, provider.as_ref(), spool, loc)?;
+            if security == Security::None && !allow_plaintext_auth {
+                let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
+                return Err(loc.value_error(&key("security"), why));
+            }
+            (None, Some(o))
+        }
+        None => (
+            credentials(&target, username, file.password_file, delivery, sasl, loc)?,
+            None,
+        ),
+    };
     if let Some(c) = &credentials
         && security == Security::None
         && !allow_plaintext_auth
@@ -211,6 +227,7 @@ fn relay(
         fallbacks: file.fallbacks.unwrap_or_default(),
         credentials,
         allow_plaintext_auth,
+        oauth,
         verbose: file.verbose.unwrap_or(false),
         max_connections,
         max_messages_per_connection,
@@ -496,4 +513,31 @@ fn relay_duration(
         return Err(loc.value_error(key, why));
     }
     Ok(d)
+}
+
+/// The user an OAuth token logs in as: `username` is required (the
+/// mailbox), and a password does not go with a token.
+fn oauth_user(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    username: Option<String>,
+    password_file: bool,
+) -> Result<String, ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    if password_file {
+        let why = "a relay logs in with either a password or an OAuth token: remove password_file, or the [relay.oauth] table";
+        return Err(loc.value_error(&key("password_file"), why));
+    }
+    match username {
+        Some(u) if !u.is_empty() && !u.contains(['\0', '\r', '\n', '\x01']) => Ok(u),
+        Some(_) => Err(loc.value_error(
+            &key("username"),
+            "must be the mailbox the token is for, without control characters",
+        )),
+        None => Err(loc.missing_error(
+            &key("username"),
+            &format!(r#"{label}: [relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#),
+        )),
+    }
 }

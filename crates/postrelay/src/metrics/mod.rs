@@ -151,6 +151,7 @@ impl Metrics {
             "1 while the local delivery helper (root, writes local mailboxes) runs; 0 once it has exited: local mail stays queued until postrelay is restarted",
             m.local_helper_up.clone(),
         );
+        crate::oauth::state::register_metrics(&mut registry);
         Metrics { registry, ..m }
     }
 
