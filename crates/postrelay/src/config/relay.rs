@@ -195,7 +195,7 @@ fn relay(
     });
     let (credentials, oauth) = match file.oauth {
         Some(o) => {
-            let user = oauth_user(loc, i, &label, username, file.password_file.is_some())?;
+            let user = oauth_user(loc, i, username, file.password_file.is_some())?;
             let o = super::oauth::oauth(i, &name, user, o, provider.as_ref(), spool, loc)?;
             if security == Security::None && !allow_plaintext_auth {
                 let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
@@ -520,7 +520,6 @@ fn relay_duration(
 fn oauth_user(
     loc: &Locator<'_>,
     i: usize,
-    label: &str,
     username: Option<String>,
     password_file: bool,
 ) -> Result<String, ConfigError> {
@@ -537,7 +536,7 @@ fn oauth_user(
         )),
         None => Err(loc.missing_error(
             &key("username"),
-            &format!(r#"{label}: [relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#),
+            r#"[relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#,
         )),
     }
 }

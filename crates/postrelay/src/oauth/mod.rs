@@ -19,6 +19,7 @@
 //! Not for: the SASL exchange (`deliver::client`), the configuration
 //! (`config::oauth`), the interactive login (`cli::auth`).
 
+pub mod health;
 pub mod provider;
 pub mod state;
 pub mod store;

@@ -100,6 +100,13 @@ pub(super) fn token_age(name: &str, config: &OAuthConfig, obtained_at: i64) {
     if let Some(life) = config.refresh_token_lifetime {
         let left = lifetime_left(obtained_at, life, jiff::Timestamp::now().as_second());
         SERIES.left.get_or_create(&relay(name)).set(left);
+        if left < i64::try_from((life / 6).as_secs()).unwrap_or(i64::MAX) {
+            tracing::warn!(
+                relay = %name,
+                "the OAuth refresh token is near the end of its known lifetime ({} s left): run postrelay auth login --relay {name} before the provider refuses it",
+                left
+            );
+        }
     }
 }
 
