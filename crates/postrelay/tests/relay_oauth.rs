@@ -120,6 +120,23 @@ fn assert_no_token(s: &Setup, extra: &[String]) {
     }
 }
 
+/// The doctor's `relay.oauth` finding (its DNS checks pointed at a dead
+/// port, so that they fail at once).
+fn doctor_oauth(d: &Daemon) -> serde_json::Value {
+    let dead = free_port().to_string();
+    let dns = format!("127.0.0.1:{dead}");
+    let out = d.cli(&["doctor", "--json", "--timeout", "2s", "--dns-server", &dns]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "relay.oauth")
+        .unwrap_or_else(|| panic!("no relay.oauth finding: {report}"))
+        .clone()
+}
+
 fn token_file(d: &Daemon) -> String {
     let cfg = std::fs::read_to_string(&d.config).unwrap();
     let line = cfg.lines().find(|l| l.starts_with("token_file")).unwrap();
@@ -170,7 +187,9 @@ fn mail_keeps_flowing_across_access_token_expiries() {
     assert_ne!(token_file(&s.d), first);
     let status = s.d.cli(&["auth", "status"]);
     assert!(status.status.success(), "{}", text(&status));
-    assert_no_token(&s, &[shown]);
+    let finding = doctor_oauth(&s.d);
+    assert_eq!(finding["verdict"], "ok", "{finding}");
+    assert_no_token(&s, &[shown, finding.to_string()]);
 }
 
 #[test]
@@ -233,6 +252,22 @@ fn a_rejected_token_is_replaced_and_a_revoked_login_defers_until_login() {
         support::http::value(&metrics, "postrelay_oauth_token_usable{relay=\"m365\"}"),
         0.0,
         "{metrics}"
+    );
+    let finding = doctor_oauth(&s.d);
+    assert_eq!(finding["verdict"], "problem", "{finding}");
+    assert!(
+        finding["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_grant"),
+        "{finding}"
+    );
+    assert!(
+        finding["fix"]
+            .as_str()
+            .unwrap()
+            .contains("postrelay auth login --relay m365"),
+        "{finding}"
     );
 
     // A new login, and the waiting mail goes.

@@ -50,7 +50,7 @@ pub fn run(config: &Config, cmd: AuthCommand) -> ExitCode {
 
 /// The daemon's user (uid, gid) when it is not the one running this: the
 /// token file must be theirs.
-fn daemon_owner(config: &Config) -> Result<(u32, u32), String> {
+pub(crate) fn daemon_owner(config: &Config) -> Result<(u32, u32), String> {
     let me = nix::unistd::geteuid();
     if !me.is_root() || config.daemon.user == "root" {
         return Ok((me.as_raw(), nix::unistd::getegid().as_raw()));
