@@ -47,6 +47,11 @@ struct Setup {
 /// The OAuth server, a relay offering `mechanisms`, and a daemon that
 /// sends one message per connection through it (so each message logs in).
 fn setup(access_lifetime: u32, mechanisms: Vec<&'static str>) -> Setup {
+    setup_with(access_lifetime, mechanisms, "")
+}
+
+/// [`setup`] with more `[relay.oauth]` lines.
+fn setup_with(access_lifetime: u32, mechanisms: Vec<&'static str>, oauth_extra: &str) -> Setup {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let oauth = OAuthServer::start(access_lifetime, true);
     let pki = TestPki::new();
@@ -65,11 +70,15 @@ fn setup(access_lifetime: u32, mechanisms: Vec<&'static str>) -> Setup {
     let tail = format!(
         "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[[relay]]\nname = \"m365\"\nhost = \"localhost\"\nport = {}\n\
          tls = \"starttls\"\nca_file = \"{}\"\nusername = \"relay@example.com\"\nverbose = true\n\
-         max_messages_per_connection = 1\n{}",
+         max_messages_per_connection = 1\n{}{}",
         smtp.port(),
         ca.display(),
         oauth.relay_oauth(&files.join("m365.token")),
+        oauth_extra.replace("{dir}", &files.display().to_string()),
     );
+    let secret = files.join("client-secret");
+    std::fs::write(&secret, "client-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let d = Daemon::start_with(Options {
         delivery: true,
         tail,
@@ -154,6 +163,11 @@ fn assert_no_token(s: &Setup, extra: &[String]) {
 /// The doctor's `relay.oauth` finding (its DNS checks pointed at a dead
 /// port, so that they fail at once).
 fn doctor_oauth(d: &Daemon) -> serde_json::Value {
+    doctor_finding(d, "relay.oauth")
+}
+
+/// The doctor's first finding of `check`.
+fn doctor_finding(d: &Daemon, check: &str) -> serde_json::Value {
     let dead = free_port().to_string();
     let dns = format!("127.0.0.1:{dead}");
     let out = d.cli(&["doctor", "--json", "--timeout", "2s", "--dns-server", &dns]);
@@ -163,8 +177,8 @@ fn doctor_oauth(d: &Daemon) -> serde_json::Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["check"] == "relay.oauth")
-        .unwrap_or_else(|| panic!("no relay.oauth finding: {report}"))
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding: {report}"))
         .clone()
 }
 
@@ -220,7 +234,20 @@ fn mail_keeps_flowing_across_access_token_expiries() {
     assert!(status.status.success(), "{}", text(&status));
     let finding = doctor_oauth(&s.d);
     assert_eq!(finding["verdict"], "ok", "{finding}");
-    assert_no_token(&s, &[shown, finding.to_string()]);
+    let auth = doctor_finding(&s.d, "relay.auth");
+    assert_eq!(auth["verdict"], "ok", "{auth}");
+    assert!(
+        auth["evidence"].as_str().unwrap().contains("with XOAUTH2"),
+        "{auth}"
+    );
+    let test = s.d.cli(&["send-test", "--to", "user@dest.example"]);
+    assert!(test.status.success(), "{}", text(&test));
+    assert!(
+        text(&test).contains("XOAUTH2 as user relay@example.com"),
+        "{}",
+        text(&test)
+    );
+    assert_no_token(&s, &[shown, finding.to_string(), text(&test)]);
 }
 
 #[test]
@@ -315,4 +342,31 @@ fn a_rejected_token_is_replaced_and_a_revoked_login_defers_until_login() {
         "{metrics}"
     );
     assert_no_token(&s, &[shown, again]);
+}
+
+#[test]
+fn client_credentials_need_no_login() {
+    if !require("python3") {
+        return;
+    }
+    // The secret file is written by setup before the daemon loads it.
+    let s = setup_with(
+        300,
+        vec!["XOAUTH2"],
+        "flow = \"client_credentials\"\nclient_secret_file = \"{dir}/client-secret\"\n",
+    );
+    let shown = login(&s.d);
+    assert!(shown.contains("nothing to keep"), "{shown}");
+    send_one(s.d.port, "user@dest.example", "app-only");
+    until("the message", Duration::from_secs(60), || {
+        s.smtp.bodies().len() == 1
+    });
+    assert_eq!(
+        s.oauth.stat("client_credentials"),
+        2,
+        "one for auth login, one for the daemon"
+    );
+    let status = s.d.cli(&["auth", "status"]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert_no_token(&s, &[shown]);
 }

@@ -139,28 +139,7 @@ pub(super) fn oauth(
     loc: &Locator<'_>,
 ) -> Result<OAuthConfig, ConfigError> {
     let key = |k: &str| format!("relay[{i}].oauth.{k}");
-    let provider = match file.provider.as_deref() {
-        Some("google") => OAuthProvider::Google,
-        Some("microsoft") => OAuthProvider::Microsoft,
-        Some("custom") => OAuthProvider::Custom,
-        Some(_) => {
-            let why = r#"must be "google", "microsoft" or "custom" (then set token_url)"#;
-            return Err(loc.value_error(&key("provider"), why));
-        }
-        None => match preset.map(|p| p.id.as_str()) {
-            Some("gmail" | "google-workspace") => OAuthProvider::Google,
-            Some("m365") => OAuthProvider::Microsoft,
-            _ => OAuthProvider::Custom,
-        },
-    };
-    let flow = match file.flow.as_deref() {
-        None | Some("device") => OAuthFlow::Device,
-        Some("client_credentials") => OAuthFlow::ClientCredentials,
-        Some(_) => {
-            let why = r#"must be "device" (postrelay auth login asks you once) or "client_credentials" (an application's own secret)"#;
-            return Err(loc.value_error(&key("flow"), why));
-        }
-    };
+    let (provider, flow) = provider_and_flow(&file, preset, loc, &key)?;
     let client_id = match file.client_id {
         Some(c) if !c.trim().is_empty() => c,
         _ => {
@@ -170,58 +149,14 @@ pub(super) fn oauth(
             ));
         }
     };
-    let (client_secret, client_secret_file) = match file.client_secret_file {
-        None => (None, None),
-        Some(p) => {
-            let path = non_empty_path(loc, &key("client_secret_file"), p)?;
-            let secret = read_client_secret(&path).map_err(|why| {
-                let msg = format!("client_secret_file {} {why}", path.display());
-                loc.value_error(&key("client_secret_file"), &msg)
-            })?;
-            (Some(secret), Some(path))
-        }
-    };
+    let (client_secret, client_secret_file) = client_secret(file.client_secret_file, loc, &key)?;
     if flow == OAuthFlow::ClientCredentials && client_secret.is_none() {
         let why =
             "the client_credentials flow needs the application's secret: set client_secret_file";
         return Err(loc.value_error(&key("flow"), why));
     }
-    let tenant = file.tenant.unwrap_or_else(|| "organizations".to_owned());
-    if !tenant
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        || tenant.is_empty()
-    {
-        let why = "must be a tenant id or domain (letters, digits, '-' and '.')";
-        return Err(loc.value_error(&key("tenant"), why));
-    }
-    if provider == OAuthProvider::Microsoft
-        && flow == OAuthFlow::ClientCredentials
-        && matches!(tenant.as_str(), "organizations" | "common" | "consumers")
-    {
-        let why = "the client_credentials flow needs your tenant: set oauth.tenant to its id or domain (e.g. \"contoso.onmicrosoft.com\")";
-        return Err(loc.value_error(&key("tenant"), why));
-    }
-    let (token_default, device_default, scopes_default): (
-        Option<String>,
-        Option<String>,
-        Vec<&str>,
-    ) = match provider {
-        OAuthProvider::Google => (
-            Some(GOOGLE_TOKEN.into()),
-            Some(GOOGLE_DEVICE.into()),
-            vec![GOOGLE_SCOPE],
-        ),
-        OAuthProvider::Microsoft => (
-            Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/token")),
-            Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/devicecode")),
-            match flow {
-                OAuthFlow::Device => MS_DELEGATED.to_vec(),
-                OAuthFlow::ClientCredentials => vec![MS_APP],
-            },
-        ),
-        OAuthProvider::Custom => (None, None, Vec::new()),
-    };
+    let tenant = tenant(file.tenant, provider, flow, loc, &key)?;
+    let (token_default, device_default, scopes_default) = defaults(provider, flow, &tenant);
     let token_url = endpoint(loc, &key("token_url"), file.token_url.or(token_default))?
         .ok_or_else(|| {
             loc.missing_error(
@@ -260,6 +195,106 @@ pub(super) fn oauth(
         token_file,
         refresh_token_lifetime,
     })
+}
+
+/// `provider` (or the one the relay's preset implies) and `flow`.
+fn provider_and_flow(
+    file: &OAuthFile,
+    preset: Option<&Preset>,
+    loc: &Locator<'_>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(OAuthProvider, OAuthFlow), ConfigError> {
+    let provider = match file.provider.as_deref() {
+        Some("google") => OAuthProvider::Google,
+        Some("microsoft") => OAuthProvider::Microsoft,
+        Some("custom") => OAuthProvider::Custom,
+        Some(_) => {
+            let why = r#"must be "google", "microsoft" or "custom" (then set token_url)"#;
+            return Err(loc.value_error(&key("provider"), why));
+        }
+        None => match preset.map(|p| p.id.as_str()) {
+            Some("gmail" | "google-workspace") => OAuthProvider::Google,
+            Some("m365") => OAuthProvider::Microsoft,
+            _ => OAuthProvider::Custom,
+        },
+    };
+    let flow = match file.flow.as_deref() {
+        None | Some("device") => OAuthFlow::Device,
+        Some("client_credentials") => OAuthFlow::ClientCredentials,
+        Some(_) => {
+            let why = r#"must be "device" (postrelay auth login asks you once) or "client_credentials" (an application's own secret)"#;
+            return Err(loc.value_error(&key("flow"), why));
+        }
+    };
+    Ok((provider, flow))
+}
+
+/// The client secret and its file, read now (owner and mode checked).
+fn client_secret(
+    written: Option<String>,
+    loc: &Locator<'_>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(Option<Secret>, Option<PathBuf>), ConfigError> {
+    let Some(p) = written else {
+        return Ok((None, None));
+    };
+    let path = non_empty_path(loc, &key("client_secret_file"), p)?;
+    let secret = read_client_secret(&path).map_err(|why| {
+        let msg = format!("client_secret_file {} {why}", path.display());
+        loc.value_error(&key("client_secret_file"), &msg)
+    })?;
+    Ok((Some(secret), Some(path)))
+}
+
+/// Microsoft's tenant: a real one for client credentials.
+fn tenant(
+    written: Option<String>,
+    provider: OAuthProvider,
+    flow: OAuthFlow,
+    loc: &Locator<'_>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<String, ConfigError> {
+    let tenant = written.unwrap_or_else(|| "organizations".to_owned());
+    if tenant.is_empty()
+        || !tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        let why = "must be a tenant id or domain (letters, digits, '-' and '.')";
+        return Err(loc.value_error(&key("tenant"), why));
+    }
+    if provider == OAuthProvider::Microsoft
+        && flow == OAuthFlow::ClientCredentials
+        && matches!(tenant.as_str(), "organizations" | "common" | "consumers")
+    {
+        let why = "the client_credentials flow needs your tenant: set oauth.tenant to its id or domain (e.g. \"contoso.onmicrosoft.com\")";
+        return Err(loc.value_error(&key("tenant"), why));
+    }
+    Ok(tenant)
+}
+
+/// The provider's token endpoint, device endpoint and scopes.
+fn defaults(
+    provider: OAuthProvider,
+    flow: OAuthFlow,
+    tenant: &str,
+) -> (Option<String>, Option<String>, Vec<&'static str>) {
+    match provider {
+        OAuthProvider::Google => (
+            Some(GOOGLE_TOKEN.into()),
+            Some(GOOGLE_DEVICE.into()),
+            vec![GOOGLE_SCOPE],
+        ),
+        OAuthProvider::Microsoft => (
+            Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/token")),
+            Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/devicecode")),
+            match flow {
+                OAuthFlow::Device => MS_DELEGATED.to_vec(),
+                OAuthFlow::ClientCredentials => vec![MS_APP],
+            },
+        ),
+        OAuthProvider::Custom => (None, None, Vec::new()),
+    }
 }
 
 /// An endpoint URL: `https://`, or `http://` to a loopback address only

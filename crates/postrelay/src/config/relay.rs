@@ -133,14 +133,7 @@ fn relay(
     let name = relay_name(loc, &key("name"), file.name)?;
     let provider = preset(loc, &key("provider"), file.provider)?;
 
-    let host = preset_or(file.host.clone(), provider.as_ref().map(|p| p.host.clone()))
-        .ok_or_else(|| {
-            loc.missing_error(
-                &key("host"),
-                r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
-            )
-        })?;
-    let host = relay_host(&host).map_err(|why| loc.value_error(&key("host"), &why))?;
+    let host = host_of(loc, &key("host"), file.host.clone(), provider.as_ref())?;
 
     let tls = preset_or(file.tls.map(|w| w.0), provider.as_ref().map(|p| p.tls));
     let tls = tls.unwrap_or(TlsMode::Auto);
@@ -148,33 +141,27 @@ fn relay(
     let written_port = preset_or(file.port, provider.as_ref().map(|p| p.port));
     let port = port(loc, i, &label, written_port, tls, security)?;
 
-    let ca_file = match file.ca_file {
-        None => None,
-        Some(p) => Some(ca_file(loc, i, &label, security, p)?),
-    };
+    let ca_file = file
+        .ca_file
+        .map(|p| ca_file(loc, i, &label, security, p))
+        .transpose()?;
 
-    let tls_name = match file.tls_name {
-        None => None,
-        Some(n) => Some(tls_name(loc, i, &label, security, &n)?),
-    };
+    let tls_name = file
+        .tls_name
+        .map(|n| tls_name(loc, i, &label, security, &n))
+        .transpose()?;
 
     let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
     if allow_plaintext_auth {
         check_plaintext_auth(loc, i, &label, security)?;
     }
 
-    let max_connections = file.max_connections.unwrap_or(MAX_CONNECTIONS);
-    if max_connections == 0 {
-        let why = "must be at least 1, or nothing could be sent through this relay";
-        return Err(loc.value_error(&key("max_connections"), why));
-    }
-    let max_messages_per_connection = file
-        .max_messages_per_connection
-        .unwrap_or(MAX_MESSAGES_PER_CONNECTION);
-    if max_messages_per_connection == 0 {
-        let why = "must be at least 1 (1 closes the connection after every message)";
-        return Err(loc.value_error(&key("max_messages_per_connection"), why));
-    }
+    let (max_connections, max_messages_per_connection) = connection_limits(
+        loc,
+        i,
+        file.max_connections,
+        file.max_messages_per_connection,
+    )?;
     let idle_timeout = relay_duration(loc, &key("idle_timeout"), file.idle_timeout, IDLE_TIMEOUT)?;
     let timeouts = timeouts(loc, i, file.timeouts)?;
 
@@ -185,22 +172,16 @@ fn relay(
         host: &host,
         port,
     };
-    // The preset's user name goes with a password_file; without one, the
-    // sasl_passwd entry (if any) names the user.
-    let preset_user = provider.as_ref().and_then(|p| p.username);
-    let username = file.username.or_else(|| {
-        preset_user
-            .filter(|_| file.password_file.is_some())
-            .map(str::to_owned)
-    });
+    let username = username(
+        file.username,
+        provider.as_ref(),
+        file.password_file.is_some(),
+    );
     let (credentials, oauth) = match file.oauth {
         Some(o) => {
-            let user = oauth_user(loc, i, username, file.password_file.is_some())?;
+            let plaintext = security == Security::None && !allow_plaintext_auth;
+            let user = oauth_user(loc, i, username, file.password_file.is_some(), plaintext)?;
             let o = super::oauth::oauth(i, &name, user, o, provider.as_ref(), spool, loc)?;
-            if security == Security::None && !allow_plaintext_auth {
-                let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
-                return Err(loc.value_error(&key("security"), why));
-            }
             (None, Some(o))
         }
         None => (
@@ -522,8 +503,13 @@ fn oauth_user(
     i: usize,
     username: Option<String>,
     password_file: bool,
+    plaintext: bool,
 ) -> Result<String, ConfigError> {
     let key = |field: &str| format!("relay[{i}].{field}");
+    if plaintext {
+        let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
+        return Err(loc.value_error(&key("security"), why));
+    }
     if password_file {
         let why = "a relay logs in with either a password or an OAuth token: remove password_file, or the [relay.oauth] table";
         return Err(loc.value_error(&key("password_file"), why));
@@ -539,4 +525,57 @@ fn oauth_user(
             r#"[relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#,
         )),
     }
+}
+
+/// `max_connections` and `max_messages_per_connection`: at least 1 each.
+fn connection_limits(
+    loc: &Locator<'_>,
+    i: usize,
+    connections: Option<usize>,
+    messages: Option<u32>,
+) -> Result<(usize, u32), ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    let max_connections = connections.unwrap_or(MAX_CONNECTIONS);
+    if max_connections == 0 {
+        let why = "must be at least 1, or nothing could be sent through this relay";
+        return Err(loc.value_error(&key("max_connections"), why));
+    }
+    let max_messages = messages.unwrap_or(MAX_MESSAGES_PER_CONNECTION);
+    if max_messages == 0 {
+        let why = "must be at least 1 (1 closes the connection after every message)";
+        return Err(loc.value_error(&key("max_messages_per_connection"), why));
+    }
+    Ok((max_connections, max_messages))
+}
+
+/// The relay's user name: its own, else the preset's, which goes with a
+/// password_file only (without one, the sasl_passwd entry, if any, names
+/// the user).
+fn username(
+    written: Option<String>,
+    preset: Option<&super::Preset>,
+    password_file: bool,
+) -> Option<String> {
+    written.or_else(|| {
+        preset
+            .and_then(|p| p.username)
+            .filter(|_| password_file)
+            .map(str::to_owned)
+    })
+}
+
+/// `host`, else the preset's: required, and a name or an IP address.
+fn host_of(
+    loc: &Locator<'_>,
+    key: &str,
+    written: Option<String>,
+    preset: Option<&super::Preset>,
+) -> Result<String, ConfigError> {
+    let host = preset_or(written, preset.map(|p| p.host.clone())).ok_or_else(|| {
+        loc.missing_error(
+            key,
+            r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
+        )
+    })?;
+    relay_host(&host).map_err(|why| loc.value_error(key, &why))
 }

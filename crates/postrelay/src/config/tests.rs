@@ -441,8 +441,8 @@ fn uncommented_example_values_parse() {
         .into_iter()
         .chain(routing::example_tables(&files));
     // The [relay.oauth] block goes on a relay of its own (a relay logs in
-    // with a password or a token, not both).
-    let (example, oauth_block) = EXAMPLE.split_once("\n# [relay.oauth]\n").unwrap();
+    // with a password or a token, not both): see `oauth`.
+    let (example, _) = EXAMPLE.split_once("\n# [relay.oauth]\n").unwrap();
     let mut uncommented: String = example
         .lines()
         .map(|l| match l.strip_prefix("# ") {
@@ -462,25 +462,6 @@ fn uncommented_example_values_parse() {
     let c = ok(&uncommented);
     assert_eq!(c.relays.len(), 1, "{uncommented}");
     assert!(c.relays[0].credentials.is_some());
-    let client = files.secret("m365-client", "s\n");
-    let oauth: String = oauth_block
-        .lines()
-        .map(|l| {
-            l.strip_prefix("# ")
-                .filter(|r| !keys_in(r).is_empty())
-                .unwrap_or(l)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .replace(
-            "/etc/postrelay/secrets/m365-client",
-            &client.display().to_string(),
-        );
-    let text = format!(
-        "[[relay]]\nname = \"m365\"\nprovider = \"m365\"\nusername = \"u@contoso.example\"\n[relay.oauth]\n{oauth}"
-    );
-    let o = ok(&text).relays[0].oauth.clone().unwrap();
-    assert_eq!(o.tenant.as_deref(), Some("contoso.onmicrosoft.com"));
     assert!(c.intake.submission.is_some());
     assert!(c.routing.transport.is_some() && c.routing.rewrite_senders.is_some());
 }

@@ -109,3 +109,29 @@ fn mistakes_are_refused_with_the_fix() {
         assert!(e.contains(words), "{text}\n→ {e}");
     }
 }
+
+#[test]
+fn the_examples_oauth_block_parses_uncommented() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = super::relay::Files::new(dir.path()).secret("m365-client", "s\n");
+    let (_, block) = EXAMPLE.split_once("\n# [relay.oauth]\n").unwrap();
+    let oauth: String = block
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|r| !keys_in(r).is_empty())
+                .unwrap_or(l)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace(
+            "/etc/postrelay/secrets/m365-client",
+            &client.display().to_string(),
+        );
+    let text = format!(
+        "[[relay]]\nname = \"m365\"\nprovider = \"m365\"\nusername = \"u@contoso.example\"\n[relay.oauth]\n{oauth}"
+    );
+    let o = ok(&text).relays[0].oauth.clone().unwrap();
+    assert_eq!(o.tenant.as_deref(), Some("contoso.onmicrosoft.com"));
+    assert_eq!(o.client_secret.unwrap().expose(), "s");
+}
