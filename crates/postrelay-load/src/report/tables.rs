@@ -364,8 +364,14 @@ pub fn charts(rows: &[Row], scale: &[ScalePoint]) -> Vec<(String, Chart)> {
             },
         ));
     }
-    let mut names: Vec<&str> = scale.iter().map(|p| p.relay.as_str()).collect();
-    names.dedup();
+    // One series per relay, in the order the file first names them (the
+    // rows of different relays are interleaved by queue size).
+    let mut names: Vec<&str> = Vec::new();
+    for p in scale {
+        if !names.contains(&p.relay.as_str()) {
+            names.push(&p.relay);
+        }
+    }
     for (key, label, get) in SCALE {
         let series: Vec<Series> = names
             .iter()

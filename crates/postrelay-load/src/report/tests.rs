@@ -211,3 +211,17 @@ fn write_puts_the_charts_and_the_section_in_place() {
     let md = std::fs::read_to_string(&page).unwrap();
     assert!(md.contains("![Throughput against concurrency"), "{md}");
 }
+
+#[test]
+fn interleaved_relays_make_one_series_each() {
+    let scale: Vec<ScalePoint> = parse_lines(
+        "{\"relay\":\"postrelay\",\"queued\":1000,\"rss_mb\":10}\n{\"relay\":\"postfix\",\"queued\":1000,\"rss_mb\":30}\n{\"relay\":\"postrelay\",\"queued\":10000,\"rss_mb\":12}\n{\"relay\":\"postfix\",\"queued\":10000,\"rss_mb\":35}\n",
+        Path::new("scale.jsonl"),
+    )
+    .unwrap();
+    let c = charts(&[], &scale);
+    let rss = &c[0].1;
+    let names: Vec<&str> = rss.series.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["postrelay", "postfix"]);
+    assert_eq!(rss.series[1].points, vec![(1000.0, 30.0), (10_000.0, 35.0)]);
+}
