@@ -229,23 +229,38 @@ impl DotStuffer {
     /// `input` is held back until the next call or [`DotStuffer::finish`].
     pub fn stuff(&mut self, input: &[u8], out: &mut Vec<u8>) {
         out.reserve(input.len() + input.len() / 64);
-        for &b in input {
+        let mut rest = input;
+        while let Some((&b, after)) = rest.split_first() {
             if self.pending_cr {
                 self.pending_cr = false;
                 self.end_line(out);
                 if b == b'\n' {
+                    rest = after;
                     continue;
                 }
             }
             match b {
-                b'\r' => self.pending_cr = true,
-                b'\n' => self.end_line(out),
+                b'\r' => {
+                    self.pending_cr = true;
+                    rest = after;
+                }
+                b'\n' => {
+                    self.end_line(out);
+                    rest = after;
+                }
                 _ => {
                     if self.at_line_start && b == b'.' {
                         out.push(b'.');
                     }
-                    out.push(b);
+                    // The rest of the line's text goes out in one copy.
+                    let text = rest
+                        .iter()
+                        .position(|&c| c == b'\r' || c == b'\n')
+                        .unwrap_or(rest.len());
+                    let (line, tail) = rest.split_at(text);
+                    out.extend_from_slice(line);
                     self.at_line_start = false;
+                    rest = tail;
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! SASL messages for SMTP AUTH (RFC 4954): building the client responses for
-//! PLAIN (RFC 4616), LOGIN and XOAUTH2, decoding server challenges, and
+//! PLAIN (RFC 4616), LOGIN, XOAUTH2 and OAUTHBEARER (RFC 7628), decoding
+//! server challenges, and
 //! decoding a PLAIN response on the server side. It does not verify
 //! credentials or run the AUTH exchange.
 //!
@@ -67,6 +68,22 @@ pub fn login_pass(pass: &str) -> String {
 pub fn xoauth2(user: &str, token: &str) -> String {
     STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"))
 }
+
+/// OAUTHBEARER initial response (RFC 7628 §3.1): base64 of the GS2 header
+/// `n,a=USER,` then `host=HOST`, `port=PORT` and `auth=Bearer TOKEN`, each
+/// ended by `\x01`, and a final `\x01`. In the user name, `,` and `=`
+/// are written `=2C` and `=3D` (RFC 5801 §4).
+pub fn oauthbearer(user: &str, host: &str, port: u16, token: &str) -> String {
+    let user = user.replace('=', "=3D").replace(',', "=2C");
+    STANDARD.encode(format!(
+        "n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
+    ))
+}
+
+/// The client's answer to the `334` error challenge of OAUTHBEARER (RFC
+/// 7628 §3.2.3: a single `\x01`), after which the server sends its final
+/// failure reply.
+pub const OAUTHBEARER_ABORT: &str = "AQ==";
 
 /// Decodes the base64 text of a `334` challenge (surrounding spaces
 /// ignored; padding optional). An empty challenge decodes to nothing.
@@ -137,6 +154,29 @@ mod tests {
                 .unwrap(),
             b"user=someuser@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg\x01\x01"
         );
+    }
+
+    #[test]
+    fn oauthbearer_message() {
+        // RFC 7628 §4.1's example, with its host and port.
+        let got = decode_challenge(&oauthbearer(
+            "user@example.com",
+            "server.example.com",
+            143,
+            "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+        ))
+        .unwrap();
+        assert_eq!(
+            got,
+            b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+        );
+        // A user name with the two characters the GS2 header escapes.
+        let got = decode_challenge(&oauthbearer("a,b=c", "h", 587, "t")).unwrap();
+        assert_eq!(
+            got,
+            b"n,a=a=2Cb=3Dc,\x01host=h\x01port=587\x01auth=Bearer t\x01\x01"
+        );
+        assert_eq!(decode_challenge(OAUTHBEARER_ABORT).unwrap(), b"\x01");
     }
 
     #[test]

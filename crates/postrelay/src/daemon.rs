@@ -181,7 +181,7 @@ fn load_queue(
     spool: Spool,
     router: Arc<crate::route::Router>,
 ) -> anyhow::Result<Queue> {
-    let report = spool.recover().context("spool recovery failed")?;
+    let mut report = spool.recover().context("spool recovery failed")?;
     for (path, why) in &report.corrupt {
         tracing::error!(path = %path.display(), %why, "moved an unreadable queue file to corrupt/");
     }
@@ -190,7 +190,8 @@ fn load_queue(
             .with_context(|| format!("cannot open the mail log {:?}", config.log.file))?,
     );
     spool.drop_dir().setup();
-    Queue::load(spool, maillog, router).context("cannot read the queue")
+    let found = std::mem::take(&mut report.found);
+    Ok(Queue::load_recovered(spool, found, maillog, router))
 }
 
 /// Every socket the daemon serves, bound before anything is started (a

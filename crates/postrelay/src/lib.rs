@@ -58,6 +58,7 @@ pub mod maillog;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod oauth;
 pub mod privsep;
 pub mod queue;
 pub mod quota;

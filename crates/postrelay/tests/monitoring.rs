@@ -1,7 +1,8 @@
 //! The shipped Prometheus alert rules and Grafana dashboard: the rules pass
 //! `promtool check rules` and their unit tests (`promtool test rules`: a
 //! growing queue, an old message, a relay that refuses AUTH or cannot be
-//! reached), and every series the rules and the dashboard name is one the
+//! reached, an OAuth2 login that stopped working or nears its end), and
+//! every series the rules and the dashboard name is one the
 //! daemon exports.
 
 mod support;
@@ -40,7 +41,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         return;
     }
     let checked = promtool(&["check", "rules", "postrelay-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "postrelay-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
@@ -82,6 +83,7 @@ fn rules_and_dashboard_name_only_exported_series() {
         }],
     };
     m.set_quota(&[("ses".into(), usage)], now);
+    oauth_series();
     let exported = m.encode(QueueStats::default(), 0);
     let families: Vec<&str> = exported
         .lines()
@@ -122,4 +124,40 @@ fn rules_and_dashboard_name_only_exported_series() {
     }
     let unknown: Vec<&String> = used.iter().filter(|n| !known(n)).collect();
     assert!(unknown.is_empty(), "not exported: {unknown:?}\n{exported}");
+}
+
+/// Gives the OAuth2 series one value each: a token source with a refresh
+/// token on file (the lifetime gauge), whose token endpoint is down (a
+/// request counted as an error).
+fn oauth_series() {
+    use postrelay::config::{OAuthConfig, OAuthFlow, OAuthProvider, Secret};
+    use postrelay::oauth::TokenSource;
+    use postrelay::oauth::store::{self, TokenFile};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dead = rt.block_on(async { support::deadport::DeadPort::new() });
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("r.token");
+    let file = TokenFile {
+        refresh_token: Secret::new("MARKER-rt"),
+        obtained_at: 0,
+        refreshed_at: None,
+        refused: None,
+    };
+    store::save(&token_file, &file, None).unwrap();
+    let config = OAuthConfig {
+        username: "u@example.com".into(),
+        provider: OAuthProvider::Custom,
+        tenant: None,
+        flow: OAuthFlow::Device,
+        client_id: "c".into(),
+        client_secret: None,
+        client_secret_file: None,
+        token_url: format!("http://127.0.0.1:{}/token", dead.port()),
+        device_url: None,
+        scopes: Vec::new(),
+        token_file,
+        refresh_token_lifetime: Some(std::time::Duration::from_secs(86400)),
+    };
+    let source = TokenSource::new("r", config, None).unwrap();
+    assert!(rt.block_on(source.access_token()).is_err());
 }

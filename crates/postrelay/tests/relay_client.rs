@@ -898,3 +898,31 @@ async fn a_header_swap_replaces_the_start_of_the_file_on_the_wire_only() {
         "the queue file is unchanged"
     );
 }
+
+#[tokio::test]
+async fn a_long_body_then_a_short_one_on_one_session_arrive_exactly() {
+    let server = FakeServer::start(Script::default()).await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    // Over two read chunks, with lines that need stuffing here and there:
+    // the session's read buffer is full of the first body when the second
+    // (shorter) one is read into it.
+    let mut long = b"Subject: long\r\n\r\n".to_vec();
+    for i in 0..3000 {
+        long.extend_from_slice(format!(".{i:05} {}\r\n", "y".repeat(40)).as_bytes());
+    }
+    let short = b"Subject: short\r\n\r\nz\r\n".to_vec();
+    let to = rcpts(&["a@x.example"]);
+    for body in [&long, &short] {
+        let sp = spool(body);
+        let out = s.send(&message(&sp, "", &to)).await.unwrap();
+        assert!(matches!(&out[..], [Outcome::Delivered(_)]), "{out:?}");
+    }
+    s.quit().await;
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 2);
+    let stuffed = String::from_utf8_lossy(&long).replace("\r\n.", "\r\n..");
+    assert_eq!(String::from_utf8_lossy(&bodies[0]), stuffed);
+    assert_eq!(bodies[1], short);
+}

@@ -170,6 +170,8 @@ fn stuffer_table() {
         (&[b"a\r\n", b".", b"b\r\n"], b"a\r\n..b\r\n.\r\n"),
         (&[b"a\r", b"\n.b"], b"a\r\n..b\r\n.\r\n"),
         (&[b"a.b\r\n"], b"a.b\r\n.\r\n"),
+        // A dot that starts a piece but not a line is sent as it is.
+        (&[b"a\r\nb", b".c\r\n"], b"a\r\nb.c\r\n.\r\n"),
         // Bare line ends are normalised to CRLF.
         (&[b"a\n.\nb"], b"a\r\n..\r\nb\r\n.\r\n"),
         (&[b"a\r.\rb\r"], b"a\r\n..\r\nb\r\n.\r\n"),

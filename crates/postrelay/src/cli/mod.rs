@@ -1,10 +1,11 @@
-//! The command line: `postrelay run | check-config | queue … | init … |
+//! The command line: `postrelay run | check-config | queue … | auth … | init … |
 //! import-postfix …`, and the
 //! `mailq` personality chosen by the program name (argv\[0\]).
 //!
 //! Each subcommand returns an exit status; messages for the administrator
 //! go to stderr and say what to do.
 
+pub mod auth;
 pub mod hash_password;
 pub mod import;
 pub mod init;
@@ -51,6 +52,10 @@ pub enum Command {
     /// each step: queued, connected, TLS (certificate name), AUTH, accepted
     /// (the provider's queue id), or the step that failed and why.
     SendTest(send_test::SendTestArgs),
+    /// OAuth2 relays: log in once (`auth login --relay NAME`), or show
+    /// each one's token state (`auth status`).
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Inspect or change the queue.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -126,6 +131,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
+        Command::Auth(cmd) => auth::run(&config, cmd),
         Command::Run => {
             init_tracing(&config);
             if matches!(source, Source::Builtin) {

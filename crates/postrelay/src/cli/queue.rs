@@ -6,6 +6,8 @@
 //! socket when it runs, so the queue keeps one writer; when it does not,
 //! the command takes the spool lock itself and changes the files directly.
 
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -111,89 +113,152 @@ fn spool_hint(config: &Config, e: SpoolError) -> String {
 }
 
 fn list(config: &Config, json: bool) -> Result<ExitCode, String> {
-    let all = read_all(config)?;
     if json {
-        let items: Vec<serde_json::Value> = all
-            .iter()
-            .map(|(env, loc)| {
-                let mut v = serde_json::to_value(env).unwrap_or_default();
-                v["location"] = serde_json::json!(if *loc == Location::Hold {
-                    "hold"
-                } else {
-                    "queue"
-                });
-                v
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&items).unwrap_or_default()
-        );
-        return Ok(ExitCode::SUCCESS);
+        return list_json(config);
     }
-    print!("{}", render_list(&all));
+    let reader = Spool::open_readonly(&config.spool).map_err(|e| spool_hint(config, e))?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut table = Table::new();
+    let mut failed = None;
+    reader
+        .visit(|env, loc| match table.entry(&mut out, &env, loc) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        })
+        .map_err(|e| spool_hint(config, e))?;
+    let written = match failed {
+        Some(e) => Err(e),
+        None => table.finish(&mut out).and_then(|()| out.flush()),
+    };
+    match written {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // `mailq | head`: the reader has seen enough.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(format!("cannot write the list: {e}")),
+    }
+}
+
+fn list_json(config: &Config) -> Result<ExitCode, String> {
+    let all = read_all(config)?;
+    let items: Vec<serde_json::Value> = all
+        .iter()
+        .map(|(env, loc)| {
+            let mut v = serde_json::to_value(env).unwrap_or_default();
+            v["location"] = serde_json::json!(if *loc == Location::Hold {
+                "hold"
+            } else {
+                "queue"
+            });
+            v
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&items).unwrap_or_default()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `mailq` table: Postfix's layout, with postrelay's longer IDs. A `!`
-/// after the ID marks a held message. The reason a message waits is shown
-/// in parentheses under its sender, as Postfix does for deferred mail.
+/// The `mailq` table of `all`, as [`Table`] writes it.
 pub fn render_list(all: &[(Envelope, Location)]) -> String {
-    use std::fmt::Write;
-    if all.is_empty() {
-        return "Mail queue is empty\n".into();
-    }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<27} {:>8} {:<20}  -Sender/Recipient-------",
-        "-Queue ID-", "--Size--", "----Arrival Time----"
-    );
-    let mut total = 0u64;
+    let mut out = Vec::new();
+    let mut table = Table::new();
     for (env, loc) in all {
-        total += env.size;
-        let mark = if *loc == Location::Hold { "!" } else { " " };
+        let _ = table.entry(&mut out, env, *loc);
+    }
+    let _ = table.finish(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `mailq` table, written one message at a time: Postfix's layout,
+/// with postrelay's longer IDs. A `!` after the ID marks a held message.
+/// The reason a message waits is shown in parentheses under its sender, as
+/// Postfix does for deferred mail.
+struct Table {
+    messages: usize,
+    bytes: u64,
+    tz: jiff::tz::TimeZone,
+}
+
+/// Indent of the lines under a message's first.
+const PAD: &str = "                                                           ";
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            messages: 0,
+            bytes: 0,
+            tz: jiff::tz::TimeZone::system(),
+        }
+    }
+
+    fn entry(
+        &mut self,
+        out: &mut impl Write,
+        env: &Envelope,
+        loc: Location,
+    ) -> std::io::Result<()> {
+        if self.messages == 0 {
+            writeln!(
+                out,
+                "{:<27} {:>8} {:<20}  -Sender/Recipient-------",
+                "-Queue ID-", "--Size--", "----Arrival Time----"
+            )?;
+        }
+        self.messages += 1;
+        self.bytes += env.size;
+        let mark = if loc == Location::Hold { "!" } else { " " };
         let sender = if env.sender.is_empty() {
             "MAILER-DAEMON"
         } else {
             &env.sender
         };
-        let _ = writeln!(
+        let arrival = arrival_in(env.created_ms, &self.tz);
+        writeln!(
             out,
-            "{}{mark} {:>8} {:<20}  {sender}",
-            env.id,
-            env.size,
-            arrival(env.created_ms)
-        );
-        let pad = " ".repeat(59);
-        if *loc == Location::Hold {
-            let _ = writeln!(out, "{pad}(held by the administrator)");
+            "{}{mark} {:>8} {arrival:<20}  {sender}",
+            env.id, env.size
+        )?;
+        if loc == Location::Hold {
+            writeln!(out, "{PAD}(held by the administrator)")?;
         } else if let Some(reason) = &env.reason {
-            let _ = writeln!(out, "{pad}({})", crate::maillog::clean(reason));
+            writeln!(out, "{PAD}({})", crate::maillog::clean(reason))?;
         }
         for r in env
             .recipients
             .iter()
             .filter(|r| r.state == RcptState::Pending)
         {
-            let _ = writeln!(out, "{pad}{}", r.address);
+            writeln!(out, "{PAD}{}", r.address)?;
         }
-        out.push('\n');
+        writeln!(out)
     }
-    let n = all.len();
-    let _ = writeln!(
-        out,
-        "-- {} Kbytes in {n} Request{}.",
-        total.div_ceil(1024),
-        if n == 1 { "" } else { "s" }
-    );
-    out
+
+    fn finish(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let n = self.messages;
+        if n == 0 {
+            return writeln!(out, "Mail queue is empty");
+        }
+        writeln!(
+            out,
+            "-- {} Kbytes in {n} Request{}.",
+            self.bytes.div_ceil(1024),
+            if n == 1 { "" } else { "s" }
+        )
+    }
 }
 
 fn arrival(ms: u64) -> String {
+    arrival_in(ms, &jiff::tz::TimeZone::system())
+}
+
+fn arrival_in(ms: u64, tz: &jiff::tz::TimeZone) -> String {
     let ts = jiff::Timestamp::from_millisecond(i64::try_from(ms).unwrap_or(i64::MAX))
         .unwrap_or_default();
-    ts.to_zoned_datetime(jiff::tz::TimeZone::system())
+    ts.to_zoned_datetime(tz.clone())
         .strftime("%a %b %e %H:%M:%S")
         .to_string()
 }
@@ -308,3 +373,6 @@ fn open_direct(config: &Config) -> Result<Queue, String> {
         .map_err(|e| format!("cannot open the mail log: {e}"))?;
     Queue::load(spool, Arc::new(log), Arc::new(config.router())).map_err(|e| spool_hint(config, e))
 }
+
+#[cfg(test)]
+mod tests;

@@ -113,7 +113,7 @@ pub(crate) fn load_without_secrets(explicit: Option<&Path>) -> Result<Config, St
     if let Some(toml::Value::Array(relays)) = table.get_mut("relay") {
         for relay in relays.iter_mut() {
             if let toml::Value::Table(t) = relay {
-                for key in ["username", "password_file", "ca_file"] {
+                for key in ["username", "password_file", "ca_file", "oauth"] {
                     t.remove(key);
                 }
             }

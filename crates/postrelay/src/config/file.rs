@@ -143,6 +143,8 @@ pub(super) struct RelayFile {
     /// A sub-table too.
     #[serde(default)]
     pub limits: super::relay_limits::RelayLimitsFile,
+    /// `[relay.oauth]`: log in with an OAuth2 token.
+    pub oauth: Option<super::oauth::OAuthFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,7 +188,7 @@ pub(super) struct Schema {
     pub top: &'static [&'static str],
     /// Every table, in file order; a sub-table's name is dotted
     /// (`relay.timeouts`) and its key is also among its parent's keys.
-    pub tables: [Table; 14],
+    pub tables: [Table; 15],
 }
 
 /// One table of the file.
@@ -236,6 +238,11 @@ impl Schema {
                 table(
                     "relay.limits",
                     field_names::<super::relay_limits::RelayLimitsFile>(),
+                    false,
+                ),
+                table(
+                    "relay.oauth",
+                    field_names::<super::oauth::OAuthFile>(),
                     false,
                 ),
             ],

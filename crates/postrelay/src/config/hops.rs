@@ -100,6 +100,7 @@ pub(super) fn next_hops(
             fallbacks: Vec::new(),
             credentials,
             allow_plaintext_auth: false,
+            oauth: None,
             verbose: false,
             max_connections: MAX_CONNECTIONS,
             max_messages_per_connection: MAX_MESSAGES_PER_CONNECTION,

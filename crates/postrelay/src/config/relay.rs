@@ -56,6 +56,7 @@ pub(super) fn relays(
     files: Vec<RelayFile>,
     delivery: &DeliverySettings,
     sasl: Option<&SaslPasswd>,
+    spool: &Path,
     loc: &Locator<'_>,
 ) -> Result<Vec<RelayConfig>, ConfigError> {
     // Duplicate names first, so that the message does not depend on
@@ -79,7 +80,7 @@ pub(super) fn relays(
     let relays: Vec<RelayConfig> = files
         .into_iter()
         .enumerate()
-        .map(|(i, file)| relay(i, file, delivery, sasl, loc))
+        .map(|(i, file)| relay(i, file, delivery, sasl, spool, loc))
         .collect::<Result<_, _>>()?;
     for (i, r) in relays.iter().enumerate() {
         check_fallbacks(i, r, &names, loc)?;
@@ -126,6 +127,7 @@ fn relay(
     file: RelayFile,
     delivery: &DeliverySettings,
     sasl: Option<&SaslPasswd>,
+    spool: &Path,
     loc: &Locator<'_>,
 ) -> Result<RelayConfig, ConfigError> {
     let key = |field: &str| format!("relay[{i}].{field}");
@@ -134,14 +136,7 @@ fn relay(
     let name = relay_name(loc, &key("name"), file.name)?;
     let provider = preset(loc, &key("provider"), file.provider)?;
 
-    let host = preset_or(file.host.clone(), provider.as_ref().map(|p| p.host.clone()))
-        .ok_or_else(|| {
-            loc.missing_error(
-                &key("host"),
-                r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
-            )
-        })?;
-    let host = relay_host(&host).map_err(|why| loc.value_error(&key("host"), &why))?;
+    let host = host_of(loc, &key("host"), file.host.clone(), provider.as_ref())?;
 
     let tls = preset_or(file.tls.map(|w| w.0), provider.as_ref().map(|p| p.tls));
     let tls = tls.unwrap_or(TlsMode::Auto);
@@ -149,33 +144,27 @@ fn relay(
     let written_port = preset_or(file.port, provider.as_ref().map(|p| p.port));
     let port = port(loc, i, &label, written_port, tls, security)?;
 
-    let ca_file = match file.ca_file {
-        None => None,
-        Some(p) => Some(ca_file(loc, i, &label, security, p)?),
-    };
+    let ca_file = file
+        .ca_file
+        .map(|p| ca_file(loc, i, &label, security, p))
+        .transpose()?;
 
-    let tls_name = match file.tls_name {
-        None => None,
-        Some(n) => Some(tls_name(loc, i, &label, security, &n)?),
-    };
+    let tls_name = file
+        .tls_name
+        .map(|n| tls_name(loc, i, &label, security, &n))
+        .transpose()?;
 
     let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
     if allow_plaintext_auth {
         check_plaintext_auth(loc, i, &label, security)?;
     }
 
-    let max_connections = file.max_connections.unwrap_or(MAX_CONNECTIONS);
-    if max_connections == 0 {
-        let why = "must be at least 1, or nothing could be sent through this relay";
-        return Err(loc.value_error(&key("max_connections"), why));
-    }
-    let max_messages_per_connection = file
-        .max_messages_per_connection
-        .unwrap_or(MAX_MESSAGES_PER_CONNECTION);
-    if max_messages_per_connection == 0 {
-        let why = "must be at least 1 (1 closes the connection after every message)";
-        return Err(loc.value_error(&key("max_messages_per_connection"), why));
-    }
+    let (max_connections, max_messages_per_connection) = connection_limits(
+        loc,
+        i,
+        file.max_connections,
+        file.max_messages_per_connection,
+    )?;
     let idle_timeout = relay_duration(loc, &key("idle_timeout"), file.idle_timeout, IDLE_TIMEOUT)?;
     let timeouts = timeouts(loc, i, file.timeouts)?;
 
@@ -186,21 +175,32 @@ fn relay(
         host: &host,
         port,
     };
-    // The preset's user name goes with a password_file; without one, the
-    // sasl_passwd entry (if any) names the user.
-    let preset_user = provider.as_ref().and_then(|p| p.username);
-    let username = file.username.or_else(|| {
-        preset_user
-            .filter(|_| file.password_file.is_some())
-            .map(str::to_owned)
-    });
-    let credentials = credentials(&target, username, file.password_file, delivery, sasl, loc)?;
+    let username = username(
+        file.username,
+        provider.as_ref(),
+        file.password_file.is_some(),
+    );
+    let (credentials, oauth) = match file.oauth {
+        Some(o) => {
+            let plaintext = security == Security::None && !allow_plaintext_auth;
+            let user = oauth_user(loc, i, username, file.password_file.is_some(), plaintext)?;
+            let o = super::oauth::oauth(i, &name, user, o, provider.as_ref(), spool, loc)?;
+            (None, Some(o))
+        }
+        None => (
+            credentials(&target, username, file.password_file, delivery, sasl, loc)?,
+            None,
+        ),
+    };
+    // Whose counts: the login (password or token), else the relay's name.
+    let login = credentials
+        .as_ref()
+        .map(|c| c.username.as_str())
+        .or(oauth.as_ref().map(|o| o.username.as_str()));
     let owner = super::relay_limits::Owner {
         key: &format!("relay[{i}]"),
         name: &name,
-        login: credentials
-            .as_ref()
-            .map(|c| format!("{}@{host}", c.username)),
+        login: login.map(|u| format!("{u}@{host}")),
     };
     let preset_limits = provider.as_ref().map(|p| p.quota).unwrap_or_default();
     let limits = super::relay_limits::relay_limits(loc, &owner, preset_limits, file.limits)?;
@@ -223,6 +223,7 @@ fn relay(
         fallbacks: file.fallbacks.unwrap_or_default(),
         credentials,
         allow_plaintext_auth,
+        oauth,
         verbose: file.verbose.unwrap_or(false),
         max_connections,
         max_messages_per_connection,
@@ -509,4 +510,88 @@ fn relay_duration(
         return Err(loc.value_error(key, why));
     }
     Ok(d)
+}
+
+/// The user an OAuth token logs in as: `username` is required (the
+/// mailbox), and a password does not go with a token.
+fn oauth_user(
+    loc: &Locator<'_>,
+    i: usize,
+    username: Option<String>,
+    password_file: bool,
+    plaintext: bool,
+) -> Result<String, ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    if plaintext {
+        let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
+        return Err(loc.value_error(&key("security"), why));
+    }
+    if password_file {
+        let why = "a relay logs in with either a password or an OAuth token: remove password_file, or the [relay.oauth] table";
+        return Err(loc.value_error(&key("password_file"), why));
+    }
+    match username {
+        Some(u) if !u.is_empty() && !u.contains(['\0', '\r', '\n', '\x01']) => Ok(u),
+        Some(_) => Err(loc.value_error(
+            &key("username"),
+            "must be the mailbox the token is for, without control characters",
+        )),
+        None => Err(loc.missing_error(
+            &key("username"),
+            r#"[relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#,
+        )),
+    }
+}
+
+/// `max_connections` and `max_messages_per_connection`: at least 1 each.
+fn connection_limits(
+    loc: &Locator<'_>,
+    i: usize,
+    connections: Option<usize>,
+    messages: Option<u32>,
+) -> Result<(usize, u32), ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    let max_connections = connections.unwrap_or(MAX_CONNECTIONS);
+    if max_connections == 0 {
+        let why = "must be at least 1, or nothing could be sent through this relay";
+        return Err(loc.value_error(&key("max_connections"), why));
+    }
+    let max_messages = messages.unwrap_or(MAX_MESSAGES_PER_CONNECTION);
+    if max_messages == 0 {
+        let why = "must be at least 1 (1 closes the connection after every message)";
+        return Err(loc.value_error(&key("max_messages_per_connection"), why));
+    }
+    Ok((max_connections, max_messages))
+}
+
+/// The relay's user name: its own, else the preset's, which goes with a
+/// password_file only (without one, the sasl_passwd entry, if any, names
+/// the user).
+fn username(
+    written: Option<String>,
+    preset: Option<&super::Preset>,
+    password_file: bool,
+) -> Option<String> {
+    written.or_else(|| {
+        preset
+            .and_then(|p| p.username)
+            .filter(|_| password_file)
+            .map(str::to_owned)
+    })
+}
+
+/// `host`, else the preset's: required, and a name or an IP address.
+fn host_of(
+    loc: &Locator<'_>,
+    key: &str,
+    written: Option<String>,
+    preset: Option<&super::Preset>,
+) -> Result<String, ConfigError> {
+    let host = preset_or(written, preset.map(|p| p.host.clone())).ok_or_else(|| {
+        loc.missing_error(
+            key,
+            r#"host is required: the relay's name or IP address, e.g. host = "smtp.example.com" (or a known provider, e.g. provider = "ses:us-east-1")"#,
+        )
+    })?;
+    relay_host(&host).map_err(|why| loc.value_error(key, &why))
 }

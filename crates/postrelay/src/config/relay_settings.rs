@@ -58,6 +58,9 @@ pub struct RelayConfig {
     /// with `security = None` (a relay reached over a trusted path, such as
     /// a VPN or loopback). Default: `false`.
     pub allow_plaintext_auth: bool,
+    /// Log in with an OAuth2 access token (XOAUTH2 or OAUTHBEARER) for
+    /// `username` instead of a password (`[relay.oauth]`). Default: none.
+    pub oauth: Option<super::OAuthConfig>,
     /// Log the SMTP conversation with this relay (AUTH data redacted), for
     /// debugging. Default: `false`.
     pub verbose: bool,

@@ -212,16 +212,17 @@ fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
         Some(n) => kv(o, "tls_name", string(n)),
         None => o.push_str("# tls_name: not set, so the certificate must be valid for host\n"),
     }
-    match &r.credentials {
-        None => o.push_str("# credentials: none, so no AUTH\n"),
-        Some(cr) if Some(cr.source.as_path()) == sasl_passwd => {
+    match (&r.credentials, &r.oauth) {
+        (_, Some(oa)) => kv(o, "username", string(&oa.username)),
+        (None, None) => o.push_str("# credentials: none, so no AUTH\n"),
+        (Some(cr), None) if Some(cr.source.as_path()) == sasl_passwd => {
             let _ = writeln!(
                 o,
                 "# credentials: user {} from delivery.sasl_passwd",
                 string(&cr.username)
             );
         }
-        Some(cr) => {
+        (Some(cr), None) => {
             kv(o, "username", string(&cr.username));
             kv(o, "password_file", path(&cr.source));
         }
@@ -257,6 +258,9 @@ fn relay(o: &mut String, r: &RelayConfig, sasl_passwd: Option<&Path>) {
         ("quit", t.quit),
     ] {
         kv(o, key, duration(value));
+    }
+    if let Some(oa) = &r.oauth {
+        oauth(o, oa);
     }
     limits(o, &r.limits);
 }
@@ -328,4 +332,32 @@ fn duration(d: std::time::Duration) -> String {
 fn array(items: impl Iterator<Item = String>) -> String {
     let items: Vec<String> = items.map(|s| string(&s)).collect();
     format!("[{}]", items.join(", "))
+}
+
+/// `[relay.oauth]`, every key written out; the client secret as the name
+/// of its file.
+fn oauth(o: &mut String, a: &super::OAuthConfig) {
+    o.push_str("\n[relay.oauth]\n");
+    kv(o, "provider", string(a.provider.as_str()));
+    match &a.tenant {
+        Some(t) => kv(o, "tenant", string(t)),
+        None => o.push_str("# tenant: Microsoft only\n"),
+    }
+    kv(o, "flow", string(a.flow.as_str()));
+    kv(o, "client_id", string(&a.client_id));
+    match &a.client_secret_file {
+        Some(f) => kv(o, "client_secret_file", path(f)),
+        None => o.push_str("# client_secret_file: not set (a public client)\n"),
+    }
+    kv(o, "token_url", string(&a.token_url));
+    match &a.device_url {
+        Some(u) => kv(o, "device_url", string(u)),
+        None => o.push_str("# device_url: not set\n"),
+    }
+    kv(o, "scopes", array(a.scopes.iter().cloned()));
+    kv(o, "token_file", path(&a.token_file));
+    match a.refresh_token_lifetime {
+        Some(d) => kv(o, "refresh_token_lifetime", duration(d)),
+        None => o.push_str("# refresh_token_lifetime: not known for this provider\n"),
+    }
 }

@@ -82,7 +82,7 @@ pub(super) fn resolve(
     };
     let (delivery, sasl_passwd) = delivery::delivery(file.delivery, loc)?;
     let bounce = delivery::bounce(file.bounce, &hostname, &queue, loc)?;
-    let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), loc)?;
+    let relays = relay::relays(file.relay, &delivery, sasl_passwd.as_ref(), &spool, loc)?;
     let routing = routing::routing(file.routing, &relays, loc)?;
     let next_hops =
         super::hops::next_hops(&routing, &relays, &delivery, sasl_passwd.as_ref(), loc)?;

@@ -60,11 +60,17 @@ impl fmt::Display for Secret {
 /// The error completes a sentence that starts with the file's name
 /// (`"is readable by group or others (mode 0644): run chmod 600 …"`).
 pub(super) fn read_protected(path: &Path) -> Result<String, String> {
+    read_secret_file(path, owner())
+}
+
+/// [`read_protected`] for a file that must belong to `uid` (an OAuth
+/// token file, read by the daemon or by `postrelay auth` run as root).
+pub fn read_secret_file(path: &Path, uid: u32) -> Result<String, String> {
     let file = open(path)?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot be examined: {e}"))?;
-    check_protected(path, &meta, owner())?;
+    check_protected(path, &meta, uid)?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_FILE + 1)
         .read_to_end(&mut bytes)

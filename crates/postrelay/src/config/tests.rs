@@ -5,6 +5,7 @@
 mod cluster;
 mod hops;
 mod limits;
+mod oauth;
 mod presets;
 pub(super) mod relay;
 mod routing;
@@ -451,8 +452,11 @@ fn uncommented_example_values_parse() {
         .into_iter()
         .chain(redis)
         .chain(routing::example_tables(&files));
+    // The [relay.oauth] block goes on a relay of its own (a relay logs in
+    // with a password or a token, not both): see `oauth`.
+    let (example, _) = EXAMPLE.split_once("\n# [relay.oauth]\n").unwrap();
     let mut in_cluster = false;
-    let mut uncommented: String = EXAMPLE
+    let mut uncommented: String = example
         .lines()
         .filter(|l| {
             if l.starts_with("# [") || l.starts_with('[') {

@@ -12,6 +12,7 @@
 //! - Once a relay has the transaction, its replies decide: no failover on
 //!   a refused recipient (that would only move the refusal elsewhere).
 
+use crate::oauth::TokenSource;
 use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -47,6 +48,9 @@ struct Relay {
     tls_config: Arc<rustls::ClientConfig>,
     mode: Arc<ModeMemory>,
     pool: Pool,
+    /// Access tokens for an OAuth2 relay; kept across a reload that does
+    /// not change its OAuth settings.
+    oauth: Option<Arc<TokenSource>>,
 }
 
 /// The delivery engine for one configuration (rebuilt on reload).
@@ -129,12 +133,24 @@ impl Deliverer {
                 rc.idle_timeout,
                 rc.max_messages_per_connection,
             );
+            let oauth = match &rc.oauth {
+                None => None,
+                Some(o) => Some(
+                    previous
+                        .and_then(|p| p.relays.iter().find(|r| r.config.name == rc.name))
+                        .and_then(|r| r.oauth.clone())
+                        .filter(|s| s.config() == o)
+                        .map_or_else(|| TokenSource::new(&rc.name, o.clone(), None), Ok)
+                        .map_err(|e| err(e.to_string()))?,
+                ),
+            };
             relays.push(Relay {
                 config: rc.clone(),
                 next_hop,
                 tls_config,
                 mode,
                 pool,
+                oauth,
             });
         }
         let engine = Arc::new(Deliverer {
@@ -528,6 +544,7 @@ impl Deliverer {
                 .credentials
                 .as_ref()
                 .map(|c| (c.username.clone(), c.password.clone())),
+            oauth: relay.oauth.clone(),
             allow_plaintext_auth: rc.allow_plaintext_auth,
             helo_name: self.hostname.clone(),
             timeouts: rc.timeouts,

@@ -8,7 +8,9 @@
 //! owner and mode), `spool` (writable, free space, what waits and why),
 //! `daemon` (running, its version, its control socket), `relay` (per
 //! `[[relay]]`: the real TLS mode of its port, certificate, EHLO, AUTH
-//! mechanisms, the credentials tried with AUTH only), `reach` (outbound
+//! mechanisms, the credentials tried with AUTH only), `oauth` (each
+//! OAuth2 relay's refresh token: missing, refused, near its known
+//! lifetime), `reach` (outbound
 //! TCP to ports 25, 465 and 587), `dns` (SPF, DKIM and DMARC of each
 //! sending domain).
 //!
@@ -22,6 +24,7 @@
 mod config;
 mod daemon;
 mod dns;
+mod oauth;
 mod reach;
 mod relay;
 mod render;
@@ -91,7 +94,7 @@ impl Verdict {
 pub struct Finding {
     /// Which check: `config`, `secrets`, `spool`, `queue`, `daemon`,
     /// `reach`, `relay.tls_mode`, `relay.certificate`, `relay.ehlo`,
-    /// `relay.auth`, `dns.spf`, `dns.dkim`, `dns.dmarc`, …
+    /// `relay.auth`, `relay.oauth`, `dns.spf`, `dns.dkim`, `dns.dmarc`, …
     pub check: &'static str,
     /// What was looked at: a file, a relay, a domain, a port.
     pub subject: String,
@@ -207,6 +210,7 @@ pub async fn run(explicit: Option<&Path>, args: &DoctorArgs) -> Report {
         tokio::task::spawn_blocking(move || {
             let mut f = spool::check(&cfg);
             f.push(daemon::check(&cfg));
+            f.extend(oauth::check(&cfg));
             f
         })
     };

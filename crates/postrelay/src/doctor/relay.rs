@@ -125,6 +125,7 @@ impl Probe {
             security: self.rc.security,
             tls_config_verify: tls::client_config_no_verify(),
             credentials: None,
+            oauth: None,
             allow_plaintext_auth: self.rc.allow_plaintext_auth,
             helo_name: self.helo.clone(),
             timeouts: self.timeouts,

@@ -191,6 +191,7 @@ impl Metrics {
             "Cluster mode only, by cluster.namespace: 1 while the sending limits are counted for the whole cluster in Redis, 0 while Redis is away and this node counts its local_share alone",
             m.cluster_shared.clone(),
         );
+        crate::oauth::state::register_metrics(&mut registry);
         Metrics { registry, ..m }
     }
 

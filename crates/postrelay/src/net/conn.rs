@@ -85,6 +85,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.wbuf.extend_from_slice(bytes);
     }
 
+    /// The buffer [`Conn::queue`] appends to, for a caller that produces
+    /// its output in place (the dot-stuffer) instead of copying it in.
+    pub fn send_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
     /// Whether replies are queued and not yet sent.
     pub fn has_pending_output(&self) -> bool {
         !self.wbuf.is_empty()

@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use crate::maillog::MailLog;
 use crate::route::Router;
 pub use crate::spool::now_ms;
-use crate::spool::{Location, QueueId, Spool, SpoolError};
+use crate::spool::{Found, QueueId, Spool, SpoolError};
 pub use admin::Count;
 use commit::Committer;
 use index::Index;
@@ -78,22 +78,42 @@ pub enum AfterAttempt {
 }
 
 impl Queue {
-    /// Builds the index from the spool (after recovery) and starts the
-    /// group committer; `router` expands aliases of accepted messages.
+    /// Builds the index by reading every envelope of the spool and starts
+    /// the group committer; `router` expands aliases of accepted messages.
+    /// (The daemon, which has just recovered the spool, uses
+    /// [`Queue::load_recovered`] instead: recovery read them already.)
     pub fn load(
         spool: Spool,
         maillog: Arc<MailLog>,
         router: Arc<Router>,
     ) -> Result<Queue, SpoolError> {
-        let mut index = Index::default();
-        for (env, loc) in spool.list()? {
-            let entry = Entry {
-                held: loc == Location::Hold,
-                due_ms: env.next_attempt_ms,
-                in_flight: false,
-            };
-            index.insert(env.id, entry);
-        }
+        let found = spool.list()?.into_iter().map(|(env, loc)| Found {
+            id: env.id,
+            location: loc,
+            next_attempt_ms: env.next_attempt_ms,
+        });
+        Ok(Queue::with_index(
+            spool,
+            Index::from_found(found),
+            maillog,
+            router,
+        ))
+    }
+
+    /// Builds the index from what [`Spool::recover`] found (its
+    /// `RecoveryReport::found`), without reading the envelopes again, and
+    /// starts the group committer. Call it right after recovery, before
+    /// anything is accepted.
+    pub fn load_recovered(
+        spool: Spool,
+        found: Vec<Found>,
+        maillog: Arc<MailLog>,
+        router: Arc<Router>,
+    ) -> Queue {
+        Queue::with_index(spool, Index::from_found(found), maillog, router)
+    }
+
+    fn with_index(spool: Spool, index: Index, maillog: Arc<MailLog>, router: Arc<Router>) -> Queue {
         let inner = Inner {
             committer: Committer::start(spool.clone()),
             spool,
@@ -103,9 +123,9 @@ impl Queue {
             changed: Notify::new(),
             tracker: track::Tracker::default(),
         };
-        Ok(Queue {
+        Queue {
             inner: Arc::new(inner),
-        })
+        }
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {

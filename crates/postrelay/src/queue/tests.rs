@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::LogFormat;
-use crate::spool::{Envelope, Origin, Recipient, SpoolOptions};
+use crate::spool::{Envelope, Location, Origin, Recipient, SpoolOptions};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -170,6 +170,34 @@ async fn due_messages_come_out_in_due_order_once() {
         "in-flight messages are not handed out twice"
     );
     assert!(f.queue.entry(&early).unwrap().in_flight);
+}
+
+/// The daemon loads its queue from what recovery found (no second read of
+/// the envelopes): every message, held ones held, each due when its
+/// envelope says.
+#[tokio::test]
+async fn a_queue_loaded_from_recovery_schedules_what_is_on_disk() {
+    let f = fixture();
+    let late = add(&f, 3_000).await;
+    let early = add(&f, 1_000).await;
+    let held = add(&f, 0).await;
+    f.queue.hold(&held).unwrap();
+    f.queue.shutdown();
+    let spool = f.queue.spool().clone();
+    let found = spool.recover().unwrap().found;
+    let log = MailLog::with_writer(Box::new(std::io::sink()), "h", LogFormat::Postfix);
+    let router = Arc::new(
+        crate::config::parse("hostname = \"h.example\"\n", "t")
+            .unwrap()
+            .router(),
+    );
+    let queue = Queue::load_recovered(spool, found, Arc::new(log), router);
+    assert_eq!(queue.len(), 3);
+    assert!(queue.entry(&held).unwrap().held);
+    assert_eq!(queue.next_due(), Some(1_000));
+    let order: Vec<QueueId> =
+        std::iter::from_fn(|| queue.take_due(5_000).map(|(id, _)| id)).collect();
+    assert_eq!(order, [early, late]);
 }
 
 #[tokio::test]

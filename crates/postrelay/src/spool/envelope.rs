@@ -182,10 +182,20 @@ impl Envelope {
     }
 
     /// Parses an envelope file, rejecting other versions with a clear error.
+    ///
+    /// A sound file is parsed once (start-up and `queue list` read every
+    /// envelope); only a file that fails is parsed again for its version,
+    /// to say which error it is.
     pub fn from_json(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         #[derive(Deserialize)]
         struct VersionOnly {
             version: u32,
+        }
+        let full = serde_json::from_slice::<Envelope>(bytes);
+        if let Ok(env) = &full
+            && env.version == ENVELOPE_VERSION
+        {
+            return full.map_err(EnvelopeError::Malformed);
         }
         let probe: VersionOnly = serde_json::from_slice(bytes).map_err(EnvelopeError::NoVersion)?;
         if probe.version != ENVELOPE_VERSION {
@@ -193,7 +203,7 @@ impl Envelope {
                 found: probe.version,
             });
         }
-        serde_json::from_slice(bytes).map_err(EnvelopeError::Malformed)
+        full.map_err(EnvelopeError::Malformed)
     }
 
     /// Recipients still to be delivered.

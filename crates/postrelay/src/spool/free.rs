@@ -19,12 +19,16 @@
 //!   message in the doomed list, like the body. Reused earlier, a crash
 //!   could bring the old envelope back into queue/ holding a newer
 //!   message's bytes.
-//! - Reuse renames with `RENAME_NOREPLACE` (a name collision never replaces
-//!   a file), refuses a file that has another name (an administrator's hard
+//! - A body is reused by a rename with `RENAME_NOREPLACE` (a name collision
+//!   never replaces a file) into queue/; an envelope is written where it
+//!   lies in free/ and renamed from there into queue/ by the commit, to its
+//!   new id's name (one rename, not two: [`FreeList::reuse_in_place`]).
+//!   Reuse refuses a file that has another name (an administrator's hard
 //!   link is never overwritten), and cuts the new content to length before
 //!   anything syncs it. The result is made durable by the same `fdatasync`
 //!   or `syncfs` as a fresh file, before its envelope is renamed into
-//!   queue/; a crash before that leaves an orphan, which recovery removes.
+//!   queue/; a crash before that leaves an orphan or a file in free/, both
+//!   of which recovery removes.
 //! - Envelope files are reused as envelopes and body files as bodies
 //!   (similar sizes: little to cut or grow). At most [`MAX_PER_KIND`] files
 //!   of each kind wait, and bodies over [`MAX_KEPT_BODY`] are unlinked, so
@@ -227,45 +231,38 @@ impl FreeList {
     /// content still in it. `None` if the list is empty or a step fails
     /// (the file is then unlinked); the caller creates `dest` as usual.
     pub(super) fn reuse(&self, ops: &dyn FileOps, kind: FileKind, dest: &Path) -> Option<Reused> {
-        let src = {
-            let mut state = self.state();
-            if state.disabled {
-                return None;
-            }
-            state.shelf(kind).ready.pop()?
-        };
+        let src = self.pop(kind)?;
         if let Err(e) = ops.rename_noreplace(&src, dest) {
             self.rename_failed(ops, &src, dest, &e);
             remove_quietly(ops, &src);
             return None;
         }
-        let file = match ops.open_existing_for_write(dest) {
-            Ok(file) => file,
-            Err(e) => {
-                tracing::warn!(path = %dest.display(), error = %e, "spool: cannot reopen a recycled file; creating a new one");
-                remove_quietly(ops, dest);
-                return None;
-            }
-        };
-        match file.metadata() {
-            Ok(meta) if meta.is_file() && meta.nlink() == 1 => Some(Reused {
-                file,
-                len: meta.len(),
-            }),
-            Ok(meta) => {
-                tracing::warn!(
-                    path = %dest.display(), links = meta.nlink(),
-                    "spool: a recycled file has another name; not overwriting it"
-                );
-                remove_quietly(ops, dest);
-                None
-            }
-            Err(e) => {
-                tracing::warn!(path = %dest.display(), error = %e, "spool: cannot stat a recycled file; creating a new one");
-                remove_quietly(ops, dest);
-                None
-            }
+        open_for_reuse(ops, dest)
+    }
+
+    /// Takes a file of `kind` to be written where it is, in free/ under its
+    /// old name, and returns that path with the open file. The caller
+    /// renames it into place once written (one rename where [`reuse`]
+    /// then the caller's own would be two), or removes it. Until then it
+    /// is like a file in tmp/: nobody's, and removed by recovery.
+    ///
+    /// [`reuse`]: FreeList::reuse
+    pub(super) fn reuse_in_place(
+        &self,
+        ops: &dyn FileOps,
+        kind: FileKind,
+    ) -> Option<(PathBuf, Reused)> {
+        let path = self.pop(kind)?;
+        open_for_reuse(ops, &path).map(|r| (path, r))
+    }
+
+    /// A file of `kind` ready for reuse, taken off the list.
+    fn pop(&self, kind: FileKind) -> Option<PathBuf> {
+        let mut state = self.state();
+        if state.disabled {
+            return None;
         }
+        state.shelf(kind).ready.pop()
     }
 
     /// Forgets the files ready for reuse; recovery has just unlinked them.
@@ -341,5 +338,38 @@ impl FreeList {
             from = %from.display(), to = %to.display(), error = %e,
             "spool: cannot move a file for reuse; unlinking it instead"
         );
+    }
+}
+
+/// Opens a recycled file at `path` for writing at offset 0, unless it has
+/// another name (an administrator's hard link is never overwritten) or
+/// cannot be opened; then it is unlinked and `None` returned.
+fn open_for_reuse(ops: &dyn FileOps, path: &Path) -> Option<Reused> {
+    let file = match ops.open_existing_for_write(path) {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "spool: cannot reopen a recycled file; creating a new one");
+            remove_quietly(ops, path);
+            return None;
+        }
+    };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() && meta.nlink() == 1 => Some(Reused {
+            file,
+            len: meta.len(),
+        }),
+        Ok(meta) => {
+            tracing::warn!(
+                path = %path.display(), links = meta.nlink(),
+                "spool: a recycled file has another name; not overwriting it"
+            );
+            remove_quietly(ops, path);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "spool: cannot stat a recycled file; creating a new one");
+            remove_quietly(ops, path);
+            None
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -153,21 +154,39 @@ impl Layout {
     /// removed, or moved by hold/release) is skipped silently.
     pub fn list(&self) -> Result<Vec<(Envelope, Location)>, SpoolError> {
         let mut out = Vec::new();
+        self.visit(|env, loc| {
+            out.push((env, loc));
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// What [`Layout::list`] returns, handed to `visit` one message at a
+    /// time in the same order, so that a caller printing a queue of
+    /// 100,000 holds one envelope in memory, not all of them. `visit` may
+    /// stop the walk early (`Break`).
+    pub fn visit(
+        &self,
+        mut visit: impl FnMut(Envelope, Location) -> ControlFlow<()>,
+    ) -> Result<(), SpoolError> {
+        let mut all = Vec::new();
         for loc in [Location::Queue, Location::Hold] {
-            for id in self.envelope_ids(loc)? {
-                let path = self.envelope_path(&id, loc);
-                match self.read_envelope(&path, &id) {
-                    Ok(env) => out.push((env, loc)),
-                    Err(SpoolError::Io { source, .. })
-                        if source.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        tracing::warn!(%id, error = %e, "spool: skipping unreadable envelope")
+            all.extend(self.envelope_ids(loc)?.into_iter().map(|id| (id, loc)));
+        }
+        all.sort_unstable();
+        for (id, loc) in all {
+            let path = self.envelope_path(&id, loc);
+            match self.read_envelope(&path, &id) {
+                Ok(env) => {
+                    if visit(env, loc).is_break() {
+                        break;
                     }
                 }
+                Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(%id, error = %e, "spool: skipping unreadable envelope"),
             }
         }
-        out.sort_by_key(|(env, loc)| (env.id, *loc));
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -194,6 +213,14 @@ impl SpoolReader {
     /// are skipped with a warning.
     pub fn list(&self) -> Result<Vec<(Envelope, Location)>, SpoolError> {
         self.layout.list()
+    }
+
+    /// [`SpoolReader::list`] one message at a time (see [`Layout::visit`]).
+    pub fn visit(
+        &self,
+        visit: impl FnMut(Envelope, Location) -> ControlFlow<()>,
+    ) -> Result<(), SpoolError> {
+        self.layout.visit(visit)
     }
 
     /// One message's envelope; `NotFound` for unknown ids.

@@ -16,7 +16,8 @@
 //!
 //! A message exists iff its `<id>.env` exists in queue/ or hold/. The write
 //! path is: [`Spool::new_body`] (`queue/<id>.msg`, written in place) → write
-//! → [`Spool::stage`] (envelope in `tmp/<id>.env`; both `fdatasync`ed with
+//! → [`Spool::stage`] (envelope in `tmp/<id>.env`, or in a recycled file in
+//! free/; both `fdatasync`ed with
 //! [`SyncMode::Files`]) → [`Spool::commit_batch`] (`syncfs` with
 //! [`SyncMode::Filesystem`]; rename each envelope into queue/; one `fsync`
 //! of queue/ for the whole batch), usually through the queue's group committer
@@ -68,7 +69,7 @@ pub use error::SpoolError;
 pub use health::{Health, HealthOptions};
 pub use id::{FileKind, InvalidQueueId, QueueId};
 pub use layout::{CORRUPT_DIR, Layout, Location, SpoolReader};
-pub use recover::RecoveryReport;
+pub use recover::{Found, RecoveryReport};
 
 use durable::remove_quietly;
 use error::copy_io_error;
@@ -278,7 +279,8 @@ impl Spool {
 
     /// Makes a received message ready to commit: flushes the body (cut to
     /// length if its file was recycled), writes the envelope to
-    /// `tmp/<id>.env` (into a recycled file if there is one), and with
+    /// `tmp/<id>.env` (or into a recycled file where it lies in free/, to be
+    /// renamed from there into queue/: one rename fewer), and with
     /// [`SyncMode::Files`] `fdatasync`s both (with [`SyncMode::Filesystem`]
     /// the committer makes the whole batch durable at once). See
     /// [`Spool::stage_blocks`].
@@ -297,13 +299,21 @@ impl Spool {
         let (id, len, mut guard) = body.finish(sync)?;
         let mut envelope = envelope.clone();
         envelope.size = len;
-        let env_tmp = self.inner.layout.tmp.join(id.envelope_name());
         let ops = &*self.inner.ops;
         let json = envelope.to_json();
-        match self.inner.free.reuse(ops, FileKind::Envelope, &env_tmp) {
-            Some(r) => durable::overwrite(ops, r.file, r.len, &env_tmp, &json, sync)?,
-            None => durable::write_new(ops, &env_tmp, &json, sync)?,
-        }
+        // A recycled envelope file is written where it lies in free/ and
+        // renamed from there straight into queue/ at commit.
+        let env_tmp = match self.inner.free.reuse_in_place(ops, FileKind::Envelope) {
+            Some((path, r)) => {
+                durable::overwrite(ops, r.file, r.len, &path, &json, sync)?;
+                path
+            }
+            None => {
+                let path = self.inner.layout.tmp.join(id.envelope_name());
+                durable::write_new(ops, &path, &json, sync)?;
+                path
+            }
+        };
         guard.push(env_tmp.clone());
         let body = self.inner.layout.body_path(&id);
         Ok(Staged::new(envelope, body, env_tmp, guard))

@@ -22,6 +22,7 @@
 //! It does not look inside bodies, and does not decide what to deliver.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,21 @@ pub struct RecoveryReport {
     pub held: usize,
     /// Files and directories the spool does not know, left in place.
     pub unknown: Vec<PathBuf>,
+    /// Every message kept, sorted by id, with what the queue's index needs
+    /// (read while checking it: the queue is loaded from this, so start-up
+    /// reads each envelope once).
+    pub found: Vec<Found>,
+}
+
+/// A sound message found by recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// Its id.
+    pub id: QueueId,
+    /// Where its envelope is.
+    pub location: Location,
+    /// When its next attempt is due (unix ms), from its envelope.
+    pub next_attempt_ms: u64,
 }
 
 /// The envelopes and bodies found in one directory.
@@ -91,11 +107,16 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         let env_path = layout.envelope_path(&id, loc);
         let has_body = queue.bodies.remove(&id);
         match check(layout, &id, &env_path, has_body)? {
-            None => {
+            Ok(next_attempt_ms) => {
                 report.messages += 1;
                 report.held += usize::from(loc == Location::Hold);
+                report.found.push(Found {
+                    id,
+                    location: loc,
+                    next_attempt_ms,
+                });
             }
-            Some(why) => {
+            Err(why) => {
                 let body = has_body.then(|| layout.body_path(&id));
                 quarantine(layout, ops, &env_path, body.as_deref())?;
                 report.corrupt.push((env_path, why));
@@ -111,6 +132,8 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         report.orphan_bodies_removed += 1;
     }
 
+    report.found.sort_unstable_by_key(|f| f.id);
+    report.unknown.sort();
     let changed = report.tmp_removed + report.orphan_bodies_removed + report.corrupt.len() > 0;
     if changed {
         for dir in [&layout.corrupt, &layout.queue, &layout.hold, &layout.tmp] {
@@ -135,7 +158,8 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
 /// sub-directories are left alone and reported as unknown.
 fn empty(dir: &Path, ops: &dyn FileOps, report: &mut RecoveryReport) -> Result<usize, SpoolError> {
     let mut removed = 0;
-    for (path, is_dir) in read_dir(dir)? {
+    for (name, is_dir) in read_dir(dir)? {
+        let path = dir.join(name);
         if is_dir {
             tracing::warn!(path = %path.display(), "spool recovery: unknown directory left alone");
             report.unknown.push(path);
@@ -148,8 +172,10 @@ fn empty(dir: &Path, ops: &dyn FileOps, report: &mut RecoveryReport) -> Result<u
     Ok(removed)
 }
 
-/// `(path, is_dir)` of every entry of `dir`.
-fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
+/// `(name, is_dir)` of every entry of `dir`, in the directory's order
+/// (names, not paths: sorting or building 200,000 paths was a quarter of
+/// the start-up's CPU with 100,000 messages queued).
+fn read_dir(dir: &Path) -> Result<Vec<(OsString, bool)>, SpoolError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| SpoolError::io("read directory", dir, e))?;
     for entry in entries {
@@ -158,9 +184,8 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
             .file_type()
             .map_err(|e| SpoolError::io("stat", entry.path(), e))?
             .is_dir();
-        out.push((entry.path(), is_dir));
+        out.push((entry.file_name(), is_dir));
     }
-    out.sort();
     Ok(out)
 }
 
@@ -168,13 +193,14 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>, SpoolError> {
 /// and unknown files.
 fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Scan, SpoolError> {
     let mut scan = Scan::default();
-    for (path, is_dir) in read_dir(dir)? {
-        let known = match path.file_name().and_then(QueueId::from_file_name) {
+    for (name, is_dir) in read_dir(dir)? {
+        let known = match QueueId::from_file_name(&name) {
             Some((id, FileKind::Envelope)) if !is_dir => scan.envelopes.insert(id),
             Some((id, FileKind::Body)) if !is_dir && bodies_here => scan.bodies.insert(id),
             _ => false,
         };
         if !known {
+            let path = dir.join(name);
             tracing::warn!(path = %path.display(), "spool recovery: unknown file left alone");
             report.unknown.push(path);
         }
@@ -182,38 +208,39 @@ fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Sc
     Ok(scan)
 }
 
-/// `None` if the message is sound, else why not. I/O errors other than a
-/// missing body are returned: they say the disk is unwell, not the file.
+/// `Ok(next_attempt_ms)` if the message is sound, else why not. I/O
+/// errors other than a missing body are returned: they say the disk is
+/// unwell, not the file.
 fn check(
     layout: &Layout,
     id: &QueueId,
     env_path: &Path,
     has_body: bool,
-) -> Result<Option<String>, SpoolError> {
+) -> Result<Result<u64, String>, SpoolError> {
     let env = match layout.read_envelope(env_path, id) {
         Ok(env) => env,
-        Err(SpoolError::Corrupt { detail, .. }) => return Ok(Some(detail)),
+        Err(SpoolError::Corrupt { detail, .. }) => return Ok(Err(detail)),
         Err(e) => return Err(e),
     };
     let body_path = layout.body_path(id);
     if !has_body {
-        return Ok(Some(format!("body {} is missing", body_path.display())));
+        return Ok(Err(format!("body {} is missing", body_path.display())));
     }
     let len = match std::fs::metadata(&body_path) {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Some(format!("body {} is missing", body_path.display())));
+            return Ok(Err(format!("body {} is missing", body_path.display())));
         }
         Err(e) => return Err(SpoolError::io("stat", body_path, e)),
     };
     if len != env.size {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "envelope says the body has {} bytes but {} has {len}",
             env.size,
             body_path.display()
         )));
     }
-    Ok(None)
+    Ok(Ok(env.next_attempt_ms))
 }
 
 /// Moves a message's files to corrupt/: the body first, so that a crash in

@@ -37,6 +37,7 @@ pub fn target(port: u16, tls: TlsMode, security: Security, ca: Option<&Path>) ->
         security,
         tls_config_verify: tls::client_config(ca).expect("TLS config"),
         credentials: None,
+        oauth: None,
         allow_plaintext_auth: false,
         helo_name: "client.postrelay.test".into(),
         timeouts: short_timeouts(),

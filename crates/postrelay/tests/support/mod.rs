@@ -14,6 +14,7 @@ pub mod helper;
 pub mod http;
 pub mod install;
 pub mod netns;
+pub mod oauth;
 pub mod peers;
 pub mod pflogsumm;
 pub mod provider;

@@ -16,6 +16,9 @@ _postrelay() {
             ",$1")
                 cmd="postrelay"
                 ;;
+            postrelay,auth)
+                cmd="postrelay__subcmd__auth"
+                ;;
             postrelay,check-config)
                 cmd="postrelay__subcmd__check__subcmd__config"
                 ;;
@@ -52,6 +55,27 @@ _postrelay() {
             postrelay,sendmail)
                 cmd="postrelay__subcmd__sendmail"
                 ;;
+            postrelay__subcmd__auth,help)
+                cmd="postrelay__subcmd__auth__subcmd__help"
+                ;;
+            postrelay__subcmd__auth,login)
+                cmd="postrelay__subcmd__auth__subcmd__login"
+                ;;
+            postrelay__subcmd__auth,status)
+                cmd="postrelay__subcmd__auth__subcmd__status"
+                ;;
+            postrelay__subcmd__auth__subcmd__help,help)
+                cmd="postrelay__subcmd__auth__subcmd__help__subcmd__help"
+                ;;
+            postrelay__subcmd__auth__subcmd__help,login)
+                cmd="postrelay__subcmd__auth__subcmd__help__subcmd__login"
+                ;;
+            postrelay__subcmd__auth__subcmd__help,status)
+                cmd="postrelay__subcmd__auth__subcmd__help__subcmd__status"
+                ;;
+            postrelay__subcmd__help,auth)
+                cmd="postrelay__subcmd__help__subcmd__auth"
+                ;;
             postrelay__subcmd__help,check-config)
                 cmd="postrelay__subcmd__help__subcmd__check__subcmd__config"
                 ;;
@@ -87,6 +111,12 @@ _postrelay() {
                 ;;
             postrelay__subcmd__help,sendmail)
                 cmd="postrelay__subcmd__help__subcmd__sendmail"
+                ;;
+            postrelay__subcmd__help__subcmd__auth,login)
+                cmd="postrelay__subcmd__help__subcmd__auth__subcmd__login"
+                ;;
+            postrelay__subcmd__help__subcmd__auth,status)
+                cmd="postrelay__subcmd__help__subcmd__auth__subcmd__status"
                 ;;
             postrelay__subcmd__help__subcmd__queue,delete)
                 cmd="postrelay__subcmd__help__subcmd__queue__subcmd__delete"
@@ -155,8 +185,134 @@ _postrelay() {
 
     case "${cmd}" in
         postrelay)
-            opts="-c -h -V --config --help --version run check-config doctor send-test queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
+            opts="-c -h -V --config --help --version run check-config doctor send-test auth queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth)
+            opts="-c -h --config --help login status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth__subcmd__help)
+            opts="login status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth__subcmd__help__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth__subcmd__login)
+            opts="-c -h --relay --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --relay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__auth__subcmd__status)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -263,8 +419,50 @@ _postrelay() {
             return 0
             ;;
         postrelay__subcmd__help)
-            opts="run check-config doctor send-test queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
+            opts="run check-config doctor send-test auth queue hash-password init import-postfix import-msmtp import-nullmailer sendmail help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__auth)
+            opts="login status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__auth__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        postrelay__subcmd__help__subcmd__auth__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -352,6 +352,7 @@ fn full_config(files: &Files) -> String {
         &format!("[backup.example]:2525 backup-user:{PASSWORD}-2\n"),
     );
     let ca = files.ca("ca.pem");
+    let client = files.secret("m365-client", &format!("{PASSWORD}-3\n"));
     let submission = super::super::submission::fixtures::table(files);
     // Only a build with cluster mode takes [cluster].
     let cluster = if cfg!(feature = "cluster") {
@@ -431,7 +432,25 @@ name = "lan"
 host = "10.0.0.25"
 tls = "starttls"
 security = "none"
+
+[[relay]]
+name = "m365"
+provider = "m365"
+username = "relay@contoso.example"
+
+[relay.oauth]
+provider = "microsoft"
+tenant = "contoso.example"
+flow = "client_credentials"
+client_id = "app-1"
+client_secret_file = "{client}"
+token_url = "https://login.example/token"
+device_url = "https://login.example/device"
+scopes = ["a", "b"]
+token_file = "/var/lib/postrelay/m365.token"
+refresh_token_lifetime = "30d"
 "#,
+        client = client.display(),
         sasl = sasl.display(),
         ca = ca.display(),
         pw = pw.display(),
@@ -444,7 +463,7 @@ fn render_round_trips_with_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let files = Files::new(dir.path());
     let c = ok(&full_config(&files));
-    assert_eq!(c.relays.len(), 3);
+    assert_eq!(c.relays.len(), 4);
     assert_eq!(c.relays[0].host, "email-smtp.us-east-1.amazonaws.com");
     assert_eq!(
         c.relays[0].timeouts.quit,
@@ -486,6 +505,11 @@ fn secrets_never_shown() {
     }
     let creds = c.relays[0].credentials.as_ref().unwrap();
     assert_eq!(creds.password.expose(), PASSWORD);
+    let oauth = c.relays[3].oauth.as_ref().unwrap();
+    assert_eq!(
+        oauth.client_secret.as_ref().unwrap().expose(),
+        format!("{PASSWORD}-3")
+    );
     assert_eq!(
         format!("{} {:?}", creds.password, creds.password),
         "<redacted> <redacted>"

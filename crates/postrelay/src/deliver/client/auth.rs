@@ -1,4 +1,6 @@
-//! SMTP AUTH (RFC 4954) with the relay: PLAIN when offered, else LOGIN.
+//! SMTP AUTH (RFC 4954) with the relay: PLAIN when offered, else LOGIN;
+//! with an OAuth2 token source, OAUTHBEARER or XOAUTH2 (`auth_oauth`),
+//! under the same rules.
 //!
 //! Credentials are sent only over TLS, unless the operator chose
 //! `security = "none"` together with `allow_plaintext_auth`. With
@@ -28,8 +30,10 @@ pub(super) async fn authenticate(
     caps: &Capabilities,
     tls_up: bool,
 ) -> Result<Option<String>, Reason> {
-    let Some((user, secret)) = &target.credentials else {
-        return Ok(None);
+    let user = match (&target.credentials, &target.oauth) {
+        (Some((user, _)), _) => user.as_str(),
+        (None, Some(source)) => source.username(),
+        (None, None) => return Ok(None),
     };
     let plaintext_allowed = target.security == Security::None && target.allow_plaintext_auth;
     if !tls_up && !plaintext_allowed {
@@ -60,6 +64,12 @@ pub(super) async fn authenticate(
         wire.tr.note(&why);
         return Ok(None);
     }
+    let Some((_, secret)) = &target.credentials else {
+        return match &target.oauth {
+            Some(source) => super::auth_oauth::login(target, wire, caps, source).await,
+            None => Ok(None),
+        };
+    };
     let timeout = target.timeouts.auth;
     let pass = secret.expose();
     if caps.supports_auth("PLAIN") {

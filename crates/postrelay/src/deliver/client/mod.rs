@@ -20,6 +20,7 @@
 //!   source).
 
 mod auth;
+mod auth_oauth;
 mod connect;
 mod session;
 mod transaction;
@@ -60,6 +61,9 @@ pub struct Target {
     pub tls_config_verify: Arc<rustls::ClientConfig>,
     /// User name and password for AUTH.
     pub credentials: Option<(String, Secret)>,
+    /// Logs in with an OAuth2 access token from this source (for its
+    /// user) instead of a password.
+    pub oauth: Option<Arc<crate::oauth::TokenSource>>,
     /// Allows AUTH without TLS; only honoured with [`Security::None`].
     pub allow_plaintext_auth: bool,
     /// The name we announce in EHLO.
@@ -210,6 +214,7 @@ mod tests {
             security: Security::Encrypt,
             tls_config_verify: crate::net::tls::client_config_no_verify(),
             credentials: None,
+            oauth: None,
             allow_plaintext_auth: false,
             helo_name: "client.test".into(),
             timeouts: Timeouts::default(),

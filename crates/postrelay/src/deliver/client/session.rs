@@ -51,6 +51,9 @@ pub struct Session {
     /// handshake (not per message); empty without TLS.
     cert_names: Vec<String>,
     opened_at: Instant,
+    /// Where the body is read from the spool file, kept for the
+    /// session's next message (allocated at the first one).
+    pub(super) body_chunk: Vec<u8>,
 }
 
 impl Session {
@@ -78,6 +81,7 @@ impl Session {
                     tls,
                     auth,
                     opened_at: Instant::now(),
+                    body_chunk: Vec::new(),
                 })
             }
             Err(reason) => {

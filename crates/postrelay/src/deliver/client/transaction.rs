@@ -340,36 +340,54 @@ impl Session {
         }
     }
 
-    /// Streams the spool file through the dot-stuffer, chunk by chunk, and
-    /// queues the terminator. Bytes go out once [`BODY_CHUNK`] of them are
-    /// queued; the rest leaves with the terminator when the final reply is
-    /// awaited, so a small message is one write (one TLS record).
+    /// Streams the spool file through the dot-stuffer, chunk by chunk,
+    /// into the send buffer, and queues the terminator. Bytes go out once
+    /// [`BODY_CHUNK`] of them are queued; the rest leaves with the
+    /// terminator when the final reply is awaited, so a small message is
+    /// one write (one TLS record). The read buffer is the session's, kept
+    /// from one message to the next.
     async fn body(
         &mut self,
         mut file: std::fs::File,
         header: Option<HeaderSwap<'_>>,
     ) -> Result<(), BodyError> {
-        use std::io::{Read, Seek, SeekFrom};
+        use std::io::{Seek, SeekFrom};
         let mut stuffer = DotStuffer::new();
-        let mut chunk = vec![0u8; BODY_CHUNK];
-        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
         let mut total: u64 = 0;
         if let Some(swap) = header {
             file.seek(SeekFrom::Start(swap.replaces))
                 .map_err(BodyError::Read)?;
-            stuffer.stuff(swap.bytes, &mut out);
+            self.wire.body(&mut stuffer, swap.bytes);
             total += swap.bytes.len() as u64;
-            self.wire.body(&out);
         }
+        let mut chunk = std::mem::take(&mut self.body_chunk);
+        chunk.resize(BODY_CHUNK, 0);
+        let sent = self.stream_file(&mut file, &mut chunk, &mut stuffer).await;
+        self.body_chunk = chunk;
+        total += sent?;
+        self.wire.end_body(&mut stuffer);
+        self.wire.tr.client(&format!("<message: {total} bytes>"));
+        self.wire.tr.client(".");
+        Ok(())
+    }
+
+    /// Sends the rest of `file` through `stuffer`, reading into `chunk`;
+    /// returns the bytes read.
+    async fn stream_file(
+        &mut self,
+        file: &mut std::fs::File,
+        chunk: &mut [u8],
+        stuffer: &mut DotStuffer,
+    ) -> Result<u64, BodyError> {
+        use std::io::Read;
+        let mut total = 0;
         loop {
-            let n = file.read(&mut chunk).map_err(BodyError::Read)?;
+            let n = file.read(chunk).map_err(BodyError::Read)?;
             if n == 0 {
-                break;
+                return Ok(total);
             }
             total += n as u64;
-            out.clear();
-            stuffer.stuff(chunk.get(..n).unwrap_or_default(), &mut out);
-            self.wire.body(&out);
+            self.wire.body(stuffer, chunk.get(..n).unwrap_or_default());
             if self.wire.pending() >= BODY_CHUNK {
                 self.wire
                     .flush(Phase::DataEnd, self.timeouts.data)
@@ -377,12 +395,6 @@ impl Session {
                     .map_err(BodyError::Net)?;
             }
         }
-        out.clear();
-        stuffer.finish(&mut out);
-        self.wire.body(&out);
-        self.wire.tr.client(&format!("<message: {total} bytes>"));
-        self.wire.tr.client(".");
-        Ok(())
     }
 
     /// After a 354 with nothing to deliver: drop the connection (see the

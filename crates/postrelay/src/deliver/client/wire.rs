@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use postrelay_smtp::{Command, Reply, parse_reply};
+use postrelay_smtp::{Command, DotStuffer, Reply, parse_reply};
 use tokio::time::Instant;
 
 use super::transcript::Transcript;
@@ -86,10 +86,18 @@ impl Wire {
         }
     }
 
-    /// Queues bytes of the message body (not recorded line by line).
-    pub(super) fn body(&mut self, bytes: &[u8]) {
+    /// Queues bytes of the message body, dot-stuffed by `stuffer` straight
+    /// into the send buffer (not recorded line by line).
+    pub(super) fn body(&mut self, stuffer: &mut DotStuffer, bytes: &[u8]) {
         if let Some(c) = self.conn.as_mut() {
-            c.queue(bytes);
+            stuffer.stuff(bytes, c.send_buffer());
+        }
+    }
+
+    /// Queues the end of the body: the last line ended, then `.CRLF`.
+    pub(super) fn end_body(&mut self, stuffer: &mut DotStuffer) {
+        if let Some(c) = self.conn.as_mut() {
+            stuffer.finish(c.send_buffer());
         }
     }
 

@@ -172,6 +172,8 @@ impl Probe {
         let evidence = format!("EHLO{after}: {}", words.join(", "));
         let subject = self.subject();
         if self.rc.credentials.is_none() {
+            // Without a password (or with a token: relay.auth says which
+            // mechanism) there is nothing to check here.
             return Finding::ok("relay.ehlo", subject, evidence);
         }
         let usable = caps.supports_auth("PLAIN") || caps.supports_auth("LOGIN");
@@ -199,6 +201,40 @@ impl Probe {
         Finding::ok("relay.ehlo", subject, evidence)
     }
 
+    /// An OAuth2 relay: which mechanism the token would go through (the
+    /// token itself is `relay.oauth`'s; the doctor does not spend one).
+    fn oauth_finding(&self, seen: &Seen, user: &str) -> Finding {
+        let subject = self.subject();
+        let mechanism = if seen.caps.supports_auth("OAUTHBEARER") {
+            "OAUTHBEARER"
+        } else if seen.caps.supports_auth("XOAUTH2") {
+            "XOAUTH2"
+        } else {
+            return Finding::bad(
+                "relay.auth",
+                Verdict::Problem,
+                subject,
+                format!(
+                    "the relay offers no OAuth2 mechanism (offered: {}); postrelay sends a token \
+                     through OAUTHBEARER or XOAUTH2",
+                    seen.caps.auth.join(" ")
+                ),
+                format!(
+                    "check host and port of relay {}: the provider's submission port offers XOAUTH2",
+                    self.rc.name
+                ),
+            );
+        };
+        Finding::ok(
+            "relay.auth",
+            subject,
+            format!(
+                "logs in as {user} with {mechanism} and an OAuth2 access token (the token's \
+                 state: relay.oauth)"
+            ),
+        )
+    }
+
     pub(super) fn auth_finding(&self, seen: &Seen, verified: &Verified) -> Finding {
         let subject = self.subject();
         let name = &self.rc.name;
@@ -210,6 +246,9 @@ impl Probe {
                 "credentials not tried: the configuration does not load with its secrets",
                 "fix the config and secrets problems above, then run postrelay doctor again",
             );
+        }
+        if let Some(o) = &self.rc.oauth {
+            return self.oauth_finding(seen, &o.username);
         }
         let Some(creds) = &self.rc.credentials else {
             if seen.caps.auth.is_empty() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::spool::faults::names_in;
 use crate::spool::tests::envelope_for;
-use crate::spool::{Envelope, QueueId, RecoveryReport, Spool};
+use crate::spool::{Envelope, Found, Location, QueueId, RecoveryReport, Spool};
 
 fn put(root: &Path, sub: &str, name: &str, bytes: &[u8]) -> PathBuf {
     let path = root.join(sub).join(name);
@@ -21,6 +21,21 @@ fn plant(root: &Path, env_dir: &str, id: QueueId, body: Option<&[u8]>, size_delt
         put(root, "queue", &id.body_name(), body);
     }
     put(root, env_dir, &id.envelope_name(), &env.to_json())
+}
+
+/// What recovery should find of the sound messages `kept` (planted with
+/// `envelope_for`, so due when they were made), sorted by id.
+fn expected_found(kept: &[(QueueId, Location)]) -> Vec<Found> {
+    let mut found: Vec<Found> = kept
+        .iter()
+        .map(|&(id, location)| Found {
+            id,
+            location,
+            next_attempt_ms: id.created_ms(),
+        })
+        .collect();
+    found.sort_by_key(|f| f.id);
+    found
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -127,6 +142,11 @@ fn recovery_table() {
             messages: 3,
             held: 2,
             unknown,
+            found: expected_found(&[
+                (good, Location::Queue),
+                (held, Location::Hold),
+                (twice, Location::Hold),
+            ]),
         }
     );
 
@@ -199,4 +219,37 @@ fn recovery_of_an_empty_spool_reports_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     assert_eq!(spool.recover().unwrap(), RecoveryReport::default());
+}
+
+/// A spool of many messages, some held, each due at its own time: recovery
+/// finds every one exactly once, where it is and when it is due (the queue
+/// is loaded from this list, not from a second reading of the files).
+#[test]
+fn recovery_finds_every_message_of_a_large_spool_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let mut kept = Vec::new();
+    for i in 0..600u64 {
+        let id = QueueId::generate();
+        let loc = if i % 7 == 0 {
+            Location::Hold
+        } else {
+            Location::Queue
+        };
+        let mut env = envelope_for(id);
+        env.size = 3;
+        env.next_attempt_ms = 1_000_000 + (i * 7919) % 600;
+        put(root, "queue", &id.body_name(), b"b\r\n");
+        put(root, &loc.to_string(), &id.envelope_name(), &env.to_json());
+        kept.push(Found {
+            id,
+            location: loc,
+            next_attempt_ms: env.next_attempt_ms,
+        });
+    }
+    kept.sort_by_key(|f| f.id);
+    let report = spool.recover().unwrap();
+    assert_eq!((report.messages, report.held), (600, 86));
+    assert_eq!(report.found, kept);
 }

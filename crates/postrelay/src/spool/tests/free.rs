@@ -83,7 +83,7 @@ fn delivered_files_are_kept_in_free_and_reused_by_new_messages() {
     let freed = free_inodes(root);
     let staged = stage(&spool, b"four\r\n").unwrap();
     let body_ino = ino(&spool.body_path(&staged.id));
-    let env_ino = ino(&root.join("tmp").join(staged.id.envelope_name()));
+    let env_ino = ino(staged.env_tmp());
     let was = |i: u64| freed.get(&i).cloned().unwrap_or_default();
     assert!(
         was(body_ino).ends_with(".msg"),
@@ -93,9 +93,13 @@ fn delivered_files_are_kept_in_free_and_reused_by_new_messages() {
         was(env_ino).ends_with(".env"),
         "envelope is a new inode: {freed:?}"
     );
-    assert_eq!(names_in(root, "free").len(), 4, "two of six files taken");
+    // The body was renamed out of free/; the envelope is written where it
+    // lies there, to be renamed straight into queue/.
+    assert_eq!(names_in(root, "free").len(), 5, "one of six files taken");
+    assert_eq!(staged.env_tmp().parent(), Some(root.join("free").as_path()));
 
     let id = spool.commit_batch(vec![staged]).pop().unwrap().unwrap();
+    assert_eq!(names_in(root, "free").len(), 4, "two of six files taken");
     assert_eq!(ino(&root.join("queue").join(id.envelope_name())), env_ino);
     assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"four\r\n");
     let mut env = envelope_for(id);
@@ -165,7 +169,8 @@ fn a_recycled_envelope_file_parses_as_what_was_staged() {
     let old_env = ino(&root.join("free").join(big.envelope_name()));
 
     let staged = stage_with(&spool, b"y\r\n", 1).unwrap();
-    let tmp = root.join("tmp").join(staged.id.envelope_name());
+    let tmp = staged.env_tmp().to_path_buf();
+    assert_eq!(tmp, root.join("free").join(big.envelope_name()), "in place");
     assert_eq!(ino(&tmp), old_env, "reused");
     let bytes = std::fs::read(&tmp).unwrap();
     assert!((bytes.len() as u64) < big_len, "cut to length");
@@ -193,7 +198,7 @@ fn files_are_reused_only_after_the_fsync_that_removed_their_message() {
 
     // Until that fsync nothing of `a` is reused.
     let b = stage(&spool, b"b\r\n").unwrap();
-    assert_ne!(ino(&root.join("tmp").join(b.id.envelope_name())), a_env);
+    assert_ne!(ino(b.env_tmp()), a_env);
     assert_ne!(ino(&spool.body_path(&b.id)), a_body);
     assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
 
@@ -203,13 +208,15 @@ fn files_are_reused_only_after_the_fsync_that_removed_their_message() {
     both.sort();
     assert_eq!(names_in(root, "free"), both);
     let c = stage(&spool, b"c\r\n").unwrap();
-    assert_eq!(ino(&root.join("tmp").join(c.id.envelope_name())), a_env);
+    assert_eq!(ino(c.env_tmp()), a_env);
     assert_eq!(ino(&spool.body_path(&c.id)), a_body);
-    assert!(names_in(root, "free").is_empty());
+    // c's envelope is being written where it lay.
+    assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
 
     // Aborting a message with recycled files unlinks them.
     drop(c);
     assert!(names_in(root, "tmp").is_empty());
+    assert!(names_in(root, "free").is_empty());
     assert_eq!(names_in(root, "queue").len(), 2, "only b's files");
 }
 
@@ -319,4 +326,31 @@ fn recovery_empties_free_and_the_spool_stays_usable() {
         b"after restart\r\n"
     );
     assert_eq!(spool.list().unwrap().len(), 2);
+}
+
+/// A message on recycled files costs four renames from staging to its
+/// files' return to free/: body into queue/, envelope from free/ straight
+/// into queue/, envelope out, body out (it was five: the envelope went
+/// through tmp/).
+#[test]
+fn a_recycled_message_costs_four_renames() {
+    use super::super::recording::RecordingFs;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fs = Arc::new(RecordingFs::default());
+    let options = SpoolOptions {
+        file_ops: fs.clone(),
+        ..SpoolOptions::default()
+    };
+    let spool = Spool::open_with(root, options).unwrap();
+    deliver_all(&spool, &[b"old\r\n"]);
+    fs.clear();
+    let id = deliver_all(&spool, &[b"new\r\n"])[0];
+    let events = fs.take(root, &id.to_string());
+    let renames: Vec<&String> = events.iter().filter(|e| e.starts_with("rename")).collect();
+    assert_eq!(renames.len(), 4, "{events:#?}");
+    assert!(
+        !events.iter().any(|e| e.starts_with("create")),
+        "both files recycled: {events:#?}"
+    );
 }

@@ -1,0 +1,101 @@
+//! The OAuth2 authorization server of the relay OAuth tests
+//! (`tests/py/oauth_server.py`, a real HTTP server in Python's standard
+//! library), and the token check a fake SMTP provider makes with it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fakeserver::BearerCheck;
+
+/// A running server; killed on drop.
+pub struct OAuthServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl OAuthServer {
+    /// Starts the server with access tokens living `access_lifetime`
+    /// seconds; `rotate`: each refresh issues a new refresh token.
+    pub fn start(access_lifetime: u32, rotate: bool) -> OAuthServer {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/oauth_server.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .arg("--access-lifetime")
+            .arg(access_lifetime.to_string())
+            .arg("--lifetime")
+            .arg("600");
+        if rotate {
+            cmd.arg("--rotate");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the OAuth server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the server prints its port");
+        OAuthServer { port, child }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `[relay.oauth]` lines for this server (device flow).
+    pub fn relay_oauth(&self, token_file: &std::path::Path) -> String {
+        format!(
+            "[relay.oauth]\nclient_id = \"postrelay-test\"\ntoken_url = \"{u}/token\"\n\
+             device_url = \"{u}/device\"\nscopes = [\"smtp\"]\ntoken_file = \"{}\"\n",
+            token_file.display(),
+            u = self.url()
+        )
+    }
+
+    /// A JSON answer to `METHOD path`.
+    pub fn call(&self, method: &str, path: &str) -> serde_json::Value {
+        request(self.port, method, path)
+    }
+
+    /// The server's counters (`refreshes`, `refused_refreshes`…).
+    pub fn stat(&self, name: &str) -> u64 {
+        self.call("GET", "/stats")[name].as_u64().unwrap()
+    }
+
+    /// A check for a fake SMTP provider: the token must be one this
+    /// server issued, unexpired, for that user.
+    pub fn bearer_check(&self) -> BearerCheck {
+        let port = self.port;
+        Arc::new(move |user: &str, token: &str| {
+            let answer = request(port, "GET", &format!("/introspect?token={token}"));
+            answer["active"] == true && answer["user"] == user
+        })
+    }
+}
+
+fn request(port: u16, method: &str, path: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").expect("a complete response").1;
+    serde_json::from_str(body).unwrap()
+}
+
+impl Drop for OAuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
