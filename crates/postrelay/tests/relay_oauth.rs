@@ -52,6 +52,22 @@ fn setup(access_lifetime: u32, mechanisms: Vec<&'static str>) -> Setup {
 
 /// [`setup`] with more `[relay.oauth]` lines.
 fn setup_with(access_lifetime: u32, mechanisms: Vec<&'static str>, oauth_extra: &str) -> Setup {
+    setup_relay(
+        "name = \"m365\"\n",
+        access_lifetime,
+        mechanisms,
+        oauth_extra,
+    )
+}
+
+/// [`setup_with`] for a relay whose first lines (its name, its preset)
+/// are `head`.
+fn setup_relay(
+    head: &str,
+    access_lifetime: u32,
+    mechanisms: Vec<&'static str>,
+    oauth_extra: &str,
+) -> Setup {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let oauth = OAuthServer::start(access_lifetime, true);
     let pki = TestPki::new();
@@ -68,12 +84,12 @@ fn setup_with(access_lifetime: u32, mechanisms: Vec<&'static str>, oauth_extra: 
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let metrics = free_port();
     let tail = format!(
-        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[[relay]]\nname = \"m365\"\nhost = \"localhost\"\nport = {}\n\
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[[relay]]\n{head}host = \"localhost\"\nport = {}\n\
          tls = \"starttls\"\nca_file = \"{}\"\nusername = \"relay@example.com\"\nverbose = true\n\
          max_messages_per_connection = 1\n{}{}",
         smtp.port(),
         ca.display(),
-        oauth.relay_oauth(&files.join("m365.token")),
+        oauth.relay_oauth(&files.join("relay.token")),
         oauth_extra.replace("{dir}", &files.display().to_string()),
     );
     let secret = files.join("client-secret");
@@ -369,4 +385,162 @@ fn client_credentials_need_no_login() {
     let status = s.d.cli(&["auth", "status"]);
     assert!(status.status.success(), "{}", text(&status));
     assert_no_token(&s, &[shown]);
+}
+
+/// A Gmail-preset relay (authorization code flow by default) against the
+/// test server.
+fn setup_gmail() -> Setup {
+    setup_relay(
+        "name = \"gmail\"\nprovider = \"gmail\"\n",
+        300,
+        vec!["XOAUTH2"],
+        "",
+    )
+}
+
+/// `postrelay auth login --relay gmail` under way: the process, and the
+/// authorization URL it printed (stdin piped: the paste).
+fn start_code_login(d: &Daemon) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(support::daemon::bin())
+        .arg("--config")
+        .arg(&d.config)
+        .args(["auth", "login", "--relay", "gmail"])
+        .env_remove("POSTRELAY_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut shown = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no URL in: {shown}");
+        shown.push_str(&line);
+        if let Some(u) = line.trim().strip_prefix("http://127.0.0.1:")
+            && u.contains("/authorize?")
+        {
+            break format!("http://127.0.0.1:{u}");
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, url, shown)
+}
+
+/// The login's end: (success, stderr).
+fn finish_code_login(child: std::process::Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The provider's redirect for the authorization `url`, as the browser
+/// gets it.
+fn provider_redirect(url: &str) -> String {
+    let (status, location, body) = support::oauth::browse(url);
+    assert!(status.contains(" 302 "), "{status} {body}");
+    location
+}
+
+#[test]
+fn gmail_login_through_the_loopback_redirect_then_mail_flows() {
+    if !require("python3") {
+        return;
+    }
+    let s = setup_gmail();
+    let (child, url, shown) = start_code_login(&s.d);
+    for part in [
+        "code_challenge_method=S256",
+        "state=",
+        "access_type=offline",
+    ] {
+        assert!(url.contains(part), "{url}");
+    }
+    let location = provider_redirect(&url);
+    assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    let (status, _, page) = support::oauth::browse(&location);
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(page.contains("login received"), "{page}");
+    let (ok, err) = finish_code_login(child);
+    assert!(ok, "{err}");
+    assert_eq!(s.oauth.stat("code_grants"), 1);
+    assert!(token_file(&s.d).contains("MARKERREFRESH"));
+
+    send_one(s.d.port, "user@dest.example", "via gmail");
+    until("the message at the relay", Duration::from_secs(60), || {
+        s.smtp.bodies().len() == 1
+    });
+    let status = s.d.cli(&["auth", "status"]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        text(&status).contains("authorization_code flow"),
+        "{}",
+        text(&status)
+    );
+    assert_no_token(&s, &[shown, err]);
+}
+
+#[test]
+fn gmail_login_takes_the_redirect_address_pasted_on_stdin() {
+    if !require("python3") {
+        return;
+    }
+    let s = setup_gmail();
+    let (mut child, url, _) = start_code_login(&s.d);
+    // The browser is elsewhere: its redirect to 127.0.0.1 goes nowhere,
+    // and the user pastes the address (after a stray empty line).
+    let location = provider_redirect(&url);
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, format!("\n  {location}\n").as_bytes()).unwrap();
+    let (ok, err) = finish_code_login(child);
+    assert!(ok, "{err}");
+    assert_eq!(s.oauth.stat("code_grants"), 1);
+    assert_eq!(s.oauth.stat("bad_verifiers"), 0);
+    let status = s.d.cli(&["auth", "status"]);
+    assert!(status.status.success(), "{}", text(&status));
+}
+
+#[test]
+fn gmail_login_refuses_a_forged_state_and_reports_a_denial() {
+    if !require("python3") {
+        return;
+    }
+    let s = setup_gmail();
+    // A redirect with another state, to the listener: refused there.
+    let (child, url, _) = start_code_login(&s.d);
+    let (head, tail) = url.split_once("state=").unwrap();
+    let rest = tail.split_once('&').map_or("", |(_, r)| r);
+    let forged = format!("{head}state=forged&{rest}");
+    let (_, _, page) = support::oauth::browse(&provider_redirect(&forged));
+    assert!(page.contains("login failed"), "{page}");
+    let (ok, err) = finish_code_login(child);
+    assert!(!ok);
+    assert!(err.contains("state does not match"), "{err}");
+    assert_eq!(s.oauth.stat("code_grants"), 0);
+    let status = s.d.cli(&["auth", "status"]);
+    assert!(!status.status.success(), "{}", text(&status));
+
+    // The user declined: the provider's error, pasted with the right state.
+    let (mut child, url, _) = start_code_login(&s.d);
+    let state = url
+        .split_once("state=")
+        .unwrap()
+        .1
+        .split('&')
+        .next()
+        .unwrap();
+    let denial = format!(
+        "http://127.0.0.1:9/?error=access_denied&error_description=no+thanks&state={state}\n"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, denial.as_bytes()).unwrap();
+    let (ok, err) = finish_code_login(child);
+    assert!(!ok);
+    assert!(
+        err.contains("the provider refused the login: access_denied: no thanks"),
+        "{err}"
+    );
 }

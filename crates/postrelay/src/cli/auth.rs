@@ -1,10 +1,12 @@
 //! `postrelay auth login --relay NAME` and `postrelay auth status`: the
 //! one interactive step of an OAuth2 relay, and its state.
 //!
-//! `login` runs the device authorization grant: it prints where to go and
-//! the code to type, waits (a dot per poll on stderr) until the user has
-//! approved, and writes the refresh token to the relay's token file (mode
-//! 0600; owned by the daemon's user when run as root). The daemon reads
+//! `login` runs the relay's flow: the authorization code grant with a
+//! loopback redirect (`cli::auth_code`), or the device authorization
+//! grant (it prints where to go and the code to type, and waits, a dot
+//! per poll on stderr, until the user has approved). Either way it writes
+//! the refresh token to the relay's token file (mode 0600; owned by the
+//! daemon's user when run as root), here and only here. The daemon reads
 //! it at its next token refresh: no reload needed. With `flow =
 //! "client_credentials"` it only checks that the provider issues a token.
 //! `status` prints each OAuth relay's verdict (`oauth::health`).
@@ -19,6 +21,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use nix::unistd::User;
 
+use super::auth_code;
 use crate::config::{Config, OAuthConfig, OAuthFlow};
 use crate::oauth::health::{self, Level};
 use crate::oauth::provider;
@@ -27,9 +30,10 @@ use crate::oauth::store::{self, TokenFile};
 /// `postrelay auth …`.
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
-    /// Log in to a relay's OAuth2 provider once (device code: prints a
-    /// URL and a code to enter there), and keep the refresh token for
-    /// the daemon.
+    /// Log in to a relay's OAuth2 provider once (authorization code:
+    /// prints a URL to open, then takes the browser's redirect or the
+    /// address pasted here; device code: prints a URL and a code to enter
+    /// there), and keep the refresh token for the daemon.
     Login {
         /// The [[relay]] name.
         #[arg(long)]
@@ -124,7 +128,23 @@ async fn login_flow(relay: &str, c: &OAuthConfig, owner: (u32, u32)) -> Result<(
         );
         return Ok(());
     }
-    let device = provider::start_device(c, &http)
+    let grant = if c.flow == OAuthFlow::AuthorizationCode {
+        auth_code::login(relay, c, &http)
+            .await
+            .map_err(|e| format!("login not completed: {e}"))?
+    } else {
+        device_login(relay, c, &http).await?
+    };
+    keep(c, owner, grant).await
+}
+
+/// The device authorization grant, with its prompt and progress.
+async fn device_login(
+    relay: &str,
+    c: &OAuthConfig,
+    http: &reqwest::Client,
+) -> Result<provider::Grant, String> {
+    let device = provider::start_device(c, http)
         .await
         .map_err(|e| format!("device authorization: {e}"))?;
     println!(
@@ -141,13 +161,18 @@ async fn login_flow(relay: &str, c: &OAuthConfig, owner: (u32, u32)) -> Result<(
         let _ = std::io::stderr().flush();
         tokio::time::sleep(d)
     };
-    let grant = provider::finish_device(c, &http, &device, progress).await;
+    let grant = provider::finish_device(c, http, &device, progress).await;
     eprintln!();
-    let grant = grant.map_err(|e| format!("login not completed: {e}"))?;
+    grant.map_err(|e| format!("login not completed: {e}"))
+}
+
+/// Writes the login's refresh token to the token file.
+async fn keep(c: &OAuthConfig, owner: (u32, u32), grant: provider::Grant) -> Result<(), String> {
     let Some(refresh_token) = grant.refresh_token else {
         return Err(
             "the provider issued no refresh token: add the scope that grants one \
-                    (Microsoft: offline_access) to oauth.scopes"
+                    (Microsoft: offline_access) to oauth.scopes; Google issues one only at the first \
+                    consent: remove postrelay's access in the Google account's security page and log in again"
                 .into(),
         );
     };

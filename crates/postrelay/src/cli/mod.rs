@@ -6,6 +6,7 @@
 //! go to stderr and say what to do.
 
 pub mod auth;
+pub mod auth_code;
 pub mod hash_password;
 pub mod import;
 pub mod init;

@@ -31,6 +31,7 @@ pub(super) struct OAuthFile {
     pub client_secret_file: Option<String>,
     pub token_url: Option<String>,
     pub device_url: Option<String>,
+    pub auth_url: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub token_file: Option<String>,
     pub refresh_token_lifetime: Option<HumanDuration>,
@@ -68,6 +69,11 @@ pub enum OAuthFlow {
     /// The client credentials grant (an application's own identity, no
     /// user and no refresh token): Microsoft's app-only SMTP access.
     ClientCredentials,
+    /// `postrelay auth login` runs the authorization code grant with PKCE
+    /// and a loopback redirect (RFC 8252: an installed application) once;
+    /// the daemon keeps the refresh token. Google's device flow does not
+    /// grant the Gmail scope, so this is Google's default.
+    AuthorizationCode,
 }
 
 impl OAuthFlow {
@@ -76,6 +82,7 @@ impl OAuthFlow {
         match self {
             OAuthFlow::Device => "device",
             OAuthFlow::ClientCredentials => "client_credentials",
+            OAuthFlow::AuthorizationCode => "authorization_code",
         }
     }
 }
@@ -92,7 +99,8 @@ pub struct OAuthConfig {
     /// Microsoft's tenant (id or domain) in its endpoints. Default:
     /// `organizations` with provider Microsoft; none otherwise.
     pub tenant: Option<String>,
-    /// How tokens are obtained. Default: `Device`.
+    /// How tokens are obtained. Default: `AuthorizationCode` with provider
+    /// Google, `Device` otherwise.
     pub flow: OAuthFlow,
     /// The application's client id, as registered with the provider.
     /// Default: none, required.
@@ -108,6 +116,9 @@ pub struct OAuthConfig {
     pub token_url: String,
     /// The device authorization endpoint. Default: the provider's.
     pub device_url: Option<String>,
+    /// The authorization endpoint (the page the user's browser opens in
+    /// the authorization code flow). Default: the provider's.
+    pub auth_url: Option<String>,
     /// The scopes asked for. Default: the provider's SMTP scopes.
     pub scopes: Vec<String>,
     /// Where the refresh token is kept (mode 0600, owned by the daemon's
@@ -122,6 +133,7 @@ pub struct OAuthConfig {
 
 const GOOGLE_TOKEN: &str = "https://oauth2.googleapis.com/token";
 const GOOGLE_DEVICE: &str = "https://oauth2.googleapis.com/device/code";
+const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 const GOOGLE_SCOPE: &str = "https://mail.google.com/";
 const MS_BASE: &str = "https://login.microsoftonline.com";
 const MS_DELEGATED: &[&str] = &["https://outlook.office.com/SMTP.Send", "offline_access"];
@@ -156,7 +168,8 @@ pub(super) fn oauth(
         return Err(loc.value_error(&key("flow"), why));
     }
     let tenant = tenant(file.tenant, provider, flow, loc, &key)?;
-    let (token_default, device_default, scopes_default) = defaults(provider, flow, &tenant);
+    let (endpoints, scopes_default) = defaults(provider, flow, &tenant);
+    let [token_default, device_default, auth_default] = endpoints;
     let token_url = endpoint(loc, &key("token_url"), file.token_url.or(token_default))?
         .ok_or_else(|| {
             loc.missing_error(
@@ -168,6 +181,11 @@ pub(super) fn oauth(
     if flow == OAuthFlow::Device && device_url.is_none() {
         let why = "the device flow needs the provider's device authorization endpoint: set oauth.device_url";
         return Err(loc.missing_error(&key("device_url"), why));
+    }
+    let auth_url = endpoint(loc, &key("auth_url"), file.auth_url.or(auth_default))?;
+    if flow == OAuthFlow::AuthorizationCode && auth_url.is_none() {
+        let why = "the authorization_code flow needs the provider's authorization endpoint: set oauth.auth_url";
+        return Err(loc.missing_error(&key("auth_url"), why));
     }
     let scopes = file
         .scopes
@@ -191,6 +209,7 @@ pub(super) fn oauth(
         client_secret_file,
         token_url,
         device_url,
+        auth_url,
         scopes,
         token_file,
         refresh_token_lifetime,
@@ -219,10 +238,12 @@ fn provider_and_flow(
         },
     };
     let flow = match file.flow.as_deref() {
+        None if provider == OAuthProvider::Google => OAuthFlow::AuthorizationCode,
         None | Some("device") => OAuthFlow::Device,
+        Some("authorization_code") => OAuthFlow::AuthorizationCode,
         Some("client_credentials") => OAuthFlow::ClientCredentials,
         Some(_) => {
-            let why = r#"must be "device" (postrelay auth login asks you once) or "client_credentials" (an application's own secret)"#;
+            let why = r#"must be "authorization_code" (postrelay auth login: a browser, loopback redirect), "device" (postrelay auth login: a code to enter) or "client_credentials" (an application's own secret)"#;
             return Err(loc.value_error(&key("flow"), why));
         }
     };
@@ -273,27 +294,30 @@ fn tenant(
     Ok(tenant)
 }
 
-/// The provider's token endpoint, device endpoint and scopes.
+/// The provider's token, device and authorization endpoints, and scopes.
 fn defaults(
     provider: OAuthProvider,
     flow: OAuthFlow,
     tenant: &str,
-) -> (Option<String>, Option<String>, Vec<&'static str>) {
+) -> ([Option<String>; 3], Vec<&'static str>) {
     match provider {
         OAuthProvider::Google => (
-            Some(GOOGLE_TOKEN.into()),
-            Some(GOOGLE_DEVICE.into()),
+            [
+                Some(GOOGLE_TOKEN.into()),
+                Some(GOOGLE_DEVICE.into()),
+                Some(GOOGLE_AUTH.into()),
+            ],
             vec![GOOGLE_SCOPE],
         ),
         OAuthProvider::Microsoft => (
-            Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/token")),
-            Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/devicecode")),
+            ["token", "devicecode", "authorize"]
+                .map(|e| Some(format!("{MS_BASE}/{tenant}/oauth2/v2.0/{e}"))),
             match flow {
-                OAuthFlow::Device => MS_DELEGATED.to_vec(),
+                OAuthFlow::Device | OAuthFlow::AuthorizationCode => MS_DELEGATED.to_vec(),
                 OAuthFlow::ClientCredentials => vec![MS_APP],
             },
         ),
-        OAuthProvider::Custom => (None, None, Vec::new()),
+        OAuthProvider::Custom => ([None, None, None], Vec::new()),
     }
 }
 

@@ -354,6 +354,10 @@ fn oauth(o: &mut String, a: &super::OAuthConfig) {
         Some(u) => kv(o, "device_url", string(u)),
         None => o.push_str("# device_url: not set\n"),
     }
+    match &a.auth_url {
+        Some(u) => kv(o, "auth_url", string(u)),
+        None => o.push_str("# auth_url: not set\n"),
+    }
     kv(o, "scopes", array(a.scopes.iter().cloned()));
     kv(o, "token_file", path(&a.token_file));
     match a.refresh_token_lifetime {

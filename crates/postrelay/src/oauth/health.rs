@@ -150,6 +150,7 @@ mod tests {
             client_secret_file: None,
             token_url: "https://t.example/token".into(),
             device_url: None,
+            auth_url: None,
             scopes: Vec::new(),
             token_file: dir.join("r.token"),
             refresh_token_lifetime: life,

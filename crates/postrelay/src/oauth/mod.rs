@@ -158,7 +158,7 @@ impl TokenSource {
             OAuthFlow::ClientCredentials => provider::client_credentials(&self.config, &self.http)
                 .await
                 .map_err(|e| self.provider_error(e)),
-            OAuthFlow::Device => self.refresh().await,
+            OAuthFlow::Device | OAuthFlow::AuthorizationCode => self.refresh().await,
         };
         state::refreshed(&self.relay, &result);
         let grant = result?;

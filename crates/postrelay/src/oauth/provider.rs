@@ -1,9 +1,10 @@
 //! The provider's OAuth2 endpoints, through the `oauth2` crate over
 //! `reqwest` (rustls with ring, no redirects followed: a token endpoint
 //! that redirects is refused, so that the client secret and the refresh
-//! token go nowhere else). Three grants: the device authorization grant
-//! (RFC 8628) for `auth login`, the refresh token grant for the daemon,
-//! and the client credentials grant.
+//! token go nowhere else). Four grants: the device authorization grant
+//! (RFC 8628) and the authorization code grant with PKCE (RFC 7636, S256)
+//! for `auth login`, the refresh token grant for the daemon, and the
+//! client credentials grant.
 //!
 //! Errors carry the provider's OAuth error code and a bounded, cleaned
 //! description, never a token, a response body or the client secret.
@@ -14,11 +15,13 @@ use std::time::Duration;
 
 use oauth2::basic::{BasicClient, BasicErrorResponse};
 use oauth2::{
-    AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, ErrorResponse, RefreshToken,
-    RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, ErrorResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse,
+    TokenUrl,
 };
 
-use crate::config::{OAuthConfig, Secret};
+use crate::config::{OAuthConfig, OAuthProvider, Secret};
 
 /// How long one request to the provider may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +46,18 @@ pub struct DeviceLogin {
     /// How long the code is valid.
     pub expires_in: Duration,
     details: StandardDeviceAuthorizationResponse,
+}
+
+/// An authorization code login under way: the URL the browser opens, and
+/// what checks and redeems its answer.
+pub struct CodeLogin {
+    /// The authorization URL (it carries the state and the PKCE
+    /// challenge, no secret).
+    pub url: String,
+    /// The `state` the redirect must carry back.
+    pub state: String,
+    verifier: PkceCodeVerifier,
+    redirect: RedirectUrl,
 }
 
 /// Why the provider gave no token.
@@ -154,6 +169,58 @@ where
     Ok(grant(&token))
 }
 
+/// Step 1 of an authorization code login: the URL to open, with a fresh
+/// state and PKCE (S256) challenge; the browser comes back to
+/// `redirect_uri`. Google issues a refresh token only when asked for
+/// offline access.
+pub fn start_code(c: &OAuthConfig, redirect_uri: &str) -> Result<CodeLogin, ProviderError> {
+    let auth = c
+        .auth_url
+        .clone()
+        .ok_or_else(|| ProviderError::Config("oauth.auth_url is not set".into()))?;
+    let auth = AuthUrl::new(auth)
+        .map_err(|_| ProviderError::Config("oauth.auth_url is not a valid URL".into()))?;
+    let redirect = RedirectUrl::new(redirect_uri.to_owned())
+        .map_err(|e| ProviderError::Config(format!("bad redirect URL: {e}")))?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let client = client(c)?
+        .set_auth_uri(auth)
+        .set_redirect_uri(redirect.clone());
+    let mut request = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes(c))
+        .set_pkce_challenge(challenge);
+    if c.provider == OAuthProvider::Google {
+        request = request
+            .add_extra_param("access_type", "offline")
+            .add_extra_param("prompt", "consent");
+    }
+    let (url, state) = request.url();
+    Ok(CodeLogin {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        verifier,
+        redirect,
+    })
+}
+
+/// Step 2: redeems the code the redirect carried, with the PKCE verifier.
+pub async fn finish_code(
+    c: &OAuthConfig,
+    http: &reqwest::Client,
+    login: CodeLogin,
+    code: String,
+) -> Result<Grant, ProviderError> {
+    let token = client(c)?
+        .set_redirect_uri(login.redirect)
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(login.verifier)
+        .request_async(http)
+        .await
+        .map_err(classify)?;
+    Ok(grant(&token))
+}
+
 /// The refresh token grant.
 pub async fn refresh(
     c: &OAuthConfig,
@@ -231,7 +298,7 @@ fn transport(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Printable ASCII only, at most 200 characters.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {

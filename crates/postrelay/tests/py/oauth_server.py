@@ -4,7 +4,10 @@
 Real HTTP (stdlib http.server) on 127.0.0.1, an ephemeral port printed on
 the first line of standard output. Grants: device code (RFC 8628; a code
 is approved on the second poll, so the client sees authorization_pending
-first), refresh token (rotating the refresh token when --rotate is given)
+first), authorization code with PKCE (GET /authorize approves at once and
+redirects to redirect_uri with a code and the state; the token endpoint
+checks the redirect_uri and that the code_verifier hashes (S256) to the
+code_challenge), refresh token (rotating the refresh token when --rotate is given)
 and client credentials. Access tokens live --access-lifetime seconds.
 
 For the tests' SMTP provider and assertions:
@@ -18,20 +21,23 @@ It stops by itself after --lifetime seconds. Loopback only; test use only.
 """
 
 import argparse
+import base64
+import hashlib
 import json
 import secrets
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 LOCK = threading.Lock()
 STATE = {
     "access": {},  # token -> (user, expires_at)
     "refresh": {},  # token -> user
     "devices": {},  # device_code -> polls
-    "stats": {"device_grants": 0, "refreshes": 0, "refused_refreshes": 0,
+    "codes": {},  # authorization code -> (code_challenge, redirect_uri)
+    "stats": {"device_grants": 0, "code_grants": 0, "bad_verifiers": 0, "refreshes": 0, "refused_refreshes": 0,
               "client_credentials": 0, "introspections": 0},
 }
 ARGS = None
@@ -88,11 +94,40 @@ class Handler(BaseHTTPRequestHandler):
                 active = entry is not None and entry[1] > time.time()
                 return self.reply(200, {"active": active,
                                         "user": entry[0] if entry else None})
+            if url.path == "/authorize":
+                return self.authorize(q)
             if url.path == "/stats":
                 now = time.time()
                 live = sum(1 for _, exp in STATE["access"].values() if exp > now)
                 return self.reply(200, dict(STATE["stats"], live_access=live))
         self.reply(404, {"error": "not_found"})
+
+    def authorize(self, q):
+        if q.get("client_id") != ARGS.client_id:
+            return self.error("invalid_client")
+        if (q.get("response_type") != "code"
+                or q.get("code_challenge_method") != "S256"
+                or not q.get("code_challenge") or not q.get("redirect_uri")):
+            return self.error("invalid_request")
+        code = secrets.token_urlsafe(16)
+        STATE["codes"][code] = (q["code_challenge"], q["redirect_uri"])
+        target = q["redirect_uri"] + "?" + urlencode(
+            {"code": code, "state": q.get("state", "")})
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def code_grant(self, f):
+        entry = STATE["codes"].pop(f.get("code", ""), None)
+        if entry is None or entry[1] != f.get("redirect_uri"):
+            return self.error("invalid_grant")
+        digest = hashlib.sha256(f.get("code_verifier", "").encode()).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != entry[0]:
+            STATE["stats"]["bad_verifiers"] += 1
+            return self.error("invalid_grant")
+        STATE["stats"]["code_grants"] += 1
+        return self.reply(200, issue(ARGS.user, True))
 
     def do_POST(self):
         url = urlparse(self.path)
@@ -126,6 +161,8 @@ class Handler(BaseHTTPRequestHandler):
                 del STATE["devices"][code]
                 STATE["stats"]["device_grants"] += 1
                 return self.reply(200, issue(ARGS.user, True))
+            if grant == "authorization_code":
+                return self.code_grant(f)
             if grant == "refresh_token":
                 user = STATE["refresh"].get(f.get("refresh_token", ""))
                 if user is None:

@@ -48,11 +48,12 @@ impl OAuthServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `[relay.oauth]` lines for this server (device flow).
+    /// `[relay.oauth]` lines for this server (every endpoint; the flow is
+    /// the relay's default).
     pub fn relay_oauth(&self, token_file: &std::path::Path) -> String {
         format!(
             "[relay.oauth]\nclient_id = \"postrelay-test\"\ntoken_url = \"{u}/token\"\n\
-             device_url = \"{u}/device\"\nscopes = [\"smtp\"]\ntoken_file = \"{}\"\n",
+             device_url = \"{u}/device\"\nauth_url = \"{u}/authorize\"\nscopes = [\"smtp\"]\ntoken_file = \"{}\"\n",
             token_file.display(),
             u = self.url()
         )
@@ -77,6 +78,31 @@ impl OAuthServer {
             answer["active"] == true && answer["user"] == user
         })
     }
+}
+
+/// What a browser does with `url` (`http://127.0.0.1:PORT/…`, a single
+/// GET, redirects not followed): (status line, `Location` or empty, body).
+pub fn browse(url: &str) -> (String, String, String) {
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .expect("a loopback URL");
+    let (port, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap_or_default();
+    let status = head.lines().next().unwrap_or_default();
+    (status.to_owned(), location.to_owned(), body.to_owned())
 }
 
 fn request(port: u16, method: &str, path: &str) -> serde_json::Value {
