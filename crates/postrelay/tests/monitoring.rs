@@ -154,6 +154,7 @@ fn oauth_series() {
         client_secret_file: None,
         token_url: format!("http://127.0.0.1:{}/token", dead.port()),
         device_url: None,
+        auth_url: None,
         scopes: Vec::new(),
         token_file,
         refresh_token_lifetime: Some(std::time::Duration::from_secs(86400)),

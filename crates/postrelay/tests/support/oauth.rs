@@ -87,25 +87,21 @@ pub fn browse(url: &str) -> (String, String, String) {
         .strip_prefix("http://127.0.0.1:")
         .expect("a loopback URL");
     let (port, path) = rest.split_at(rest.find('/').expect("a path"));
-    let mut s = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let (head, body) = exchange(port.parse().unwrap(), "GET", path);
     let location = head
         .lines()
         .find_map(|l| l.strip_prefix("Location: "))
         .unwrap_or_default();
     let status = head.lines().next().unwrap_or_default();
-    (status.to_owned(), location.to_owned(), body.to_owned())
+    (status.to_owned(), location.to_owned(), body)
 }
 
 fn request(port: u16, method: &str, path: &str) -> serde_json::Value {
+    serde_json::from_str(&exchange(port, method, path).1).unwrap()
+}
+
+/// One HTTP/1.0 request without a body: (response head, body).
+fn exchange(port: u16, method: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -115,8 +111,8 @@ fn request(port: u16, method: &str, path: &str) -> serde_json::Value {
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").expect("a complete response").1;
-    serde_json::from_str(body).unwrap()
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    (head.to_owned(), body.to_owned())
 }
 
 impl Drop for OAuthServer {

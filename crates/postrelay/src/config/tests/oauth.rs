@@ -28,6 +28,10 @@ fn presets_fill_the_endpoints_scopes_and_token_file() {
         o.scopes,
         ["https://outlook.office.com/SMTP.Send", "offline_access"]
     );
+    assert_eq!(
+        o.auth_url.as_deref(),
+        Some("https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize")
+    );
     assert_eq!(o.token_file, PathBuf::from("/sp/oauth/m.token"));
     assert_eq!(o.refresh_token_lifetime, Some(secs(90 * 86400)));
     assert!(c.relays[0].credentials.is_none());
@@ -37,6 +41,11 @@ fn presets_fill_the_endpoints_scopes_and_token_file() {
     );
     let o = c.relays[0].oauth.as_ref().unwrap();
     assert_eq!(o.provider, OAuthProvider::Google);
+    assert_eq!(o.flow, OAuthFlow::AuthorizationCode);
+    assert_eq!(
+        o.auth_url.as_deref(),
+        Some("https://accounts.google.com/o/oauth2/v2/auth")
+    );
     assert_eq!(o.token_url, "https://oauth2.googleapis.com/token");
     assert_eq!(o.scopes, ["https://mail.google.com/"]);
     assert_eq!(o.token_file, PathBuf::from("/t/g.json"));
@@ -101,7 +110,12 @@ fn mistakes_are_refused_with_the_fix() {
         ),
         (
             "[[relay]]\nname = \"m\"\nprovider = \"m365\"\nusername = \"u@x.example\"\n[relay.oauth]\nclient_id = \"c\"\nflow = \"password\"\n",
-            "must be \"device\"",
+            "must be \"authorization_code\" (postrelay auth login: a browser",
+        ),
+        // The authorization code flow without a known authorization page.
+        (
+            "[[relay]]\nname = \"x\"\nhost = \"smtp.example.net\"\nusername = \"u@x.example\"\n[relay.oauth]\nclient_id = \"c\"\ntoken_url = \"https://id.example/t\"\nflow = \"authorization_code\"\n",
+            "set oauth.auth_url",
         ),
     ];
     for (text, words) in cases {
