@@ -171,8 +171,7 @@ async fn keep(c: &OAuthConfig, owner: (u32, u32), grant: provider::Grant) -> Res
     let Some(refresh_token) = grant.refresh_token else {
         return Err(
             "the provider issued no refresh token: add the scope that grants one \
-                    (Microsoft: offline_access) to oauth.scopes; Google issues one only at the first \
-                    consent: remove postrelay's access in the Google account's security page and log in again"
+                    (Microsoft: offline_access) to oauth.scopes"
                 .into(),
         );
     };
