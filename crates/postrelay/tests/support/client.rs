@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use postrelay::deliver::client::{Message, ModeMemory, Security, Target, Timeouts, TlsMode};
+use postrelay::deliver::client::{
+    Failure, Message, ModeMemory, Security, Session, Target, Timeouts, TlsMode,
+};
 use postrelay::net::tls;
 
 pub fn short_timeouts() -> Timeouts {
@@ -96,4 +98,29 @@ pub fn message<'a>(s: &'a Spool, sender: &'a str, rcpts: &'a [String]) -> Messag
 
 pub fn rcpts(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A session that must open; the transcript in the panic otherwise.
+pub async fn open_ok(t: &Target) -> Session {
+    match Session::open(t).await {
+        Ok(s) => s,
+        Err(f) => panic!("open failed: {}\n{}", f.reason, f.transcript.join("\n")),
+    }
+}
+
+/// A session that must fail to open, and why.
+pub async fn open_err(t: &Target) -> Failure {
+    match Session::open(t).await {
+        Ok(mut s) => panic!("open succeeded:\n{}", s.take_transcript().join("\n")),
+        Err(f) => f,
+    }
+}
+
+/// A failure's reason with its transcript, for assertion messages.
+pub fn reason_text(f: &Failure) -> String {
+    format!(
+        "{}\n--- transcript ---\n{}",
+        f.reason,
+        f.transcript.join("\n")
+    )
 }
