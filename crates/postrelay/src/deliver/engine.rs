@@ -15,10 +15,10 @@
 use crate::oauth::TokenSource;
 use std::path::Path;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::attempt::{NoProgress, Progress, SessionFacts};
-use super::client::{Failure, HeaderSwap, Message, ModeMemory, Session, Target};
+use super::client::{Failure, HeaderSwap, Message, ModeMemory};
 use super::local;
 use super::pool::Pool;
 use super::{Attempt, Outcome, Reason};
@@ -72,18 +72,6 @@ pub struct Deliverer {
 enum Destination {
     Relays(Option<String>),
     Smtp { host: String, port: u16 },
-}
-
-/// A transaction carried out on a relay's session (whatever its outcome).
-struct Transacted {
-    lease: super::pool::Lease,
-    sent: Result<Vec<Outcome>, Failure>,
-    /// DNS, connect, greeting, TLS and AUTH time (zero when reused).
-    setup: Duration,
-    /// Which message this was on the connection.
-    conn_use: u32,
-    /// MAIL through the reply to the final dot.
-    transmission: Duration,
 }
 
 pub(crate) use local_mail::local_settings;
@@ -439,68 +427,10 @@ impl Deliverer {
             }
             return;
         }
-        let failure = last.unwrap_or_else(|| Failure {
-            reason: Reason::Local("no relay was tried".into()),
-            transcript: Vec::new(),
-            session_refused: true,
-            stale: false,
-        });
+        let failure = last
+            .unwrap_or_else(|| Failure::before_session(Reason::Local("no relay was tried".into())));
         result.settle_all(indices, &failure.reason);
         result.transcript = failure.transcript;
-    }
-
-    /// One transaction on a session of `relay`, from its pool or newly
-    /// opened. `Err` when no session could be had (the caller fails over).
-    /// A reused session the relay had closed meanwhile (its RSET failed:
-    /// nothing reached the relay after it) is replaced once by a fresh
-    /// connection, which is not reused and so cannot be stale.
-    async fn transact(&self, relay: &Relay, message: &Message<'_>) -> Result<Transacted, Failure> {
-        let mut reuse = true;
-        let mut charged = false;
-        loop {
-            let started = Instant::now();
-            let mut lease = relay.pool.checkout(reuse, || self.open(relay)).await?;
-            // Charged once a session is had, so that an unreachable relay
-            // uses up none of its quota; not again for a stale session.
-            if !charged {
-                if let Some(reason) = self.charge(relay, message.recipients.len()).await {
-                    relay.pool.checkin(lease);
-                    return Err(Failure {
-                        reason,
-                        transcript: Vec::new(),
-                        session_refused: true,
-                        stale: false,
-                    });
-                }
-                charged = true;
-            }
-            let conn_use = lease.session.messages_sent() + 1;
-            let sending = Instant::now();
-            let sent = lease.session.send(message).await;
-            if let Err(f) = &sent
-                && f.stale
-                && lease.reused
-            {
-                tracing::debug!(
-                    relay = %relay.config.name, reason = %f.reason,
-                    "idle session was stale; opening another"
-                );
-                reuse = false;
-                continue;
-            }
-            let setup = if lease.reused {
-                Duration::ZERO
-            } else {
-                sending.duration_since(started)
-            };
-            return Ok(Transacted {
-                transmission: sending.elapsed(),
-                lease,
-                sent,
-                setup,
-                conn_use,
-            });
-        }
     }
 
     /// The header section rewritten for the provider (`[routing] generic`
@@ -517,41 +447,6 @@ impl Deliverer {
             return Ok(None);
         }
         Ok(Some((rewrite.header, section.len() as u64)))
-    }
-
-    async fn open(&self, relay: &Relay) -> Result<Session, Failure> {
-        let rc = &relay.config;
-        let addrs = self
-            .resolver
-            .resolve(&rc.host, rc.port)
-            .await
-            .map_err(|e| Failure {
-                reason: Reason::Dns(e),
-                transcript: Vec::new(),
-                session_refused: true,
-                stale: false,
-            })?;
-        let target = Target {
-            name: rc.name.clone(),
-            host: rc.host.clone(),
-            tls_name: rc.tls_name.clone(),
-            port: rc.port,
-            addrs,
-            tls: rc.tls,
-            security: rc.security,
-            tls_config_verify: relay.tls_config.clone(),
-            credentials: rc
-                .credentials
-                .as_ref()
-                .map(|c| (c.username.clone(), c.password.clone())),
-            oauth: relay.oauth.clone(),
-            allow_plaintext_auth: rc.allow_plaintext_auth,
-            helo_name: self.hostname.clone(),
-            timeouts: rc.timeouts,
-            verbose: rc.verbose,
-            mode_memory: relay.mode.clone(),
-        };
-        Session::open(&target).await
     }
 }
 
@@ -607,5 +502,7 @@ fn spawn_reaper(engine: Weak<Deliverer>) {
 
 mod limits;
 mod local_mail;
+mod session;
+use session::Transacted;
 #[cfg(test)]
 mod tests;

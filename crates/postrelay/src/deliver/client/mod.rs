@@ -189,6 +189,20 @@ pub struct Failure {
     pub stale: bool,
 }
 
+impl Failure {
+    /// A failure before any conversation with the relay (no address, no
+    /// quota, no relay at all): nothing to show, and the caller may try
+    /// the next relay.
+    pub fn before_session(reason: Reason) -> Failure {
+        Failure {
+            reason,
+            transcript: Vec::new(),
+            session_refused: true,
+            stale: false,
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.reason.fmt(f)
