@@ -32,10 +32,10 @@ use postrelay_smtp::reply::Reply;
 
 /// Why the engine could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
-#[error("relay \"{relay}\": {message}")]
+#[error("{part}: {message}")]
 pub struct EngineError {
-    /// The relay's name.
-    pub relay: String,
+    /// Which part of the configuration: `relay "NAME"` or `[cluster]`.
+    pub part: String,
     /// What is wrong (a CA file that does not load …).
     pub message: String,
 }
@@ -98,7 +98,7 @@ impl Deliverer {
         let hops = config.next_hops.iter().map(|rc| (rc, true));
         for (rc, next_hop) in config.relays.iter().map(|rc| (rc, false)).chain(hops) {
             let err = |message: String| EngineError {
-                relay: rc.name.clone(),
+                part: format!("relay \"{}\"", rc.name),
                 message,
             };
             let tls_config = match rc.security {

@@ -167,7 +167,7 @@ impl Deliverer {
 /// with its first engine; later engines keep it.
 pub(super) fn store(config: &crate::config::Config) -> Result<Arc<Store>, EngineError> {
     let store = Store::for_config(config).map_err(|e| EngineError {
-        relay: "[cluster]".into(),
+        part: "[cluster]".into(),
         message: e.to_string(),
     })?;
     Ok(Arc::new(store))
