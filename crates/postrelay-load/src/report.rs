@@ -13,6 +13,7 @@ use crate::error::LoadError;
 use crate::procfs::WatchReport;
 use crate::send::SendReport;
 
+mod budget;
 pub mod svg;
 mod tables;
 
@@ -53,6 +54,15 @@ pub struct Row {
     /// The relay's memory during the run.
     #[serde(default)]
     pub mem: Option<WatchReport>,
+    /// CPU seconds of the client over the same span as `cpu_s`.
+    #[serde(default)]
+    pub client_cpu_s: Option<f64>,
+    /// CPU seconds of the sink over the same span.
+    #[serde(default)]
+    pub sink_cpu_s: Option<f64>,
+    /// CPUs of the machine the run shared.
+    #[serde(default)]
+    pub cpus: Option<u32>,
     /// What the client and the sink saw.
     pub run: SendReport,
 }

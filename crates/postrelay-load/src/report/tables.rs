@@ -9,8 +9,8 @@ use std::fmt::Write;
 use super::svg::{Chart, Series};
 use super::{Row, ScalePoint};
 
-const LOAD: &str = "postrelay-load";
-const MATRIX: [(&str, &str); 6] = [
+pub(super) const LOAD: &str = "postrelay-load";
+pub(super) const MATRIX: [(&str, &str); 6] = [
     ("1k-new", "1 KB, new connection per message"),
     ("1k-reuse", "1 KB, connections reused"),
     ("100k-new", "100 KB, new connection per message"),
@@ -31,15 +31,15 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
     }
 }
 
-type Metric = fn(&Row) -> Option<f64>;
+pub(super) type Metric = fn(&Row) -> Option<f64>;
 
 fn intake(r: &Row) -> Option<f64> {
     Some(r.run.intake_per_s)
 }
-fn e2e(r: &Row) -> Option<f64> {
+pub(super) fn e2e(r: &Row) -> Option<f64> {
     r.run.e2e_per_s
 }
-fn cpu_ms(r: &Row) -> Option<f64> {
+pub(super) fn cpu_ms(r: &Row) -> Option<f64> {
     Some(r.cpu_s? * 1e3 / (r.run.accepted as f64))
 }
 /// A single process's exact peak, or the sampled sum of PSS of many.
@@ -51,7 +51,7 @@ fn wall_ms(r: &Row) -> Option<f64> {
     Some(r.run.intake_s * 1e3 / r.run.accepted as f64)
 }
 
-struct Pick<'a> {
+pub(super) struct Pick<'a> {
     rows: &'a [Row],
     upstream: &'a str,
     scenario: &'a str,
@@ -59,7 +59,12 @@ struct Pick<'a> {
 }
 
 impl<'a> Pick<'a> {
-    fn new(rows: &'a [Row], upstream: &'a str, scenario: &'a str, client: &'a str) -> Pick<'a> {
+    pub(super) fn new(
+        rows: &'a [Row],
+        upstream: &'a str,
+        scenario: &'a str,
+        client: &'a str,
+    ) -> Pick<'a> {
         Pick {
             rows,
             upstream,
@@ -68,7 +73,7 @@ impl<'a> Pick<'a> {
         }
     }
 
-    fn of(&self, relay: &str, m: Metric) -> Option<f64> {
+    pub(super) fn of(&self, relay: &str, m: Metric) -> Option<f64> {
         median(
             self.rows
                 .iter()
@@ -113,7 +118,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? / b?).filter(|r| r.is_finite())
 }
 
-fn upstreams(rows: &[Row]) -> Vec<&str> {
+pub(super) fn upstreams(rows: &[Row]) -> Vec<&str> {
     ["plain", "tls"]
         .into_iter()
         .filter(|u| rows.iter().any(|r| r.upstream == *u))
@@ -121,7 +126,7 @@ fn upstreams(rows: &[Row]) -> Vec<&str> {
 }
 
 /// A table's head line and its separator.
-fn header(out: &mut String, head: &str) {
+pub(super) fn header(out: &mut String, head: &str) {
     let _ = writeln!(
         out,
         "{head}\n|{}",
@@ -290,6 +295,7 @@ pub fn section(rows: &[Row], machine: &str, images: &[(String, String)]) -> Stri
     delay(&mut out, rows, &relays);
     out.push_str("\n### The client: postrelay-load beside smtp-source (plain sink)\n\n");
     clients(&mut out, rows, &relays);
+    super::budget::table(&mut out, rows);
     if !images.is_empty() {
         out.push_str("\n### Charts\n\n");
         for (title, name) in images {

@@ -20,6 +20,9 @@ fn row(relay: &str, scenario: &str, client: &str, sessions: usize, e2e: f64) -> 
         scenario: scenario.into(),
         client: client.into(),
         cpu_s: Some(0.5),
+        client_cpu_s: None,
+        sink_cpu_s: None,
+        cpus: None,
         mem: Some(WatchReport {
             samples: 3,
             peak_rss_kb: 9000,
@@ -224,4 +227,31 @@ fn interleaved_relays_make_one_series_each() {
     let names: Vec<&str> = rss.series.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["postrelay", "postfix"]);
     assert_eq!(rss.series[1].points, vec![(1000.0, 30.0), (10_000.0, 35.0)]);
+}
+
+#[test]
+fn the_budget_table_shows_the_ceiling_and_what_five_times_postfix_leaves() {
+    let costed = |relay: &str, e2e: f64| Row {
+        client_cpu_s: Some(0.2),
+        sink_cpu_s: Some(0.1),
+        cpus: Some(2),
+        ..row(relay, "1k-new", "postrelay-load", 20, e2e)
+    };
+    // 1000 messages: relay 0.5 ms, client 0.2, sink 0.1 per message.
+    let rows = vec![costed("postrelay", 2400.0), costed("postfix", 400.0)];
+    let s = section(&rows, "", &[]);
+    let line = s
+        .lines()
+        .skip_while(|l| !l.starts_with("### What bounds end to end"))
+        .find(|l| l.starts_with("| plain | 1 KB, new connection per message |"))
+        .expect("a budget line");
+    // all three 0.80 ms; 2 CPUs allow 2500/s; 5x postfix is 2000/s, which
+    // leaves 2000/2000 - 0.3 = 0.70 ms for the relay.
+    assert_eq!(
+        line,
+        "| plain | 1 KB, new connection per message | 0.50 | 0.20 | 0.10 | 0.80 | 2500 | 2400 | 2000 | 0.70 |"
+    );
+    // Runs without the client's and the sink's CPU: no table.
+    let old = vec![row("postrelay", "1k-new", "postrelay-load", 20, 2400.0)];
+    assert!(!section(&old, "", &[]).contains("What bounds end to end"));
 }
