@@ -13,6 +13,7 @@ pub mod fakeserver;
 pub mod helper;
 pub mod http;
 pub mod install;
+pub mod intake;
 pub mod netns;
 pub mod oauth;
 pub mod peers;
