@@ -36,6 +36,7 @@ mod routing;
 mod sasl_passwd;
 mod secrets;
 mod submission;
+mod submit_view;
 #[cfg(test)]
 mod tests;
 pub(crate) mod units;
@@ -57,6 +58,7 @@ pub use relay_settings::{Credentials, RelayConfig, RelayLimits, RelayTimeouts, S
 pub(crate) use sasl_passwd::fuzz_check as fuzz_sasl_passwd;
 pub use secrets::{Secret, read_secret_file};
 pub use submission::{ServerTls, Submission, User};
+pub use submit_view::SubmitSettings;
 pub(crate) use units::format_duration;
 pub use units::{Cidr, CidrError};
 

@@ -16,18 +16,13 @@ use super::validate::{Flavor, Locator};
 use super::{
     Config, ConfigError, Intake, LogFormat, LogSettings, LogTarget, QueueSettings, SyncMode,
 };
-use super::{delivery, relay};
+use super::{delivery, relay, submit_view};
 use crate::domain::DomainError;
 
-const FILE_SPOOL: &str = "/var/spool/postrelay";
-const BUILTIN_SPOOL: &str = "./postrelay-spool";
 const FILE_LISTEN: &str = "127.0.0.1:25";
 const BUILTIN_LISTEN: &str = "127.0.0.1:2525";
 const MYNETWORKS: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 const LOCAL_DOMAINS: [&str; 2] = ["localhost", "$hostname"];
-const MESSAGE_SIZE_LIMIT: &str = "25 MiB";
-const HEADER_SIZE_LIMIT: u64 = 102_400;
-const LINE_LENGTH_LIMIT: u64 = 998;
 const COMMAND_LENGTH_LIMIT: u64 = 2048;
 const MAX_RECIPIENTS: usize = 1000;
 const MAX_ERRORS: usize = 20;
@@ -54,12 +49,8 @@ pub(super) fn resolve(
     flavor: Flavor,
     loc: &Locator<'_>,
 ) -> Result<Config, ConfigError> {
-    let hostname = hostname(file.hostname, flavor, loc)?;
-    let spool = match file.spool {
-        Some(s) => non_empty_path(loc, "spool", s)?,
-        None if flavor == Flavor::Builtin => PathBuf::from(BUILTIN_SPOOL),
-        None => PathBuf::from(FILE_SPOOL),
-    };
+    let hostname = submit_view::hostname(file.hostname, flavor, loc)?;
+    let spool = submit_view::spool(file.spool, flavor, loc)?;
     let control_socket = match file.control_socket {
         Some(s) => non_empty_path(loc, "control_socket", s)?,
         None => spool.join("control.sock"),
@@ -106,31 +97,6 @@ pub(super) fn resolve(
         local,
         cluster,
     })
-}
-
-fn hostname(
-    written: Option<String>,
-    flavor: Flavor,
-    loc: &Locator<'_>,
-) -> Result<String, ConfigError> {
-    if let Some(name) = written {
-        return check_domain(&name).map_err(|why| loc.value_error("hostname", &why));
-    }
-    let system = nix::unistd::gethostname()
-        .ok()
-        .and_then(|s| s.into_string().ok())
-        .unwrap_or_default();
-    match (check_domain(&system), flavor) {
-        (Ok(name), _) => Ok(name),
-        (Err(_), Flavor::Builtin) => Ok("localhost".to_owned()),
-        (Err(why), Flavor::File) => Err(loc.invalid(
-            "hostname",
-            None,
-            format!(
-                r#"hostname is not set and the system host name {system:?} cannot be used ({why}); set e.g. hostname = "relay.example.com""#
-            ),
-        )),
-    }
 }
 
 /// Checks a domain name and returns it lower-cased. Beyond the shape
@@ -192,15 +158,12 @@ fn intake(
         None => default_local_domains(hostname),
     };
 
-    let message_size_limit = message_size_limit(file.message_size_limit, loc)?;
-    let header_size_limit = file.header_size_limit.map_or(HEADER_SIZE_LIMIT, |s| s.0);
-    if header_size_limit == 0 {
-        let why = r#"0 would refuse every message; write e.g. "100 KiB""#;
-        return Err(loc.value_error("intake.header_size_limit", why));
-    }
-    let line_length_limit = file.line_length_limit.unwrap_or(LINE_LENGTH_LIMIT);
-    let why = "must be at least 998: RFC 5322 §2.1.1 lets senders write lines of 998 octets, and a smaller limit refuses valid mail";
-    at_least(loc, "intake.line_length_limit", line_length_limit, 998, why)?;
+    let (message_size_limit, header_size_limit, line_length_limit) = submit_view::message_limits(
+        file.message_size_limit,
+        file.header_size_limit,
+        file.line_length_limit,
+        loc,
+    )?;
     let command_length_limit = file.command_length_limit.unwrap_or(COMMAND_LENGTH_LIMIT);
     let why = "must be at least 512, the command line length every server must accept (RFC 5321 §4.5.3.1.4)";
     at_least(
@@ -277,21 +240,6 @@ fn default_local_domains(hostname: &str) -> Vec<String> {
         }
     }
     list
-}
-
-/// `intake.message_size_limit`: never 0 (there is no "unlimited").
-fn message_size_limit(
-    written: Option<super::units::Size>,
-    loc: &Locator<'_>,
-) -> Result<u64, ConfigError> {
-    let limit = written.map_or_else(|| parse_const_size(MESSAGE_SIZE_LIMIT), |s| s.0);
-    if limit == 0 {
-        return Err(loc.value_error(
-            "intake.message_size_limit",
-            r#"0 would refuse every message (there is no "unlimited"); write the largest size to accept, e.g. "25 MiB""#,
-        ));
-    }
-    Ok(limit)
 }
 
 /// The SMTP server's timeouts.
@@ -506,7 +454,7 @@ fn log(file: super::file::LogFile, loc: &Locator<'_>) -> Result<LogSettings, Con
     })
 }
 
-fn at_least(
+pub(super) fn at_least(
     loc: &Locator<'_>,
     key: &str,
     value: u64,
@@ -542,7 +490,7 @@ where
     text.parse().expect("built-in default parses")
 }
 
-fn parse_const_size(text: &str) -> u64 {
+pub(super) fn parse_const_size(text: &str) -> u64 {
     parse_size(text).expect("built-in default size parses")
 }
 

@@ -22,6 +22,18 @@ pub(super) enum Flavor {
 }
 
 pub(super) fn parse(text: &str, origin: &str, flavor: Flavor) -> Result<Config, ConfigError> {
+    let (file, loc): (FileConfig, _) = deserialize(text, origin, true)?;
+    let owner = super::daemon::secret_owner(&file.daemon);
+    super::secrets::with_owner(owner, || resolve::resolve(file, flavor, &loc))
+}
+
+/// The document as `T`, and its [`Locator`]; unknown keys are an error
+/// when `check` (else `T` reads what it knows and ignores the rest).
+pub(super) fn deserialize<'t, T: serde::de::DeserializeOwned>(
+    text: &'t str,
+    origin: &'t str,
+    check: bool,
+) -> Result<(T, Locator<'t>), ConfigError> {
     let root = DeTable::parse(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let (line, column) = line_col(text, offset);
@@ -33,11 +45,12 @@ pub(super) fn parse(text: &str, origin: &str, flavor: Flavor) -> Result<Config, 
         }
     })?;
     let loc = Locator::build(text, origin, root.get_ref());
-    check_keys(&loc, root.get_ref())?;
-    let file: FileConfig = serde::Deserialize::deserialize(toml::de::Deserializer::from(root))
+    if check {
+        check_keys(&loc, root.get_ref())?;
+    }
+    let value = <T as serde::Deserialize>::deserialize(toml::de::Deserializer::from(root))
         .map_err(|e| loc.serde_error(&e))?;
-    let owner = super::daemon::secret_owner(&file.daemon);
-    super::secrets::with_owner(owner, || resolve::resolve(file, flavor, &loc))
+    Ok((value, loc))
 }
 
 /// 1-based line and column (in characters) of a byte offset.

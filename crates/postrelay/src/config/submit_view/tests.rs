@@ -1,0 +1,61 @@
+use super::*;
+
+/// The view of `text` equals what the whole configuration says.
+fn same_as_full(text: &str) {
+    let full = super::super::parse(text, "t.toml").unwrap();
+    assert_eq!(
+        SubmitSettings::read(text, "t.toml").unwrap(),
+        SubmitSettings::of(&full),
+        "{text}"
+    );
+}
+
+#[test]
+fn agrees_with_the_whole_configuration() {
+    same_as_full("");
+    same_as_full("hostname = \"Relay.Example.COM\"\nspool = \"/srv/q\"\n");
+    same_as_full(
+        "[intake]\nmessage_size_limit = \"10 MB\"\nheader_size_limit = \"64 KiB\"\n\
+         line_length_limit = 2000\nlisten = [\"127.0.0.1:2525\"]\n\
+         mynetworks = [\"10.0.0.0/8\"]\n",
+    );
+    same_as_full("[[relay]]\nname = \"a\"\nhost = \"smtp.example.net\"\n");
+}
+
+#[test]
+fn builtin_is_the_builtin_config() {
+    assert_eq!(
+        SubmitSettings::builtin(),
+        SubmitSettings::of(&crate::config::builtin_default())
+    );
+}
+
+#[test]
+fn other_settings_are_not_read() {
+    let s = SubmitSettings::read(
+        "hostname = \"h.example\"\nno_such_key = 1\n[delivery]\nmax_workers = \"many\"\n\
+         [intake.submission]\nusers = \"/nonexistent/users\"\n\
+         [[relay]]\nname = \"x\"\npassword_file = \"/nonexistent/secret\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(s.hostname, "h.example");
+}
+
+#[test]
+fn errors_in_its_settings_are_those_of_the_whole_file() {
+    for text in [
+        "hostname = \"not a host\"\n",
+        "spool = \"\"\n",
+        "[intake]\nmessage_size_limit = \"25M\"\n",
+        "[intake]\nheader_size_limit = 0\n",
+        "[intake]\nline_length_limit = 100\n",
+        "[intake\n",
+    ] {
+        let full = super::super::parse(text, "t.toml").unwrap_err().to_string();
+        let view = SubmitSettings::read(text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(view, full, "{text}");
+    }
+}
