@@ -151,7 +151,7 @@ fn main_page_extra() -> String {
     item(
         &mut r,
         "/usr/sbin/sendmail, /usr/bin/mailq",
-        "The sendmail(1) interface and the queue listing, links to postrelay.",
+        "The sendmail(1) interface (a link to postrelay-sendmail, which runs postrelay for all but submitting to the running daemon) and the queue listing (a link to postrelay).",
     );
     r.control("SH", ["EXIT STATUS"]);
     para(

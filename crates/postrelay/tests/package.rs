@@ -404,7 +404,7 @@ fn install_send_upgrade_purge() {
         "drwx-wx--T postrelay:postdrop /var/spool/postrelay/maildrop",
         "drwx------ postrelay:postrelay /etc/postrelay/secrets",
         "drwxr-s--- postrelay:adm /var/log/postrelay",
-        "postrelay\n../sbin/postrelay\n../sbin/postrelay\n",
+        "postrelay-sendmail\n../sbin/postrelay-sendmail\n../sbin/postrelay\n",
         "postrelay:/var/spool/postrelay:/usr/sbin/nologin",
         "/lib/systemd/system/postrelay.service\n",
         "/usr/share/man/man5/postrelay.toml.5.gz",

@@ -1,5 +1,5 @@
-//! The sendmail interface against real processes: the `postrelay` binary
-//! called through a `sendmail` symlink (and as `postrelay sendmail`), a
+//! The sendmail interface against real processes: `postrelay-sendmail`
+//! called through a `sendmail` symlink (and `postrelay sendmail`), a
 //! setgid copy of `postrelay-postdrop`, a running (or stopped) daemon,
 //! an unprivileged user (`nobody` through setpriv), bsd-mailx's mail(1),
 //! and strace (to hold postdrop in its last step).
@@ -9,103 +9,15 @@
 
 mod support;
 
-use support::install::{Install, run};
+use support::install::{
+    Install, body, daemon, maildrop, ok, queued, recipients, run, wait_for, without_socket,
+};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use serde_json::Value;
 use support::daemon::{Daemon, Options, bin};
 use support::peers;
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}, stderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "unexpected stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A daemon whose files `nobody` may reach as an ordinary user could:
-/// the configuration is readable, the spool keeps its own modes.
-fn daemon() -> Daemon {
-    // relay.test is not a local domain, so mail to root@relay.test stays
-    // queued (there is no relay) instead of reaching a local mailbox.
-    let d = Daemon::start_with(Options {
-        intake: "local_domains = [\"localhost\"]".into(),
-        ..Options::default()
-    });
-    std::fs::set_permissions(d.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&d.config, PermissionsExt::from_mode(0o644)).unwrap();
-    // Set up before the daemon accepts connections: a sendmail run right
-    // after the start must find maildrop/ open to the postdrop group.
-    let gid = nix::unistd::Group::from_name("postdrop")
-        .unwrap()
-        .unwrap()
-        .gid
-        .as_raw();
-    for (dir, mode) in [(maildrop(&d), 0o1730), (d.spool(), 0o710)] {
-        let md = std::fs::metadata(&dir).unwrap();
-        assert_eq!(md.mode() & 0o7777, mode, "{}", dir.display());
-        assert_eq!(md.gid(), gid, "{}", dir.display());
-    }
-    d
-}
-
-/// Removes the daemon's submit socket, so that root's sendmail goes
-/// through postdrop and pickup while the daemon runs.
-fn without_socket(d: &Daemon) {
-    std::fs::remove_file(d.spool().join("submit.sock")).unwrap();
-}
-
-fn maildrop(d: &Daemon) -> PathBuf {
-    d.spool().join("maildrop")
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits for `n` messages and returns them.
-fn queued(d: &Daemon, n: usize) -> Vec<Value> {
-    let q = d.wait_queue_len(n);
-    assert_eq!(q.len(), n, "queue: {q:#?}\n{}", d.stderr());
-    q
-}
-
-fn recipients(env: &Value) -> Vec<String> {
-    env["recipients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["address"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn body(d: &Daemon, env: &Value) -> String {
-    let bytes = d.body(env["id"].as_str().unwrap());
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'\n' {
-            assert!(i > 0 && bytes[i - 1] == b'\r', "bare LF at {i}");
-        }
-        if b == b'\r' {
-            assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}");
-        }
-    }
-    String::from_utf8(bytes).unwrap()
-}
 
 #[test]
 fn root_submits_through_the_symlink_and_the_subcommand() {

@@ -1,6 +1,6 @@
 //! `sendmail`: the command cron, PHP, monitoring tools and mail(1) run to
-//! send mail (`/usr/sbin/sendmail` → postrelay, chosen by argv\[0\], or
-//! `postrelay sendmail ARGS…`).
+//! send mail (`postrelay sendmail ARGS…`, or `postrelay` called as
+//! `sendmail`).
 //!
 //! It runs as the calling user with no privilege. It reads the message,
 //! normalises it (see `input`), adds a `From:` when there is none, and
@@ -11,6 +11,10 @@
 //! spool's maildrop/, from where the daemon's pickup queues it. Exit 0
 //! means the daemon or postdrop reported the message durable. `Date:`,
 //! `Message-ID:` and `Received: … from userid N` are added by the daemon.
+//!
+//! `/usr/sbin/sendmail` is `postrelay-sendmail` (see `fast`), a small
+//! program that runs this module's submission itself when the daemon
+//! takes the connection, and `postrelay sendmail` for everything else.
 //!
 //! Options: see `args`. Differences from Postfix worth knowing:
 //! - with `-t`, recipients on the command line are *added* to those of
@@ -26,12 +30,14 @@
 
 mod addrlist;
 pub mod args;
+pub mod fast;
 mod input;
+mod smtp;
 mod to_daemon;
 
 use std::ffi::OsString;
-use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 
@@ -41,7 +47,7 @@ use postrelay_smtp::address::Mailbox;
 use self::args::{Mode, Options};
 use self::input::{After, DataWriter, InputError, Limits, LineReader};
 use self::to_daemon::{Sink, Verdict};
-use crate::config::{self, Config};
+use crate::config::{self, Config, SubmitSettings};
 use crate::maildrop::{self, Body, Submission};
 
 const EX_USAGE: u8 = 64;
@@ -80,8 +86,10 @@ fn run(args: Vec<OsString>, config_path: Option<&Path>) -> Result<ExitCode, Fail
             &config,
             super::queue::QueueCommand::Flush,
         )),
-        Mode::Smtp => smtp(&config),
-        Mode::Submit => submit(&config, &opts).map(|()| ExitCode::SUCCESS),
+        Mode::Smtp => smtp::relay(&config),
+        Mode::Submit => {
+            submit(&SubmitSettings::of(&config), &opts, None).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -163,9 +171,11 @@ fn caller() -> Caller {
     }
 }
 
-fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
+/// Reads the message on stdin and hands it over: to the daemon on `sock`
+/// when already connected, else as [`hand_over`] finds best.
+fn submit(settings: &SubmitSettings, opts: &Options, sock: Option<UnixStream>) -> Result<(), Fail> {
     let me = caller();
-    let host = &config.hostname;
+    let host = &settings.hostname;
     let own = Mailbox::from_parts(&me.name, host)
         .map_err(|e| {
             Fail(
@@ -186,11 +196,10 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
         ));
     }
 
-    let intake = &config.intake;
     let limits = Limits {
-        size: intake.message_size_limit.min(maildrop::HARD_SIZE_CAP),
-        header: intake.header_size_limit,
-        line: intake.line_length_limit,
+        size: settings.message_size_limit.min(maildrop::HARD_SIZE_CAP),
+        header: settings.header_size_limit,
+        line: settings.line_length_limit,
     };
     let stdin = io::stdin();
     let mut reader = LineReader::new(
@@ -229,20 +238,35 @@ fn submit(config: &Config, opts: &Options) -> Result<(), Fail> {
         header: &header,
         from_line: from_line.as_deref(),
     };
-    hand_over(config, &message, &mut reader, opts, &limits)
+    let to = Handover {
+        spool: &settings.spool,
+        sock,
+    };
+    hand_over(to, &message, &mut reader, opts, &limits)
+}
+
+/// Where [`hand_over`] sends the message.
+struct Handover<'a> {
+    spool: &'a Path,
+    /// The daemon's submit socket, already connected; `None`: connect
+    /// now, or use postdrop.
+    sock: Option<UnixStream>,
 }
 
 /// Streams the message to the daemon, or to postdrop (see `to_daemon`),
 /// and turns the verdict into success or the failure to report.
 fn hand_over<R: std::io::BufRead>(
-    config: &Config,
+    to: Handover<'_>,
     message: &Message<'_>,
     reader: &mut LineReader<R>,
     opts: &Options,
     limits: &Limits,
 ) -> Result<(), Fail> {
-    let socket = maildrop::submit_socket(&config.spool);
-    let mut sink = Sink::open(&socket, || spawn_postdrop(config)).map_err(|e| {
+    let spool = to.spool;
+    let connected = to
+        .sock
+        .map_or_else(|| UnixStream::connect(maildrop::submit_socket(spool)), Ok);
+    let mut sink = Sink::with(connected, || spawn_postdrop(spool)).map_err(|e| {
         Fail(
             EX_TEMPFAIL,
             format!("cannot run {}: {e}", postdrop_path().display()),
@@ -263,7 +287,7 @@ fn hand_over<R: std::io::BufRead>(
         Verdict::Postdrop(output) => {
             let size = postdrop_verdict(&output, streamed)?;
             let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
-            let dir = maildrop::dir(&config.spool);
+            let dir = maildrop::dir(spool);
             (
                 size,
                 format!(
@@ -447,16 +471,21 @@ fn postdrop_path() -> PathBuf {
     if let Some(p) = std::env::var_os("POSTRELAY_POSTDROP") {
         return p.into();
     }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("postrelay-postdrop")))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| POSTDROP_PATH.into())
+    beside_me("postrelay-postdrop", POSTDROP_PATH)
 }
 
-fn spawn_postdrop(config: &Config) -> io::Result<Child> {
+/// The program `name` in this program's directory, else `installed`.
+fn beside_me(name: &str, installed: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| installed.into())
+}
+
+fn spawn_postdrop(spool: &Path) -> io::Result<Child> {
     Command::new(postdrop_path())
-        .arg(&config.spool)
+        .arg(spool)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -509,62 +538,6 @@ fn display_name(name: &str) -> String {
         .map(|w| format!("=?UTF-8?Q?{w}?="))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// `-bs`: relays SMTP between stdin/stdout and the daemon's first listener.
-fn smtp(config: &Config) -> Result<ExitCode, Fail> {
-    let Some(&listen) = config.intake.listen.first() else {
-        return Err(Fail(
-            EX_CONFIG,
-            "no intake.listen address to connect to".into(),
-        ));
-    };
-    let target = SocketAddr::new(
-        match listen.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
-            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-            ip => ip,
-        },
-        listen.port(),
-    );
-    let stream = match TcpStream::connect_timeout(&target, std::time::Duration::from_secs(10)) {
-        Ok(s) => s,
-        Err(e) => {
-            print!(
-                "421 4.3.2 {} Service not available: cannot reach the postrelay daemon on {target} ({e})\r\n",
-                config.hostname
-            );
-            let _ = io::stdout().flush();
-            return Ok(ExitCode::from(EX_TEMPFAIL));
-        }
-    };
-    let mut upstream = stream
-        .try_clone()
-        .map_err(|e| Fail(EX_TEMPFAIL, e.to_string()))?;
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut io::stdin().lock(), &mut upstream);
-        let _ = upstream.shutdown(std::net::Shutdown::Write);
-    });
-    let mut down = stream;
-    let mut stdout = io::stdout().lock();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match down.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if stdout
-                    .write_all(&buf[..n])
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::{Child, ChildStdin, Output};
 use std::time::Duration;
 
@@ -90,10 +89,10 @@ pub struct Sink<F: FnMut() -> io::Result<Child>> {
 }
 
 impl<F: FnMut() -> io::Result<Child>> Sink<F> {
-    /// On the daemon's socket at `socket` if it takes the connection,
-    /// else on a postdrop started now.
-    pub fn open(socket: &Path, mut spawn: F) -> io::Result<Self> {
-        let state = match UnixStream::connect(socket) {
+    /// On `connected`, the daemon's socket, if connecting succeeded, else
+    /// on a postdrop started now.
+    pub fn with(connected: io::Result<UnixStream>, mut spawn: F) -> io::Result<Self> {
+        let state = match connected {
             Ok(sock) => {
                 sock.set_write_timeout(Some(ANSWER_WITHIN))?;
                 State::Daemon {

@@ -84,7 +84,7 @@ impl Setup {
     }
 
     fn send(&self, message: &[u8]) -> Verdict {
-        let mut sink = Sink::open(&self.socket, self.spawn()).unwrap();
+        let mut sink = Sink::with(UnixStream::connect(&self.socket), self.spawn()).unwrap();
         // In pieces, as `stream` writes it.
         for piece in message.chunks(1000) {
             sink.write_all(piece).unwrap();
@@ -187,7 +187,7 @@ fn a_large_message_is_not_kept_for_replay() {
     let s = Setup::new();
     let daemon = s.daemon(Daemon::DiesAfter(REPLAY_LIMIT + 100_000));
     let m = message(REPLAY_LIMIT * 3);
-    let mut sink = Sink::open(&s.socket, s.spawn()).unwrap();
+    let mut sink = Sink::with(UnixStream::connect(&s.socket), s.spawn()).unwrap();
     let mut failed = false;
     for piece in m.chunks(1000) {
         if sink.write_all(piece).is_err() {
