@@ -86,6 +86,10 @@ fn debs() -> &'static Debs {
                 "postrelay-postdrop",
                 env!("CARGO_BIN_EXE_postrelay-postdrop"),
             ),
+            (
+                "postrelay-sendmail",
+                env!("CARGO_BIN_EXE_postrelay-sendmail"),
+            ),
         ] {
             let to = release.join(name);
             std::fs::copy(exe, &to).unwrap();
