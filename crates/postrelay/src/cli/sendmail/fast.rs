@@ -17,6 +17,12 @@
 //! through `postrelay-postdrop` and maildrop/ when the daemon is down or
 //! the caller may not use its socket.
 //!
+//! An error in a part of the configuration submission does not use goes
+//! unseen here: the daemon that took the connection works with the
+//! configuration it loaded, and `postrelay check-config` (or a reload)
+//! reports the error. `postrelay sendmail` still refuses to submit with a
+//! broken file (exit 78).
+//!
 //! Not for: anything the full binary does beyond submitting to a running
 //! daemon; no second way into the queue (the socket is the daemon's).
 
