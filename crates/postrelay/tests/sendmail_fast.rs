@@ -263,3 +263,30 @@ fn through_a_link_it_finds_the_full_binary() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// An error in a setting submission does not use is not its business:
+/// the running daemon takes the message (the full binary refuses, 78).
+#[test]
+fn an_error_elsewhere_in_the_file_does_not_stop_it() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    let (dir, fast) = fast_only();
+    let broken = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&broken, format!("no_such_setting = 1\n{text}")).unwrap();
+    let msg = b"To: a@x.example\n\nx\n";
+    let mut c = inst.command(&d, &fast);
+    ok(&run(
+        c.env("POSTRELAY_CONFIG", &broken).args(["-t", "-i"]),
+        msg,
+    ));
+    assert_eq!(queued(&d, 1)[0]["recipients"][0]["address"], "a@x.example");
+    let mut c = inst.command(&d, Path::new(bin()));
+    let out = run(
+        c.env("POSTRELAY_CONFIG", &broken)
+            .args(["sendmail", "-t", "-i"]),
+        msg,
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no_such_setting"), "{}", stderr(&out));
+}
