@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::control::{self, Request, Response};
 use crate::maillog::MailLog;
 use crate::queue::Queue;
-use crate::spool::{Envelope, Location, QueueId, RcptState, Spool, SpoolError};
+use crate::spool::{Envelope, Location, QueueId, RcptState, Spool, SpoolError, SpoolReader};
 
 /// `postrelay queue` subcommands.
 #[derive(Debug, Subcommand)]
@@ -95,11 +95,6 @@ pub fn run(config: &Config, cmd: QueueCommand) -> ExitCode {
     }
 }
 
-fn read_all(config: &Config) -> Result<Vec<(Envelope, Location)>, String> {
-    let reader = Spool::open_readonly(&config.spool).map_err(|e| spool_hint(config, e))?;
-    reader.list().map_err(|e| spool_hint(config, e))
-}
-
 fn spool_hint(config: &Config, e: SpoolError) -> String {
     let text = e.to_string();
     if text.contains("ermission denied") {
@@ -142,24 +137,63 @@ fn list(config: &Config, json: bool) -> Result<ExitCode, String> {
 }
 
 fn list_json(config: &Config) -> Result<ExitCode, String> {
-    let all = read_all(config)?;
-    let items: Vec<serde_json::Value> = all
-        .iter()
-        .map(|(env, loc)| {
-            let mut v = serde_json::to_value(env).unwrap_or_default();
-            v["location"] = serde_json::json!(if *loc == Location::Hold {
-                "hold"
-            } else {
-                "queue"
-            });
-            v
-        })
-        .collect();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&items).unwrap_or_default()
-    );
-    Ok(ExitCode::SUCCESS)
+    let reader = Spool::open_readonly(&config.spool).map_err(|e| spool_hint(config, e))?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let written = match write_json(&reader, &mut out) {
+        Ok(written) => written,
+        Err(e) => return Err(spool_hint(config, e)),
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(format!("cannot write the list: {e}")),
+    }
+}
+
+/// `queue list --json`, one message at a time: the bytes of one pretty
+/// array of envelopes (each with its `location`), and a newline, without
+/// holding the array. Each element is printed pretty on its own and
+/// indented a level (JSON strings hold no raw newline, so indenting its
+/// lines is exact). The outer `Err` is the spool's (before anything is
+/// written); the inner one, the writer's.
+fn write_json(
+    reader: &SpoolReader,
+    out: &mut impl Write,
+) -> Result<std::io::Result<()>, SpoolError> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut first = true;
+    let mut failed = None;
+    reader.visit(|env, loc| {
+        let mut item = serde_json::to_value(&env).unwrap_or_default();
+        item["location"] = serde_json::json!(if loc == Location::Hold {
+            "hold"
+        } else {
+            "queue"
+        });
+        buf.clear();
+        // Serializing a `Value` into memory cannot fail.
+        let _ = serde_json::to_writer_pretty(&mut buf, &item);
+        let mut result = out.write_all(if first { b"[\n  " } else { b",\n  " });
+        first = false;
+        for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                result = result.and_then(|()| out.write_all(b"\n  "));
+            }
+            result = result.and_then(|()| out.write_all(line));
+        }
+        match result {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    Ok(match failed {
+        Some(e) => Err(e),
+        None if first => out.write_all(b"[]\n"),
+        None => out.write_all(b"\n]\n"),
+    })
 }
 
 /// The `mailq` table of `all`, as [`Table`] writes it.

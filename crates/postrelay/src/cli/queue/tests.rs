@@ -66,3 +66,75 @@ fn the_list_of_a_large_queue_shows_every_message_once_in_order() {
 fn an_empty_queue_says_so() {
     assert_eq!(render_list(&[]), "Mail queue is empty\n");
 }
+
+/// What `queue list --json` printed when it built the whole array: the
+/// bytes the streaming writer must keep.
+fn json_as_one_array(all: &[(Envelope, Location)]) -> String {
+    let items: Vec<serde_json::Value> = all
+        .iter()
+        .map(|(env, loc)| {
+            let mut v = serde_json::to_value(env).unwrap();
+            v["location"] = serde_json::json!(if *loc == Location::Hold {
+                "hold"
+            } else {
+                "queue"
+            });
+            v
+        })
+        .collect();
+    format!("{}\n", serde_json::to_string_pretty(&items).unwrap())
+}
+
+fn streamed_json(reader: &SpoolReader) -> String {
+    let mut out = Vec::new();
+    write_json(reader, &mut out).unwrap().unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_json_list_streams_the_bytes_of_the_whole_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for sub in ["queue", "hold"] {
+        std::fs::create_dir(root.join(sub)).unwrap();
+    }
+    let reader = Spool::open_readonly(root).unwrap();
+    assert_eq!(streamed_json(&reader), "[]\n");
+    assert_eq!(streamed_json(&reader), json_as_one_array(&[]));
+
+    for i in 0..5u64 {
+        let id = QueueId::generate();
+        let mut rcpt = Recipient::new(format!("r{i}@example.net"));
+        let mut env = Envelope::new(
+            id,
+            Origin::Smtp {
+                peer: "127.0.0.1:40000".into(),
+                helo: "client.example".into(),
+            },
+            if i == 2 {
+                String::new()
+            } else {
+                format!("s{i}@example.org")
+            },
+            Vec::new(),
+        );
+        if i % 2 == 1 {
+            // Deferred: what a refused attempt leaves.
+            rcpt.last_reply = Some("connect to 127.0.0.1:9: Connection refused\n\"x\"".into());
+            env.attempts = 1;
+            env.reason = Some("relay sink: refused".into());
+        }
+        env.recipients = vec![rcpt, Recipient::new("second@example.net")];
+        env.size = 1000 + i;
+        let sub = if i == 0 || i == 3 { "hold" } else { "queue" };
+        std::fs::write(root.join(sub).join(id.envelope_name()), env.to_json()).unwrap();
+    }
+    let all = reader.list().unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all.iter().filter(|(_, l)| *l == Location::Hold).count(), 2);
+    let streamed = streamed_json(&reader);
+    assert_eq!(streamed, json_as_one_array(&all));
+    // And it is one array a JSON reader takes.
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&streamed).unwrap();
+    assert_eq!(parsed[4]["recipients"][1]["address"], "second@example.net");
+}
