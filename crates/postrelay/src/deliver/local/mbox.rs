@@ -14,7 +14,10 @@
 //! against the path once locked (an MUA may have replaced it meanwhile).
 //! The message is appended as `From ` line, headers, body with `^>*From `
 //! quoted, and a blank line; then fsync. On any error the file is
-//! truncated back to its size before the delivery.
+//! truncated back to its size before the delivery. A delivery killed
+//! while writing cannot do that: it notes where it started in its dotlock
+//! first, and the next delivery takes the dead one's lock over and cuts
+//! the part off ([`undo`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -28,6 +31,8 @@ use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 
 use super::copy;
+
+mod undo;
 use super::user::{LocalUser, running_as};
 use super::{LocalMessage, copy_reason, delivery_headers, io_reason};
 use crate::deliver::Reason;
@@ -63,14 +68,19 @@ pub(super) fn deliver(
     let path = mbox_dir.join(&user.name);
     let lock_path = mbox_dir.join(format!("{}.lock", user.name));
 
-    let _dotlock = DotLock::acquire(&lock_path, &path, lock_wait)?;
+    let mut dotlock = DotLock::acquire(&lock_path, &path, lock_wait)?;
     let (file, _lock) = open_locked(&path, user, lock_wait)?;
 
-    let start = file
+    let mut start = file
         .metadata()
         .map_err(|e| io_reason("stat", &path, &e))?
         .len();
-    if let Err(reason) = append(&file, start, &path, msg, body) {
+    if let Some(killed) = dotlock.left.take() {
+        start = undo::repair(&file, &path, &killed)?;
+    }
+    let head = first_bytes(&file, start, &path, msg)?;
+    dotlock.note_append(&file, &lock_path, start, &head)?;
+    if let Err(reason) = append(&file, &head, &path, msg, body) {
         // Never leave half a message: a partial one would swallow the
         // next delivery into its body.
         if let Err(e) = file.set_len(start).and_then(|()| file.sync_all()) {
@@ -86,27 +96,40 @@ pub(super) fn deliver(
     Ok(path)
 }
 
-/// Writes one message at the end of the (locked) mbox and fsyncs it.
-fn append(
+/// What an append at `start` writes first: a line break if the last
+/// message is damaged (the From line must start a line), and the From
+/// line.
+fn first_bytes(
     file: &File,
     start: u64,
+    path: &Path,
+    msg: &LocalMessage<'_>,
+) -> Result<Vec<u8>, Reason> {
+    let mut head = Vec::new();
+    if start > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, start - 1)
+            .map_err(|e| io_reason("read", path, &e))?;
+        if last[0] != b'\n' {
+            head.push(b'\n');
+        }
+    }
+    head.extend_from_slice(&from_line(msg.sender, &jiff::ZonedDateTime::now()));
+    Ok(head)
+}
+
+/// Writes one message (its first bytes `head`, see [`first_bytes`]) at
+/// the end of the (locked) mbox and fsyncs it.
+fn append(
+    file: &File,
+    head: &[u8],
     path: &Path,
     msg: &LocalMessage<'_>,
     body: &mut dyn Read,
 ) -> Result<(), Reason> {
     let werr = |e: std::io::Error| io_reason("write", path, &e);
     let mut out = BufWriter::with_capacity(copy::CHUNK, file);
-    // The From line must start a line even after a damaged last message.
-    if start > 0 {
-        let mut last = [0u8; 1];
-        file.read_exact_at(&mut last, start - 1)
-            .map_err(|e| io_reason("read", path, &e))?;
-        if last[0] != b'\n' {
-            out.write_all(b"\n").map_err(werr)?;
-        }
-    }
-    out.write_all(&from_line(msg.sender, &jiff::ZonedDateTime::now()))
-        .map_err(werr)?;
+    out.write_all(head).map_err(werr)?;
     out.write_all(&delivery_headers(msg)).map_err(werr)?;
     let open_line =
         copy::copy_body(body, &mut out, true).map_err(|e| copy_reason(msg.body, path, e))?;
@@ -248,11 +271,16 @@ fn check_mbox(file: &File, path: &Path, user: &LocalUser) -> Result<(), Reason> 
     Ok(())
 }
 
-/// The dotlock file; removed on drop if it is still the one we made.
+/// The dotlock file; removed on drop if it is still the one we made (or
+/// took over from a killed delivery, see [`undo`]).
 struct DotLock {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Open, to note in it who holds it and where the append starts.
+    file: File,
+    /// The append of the killed delivery whose lock this was, to undo.
+    left: Option<undo::Append>,
 }
 
 impl DotLock {
@@ -267,14 +295,16 @@ impl DotLock {
                 .open(lock)
             {
                 Ok(file) => {
-                    let m = file.metadata().map_err(|e| io_reason("stat", lock, &e))?;
-                    return Ok(DotLock {
-                        path: lock.to_path_buf(),
-                        dev: m.dev(),
-                        ino: m.ino(),
-                    });
+                    undo::note(&file, lock, &undo::Note::mine(None))?;
+                    return DotLock::of(file, lock, None);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if let Some((file, note)) = undo::adopt(lock) {
+                        tracing::warn!(lock = %lock.display(), pid = note.pid,
+                            "taking over the mailbox lock of a killed delivery");
+                        undo::note(&file, lock, &undo::Note::mine(None))?;
+                        return DotLock::of(file, lock, note.append);
+                    }
                     if remove_if_stale(lock) {
                         continue;
                     }
@@ -291,6 +321,32 @@ impl DotLock {
             }
             sleep(LOCK_RETRY);
         }
+    }
+}
+
+impl DotLock {
+    fn of(file: File, lock: &Path, left: Option<undo::Append>) -> Result<DotLock, Reason> {
+        let m = file.metadata().map_err(|e| io_reason("stat", lock, &e))?;
+        Ok(DotLock {
+            path: lock.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+            file,
+            left,
+        })
+    }
+
+    /// Notes, before the first byte is written, where the append to `mbox`
+    /// starts and what it writes first, so that a kill can be undone.
+    fn note_append(&self, mbox: &File, lock: &Path, start: u64, head: &[u8]) -> Result<(), Reason> {
+        let m = mbox.metadata().map_err(|e| io_reason("stat", lock, &e))?;
+        let append = undo::Append {
+            dev: m.dev(),
+            ino: m.ino(),
+            start,
+            head: head.to_vec(),
+        };
+        undo::note(&self.file, lock, &undo::Note::mine(Some(append)))
     }
 }
 

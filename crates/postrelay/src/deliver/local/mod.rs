@@ -9,7 +9,8 @@
 //! - a Maildir under the user's home ([`maildir`]): written in `tmp/`,
 //!   fsynced, hard-linked into `new/`, `new/` fsynced; or
 //! - an mbox file in the mail spool directory ([`mbox`]): dotlock plus
-//!   `fcntl` lock, mboxrd `From ` quoting, truncated back on failure.
+//!   `fcntl` lock, mboxrd `From ` quoting, truncated back on failure, and
+//!   after a kill mid-write by the next delivery (`mbox/undo.rs`).
 //!
 //! This code runs as the recipient (the daemon's local delivery helper
 //! starts one child per delivery that switches to the user first, see

@@ -1,0 +1,239 @@
+//! Undoing an mbox append that was cut short by a kill.
+//!
+//! A delivery that fails returns an error and truncates the mbox back
+//! itself (`mbox::deliver`). One that is killed (the helper's
+//! `[local] delivery_timeout`, SIGKILL) cannot: it would leave half a
+//! message at the end of the mailbox, the next message would be appended
+//! after it, and the retry would write the part again. So before it
+//! appends, a delivery notes in its own dotlock file who it is and where
+//! the mbox ended ([`note`]); a kill leaves that dotlock behind, so no
+//! program that honours dotlocks touches the mbox meanwhile. The next
+//! delivery to the mailbox ([`adopt`]) finds the dotlock, sees that the
+//! process that made it on this host is gone, takes the lock over instead
+//! of waiting for it to go stale, and once it also holds the `fcntl` lock
+//! cuts the mbox back to where the killed delivery started ([`repair`]),
+//! but only when what follows that point is the killed delivery's own
+//! partial message: it begins with the `From ` line noted, and no other
+//! line starts a message (the body's are quoted). Anything else there is
+//! left alone and logged.
+//!
+//! Not for: failures the writer sees itself (`mbox::deliver` truncates),
+//! or dotlocks of other programs (waited for, then removed when stale).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::libc;
+
+use super::super::io_reason;
+use crate::deliver::Reason;
+
+/// What a delivery notes in its dotlock file: who holds it, and once it
+/// appends, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::deliver::local) struct Note {
+    pub host: String,
+    pub pid: i32,
+    pub append: Option<Append>,
+}
+
+/// An append in progress: the mbox (device and inode), its size before,
+/// and the first bytes written (the line break that ends a damaged last
+/// line, if one was needed, and the `From ` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::deliver::local) struct Append {
+    pub dev: u64,
+    pub ino: u64,
+    pub start: u64,
+    pub head: Vec<u8>,
+}
+
+const MAGIC: &str = "postrelay-mbox-append";
+
+/// The largest note read back (a From line is short).
+const MAX_NOTE: usize = 4096;
+
+impl Note {
+    /// This process, on this host.
+    pub fn mine(append: Option<Append>) -> Note {
+        Note {
+            host: host(),
+            pid: std::process::id() as i32,
+            append,
+        }
+    }
+
+    /// One line: `MAGIC host=H pid=P[ dev=D ino=I start=S nl=0|1 from=LINE]`.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = format!("{MAGIC} host={} pid={}", self.host, self.pid);
+        if let Some(a) = &self.append {
+            let (nl, from) = match a.head.strip_prefix(b"\n") {
+                Some(rest) => (1, rest),
+                None => (0, &a.head[..]),
+            };
+            let from = String::from_utf8_lossy(from.strip_suffix(b"\n").unwrap_or(from));
+            line.push_str(&format!(
+                " dev={} ino={} start={} nl={nl} from={from}",
+                a.dev, a.ino, a.start
+            ));
+        }
+        line.push('\n');
+        line.into_bytes()
+    }
+
+    /// The note of `text`'s first line; `None` for anything else (another
+    /// program's lock file).
+    pub fn parse(text: &[u8]) -> Option<Note> {
+        let line = text.split(|&b| b == b'\n').next()?;
+        let line = std::str::from_utf8(line).ok()?;
+        let (fields, from) = match line.split_once(" from=") {
+            Some((f, from)) => (f, Some(from)),
+            None => (line, None),
+        };
+        let mut words = fields.split(' ');
+        if words.next()? != MAGIC {
+            return None;
+        }
+        let mut get = |key: &str| words.next()?.strip_prefix(key)?.strip_prefix('=');
+        let host = get("host")?.to_string();
+        let pid = get("pid")?.parse().ok()?;
+        let append = match from {
+            None => None,
+            Some(from) => {
+                let dev = get("dev")?.parse().ok()?;
+                let ino = get("ino")?.parse().ok()?;
+                let start = get("start")?.parse().ok()?;
+                let nl = get("nl")?;
+                let mut head = if nl == "1" {
+                    b"\n".to_vec()
+                } else {
+                    Vec::new()
+                };
+                head.extend_from_slice(from.as_bytes());
+                head.push(b'\n');
+                Some(Append {
+                    dev,
+                    ino,
+                    start,
+                    head,
+                })
+            }
+        };
+        Some(Note { host, pid, append })
+    }
+}
+
+fn host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+        .replace([' ', '='], "_")
+}
+
+/// Writes `note` over the start of the dotlock file (each note is longer
+/// than the one before, so no truncation is needed).
+pub(super) fn note(lock: &File, path: &Path, note: &Note) -> Result<(), Reason> {
+    lock.write_all_at(&note.to_line(), 0)
+        .map_err(|e| io_reason("write lock file", path, &e))
+}
+
+/// A dotlock left by a postrelay delivery on this host whose process is
+/// gone: opened, with its note. `None` for a lock of a live process,
+/// another host, another program, or one that is not a plain file of
+/// ours.
+pub(super) fn adopt(lock: &Path) -> Option<(File, Note)> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(lock)
+        .ok()?;
+    let m = file.metadata().ok()?;
+    if !m.file_type().is_file() || m.nlink() != 1 || m.uid() != nix::unistd::geteuid().as_raw() {
+        return None;
+    }
+    let mut text = Vec::new();
+    (&mut file)
+        .take(MAX_NOTE as u64)
+        .read_to_end(&mut text)
+        .ok()?;
+    let note = Note::parse(&text)?;
+    let pid = nix::unistd::Pid::from_raw(note.pid);
+    let gone = nix::sys::signal::kill(pid, None) == Err(nix::errno::Errno::ESRCH);
+    if note.host != host() || note.pid <= 0 || !gone {
+        return None;
+    }
+    // Still the file at that name (not removed as stale meanwhile).
+    let now = std::fs::symlink_metadata(lock).ok()?;
+    (now.dev() == m.dev() && now.ino() == m.ino()).then_some((file, note))
+}
+
+/// Cuts `mbox` (locked by us) back to where the killed append `append`
+/// started, if what follows is that append's own partial message.
+/// Returns the mbox's size afterwards.
+pub(super) fn repair(mbox: &File, path: &Path, append: &Append) -> Result<u64, Reason> {
+    let m = mbox.metadata().map_err(|e| io_reason("stat", path, &e))?;
+    let size = m.len();
+    if (m.dev(), m.ino()) != (append.dev, append.ino) || size <= append.start {
+        // Replaced or rewritten since (an MUA that ignored the dotlock):
+        // nothing of the killed delivery's to take back.
+        return Ok(size);
+    }
+    let only_ours = partial_message(mbox, append, size).map_err(|e| io_reason("read", path, &e))?;
+    if !only_ours {
+        tracing::error!(path = %path.display(), at = append.start,
+            "a delivery to this mbox was killed while writing, but what follows its start is \
+             not only its own partial message; leaving the mailbox as it is");
+        return Ok(size);
+    }
+    mbox.set_len(append.start)
+        .and_then(|()| mbox.sync_all())
+        .map_err(|e| io_reason("truncate", path, &e))?;
+    tracing::warn!(path = %path.display(), from = size, to = append.start,
+        "truncated the partial message of a delivery that was killed while writing it");
+    Ok(append.start)
+}
+
+/// Whether `mbox[append.start..size]` is the start of one message written
+/// by the killed delivery: its noted first bytes (or a part of them, if
+/// it was killed that early), then no line that starts a message.
+fn partial_message(mbox: &File, append: &Append, size: u64) -> std::io::Result<bool> {
+    const FROM: &[u8] = b"\nFrom ";
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = append.start;
+    // The last bytes of the previous chunk, for a `\nFrom ` across two.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut first = true;
+    while at < size {
+        let want = usize::try_from(size - at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = mbox.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        let mut chunk = &buf[..n];
+        if first {
+            first = false;
+            let k = chunk.len().min(append.head.len());
+            if chunk[..k] != append.head[..k] {
+                return Ok(false);
+            }
+            // Its own From line is the one that may start a line.
+            chunk = &chunk[k..];
+            carry.clear();
+            carry.push(b'\n');
+        }
+        carry.extend_from_slice(chunk);
+        if carry.windows(FROM.len()).any(|w| w == FROM) {
+            return Ok(false);
+        }
+        let keep = carry.len().saturating_sub(FROM.len() - 1);
+        carry.drain(..keep);
+        at += n as u64;
+    }
+    Ok(true)
+}

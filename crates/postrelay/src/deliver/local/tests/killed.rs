@@ -1,0 +1,133 @@
+//! An mbox delivery killed in the middle of writing a message (the
+//! helper's `[local] delivery_timeout` does that with SIGKILL): the next
+//! delivery takes the dead writer's dotlock over and cuts its partial
+//! message off before it appends, so the mailbox holds whole messages
+//! only and the retry does not duplicate the part.
+//!
+//! The writer is a real process (this test binary run again for the one
+//! ignored test [`writer_process`]), fed a large body through a pipe and
+//! killed while it waits for more: `write_all` returning proves it has
+//! read, and so written, all but a pipe's and a buffer's worth.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use super::in_mbox::strip_from_line;
+use super::*;
+
+/// Where the writer process delivers (its mail spool directory).
+const WRITER_DIR: &str = "POSTRELAY_TEST_KILLED_WRITER_DIR";
+
+/// One line of the large body.
+const LINE: &[u8] = b"0123456789 the partial message of a killed delivery 0123456789\r\n";
+
+/// The writer: run by [`a_delivery_killed_mid_write_is_cut_off_by_the_next`]
+/// in a process of its own; does nothing when run otherwise.
+#[test]
+#[ignore = "run as a child process by the killed-writer test"]
+fn writer_process() {
+    let Some(dir) = std::env::var_os(WRITER_DIR) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let user = me(&dir);
+    let name = dir.join("stdin");
+    let mut body = io::stdin().lock();
+    let _ = mbox::deliver(
+        &user,
+        &message(&name),
+        &mut body,
+        &dir,
+        Duration::from_secs(5),
+    );
+}
+
+/// Starts [`writer_process`] on `dir`, sends it `chunks` times 1024
+/// lines of body and kills it (SIGKILL) while it waits for the rest.
+fn kill_a_writer_mid_message(dir: &Path, chunks: usize) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "deliver::local::tests::killed::writer_process"])
+        .args(["--ignored", "--test-threads=1", "--nocapture"])
+        .env(WRITER_DIR, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let chunk = LINE.repeat(1024);
+    for _ in 0..chunks {
+        stdin.write_all(&chunk).unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A mail spool directory whose mbox holds one message; the user and the
+/// spool body of that message.
+fn one_delivered() -> (TempDir, LocalUser, PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let user = me(dir.path());
+    let body = spool(dir.path(), BODY);
+    mbox_deliver(&user, &message(&body), dir.path(), Duration::from_secs(1)).unwrap();
+    (dir, user, body)
+}
+
+#[test]
+fn a_delivery_killed_mid_write_is_cut_off_by_the_next() {
+    let (dir, user, body) = one_delivered();
+    let wait = Duration::from_secs(1);
+    let mbox = dir.path().join("tester");
+    let whole = fs::read(&mbox).unwrap();
+
+    // About 2.5 MB sent: the writer has put well over 1 MB of it into the
+    // mbox when it is killed.
+    kill_a_writer_mid_message(dir.path(), 40);
+    let cut = fs::read(&mbox).unwrap();
+    assert!(
+        cut.len() > whole.len() + (1 << 20),
+        "killed mid-write: {} bytes",
+        cut.len()
+    );
+    assert!(cut.starts_with(&whole));
+    assert!(
+        dir.path().join("tester.lock").exists(),
+        "the kill left its lock"
+    );
+
+    // The next delivery does not wait for the dead writer's lock to go
+    // stale (1 s, not 5 min), and appends after the last whole message.
+    mbox_deliver(&user, &message(&body), dir.path(), wait).unwrap();
+    let after = fs::read(&mbox).unwrap();
+    assert_eq!(after.len(), 2 * whole.len(), "two whole messages");
+    assert_eq!(&after[..whole.len()], &whole[..]);
+    let second = &after[whole.len()..];
+    assert_eq!(
+        strip_from_line(second, "cron@host.example"),
+        strip_from_line(&whole, "cron@host.example")
+    );
+    assert!(!dir.path().join("tester.lock").exists());
+}
+
+/// What follows the killed writer's start is not only its own message (a
+/// program that ignores dotlocks appended after it): nothing is cut, the
+/// other program's mail is kept.
+#[test]
+fn what_another_program_appended_after_a_killed_write_is_kept() {
+    let (dir, user, body) = one_delivered();
+    let wait = Duration::from_secs(1);
+    let mbox = dir.path().join("tester");
+    kill_a_writer_mid_message(dir.path(), 4);
+    let other = b"\nFrom other@example.org Sat Nov  4 00:00:00 2023\nSubject: theirs\n\nkept\n\n";
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&mbox)
+        .unwrap()
+        .write_all(other)
+        .unwrap();
+    let before = fs::read(&mbox).unwrap();
+
+    mbox_deliver(&user, &message(&body), dir.path(), wait).unwrap();
+    let after = fs::read(&mbox).unwrap();
+    assert!(after.starts_with(&before), "nothing cut");
+    assert!(after.len() > before.len());
+}
