@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::Envelope;
+use super::envelopes::EnvelopeFiles;
 use super::error::SpoolError;
 use super::id::{FileKind, QueueId};
 
@@ -103,13 +104,24 @@ impl Layout {
     /// `Corrupt`.
     pub fn read_envelope(&self, path: &Path, id: &QueueId) -> Result<Envelope, SpoolError> {
         let bytes = std::fs::read(path).map_err(|e| SpoolError::io("read", path, e))?;
-        let env = Envelope::from_json(&bytes).map_err(|e| SpoolError::Corrupt {
-            path: path.to_path_buf(),
+        self.parse_envelope(&bytes, id, || path.to_path_buf())
+    }
+
+    /// Parses an envelope file's `bytes`, checking that it belongs to
+    /// `id`; `path` names the file in errors.
+    pub(crate) fn parse_envelope(
+        &self,
+        bytes: &[u8],
+        id: &QueueId,
+        path: impl Fn() -> PathBuf,
+    ) -> Result<Envelope, SpoolError> {
+        let env = Envelope::from_json(bytes).map_err(|e| SpoolError::Corrupt {
+            path: path(),
             detail: e.to_string(),
         })?;
         if env.id != *id {
             return Err(SpoolError::Corrupt {
-                path: path.to_path_buf(),
+                path: path(),
                 detail: format!(
                     "envelope says it is {} but the file is named for {id}",
                     env.id
@@ -174,9 +186,9 @@ impl Layout {
             all.extend(self.envelope_ids(loc)?.into_iter().map(|id| (id, loc)));
         }
         all.sort_unstable();
+        let mut files = EnvelopeFiles::open(self)?;
         for (id, loc) in all {
-            let path = self.envelope_path(&id, loc);
-            match self.read_envelope(&path, &id) {
+            match files.read(&id, loc) {
                 Ok(env) => {
                     if visit(env, loc).is_break() {
                         break;

@@ -37,6 +37,7 @@ mod body;
 mod drop_dir;
 pub mod durable;
 mod envelope;
+mod envelopes;
 mod error;
 mod free;
 mod health;

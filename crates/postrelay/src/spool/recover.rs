@@ -27,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::durable::FileOps;
+use super::envelopes::EnvelopeFiles;
 use super::error::SpoolError;
 use super::id::{FileKind, QueueId};
 use super::layout::{Layout, Location};
@@ -103,10 +104,10 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         .iter()
         .map(|id| (*id, Location::Queue))
         .chain(hold.envelopes.iter().map(|id| (*id, Location::Hold)));
+    let mut files = EnvelopeFiles::open(layout)?;
     for (id, loc) in all {
-        let env_path = layout.envelope_path(&id, loc);
         let has_body = queue.bodies.remove(&id);
-        match check(layout, &id, &env_path, has_body)? {
+        match check(&mut files, &id, loc, has_body)? {
             Ok(next_attempt_ms) => {
                 report.messages += 1;
                 report.held += usize::from(loc == Location::Hold);
@@ -117,6 +118,7 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
                 });
             }
             Err(why) => {
+                let env_path = layout.envelope_path(&id, loc);
                 let body = has_body.then(|| layout.body_path(&id));
                 quarantine(layout, ops, &env_path, body.as_deref())?;
                 report.corrupt.push((env_path, why));
@@ -212,32 +214,30 @@ fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Sc
 /// errors other than a missing body are returned: they say the disk is
 /// unwell, not the file.
 fn check(
-    layout: &Layout,
+    files: &mut EnvelopeFiles<'_>,
     id: &QueueId,
-    env_path: &Path,
+    loc: Location,
     has_body: bool,
 ) -> Result<Result<u64, String>, SpoolError> {
-    let env = match layout.read_envelope(env_path, id) {
+    let env = match files.read(id, loc) {
         Ok(env) => env,
         Err(SpoolError::Corrupt { detail, .. }) => return Ok(Err(detail)),
         Err(e) => return Err(e),
     };
-    let body_path = layout.body_path(id);
+    let missing = || format!("body {} is missing", files.layout().body_path(id).display());
     if !has_body {
-        return Ok(Err(format!("body {} is missing", body_path.display())));
+        return Ok(Err(missing()));
     }
-    let len = match std::fs::metadata(&body_path) {
-        Ok(meta) => meta.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Err(format!("body {} is missing", body_path.display())));
-        }
-        Err(e) => return Err(SpoolError::io("stat", body_path, e)),
+    let len = match files.body_len(id) {
+        Ok(len) => len,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(missing())),
+        Err(e) => return Err(SpoolError::io("stat", files.layout().body_path(id), e)),
     };
     if len != env.size {
         return Ok(Err(format!(
             "envelope says the body has {} bytes but {} has {len}",
             env.size,
-            body_path.display()
+            files.layout().body_path(id).display()
         )));
     }
     Ok(Ok(env.next_attempt_ms))

@@ -1,0 +1,111 @@
+//! Reading many envelopes in a row: `queue list` and start-up's recovery
+//! read every envelope of the queue (100,000 of them in issue 14's
+//! measurements), so what each read costs beyond the parse counts.
+//!
+//! [`EnvelopeFiles`] opens `queue/` and `hold/` once and opens each
+//! envelope relative to them (`openat`: no walk of the spool's path per
+//! file), reads it into one buffer kept from file to file (no allocation,
+//! and no `stat` for a size hint, which `std::fs::read` makes), and gives
+//! a body's size the same way (`fstatat`). Paths are built only for error
+//! messages. What is checked is [`Layout::read_envelope`]'s: the same
+//! parse, the same id check.
+//!
+//! Not for: writing (the spool's `durable` module), or one-off reads
+//! (`Layout::read`).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, fstatat};
+
+use super::envelope::Envelope;
+use super::error::SpoolError;
+use super::id::QueueId;
+use super::layout::{Layout, Location};
+
+/// `queue/` and `hold/` opened, and the buffer envelopes are read into.
+pub(crate) struct EnvelopeFiles<'a> {
+    layout: &'a Layout,
+    queue: File,
+    hold: File,
+    buf: Vec<u8>,
+}
+
+impl<'a> EnvelopeFiles<'a> {
+    /// Opens the envelope directories of `layout`.
+    pub(crate) fn open(layout: &'a Layout) -> Result<EnvelopeFiles<'a>, SpoolError> {
+        let dir = |loc| {
+            let path = layout.dir(loc);
+            File::open(path).map_err(|e| SpoolError::io("open directory", path, e))
+        };
+        Ok(EnvelopeFiles {
+            layout,
+            queue: dir(Location::Queue)?,
+            hold: dir(Location::Hold)?,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// The spool's layout.
+    pub(crate) fn layout(&self) -> &Layout {
+        self.layout
+    }
+
+    fn dir(&self, loc: Location) -> &File {
+        match loc {
+            Location::Queue => &self.queue,
+            Location::Hold => &self.hold,
+        }
+    }
+
+    /// The envelope of `id` at `loc`, read and parsed; errors as
+    /// [`Layout::read_envelope`]'s (a missing file is an `Io` error of
+    /// kind `NotFound`).
+    pub(crate) fn read(&mut self, id: &QueueId, loc: Location) -> Result<Envelope, SpoolError> {
+        let io_err = |e| SpoolError::io("read", self.layout.envelope_path(id, loc), e);
+        let name = file_name(&id.envelope_name());
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+        let fd = openat(self.dir(loc).as_fd(), name.as_c_str(), flags, Mode::empty())
+            .map_err(|e| io_err(io::Error::from(e)))?;
+        let mut file = File::from(fd);
+        self.buf.clear();
+        if let Err(e) = read_all(&mut file, &mut self.buf) {
+            return Err(SpoolError::io(
+                "read",
+                self.layout.envelope_path(id, loc),
+                e,
+            ));
+        }
+        self.layout
+            .parse_envelope(&self.buf, id, || self.layout.envelope_path(id, loc))
+    }
+
+    /// The size of the body of `id` (`queue/<id>.msg`), as `stat` gives
+    /// it; a missing body is an error of kind `NotFound`.
+    pub(crate) fn body_len(&self, id: &QueueId) -> io::Result<u64> {
+        let name = file_name(&id.body_name());
+        let st = fstatat(self.queue.as_fd(), name.as_c_str(), AtFlags::empty())?;
+        Ok(u64::try_from(st.st_size).unwrap_or(0))
+    }
+}
+
+/// A queue file name (`<id>.env`, ASCII without NUL) for a system call.
+fn file_name(name: &str) -> CString {
+    CString::new(name).unwrap_or_default()
+}
+
+/// Reads `file` to its end into `buf` without asking its size first.
+fn read_all(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
