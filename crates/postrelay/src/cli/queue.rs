@@ -17,7 +17,9 @@ use crate::config::Config;
 use crate::control::{self, Request, Response};
 use crate::maillog::MailLog;
 use crate::queue::Queue;
-use crate::spool::{Envelope, Location, QueueId, RcptState, Spool, SpoolError, SpoolReader};
+use crate::spool::{
+    Envelope, Listed, Location, QueueId, RcptState, Spool, SpoolError, SpoolReader,
+};
 
 /// `postrelay queue` subcommands.
 #[derive(Debug, Subcommand)]
@@ -116,7 +118,7 @@ fn list(config: &Config, json: bool) -> Result<ExitCode, String> {
     let mut table = Table::new();
     let mut failed = None;
     reader
-        .visit(|env, loc| match table.entry(&mut out, &env, loc) {
+        .visit_listed(|env, loc| match table.entry(&mut out, env, loc) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 failed = Some(e);
@@ -201,7 +203,7 @@ pub fn render_list(all: &[(Envelope, Location)]) -> String {
     let mut out = Vec::new();
     let mut table = Table::new();
     for (env, loc) in all {
-        let _ = table.entry(&mut out, env, *loc);
+        let _ = table.entry(&mut out, &Listed::of(env), *loc);
     }
     let _ = table.finish(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -232,7 +234,7 @@ impl Table {
     fn entry(
         &mut self,
         out: &mut impl Write,
-        env: &Envelope,
+        env: &Listed<'_>,
         loc: Location,
     ) -> std::io::Result<()> {
         if self.messages == 0 {
@@ -245,7 +247,7 @@ impl Table {
         self.messages += 1;
         self.bytes += env.size;
         let mark = if loc == Location::Hold { "!" } else { " " };
-        let sender = if env.sender.is_empty() {
+        let sender: &str = if env.sender.is_empty() {
             "MAILER-DAEMON"
         } else {
             &env.sender

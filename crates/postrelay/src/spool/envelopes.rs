@@ -13,6 +13,7 @@
 //! Not for: writing (the spool's `durable` module), or one-off reads
 //! (`Layout::read`).
 
+use std::borrow::Cow;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
@@ -21,7 +22,9 @@ use std::os::fd::AsFd;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat};
 
-use super::envelope::Envelope;
+use serde::Deserialize;
+
+use super::envelope::{ENVELOPE_VERSION, Envelope, RcptState};
 use super::error::SpoolError;
 use super::id::QueueId;
 use super::layout::{Layout, Location};
@@ -65,6 +68,13 @@ impl<'a> EnvelopeFiles<'a> {
     /// [`Layout::read_envelope`]'s (a missing file is an `Io` error of
     /// kind `NotFound`).
     pub(crate) fn read(&mut self, id: &QueueId, loc: Location) -> Result<Envelope, SpoolError> {
+        self.read_bytes(id, loc)?;
+        self.layout
+            .parse_envelope(&self.buf, id, || self.layout.envelope_path(id, loc))
+    }
+
+    /// Reads the envelope file of `id` at `loc` into the buffer.
+    fn read_bytes(&mut self, id: &QueueId, loc: Location) -> Result<(), SpoolError> {
         let io_err = |e| SpoolError::io("read", self.layout.envelope_path(id, loc), e);
         let name = file_name(&id.envelope_name());
         let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
@@ -72,15 +82,7 @@ impl<'a> EnvelopeFiles<'a> {
             .map_err(|e| io_err(io::Error::from(e)))?;
         let mut file = File::from(fd);
         self.buf.clear();
-        if let Err(e) = read_all(&mut file, &mut self.buf) {
-            return Err(SpoolError::io(
-                "read",
-                self.layout.envelope_path(id, loc),
-                e,
-            ));
-        }
-        self.layout
-            .parse_envelope(&self.buf, id, || self.layout.envelope_path(id, loc))
+        read_all(&mut file, &mut self.buf).map_err(io_err)
     }
 
     /// The size of the body of `id` (`queue/<id>.msg`), as `stat` gives
@@ -107,5 +109,92 @@ fn read_all(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The part of an envelope `queue list` prints, borrowed from the file's
+/// bytes where it can be: parsing only these (the rest is skipped, not
+/// built) is what the listing of a large queue costs least with. The
+/// version and id are checked as for a whole [`Envelope`]; the fields
+/// not read are not checked (recovery does that at start-up).
+#[derive(Debug, Deserialize)]
+pub struct Listed<'a> {
+    version: u32,
+    /// Its id.
+    pub id: QueueId,
+    /// When it was accepted (unix ms).
+    pub created_ms: u64,
+    /// The body's size in bytes.
+    pub size: u64,
+    /// The envelope sender (`""`: the null sender).
+    #[serde(borrow)]
+    pub sender: Cow<'a, str>,
+    /// Its recipients.
+    #[serde(borrow)]
+    pub recipients: Vec<ListedRecipient<'a>>,
+    /// Why it waits, if it does.
+    #[serde(borrow)]
+    pub reason: Option<Cow<'a, str>>,
+}
+
+/// A recipient as `queue list` prints it.
+#[derive(Debug, Deserialize)]
+pub struct ListedRecipient<'a> {
+    /// The address delivery goes to.
+    #[serde(borrow)]
+    pub address: Cow<'a, str>,
+    /// Whether it is still to be delivered.
+    pub state: RcptState,
+}
+
+impl<'a> Listed<'a> {
+    /// The listed part of a whole envelope.
+    pub fn of(env: &'a Envelope) -> Listed<'a> {
+        Listed {
+            version: env.version,
+            id: env.id,
+            created_ms: env.created_ms,
+            size: env.size,
+            sender: Cow::Borrowed(&env.sender),
+            recipients: env
+                .recipients
+                .iter()
+                .map(|r| ListedRecipient {
+                    address: Cow::Borrowed(&r.address),
+                    state: r.state,
+                })
+                .collect(),
+            reason: env.reason.as_deref().map(Cow::Borrowed),
+        }
+    }
+}
+
+impl EnvelopeFiles<'_> {
+    /// [`EnvelopeFiles::read`] of only what [`Listed`] holds.
+    pub(crate) fn read_listed(
+        &mut self,
+        id: &QueueId,
+        loc: Location,
+    ) -> Result<Listed<'_>, SpoolError> {
+        self.read_bytes(id, loc)?;
+        let corrupt = |detail: String| SpoolError::Corrupt {
+            path: self.layout.envelope_path(id, loc),
+            detail,
+        };
+        let listed: Listed<'_> = serde_json::from_slice(&self.buf)
+            .map_err(|e| corrupt(format!("envelope is not readable: {e}")))?;
+        if listed.version != ENVELOPE_VERSION {
+            return Err(corrupt(format!(
+                "envelope version {} is not {ENVELOPE_VERSION}",
+                listed.version
+            )));
+        }
+        if listed.id != *id {
+            return Err(corrupt(format!(
+                "envelope says it is {} but the file is named for {id}",
+                listed.id
+            )));
+        }
+        Ok(listed)
     }
 }

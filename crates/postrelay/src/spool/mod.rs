@@ -66,6 +66,7 @@ pub use envelope::{
     BodyType, ENVELOPE_VERSION, Envelope, EnvelopeError, Origin, REASON_FIRST_ATTEMPT, RcptState,
     Recipient,
 };
+pub use envelopes::{Listed, ListedRecipient};
 pub use error::SpoolError;
 pub use health::{Health, HealthOptions};
 pub use id::{FileKind, InvalidQueueId, QueueId};
