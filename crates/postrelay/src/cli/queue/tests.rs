@@ -28,6 +28,26 @@ fn the_list_of_a_large_queue_shows_every_message_once_in_order() {
     // Not an envelope of this id: skipped with a warning, not listed.
     let stray = QueueId::generate();
     std::fs::write(root.join("queue").join(stray.envelope_name()), b"{").unwrap();
+    // Nor is one named for another id, or of another version.
+    let (named, inside) = (QueueId::generate(), QueueId::generate());
+    let other = Envelope::new(
+        inside,
+        Origin::Bounce { of: None },
+        "x@example.org".into(),
+        vec![],
+    );
+    std::fs::write(
+        root.join("queue").join(named.envelope_name()),
+        other.to_json(),
+    )
+    .unwrap();
+    let mut future = Envelope::new(named, Origin::Bounce { of: None }, String::new(), vec![]);
+    future.version = 2;
+    std::fs::write(
+        root.join("hold").join(named.envelope_name()),
+        future.to_json(),
+    )
+    .unwrap();
     ids.sort();
 
     let reader = Spool::open_readonly(root).unwrap();
