@@ -32,7 +32,7 @@ use nix::libc;
 
 use super::copy;
 
-mod undo;
+pub(super) mod undo;
 use super::user::{LocalUser, running_as};
 use super::{LocalMessage, copy_reason, delivery_headers, io_reason};
 use crate::deliver::Reason;
@@ -302,6 +302,8 @@ impl DotLock {
                     if let Some((file, note)) = undo::adopt(lock) {
                         tracing::warn!(lock = %lock.display(), pid = note.pid,
                             "taking over the mailbox lock of a killed delivery");
+                        file.set_len(0)
+                            .map_err(|e| io_reason("truncate lock file", lock, &e))?;
                         undo::note(&file, lock, &undo::Note::mine(None))?;
                         return DotLock::of(file, lock, note.append);
                     }

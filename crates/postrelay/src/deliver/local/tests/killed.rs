@@ -131,3 +131,31 @@ fn what_another_program_appended_after_a_killed_write_is_kept() {
     assert!(after.starts_with(&before), "nothing cut");
     assert!(after.len() > before.len());
 }
+
+/// A note reads back as written, with or without the line break before
+/// the From line; another program's lock file is no note.
+#[test]
+fn a_lock_note_reads_back_as_written() {
+    use super::mbox::undo::{Append, Note};
+    for head in [
+        &b"From a=b@c Sat Nov  4 00:00:00 2023\n"[..],
+        b"\nFrom <> x\n",
+    ] {
+        let note = Note {
+            host: "mail.example".into(),
+            pid: 4242,
+            append: Some(Append {
+                dev: 2049,
+                ino: 77,
+                start: 1 << 40,
+                head: head.to_vec(),
+            }),
+        };
+        assert_eq!(Note::parse(&note.to_line()), Some(note));
+    }
+    let bare = Note::mine(None);
+    assert_eq!(Note::parse(&bare.to_line()), Some(bare));
+    for other in [&b"4242\n"[..], b"", b"postrelay-mbox-append host=x pid=y\n"] {
+        assert_eq!(Note::parse(other), None);
+    }
+}
