@@ -2,8 +2,9 @@
 //! Postfix's log (`QUEUEID: from=<…>, size=…, nrcpt=…`) so that grep habits
 //! and tools such as `pflogsumm --syslog-name=postrelay` keep working.
 //!
-//! It is not the debugging log (that is `tracing`). Lines are written whole,
-//! one `write` each, to the configured file (opened for append) or stderr.
+//! It is not the debugging log (that is `tracing`). Lines are written whole
+//! to the configured file (opened for append) or stderr: one `write` each,
+//! or in the daemon many at a time (`writer.rs`: what a crash can lose).
 //! Client-supplied text is escaped so a line can never be split or faked.
 //!
 //! The delivery lines follow Postfix's field order and number formats
@@ -13,21 +14,23 @@
 //! `pflogsumm` over lines written here.
 
 mod sink;
+mod writer;
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use self::sink::{Record, Sink};
+use self::writer::Writer;
 use crate::config::{LogFormat, LogSettings, LogTarget};
 use crate::metrics::Metrics;
 use crate::spool::Envelope;
 
 /// Where mail log lines go, and the counters that follow them.
 pub struct MailLog {
-    out: Mutex<Sink>,
+    out: Arc<Writer>,
     hostname: String,
     format: LogFormat,
     /// `NAME` of `NAME/smtp[pid]`.
@@ -167,7 +170,7 @@ impl MailLog {
             _ => Sink::Stream(Box::new(io::stderr())),
         };
         let mut log = Self::with_writer(Box::new(io::sink()), hostname, settings.format);
-        log.out = Mutex::new(out);
+        log.out = Writer::new(out);
         log.syslog_name = settings.syslog_name.clone();
         Ok(log)
     }
@@ -175,13 +178,26 @@ impl MailLog {
     /// A log writing to any sink (tests).
     pub fn with_writer(out: Box<dyn Write + Send>, hostname: &str, format: LogFormat) -> MailLog {
         MailLog {
-            out: Mutex::new(Sink::Stream(out)),
+            out: Writer::new(Sink::Stream(out)),
             hostname: hostname.to_string(),
             format,
             syslog_name: "postrelay".to_string(),
             pid: std::process::id(),
             metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// From now on lines to a file or stderr are gathered and written
+    /// several at a time by a task on the current tokio runtime (the
+    /// daemon's); [`MailLog::stop_batching`] or dropping the log writes
+    /// the rest. See `writer.rs` for what a crash can lose.
+    pub fn start_batching(&self) {
+        self.out.start_batching();
+    }
+
+    /// Writes every buffered line and writes later ones at once.
+    pub fn stop_batching(&self) {
+        self.out.stop_batching();
     }
 
     /// The counters that follow this log.
@@ -266,15 +282,18 @@ impl MailLog {
         if !d.detail.is_empty() {
             text.push_str(&format!(" ({})", clean(d.detail)));
         }
-        let fields = serde_json::json!({
-            "to": d.rcpt,
-            "orig_to": d.orig_rcpt,
-            "relay": d.relay,
-            "delay": d.delay.as_secs_f64(),
-            "dsn": d.dsn,
-            "status": d.status.as_str(),
+        // Structured fields only where they go somewhere.
+        let fields = (self.format == LogFormat::Json || self.out.wants_fields()).then(|| {
+            serde_json::json!({
+                "to": d.rcpt,
+                "orig_to": d.orig_rcpt,
+                "relay": d.relay,
+                "delay": d.delay.as_secs_f64(),
+                "dsn": d.dsn,
+                "status": d.status.as_str(),
+            })
         });
-        self.emit("smtp", id, Level::Info, &text, Some(fields));
+        self.emit("smtp", id, Level::Info, &text, fields);
         self.metrics.delivery(d.relay, d.status.as_str(), d.delay);
         // The relay refused TLS or our login: the reason's words, as
         // the worker writes them (deliver::outcome::Reason's Display).
@@ -354,7 +373,11 @@ impl MailLog {
         } else {
             ""
         };
-        let journal_fields = journal_fields(id, fields.as_ref());
+        let journal_fields = if self.out.wants_fields() {
+            journal_fields(id, fields.as_ref())
+        } else {
+            Vec::new()
+        };
         let message = match self.format {
             LogFormat::Postfix => format!("{warning}{id}: {text}"),
             LogFormat::Json => {
@@ -391,12 +414,13 @@ impl MailLog {
             message: &message,
             fields: &journal_fields,
         };
-        if let Ok(mut out) = self.out.lock() {
-            // A full or broken log must not stop mail; tracing reports it.
-            if let Err(e) = out.send(&record, &line) {
-                tracing::error!(error = %e, "cannot write the mail log");
-            }
-        }
+        self.out.send(&record, &line);
+    }
+}
+
+impl Drop for MailLog {
+    fn drop(&mut self) {
+        self.out.stop_batching();
     }
 }
 

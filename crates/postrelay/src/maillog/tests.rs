@@ -1,7 +1,7 @@
 //! Unit tests of the mail log: line shapes, escaping, journal fields.
 
 use super::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[test]
 fn control_characters_cannot_forge_lines() {
@@ -222,6 +222,29 @@ fn json_lines_carry_structured_fields() {
 }
 
 #[test]
+fn journal_records_of_deliveries_carry_the_recipient_fields() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut log, _) = log(LogFormat::Postfix);
+    log.out = writer::Writer::new(self::sink::Sink::Journal(path));
+    log.delivery("ID1", &sent());
+    let mut buf = vec![0u8; 4096];
+    let n = sock.recv(&mut buf).unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]).to_string();
+    for want in [
+        "POSTRELAY_QUEUE_ID=ID1\n",
+        "POSTRELAY_TO=bob@example.org\n",
+        "POSTRELAY_RELAY=smtp.example.com[192.0.2.7]:587\n",
+        "POSTRELAY_STATUS=sent\n",
+    ] {
+        assert!(got.contains(want), "{want:?} in {got:?}");
+    }
+}
+
+#[test]
 fn auto_writes_the_file_if_set_else_syslog() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         return; // under systemd "auto" means the journal
@@ -308,3 +331,5 @@ fn relay_names() {
     );
     assert_eq!(relay_name("mx.example.org", None), "none");
 }
+
+mod batch;
