@@ -13,15 +13,20 @@
 //! them with regular expressions; `tests/pflogsumm.rs` runs the real
 //! `pflogsumm` over lines written here.
 
+mod escape;
 mod sink;
 mod writer;
 
+use std::fmt::Write as _;
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::escape::{address, cleaned, field, write_delay};
+pub use self::escape::{clean, format_delay};
 use self::sink::{Record, Sink};
 use self::writer::Writer;
 use crate::config::{LogFormat, LogSettings, LogTarget};
@@ -36,6 +41,8 @@ pub struct MailLog {
     /// `NAME` of `NAME/smtp[pid]`.
     syslog_name: String,
     pid: u32,
+    /// The local time of the line being written, as syslog writes it.
+    stamp: writer::Stamp,
     /// Bumped where the matching line is written, so that the metrics and
     /// the log (and pflogsumm) agree.
     metrics: Arc<Metrics>,
@@ -123,27 +130,6 @@ pub fn utc(t: std::time::SystemTime) -> String {
     )
 }
 
-/// Formats a delay as Postfix does (`format_tv` with 2 significant digits
-/// and at most 2 decimals): `0.12`, `0.5`, `0`, `1.2`, `12`, `4000`. The
-/// value is rounded half up to 0.01 s below 1 s, to 0.1 s below 10 s and to
-/// whole seconds above; trailing zeros are dropped.
-pub fn format_delay(d: Duration) -> String {
-    let micros = d.as_micros();
-    let resolution: u128 = match d.as_secs() {
-        0 => 10_000,
-        1..=9 => 100_000,
-        _ => 1_000_000,
-    };
-    let rounded = (micros + resolution / 2) / resolution * resolution;
-    let secs = rounded / 1_000_000;
-    let frac = rounded % 1_000_000;
-    if frac == 0 {
-        return secs.to_string();
-    }
-    let digits = format!("{frac:06}");
-    format!("{secs}.{}", digits.trim_end_matches('0'))
-}
-
 /// Whether a line is an ordinary event or a warning.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -183,6 +169,7 @@ impl MailLog {
             format,
             syslog_name: "postrelay".to_string(),
             pid: std::process::id(),
+            stamp: writer::Stamp::default(),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -209,7 +196,7 @@ impl MailLog {
     /// authenticated, on submission), logged as Postfix's smtpd does, before
     /// the message is queued; the queue then logs [`MailLog::queued`].
     pub fn client(&self, id: &str, helo: &str, ip: IpAddr, login: Option<SaslLogin<'_>>) {
-        let mut text = format!("client={}[{ip}]", clean(helo));
+        let mut text = format!("client={}[{ip}]", cleaned(helo));
         if let Some(l) = login {
             text.push_str(&format!(
                 ", sasl_method={}, sasl_username={}",
@@ -230,7 +217,11 @@ impl MailLog {
     /// `ID: uid=N from=<sender>`, as Postfix's pickup logs it, before the
     /// message is queued.
     pub fn picked_up(&self, id: &str, sender: &str, uid: u32) {
-        self.line("pickup", id, &format!("uid={uid} from=<{}>", clean(sender)));
+        self.line(
+            "pickup",
+            id,
+            &format!("uid={uid} from=<{}>", cleaned(sender)),
+        );
         self.metrics.accepted("pickup");
     }
 
@@ -244,7 +235,7 @@ impl MailLog {
             &id,
             &format!(
                 "from=<{}>, size={}, nrcpt={} (queue active)",
-                clean(&env.sender),
+                cleaned(&env.sender),
                 env.size,
                 env.recipients.len()
             ),
@@ -261,26 +252,30 @@ impl MailLog {
     /// `ID: to=<rcpt>, [orig_to=<…>, ]relay=host[ip]:port, [conn_use=N, ]delay=1.2,
     /// delays=0.01/0/0.5/0.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X)`
     pub fn delivery(&self, id: &str, d: &Delivery<'_>) {
-        let mut text = format!("to=<{}>, ", address(d.rcpt));
+        let mut text = String::with_capacity(160 + d.detail.len());
+        let _ = write!(text, "to=<{}>, ", address(d.rcpt));
         if let Some(orig) = d.orig_rcpt.filter(|o| *o != d.rcpt) {
-            text.push_str(&format!("orig_to=<{}>, ", address(orig)));
+            let _ = write!(text, "orig_to=<{}>, ", address(orig));
         }
-        text.push_str(&format!("relay={}, ", field(d.relay)));
+        let _ = write!(text, "relay={}, ", field(d.relay));
         if d.conn_use > 1 {
-            text.push_str(&format!("conn_use={}, ", d.conn_use));
+            let _ = write!(text, "conn_use={}, ", d.conn_use);
         }
-        text.push_str(&format!(
-            "delay={}, delays={}/{}/{}/{}, dsn={}, status={}",
-            format_delay(d.delay),
-            format_delay(d.delays.before_active),
-            format_delay(d.delays.queue_mgr),
-            format_delay(d.delays.conn_setup),
-            format_delay(d.delays.transmission),
-            field(d.dsn),
-            d.status.as_str(),
-        ));
+        text.push_str("delay=");
+        write_delay(&mut text, d.delay);
+        let parts = [
+            d.delays.before_active,
+            d.delays.queue_mgr,
+            d.delays.conn_setup,
+            d.delays.transmission,
+        ];
+        for (i, part) in parts.into_iter().enumerate() {
+            text.push_str(if i == 0 { ", delays=" } else { "/" });
+            write_delay(&mut text, part);
+        }
+        let _ = write!(text, ", dsn={}, status={}", field(d.dsn), d.status.as_str());
         if !d.detail.is_empty() {
-            text.push_str(&format!(" ({})", clean(d.detail)));
+            let _ = write!(text, " ({})", cleaned(d.detail));
         }
         // Structured fields only where they go somewhere.
         let fields = (self.format == LogFormat::Json || self.out.wants_fields()).then(|| {
@@ -349,7 +344,7 @@ impl MailLog {
     /// (`postrelay/smtp[pid]: warning: ID: text`), which pflogsumm lists
     /// under "Warnings".
     pub fn warning(&self, id: &str, text: &str) {
-        self.emit("smtp", id, Level::Warning, &clean(text), None);
+        self.emit("smtp", id, Level::Warning, &cleaned(text), None);
     }
 
     /// Writes one event line.
@@ -367,12 +362,24 @@ impl MailLog {
         text: &str,
         fields: Option<serde_json::Value>,
     ) {
-        let tag = format!("{}/{program}", self.syslog_name);
         let warning = if level == Level::Warning {
             "warning: "
         } else {
             ""
         };
+        if self.format == LogFormat::Postfix && self.out.takes_lines() {
+            // A file or stderr: the line is all there is to make.
+            let mut line = String::with_capacity(96 + id.len() + text.len());
+            self.stamp.write(&mut line);
+            let _ = writeln!(
+                line,
+                " {} {}/{program}[{}]: {warning}{id}: {text}",
+                self.hostname, self.syslog_name, self.pid
+            );
+            self.out.send_line(&line);
+            return;
+        }
+        let tag = format!("{}/{program}", self.syslog_name);
         let journal_fields = if self.out.wants_fields() {
             journal_fields(id, fields.as_ref())
         } else {
@@ -400,12 +407,12 @@ impl MailLog {
             }
         };
         let line = match self.format {
-            LogFormat::Postfix => format!(
-                "{} {} {tag}[{}]: {message}\n",
-                jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S"),
-                self.hostname,
-                self.pid
-            ),
+            LogFormat::Postfix => {
+                let mut line = String::new();
+                self.stamp.write(&mut line);
+                let _ = writeln!(line, " {} {tag}[{}]: {message}", self.hostname, self.pid);
+                line
+            }
             LogFormat::Json => format!("{message}\n"),
         };
         let record = Record {
@@ -447,14 +454,6 @@ fn journal_fields(id: &str, fields: Option<&serde_json::Value>) -> Vec<(&'static
     out
 }
 
-/// Makes client-supplied text safe for a one-line log: control characters
-/// become `?`, so a CR/LF in an address can never start a forged line.
-pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// Who a submission client authenticated as, for the `client=` line.
 #[derive(Debug, Clone, Copy)]
 pub struct SaslLogin<'a> {
@@ -462,36 +461,6 @@ pub struct SaslLogin<'a> {
     pub method: &'a str,
     /// The user name AUTH succeeded for.
     pub username: &'a str,
-}
-
-/// [`clean`], and also no `,` or space: for `relay=` and `dsn=`, values in
-/// the comma-separated list of a delivery line that pflogsumm reads up to
-/// the next comma.
-fn field(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == ',' || c == ' ' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// [`clean`], and also no `<` or `>`: for addresses inside `to=<…>` and
-/// `from=<…>`, which pflogsumm reads up to the first `>`. (Only a quoted
-/// local part can hold these; such an address is logged with `?`.)
-fn address(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == '<' || c == '>' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

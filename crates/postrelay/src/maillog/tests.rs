@@ -6,6 +6,39 @@ use std::sync::{Arc, Mutex};
 #[test]
 fn control_characters_cannot_forge_lines() {
     assert_eq!(clean("a\r\nb\tc"), "a??b?c");
+    // C1 controls (U+0085 is NEL) too; other non-ASCII text stays.
+    assert_eq!(clean("a\u{85}b\u{7f}é"), "a?b?é");
+    assert_eq!(field("é, x"), "é??x");
+    assert_eq!(address("\"<é>\"@x"), "\"?é?\"@x");
+    // Plain text is borrowed, not copied.
+    assert!(matches!(
+        escape::cleaned("bob@example.org"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn postfix_lines_start_with_the_local_time_as_syslog_writes_it() {
+    let stamp = || {
+        jiff::ZonedDateTime::now()
+            .strftime("%b %e %H:%M:%S")
+            .to_string()
+    };
+    let (log, sink) = log(LogFormat::Postfix);
+    let before = stamp();
+    log.removed("ID1");
+    let after = stamp();
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let (time, rest) = text.split_at(15);
+    assert!(
+        time == before || time == after,
+        "{text:?}: {before} / {after}"
+    );
+    let pid = std::process::id();
+    assert_eq!(
+        rest,
+        format!(" relay.example.net postrelay/qmgr[{pid}]: ID1: removed\n")
+    );
 }
 
 #[test]

@@ -61,6 +61,24 @@ impl Writer {
         })
     }
 
+    /// Whether the sink takes whole lines: then a record is its line
+    /// alone ([`Writer::send_line`]).
+    pub(super) fn takes_lines(&self) -> bool {
+        self.stream
+    }
+
+    /// Sends the line of a record to a sink that [takes
+    /// lines](Writer::takes_lines).
+    pub(super) fn send_line(&self, line: &str) {
+        let record = Record {
+            tag: "",
+            warning: false,
+            message: "",
+            fields: &[],
+        };
+        self.send(&record, line);
+    }
+
     /// Whether records need their structured fields (journal).
     pub(super) fn wants_fields(&self) -> bool {
         self.journal
@@ -151,4 +169,30 @@ fn report(e: &io::Error) {
 /// A poisoned lock still guards sound data here (buffers, a sink).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The local time as syslog writes it (`Dec  7 17:30:38`), made once a
+/// second: the time zone lookup and formatting are not free.
+#[derive(Default)]
+pub(super) struct Stamp {
+    /// The Unix second `text` is for.
+    second: Mutex<(i64, String)>,
+}
+
+impl Stamp {
+    /// Appends the current time to `out`.
+    pub(super) fn write(&self, out: &mut String) {
+        let now = jiff::Timestamp::now();
+        let mut cached = lock(&self.second);
+        if cached.0 != now.as_second() || cached.1.is_empty() {
+            let local = now.to_zoned_datetime(jiff::tz::TimeZone::system());
+            cached.1.clear();
+            let _ = std::fmt::Write::write_fmt(
+                &mut cached.1,
+                format_args!("{}", local.strftime("%b %e %H:%M:%S")),
+            );
+            cached.0 = now.as_second();
+        }
+        out.push_str(&cached.1);
+    }
 }
