@@ -112,6 +112,21 @@ impl DataReceiver {
         }
     }
 
+    /// Accounts for the lines of a [`plain_run`] just copied.
+    fn count_run(&mut self, run: &Run) {
+        if run.at_line_start {
+            self.state = RxState::LineStart;
+        }
+        if self.max_line == 0 {
+            return;
+        }
+        let first = self.line_len.saturating_add(run.first);
+        self.line_len = if run.ended_lines { run.last } else { first };
+        if first.max(run.longest).max(self.line_len) > self.max_line {
+            self.violate(DataViolation::LineTooLong);
+        }
+    }
+
     /// Processes `input`, appending body bytes to `out`. Once `done`, later
     /// calls consume nothing. A CR at the end of `input` is held back until
     /// the next call shows whether an LF follows, so `out` may lag by one byte.
@@ -123,20 +138,12 @@ impl DataReceiver {
                 break;
             }
             if self.state == RxState::Middle {
-                // Fast path: copy ordinary bytes in bulk.
+                // Fast path: whole lines that need no care go in one copy.
                 let rest = input.get(i..).unwrap_or_default();
-                let n = rest
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .unwrap_or(rest.len());
-                out.extend_from_slice(rest.get(..n).unwrap_or_default());
-                if self.max_line != 0 {
-                    self.line_len = self.line_len.saturating_add(n);
-                    if self.line_len > self.max_line {
-                        self.violate(DataViolation::LineTooLong);
-                    }
-                }
-                i += n;
+                let run = plain_run(rest);
+                out.extend_from_slice(rest.get(..run.len).unwrap_or_default());
+                self.count_run(&run);
+                i += run.len;
                 if i >= input.len() {
                     break;
                 }
@@ -252,14 +259,12 @@ impl DotStuffer {
                     if self.at_line_start && b == b'.' {
                         out.push(b'.');
                     }
-                    // The rest of the line's text goes out in one copy.
-                    let text = rest
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(rest.len());
-                    let (line, tail) = rest.split_at(text);
-                    out.extend_from_slice(line);
-                    self.at_line_start = false;
+                    // The rest of the line, and the whole lines after it
+                    // that need no care, go out in one copy.
+                    let run = plain_run(rest);
+                    let (text, tail) = rest.split_at(run.len.max(1));
+                    out.extend_from_slice(text);
+                    self.at_line_start = run.at_line_start;
                     rest = tail;
                 }
             }
@@ -280,6 +285,67 @@ impl DotStuffer {
         out.extend_from_slice(b".\r\n");
         *self = DotStuffer::new();
     }
+}
+
+/// A prefix of a body that is the same on the wire and in the file: a
+/// [`plain_run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    /// Its length in bytes.
+    len: usize,
+    /// Bytes before its first CRLF (all of it when it has none).
+    first: usize,
+    /// Longest line between its first and last CRLF, CRLF excluded.
+    longest: usize,
+    /// Bytes after its last CRLF.
+    last: usize,
+    /// It contains a CRLF.
+    ended_lines: bool,
+    /// It ends right after a CRLF.
+    at_line_start: bool,
+}
+
+/// The longest prefix of `s` that the receiver copies and the stuffer sends
+/// as it is: bytes other than CR and LF, and CRLFs each followed (within
+/// `s`) by a byte other than `.`. It stops before the first CR or LF that
+/// needs the byte-by-byte path: a bare one, one at the end of `s`, or a
+/// CRLF before a dot (stuffing, or the terminator). The search is memchr's
+/// (vectorised), so a body of ordinary lines costs about a copy.
+fn plain_run(s: &[u8]) -> Run {
+    let mut run = Run {
+        len: s.len(),
+        first: 0,
+        longest: 0,
+        last: 0,
+        ended_lines: false,
+        at_line_start: false,
+    };
+    let mut line_start = 0;
+    let mut pos = 0;
+    while let Some(off) = s.get(pos..).and_then(|t| memchr::memchr2(b'\r', b'\n', t)) {
+        let at = pos + off;
+        let crlf = s.get(at) == Some(&b'\r') && s.get(at + 1) == Some(&b'\n');
+        if !crlf || s.get(at + 2).is_none_or(|&c| c == b'.') {
+            run.len = at;
+            break;
+        }
+        let line = at - line_start;
+        if run.ended_lines {
+            run.longest = run.longest.max(line);
+        } else {
+            run.first = line;
+            run.ended_lines = true;
+        }
+        line_start = at + 2;
+        pos = line_start;
+    }
+    if run.ended_lines {
+        run.last = run.len - line_start;
+        run.at_line_start = run.last == 0;
+    } else {
+        run.first = run.len;
+    }
+    run
 }
 
 #[cfg(test)]

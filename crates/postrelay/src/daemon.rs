@@ -102,6 +102,9 @@ async fn serve(config: Config, source: Source, started: Started) -> anyhow::Resu
     let deliverer = Deliverer::with_local_helper(&config, helper.clone(), resolver.clone())
         .context("invalid relay settings")?;
     let queue = load_queue(&config, spool, deliverer.router())?;
+    // Mail log lines are written several at a time; the stop below
+    // writes what is left.
+    queue.maillog().start_batching();
     watch_helper(&helper, queue.maillog().metrics().clone());
     let bound = bound.into_tokio()?;
     let running = Running::start(config, bound, queue.clone(), deliverer);
@@ -133,6 +136,7 @@ async fn serve(config: Config, source: Source, started: Started) -> anyhow::Resu
     notifier.stopping();
     running.stop(&mut signals).await;
     queue.shutdown();
+    queue.maillog().stop_batching();
     tracing::info!("stopped");
     Ok(())
 }

@@ -191,3 +191,68 @@ fn stuffer_table() {
     s.finish(&mut out);
     assert_eq!(out, b"x\r\n.\r\n..y\r\n.\r\n");
 }
+
+/// Bodies made of the bytes that matter to the framing: text, dots, CR,
+/// LF, and runs of text long enough to cross a line limit; half of them
+/// well-formed CRLF lines (where only a line's length can be wrong).
+fn framing_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let lines =
+        proptest::collection::vec("[a-z.]{0,15}", 0..30).prop_map(|v| v.join("\r\n").into_bytes());
+    let any = proptest::collection::vec(
+        prop_oneof![
+            Just(b"a".to_vec()),
+            Just(b".".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r\n.".to_vec()),
+            "[a-z]{1,12}".prop_map(String::into_bytes),
+        ],
+        0..80,
+    )
+    .prop_map(|v| v.concat());
+    prop_oneof![lines, any]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    /// The bulk paths (whole lines in one copy) give what one byte at a
+    /// time gives: the same body, terminator, violation, and line counts.
+    #[test]
+    fn receiver_bulk_equals_byte_by_byte(
+        body in framing_bytes(),
+        max_line in 0usize..12,
+        cut in 0usize..200,
+    ) {
+        let mut input = body;
+        input.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+        let cut = cut.min(input.len());
+        let mut one = DataReceiver::with_max_line(max_line);
+        let mut want = Vec::new();
+        let mut used = 0;
+        for b in &input {
+            used += one.ingest(std::slice::from_ref(b), &mut want).consumed;
+        }
+        let mut bulk = DataReceiver::with_max_line(max_line);
+        let mut got = Vec::new();
+        let mut consumed = bulk.ingest(&input[..cut], &mut got).consumed;
+        if !bulk.is_done() {
+            consumed += bulk.ingest(&input[cut..], &mut got).consumed;
+        }
+        proptest::prop_assert_eq!(&got, &want);
+        proptest::prop_assert_eq!(consumed, used);
+        proptest::prop_assert_eq!(bulk.violation(), one.violation());
+        proptest::prop_assert_eq!(bulk.body_len(), one.body_len());
+        proptest::prop_assert!(bulk.is_done());
+    }
+
+    /// The same for the stuffer, across a cut.
+    #[test]
+    fn stuffer_bulk_equals_byte_by_byte(body in framing_bytes(), cut in 0usize..200) {
+        let cut = cut.min(body.len());
+        let bytes: Vec<&[u8]> = body.iter().map(std::slice::from_ref).collect();
+        let want = stuff_all(&bytes);
+        proptest::prop_assert_eq!(stuff_all(&[&body[..cut], &body[cut..]]), want);
+    }
+}

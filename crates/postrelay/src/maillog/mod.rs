@@ -2,8 +2,9 @@
 //! Postfix's log (`QUEUEID: from=<…>, size=…, nrcpt=…`) so that grep habits
 //! and tools such as `pflogsumm --syslog-name=postrelay` keep working.
 //!
-//! It is not the debugging log (that is `tracing`). Lines are written whole,
-//! one `write` each, to the configured file (opened for append) or stderr.
+//! It is not the debugging log (that is `tracing`). Lines are written whole
+//! to the configured file (opened for append) or stderr: one `write` each,
+//! or in the daemon many at a time (`writer.rs`: what a crash can lose).
 //! Client-supplied text is escaped so a line can never be split or faked.
 //!
 //! The delivery lines follow Postfix's field order and number formats
@@ -12,27 +13,36 @@
 //! them with regular expressions; `tests/pflogsumm.rs` runs the real
 //! `pflogsumm` over lines written here.
 
+mod escape;
 mod sink;
+mod writer;
 
+use std::fmt::Write as _;
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use self::escape::{address, cleaned, field, write_delay};
+pub use self::escape::{clean, format_delay};
 use self::sink::{Record, Sink};
+use self::writer::Writer;
 use crate::config::{LogFormat, LogSettings, LogTarget};
 use crate::metrics::Metrics;
 use crate::spool::Envelope;
 
 /// Where mail log lines go, and the counters that follow them.
 pub struct MailLog {
-    out: Mutex<Sink>,
+    out: Arc<Writer>,
     hostname: String,
     format: LogFormat,
     /// `NAME` of `NAME/smtp[pid]`.
     syslog_name: String,
     pid: u32,
+    /// The local time of the line being written, as syslog writes it.
+    stamp: writer::Stamp,
     /// Bumped where the matching line is written, so that the metrics and
     /// the log (and pflogsumm) agree.
     metrics: Arc<Metrics>,
@@ -120,27 +130,6 @@ pub fn utc(t: std::time::SystemTime) -> String {
     )
 }
 
-/// Formats a delay as Postfix does (`format_tv` with 2 significant digits
-/// and at most 2 decimals): `0.12`, `0.5`, `0`, `1.2`, `12`, `4000`. The
-/// value is rounded half up to 0.01 s below 1 s, to 0.1 s below 10 s and to
-/// whole seconds above; trailing zeros are dropped.
-pub fn format_delay(d: Duration) -> String {
-    let micros = d.as_micros();
-    let resolution: u128 = match d.as_secs() {
-        0 => 10_000,
-        1..=9 => 100_000,
-        _ => 1_000_000,
-    };
-    let rounded = (micros + resolution / 2) / resolution * resolution;
-    let secs = rounded / 1_000_000;
-    let frac = rounded % 1_000_000;
-    if frac == 0 {
-        return secs.to_string();
-    }
-    let digits = format!("{frac:06}");
-    format!("{secs}.{}", digits.trim_end_matches('0'))
-}
-
 /// Whether a line is an ordinary event or a warning.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -167,7 +156,7 @@ impl MailLog {
             _ => Sink::Stream(Box::new(io::stderr())),
         };
         let mut log = Self::with_writer(Box::new(io::sink()), hostname, settings.format);
-        log.out = Mutex::new(out);
+        log.out = Writer::new(out);
         log.syslog_name = settings.syslog_name.clone();
         Ok(log)
     }
@@ -175,13 +164,27 @@ impl MailLog {
     /// A log writing to any sink (tests).
     pub fn with_writer(out: Box<dyn Write + Send>, hostname: &str, format: LogFormat) -> MailLog {
         MailLog {
-            out: Mutex::new(Sink::Stream(out)),
+            out: Writer::new(Sink::Stream(out)),
             hostname: hostname.to_string(),
             format,
             syslog_name: "postrelay".to_string(),
             pid: std::process::id(),
+            stamp: writer::Stamp::default(),
             metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// From now on lines to a file or stderr are gathered and written
+    /// several at a time by a task on the current tokio runtime (the
+    /// daemon's); [`MailLog::stop_batching`] or dropping the log writes
+    /// the rest. See `writer.rs` for what a crash can lose.
+    pub fn start_batching(&self) {
+        self.out.start_batching();
+    }
+
+    /// Writes every buffered line and writes later ones at once.
+    pub fn stop_batching(&self) {
+        self.out.stop_batching();
     }
 
     /// The counters that follow this log.
@@ -193,7 +196,7 @@ impl MailLog {
     /// authenticated, on submission), logged as Postfix's smtpd does, before
     /// the message is queued; the queue then logs [`MailLog::queued`].
     pub fn client(&self, id: &str, helo: &str, ip: IpAddr, login: Option<SaslLogin<'_>>) {
-        let mut text = format!("client={}[{ip}]", clean(helo));
+        let mut text = format!("client={}[{ip}]", cleaned(helo));
         if let Some(l) = login {
             text.push_str(&format!(
                 ", sasl_method={}, sasl_username={}",
@@ -214,7 +217,11 @@ impl MailLog {
     /// `ID: uid=N from=<sender>`, as Postfix's pickup logs it, before the
     /// message is queued.
     pub fn picked_up(&self, id: &str, sender: &str, uid: u32) {
-        self.line("pickup", id, &format!("uid={uid} from=<{}>", clean(sender)));
+        self.line(
+            "pickup",
+            id,
+            &format!("uid={uid} from=<{}>", cleaned(sender)),
+        );
         self.metrics.accepted("pickup");
     }
 
@@ -228,7 +235,7 @@ impl MailLog {
             &id,
             &format!(
                 "from=<{}>, size={}, nrcpt={} (queue active)",
-                clean(&env.sender),
+                cleaned(&env.sender),
                 env.size,
                 env.recipients.len()
             ),
@@ -245,36 +252,43 @@ impl MailLog {
     /// `ID: to=<rcpt>, [orig_to=<…>, ]relay=host[ip]:port, [conn_use=N, ]delay=1.2,
     /// delays=0.01/0/0.5/0.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X)`
     pub fn delivery(&self, id: &str, d: &Delivery<'_>) {
-        let mut text = format!("to=<{}>, ", address(d.rcpt));
+        let mut text = String::with_capacity(160 + d.detail.len());
+        let _ = write!(text, "to=<{}>, ", address(d.rcpt));
         if let Some(orig) = d.orig_rcpt.filter(|o| *o != d.rcpt) {
-            text.push_str(&format!("orig_to=<{}>, ", address(orig)));
+            let _ = write!(text, "orig_to=<{}>, ", address(orig));
         }
-        text.push_str(&format!("relay={}, ", field(d.relay)));
+        let _ = write!(text, "relay={}, ", field(d.relay));
         if d.conn_use > 1 {
-            text.push_str(&format!("conn_use={}, ", d.conn_use));
+            let _ = write!(text, "conn_use={}, ", d.conn_use);
         }
-        text.push_str(&format!(
-            "delay={}, delays={}/{}/{}/{}, dsn={}, status={}",
-            format_delay(d.delay),
-            format_delay(d.delays.before_active),
-            format_delay(d.delays.queue_mgr),
-            format_delay(d.delays.conn_setup),
-            format_delay(d.delays.transmission),
-            field(d.dsn),
-            d.status.as_str(),
-        ));
+        text.push_str("delay=");
+        write_delay(&mut text, d.delay);
+        let parts = [
+            d.delays.before_active,
+            d.delays.queue_mgr,
+            d.delays.conn_setup,
+            d.delays.transmission,
+        ];
+        for (i, part) in parts.into_iter().enumerate() {
+            text.push_str(if i == 0 { ", delays=" } else { "/" });
+            write_delay(&mut text, part);
+        }
+        let _ = write!(text, ", dsn={}, status={}", field(d.dsn), d.status.as_str());
         if !d.detail.is_empty() {
-            text.push_str(&format!(" ({})", clean(d.detail)));
+            let _ = write!(text, " ({})", cleaned(d.detail));
         }
-        let fields = serde_json::json!({
-            "to": d.rcpt,
-            "orig_to": d.orig_rcpt,
-            "relay": d.relay,
-            "delay": d.delay.as_secs_f64(),
-            "dsn": d.dsn,
-            "status": d.status.as_str(),
+        // Structured fields only where they go somewhere.
+        let fields = (self.format == LogFormat::Json || self.out.wants_fields()).then(|| {
+            serde_json::json!({
+                "to": d.rcpt,
+                "orig_to": d.orig_rcpt,
+                "relay": d.relay,
+                "delay": d.delay.as_secs_f64(),
+                "dsn": d.dsn,
+                "status": d.status.as_str(),
+            })
         });
-        self.emit("smtp", id, Level::Info, &text, Some(fields));
+        self.emit("smtp", id, Level::Info, &text, fields);
         self.metrics.delivery(d.relay, d.status.as_str(), d.delay);
         // The relay refused TLS or our login: the reason's words, as
         // the worker writes them (deliver::outcome::Reason's Display).
@@ -330,7 +344,7 @@ impl MailLog {
     /// (`postrelay/smtp[pid]: warning: ID: text`), which pflogsumm lists
     /// under "Warnings".
     pub fn warning(&self, id: &str, text: &str) {
-        self.emit("smtp", id, Level::Warning, &clean(text), None);
+        self.emit("smtp", id, Level::Warning, &cleaned(text), None);
     }
 
     /// Writes one event line.
@@ -348,13 +362,29 @@ impl MailLog {
         text: &str,
         fields: Option<serde_json::Value>,
     ) {
-        let tag = format!("{}/{program}", self.syslog_name);
         let warning = if level == Level::Warning {
             "warning: "
         } else {
             ""
         };
-        let journal_fields = journal_fields(id, fields.as_ref());
+        if self.format == LogFormat::Postfix && self.out.takes_lines() {
+            // A file or stderr: the line is all there is to make.
+            let mut line = String::with_capacity(96 + id.len() + text.len());
+            self.stamp.write(&mut line);
+            let _ = writeln!(
+                line,
+                " {} {}/{program}[{}]: {warning}{id}: {text}",
+                self.hostname, self.syslog_name, self.pid
+            );
+            self.out.send_line(&line);
+            return;
+        }
+        let tag = format!("{}/{program}", self.syslog_name);
+        let journal_fields = if self.out.wants_fields() {
+            journal_fields(id, fields.as_ref())
+        } else {
+            Vec::new()
+        };
         let message = match self.format {
             LogFormat::Postfix => format!("{warning}{id}: {text}"),
             LogFormat::Json => {
@@ -377,12 +407,12 @@ impl MailLog {
             }
         };
         let line = match self.format {
-            LogFormat::Postfix => format!(
-                "{} {} {tag}[{}]: {message}\n",
-                jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S"),
-                self.hostname,
-                self.pid
-            ),
+            LogFormat::Postfix => {
+                let mut line = String::new();
+                self.stamp.write(&mut line);
+                let _ = writeln!(line, " {} {tag}[{}]: {message}", self.hostname, self.pid);
+                line
+            }
             LogFormat::Json => format!("{message}\n"),
         };
         let record = Record {
@@ -391,12 +421,13 @@ impl MailLog {
             message: &message,
             fields: &journal_fields,
         };
-        if let Ok(mut out) = self.out.lock() {
-            // A full or broken log must not stop mail; tracing reports it.
-            if let Err(e) = out.send(&record, &line) {
-                tracing::error!(error = %e, "cannot write the mail log");
-            }
-        }
+        self.out.send(&record, &line);
+    }
+}
+
+impl Drop for MailLog {
+    fn drop(&mut self) {
+        self.out.stop_batching();
     }
 }
 
@@ -423,14 +454,6 @@ fn journal_fields(id: &str, fields: Option<&serde_json::Value>) -> Vec<(&'static
     out
 }
 
-/// Makes client-supplied text safe for a one-line log: control characters
-/// become `?`, so a CR/LF in an address can never start a forged line.
-pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// Who a submission client authenticated as, for the `client=` line.
 #[derive(Debug, Clone, Copy)]
 pub struct SaslLogin<'a> {
@@ -438,36 +461,6 @@ pub struct SaslLogin<'a> {
     pub method: &'a str,
     /// The user name AUTH succeeded for.
     pub username: &'a str,
-}
-
-/// [`clean`], and also no `,` or space: for `relay=` and `dsn=`, values in
-/// the comma-separated list of a delivery line that pflogsumm reads up to
-/// the next comma.
-fn field(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == ',' || c == ' ' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// [`clean`], and also no `<` or `>`: for addresses inside `to=<…>` and
-/// `from=<…>`, which pflogsumm reads up to the first `>`. (Only a quoted
-/// local part can hold these; such an address is logged with `?`.)
-fn address(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == '<' || c == '>' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

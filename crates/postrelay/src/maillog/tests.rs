@@ -1,11 +1,44 @@
 //! Unit tests of the mail log: line shapes, escaping, journal fields.
 
 use super::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[test]
 fn control_characters_cannot_forge_lines() {
     assert_eq!(clean("a\r\nb\tc"), "a??b?c");
+    // C1 controls (U+0085 is NEL) too; other non-ASCII text stays.
+    assert_eq!(clean("a\u{85}b\u{7f}é"), "a?b?é");
+    assert_eq!(field("é, x"), "é??x");
+    assert_eq!(address("\"<é>\"@x"), "\"?é?\"@x");
+    // Plain text is borrowed, not copied.
+    assert!(matches!(
+        escape::cleaned("bob@example.org"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn postfix_lines_start_with_the_local_time_as_syslog_writes_it() {
+    let stamp = || {
+        jiff::ZonedDateTime::now()
+            .strftime("%b %e %H:%M:%S")
+            .to_string()
+    };
+    let (log, sink) = log(LogFormat::Postfix);
+    let before = stamp();
+    log.removed("ID1");
+    let after = stamp();
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let (time, rest) = text.split_at(15);
+    assert!(
+        time == before || time == after,
+        "{text:?}: {before} / {after}"
+    );
+    let pid = std::process::id();
+    assert_eq!(
+        rest,
+        format!(" relay.example.net postrelay/qmgr[{pid}]: ID1: removed\n")
+    );
 }
 
 #[test]
@@ -222,6 +255,29 @@ fn json_lines_carry_structured_fields() {
 }
 
 #[test]
+fn journal_records_of_deliveries_carry_the_recipient_fields() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut log, _) = log(LogFormat::Postfix);
+    log.out = writer::Writer::new(self::sink::Sink::Journal(path));
+    log.delivery("ID1", &sent());
+    let mut buf = vec![0u8; 4096];
+    let n = sock.recv(&mut buf).unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]).to_string();
+    for want in [
+        "POSTRELAY_QUEUE_ID=ID1\n",
+        "POSTRELAY_TO=bob@example.org\n",
+        "POSTRELAY_RELAY=smtp.example.com[192.0.2.7]:587\n",
+        "POSTRELAY_STATUS=sent\n",
+    ] {
+        assert!(got.contains(want), "{want:?} in {got:?}");
+    }
+}
+
+#[test]
 fn auto_writes_the_file_if_set_else_syslog() {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         return; // under systemd "auto" means the journal
@@ -308,3 +364,5 @@ fn relay_names() {
     );
     assert_eq!(relay_name("mx.example.org", None), "none");
 }
+
+mod batch;
