@@ -9,6 +9,11 @@
 //! grow by themselves; with one client, a batch is one message and nothing
 //! waits for a timer.
 //!
+//! With `sync = "journal"` the thread also makes the journal's checkpoints
+//! (`Spool::reap_removed`), after answering: when idle for
+//! [`REAP_INTERVAL`], and after a batch once `spool::CHECKPOINT_INTERVAL`
+//! has passed since the last.
+//!
 //! It does not stage (that is done by the session, in `spawn_blocking`)
 //! and does not retry: a failure goes back to the session, which answers 4xx.
 
@@ -221,11 +226,16 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
                 tracing::info!(%id, "spool: committed message whose session went away (never acknowledged)");
             }
         }
+        // With the commit journal: a checkpoint, after the answers.
+        if spool.checkpoint_due() {
+            spool.reap_removed();
+        }
     }
 }
 
 /// How long the thread waits for a commit before it reaps lazy removals
-/// on its own (under load, every batch's fsync does it).
+/// on its own (under load, every batch's fsync does it); with the commit
+/// journal this idle time is also when a checkpoint is made.
 const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Adds a request to the batch being built; true if it was `Stop`.
