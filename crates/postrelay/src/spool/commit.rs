@@ -10,12 +10,11 @@
 //! checkpoint (`queue::commit`).
 
 use std::io;
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::durable::remove_quietly;
 use super::error::copy_io_error;
-use super::journal::{Entry, Journal};
+use super::journal::{Entry, Journal, Writer};
 use super::layout::{LOCK_FILE, Location};
 use super::{QueueId, Spool, SpoolError, Staged, SyncMode};
 
@@ -130,13 +129,12 @@ impl Spool {
     ///
     /// With [`SyncMode::Journal`] this is the checkpoint: one `syncfs`
     /// makes the removals, and everything committed through the journal
-    /// since the last one, durable; then the journal starts over.
+    /// before it started, durable; then the header says so. Commits may
+    /// go on meanwhile (the committer calls it from its checkpoint
+    /// thread; see `queue::commit`).
     pub fn reap_removed(&self) {
         if self.inner.sync == SyncMode::Journal {
-            let mut journal = self.journal();
-            if let Some(journal) = journal.as_mut()
-                && let Err(e) = self.checkpoint(journal)
-            {
+            if let Err(e) = self.checkpoint() {
                 tracing::warn!(error = %e, "spool: journal checkpoint failed; will retry");
             }
             return;
@@ -162,11 +160,13 @@ impl Spool {
     /// sync; only then are the messages reported committed. The renames,
     /// and the files' contents, become durable at the next checkpoint; a
     /// crash before that is repaired from the records when the spool is
-    /// next opened (`journal/recover.rs`).
+    /// next opened (`journal/recover.rs`). The writer is held from the
+    /// append through the renames: a checkpoint that takes it next covers
+    /// only renamed messages.
     ///
     /// Gives the batch back untouched if it cannot be journaled (a body
     /// too large to have a copy, a batch larger than the segment, no
-    /// journal, or a checkpoint to make room failed). If a rename fails
+    /// journal, or a new epoch to make room failed). If a rename fails
     /// after the flush, that message is reported failed but its record is
     /// live: a crash before the next checkpoint would bring it back (a
     /// duplicate of a message the client will send again).
@@ -175,8 +175,7 @@ impl Spool {
         batch: Vec<Staged>,
     ) -> Result<Vec<Result<QueueId, SpoolError>>, Vec<Staged>> {
         let ops = &*self.inner.ops;
-        let mut guard = self.journal();
-        let Some(journal) = guard.as_mut() else {
+        let Some(journal) = &self.inner.journal else {
             return Err(batch);
         };
         let entries: Option<Vec<Entry<'_>>> = batch
@@ -192,22 +191,22 @@ impl Spool {
         let Some(entries) = entries.filter(|e| !e.is_empty()) else {
             return Err(batch);
         };
-        let bytes = Journal::batch_len(&entries);
-        if !Journal::can_ever_hold(bytes) {
+        let bytes = Writer::batch_len(&entries);
+        if !Writer::can_ever_hold(bytes) {
             return Err(batch);
         }
-        if !journal.has_room(bytes)
-            && let Err(e) = self.checkpoint(journal)
+        let mut writer = journal.writer();
+        if !writer.has_room(bytes)
+            && let Err(e) = self.new_epoch(journal, &mut writer)
         {
             tracing::warn!(error = %e, "spool: journal full and checkpoint failed; committing with syncfs");
             return Err(batch);
         }
-        if let Err(e) = journal.append(ops, &entries) {
+        if let Err(e) = writer.append(ops, &entries) {
             tracing::error!(error = %e, messages = batch.len(), "spool: journal write failed; refusing the batch");
             // Dropping the batch removes its files.
             return Ok(batch.iter().map(|_| Err(copy_spool_error(&e))).collect());
         }
-        drop(guard);
         let layout = &self.inner.layout;
         let results = batch
             .into_iter()
@@ -222,18 +221,46 @@ impl Spool {
                 Ok(id)
             })
             .collect();
+        drop(writer);
         Ok(results)
     }
 
-    /// A checkpoint: one `syncfs` makes queue/ durable (the renames and
-    /// files of journaled messages, and lazy removals, whose files then go
-    /// to the free list), then the journal's epoch is retired. Nothing to
-    /// do if nothing changed since the last one.
-    fn checkpoint(&self, journal: &mut Journal) -> Result<(), SpoolError> {
-        let doomed = self.inner.free.take_doomed();
-        if doomed.is_empty() && !journal.dirty() {
+    /// A checkpoint: notes how far the journal is written (every message
+    /// of it renamed) and takes the lazy removals so far; then, without
+    /// holding the writer, one `syncfs` makes all that durable in queue/
+    /// (the removed messages' files then go to the free list) and the
+    /// header says those records are covered. Nothing to do if nothing
+    /// changed since the last one.
+    fn checkpoint(&self) -> Result<(), SpoolError> {
+        let Some(journal) = &self.inner.journal else {
+            return Ok(());
+        };
+        let (doomed, (epoch, seq), behind) = {
+            let writer = journal.writer();
+            let doomed = self.inner.free.take_doomed();
+            (doomed, writer.position(), journal.behind(&writer))
+        };
+        if doomed.is_empty() && !behind {
             return Ok(());
         }
+        journal.start_checkpoint();
+        self.syncfs_then_release(doomed)?;
+        journal.cover(&*self.inner.ops, epoch, seq)
+    }
+
+    /// The committer's checkpoint when the segment is full (or a write
+    /// failed), holding the writer throughout: `syncfs` covers every
+    /// record, then a new epoch starts at the start of the segment.
+    fn new_epoch(&self, journal: &Journal, writer: &mut Writer) -> Result<(), SpoolError> {
+        let doomed = self.inner.free.take_doomed();
+        journal.start_checkpoint();
+        self.syncfs_then_release(doomed)?;
+        journal.new_epoch(&*self.inner.ops, writer)
+    }
+
+    /// One `syncfs`; on success the files of `doomed` go to the free list,
+    /// on failure `doomed` waits for the next.
+    fn syncfs_then_release(&self, doomed: Vec<super::free::Doomed>) -> Result<(), SpoolError> {
         let layout = &self.inner.layout;
         let ops = &*self.inner.ops;
         if let Err(e) = ops.sync_filesystem(&self.inner.lock, &layout.root.join(LOCK_FILE)) {
@@ -241,25 +268,20 @@ impl Spool {
             return Err(SpoolError::io("syncfs", &layout.queue, e));
         }
         self.inner.free.release(ops, layout, doomed);
-        if journal.dirty() {
-            journal.retire(ops)?;
-        }
         Ok(())
     }
 
-    /// With [`SyncMode::Journal`]: whether the committer should make a
-    /// checkpoint ([`Spool::reap_removed`]) now, after answering a batch:
-    /// something was journaled and [`CHECKPOINT_INTERVAL`] has passed.
-    pub fn checkpoint_due(&self) -> bool {
-        self.journal()
-            .as_ref()
-            .is_some_and(|j| j.dirty() && j.since_checkpoint() >= CHECKPOINT_INTERVAL)
-    }
-
-    fn journal(&self) -> MutexGuard<'_, Option<Journal>> {
-        // Only the committer's thread takes it; a panic there leaves at
-        // worst a journal whose next append is refused until a checkpoint.
-        self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
+    /// With [`SyncMode::Journal`]: whether the committer should have a
+    /// checkpoint made ([`Spool::reap_removed`]) now, after answering a
+    /// batch: something was journaled since the last, which started at
+    /// least [`CHECKPOINT_INTERVAL`] ago. True at most once per interval:
+    /// a true answer counts as the start of the next checkpoint.
+    pub fn take_due_checkpoint(&self) -> bool {
+        self.inner.journal.as_ref().is_some_and(|j| {
+            j.since_checkpoint() >= CHECKPOINT_INTERVAL
+                && j.behind(&j.writer())
+                && j.start_checkpoint() >= CHECKPOINT_INTERVAL
+        })
     }
 }
 

@@ -157,9 +157,9 @@ struct Inner {
     /// Files kept for reuse, and messages removed lazily whose bodies wait
     /// for the next fsync.
     free: FreeList,
-    /// The commit journal, with [`SyncMode::Journal`]; used by the
-    /// committer's thread only.
-    journal: Mutex<Option<journal::Journal>>,
+    /// The commit journal, with [`SyncMode::Journal`] (appended to by the
+    /// committer, checkpointed by it or by its checkpoint thread).
+    journal: Option<journal::Journal>,
     /// Messages rewritten from the journal when the spool was opened.
     replayed: journal::recover::Replayed,
     /// Holds the flock for as long as the spool is open; also the
@@ -212,7 +212,7 @@ impl Spool {
         // Whatever the mode now: a journal left by an earlier run is replayed.
         let replayed = journal::recover::replay(&layout, &*ops, &lock)?;
         let journal = match options.sync {
-            SyncMode::Journal => Some(journal::Journal::open(&*ops, root, replayed.checkpointed)?),
+            SyncMode::Journal => Some(journal::Journal::open(&*ops, root, replayed.header)?),
             SyncMode::Files | SyncMode::Filesystem => None,
         };
         let health = HealthSampler::new(options.health, &layout.tmp);
@@ -225,7 +225,7 @@ impl Spool {
                 health,
                 admin: Mutex::new(()),
                 free,
-                journal: Mutex::new(journal),
+                journal,
                 replayed,
                 lock,
             }),

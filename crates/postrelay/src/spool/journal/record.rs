@@ -15,8 +15,8 @@ use super::super::id::QueueId;
 const HEADER_MAGIC: &[u8; 4] = b"PRJH";
 /// Magic of a message record.
 const RECORD_MAGIC: &[u8; 4] = b"PRJR";
-/// Bytes of a header: magic, checksum, epoch.
-pub(super) const HEADER_LEN: usize = 4 + 8 + 8;
+/// Bytes of a header: magic, checksum, generation, epoch, covered.
+pub(super) const HEADER_LEN: usize = 4 + 8 + 8 + 8 + 4;
 /// Bytes of a record before its envelope: magic, checksum, epoch,
 /// sequence, id (26 characters), envelope length, body length.
 pub(super) const RECORD_HEAD: usize = 4 + 8 + 8 + 4 + ID_LEN + 4 + 4;
@@ -26,7 +26,7 @@ const ID_LEN: usize = 26;
 /// One message as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
-    /// The epoch it was written in: live iff one more than the header's.
+    /// The epoch it was written in (see [`Header`]).
     pub(crate) epoch: u64,
     /// Its place in the epoch, from 0 without gaps.
     pub(crate) seq: u32,
@@ -45,24 +45,45 @@ fn checksum(bytes: &[u8]) -> [u8; 8] {
     out
 }
 
-/// A header saying every record of `epoch` (and before) is covered by a
-/// checkpoint.
-pub(super) fn encode_header(epoch: u64) -> [u8; HEADER_LEN] {
+/// What a header says: the records of `epoch` numbered `covered` and
+/// up are live (not yet made durable in queue/ by a checkpoint); every
+/// other record is not. `generation` orders the two header slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) generation: u64,
+    pub(crate) epoch: u64,
+    pub(crate) covered: u32,
+}
+
+impl Header {
+    /// Whether this header leaves live anything `other` covers.
+    pub(crate) fn behind(&self, epoch: u64, covered: u32) -> bool {
+        (self.epoch, self.covered) < (epoch, covered)
+    }
+}
+
+pub(super) fn encode_header(h: &Header) -> [u8; HEADER_LEN] {
     let mut out = [0; HEADER_LEN];
     out[..4].copy_from_slice(HEADER_MAGIC);
-    out[12..20].copy_from_slice(&epoch.to_le_bytes());
+    out[12..20].copy_from_slice(&h.generation.to_le_bytes());
+    out[20..28].copy_from_slice(&h.epoch.to_le_bytes());
+    out[28..32].copy_from_slice(&h.covered.to_le_bytes());
     let sum = checksum(&out[12..]);
     out[4..12].copy_from_slice(&sum);
     out
 }
 
-/// The epoch of a sound header, `None` if it is torn or was never written.
-pub(super) fn decode_header(bytes: &[u8]) -> Option<u64> {
+/// A sound header, `None` if it is torn or was never written.
+pub(super) fn decode_header(bytes: &[u8]) -> Option<Header> {
     let bytes = bytes.get(..HEADER_LEN)?;
     if &bytes[..4] != HEADER_MAGIC || bytes[4..12] != checksum(&bytes[12..]) {
         return None;
     }
-    Some(u64::from_le_bytes(bytes[12..20].try_into().ok()?))
+    Some(Header {
+        generation: u64::from_le_bytes(bytes[12..20].try_into().ok()?),
+        epoch: u64::from_le_bytes(bytes[20..28].try_into().ok()?),
+        covered: u32::from_le_bytes(bytes[28..32].try_into().ok()?),
+    })
 }
 
 /// Appends the record of one message to `out`.

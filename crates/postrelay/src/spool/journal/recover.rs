@@ -1,7 +1,7 @@
 //! Replaying the commit journal when the spool is opened, before
 //! recovery's scan of queue/.
 //!
-//! Every live record (newer than the last checkpoint; see `journal.rs`)
+//! Every live record (not covered by a checkpoint; see `journal.rs`)
 //! is a message that was acknowledged, or was about to be, after one
 //! `fdatasync` of the journal only: its body and envelope in queue/, and
 //! the rename that put the envelope there, may not have reached the disk.
@@ -16,7 +16,7 @@
 //!   else `queue/<id>.env` is rewritten from the record.
 //!
 //! Rewrites go through tmp/ and a rename, then one `syncfs` makes them all
-//! durable and the header is advanced, retiring the records. A message
+//! durable and a header with a new epoch retires the records. A message
 //! delivered and removed after its record was written but before the next
 //! checkpoint comes back: a duplicate delivery, never a loss (the window
 //! is the checkpoint interval, see `queue::commit`).
@@ -30,13 +30,13 @@ use std::io::{self, Read};
 use super::super::durable::{FileOps, remove_quietly, temp_name, write_new};
 use super::super::error::SpoolError;
 use super::super::layout::{LOCK_FILE, Layout, Location};
-use super::{JOURNAL_FILE, Record, live_records, read_header, write_header};
+use super::{Header, JOURNAL_FILE, Record, live_records, read_header, write_header};
 
 /// What [`replay`] found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(in crate::spool) struct Replayed {
-    /// The checkpointed epoch in the header afterwards (0: no journal).
-    pub(in crate::spool) checkpointed: u64,
+    /// The header afterwards (the default: no journal).
+    pub(in crate::spool) header: Header,
     /// Live records found.
     pub(in crate::spool) records: usize,
     /// Of those, messages whose body or envelope had to be rewritten.
@@ -61,11 +61,11 @@ pub(in crate::spool) fn replay(
     File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| SpoolError::io("read", &path, e))?;
-    let checkpointed = read_header(&bytes);
-    let records = live_records(&bytes, checkpointed);
+    let header = read_header(&bytes);
+    let records = live_records(&bytes, &header);
     drop(bytes);
     let mut done = Replayed {
-        checkpointed,
+        header,
         records: records.len(),
         rewritten: 0,
     };
@@ -78,8 +78,13 @@ pub(in crate::spool) fn replay(
     let lock_path = layout.root.join(LOCK_FILE);
     ops.sync_filesystem(lock, &lock_path)
         .map_err(|e| SpoolError::io("syncfs", &layout.queue, e))?;
-    write_header(ops, &mut file, &path, checkpointed + 1)?;
-    done.checkpointed = checkpointed + 1;
+    let retired = Header {
+        generation: header.generation + 1,
+        epoch: header.epoch + 1,
+        covered: 0,
+    };
+    write_header(ops, &mut file, &path, &retired)?;
+    done.header = retired;
     tracing::info!(
         records = done.records,
         rewritten = done.rewritten,

@@ -16,7 +16,7 @@ use super::super::faults::{Fault, FaultyFs, Op, names_in};
 use super::super::tests::{commit, envelope_for, stage};
 use super::super::*;
 use super::record::{encode_header, encode_record};
-use super::{RECORDS_START, live_records, read_header};
+use super::{Header, RECORDS_START, live_records, read_header};
 
 fn open_with_ops(root: &Path, ops: Arc<dyn FileOps>) -> Spool {
     Spool::open_with(
@@ -48,26 +48,41 @@ fn lose(path: &Path) {
     std::fs::remove_file(path).unwrap();
 }
 
-/// A segment image with `records` (id, body) of epoch `checkpointed + 1`
-/// after a header saying `checkpointed`.
-fn segment(checkpointed: u64, bodies: &[&[u8]]) -> (Vec<u8>, Vec<QueueId>) {
+/// Puts `header` into its slot of the segment image `bytes`.
+fn put_header(bytes: &mut [u8], header: &Header) {
+    let at = (header.generation % 2) as usize * 512;
+    bytes[at..at + super::record::HEADER_LEN].copy_from_slice(&encode_header(header));
+}
+
+/// A segment image with records (id, body) of `epoch`, seq 0, 1, …, and a
+/// header of generation 3 saying `epoch` with nothing covered.
+fn segment(epoch: u64, bodies: &[&[u8]]) -> (Vec<u8>, Vec<QueueId>) {
     let mut bytes = vec![0; RECORDS_START as usize];
-    bytes[..super::record::HEADER_LEN].copy_from_slice(&encode_header(checkpointed));
+    put_header(&mut bytes, &header(3, epoch, 0));
     let mut ids = Vec::new();
     for (seq, body) in bodies.iter().enumerate() {
         let id = QueueId::generate();
         let env = envelope_for(id).to_json();
-        encode_record(&mut bytes, checkpointed + 1, seq as u32, &id, &env, body);
+        encode_record(&mut bytes, epoch, seq as u32, &id, &env, body);
         ids.push(id);
     }
     (bytes, ids)
 }
 
+fn header(generation: u64, epoch: u64, covered: u32) -> Header {
+    Header {
+        generation,
+        epoch,
+        covered,
+    }
+}
+
 #[test]
 fn the_scan_ends_at_a_torn_stale_or_out_of_order_record() {
     let (bytes, ids) = segment(6, &[b"one\r\n", b"two\r\n", b"three\r\n"]);
-    assert_eq!(read_header(&bytes), 6);
-    let all = live_records(&bytes, 6);
+    let h = read_header(&bytes);
+    assert_eq!(h, header(3, 6, 0));
+    let all = live_records(&bytes, &h);
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
     assert_eq!(all[1].body, b"two\r\n");
     let second = RECORDS_START as usize
@@ -77,19 +92,38 @@ fn the_scan_ends_at_a_torn_stale_or_out_of_order_record() {
     // A torn write: the second record's last byte never made it.
     let mut torn = bytes.clone();
     torn[third - 1] ^= 0xff;
-    assert_eq!(live_records(&torn, 6).len(), 1, "torn");
+    assert_eq!(live_records(&torn, &h).len(), 1, "torn");
     // Cut short inside the third record.
-    assert_eq!(live_records(&bytes[..third + 10], 6).len(), 2, "short");
-    // Left over from before the last checkpoint: not live.
-    assert_eq!(live_records(&bytes, 7).len(), 0, "stale epoch");
+    assert_eq!(live_records(&bytes[..third + 10], &h).len(), 2, "short");
+    // Left over from an earlier epoch: not live.
+    assert_eq!(
+        live_records(&bytes, &header(4, 7, 0)).len(),
+        0,
+        "stale epoch"
+    );
     // A second copy of record 0 where record 1 should be.
     let mut repeated = bytes[..second].to_vec();
     repeated.extend_from_slice(&bytes[RECORDS_START as usize..second]);
-    assert_eq!(live_records(&repeated, 6).len(), 1, "sequence");
-    // A torn header falls back to the other slot (here: none, epoch 0).
-    let mut header = bytes.clone();
-    header[15] ^= 1;
-    assert_eq!(read_header(&header), 0);
+    assert_eq!(live_records(&repeated, &h).len(), 1, "sequence");
+}
+
+#[test]
+fn a_header_covers_records_and_a_torn_one_falls_back_to_the_other_slot() {
+    let (mut bytes, ids) = segment(6, &[b"one\r\n", b"two\r\n", b"three\r\n"]);
+    // A later checkpoint covered the first two.
+    put_header(&mut bytes, &header(4, 6, 2));
+    let h = read_header(&bytes);
+    assert_eq!(h, header(4, 6, 2));
+    let live = live_records(&bytes, &h);
+    assert_eq!(live.iter().map(|r| r.id).collect::<Vec<_>>(), ids[2..]);
+    // That header torn: the older one counts, and more is replayed.
+    bytes[20] ^= 1;
+    let h = read_header(&bytes);
+    assert_eq!(h, header(3, 6, 0));
+    assert_eq!(live_records(&bytes, &h).len(), 3);
+    // Both torn: nothing is live.
+    bytes[512 + 20] ^= 1;
+    assert_eq!(read_header(&bytes), Header::default());
 }
 
 #[test]
