@@ -276,7 +276,7 @@ pub enum SyncMode {
     /// preallocated commit journal and one `fdatasync(2)` of it per batch,
     /// then the renames with no sync: the data-only flush needs no
     /// file-system commit, so the 250 comes sooner. `syncfs(2)` runs off
-    /// the reply's path, at checkpoints (every 100 ms while busy, after
+    /// the reply's path, at checkpoints (every 25 ms while busy, after
     /// 200 ms idle); after a crash the spool is repaired from the journal.
     /// Larger messages are committed as with `filesystem`.
     Journal,
