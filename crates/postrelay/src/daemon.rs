@@ -164,6 +164,7 @@ fn open_spool(config: &Config) -> anyhow::Result<Spool> {
         sync: match config.queue.sync {
             config::SyncMode::Filesystem => crate::spool::SyncMode::Filesystem,
             config::SyncMode::Files => crate::spool::SyncMode::Files,
+            config::SyncMode::Journal => crate::spool::SyncMode::Journal,
         },
         ..SpoolOptions::default()
     };

@@ -6,6 +6,9 @@
 //! into the queue). At the deferral: an `fdatasync` of the new envelope,
 //! then an `fsync` of `queue/` (its rename over the old one).
 //!
+//! With `sync = "journal"`, the journal's `fdatasync` comes between the
+//! message's data and the `250`.
+//!
 //! kill -9 cannot show a missing fsync (the page cache survives a process
 //! crash), and the recording file system of the unit tests records the
 //! calls it is asked to make, not the ones the kernel receives: only this
@@ -65,6 +68,49 @@ fn a_queued_message_is_synced_through_the_kernel() {
     if !peers::require("strace") {
         return;
     }
+    let (dir, id, calls) = trace_one_message("", "");
+    assert_synced(&calls, dir.path(), &id);
+}
+
+/// With `sync = "journal"`: the journal's `fdatasync` succeeds after the
+/// message's data is read and before the `250` naming it is written to
+/// the client.
+#[test]
+fn a_journaled_message_is_flushed_before_its_250() {
+    if !peers::require("strace") {
+        return;
+    }
+    let (dir, id, calls) = trace_one_message(
+        "sync = \"journal\"",
+        ",read,recvfrom,write,writev,sendto,sendmsg",
+    );
+    let journal = format!("<{}>", dir.path().join("spool/journal").display());
+    let lines: Vec<&str> = calls.lines().collect();
+    let Some(reply) = lines
+        .iter()
+        .position(|l| l.contains(&format!("queued as {id}")))
+    else {
+        panic!("no 250 for {id} in the trace:\n{calls}");
+    };
+    let Some(data) = lines
+        .iter()
+        .position(|l| l.contains("kept through a power cut"))
+    else {
+        panic!("the message's data is not in the trace:\n{calls}");
+    };
+    let flushed = lines[data..reply]
+        .iter()
+        .any(|l| l.contains(" fdatasync(") && l.contains(&journal) && l.ends_with("= 0"));
+    assert!(
+        flushed,
+        "no fdatasync of {journal} between the data and the 250:\n{calls}"
+    );
+}
+
+/// Runs the daemon under strace (`fsync,fdatasync,syncfs` and
+/// `more_calls`) with `[queue]` lines `queue`, sends one message and waits
+/// for its deferral; returns the directory, the queue id and the trace.
+fn trace_one_message(queue: &str, more_calls: &str) -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let port = daemon::free_port();
     let config = dir.path().join("postrelay.toml");
@@ -75,6 +121,7 @@ fn a_queued_message_is_synced_through_the_kernel() {
         tail: format!(
             "[[relay]]\nname = \"closed\"\nhost = \"127.0.0.1\"\nport = {closed}\nsecurity = \"none\"\n"
         ),
+        queue: queue.to_owned(),
         ..Options::default()
     };
     let text = Daemon::config_text(dir.path(), port, &opts);
@@ -86,8 +133,10 @@ fn a_queued_message_is_synced_through_the_kernel() {
             "-f",
             "-qq",
             "-y",
+            "-s",
+            "80",
             "-e",
-            "trace=fsync,fdatasync,syncfs",
+            &format!("trace=fsync,fdatasync,syncfs{more_calls}"),
             "-o",
         ])
         .arg(&trace)
@@ -127,7 +176,7 @@ fn a_queued_message_is_synced_through_the_kernel() {
         panic!("the traced daemon did not stop");
     }
     let calls = std::fs::read_to_string(&trace).unwrap();
-    assert_synced(&calls, dir.path(), &id);
+    (dir, id, calls)
 }
 
 /// Intake's `syncfs` then `fsync(queue/)`; the deferral's `fdatasync` of

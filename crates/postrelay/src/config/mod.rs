@@ -274,6 +274,14 @@ pub enum SyncMode {
     /// the renames and one directory fsync per batch: isolated from other
     /// writers, at more CPU per message.
     Files,
+    /// One record per message (envelope and body, up to 64 KiB) in a
+    /// preallocated commit journal and one `fdatasync(2)` of it per batch,
+    /// then the renames with no sync: the data-only flush needs no
+    /// file-system commit, so the 250 comes sooner. `syncfs(2)` runs off
+    /// the reply's path, at checkpoints (every 25 ms while busy, after
+    /// 200 ms idle); after a crash the spool is repaired from the journal.
+    /// Larger messages are committed as with `filesystem`.
+    Journal,
 }
 
 impl SyncMode {
@@ -282,6 +290,7 @@ impl SyncMode {
         match self {
             SyncMode::Filesystem => "filesystem",
             SyncMode::Files => "files",
+            SyncMode::Journal => "journal",
         }
     }
 }

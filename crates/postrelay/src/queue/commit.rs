@@ -9,6 +9,12 @@
 //! grow by themselves; with one client, a batch is one message and nothing
 //! waits for a timer.
 //!
+//! With `sync = "journal"` the journal's checkpoints (`Spool::reap_removed`)
+//! are made by the thread itself when idle for [`REAP_INTERVAL`], and by a
+//! second thread, `spool-checkpoint`, once `spool::CHECKPOINT_INTERVAL` has
+//! passed since the last while commits go on (its `syncfs` then delays no
+//! batch).
+//!
 //! It does not stage (that is done by the session, in `spawn_blocking`)
 //! and does not retry: a failure goes back to the session, which answers 4xx.
 
@@ -181,6 +187,7 @@ impl Committer {
 
 /// The thread's loop: block for one request, drain the rest, commit, answer.
 fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
+    let mut checkpointer = Checkpointer::default();
     let mut stopping = false;
     while !stopping {
         let first = match rx.recv_timeout(REAP_INTERVAL) {
@@ -221,11 +228,65 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
                 tracing::info!(%id, "spool: committed message whose session went away (never acknowledged)");
             }
         }
+        // With the commit journal: a checkpoint, on its own thread.
+        if spool.take_due_checkpoint() {
+            checkpointer.request(spool);
+        }
+    }
+}
+
+/// The thread that makes the commit journal's checkpoints while the
+/// committer goes on committing; started at the first request, ended
+/// (and waited for) when the committer's loop ends.
+#[derive(Default)]
+struct Checkpointer {
+    tx: Option<mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Asks for a checkpoint; dropped if one is already waiting.
+    fn request(&mut self, spool: &Spool) {
+        if self.tx.is_none() {
+            let (tx, rx) = mpsc::sync_channel::<()>(1);
+            let spool = spool.clone();
+            let spawned = std::thread::Builder::new()
+                .name("spool-checkpoint".into())
+                .spawn(move || {
+                    for () in rx {
+                        spool.reap_removed();
+                    }
+                });
+            match spawned {
+                Ok(handle) => self.thread = Some(handle),
+                Err(e) => {
+                    // The idle checkpoints still run, on the committer's thread.
+                    tracing::warn!(error = %e, "spool: cannot start the checkpoint thread");
+                    return;
+                }
+            }
+            self.tx = Some(tx);
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(handle) = self.thread.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("spool checkpoint thread panicked");
+        }
     }
 }
 
 /// How long the thread waits for a commit before it reaps lazy removals
-/// on its own (under load, every batch's fsync does it).
+/// on its own (under load, every batch's fsync does it); with the commit
+/// journal this idle time is also when a checkpoint is made.
 const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Adds a request to the batch being built; true if it was `Stop`.

@@ -88,6 +88,26 @@ pub struct BodyWriter {
     old_len: u64,
     /// Owns `queue/<id>.msg`; `None` only after `finish` handed it on.
     guard: Option<TmpFiles>,
+    /// A copy of the body for the commit journal, kept while it is at
+    /// most `copy_limit` bytes long (dropped beyond that).
+    copy: Option<Vec<u8>>,
+    copy_limit: usize,
+}
+
+/// What the commit journal needs of a staged message (see
+/// `spool/journal.rs`): its envelope as written and its whole body.
+pub(crate) struct JournalCopy {
+    pub(crate) envelope: Vec<u8>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What [`BodyWriter::finish`] hands on.
+pub(crate) struct Finished {
+    pub(crate) id: QueueId,
+    pub(crate) len: u64,
+    pub(crate) guard: TmpFiles,
+    /// The body, if a copy was kept and it fit.
+    pub(crate) copy: Option<Vec<u8>>,
 }
 
 impl BodyWriter {
@@ -107,7 +127,17 @@ impl BodyWriter {
             len: 0,
             old_len,
             guard: Some(guard),
+            copy: None,
+            copy_limit: 0,
         }
+    }
+
+    /// Keeps a copy of the body in memory for the commit journal, as long
+    /// as it is at most `limit` bytes.
+    pub(crate) fn keep_copy(mut self, limit: usize) -> BodyWriter {
+        self.copy = Some(Vec::new());
+        self.copy_limit = limit;
+        self
     }
 
     /// The id this message will have.
@@ -132,9 +162,9 @@ impl BodyWriter {
 
     /// Flushes the buffer, cuts a recycled file to the bytes written (before
     /// any sync, so no old byte survives) and, when `sync`, `fdatasync`s the
-    /// file; returns the guard that still owns the file, and the body's
-    /// length.
-    pub(crate) fn finish(mut self, sync: bool) -> Result<(QueueId, u64, TmpFiles), SpoolError> {
+    /// file; returns the guard that still owns the file, the body's
+    /// length, and the copy if one was kept.
+    pub(crate) fn finish(mut self, sync: bool) -> Result<Finished, SpoolError> {
         let out = self.out.take().expect("BodyWriter used after finish");
         let path = out.get_ref().path.clone();
         let inner = out.into_inner().map_err(|e| {
@@ -155,7 +185,12 @@ impl BodyWriter {
             .guard
             .take()
             .expect("BodyWriter guard present until finish");
-        Ok((self.id, self.len, guard))
+        Ok(Finished {
+            id: self.id,
+            len: self.len,
+            guard,
+            copy: self.copy.take(),
+        })
     }
 }
 
@@ -164,6 +199,13 @@ impl Write for BodyWriter {
         let out = self.out.as_mut().expect("BodyWriter used after finish");
         let n = out.write(buf)?;
         self.len += n as u64;
+        if let Some(copy) = &mut self.copy {
+            if copy.len() + n <= self.copy_limit {
+                copy.extend_from_slice(&buf[..n]);
+            } else {
+                self.copy = None;
+            }
+        }
         Ok(n)
     }
 
@@ -206,6 +248,9 @@ pub struct Staged {
     body_tmp: PathBuf,
     env_tmp: PathBuf,
     pub(crate) guard: TmpFiles,
+    /// With `sync = "journal"` and a body small enough: the record the
+    /// committer journals instead of syncing the files.
+    pub(crate) journal: Option<JournalCopy>,
 }
 
 impl Staged {
@@ -221,6 +266,7 @@ impl Staged {
             body_tmp,
             env_tmp,
             guard,
+            journal: None,
         }
     }
 

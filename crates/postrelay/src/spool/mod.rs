@@ -12,6 +12,7 @@
 //! <root>/corrupt/  files that failed to parse, kept for humans
 //! <root>/free/     files of delivered messages kept for reuse; emptied at startup
 //! <root>/maildrop/ files left by `sendmail` for pickup (see `drop_dir.rs`)
+//! <root>/journal   the commit journal of [`SyncMode::Journal`] (see `journal.rs`)
 //! ```
 //!
 //! A message exists iff its `<id>.env` exists in queue/ or hold/. The write
@@ -21,7 +22,10 @@
 //! [`SyncMode::Files`]) → [`Spool::commit_batch`] (`syncfs` with
 //! [`SyncMode::Filesystem`]; rename each envelope into queue/; one `fsync`
 //! of queue/ for the whole batch), usually through the queue's group committer
-//! (`queue::commit`).
+//! (`queue::commit`). With [`SyncMode::Journal`] the committer instead
+//! appends the batch to the commit journal and `fdatasync`s that alone,
+//! renames with no sync, and makes queue/ durable later at a checkpoint;
+//! opening the spool replays the journal (`commit.rs`, `journal.rs`).
 //! Removal runs the other way: envelope, `fsync`, body.
 //!
 //! Files are recycled: a delivered message's envelope and body move to
@@ -34,6 +38,7 @@
 //! callers use `spawn_blocking` or the queue's committer.
 
 mod body;
+mod commit;
 mod drop_dir;
 pub mod durable;
 mod envelope;
@@ -42,6 +47,7 @@ mod error;
 mod free;
 mod health;
 mod id;
+mod journal;
 mod layout;
 mod progress;
 mod recover;
@@ -59,7 +65,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use body::JournalCopy;
 pub use body::{BodyWriter, Staged};
+pub use commit::CHECKPOINT_INTERVAL;
 pub use drop_dir::{DropDir, Opened};
 pub use durable::{FileOps, RealFs};
 pub use envelope::{
@@ -70,11 +78,10 @@ pub use envelopes::{Listed, ListedRecipient};
 pub use error::SpoolError;
 pub use health::{Health, HealthOptions};
 pub use id::{FileKind, InvalidQueueId, QueueId};
+pub use journal::MAX_JOURNALED_BODY;
 pub use layout::{CORRUPT_DIR, Layout, Location, SpoolReader};
 pub use recover::{Found, RecoveryReport};
 
-use durable::remove_quietly;
-use error::copy_io_error;
 use free::FreeList;
 use health::HealthSampler;
 use layout::LOCK_FILE;
@@ -118,6 +125,11 @@ pub enum SyncMode {
     Files,
     /// Nothing while staging; one `syncfs` per batch in the committer.
     Filesystem,
+    /// Nothing while staging; one record per message in the commit
+    /// journal and one `fdatasync` of it per batch; `syncfs` only at
+    /// checkpoints (see `journal.rs`). Bodies over
+    /// [`journal::MAX_JOURNALED_BODY`] are committed as with `Filesystem`.
+    Journal,
 }
 
 impl Default for SpoolOptions {
@@ -147,6 +159,11 @@ struct Inner {
     /// Files kept for reuse, and messages removed lazily whose bodies wait
     /// for the next fsync.
     free: FreeList,
+    /// The commit journal, with [`SyncMode::Journal`] (appended to by the
+    /// committer, checkpointed by it or by its checkpoint thread).
+    journal: Option<journal::Journal>,
+    /// Messages rewritten from the journal when the spool was opened.
+    replayed: journal::recover::Replayed,
     /// Holds the flock for as long as the spool is open; also the
     /// descriptor `syncfs` goes through (open since the start, so every
     /// write-back error since then is reported).
@@ -193,16 +210,25 @@ impl Spool {
                     .map_err(|e| SpoolError::io("fsync directory", parent, e))?;
             }
         }
+        let ops = options.file_ops;
+        // Whatever the mode now: a journal left by an earlier run is replayed.
+        let replayed = journal::recover::replay(&layout, &*ops, &lock)?;
+        let journal = match options.sync {
+            SyncMode::Journal => Some(journal::Journal::open(&*ops, root, replayed.header)?),
+            SyncMode::Files | SyncMode::Filesystem => None,
+        };
         let health = HealthSampler::new(options.health, &layout.tmp);
         let free = FreeList::new(layout.free.clone());
         Ok(Spool {
             inner: Arc::new(Inner {
                 layout,
-                ops: options.file_ops,
+                ops,
                 sync: options.sync,
                 health,
                 admin: Mutex::new(()),
                 free,
+                journal,
+                replayed,
                 lock,
             }),
         })
@@ -246,7 +272,10 @@ impl Spool {
     pub fn recover(&self) -> Result<RecoveryReport, SpoolError> {
         let _admin = self.admin();
         self.inner.free.forget_ready();
-        recover::recover(&self.inner.layout, &*self.inner.ops)
+        let mut report = recover::recover(&self.inner.layout, &*self.inner.ops)?;
+        report.journal_records = self.inner.replayed.records;
+        report.journal_rewritten = self.inner.replayed.rewritten;
+        Ok(report)
     }
 
     /// Starts a new message: allocates its id and makes `queue/<id>.msg`,
@@ -256,6 +285,15 @@ impl Spool {
     /// exists the message does not (a body alone is an orphan that
     /// recovery removes), so no rename is needed for it.
     pub fn new_body(&self) -> Result<BodyWriter, SpoolError> {
+        let body = self.new_body_file()?;
+        Ok(match self.inner.sync {
+            SyncMode::Journal => body.keep_copy(journal::MAX_JOURNALED_BODY),
+            SyncMode::Files | SyncMode::Filesystem => body,
+        })
+    }
+
+    /// [`Spool::new_body`] without the journal's copy.
+    fn new_body_file(&self) -> Result<BodyWriter, SpoolError> {
         let ops = &self.inner.ops;
         let mut attempts = 0;
         loop {
@@ -298,7 +336,12 @@ impl Spool {
             });
         }
         let sync = self.inner.sync == SyncMode::Files;
-        let (id, len, mut guard) = body.finish(sync)?;
+        let body::Finished {
+            id,
+            len,
+            mut guard,
+            copy,
+        } = body.finish(sync)?;
         let mut envelope = envelope.clone();
         envelope.size = len;
         let ops = &*self.inner.ops;
@@ -318,94 +361,18 @@ impl Spool {
         };
         guard.push(env_tmp.clone());
         let body = self.inner.layout.body_path(&id);
-        Ok(Staged::new(envelope, body, env_tmp, guard))
+        let mut staged = Staged::new(envelope, body, env_tmp, guard);
+        staged.journal = copy.map(|body| JournalCopy {
+            envelope: json,
+            body,
+        });
+        Ok(staged)
     }
 
     /// Whether [`Spool::stage`] blocks on the disk (it `fdatasync`s with
     /// [`SyncMode::Files`]); async callers then run it on a blocking thread.
     pub fn stage_blocks(&self) -> bool {
         self.inner.sync == SyncMode::Files
-    }
-
-    /// Moves staged messages into queue/ with one directory `fsync` for all.
-    /// With [`SyncMode::Filesystem`] one `syncfs` first makes every staged
-    /// body and envelope durable (nothing is renamed before that).
-    ///
-    /// For each message: rename the envelope into queue/ (which makes the
-    /// message exist; its body is already there). Then `fsync` queue/ once,
-    /// which also makes the removals done since the last fsync durable:
-    /// the files of those messages go to the free list afterwards (see
-    /// [`Spool::remove_lazily`]). Results are in batch order;
-    /// only an `Ok` may be acknowledged.
-    ///
-    /// If that `fsync` fails, every renamed message of the batch is removed
-    /// again and reported as failed. After a failed `fsync` we cannot know
-    /// whether the renames will survive a crash; the files are visible now,
-    /// so keeping them while telling the client 4xx would mean delivering a
-    /// message the client will send again (a duplicate), and telling the
-    /// client 250 could lose it. Removing them and answering 4xx gives
-    /// exactly one copy once the client retries; nothing acknowledged is at
-    /// stake because nothing in the batch was acknowledged yet. (Should the
-    /// removals themselves not reach the disk before a crash, recovery finds
-    /// complete messages and keeps them: a possible duplicate, never a loss.)
-    ///
-    /// Between the renames and the `fsync`, a concurrent [`Spool::list`] or
-    /// `mailq` may already see a message that is then withdrawn.
-    pub fn commit_batch(&self, batch: Vec<Staged>) -> Vec<Result<QueueId, SpoolError>> {
-        let layout = &self.inner.layout;
-        let ops = &*self.inner.ops;
-        let mut results: Vec<Result<QueueId, SpoolError>> = Vec::with_capacity(batch.len());
-        let mut renamed = Vec::new();
-        let doomed = self.inner.free.take_doomed();
-        if self.inner.sync == SyncMode::Filesystem
-            && !batch.is_empty()
-            && let Err(e) = ops.sync_filesystem(&self.inner.lock, &layout.root.join(LOCK_FILE))
-        {
-            // Nothing was renamed: dropping the batch removes its files.
-            tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");
-            self.inner.free.give_back_doomed(doomed);
-            let err =
-                |e: &io::Error| Err(SpoolError::io("syncfs", &layout.queue, copy_io_error(e)));
-            return batch.iter().map(|_| err(&e)).collect();
-        }
-        for mut staged in batch {
-            let id = staged.id;
-            let body = layout.body_path(&id);
-            debug_assert_eq!(staged.body_tmp(), body, "staged in another spool");
-            let env = layout.envelope_path(&id, Location::Queue);
-            if let Err(e) = ops.rename(staged.env_tmp(), &env) {
-                remove_quietly(ops, &body);
-                results.push(Err(SpoolError::io("rename", env, e)));
-                continue;
-            }
-            staged.guard.disarm();
-            renamed.push(results.len());
-            results.push(Ok(id));
-        }
-        if renamed.is_empty() && doomed.is_empty() {
-            return results;
-        }
-        if let Err(e) = ops.sync_dir(&layout.queue) {
-            self.inner.free.give_back_doomed(doomed);
-            tracing::error!(
-                dir = %layout.queue.display(), error = %e, messages = renamed.len(),
-                "spool: fsync failed; withdrawing the whole batch (clients get 4xx)"
-            );
-            for &i in &renamed {
-                let id = *results[i].as_ref().expect("renamed entries are Ok");
-                remove_quietly(ops, &layout.envelope_path(&id, Location::Queue));
-                remove_quietly(ops, &layout.body_path(&id));
-                results[i] = Err(SpoolError::io(
-                    "fsync directory",
-                    &layout.queue,
-                    copy_io_error(&e),
-                ));
-            }
-            let _ = ops.sync_dir(&layout.queue);
-            return results;
-        }
-        self.inner.free.release(ops, layout, doomed);
-        results
     }
 
     /// Removes a delivered message cheaply: its envelope leaves queue/ now
@@ -436,26 +403,6 @@ impl Spool {
         self.inner
             .free
             .retire(&*self.inner.ops, &self.inner.layout, id)
-    }
-
-    /// Makes lazy removals durable and moves their bodies to the free list
-    /// (or unlinks them); the committer calls it when it has had no commit
-    /// for a while.
-    pub fn reap_removed(&self) {
-        let doomed = self.inner.free.take_doomed();
-        if doomed.is_empty() {
-            return;
-        }
-        match self.inner.ops.sync_dir(&self.inner.layout.queue) {
-            Ok(()) => self
-                .inner
-                .free
-                .release(&*self.inner.ops, &self.inner.layout, doomed),
-            Err(e) => {
-                tracing::warn!(error = %e, "spool: fsync for removals failed; will retry");
-                self.inner.free.give_back_doomed(doomed);
-            }
-        }
     }
 
     /// All messages in queue/ and hold/, sorted by id; unreadable envelopes

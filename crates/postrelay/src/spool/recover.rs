@@ -53,6 +53,11 @@ pub struct RecoveryReport {
     /// (read while checking it: the queue is loaded from this, so start-up
     /// reads each envelope once).
     pub found: Vec<Found>,
+    /// Live records in the commit journal when the spool was opened
+    /// (replayed before this scan; see `spool/journal/recover.rs`).
+    pub journal_records: usize,
+    /// Of those, messages whose body or envelope was rewritten from them.
+    pub journal_rewritten: usize,
 }
 
 /// A sound message found by recovery.

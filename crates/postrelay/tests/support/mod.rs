@@ -22,6 +22,7 @@ pub mod provider;
 pub mod redis;
 pub mod secrets;
 pub mod smtp;
+pub mod spool;
 pub mod user;
 
 /// The unit tests' root check, shared (see the file).

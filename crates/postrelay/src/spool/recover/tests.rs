@@ -147,6 +147,8 @@ fn recovery_table() {
                 (held, Location::Hold),
                 (twice, Location::Hold),
             ]),
+            journal_records: 0,
+            journal_rewritten: 0,
         }
     );
 

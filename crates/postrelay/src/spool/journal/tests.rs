@@ -1,0 +1,307 @@
+//! The commit journal: records end the scan where they are torn or stale;
+//! a crash after the journal's flush (before the renames, or during a
+//! checkpoint) loses nothing; stale recycled files are rewritten from the
+//! records; a checkpoint retires them; removed files wait for it.
+//!
+//! A crash is simulated by dropping the spool (the page cache survives, so
+//! what a power cut would lose is taken away by hand: files removed, cut
+//! or overwritten as the disk could have left them) and opening it again.
+
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::super::faults::{Fault, FaultyFs, Op, names_in};
+use super::super::tests::{commit, envelope_for, stage};
+use super::super::*;
+use super::record::{encode_header, encode_record};
+use super::{Header, RECORDS_START, live_records, read_header};
+
+fn open_with_ops(root: &Path, ops: Arc<dyn FileOps>) -> Spool {
+    Spool::open_with(
+        root,
+        SpoolOptions {
+            file_ops: ops,
+            sync: SyncMode::Journal,
+            ..SpoolOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn open(root: &Path) -> Spool {
+    open_with_ops(root, durable::real_fs())
+}
+
+fn open_faulty(root: &Path) -> (Spool, Arc<FaultyFs>) {
+    let fs = Arc::new(FaultyFs::default());
+    (open_with_ops(root, fs.clone()), fs)
+}
+
+fn body_of(spool: &Spool, id: &QueueId) -> Vec<u8> {
+    std::fs::read(spool.body_path(id)).unwrap()
+}
+
+/// What the disk could hold after a power cut: `path` gone.
+fn lose(path: &Path) {
+    std::fs::remove_file(path).unwrap();
+}
+
+/// Puts `header` into its slot of the segment image `bytes`.
+fn put_header(bytes: &mut [u8], header: &Header) {
+    let at = (header.generation % 2) as usize * 512;
+    bytes[at..at + super::record::HEADER_LEN].copy_from_slice(&encode_header(header));
+}
+
+/// A segment image with records (id, body) of `epoch`, seq 0, 1, …, and a
+/// header of generation 3 saying `epoch` with nothing covered.
+fn segment(epoch: u64, bodies: &[&[u8]]) -> (Vec<u8>, Vec<QueueId>) {
+    let mut bytes = vec![0; RECORDS_START as usize];
+    put_header(&mut bytes, &header(3, epoch, 0));
+    let mut ids = Vec::new();
+    for (seq, body) in bodies.iter().enumerate() {
+        let id = QueueId::generate();
+        let env = envelope_for(id).to_json();
+        encode_record(&mut bytes, epoch, seq as u32, &id, &env, body);
+        ids.push(id);
+    }
+    (bytes, ids)
+}
+
+fn header(generation: u64, epoch: u64, covered: u32) -> Header {
+    Header {
+        generation,
+        epoch,
+        covered,
+    }
+}
+
+#[test]
+fn the_scan_ends_at_a_torn_stale_or_out_of_order_record() {
+    let (bytes, ids) = segment(6, &[b"one\r\n", b"two\r\n", b"three\r\n"]);
+    let h = read_header(&bytes);
+    assert_eq!(h, header(3, 6, 0));
+    let all = live_records(&bytes, &h);
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    assert_eq!(all[1].body, b"two\r\n");
+    let second = RECORDS_START as usize
+        + super::record::record_len(all[0].envelope.len(), all[0].body.len());
+    let third = second + super::record::record_len(all[1].envelope.len(), all[1].body.len());
+
+    // A torn write: the second record's last byte never made it.
+    let mut torn = bytes.clone();
+    torn[third - 1] ^= 0xff;
+    assert_eq!(live_records(&torn, &h).len(), 1, "torn");
+    // Cut short inside the third record.
+    assert_eq!(live_records(&bytes[..third + 10], &h).len(), 2, "short");
+    // Left over from an earlier epoch: not live.
+    assert_eq!(
+        live_records(&bytes, &header(4, 7, 0)).len(),
+        0,
+        "stale epoch"
+    );
+    // A second copy of record 0 where record 1 should be.
+    let mut repeated = bytes[..second].to_vec();
+    repeated.extend_from_slice(&bytes[RECORDS_START as usize..second]);
+    assert_eq!(live_records(&repeated, &h).len(), 1, "sequence");
+}
+
+#[test]
+fn a_header_covers_records_and_a_torn_one_falls_back_to_the_other_slot() {
+    let (mut bytes, ids) = segment(6, &[b"one\r\n", b"two\r\n", b"three\r\n"]);
+    // A later checkpoint covered the first two.
+    put_header(&mut bytes, &header(4, 6, 2));
+    let h = read_header(&bytes);
+    assert_eq!(h, header(4, 6, 2));
+    let live = live_records(&bytes, &h);
+    assert_eq!(live.iter().map(|r| r.id).collect::<Vec<_>>(), ids[2..]);
+    // That header torn: the older one counts, and more is replayed.
+    bytes[20] ^= 1;
+    let h = read_header(&bytes);
+    assert_eq!(h, header(3, 6, 0));
+    assert_eq!(live_records(&bytes, &h).len(), 3);
+    // Both torn: nothing is live.
+    bytes[512 + 20] ^= 1;
+    assert_eq!(read_header(&bytes), Header::default());
+}
+
+#[test]
+fn a_crash_after_the_journal_flush_before_the_rename_keeps_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    let staged = stage(&spool, b"Subject: kept\r\n\r\nhello\r\n").unwrap();
+    let id = staged.id;
+    fs.arm(Fault::crash(Op::Rename, "queue/"));
+    let crashed = catch_unwind(AssertUnwindSafe(|| spool.commit_batch(vec![staged])));
+    assert!(crashed.is_err(), "the rename was reached");
+    drop(spool);
+    // The unwinding removed the staged files: only the journal has it.
+    assert!(!names_in(dir.path(), "queue").contains(&id.body_name()));
+
+    let spool = open(dir.path());
+    let report = spool.recover().unwrap();
+    assert_eq!((report.journal_records, report.journal_rewritten), (1, 1));
+    assert_eq!(report.messages, 1, "{report:?}");
+    assert!(report.corrupt.is_empty(), "{report:?}");
+    let (env, loc) = spool.read(&id).unwrap();
+    assert_eq!((env.id, loc), (id, Location::Queue));
+    assert_eq!(body_of(&spool, &id), b"Subject: kept\r\n\r\nhello\r\n");
+}
+
+#[test]
+fn stale_or_missing_files_of_a_journaled_message_are_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = open(root);
+    let a = commit(&spool, b"AAAAAAAA\r\n").unwrap();
+    let b = commit(&spool, b"BBBBBBBB\r\n").unwrap();
+    let c = commit(&spool, b"CCCCCCCC\r\n").unwrap();
+    let queue = root.join("queue");
+    drop(spool);
+    // a: recycled files whose new content never reached the disk: the
+    // body holds another message's bytes (same length), the envelope is
+    // another message's.
+    std::fs::write(queue.join(a.body_name()), b"ZZZZZZZZ\r\n").unwrap();
+    let other = envelope_for(QueueId::generate()).to_json();
+    std::fs::write(queue.join(a.envelope_name()), other).unwrap();
+    // b: the rename into queue/ was lost, and the body is cut short.
+    lose(&queue.join(b.envelope_name()));
+    std::fs::write(queue.join(b.body_name()), b"BBB").unwrap();
+    // c: intact.
+
+    let spool = open(root);
+    let report = spool.recover().unwrap();
+    assert_eq!((report.journal_records, report.journal_rewritten), (3, 2));
+    assert!(report.corrupt.is_empty(), "{report:?}");
+    assert_eq!(report.messages, 3);
+    for (id, body) in [
+        (a, b"AAAAAAAA\r\n"),
+        (b, b"BBBBBBBB\r\n"),
+        (c, b"CCCCCCCC\r\n"),
+    ] {
+        assert_eq!(spool.read(&id).unwrap().0.id, id);
+        assert_eq!(body_of(&spool, &id), body);
+    }
+}
+
+#[test]
+fn a_crash_during_a_checkpoint_loses_nothing() {
+    // Before the syncfs, and after it but before the header is written.
+    for fault in [
+        Fault::crash(Op::SyncFs, ""),
+        Fault::crash(Op::Write, "journal"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (spool, fs) = open_faulty(root);
+        let a = commit(&spool, b"first\r\n").unwrap();
+        let b = commit(&spool, b"second\r\n").unwrap();
+        fs.arm(fault.clone());
+        let crashed = catch_unwind(AssertUnwindSafe(|| spool.reap_removed()));
+        assert!(crashed.is_err(), "{fault:?} reached");
+        drop(spool);
+        if fault.op == Op::SyncFs {
+            // Nothing of the batch's files had reached the disk.
+            lose(&root.join("queue").join(a.envelope_name()));
+            lose(&root.join("queue").join(b.body_name()));
+        }
+        let spool = open(root);
+        let report = spool.recover().unwrap();
+        assert_eq!(report.journal_records, 2, "{fault:?}");
+        assert_eq!(report.messages, 2, "{fault:?}: {report:?}");
+        assert_eq!(body_of(&spool, &a), b"first\r\n");
+        assert_eq!(body_of(&spool, &b), b"second\r\n");
+    }
+}
+
+#[test]
+fn a_checkpoint_retires_the_records_of_delivered_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = open(root);
+    let delivered = commit(&spool, b"delivered\r\n").unwrap();
+    spool.reap_removed();
+    spool.remove_lazily(&delivered).unwrap();
+    spool.reap_removed();
+    let kept = commit(&spool, b"kept\r\n").unwrap();
+    drop(spool);
+
+    let spool = open(root);
+    let report = spool.recover().unwrap();
+    assert_eq!(
+        report.journal_records, 1,
+        "only the one after the checkpoint"
+    );
+    assert_eq!(
+        report.found.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![kept]
+    );
+    drop(spool);
+    // Opening again replays nothing: the replay was a checkpoint too.
+    let report = open(root).recover().unwrap();
+    assert_eq!(report.journal_records, 0);
+}
+
+#[test]
+fn removed_files_are_not_recycled_before_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = open(root);
+    let old = commit(&spool, b"old\r\n").unwrap();
+    spool.reap_removed();
+    spool.remove_lazily(&old).unwrap();
+    // A journaled commit makes nothing durable in queue/: the removal
+    // must wait, and the old body with it.
+    let new = commit(&spool, b"new\r\n").unwrap();
+    assert!(names_in(root, "queue").contains(&old.body_name()));
+    // Its envelope waits in free/, not yet reusable.
+    assert_eq!(names_in(root, "free"), vec![old.envelope_name()]);
+    spool.reap_removed();
+    assert!(!names_in(root, "queue").contains(&old.body_name()));
+    assert_eq!(body_of(&spool, &new), b"new\r\n");
+}
+
+#[test]
+fn a_failed_journal_flush_refuses_the_batch_and_the_next_commit_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (spool, fs) = open_faulty(root);
+    fs.arm(Fault::eio(Op::SyncData, "journal"));
+    let err = commit(&spool, b"refused\r\n").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SpoolError::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(names_in(root, "queue").is_empty());
+    fs.disarm();
+    let ok = commit(&spool, b"accepted\r\n").unwrap();
+    drop(spool);
+    let report = open(root).recover().unwrap();
+    assert_eq!(
+        report.found.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![ok]
+    );
+}
+
+#[test]
+fn a_body_too_large_for_the_journal_is_committed_with_syncfs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    fs.arm(Fault::eio(Op::SyncFs, ""));
+    let large = vec![b'x'; MAX_JOURNALED_BODY + 1];
+    let mut w = spool.new_body().unwrap();
+    w.write_all(&large).unwrap();
+    let env = envelope_for(*w.id());
+    let staged = spool.stage(w, &env).unwrap();
+    let err = spool.commit_batch(vec![staged]).pop().unwrap().unwrap_err();
+    assert!(matches!(err, SpoolError::Io { op: "syncfs", .. }), "{err}");
+    // A small one does not need it.
+    commit(&spool, b"small\r\n").unwrap();
+}
