@@ -98,13 +98,36 @@ fn a_journaled_message_is_flushed_before_its_250() {
     else {
         panic!("the message's data is not in the trace:\n{calls}");
     };
-    let flushed = lines[data..reply]
-        .iter()
-        .any(|l| l.contains(" fdatasync(") && l.contains(&journal) && l.ends_with("= 0"));
+    let flushed = (data..reply).any(|i| succeeded_before(&lines, i, reply, &journal));
     assert!(
         flushed,
         "no fdatasync of {journal} between the data and the 250:\n{calls}"
     );
+}
+
+/// Whether line `at` is an `fdatasync` of `file` that returned 0 before
+/// line `end`: on that line, or, when another thread's call cut it in two
+/// (`<unfinished ...>`), on its `resumed` line of the same thread.
+fn succeeded_before(lines: &[&str], at: usize, end: usize, file: &str) -> bool {
+    let l = lines[at];
+    if !(l.contains(" fdatasync(") && l.contains(file)) {
+        return false;
+    }
+    if l.ends_with("= 0") {
+        return true;
+    }
+    let Some(pid) = l
+        .split_whitespace()
+        .next()
+        .filter(|_| l.ends_with("<unfinished ...>"))
+    else {
+        return false;
+    };
+    lines[at + 1..end].iter().any(|r| {
+        r.split_whitespace().next() == Some(pid)
+            && r.contains("<... fdatasync resumed>")
+            && r.ends_with("= 0")
+    })
 }
 
 /// Runs the daemon under strace (`fsync,fdatasync,syncfs` and
