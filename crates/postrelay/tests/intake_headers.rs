@@ -26,12 +26,10 @@ fn send_raw(d: &Daemon, rcpts: &[&str], data: &[u8]) -> String {
     queued_id(&r.text())
 }
 
-#[test]
-fn missing_date_and_message_id_are_added_once() {
-    let d = Daemon::start();
-    let msg =
-        b"From: a@example.com\r\nSubject: no date, no id\r\nX-Folded: one\r\n two\r\n\r\nbody\r\n";
-    let id = send_raw(&d, &["rcpt@example.com"], msg);
+/// Sends `msg` to rcpt@example.com over a raw connection; returns its
+/// queue id, the spooled body, and what follows our `Received:` field.
+fn send_one(d: &Daemon, msg: &[u8]) -> (String, Vec<u8>, Vec<u8>) {
+    let id = send_raw(d, &["rcpt@example.com"], msg);
     let spooled = d.body(&id);
     let (_, rest) = split_received(
         &spooled,
@@ -40,21 +38,22 @@ fn missing_date_and_message_id_are_added_once() {
         &id,
         Some("rcpt@example.com"),
     );
+    (id, spooled, rest)
+}
+
+#[test]
+fn missing_date_and_message_id_are_added_once() {
+    let d = Daemon::start();
+    let msg =
+        b"From: a@example.com\r\nSubject: no date, no id\r\nX-Folded: one\r\n two\r\n\r\nbody\r\n";
+    let (_, spooled, rest) = send_one(&d, msg);
     let added = assert_client_bytes(&rest, msg, true, true).unwrap();
     let text = String::from_utf8_lossy(&spooled);
     assert_eq!(text.matches("\r\nDate: ").count(), 1, "{text}");
     assert_eq!(text.matches("\r\nMessage-ID: ").count(), 1, "{text}");
 
     // A second message gets a different Message-ID.
-    let id2 = send_raw(&d, &["rcpt@example.com"], msg);
-    let spooled2 = d.body(&id2);
-    let (_, rest2) = split_received(
-        &spooled2,
-        "client.example",
-        "ESMTP",
-        &id2,
-        Some("rcpt@example.com"),
-    );
+    let (_, _, rest2) = send_one(&d, msg);
     let added2 = assert_client_bytes(&rest2, msg, true, true).unwrap();
     assert_ne!(added, added2, "Message-IDs must be unique");
 }
@@ -64,37 +63,16 @@ fn present_date_and_message_id_are_kept_and_nothing_added() {
     let d = Daemon::start();
     // Any case, in any position, folded: RFC 5322 field names are case-insensitive.
     let msg = b"message-id:\r\n <x.1@client.example>\r\nFrom: a@example.com\r\nDATE: Sun, 29 Nov 2026 17:00:00 +0000\r\nSubject: has both\r\n\r\nbody\r\n";
-    let id = send_raw(&d, &["rcpt@example.com"], msg);
-    let (_, rest) = split_received(
-        &d.body(&id),
-        "client.example",
-        "ESMTP",
-        &id,
-        Some("rcpt@example.com"),
-    );
+    let (_, _, rest) = send_one(&d, msg);
     assert_client_bytes(&rest, msg, false, false);
     assert_eq!(&rest[..], &msg[..]);
 
     // Only one of them present: only the other is added.
     let msg = b"From: a@example.com\r\nDate: Sun, 29 Nov 2026 17:00:00 +0000\r\n\r\nbody\r\n";
-    let id = send_raw(&d, &["rcpt@example.com"], msg);
-    let (_, rest) = split_received(
-        &d.body(&id),
-        "client.example",
-        "ESMTP",
-        &id,
-        Some("rcpt@example.com"),
-    );
+    let (_, _, rest) = send_one(&d, msg);
     assert_client_bytes(&rest, msg, false, true);
     let msg = b"Message-ID: <x.2@client.example>\r\n\r\nbody\r\n";
-    let id = send_raw(&d, &["rcpt@example.com"], msg);
-    let (_, rest) = split_received(
-        &d.body(&id),
-        "client.example",
-        "ESMTP",
-        &id,
-        Some("rcpt@example.com"),
-    );
+    let (_, _, rest) = send_one(&d, msg);
     assert_client_bytes(&rest, msg, true, false);
 }
 
@@ -105,14 +83,7 @@ fn present_date_and_message_id_are_kept_and_nothing_added() {
 fn message_without_headers_gets_a_header_section() {
     let d = Daemon::start();
     let msg = b"just a line of text without a colon\r\nsecond line\r\n";
-    let id = send_raw(&d, &["rcpt@example.com"], msg);
-    let (_, rest) = split_received(
-        &d.body(&id),
-        "client.example",
-        "ESMTP",
-        &id,
-        Some("rcpt@example.com"),
-    );
+    let (_, _, rest) = send_one(&d, msg);
     let text = String::from_utf8_lossy(&rest).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
