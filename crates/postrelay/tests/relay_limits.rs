@@ -210,7 +210,16 @@ fn a_daily_window_lets_exactly_its_number_through_and_the_rest_wait_visibly() {
     let log = d.wait_maillog(&["status=deferred", "3 messages per day"], 2);
     assert_eq!(log.matches("status=sent").count(), 3, "{log}");
     assert!(!log.contains("status=bounced"), "{log}");
-    let waiting = d.wait_queue_len(2);
+    // The mail log line comes before the envelope's new reason is on disk,
+    // which `queue list` reads: wait for the reason, not only the count.
+    let waiting = d.wait_queue("2 messages waiting for the daily limit", |q| {
+        q.len() == 2
+            && q.iter().all(|m| {
+                m["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("sending limit"))
+            })
+    });
     let day = Duration::from_secs(86_400);
     let after_a_day = started + day - Duration::from_secs(60);
     for m in &waiting {

@@ -374,15 +374,25 @@ impl Daemon {
     /// Waits until the queue holds `n` messages; panics (with the queue)
     /// after 20 s.
     pub fn wait_queue_len(&self, n: usize) -> Vec<serde_json::Value> {
+        self.wait_queue(&format!("{n} messages"), |q| q.len() == n)
+    }
+
+    /// Polls `queue list --json` until `done` holds (at most 20 s; the
+    /// assertion names `what` and shows the last listing).
+    pub fn wait_queue(
+        &self,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let q = self.queue();
-            if q.len() == n {
+            if done(&q) {
                 return q;
             }
             assert!(
                 Instant::now() < deadline,
-                "the queue holds {} messages, not {n}, after 20 s: {q:#?}",
+                "the queue does not hold {what} after 20 s ({} messages): {q:#?}",
                 q.len()
             );
             std::thread::sleep(Duration::from_millis(50));
