@@ -295,16 +295,22 @@ impl DotLock {
                 .open(lock)
             {
                 Ok(file) => {
-                    undo::note(&file, lock, &undo::Note::mine(None))?;
-                    return DotLock::of(file, lock, None);
+                    // The guard first: should the note fail (a full disk,
+                    // a quota), dropping it removes the lock file.
+                    let dotlock = DotLock::of(file, lock, None)?;
+                    undo::note(&dotlock.file, lock, &undo::Note::mine(None))?;
+                    return Ok(dotlock);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if let Some((file, note)) = undo::adopt(lock) {
                         tracing::warn!(lock = %lock.display(), pid = note.pid,
                             "taking over the mailbox lock of a killed delivery");
+                        // Our note keeps the killed delivery's append until
+                        // it is undone: should this delivery fail or be
+                        // killed first, the next one still finds it.
                         file.set_len(0)
                             .map_err(|e| io_reason("truncate lock file", lock, &e))?;
-                        undo::note(&file, lock, &undo::Note::mine(None))?;
+                        undo::note(&file, lock, &undo::Note::mine(note.append.clone()))?;
                         return DotLock::of(file, lock, note.append);
                     }
                     if remove_if_stale(lock) {

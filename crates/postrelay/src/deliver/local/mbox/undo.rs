@@ -199,9 +199,14 @@ pub(super) fn repair(mbox: &File, path: &Path, append: &Append) -> Result<u64, R
 
 /// Whether `mbox[append.start..size]` is the start of one message written
 /// by the killed delivery: its noted first bytes (or a part of them, if
-/// it was killed that early), then no line that starts a message.
+/// it was killed that early), then no `From ` anywhere. Not only at a line
+/// start: the partial message may end mid-line, and a program that
+/// appended after it without a line break starts its message there. A
+/// `From ` in the text of our own message makes this refuse too, which
+/// leaves the mailbox as it is (as before there was an undo): never cut
+/// what might be someone else's.
 fn partial_message(mbox: &File, append: &Append, size: u64) -> std::io::Result<bool> {
-    const FROM: &[u8] = b"\nFrom ";
+    const FROM: &[u8] = b"From ";
     let mut buf = vec![0u8; 64 * 1024];
     let mut at = append.start;
     // The last bytes of the previous chunk, for a `\nFrom ` across two.

@@ -113,11 +113,21 @@ fn a_delivery_killed_mid_write_is_cut_off_by_the_next() {
 /// other program's mail is kept.
 #[test]
 fn what_another_program_appended_after_a_killed_write_is_kept() {
+    // With the line break a careful writer adds, and without it after a
+    // partial line (the `x`): that From line then starts no line.
+    for other in [
+        &b"\nFrom other@example.org Sat Nov  4 00:00:00 2023\nSubject: theirs\n\nkept\n\n"[..],
+        &b"xFrom other@example.org Sat Nov  4 00:00:00 2023\nSubject: theirs\n\nkept\n\n"[..],
+    ] {
+        another_program_appends_after_a_killed_write(other);
+    }
+}
+
+fn another_program_appends_after_a_killed_write(other: &[u8]) {
     let (dir, user, body) = one_delivered();
     let wait = Duration::from_secs(1);
     let mbox = dir.path().join("tester");
     kill_a_writer_mid_message(dir.path(), 4);
-    let other = b"\nFrom other@example.org Sat Nov  4 00:00:00 2023\nSubject: theirs\n\nkept\n\n";
     fs::OpenOptions::new()
         .append(true)
         .open(&mbox)
