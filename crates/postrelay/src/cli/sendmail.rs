@@ -87,9 +87,7 @@ fn run(args: Vec<OsString>, config_path: Option<&Path>) -> Result<ExitCode, Fail
             super::queue::QueueCommand::Flush,
         )),
         Mode::Smtp => smtp::relay(&config),
-        Mode::Submit => {
-            submit(&SubmitSettings::of(&config), &opts, None).map(|()| ExitCode::SUCCESS)
-        }
+        Mode::Submit => submit(&SubmitSettings::of(&config), &opts).map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -171,9 +169,9 @@ fn caller() -> Caller {
     }
 }
 
-/// Reads the message on stdin and hands it over: to the daemon on `sock`
-/// when already connected, else as [`hand_over`] finds best.
-fn submit(settings: &SubmitSettings, opts: &Options, sock: Option<UnixStream>) -> Result<(), Fail> {
+/// Reads the message on stdin and hands it over as [`hand_over`] finds
+/// best: to the daemon, else to postdrop.
+fn submit(settings: &SubmitSettings, opts: &Options) -> Result<(), Fail> {
     let me = caller();
     let host = &settings.hostname;
     let own = Mailbox::from_parts(&me.name, host)
@@ -238,34 +236,19 @@ fn submit(settings: &SubmitSettings, opts: &Options, sock: Option<UnixStream>) -
         header: &header,
         from_line: from_line.as_deref(),
     };
-    let to = Handover {
-        spool: &settings.spool,
-        sock,
-    };
-    hand_over(to, &message, &mut reader, opts, &limits)
-}
-
-/// Where [`hand_over`] sends the message.
-struct Handover<'a> {
-    spool: &'a Path,
-    /// The daemon's submit socket, already connected; `None`: connect
-    /// now, or use postdrop.
-    sock: Option<UnixStream>,
+    hand_over(&settings.spool, &message, &mut reader, opts, &limits)
 }
 
 /// Streams the message to the daemon, or to postdrop (see `to_daemon`),
 /// and turns the verdict into success or the failure to report.
 fn hand_over<R: std::io::BufRead>(
-    to: Handover<'_>,
+    spool: &Path,
     message: &Message<'_>,
     reader: &mut LineReader<R>,
     opts: &Options,
     limits: &Limits,
 ) -> Result<(), Fail> {
-    let spool = to.spool;
-    let connected = to
-        .sock
-        .map_or_else(|| UnixStream::connect(maildrop::submit_socket(spool)), Ok);
+    let connected = UnixStream::connect(maildrop::submit_socket(spool));
     let mut sink = Sink::with(connected, || spawn_postdrop(spool)).map_err(|e| {
         Fail(
             EX_TEMPFAIL,

@@ -5,29 +5,28 @@
 //! resolving the whole configuration, before a message of a few hundred
 //! octets went to the daemon.
 //!
-//! It submits when the command line asks to submit (`-bm`, the default),
-//! the settings submission needs read well ([`SubmitSettings::read`]) and
-//! the daemon's submit socket takes the connection; then it runs the same
-//! code as the full binary (argument parsing, input checks, `From:`, the
-//! stream to the daemon and, should the daemon fail mid-way, the replay
-//! into postdrop). In every other case, before it has read anything from
-//! standard input, it executes `postrelay sendmail` with the same
-//! arguments, which does what it always did: `-bp`, `-q`, `-bs`, usage and
-//! configuration errors (located in the whole file), and the fallback
-//! through `postrelay-postdrop` and maildrop/ when the daemon is down or
-//! the caller may not use its socket.
+//! It submits when the command line asks to submit (`-bm`, the default)
+//! and the settings submission needs read well ([`SubmitSettings::read`]);
+//! then it runs the same code as the full binary: argument parsing, input
+//! checks, `From:`, the connection to the daemon's submit socket once the
+//! header is read, and `postrelay-postdrop` with maildrop/ when the daemon
+//! is down or the caller may not use its socket (or, should the daemon
+//! fail mid-way, the replay into postdrop). In every other case, before it
+//! has read anything from standard input, it executes `postrelay sendmail`
+//! with the same arguments, which does what it always did: `-bp`, `-q`,
+//! `-bs`, usage errors, and configuration errors located in the whole
+//! file.
 //!
 //! An error in a part of the configuration submission does not use goes
-//! unseen here: the daemon that took the connection works with the
-//! configuration it loaded, and `postrelay check-config` (or a reload)
-//! reports the error. `postrelay sendmail` still refuses to submit with a
-//! broken file (exit 78).
+//! unseen here: the daemon works with the configuration it loaded, and
+//! `postrelay check-config` (or a reload) reports the error; a message
+//! left in maildrop/ waits there until a daemon starts. `postrelay
+//! sendmail` still refuses to submit with a broken file (exit 78).
 //!
 //! Not for: anything the full binary does beyond submitting to a running
 //! daemon; no second way into the queue (the socket is the daemon's).
 
 use std::ffi::OsString;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,7 +34,6 @@ use std::process::{Command, ExitCode};
 use super::args::{self, Mode, Options};
 use super::{EX_TEMPFAIL, Fail, beside_me, submit};
 use crate::config::SubmitSettings;
-use crate::maildrop;
 
 /// Where the full binary is when it is not next to this program.
 pub const POSTRELAY_PATH: &str = "/usr/sbin/postrelay";
@@ -44,8 +42,8 @@ pub const POSTRELAY_PATH: &str = "/usr/sbin/postrelay";
 /// `POSTRELAY_CONFIG`, if set.
 pub fn main(args: Vec<OsString>, config: Option<PathBuf>) -> ExitCode {
     let outcome = match ready(&args, config.as_deref()) {
-        Some((settings, opts, sock)) => submit(&settings, &opts, Some(sock)),
-        None => Err(exec_full(args)),
+        Ok((settings, opts)) => submit(&settings, &opts),
+        Err(why) => Err(exec_full(args, why)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,20 +54,18 @@ pub fn main(args: Vec<OsString>, config: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// What submitting here needs, when everything is as usual: the settings,
-/// the options, a connection to the daemon. `None`: leave it to the full
-/// binary.
+/// What submitting here needs: the settings and the options. Otherwise
+/// why the full binary must do it.
 fn ready(
     args: &[OsString],
     config: Option<&Path>,
-) -> Option<(SubmitSettings, Options, UnixStream)> {
-    let opts = args::parse(args.to_vec()).ok()?;
+) -> Result<(SubmitSettings, Options), &'static str> {
+    let opts = args::parse(args.to_vec()).map_err(|_| "to explain the usage")?;
     if opts.mode != Mode::Submit {
-        return None;
+        return Err("for that mode");
     }
-    let settings = settings(config)?;
-    let sock = UnixStream::connect(maildrop::submit_socket(&settings.spool)).ok()?;
-    Some((settings, opts, sock))
+    let settings = settings(config).ok_or("to check the configuration")?;
+    Ok((settings, opts))
 }
 
 /// The settings from the file `postrelay sendmail` would read, or `None`
@@ -84,10 +80,17 @@ fn settings(explicit: Option<&Path>) -> Option<SubmitSettings> {
     }
 }
 
-/// Replaces this process with `postrelay sendmail ARGS`; returns only if
-/// that fails, with the failure to report.
-fn exec_full(args: Vec<OsString>) -> Fail {
+/// Replaces this process with `postrelay sendmail ARGS`, needed `why`;
+/// returns only if that fails, with the failure to report (nothing was
+/// read from standard input: the caller may send again).
+fn exec_full(args: Vec<OsString>, why: &str) -> Fail {
     let full = beside_me("postrelay", POSTRELAY_PATH);
     let e = Command::new(&full).arg("sendmail").args(args).exec();
-    Fail(EX_TEMPFAIL, format!("cannot run {}: {e}", full.display()))
+    Fail(
+        EX_TEMPFAIL,
+        format!(
+            "cannot run {} (needed {why}): {e}; nothing was sent",
+            full.display()
+        ),
+    )
 }
