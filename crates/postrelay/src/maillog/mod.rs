@@ -4,7 +4,8 @@
 //!
 //! It is not the debugging log (that is `tracing`). Lines are written whole
 //! to the configured file (opened for append) or stderr: one `write` each,
-//! or in the daemon many at a time (`writer.rs`: what a crash can lose).
+//! or in the daemon many at a time by a thread of their own (`writer.rs`:
+//! why no task waits for the log, and what a crash can lose).
 //! Client-supplied text is escaped so a line can never be split or faked.
 //!
 //! The delivery lines follow Postfix's field order and number formats
@@ -174,9 +175,10 @@ impl MailLog {
         }
     }
 
-    /// From now on lines to a file or stderr are gathered and written
-    /// several at a time by a task on the current tokio runtime (the
-    /// daemon's); [`MailLog::stop_batching`] or dropping the log writes
+    /// From now on records are gathered and written several at a time
+    /// by a thread of their own, woken by a task on the current tokio
+    /// runtime (the daemon's), so that no task waits for the log's
+    /// destination; [`MailLog::stop_batching`] or dropping the log writes
     /// the rest. See `writer.rs` for what a crash can lose.
     pub fn start_batching(&self) {
         self.out.start_batching();

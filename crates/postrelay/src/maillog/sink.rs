@@ -40,10 +40,36 @@ pub enum Sink {
 impl Sink {
     /// Sends one record; `line` is the stream form (with a newline).
     pub fn send(&mut self, record: &Record<'_>, line: &str) -> io::Result<()> {
+        match self.datagram_of(record) {
+            None => self.write_lines(line.as_bytes()),
+            Some(bytes) => self.send_datagram(&bytes),
+        }
+    }
+
+    /// The datagram of a record for syslog or the journal; `None` for a
+    /// stream, which takes the record's line.
+    fn datagram_of(&self, record: &Record<'_>) -> Option<Vec<u8>> {
         match self {
-            Sink::Stream(out) => out.write_all(line.as_bytes()),
-            Sink::Syslog(path) => datagram(path, syslog_datagram(record).as_bytes()),
-            Sink::Journal(path) => datagram(path, &journal_datagram(record)),
+            Sink::Stream(_) => None,
+            Sink::Syslog(_) => Some(syslog_datagram(record).into_bytes()),
+            Sink::Journal(_) => Some(journal_datagram(record)),
+        }
+    }
+
+    /// Writes whole lines to a stream (nothing for the others).
+    pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stream(out) if !lines.is_empty() => out.write_all(lines),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends one datagram made by [`Sink::datagram_of`] (nothing for a
+    /// stream).
+    pub fn send_datagram(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Stream(_) => Ok(()),
+            Sink::Syslog(path) | Sink::Journal(path) => datagram(path, bytes),
         }
     }
 }
@@ -54,7 +80,7 @@ fn datagram(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// `<PRI>Mmm dd hh:mm:ss TAG[pid]: message`, what syslog(3) sends.
-fn syslog_datagram(r: &Record<'_>) -> String {
+pub(super) fn syslog_datagram(r: &Record<'_>) -> String {
     let severity = if r.warning { 4 } else { 6 };
     let now = jiff::ZonedDateTime::now();
     format!(
@@ -69,7 +95,7 @@ fn syslog_datagram(r: &Record<'_>) -> String {
 
 /// The journal's native format: `KEY=value\n`, or for a value with a
 /// newline `KEY\n` + its length (64-bit little-endian) + value + `\n`.
-fn journal_datagram(r: &Record<'_>) -> Vec<u8> {
+pub(super) fn journal_datagram(r: &Record<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let mut field = |key: &str, value: &str| {
         if value.contains('\n') {

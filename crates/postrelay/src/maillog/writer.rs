@@ -1,70 +1,146 @@
-//! Getting finished records to the sink, in order: one at a time (syslog
-//! and journal datagrams, and any stream before [`Writer::start_batching`]),
-//! or, for a stream (the log file, stderr) in the daemon, gathered and
-//! written together.
+//! Getting finished records to the sink, in order: one at a time (before
+//! [`Writer::start_batching`], in the command-line tools), or, in the
+//! daemon, gathered and written together by a thread of their own.
 //!
-//! Batching: a line is appended to a buffer, and the first line of a batch
-//! wakes the flusher task, which lets the other ready tasks run first (they
-//! add their lines) and then writes the whole buffer with one `write`.
-//! Under load that is one system call for many lines instead of one each;
-//! alone, a line is written a scheduler round after it was made. Order is
-//! kept: lines are taken from the buffer, and written, under the sink's
-//! lock, which direct writes take too.
+//! Batching: a record (a stream's line, or a syslog or journal datagram)
+//! is appended to a buffer, and the first one of a batch wakes the
+//! flusher task, which lets the other ready tasks run first (they add
+//! theirs) and then hands the whole buffer to the log thread. The thread
+//! writes a stream's lines with one `write`, and sends datagrams one by
+//! one. Under load that is one system call for many lines instead of one
+//! each.
+//!
+//! No task ever waits for the log's destination: a log file on a slow
+//! disk, a full pipe on standard error or a stalled syslog daemon blocks
+//! the log thread only. What the thread has not taken yet is bounded
+//! ([`MAX_PENDING`]); past that, records are dropped and counted, and the
+//! thread reports the count (a warning on standard error) once it can
+//! write again. A stuck log must never stop mail.
+//!
+//! Order is kept: the thread takes records and writes them under the
+//! sink's lock, and [`Writer::stop_batching`] takes the rest under it too,
+//! before it lets records be written directly again.
 //!
 //! What can be lost: nothing on a clean stop ([`Writer::stop_batching`],
-//! also run on drop, writes what is buffered and turns batching off). A
-//! crash of the process (SIGKILL, abort) loses the lines made since the
-//! flusher last ran: those of one scheduler round, and never more than
-//! [`MAX_BATCH`] bytes (past that the line's maker writes the batch
-//! itself). The mail itself is unaffected: the queue's state is on disk.
+//! also run on drop, writes what is buffered and turns batching off; it
+//! waits for the destination to take it). A crash of the process
+//! (SIGKILL, abort) loses what was not written yet: the records of a
+//! scheduler round, and while the destination is slow at most
+//! [`MAX_PENDING`] bytes more. The mail itself is unaffected: the queue's
+//! state is on disk.
 //!
 //! Not for: formatting records (`MailLog`) or the transports (`sink`).
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use tokio::sync::Notify;
 
-use super::sink::{Record, Sink};
+use super::sink::{self, Record, Sink};
 
-/// Bytes of lines buffered at most; reaching it, the line's maker writes
-/// them. Bounds memory and what a crash can lose (about 1 000 lines).
+/// Bytes of records buffered at most before they go to the log thread
+/// without waiting for the flusher task.
 pub(super) const MAX_BATCH: usize = 256 * 1024;
 
-/// The sink and, for a stream, the lines not yet written.
+/// Bytes the log thread may have waiting at most; records past it are
+/// dropped (and counted) rather than block the tasks that made them.
+pub(super) const MAX_PENDING: usize = 8 * 1024 * 1024;
+
+/// The sink and the records not yet written.
 pub(super) struct Writer {
+    /// Locked by whoever writes: the log thread, or in direct mode the
+    /// record's maker.
     sink: Mutex<Sink>,
-    /// Whether the sink takes whole lines (so that lines can be batched).
-    stream: bool,
-    /// Whether the sink is the journal (the only one to use a record's
-    /// structured fields).
-    journal: bool,
+    kind: Kind,
+    /// Filled by the records' makers.
     batch: Mutex<Batch>,
+    /// Wakes the flusher task.
     wake: Notify,
+    /// Handed over, for the log thread.
+    pending: Mutex<Pending>,
+    /// Wakes the log thread.
+    ready: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Stream,
+    Syslog,
+    Journal,
+}
+
+/// Records in the form their sink takes.
+#[derive(Default)]
+struct Records {
+    /// A stream's lines, one after the other.
+    lines: Vec<u8>,
+    /// Syslog or journal datagrams.
+    datagrams: Vec<Vec<u8>>,
+    /// Bytes in both.
+    bytes: usize,
+}
+
+impl Records {
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.datagrams.is_empty()
+    }
+
+    /// Moves `other`'s records after these (without a copy when these
+    /// are empty).
+    fn append(&mut self, other: &mut Records) {
+        if self.lines.is_empty() {
+            std::mem::swap(&mut self.lines, &mut other.lines);
+        } else {
+            self.lines.append(&mut other.lines);
+        }
+        self.datagrams.append(&mut other.datagrams);
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
 }
 
 #[derive(Default)]
 struct Batch {
-    /// Lines go to `lines` (and the flusher) rather than to the sink.
+    records: Records,
+    /// Whether records are batched (the flusher and the thread run).
     on: bool,
-    lines: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Pending {
+    records: Records,
+    /// Records dropped because [`MAX_PENDING`] was reached, not yet
+    /// reported.
+    dropped: u64,
+    /// All records dropped so far.
+    dropped_total: u64,
+    /// Tells the log thread to end.
+    stop: bool,
 }
 
 impl Writer {
     pub(super) fn new(sink: Sink) -> Arc<Writer> {
+        let kind = match sink {
+            Sink::Stream(_) => Kind::Stream,
+            Sink::Syslog(_) => Kind::Syslog,
+            Sink::Journal(_) => Kind::Journal,
+        };
         Arc::new(Writer {
-            stream: matches!(sink, Sink::Stream(_)),
-            journal: matches!(sink, Sink::Journal(_)),
             sink: Mutex::new(sink),
+            kind,
             batch: Mutex::new(Batch::default()),
             wake: Notify::new(),
+            pending: Mutex::new(Pending::default()),
+            ready: Condvar::new(),
+            thread: Mutex::new(None),
         })
     }
 
     /// Whether the sink takes whole lines: then a record is its line
     /// alone ([`Writer::send_line`]).
     pub(super) fn takes_lines(&self) -> bool {
-        self.stream
+        self.kind == Kind::Stream
     }
 
     /// Sends the line of a record to a sink that [takes
@@ -81,46 +157,100 @@ impl Writer {
 
     /// Whether records need their structured fields (journal).
     pub(super) fn wants_fields(&self) -> bool {
-        self.journal
+        self.kind == Kind::Journal
     }
 
     /// Sends one record; `line` is the stream form (with a newline). A
     /// full or broken log must not stop mail: failures go to tracing.
     pub(super) fn send(&self, record: &Record<'_>, line: &str) {
-        if self.stream {
-            let mut batch = lock(&self.batch);
-            if batch.on {
-                let first = batch.lines.is_empty();
+        let datagram = match self.kind {
+            Kind::Stream => None,
+            Kind::Syslog => Some(sink::syslog_datagram(record).into_bytes()),
+            Kind::Journal => Some(sink::journal_datagram(record)),
+        };
+        let mut guard = lock(&self.batch);
+        if !guard.on {
+            drop(guard);
+            return self.send_now(record, line);
+        }
+        let batch = &mut guard.records;
+        let first = batch.is_empty();
+        match datagram {
+            None => {
                 batch.lines.extend_from_slice(line.as_bytes());
-                let full = batch.lines.len() >= MAX_BATCH;
-                drop(batch);
-                if full {
-                    self.flush();
-                } else if first {
-                    self.wake.notify_one();
-                }
-                return;
+                batch.bytes += line.len();
+            }
+            Some(bytes) => {
+                batch.bytes += bytes.len();
+                batch.datagrams.push(bytes);
             }
         }
+        let full = batch.bytes >= MAX_BATCH;
+        drop(guard);
+        if full {
+            self.hand_off();
+        } else if first {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes one record at once (not batching).
+    fn send_now(&self, record: &Record<'_>, line: &str) {
         if let Err(e) = lock(&self.sink).send(record, line) {
             report(&e);
         }
     }
 
-    /// Writes the buffered lines (if any) with one `write`.
-    pub(super) fn flush(&self) {
-        let mut sink = lock(&self.sink);
-        let lines = std::mem::take(&mut lock(&self.batch).lines);
-        write_lines(&mut sink, &lines);
-    }
-
-    /// From now on a stream's lines are batched and written by a task on
-    /// the current tokio runtime (see the module documentation). Nothing
-    /// for syslog or the journal (a datagram per record).
-    pub(super) fn start_batching(self: &Arc<Writer>) {
-        if !self.stream {
+    /// Moves the batch to the log thread, or drops it when the thread
+    /// is too far behind.
+    fn hand_off(&self) {
+        let mut pending = lock(&self.pending);
+        let mut guard = lock(&self.batch);
+        let batch = &mut guard.records;
+        if batch.is_empty() {
             return;
         }
+        if pending.records.bytes + batch.bytes > MAX_PENDING {
+            let records = (batch.datagrams.len() + count_lines(&batch.lines)) as u64;
+            pending.dropped += records;
+            pending.dropped_total += records;
+            *batch = Records::default();
+        } else {
+            pending.records.append(batch);
+        }
+        drop(guard);
+        drop(pending);
+        self.ready.notify_one();
+    }
+
+    /// Records dropped so far because the log thread was too far behind.
+    #[cfg(test)]
+    pub(super) fn dropped_total(&self) -> u64 {
+        lock(&self.pending).dropped_total
+    }
+
+    /// From now on records are batched and written by the log thread,
+    /// woken by a task on the current tokio runtime (see the module
+    /// documentation). Without a thread (the system refuses one),
+    /// records go on being written directly.
+    pub(super) fn start_batching(self: &Arc<Writer>) {
+        let mut thread = lock(&self.thread);
+        if thread.is_some() {
+            return;
+        }
+        let writer = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("postrelay-log".into())
+            .spawn(move || writer.log_thread());
+        match spawned {
+            Ok(handle) => *thread = Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread for the mail log: its lines are written one by one");
+                return;
+            }
+        }
+        drop(thread);
+        lock(&self.pending).stop = false;
         lock(&self.batch).on = true;
         let writer = self.clone();
         tokio::spawn(async move {
@@ -131,35 +261,88 @@ impl Writer {
                 if !lock(&writer.batch).on {
                     return;
                 }
-                writer.flush();
+                writer.hand_off();
             }
         });
     }
 
-    /// Writes what is buffered and turns batching off: later lines are
-    /// written at once. For the daemon's stop, and on drop.
+    /// The log thread: writes what is handed over until the stop.
+    fn log_thread(&self) {
+        loop {
+            let Some(mut sink) = self.wait_for_records() else {
+                return;
+            };
+            let (records, dropped) = {
+                let mut pending = lock(&self.pending);
+                let records = std::mem::take(&mut pending.records);
+                (records, std::mem::take(&mut pending.dropped))
+            };
+            write(&mut sink, &records);
+            drop(sink);
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "mail log records were dropped: the log's destination did not take them \
+                     (a stalled syslog daemon, a full pipe or a slow disk); the mail itself \
+                     is unaffected"
+                );
+            }
+        }
+    }
+
+    /// Waits until records are pending and returns the sink, locked: the
+    /// records are taken under its lock, so that a stop finds only later
+    /// ones. `None` once batching is off.
+    fn wait_for_records(&self) -> Option<MutexGuard<'_, Sink>> {
+        let mut pending = lock(&self.pending);
+        while !pending.stop && pending.records.is_empty() && pending.dropped == 0 {
+            pending = self.ready.wait(pending).unwrap_or_else(|p| p.into_inner());
+        }
+        if pending.stop {
+            return None;
+        }
+        drop(pending);
+        Some(lock(&self.sink))
+    }
+
+    /// Writes what is buffered and turns batching off: later records are
+    /// written at once. For the daemon's stop, and on drop; it waits for
+    /// the destination to take the last records.
     pub(super) fn stop_batching(&self) {
         let mut sink = lock(&self.sink);
-        let lines = {
+        let rest = {
+            let mut pending = lock(&self.pending);
             let mut batch = lock(&self.batch);
             batch.on = false;
-            std::mem::take(&mut batch.lines)
+            pending.stop = true;
+            let mut rest = std::mem::take(&mut pending.records);
+            rest.append(&mut batch.records);
+            rest
         };
-        write_lines(&mut sink, &lines);
+        write(&mut sink, &rest);
         drop(sink);
+        self.ready.notify_one();
         self.wake.notify_one();
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
     }
 }
 
-fn write_lines(sink: &mut Sink, lines: &[u8]) {
-    if lines.is_empty() {
-        return;
+/// Writes records to the sink; the first failure is reported.
+fn write(sink: &mut Sink, records: &Records) {
+    let mut result = sink.write_lines(&records.lines);
+    for datagram in &records.datagrams {
+        let sent = sink.send_datagram(datagram);
+        result = result.and(sent);
     }
-    if let Sink::Stream(out) = sink
-        && let Err(e) = out.write_all(lines)
-    {
+    if let Err(e) = result {
         report(&e);
     }
+}
+
+fn count_lines(lines: &[u8]) -> usize {
+    lines.iter().filter(|&&b| b == b'\n').count()
 }
 
 fn report(e: &io::Error) {
