@@ -30,6 +30,7 @@ mod presets;
 mod relay;
 mod relay_limits;
 mod relay_settings;
+mod relay_timeouts;
 mod render;
 mod resolve;
 mod routing;

@@ -237,7 +237,7 @@ pub struct RelayTimeouts {
 impl Default for RelayTimeouts {
     /// The defaults documented on each field.
     fn default() -> Self {
-        super::relay::TIMEOUTS
+        super::relay_timeouts::TIMEOUTS
     }
 }
 
