@@ -216,6 +216,37 @@ pub(super) fn oauth(
     })
 }
 
+/// The user an OAuth token logs in as: `username` is required (the
+/// mailbox), and a password does not go with a token.
+pub(super) fn oauth_user(
+    loc: &Locator<'_>,
+    i: usize,
+    username: Option<String>,
+    password_file: bool,
+    plaintext: bool,
+) -> Result<String, ConfigError> {
+    let key = |field: &str| format!("relay[{i}].{field}");
+    if plaintext {
+        let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
+        return Err(loc.value_error(&key("security"), why));
+    }
+    if password_file {
+        let why = "a relay logs in with either a password or an OAuth token: remove password_file, or the [relay.oauth] table";
+        return Err(loc.value_error(&key("password_file"), why));
+    }
+    match username {
+        Some(u) if !u.is_empty() && !u.contains(['\0', '\r', '\n', '\x01']) => Ok(u),
+        Some(_) => Err(loc.value_error(
+            &key("username"),
+            "must be the mailbox the token is for, without control characters",
+        )),
+        None => Err(loc.missing_error(
+            &key("username"),
+            r#"[relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#,
+        )),
+    }
+}
+
 /// `provider` (or the one the relay's preset implies) and `flow`.
 fn provider_and_flow(
     file: &OAuthFile,

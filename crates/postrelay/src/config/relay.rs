@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::credentials::{Target, credentials};
 use super::file::RelayFile;
+use super::oauth::oauth_user;
 use super::relay_timeouts::{relay_duration, timeouts};
 use super::resolve::{check_domain, non_empty_path};
 use super::sasl_passwd::SaslPasswd;
@@ -103,7 +104,7 @@ fn check_fallbacks(
 
 fn relay(
     i: usize,
-    file: RelayFile,
+    mut file: RelayFile,
     delivery: &DeliverySettings,
     sasl: Option<&SaslPasswd>,
     spool: &Path,
@@ -112,31 +113,19 @@ fn relay(
     let key = |field: &str| format!("relay[{i}].{field}");
     let label = loc.item_label("relay", i);
 
-    let name = relay_name(loc, &key("name"), file.name)?;
-    let provider = preset(loc, &key("provider"), file.provider)?;
+    let name = relay_name(loc, &key("name"), file.name.take())?;
+    let provider = preset(loc, &key("provider"), file.provider.take())?;
 
-    let host = host_of(loc, &key("host"), file.host.clone(), provider.as_ref())?;
+    let host = host_of(loc, &key("host"), file.host.take(), provider.as_ref())?;
 
-    let tls = preset_or(file.tls.map(|w| w.0), provider.as_ref().map(|p| p.tls));
-    let tls = tls.unwrap_or(TlsMode::Auto);
-    let security = file.security.map_or(Security::Verify, |w| w.0);
-    let written_port = preset_or(file.port, provider.as_ref().map(|p| p.port));
-    let port = port(loc, i, &label, written_port, tls, security)?;
-
-    let ca_file = file
-        .ca_file
-        .map(|p| ca_file(loc, i, &label, security, p))
-        .transpose()?;
-
-    let tls_name = file
-        .tls_name
-        .map(|n| tls_name(loc, i, &label, security, &n))
-        .transpose()?;
-
-    let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
-    if allow_plaintext_auth {
-        check_plaintext_auth(loc, i, &label, security)?;
-    }
+    let Transport {
+        port,
+        tls,
+        security,
+        ca_file,
+        tls_name,
+        allow_plaintext_auth,
+    } = transport(loc, i, &label, &mut file, provider.as_ref())?;
 
     let (max_connections, max_messages_per_connection) = connection_limits(
         loc,
@@ -171,18 +160,11 @@ fn relay(
             None,
         ),
     };
-    // Whose counts: the login (password or token), else the relay's name.
     let login = credentials
         .as_ref()
         .map(|c| c.username.as_str())
         .or(oauth.as_ref().map(|o| o.username.as_str()));
-    let owner = super::relay_limits::Owner {
-        key: &format!("relay[{i}]"),
-        name: &name,
-        login: login.map(|u| format!("{u}@{host}")),
-    };
-    let preset_limits = provider.as_ref().map(|p| p.quota).unwrap_or_default();
-    let limits = super::relay_limits::relay_limits(loc, &owner, preset_limits, file.limits)?;
+    let limits = limits(loc, &target, login, provider.as_ref(), file.limits)?;
     if let Some(c) = &credentials
         && security == Security::None
         && !allow_plaintext_auth
@@ -209,6 +191,75 @@ fn relay(
         idle_timeout,
         timeouts,
         limits,
+    })
+}
+
+/// `relay.limits`, counted per login (password or token), else per
+/// relay name.
+fn limits(
+    loc: &Locator<'_>,
+    target: &Target<'_>,
+    login: Option<&str>,
+    preset: Option<&super::Preset>,
+    written: super::relay_limits::RelayLimitsFile,
+) -> Result<super::RelayLimits, ConfigError> {
+    let owner = super::relay_limits::Owner {
+        key: &format!("relay[{}]", target.i),
+        name: target.name,
+        login: login.map(|u| format!("{u}@{}", target.host)),
+    };
+    let preset_limits = preset.map(|p| p.quota).unwrap_or_default();
+    super::relay_limits::relay_limits(loc, &owner, preset_limits, written)
+}
+
+/// How the relay is reached: its port and TLS settings.
+struct Transport {
+    port: u16,
+    tls: TlsMode,
+    security: Security,
+    ca_file: Option<std::path::PathBuf>,
+    tls_name: Option<String>,
+    allow_plaintext_auth: bool,
+}
+
+/// `port`, `tls`, `security`, `ca_file`, `tls_name` and
+/// `allow_plaintext_auth` (taken from `file`), else the preset's.
+fn transport(
+    loc: &Locator<'_>,
+    i: usize,
+    label: &str,
+    file: &mut RelayFile,
+    provider: Option<&super::Preset>,
+) -> Result<Transport, ConfigError> {
+    let tls = preset_or(file.tls.take().map(|w| w.0), provider.map(|p| p.tls));
+    let tls = tls.unwrap_or(TlsMode::Auto);
+    let security = file.security.take().map_or(Security::Verify, |w| w.0);
+    let written_port = preset_or(file.port, provider.map(|p| p.port));
+    let port = port(loc, i, label, written_port, tls, security)?;
+
+    let ca_file = file
+        .ca_file
+        .take()
+        .map(|p| ca_file(loc, i, label, security, p))
+        .transpose()?;
+
+    let tls_name = file
+        .tls_name
+        .take()
+        .map(|n| tls_name(loc, i, label, security, &n))
+        .transpose()?;
+
+    let allow_plaintext_auth = file.allow_plaintext_auth.unwrap_or(false);
+    if allow_plaintext_auth {
+        check_plaintext_auth(loc, i, label, security)?;
+    }
+    Ok(Transport {
+        port,
+        tls,
+        security,
+        ca_file,
+        tls_name,
+        allow_plaintext_auth,
     })
 }
 
@@ -442,37 +493,6 @@ fn check_ca_file(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The user an OAuth token logs in as: `username` is required (the
-/// mailbox), and a password does not go with a token.
-fn oauth_user(
-    loc: &Locator<'_>,
-    i: usize,
-    username: Option<String>,
-    password_file: bool,
-    plaintext: bool,
-) -> Result<String, ConfigError> {
-    let key = |field: &str| format!("relay[{i}].{field}");
-    if plaintext {
-        let why = r#"an OAuth token is a credential: use TLS (security = "verify"), or, only on a trusted path, allow_plaintext_auth = true"#;
-        return Err(loc.value_error(&key("security"), why));
-    }
-    if password_file {
-        let why = "a relay logs in with either a password or an OAuth token: remove password_file, or the [relay.oauth] table";
-        return Err(loc.value_error(&key("password_file"), why));
-    }
-    match username {
-        Some(u) if !u.is_empty() && !u.contains(['\0', '\r', '\n', '\x01']) => Ok(u),
-        Some(_) => Err(loc.value_error(
-            &key("username"),
-            "must be the mailbox the token is for, without control characters",
-        )),
-        None => Err(loc.missing_error(
-            &key("username"),
-            r#"[relay.oauth] needs username = "…", the mailbox the token logs in as (e.g. "relay@example.com")"#,
-        )),
-    }
 }
 
 /// `max_connections` and `max_messages_per_connection`: at least 1 each.
