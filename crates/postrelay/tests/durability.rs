@@ -1,6 +1,6 @@
 //! Durability of the spool, through the real binary: `kill -9` under load,
-//! recovery of a damaged spool at start, a full file system, and bounded
-//! memory for a large message.
+//! recovery of a damaged spool at start, and a full file system (bounded
+//! memory for a large message is in `large_message.rs`).
 //!
 //! The promise under test (README, "Guarantees"): `250 … queued as ID` is
 //! sent only once the message is durably in queue/, a crash loses nothing
@@ -563,53 +563,4 @@ fn free_space_threshold_on_a_small_file_system() {
         "{r:?}"
     );
     assert!(d.queue().is_empty());
-}
-
-// ---------------------------------------------------------------------------
-// memory
-
-/// Peak resident set size of a process, in bytes (VmHWM).
-fn vm_hwm(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/PID/status");
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
-/// A 20 MB message streams to the spool: the daemon's peak RSS grows by
-/// far less than the message (< 8 MiB), so memory does not scale with
-/// message size.
-#[test]
-fn large_message_streams_with_bounded_memory() {
-    const SIZE: usize = 20_000_000;
-    let d = Daemon::start_with(Options {
-        intake: "message_size_limit = \"64 MiB\"".into(),
-        ..Default::default()
-    });
-    // Warm up: a session and a 1 MB message, so that thread stacks, the
-    // runtime and buffers are already counted.
-    let mut c = session(d.port);
-    let (_, r) = transaction(&mut c, &message("warm-up", 1_000_000));
-    assert!(queued_id(&r).is_some(), "{r:?}");
-    let before = vm_hwm(d.pid());
-
-    let msg = message("large", SIZE);
-    let (step, r) = transaction(&mut c, &msg);
-    let id = queued_id(&r).unwrap_or_else(|| panic!("{step:?}: {r:?}"));
-    let after = vm_hwm(d.pid());
-    let body = d.body(&id);
-    assert!(body.len() >= SIZE, "spooled {} bytes", body.len());
-    let growth = after.saturating_sub(before);
-    eprintln!("VmHWM before {before} after {after} growth {growth} for a {SIZE}-byte message");
-    assert!(
-        growth < 8 * 1024 * 1024,
-        "peak RSS grew by {growth} bytes for a {SIZE}-byte message (from {before} to {after})"
-    );
 }
