@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, Options};
@@ -69,39 +69,8 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
     });
     let dir = d.dir.path().to_path_buf();
     let record = dir.join("recorded.txt");
-    let port = d.port.to_string();
-    let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-
-    let mut source = Command::new("smtp-source")
-        .args(["-s", "20", "-m", "10000", "-l", "1024"])
-        .args(["-f", "sender@example.com", "-t", "rcpt@example.com"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log("smtp-source.out"))
-        .stderr(log("smtp-source.err"))
-        .spawn()
-        .expect("start smtp-source");
-    let mut recorder = Command::new("python3")
-        .arg(RECORDING_CLIENT)
-        .args([port.as_str(), record.to_str().unwrap(), "8"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log("recorder.err"))
-        .spawn()
-        .expect("start the recording client");
-
-    // Let the load build up: at least 300 acknowledged messages recorded and
-    // 2,000 in the queue, or 60 s, whichever comes first.
-    let queue_dir = d.spool().join("queue");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let acked = recorded(&record).len();
-        let queued = count_suffix(&queue_dir, ".env");
-        if (acked >= 300 && queued >= 2000) || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut source, mut recorder) = start_load(&d, &record);
+    wait_for_load(&record, &d.spool().join("queue"));
     let source_running = source.try_wait().unwrap().is_none();
     let recorder_running = recorder.try_wait().unwrap().is_none();
     d.kill9();
@@ -130,10 +99,61 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
         acked.len(),
         q.len()
     );
+    assert_acknowledged_queued_once(&d, &q, &acked);
+    assert!(
+        q.len() >= acked.len(),
+        "{} queued < {} acknowledged",
+        q.len(),
+        acked.len()
+    );
+}
 
+/// Starts smtp-source (20 sessions, 10,000 × 1 KB) and the recording
+/// client (8 sessions, writing `record`) against `d`.
+fn start_load(d: &Daemon, record: &Path) -> (Child, Child) {
+    let dir = d.dir.path();
+    let port = d.port.to_string();
+    let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    let source = Command::new("smtp-source")
+        .args(["-s", "20", "-m", "10000", "-l", "1024"])
+        .args(["-f", "sender@example.com", "-t", "rcpt@example.com"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log("smtp-source.out"))
+        .stderr(log("smtp-source.err"))
+        .spawn()
+        .expect("start smtp-source");
+    let recorder = Command::new("python3")
+        .arg(RECORDING_CLIENT)
+        .args([port.as_str(), record.to_str().unwrap(), "8"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log("recorder.err"))
+        .spawn()
+        .expect("start the recording client");
+    (source, recorder)
+}
+
+/// Lets the load build up: at least 300 acknowledged messages recorded
+/// and 2,000 in the queue, or 60 s, whichever comes first.
+fn wait_for_load(record: &Path, queue_dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let acked = recorded(record).len();
+        let queued = count_suffix(queue_dir, ".env");
+        if (acked >= 300 && queued >= 2000) || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every acknowledged `(seq, id)` is in exactly one queued body, under
+/// the ID its 250 named, and no marker is queued twice.
+fn assert_acknowledged_queued_once(d: &Daemon, q: &[serde_json::Value], acked: &[(u64, String)]) {
     // Which message carries which marker.
     let mut found: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for m in &q {
+    for m in q {
         let id = id_of(m);
         for seq in seq_markers(&d.body(&id)) {
             found.entry(seq).or_default().push(id.clone());
@@ -148,7 +168,7 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
         );
     }
     let mut lost = Vec::new();
-    for (seq, id) in &acked {
+    for (seq, id) in acked {
         match found.get(seq) {
             Some(ids) => assert_eq!(
                 ids,
@@ -164,12 +184,6 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
         lost.len(),
         acked.len(),
         &lost[..lost.len().min(10)]
-    );
-    assert!(
-        q.len() >= acked.len(),
-        "{} queued < {} acknowledged",
-        q.len(),
-        acked.len()
     );
 }
 
@@ -434,15 +448,61 @@ fn full_spool_answers_452_never_250() {
         Some(0)
     );
 
-    // 2. Run the file system out of space under sessions that already
-    // passed the free-space check: a filler leaves 256 KiB (more than the
-    // 64 KiB threshold), eight sessions are admitted (MAIL, RCPT, DATA),
-    // then each sends 60 KB.
+    // 2. Run the file system out of space after DATA.
+    run_out_of_space_after_data(&d);
+}
+
+/// Runs the file system out of space under eight sessions that passed the
+/// free-space check: each gets 250 (queued) or 452 4.3.1, both happen.
+fn run_out_of_space_after_data(d: &Daemon) {
+    let spool = d.spool();
+    let mut sessions = admit_sessions_at_the_edge(d, 8);
+    for (n, s) in sessions.iter_mut().enumerate() {
+        s.send(message(&format!("overcommit {n}"), 60_000).as_bytes());
+        s.send(b".\r\n");
+    }
+    let (acked, refused) = end_of_data_replies(d, &mut sessions);
+    assert!(
+        refused >= 1 && !acked.is_empty(),
+        "8 × 60 KB into 256 KiB: expected some 250s and some 452s, got {} and {refused}",
+        acked.len()
+    );
+    eprintln!(
+        "full spool, 8 sessions over 256 KiB: {} accepted, {refused} refused with 452 4.3.1",
+        acked.len()
+    );
+    assert_acknowledged_are_queued(d, &acked);
+    assert_eq!(
+        d.queue().len(),
+        acked.len(),
+        "only acknowledged messages are queued"
+    );
+    assert_eq!(
+        names(&spool.join("tmp")),
+        Vec::<String>::new(),
+        "failed writes leave nothing in tmp/ (or the spool stays full)"
+    );
+    drop(sessions);
+
+    let out = d.cli(&["queue", "delete", "--all"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{} message(s) deleted", acked.len())),
+        "{out:?}"
+    );
+    assert_accepts_again(d);
+}
+
+/// A filler leaves 256 KiB free (more than the 64 KiB threshold), then
+/// `n` sessions are admitted: MAIL, RCPT and DATA all accepted.
+fn admit_sessions_at_the_edge(d: &Daemon, n: usize) -> Vec<Raw> {
+    let spool = d.spool();
     let filler_len = free_bytes(&spool).saturating_sub(256 * 1024);
     std::fs::write(spool.join("filler"), vec![0u8; filler_len as usize]).unwrap();
     let mut sessions: Vec<Raw> = Vec::new();
     let admit_deadline = Instant::now() + Duration::from_secs(15);
-    while sessions.len() < 8 {
+    while sessions.len() < n {
         let mut s = session(d.port);
         let r = s.cmd("MAIL FROM:<test@example.com>");
         if r.code == 452 {
@@ -462,10 +522,12 @@ fn full_spool_answers_452_never_250() {
         );
         sessions.push(s);
     }
-    for (n, s) in sessions.iter_mut().enumerate() {
-        s.send(message(&format!("overcommit {n}"), 60_000).as_bytes());
-        s.send(b".\r\n");
-    }
+    sessions
+}
+
+/// Each session's end-of-data reply: a 250 names a queued message with
+/// its marker, else 452 4.3.1. Returns the IDs acknowledged, the refusals.
+fn end_of_data_replies(d: &Daemon, sessions: &mut [Raw]) -> (Vec<String>, usize) {
     let mut acked = Vec::new();
     let mut refused = 0;
     for (n, s) in sessions.iter_mut().enumerate() {
@@ -489,36 +551,7 @@ fn full_spool_answers_452_never_250() {
             }
         }
     }
-    assert!(
-        refused >= 1 && !acked.is_empty(),
-        "8 × 60 KB into 256 KiB: expected some 250s and some 452s, got {} and {refused}",
-        acked.len()
-    );
-    eprintln!(
-        "full spool, 8 sessions over 256 KiB: {} accepted, {refused} refused with 452 4.3.1",
-        acked.len()
-    );
-    assert_acknowledged_are_queued(&d, &acked);
-    assert_eq!(
-        d.queue().len(),
-        acked.len(),
-        "only acknowledged messages are queued"
-    );
-    assert_eq!(
-        names(&spool.join("tmp")),
-        Vec::<String>::new(),
-        "failed writes leave nothing in tmp/ (or the spool stays full)"
-    );
-    drop(sessions);
-
-    let out = d.cli(&["queue", "delete", "--all"]);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains(&format!("{} message(s) deleted", acked.len())),
-        "{out:?}"
-    );
-    assert_accepts_again(&d);
+    (acked, refused)
 }
 
 /// With `queue.min_free_space` larger than the spool's whole file system,
