@@ -103,7 +103,8 @@ enum Mode {
     Stopped,
 }
 
-/// The whole command set on a queue of three messages.
+/// The whole command set on a queue of three messages, step by step on
+/// one daemon (each step starts from what the one before left).
 fn queue_commands(mode: Mode) {
     let mut d = Daemon::start();
     assert_eq!(ok(&d, &["queue", "list"]), "Mail queue is empty\n");
@@ -120,18 +121,41 @@ fn queue_commands(mode: Mode) {
         assert!(d.stop().success());
     }
 
-    // list --json
-    let q = json(&d);
+    let q = list_json_shows_the_three(&d, &a, &b, &c);
+    list_table_is_mailq_s(&d, &q, &a, &b);
+    show_prints_the_envelope(&d, &a, &b);
+    hold_moves_the_envelope_to_hold(&d, &a, &b);
+    release_brings_it_back(&d, &a);
+    delete_removes_one(&d, &b);
+    bad_ids_change_nothing(&d, &c);
+    mailq_symlink_lists_the_queue(&d);
+    maillog_records_the_actions(&d, &a, &b);
+    delete_all_empties_the_queue(&d);
+    match mode {
+        Mode::Running => the_daemon_s_index_followed(&d),
+        Mode::Stopped => the_next_daemon_starts_from_the_changes(&mut d),
+    }
+}
+
+/// `queue list --json`: the three messages, their senders, recipients,
+/// location and size.
+fn list_json_shows_the_three(
+    d: &Daemon,
+    a: &str,
+    b: &str,
+    c: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let q = json(d);
     assert_eq!(
         q.keys().cloned().collect::<Vec<_>>(),
         {
-            let mut v = vec![a.clone(), b.clone(), c.clone()];
+            let mut v = vec![a.to_string(), b.to_string(), c.to_string()];
             v.sort();
             v
         },
         "{q:?}"
     );
-    let m = &q[&a];
+    let m = &q[a];
     assert_eq!(m["sender"], "alice@example.com");
     assert_eq!(m["location"], "queue");
     let rcpts: Vec<&str> = m["recipients"]
@@ -141,11 +165,20 @@ fn queue_commands(mode: Mode) {
         .map(|r| r["address"].as_str().unwrap())
         .collect();
     assert_eq!(rcpts, ["x@example.org", "y@example.org"]);
-    assert_eq!(m["size"].as_u64(), Some(d.body(&a).len() as u64));
-    assert_eq!(q[&b]["sender"], "");
+    assert_eq!(m["size"].as_u64(), Some(d.body(a).len() as u64));
+    assert_eq!(q[b]["sender"], "");
+    q
+}
 
-    // list (the mailq table)
-    let list = ok(&d, &["queue", "list"]);
+/// `queue list`: the mailq table (header, a line per message with its
+/// size and sender, its recipients, the total).
+fn list_table_is_mailq_s(
+    d: &Daemon,
+    q: &std::collections::BTreeMap<String, serde_json::Value>,
+    a: &str,
+    b: &str,
+) {
+    let list = ok(d, &["queue", "list"]);
     let mut lines = list.lines();
     let header = lines.next().unwrap();
     for col in [
@@ -156,16 +189,16 @@ fn queue_commands(mode: Mode) {
     ] {
         assert!(header.contains(col), "header {header:?}");
     }
-    let la = list_line(&list, &a);
+    let la = list_line(&list, a);
     assert!(
         la.starts_with(&format!("{a} ")) && la.ends_with("alice@example.com"),
         "{la:?}"
     );
     assert!(
-        la.split_whitespace().nth(1) == Some(&q[&a]["size"].to_string()),
+        la.split_whitespace().nth(1) == Some(&q[a]["size"].to_string()),
         "size column of {la:?}"
     );
-    assert!(list_line(&list, &b).ends_with("MAILER-DAEMON"), "{list}");
+    assert!(list_line(&list, b).ends_with("MAILER-DAEMON"), "{list}");
     for r in [
         "x@example.org",
         "y@example.org",
@@ -183,9 +216,11 @@ fn queue_commands(mode: Mode) {
         format!("-- {} Kbytes in 3 Requests.", total.div_ceil(1024)),
         "{list}"
     );
+}
 
-    // show
-    let show = ok(&d, &["queue", "show", &a]);
+/// `queue show`: id, location, sender and each recipient's state.
+fn show_prints_the_envelope(d: &Daemon, a: &str, b: &str) {
+    let show = ok(d, &["queue", "show", a]);
     for needle in [
         format!("id:        {a}"),
         "location:  queue".to_string(),
@@ -195,84 +230,94 @@ fn queue_commands(mode: Mode) {
     ] {
         assert!(show.contains(&needle), "show lacks {needle:?}:\n{show}");
     }
-    assert!(ok(&d, &["queue", "show", &b]).contains("sender:    <>"));
+    assert!(ok(d, &["queue", "show", b]).contains("sender:    <>"));
+}
 
-    // hold
+/// `queue hold`: the envelope moves to hold/, the list marks it, a
+/// second hold fails, flush skips it.
+fn hold_moves_the_envelope_to_hold(d: &Daemon, a: &str, b: &str) {
     assert_eq!(
-        ok(&d, &["queue", "hold", &a]),
+        ok(d, &["queue", "hold", a]),
         format!("{a}: placed on hold\n")
     );
-    assert!(exists(&d, "hold", format!("{a}.env")), "envelope in hold/");
+    assert!(exists(d, "hold", format!("{a}.env")), "envelope in hold/");
+    assert!(!exists(d, "queue", format!("{a}.env")), "and not in queue/");
     assert!(
-        !exists(&d, "queue", format!("{a}.env")),
-        "and not in queue/"
-    );
-    assert!(
-        exists(&d, "queue", format!("{a}.msg")),
+        exists(d, "queue", format!("{a}.msg")),
         "body stays in queue/"
     );
-    let list = ok(&d, &["queue", "list"]);
+    let list = ok(d, &["queue", "list"]);
     assert!(
-        list_line(&list, &a).starts_with(&format!("{a}!")),
+        list_line(&list, a).starts_with(&format!("{a}!")),
         "held mark:\n{list}"
     );
     assert!(list.contains("(held by the administrator)"), "{list}");
-    assert!(!list_line(&list, &b).starts_with(&format!("{b}!")));
-    assert_eq!(json(&d)[&a]["location"], "hold");
-    assert!(ok(&d, &["queue", "show", &a]).contains("location:  hold"));
-    fails(&d, &["queue", "hold", &a], "already on hold");
+    assert!(!list_line(&list, b).starts_with(&format!("{b}!")));
+    assert_eq!(json(d)[a]["location"], "hold");
+    assert!(ok(d, &["queue", "show", a]).contains("location:  hold"));
+    fails(d, &["queue", "hold", a], "already on hold");
     // Held messages are not flushed: the daemon's index knows about the hold.
     assert_eq!(
-        ok(&d, &["queue", "flush"]),
+        ok(d, &["queue", "flush"]),
         "2 message(s) scheduled for immediate delivery\n"
     );
+}
 
-    // release
+/// `queue release`: back in queue/, a second release fails, flush
+/// counts it again.
+fn release_brings_it_back(d: &Daemon, a: &str) {
     assert_eq!(
-        ok(&d, &["queue", "release", &a]),
+        ok(d, &["queue", "release", a]),
         format!("{a}: released from hold\n")
     );
-    assert!(exists(&d, "queue", format!("{a}.env")));
-    assert!(!exists(&d, "hold", format!("{a}.env")));
-    assert!(list_line(&ok(&d, &["queue", "list"]), &a).starts_with(&format!("{a} ")));
-    fails(&d, &["queue", "release", &a], "not on hold");
+    assert!(exists(d, "queue", format!("{a}.env")));
+    assert!(!exists(d, "hold", format!("{a}.env")));
+    assert!(list_line(&ok(d, &["queue", "list"]), a).starts_with(&format!("{a} ")));
+    fails(d, &["queue", "release", a], "not on hold");
     assert_eq!(
-        ok(&d, &["queue", "flush"]),
+        ok(d, &["queue", "flush"]),
         "3 message(s) scheduled for immediate delivery\n"
     );
+}
 
-    // delete one
-    assert_eq!(ok(&d, &["queue", "delete", &b]), format!("{b}: deleted\n"));
-    assert!(!exists(&d, "queue", format!("{b}.env")));
-    assert!(!exists(&d, "queue", format!("{b}.msg")));
-    let list = ok(&d, &["queue", "list"]);
-    assert!(!list.contains(&b), "{list}");
+/// `queue delete ID`: both files gone, the list and flush count two.
+fn delete_removes_one(d: &Daemon, b: &str) {
+    assert_eq!(ok(d, &["queue", "delete", b]), format!("{b}: deleted\n"));
+    assert!(!exists(d, "queue", format!("{b}.env")));
+    assert!(!exists(d, "queue", format!("{b}.msg")));
+    let list = ok(d, &["queue", "list"]);
+    assert!(!list.contains(b), "{list}");
     assert!(list.trim_end().ends_with("in 2 Requests."), "{list}");
     assert_eq!(
-        ok(&d, &["queue", "flush"]),
+        ok(d, &["queue", "flush"]),
         "2 message(s) scheduled for immediate delivery\n"
     );
+}
 
-    // Unknown and malformed IDs: a clear error, exit 1, nothing changed.
+/// Unknown and malformed IDs: a clear error, exit 1, nothing changed;
+/// with several IDs the good ones are done.
+fn bad_ids_change_nothing(d: &Daemon, c: &str) {
     for op in ["hold", "release", "delete"] {
-        let err = fails(&d, &["queue", op, ABSENT], "not in the queue");
+        let err = fails(d, &["queue", op, ABSENT], "not in the queue");
         assert!(err.contains(ABSENT), "{err}");
         for bad in ["../../etc/passwd", "nonsense", "01arz3ndektsv4rrffq69g5fav"] {
-            let err = fails(&d, &["queue", op, bad], "invalid queue id");
+            let err = fails(d, &["queue", op, bad], "invalid queue id");
             assert!(err.contains(bad), "{err}");
         }
     }
-    fails(&d, &["queue", "show", ABSENT], "no message");
-    fails(&d, &["queue", "show", "../queue"], "invalid queue id");
+    fails(d, &["queue", "show", ABSENT], "no message");
+    fails(d, &["queue", "show", "../queue"], "invalid queue id");
     // Several IDs: the good ones are done, the bad one makes the exit 1.
-    let o = d.cli(&["queue", "hold", &c, ABSENT]);
+    let o = d.cli(&["queue", "hold", c, ABSENT]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(stdout(&o), format!("{c}: placed on hold\n"));
-    assert_eq!(json(&d)[&c]["location"], "hold");
-    ok(&d, &["queue", "release", &c]);
-    assert_eq!(json(&d).len(), 2, "nothing else changed");
+    assert_eq!(json(d)[c]["location"], "hold");
+    ok(d, &["queue", "release", c]);
+    assert_eq!(json(d).len(), 2, "nothing else changed");
+}
 
-    // mailq through a symlink prints what `queue list` prints.
+/// mailq through a symlink prints what `queue list` prints.
+fn mailq_symlink_lists_the_queue(d: &Daemon) {
     let links = tempfile::tempdir().unwrap();
     let mailq = links.path().join("mailq");
     std::os::unix::fs::symlink(bin(), &mailq).unwrap();
@@ -281,9 +326,11 @@ fn queue_commands(mode: Mode) {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    assert_eq!(stdout(&o), ok(&d, &["queue", "list"]));
+    assert_eq!(stdout(&o), ok(d, &["queue", "list"]));
+}
 
-    // The mail log records the administrator's actions.
+/// The mail log records the administrator's actions.
+fn maillog_records_the_actions(d: &Daemon, a: &str, b: &str) {
     let log = d.maillog();
     for needle in [
         format!("{a}: placed on hold"),
@@ -292,56 +339,59 @@ fn queue_commands(mode: Mode) {
     ] {
         assert!(log.contains(&needle), "mail log lacks {needle:?}:\n{log}");
     }
+}
 
-    // delete --all
+/// `queue delete --all`: nothing listed, queue/ empty, nothing to flush.
+fn delete_all_empties_the_queue(d: &Daemon) {
     assert_eq!(
-        ok(&d, &["queue", "delete", "--all"]),
+        ok(d, &["queue", "delete", "--all"]),
         "2 message(s) deleted\n"
     );
-    assert_eq!(ok(&d, &["queue", "list"]), "Mail queue is empty\n");
-    assert_eq!(ok(&d, &["queue", "list", "--json"]).trim(), "[]");
+    assert_eq!(ok(d, &["queue", "list"]), "Mail queue is empty\n");
+    assert_eq!(ok(d, &["queue", "list", "--json"]).trim(), "[]");
     let left: Vec<_> = std::fs::read_dir(d.spool().join("queue"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "queue/ after delete --all: {left:?}");
     assert_eq!(
-        ok(&d, &["queue", "flush"]),
+        ok(d, &["queue", "flush"]),
         "0 message(s) scheduled for immediate delivery\n"
     );
+}
 
-    match mode {
-        Mode::Running => {
-            // Every change went through the daemon.
-            let err = d.stderr();
-            assert!(
-                err.matches("control request").count() >= 10,
-                "changes did not go through the control socket:\n{err}"
-            );
-            // Its index followed: a new message is the only one it flushes.
-            let e = send(d.port, "eve@example.com", &["v@example.org"]);
-            ok(&d, &["queue", "hold", &e]);
-            assert_eq!(
-                ok(&d, &["queue", "flush"]),
-                "0 message(s) scheduled for immediate delivery\n"
-            );
-        }
-        Mode::Stopped => {
-            // The direct changes are what the next daemon starts from.
-            d.restart();
-            assert_eq!(ok(&d, &["queue", "list"]), "Mail queue is empty\n");
-            let e = send(d.port, "eve@example.com", &["v@example.org"]);
-            assert!(d.stop().success());
-            ok(&d, &["queue", "hold", &e]);
-            d.restart();
-            assert_eq!(json(&d)[&e]["location"], "hold");
-            assert_eq!(
-                ok(&d, &["queue", "flush"]),
-                "0 message(s) scheduled for immediate delivery\n",
-                "a message held while the daemon was down is held after its start"
-            );
-        }
-    }
+/// Every change went through the daemon, and its index followed: a new
+/// message, held, is not flushed.
+fn the_daemon_s_index_followed(d: &Daemon) {
+    let err = d.stderr();
+    assert!(
+        err.matches("control request").count() >= 10,
+        "changes did not go through the control socket:\n{err}"
+    );
+    // Its index followed: a new message is the only one it flushes.
+    let e = send(d.port, "eve@example.com", &["v@example.org"]);
+    ok(d, &["queue", "hold", &e]);
+    assert_eq!(
+        ok(d, &["queue", "flush"]),
+        "0 message(s) scheduled for immediate delivery\n"
+    );
+}
+
+/// The direct changes are what the next daemon starts from, including a
+/// hold made while it was down.
+fn the_next_daemon_starts_from_the_changes(d: &mut Daemon) {
+    d.restart();
+    assert_eq!(ok(d, &["queue", "list"]), "Mail queue is empty\n");
+    let e = send(d.port, "eve@example.com", &["v@example.org"]);
+    assert!(d.stop().success());
+    ok(d, &["queue", "hold", &e]);
+    d.restart();
+    assert_eq!(json(d)[&e]["location"], "hold");
+    assert_eq!(
+        ok(d, &["queue", "flush"]),
+        "0 message(s) scheduled for immediate delivery\n",
+        "a message held while the daemon was down is held after its start"
+    );
 }
 
 #[test]
