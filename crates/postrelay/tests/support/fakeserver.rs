@@ -24,6 +24,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+mod auth;
+use auth::auth;
+
 /// What the server does. `Default` is a well-behaved ESMTP server without
 /// TLS, AUTH or PIPELINING.
 #[derive(Clone)]
@@ -312,55 +315,12 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
             rec.lock().unwrap().pipelined.push(verb.clone());
         }
         match verb.as_str() {
-            "EHLO" => {
-                let mut caps = vec!["fake.test".to_owned()];
-                if script.pipelining {
-                    caps.push("PIPELINING".into());
-                }
-                if let Some(n) = script.size {
-                    caps.push(format!("SIZE {n}"));
-                }
-                if script.starttls && !tls {
-                    caps.push("STARTTLS".into());
-                }
-                if !script.auth.is_empty() {
-                    caps.push(format!("AUTH {}", script.auth.join(" ")));
-                }
-                if script.eight_bit {
-                    caps.push("8BITMIME".into());
-                }
-                if script.smtputf8 {
-                    caps.push("SMTPUTF8".into());
-                }
-                let last = caps.len() - 1;
-                let mut text = String::new();
-                for (i, c) in caps.iter().enumerate() {
-                    text.push_str(&format!("250{}{c}\r\n", if i == last { ' ' } else { '-' }));
-                }
-                p.send(&text).await?;
-            }
+            "EHLO" => p.send(&ehlo_reply(script, tls)).await?,
             "HELO" | "NOOP" => p.reply("250 2.0.0 Ok").await?,
             "STARTTLS" => {
-                if script.inject_after_starttls {
-                    p.send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n")
-                        .await?;
-                    continue;
+                if starttls(&mut p, script).await? {
+                    tls = true;
                 }
-                p.reply(&script.starttls_reply).await?;
-                if !script.starttls_reply.starts_with("220") {
-                    continue;
-                }
-                let Some(config) = script.tls.clone() else {
-                    continue;
-                };
-                assert!(p.buf.is_empty(), "client pipelined after STARTTLS");
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                let io = std::mem::replace(
-                    &mut p.io,
-                    Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
-                );
-                p.io = Box::new(acceptor.accept(io).await?);
-                tls = true;
             }
             "AUTH" => auth(&mut p, script, &line).await?,
             "MAIL" => {
@@ -381,38 +341,9 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
                 p.reply(&reply).await?;
             }
             "DATA" => {
-                if accepted == 0 && !script.accept_data_without_rcpt {
-                    p.reply("554 5.5.1 Error: no valid recipients").await?;
-                    continue;
-                }
-                p.reply("354 End data with <CR><LF>.<CR><LF>").await?;
-                if script.close_mid_data {
-                    if p.buf.is_empty() {
-                        p.fill().await;
-                    }
+                if !data(&mut p, script, accepted).await? {
                     return Ok(());
                 }
-                // Where the search for the end resumes: a large body is
-                // scanned once, not again at every read.
-                let mut from = 0;
-                let body = loop {
-                    if p.buf.starts_with(b".\r\n") {
-                        p.buf.drain(..3);
-                        break Vec::new();
-                    }
-                    let end = p.buf[from..].windows(5).position(|w| w == b"\r\n.\r\n");
-                    if let Some(i) = end.map(|i| i + from) {
-                        let body = p.buf[..i + 2].to_vec();
-                        p.buf.drain(..i + 5);
-                        break body;
-                    }
-                    from = p.buf.len().saturating_sub(4);
-                    if !p.fill().await {
-                        return Ok(());
-                    }
-                };
-                rec.lock().unwrap().bodies.push(body);
-                p.reply(&script.end_reply).await?;
             }
             "RSET" => {
                 rcpt_n = 0;
@@ -432,107 +363,98 @@ async fn serve(stream: TcpStream, script: &Script, rec: &Mutex<Recorded>) -> std
     Ok(())
 }
 
-/// AUTH PLAIN (initial response) and AUTH LOGIN.
-async fn auth(p: &mut Peer<'_>, script: &Script, line: &str) -> std::io::Result<()> {
-    use postrelay_smtp::sasl::{decode_challenge, login_user as encode};
-    let decode = |s: &str| decode_challenge(s).unwrap_or_else(|_| b"\xffinvalid".to_vec());
-    let (user, pass) = &script.credentials;
-    let mut words = line.split(' ').skip(1);
-    let mechanism = words.next().unwrap_or_default().to_ascii_uppercase();
-    let ok = match mechanism.as_str() {
-        "PLAIN" => {
-            let initial = match words.next() {
-                Some(i) => i.to_owned(),
-                None => {
-                    p.reply("334 ").await?;
-                    p.line().await.unwrap_or_default()
-                }
-            };
-            decode(&initial) == format!("\0{user}\0{pass}").into_bytes()
-        }
-        "LOGIN" => {
-            p.reply(&format!("334 {}", encode("Username:"))).await?;
-            let u = p.line().await.unwrap_or_default();
-            p.reply(&format!("334 {}", encode("Password:"))).await?;
-            let w = p.line().await.unwrap_or_default();
-            decode(&u) == user.as_bytes() && decode(&w) == pass.as_bytes()
-        }
-        "XOAUTH2" | "OAUTHBEARER" if script.bearer.is_some() => {
-            return bearer(
-                p,
-                script,
-                &mechanism,
-                &decode(words.next().unwrap_or_default()),
-            )
-            .await;
-        }
-        _ => {
-            return p.reply("504 5.5.4 Unrecognized authentication type").await;
-        }
-    };
-    if ok {
-        p.reply("235 2.7.0 Authentication successful").await
-    } else {
-        p.reply("535 5.7.8 Error: authentication failed: bad credentials")
-            .await
+/// The EHLO reply: the capabilities the script advertises (STARTTLS only
+/// before TLS).
+fn ehlo_reply(script: &Script, tls: bool) -> String {
+    let mut caps = vec!["fake.test".to_owned()];
+    if script.pipelining {
+        caps.push("PIPELINING".into());
     }
+    if let Some(n) = script.size {
+        caps.push(format!("SIZE {n}"));
+    }
+    if script.starttls && !tls {
+        caps.push("STARTTLS".into());
+    }
+    if !script.auth.is_empty() {
+        caps.push(format!("AUTH {}", script.auth.join(" ")));
+    }
+    if script.eight_bit {
+        caps.push("8BITMIME".into());
+    }
+    if script.smtputf8 {
+        caps.push("SMTPUTF8".into());
+    }
+    let last = caps.len() - 1;
+    let mut text = String::new();
+    for (i, c) in caps.iter().enumerate() {
+        text.push_str(&format!("250{}{c}\r\n", if i == last { ' ' } else { '-' }));
+    }
+    text
 }
 
-/// XOAUTH2 or OAUTHBEARER: the decoded initial response `msg` must be
-/// exactly `user=U^Aauth=Bearer T^A^A` or `n,a=U,^Ahost=H^Aport=P^Aauth=Bearer
-/// T^A^A`, and the token good for the user; a refusal sends the error
-/// challenge, expects the mechanism's answer to it, then 535.
-async fn bearer(
-    p: &mut Peer<'_>,
-    script: &Script,
-    mechanism: &str,
-    msg: &[u8],
-) -> std::io::Result<()> {
-    let text = String::from_utf8_lossy(msg).into_owned();
-    let parsed = if mechanism == "XOAUTH2" {
-        text.strip_prefix("user=")
-            .and_then(|r| r.strip_suffix("\x01\x01"))
-            .and_then(|r| r.split_once("\x01auth=Bearer "))
-            .map(|(u, t)| (u.to_owned(), t.to_owned()))
-    } else {
-        text.strip_prefix("n,a=")
-            .and_then(|r| r.strip_suffix("\x01\x01"))
-            .and_then(|r| r.split_once(",\x01"))
-            .and_then(|(u, rest)| {
-                let f: Vec<&str> = rest.split('\x01').collect();
-                let ok = f.len() == 3
-                    && f[0].strip_prefix("host=").is_some_and(|h| !h.is_empty())
-                    && f[1]
-                        .strip_prefix("port=")
-                        .is_some_and(|n| n.parse::<u16>().is_ok());
-                let token = f.get(2)?.strip_prefix("auth=Bearer ")?;
-                ok.then(|| (u.replace("=2C", ",").replace("=3D", "="), token.to_owned()))
-            })
-    };
-    let parsed =
-        parsed.filter(|(u, t)| !t.is_empty() && !u.contains('\x01') && !t.contains('\x01'));
-    let check = script.bearer.clone().expect("checked by the caller");
-    let ok = match parsed {
-        Some((u, t)) => tokio::task::spawn_blocking(move || check(&u, &t))
-            .await
-            .unwrap_or(false),
-        None => false,
-    };
-    if ok {
-        return p.reply("235 2.7.0 Accepted").await;
+/// STARTTLS: the scripted reply, then (after a 220, with a TLS config)
+/// the handshake. True when the session is now in TLS.
+async fn starttls(p: &mut Peer<'_>, script: &Script) -> std::io::Result<bool> {
+    if script.inject_after_starttls {
+        p.send("220 2.0.0 Ready to start TLS\r\n250 injected\r\n")
+            .await?;
+        return Ok(false);
     }
-    // {"status":"401","schemes":"bearer"}
-    p.reply("334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=")
-        .await?;
-    let answer = p.line().await.unwrap_or_default();
-    let expected = if mechanism == "XOAUTH2" { "" } else { "AQ==" };
-    if answer.trim_end() != expected {
-        return p
-            .reply("501 5.5.2 wrong answer to the error challenge")
-            .await;
+    p.reply(&script.starttls_reply).await?;
+    if !script.starttls_reply.starts_with("220") {
+        return Ok(false);
     }
-    p.reply("535 5.7.8 Username and Password not accepted")
-        .await
+    let Some(config) = script.tls.clone() else {
+        return Ok(false);
+    };
+    assert!(p.buf.is_empty(), "client pipelined after STARTTLS");
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let io = std::mem::replace(
+        &mut p.io,
+        Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
+    );
+    p.io = Box::new(acceptor.accept(io).await?);
+    Ok(true)
+}
+
+/// DATA: refused without an accepted recipient (unless scripted), else
+/// 354, the body up to the final dot (recorded) and the scripted reply.
+/// False when the connection is over.
+async fn data(p: &mut Peer<'_>, script: &Script, accepted: usize) -> std::io::Result<bool> {
+    if accepted == 0 && !script.accept_data_without_rcpt {
+        p.reply("554 5.5.1 Error: no valid recipients").await?;
+        return Ok(true);
+    }
+    p.reply("354 End data with <CR><LF>.<CR><LF>").await?;
+    if script.close_mid_data {
+        if p.buf.is_empty() {
+            p.fill().await;
+        }
+        return Ok(false);
+    }
+    // Where the search for the end resumes: a large body is
+    // scanned once, not again at every read.
+    let mut from = 0;
+    let body = loop {
+        if p.buf.starts_with(b".\r\n") {
+            p.buf.drain(..3);
+            break Vec::new();
+        }
+        let end = p.buf[from..].windows(5).position(|w| w == b"\r\n.\r\n");
+        if let Some(i) = end.map(|i| i + from) {
+            let body = p.buf[..i + 2].to_vec();
+            p.buf.drain(..i + 5);
+            break body;
+        }
+        from = p.buf.len().saturating_sub(4);
+        if !p.fill().await {
+            return Ok(false);
+        }
+    };
+    p.rec.lock().unwrap().bodies.push(body);
+    p.reply(&script.end_reply).await?;
+    Ok(true)
 }
 
 /// A throwaway CA and a server certificate it signed for `localhost` and
