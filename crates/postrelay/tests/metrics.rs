@@ -70,22 +70,39 @@ fn metrics_equal_what_pflogsumm_reads_in_the_mail_log() {
     let provider = Provider::start();
     let (d, metrics_port, _secrets) =
         relaying_daemon(&provider, &provider.password, "syslog_name = \"postfix\"\n");
+    send_the_load(&d, &install);
+    let text = settled_metrics(&d, metrics_port);
+    assert_metrics_equal_pflogsumm(&d, &text);
+    assert_metrics_are_the_load_s(&d, &text);
 
-    // The load: delivered, deferred (the provider answers 451), bounced
-    // (550; the bounce to alice is delivered too), and one local
-    // submission through sendmail (pickup).
+    let (status, body) = get(metrics_port, "/healthz");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    let (status, _) = get(metrics_port, "/nothing");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+/// The load: delivered, deferred (the provider answers 451), bounced
+/// (550; the bounce to alice is delivered too), and one local submission
+/// through sendmail (pickup).
+fn send_the_load(d: &Daemon, install: &Install) {
     for i in 0..5 {
         send(d.port, &format!("ok{i}@example.com"));
     }
     send(d.port, "fail451a@example.com");
     send(d.port, "fail451b@example.com");
     send(d.port, "fail550@example.com");
-    let out = install.sendmail_run(&d, &["-i", "local-sub@example.com"], b"Subject: s\n\nx\n");
+    let out = install.sendmail_run(d, &["-i", "local-sub@example.com"], b"Subject: s\n\nx\n");
     assert!(out.status.success(), "{out:?}");
+}
 
-    // Settled: 5 + 1 sent, the bounce notice sent, 2 deferred waiting.
+/// `/metrics` once the load settled: 5 + 1 sent, the bounce notice sent,
+/// 2 deferred waiting.
+fn settled_metrics(d: &Daemon, metrics_port: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
-    let text = loop {
+    loop {
         let (status, text) = get(metrics_port, "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
         let sent = value(
@@ -97,7 +114,7 @@ fn metrics_equal_what_pflogsumm_reads_in_the_mail_log() {
             "postrelay_deliveries_total{relay=\"127.0.0.1\",status=\"deferred\"}",
         );
         if sent >= 7.0 && deferred >= 2.0 {
-            break text;
+            return text;
         }
         assert!(
             Instant::now() < deadline,
@@ -105,8 +122,36 @@ fn metrics_equal_what_pflogsumm_reads_in_the_mail_log() {
             d.maillog()
         );
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
+}
 
+/// The sum of `postrelay_deliveries_total` with `status` over all relays.
+fn deliveries(text: &str, status: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("postrelay_deliveries_total{")
+                && l.contains(&format!("status=\"{status}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+/// The sum of `postrelay_messages_accepted_total` over the sources.
+fn accepted(text: &str) -> f64 {
+    ["smtp", "submission", "pickup"]
+        .iter()
+        .map(|s| {
+            value(
+                text,
+                &format!("postrelay_messages_accepted_total{{source=\"{s}\"}}"),
+            )
+        })
+        .sum()
+}
+
+/// Received, delivered, bounced and deferrals: `/metrics` (`text`) says
+/// what pflogsumm reads in the daemon's mail log.
+fn assert_metrics_equal_pflogsumm(d: &Daemon, text: &str) {
     let log = d.dir.path().join("mail.log");
     let report = Command::new("pflogsumm").arg(&log).output().unwrap();
     assert!(report.status.success());
@@ -117,29 +162,23 @@ fn metrics_equal_what_pflogsumm_reads_in_the_mail_log() {
         .and_then(|(before, _)| before.rsplit('(').next())
         .map(|n| n.trim().parse().unwrap())
         .unwrap_or(0.0);
-    let sum = |status: &str| -> f64 {
-        text.lines()
-            .filter(|l| {
-                l.starts_with("postrelay_deliveries_total{")
-                    && l.contains(&format!("status=\"{status}\""))
-            })
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-            .sum()
-    };
-    let accepted: f64 = ["smtp", "submission", "pickup"]
-        .iter()
-        .map(|s| {
-            value(
-                &text,
-                &format!("postrelay_messages_accepted_total{{source=\"{s}\"}}"),
-            )
-        })
-        .sum();
     let checks = [
-        ("received", accepted, totals.get("received").copied()),
-        ("delivered", sum("sent"), totals.get("delivered").copied()),
-        ("bounced", sum("bounced"), totals.get("bounced").copied()),
-        ("deferrals", sum("deferred"), Some(deferrals as u64)),
+        ("received", accepted(text), totals.get("received").copied()),
+        (
+            "delivered",
+            deliveries(text, "sent"),
+            totals.get("delivered").copied(),
+        ),
+        (
+            "bounced",
+            deliveries(text, "bounced"),
+            totals.get("bounced").copied(),
+        ),
+        (
+            "deferrals",
+            deliveries(text, "deferred"),
+            Some(deferrals as u64),
+        ),
     ];
     for (what, metric, pflogsumm) in checks {
         assert_eq!(
@@ -148,32 +187,33 @@ fn metrics_equal_what_pflogsumm_reads_in_the_mail_log() {
             "{what}: /metrics says {metric}, pflogsumm {pflogsumm:?}\n{text}\n{report}"
         );
     }
-    // And the numbers are the load's.
-    assert_eq!(accepted, 9.0);
+}
+
+/// And the numbers are the load's: accepted, sent, bounced, deferred,
+/// the queue gauges, the delay histogram and the connections.
+fn assert_metrics_are_the_load_s(d: &Daemon, text: &str) {
+    assert_eq!(accepted(text), 9.0);
     assert_eq!(
-        value(
-            &text,
-            "postrelay_messages_accepted_total{source=\"pickup\"}"
-        ),
+        value(text, "postrelay_messages_accepted_total{source=\"pickup\"}"),
         1.0
     );
-    assert_eq!(sum("sent"), 7.0);
-    assert_eq!(sum("bounced"), 1.0);
-    assert_eq!(sum("deferred"), 2.0);
+    assert_eq!(deliveries(text, "sent"), 7.0);
+    assert_eq!(deliveries(text, "bounced"), 1.0);
+    assert_eq!(deliveries(text, "deferred"), 2.0);
     assert_eq!(
-        value(&text, "postrelay_queue_messages{state=\"waiting\"}"),
+        value(text, "postrelay_queue_messages{state=\"waiting\"}"),
         2.0
     );
-    assert!(value(&text, "postrelay_queue_oldest_message_age_seconds") > 0.0);
+    assert!(value(text, "postrelay_queue_oldest_message_age_seconds") > 0.0);
     assert!(
         value(
-            &text,
+            text,
             "postrelay_delivery_delay_seconds_count{relay=\"127.0.0.1\"}"
         ) == 7.0
     );
     assert!(
         value(
-            &text,
+            text,
             &format!(
                 "postrelay_connections_total{{listener=\"127.0.0.1:{}\"}}",
                 d.port
@@ -181,14 +221,6 @@ fn metrics_equal_what_pflogsumm_reads_in_the_mail_log() {
         ) >= 8.0
     );
     assert!(text.ends_with("# EOF\n"));
-
-    let (status, body) = get(metrics_port, "/healthz");
-    assert_eq!(
-        (status.as_str(), body.as_str()),
-        ("HTTP/1.1 200 OK", "ok\n")
-    );
-    let (status, _) = get(metrics_port, "/nothing");
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
 }
 
 #[test]
