@@ -382,7 +382,18 @@ fn install_send_upgrade_purge() {
     let before = changes(&root);
     let displaced = package_files(&root, &["postfix", "bsd-mailx"]);
 
-    // Install: apt replaces the MTA there is (Conflicts/Replaces/Provides).
+    install_replaces_the_mta(&root, debs);
+    let config = configure_the_provider(&root, &provider);
+    let service = Service::start(&root);
+    mail_and_cron_reach_the_provider(&root, &provider);
+    let id = deferred_message_in_mailq(&root);
+    upgrade_keeps_config_and_queue(&root, service, &config, &id);
+    purge_leaves_nothing(&root, &before, &displaced);
+}
+
+/// Install: apt replaces the MTA there is (Conflicts/Replaces/Provides);
+/// the files, modes, owners, links, user, unit and man pages are there.
+fn install_replaces_the_mta(root: &Chroot, debs: &Debs) {
     root.put(&debs.first, "/tmp/postrelay.deb");
     root.put(&debs.upgrade, "/tmp/postrelay-upgrade.deb");
     root.sh("apt-get install -y -q ./tmp/postrelay.deb");
@@ -416,9 +427,11 @@ fn install_send_upgrade_purge() {
     ] {
         assert!(facts.contains(want), "{want:?} not in:\n{facts}");
     }
+}
 
-    // The administrator's configuration: the provider as relay, SMTP on a
-    // free port (the host's network is shared).
+/// The administrator's configuration: the provider as relay, SMTP on a
+/// free port (the host's network is shared). Returns the file's text.
+fn configure_the_provider(root: &Chroot, provider: &Provider) -> String {
     let port = free_port();
     root.put(&provider.ca_file(), "/etc/postrelay/provider-ca.pem");
     std::fs::write(
@@ -437,9 +450,12 @@ fn install_send_upgrade_purge() {
         user = provider.user,
     );
     std::fs::write(root.host_path("/etc/postrelay/postrelay.toml"), &config).unwrap();
-    let service = Service::start(&root);
+    config
+}
 
-    // mail(1) as root, and cron's way as an unprivileged user.
+/// mail(1) as root, and cron's way as an unprivileged user, reach the
+/// provider.
+fn mail_and_cron_reach_the_provider(root: &Chroot, provider: &Provider) {
     root.sh("echo 'hello from mail' | mail -s 'mail(1) test' someone@example.com");
     root.sh(
         "printf 'To: cron-user@example.net\\nSubject: Cron <nobody@relay> job\\n\\njob output\\n' \
@@ -461,22 +477,28 @@ fn install_send_upgrade_purge() {
     ] {
         assert!(all.contains(want), "{want:?} not delivered:\n{all}");
     }
+}
 
-    // A message the provider defers stays queued; mailq shows it.
+/// A message the provider defers stays queued; mailq shows it. Returns
+/// its queue ID.
+fn deferred_message_in_mailq(root: &Chroot) -> String {
     root.sh("echo later | mail -s deferred fail451@example.com");
     let mut listing = String::new();
     wait_for("the deferred message in mailq", || {
         listing = root.sh("mailq");
         listing.contains("fail451@example.com") && listing.contains("451")
     });
-    let id = listing
+    listing
         .lines()
         .find_map(|l| l.split_whitespace().next().filter(|w| w.len() == 26))
         .unwrap_or_else(|| panic!("no queue id in:\n{listing}"))
-        .to_string();
+        .to_string()
+}
 
-    // Upgrade (as dpkg does it without systemd: the running daemon is not
-    // restarted; the administrator restarts it).
+/// Upgrade (as dpkg does it without systemd: the running daemon is not
+/// restarted; the administrator restarts it): the configuration, the
+/// queued message `id` and the setgid bit survive.
+fn upgrade_keeps_config_and_queue(root: &Chroot, service: Service, config: &str, id: &str) {
     service.stop();
     root.sh("dpkg -i /tmp/postrelay-upgrade.deb");
     assert_eq!(
@@ -489,21 +511,28 @@ fn install_send_upgrade_purge() {
             .host_path("/etc/postrelay/postrelay.toml.dpkg-new")
             .exists()
     );
-    let service = Service::start(&root);
+    let service = Service::start(root);
     let after = root.sh("mailq");
-    assert!(after.contains(&id), "{id} lost in the upgrade:\n{after}");
+    assert!(after.contains(id), "{id} lost in the upgrade:\n{after}");
     assert!(
         root.sh("stat -c '%A %U:%G' /usr/sbin/postrelay-postdrop")
             .starts_with("-rwxr-sr-x root:postdrop"),
         "the upgrade lost the setgid bit"
     );
     service.stop();
+}
 
-    // Purge: nothing of postrelay's is left.
+/// Purge: nothing of postrelay's is left (compared with `before`, less
+/// the files of the `displaced` packages).
+fn purge_leaves_nothing(
+    root: &Chroot,
+    before: &BTreeMap<String, Option<String>>,
+    displaced: &BTreeSet<String>,
+) {
     root.sh("apt-get purge -y -q postrelay");
     let overrides = root.sh("dpkg-statoverride --list");
     assert!(!overrides.contains("postrelay"), "{overrides}");
-    let after = changes(&root);
+    let after = changes(root);
     let mut left = Vec::new();
     for (key, now) in &after {
         // Before the install the path was as on the host.
@@ -514,7 +543,7 @@ fn install_send_upgrade_purge() {
         if &was == now {
             continue;
         }
-        if removed_with(&displaced, key, was.as_deref(), &after) {
+        if removed_with(displaced, key, was.as_deref(), &after) {
             continue;
         }
         left.push(format!("{key}: {was:?} -> {now:?}"));
