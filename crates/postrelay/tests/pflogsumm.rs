@@ -63,10 +63,17 @@ fn sent<'a>(rcpt: &'a str, relay: &'a str, detail: &'a str) -> Delivery<'a> {
 fn write_day(log: &MailLog) -> u64 {
     let client: IpAddr = "192.0.2.10".parse().unwrap();
     let relay = relay();
-    let mut received = 0;
+    let mut received = delivered_at_first_attempt(log, client, &relay);
+    received += deferred_then_delivered(log, client, &relay);
+    received += bounced_with_its_notice(log, client, &relay);
+    received += expired_and_returned(log, client);
+    received
+}
 
-    // Three messages delivered at the first attempt (one over a reused
-    // connection, which Postfix logs with conn_use=).
+/// Three messages delivered at the first attempt (one over a reused
+/// connection, which Postfix logs with conn_use=); returns their size.
+fn delivered_at_first_attempt(log: &MailLog, client: IpAddr, relay: &str) -> u64 {
+    let mut received = 0;
     for (i, rcpt) in ["alice@example.org", "bob@example.org", "carol@example.com"]
         .iter()
         .enumerate()
@@ -85,15 +92,18 @@ fn write_day(log: &MailLog) -> u64 {
             &id,
             &Delivery {
                 conn_use: i as u32 + 1,
-                ..sent(rcpt, &relay, "250 2.0.0 Ok: queued as 4XyZ1")
+                ..sent(rcpt, relay, "250 2.0.0 Ok: queued as 4XyZ1")
             },
         );
         log.removed(&id);
     }
+    received
+}
 
-    // One deferred (greylisted), then delivered.
+/// One deferred (greylisted), then delivered; returns its size.
+fn deferred_then_delivered(log: &MailLog, client: IpAddr, relay: &str) -> u64 {
     let env = message("app@example.net", &["dave@example.org"], 2000);
-    received += env.size;
+    let received = env.size;
     let id = env.id.to_string();
     log.client(&id, "app1.example.net", client, None);
     log.queued(&env);
@@ -103,7 +113,7 @@ fn write_day(log: &MailLog) -> u64 {
             status: DeliveryStatus::Deferred,
             dsn: "4.7.1",
             detail: "host smtp.example.com[192.0.2.25] said: 451 4.7.1 Greylisted, try again later (in reply to RCPT TO)",
-            ..sent("dave@example.org", &relay, "")
+            ..sent("dave@example.org", relay, "")
         },
     );
     log.delivery(
@@ -114,14 +124,18 @@ fn write_day(log: &MailLog) -> u64 {
                 before_active: Duration::from_secs(311),
                 ..delays()
             },
-            ..sent("dave@example.org", &relay, "250 2.0.0 Ok: queued as 4XyZ2")
+            ..sent("dave@example.org", relay, "250 2.0.0 Ok: queued as 4XyZ2")
         },
     );
     log.removed(&id);
+    received
+}
 
-    // One bounced; its notice is queued with the null sender and delivered.
+/// One bounced; its notice is queued with the null sender and delivered.
+/// Returns the bounced message's size (the notice is not received).
+fn bounced_with_its_notice(log: &MailLog, client: IpAddr, relay: &str) -> u64 {
     let env = message("app@example.net", &["nobody@example.org"], 3000);
-    received += env.size;
+    let received = env.size;
     let id = env.id.to_string();
     log.client(&id, "app1.example.net", client, None);
     log.queued(&env);
@@ -132,7 +146,7 @@ fn write_day(log: &MailLog) -> u64 {
             status: DeliveryStatus::Bounced,
             dsn: "5.1.1",
             detail: "host smtp.example.com[192.0.2.25] said: 550 5.1.1 <nobody@example.org>: Recipient address rejected (in reply to RCPT TO)",
-            ..sent("nobody@example.org", &relay, "")
+            ..sent("nobody@example.org", relay, "")
         },
     );
     let notice = QueueId::generate().to_string();
@@ -150,14 +164,17 @@ fn write_day(log: &MailLog) -> u64 {
     );
     log.delivery(
         &notice,
-        &sent("app@example.net", &relay, "250 2.0.0 Ok: queued as 4XyZ3"),
+        &sent("app@example.net", relay, "250 2.0.0 Ok: queued as 4XyZ3"),
     );
     log.removed(&notice);
+    received
+}
 
-    // One that never gets through: deferred (no connection), a warning,
-    // then expired and returned.
+/// One that never gets through: deferred (no connection), a warning,
+/// then expired and returned. Returns its size.
+fn expired_and_returned(log: &MailLog, client: IpAddr) -> u64 {
     let env = message("batch@example.net", &["erin@example.org"], 4000);
-    received += env.size;
+    let received = env.size;
     let id = env.id.to_string();
     log.client(&id, "app1.example.net", client, None);
     log.queued(&env);
@@ -179,7 +196,6 @@ fn write_day(log: &MailLog) -> u64 {
     log.expired(&id, "batch@example.net");
     log.bounce_created(&id, &QueueId::generate().to_string());
     log.removed(&id);
-
     received
 }
 
