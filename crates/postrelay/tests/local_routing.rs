@@ -36,10 +36,21 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
     let p = Provider::start();
     let user = User::create("prroute");
     let secrets = tempfile::tempdir().unwrap();
-    let pw = secrets.path().join("password");
+    let d = aliasing_daemon(&p, &user, secrets.path());
+    send_cron_report_and_alert(&inst, &d);
+    assert_root_mail_in_the_maildir(&user);
+    assert_alert_relayed_with_the_provider_sender(&p);
+    assert_root_mail_never_relayed(&d, &p);
+}
+
+/// A daemon that relays to the provider `p`, with root aliased to `user`
+/// and senders rewritten to alerts@example.com; its password and aliases
+/// files are written in `secrets`.
+fn aliasing_daemon(p: &Provider, user: &User, secrets: &std::path::Path) -> Daemon {
+    let pw = secrets.join("password");
     std::fs::write(&pw, format!("{}\n", p.password)).unwrap();
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let aliases = secrets.path().join("aliases");
+    let aliases = secrets.join("aliases");
     std::fs::write(
         &aliases,
         format!(
@@ -58,21 +69,23 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
         u = p.user,
         pw = pw.display(),
     );
-    let d = Daemon::start_with(Options {
+    Daemon::start_with(Options {
         tail,
         delivery: true,
         ..Options::default()
-    });
+    })
+}
 
-    // Cron's report to root, and an alert to an outside address.
-    let out = inst.sendmail_run(&d, &["root"], b"Subject: cron report\n\nall is well\n");
+/// Cron's report to root, and an alert to an outside address.
+fn send_cron_report_and_alert(inst: &Install, d: &Daemon) {
+    let out = inst.sendmail_run(d, &["root"], b"Subject: cron report\n\nall is well\n");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let out = inst.sendmail_run(
-        &d,
+        d,
         &["ops@dest.example"],
         b"Subject: disk alert\n\n/ is 91% full\n",
     );
@@ -81,8 +94,10 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // Root's mail is in the aliased user's Maildir, owned by that user.
+/// Root's mail is in the aliased user's Maildir, owned by that user.
+fn assert_root_mail_in_the_maildir(user: &User) {
     let local = wait_for("root's mail in the Maildir", || {
         let entry = std::fs::read_dir(user.maildir_new())
             .ok()?
@@ -117,8 +132,10 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
         .uid
         .as_raw();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&local.1), uid);
+}
 
-    // The alert reached the provider, with the sender it accepts.
+/// The alert reached the provider, with the sender it accepts.
+fn assert_alert_relayed_with_the_provider_sender(p: &Provider) {
     let got = p.wait_delivered(1, Duration::from_secs(60));
     let alert = String::from_utf8_lossy(&got[0].1).into_owned();
     assert!(alert.contains("Subject: disk alert"), "{alert}");
@@ -134,10 +151,13 @@ fn root_mail_stays_local_and_outside_mail_leaves_with_the_provider_sender() {
         alert.contains("X-Original-From: root <root@relay.test>"),
         "original kept: {alert}"
     );
+}
+
+/// And root's report never went to the provider. Once the queue is
+/// empty, every delivery the daemon made is in its mail log: one local,
+/// and only the alert relayed.
+fn assert_root_mail_never_relayed(d: &Daemon, p: &Provider) {
     d.wait_queue_len(0);
-    // And root's report never went to the provider. The queue is empty, so
-    // every delivery the daemon made is in its mail log: one local, and
-    // only the alert relayed.
     let log = d.maillog();
     let sent: Vec<&str> = log.lines().filter(|l| l.contains("status=sent")).collect();
     assert_eq!(sent.len(), 2, "{log}");
