@@ -10,6 +10,7 @@ mod support;
 
 use std::process::Command;
 
+use support::daemon::Daemon;
 use support::netns::{NetNs, can_run, daemon_for};
 use support::peers;
 
@@ -37,7 +38,14 @@ fn outsider_may_only_send_to_local_domains() {
     }
     let ns = NetNs::create();
     let d = daemon_for(&ns, Vec::new());
+    outside_domain_refused(&ns, &d);
+    local_domains_accepted_from_anyone(&ns, &d);
+    mixed_recipients_keep_only_the_local(&ns, &d);
+    loopback_relays(&d);
+}
 
+/// 554 5.7.1 at RCPT for an outside domain, no DATA, nothing queued.
+fn outside_domain_refused(ns: &NetNs, d: &Daemon) {
     let (rc, out) = ns.swaks(d.port, "sender@example.com", "victim@example.com");
     assert_ne!(
         rc, 0,
@@ -62,7 +70,11 @@ fn outsider_may_only_send_to_local_domains() {
         0,
         "nothing may be queued for a refused relay attempt"
     );
+}
 
+/// Local domains (localhost and the host name, any case) are accepted
+/// from the namespace, which the envelope and `Received:` name.
+fn local_domains_accepted_from_anyone(ns: &NetNs, d: &Daemon) {
     for local in ["root@localhost", "postmaster@relay.test", "Root@RELAY.TEST"] {
         let (rc, out) = ns.swaks(d.port, "sender@example.com", local);
         assert_eq!(
@@ -91,8 +103,11 @@ fn outsider_may_only_send_to_local_domains() {
         );
     }
     assert_eq!(d.queue().len(), 3);
+}
 
-    // Mixed: the outside recipient is refused, the message goes to the local one only.
+/// Mixed: the outside recipient is refused, the message goes to the
+/// local one only.
+fn mixed_recipients_keep_only_the_local(ns: &NetNs, d: &Daemon) {
     let (_, out) = ns.swaks(
         d.port,
         "sender@example.com",
@@ -112,8 +127,10 @@ fn outsider_may_only_send_to_local_domains() {
         "only the accepted recipient is in the envelope"
     );
     assert_eq!(d.queue().len(), 4);
+}
 
-    // Loopback is in mynetworks: the same daemon relays for a local client.
+/// Loopback is in mynetworks: the same daemon relays for a local client.
+fn loopback_relays(d: &Daemon) {
     if peers::require("swaks") {
         let out = Command::new("swaks")
             .args([
