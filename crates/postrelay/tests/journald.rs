@@ -101,70 +101,9 @@ fn records_reach_the_journal_with_their_fields() {
     let journald = Journald::start();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // The test configuration, but without log.file: "auto" must choose.
-    let config: String = Daemon::config_text(dir.path(), port, &Options::default())
-        .lines()
-        .filter(|l| !l.starts_with("file = "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let config_path = dir.path().join("postrelay.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let stderr_path = dir.path().join("stderr");
-    let stderr = std::fs::File::create(&stderr_path).unwrap();
-    let meta = stderr.metadata().unwrap();
-    let _daemon = KillOnDrop(
-        journald
-            .inside(bin())
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env_remove("POSTRELAY_CONFIG")
-            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&stderr_path)
-        .unwrap()
-        .contains("postrelay ready")
-    {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    let (mut c, _) = Raw::connect(port);
-    assert_eq!(c.cmd("EHLO client.example").code, 250);
-    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").code, 250);
-    assert_eq!(c.cmd("RCPT TO:<bob@example.com>").code, 250);
-    assert_eq!(c.cmd("DATA").code, 354);
-    c.send(b"Subject: journal\r\n\r\nbody\r\n");
-    let reply = c.cmd(".");
-    assert_eq!(reply.code, 250);
-    let id = reply.text().rsplit(' ').next().unwrap().to_string();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let records: Vec<serde_json::Value> = loop {
-        let out = journald
-            .inside("journalctl")
-            .args(["-D", "/run/log/journal", "-o", "json", "--no-pager"])
-            .arg(format!("POSTRELAY_QUEUE_ID={id}"))
-            .output()
-            .unwrap();
-        let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if records.len() >= 2 {
-            break records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no records for {id}: {records:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let _daemon = start_daemon_beside(&journald, dir.path(), port);
+    let id = send_one(port);
+    let records = records_of(&journald, &id);
     let client = records
         .iter()
         .find(|r| r["SYSLOG_IDENTIFIER"] == "postrelay/smtpd")
@@ -186,4 +125,80 @@ fn records_reach_the_journal_with_their_fields() {
             .starts_with(&format!("{id}: from=<alice@example.org>, size=")),
         "{queued}"
     );
+}
+
+/// The daemon in journald's namespace, with `log.to = "auto"` (the test
+/// configuration without log.file) and `$JOURNAL_STREAM` naming its
+/// standard error; returns once it is ready.
+fn start_daemon_beside(journald: &Journald, dir: &Path, port: u16) -> KillOnDrop {
+    let config: String = Daemon::config_text(dir, port, &Options::default())
+        .lines()
+        .filter(|l| !l.starts_with("file = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config_path = dir.join("postrelay.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let stderr_path = dir.join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let daemon = KillOnDrop(
+        journald
+            .inside(bin())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env_remove("POSTRELAY_CONFIG")
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap()
+        .contains("postrelay ready")
+    {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+/// Sends one message over SMTP; returns its queue ID.
+fn send_one(port: u16) -> String {
+    let (mut c, _) = Raw::connect(port);
+    assert_eq!(c.cmd("EHLO client.example").code, 250);
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<bob@example.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"Subject: journal\r\n\r\nbody\r\n");
+    let reply = c.cmd(".");
+    assert_eq!(reply.code, 250);
+    reply.text().rsplit(' ').next().unwrap().to_string()
+}
+
+/// The journal's records for queue ID `id`, once there are at least two.
+fn records_of(journald: &Journald, id: &str) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = journald
+            .inside("journalctl")
+            .args(["-D", "/run/log/journal", "-o", "json", "--no-pager"])
+            .arg(format!("POSTRELAY_QUEUE_ID={id}"))
+            .output()
+            .unwrap();
+        let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if records.len() >= 2 {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no records for {id}: {records:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
