@@ -113,9 +113,9 @@ fn alias_errors_name_the_line() {
     }
 }
 
-#[test]
-fn alias_expansion() {
-    let r = router(Tables {
+/// The router of [`alias_expansion`] and [`alias_loops_end_with_a_warning`].
+fn alias_router() -> Router {
+    router(Tables {
         aliases: Some(
             "\
 root: admin@example.com, alice
@@ -130,7 +130,12 @@ remote: root@localhost, carol@myhost.example
 ",
         ),
         ..Tables::default()
-    });
+    })
+}
+
+#[test]
+fn alias_expansion() {
+    let r = alias_router();
     let h = |u: &str| format!("{u}@{HOST}");
     let cases: Vec<(&str, Vec<(String, Route)>)> = vec![
         (
@@ -192,8 +197,13 @@ remote: root@localhost, carol@myhost.example
     for (recipient, want) in cases {
         assert_eq!(routes(&r, recipient), want, "{recipient}");
     }
+}
 
-    // Loops end in the local user, with a warning; never recursion.
+/// Loops end in the local user, with a warning; never recursion.
+#[test]
+fn alias_loops_end_with_a_warning() {
+    let r = alias_router();
+    let h = |u: &str| format!("{u}@{HOST}");
     let got = r.route("loop1@localhost");
     let summary: Vec<_> = got
         .iter()
