@@ -43,11 +43,31 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-#[test]
-fn recovery_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let spool = Spool::open(root).unwrap();
+/// What [`plant_every_leftover`] planted: the messages, and the files
+/// the report must name.
+struct Planted {
+    good: QueueId,
+    held: QueueId,
+    bad_json: QueueId,
+    size: QueueId,
+    no_body: QueueId,
+    held_no_body: QueueId,
+    wrong_id: QueueId,
+    twice: QueueId,
+    bad_json_env: PathBuf,
+    size_env: PathBuf,
+    no_body_env: PathBuf,
+    held_no_body_env: PathBuf,
+    wrong_id_env: PathBuf,
+    twice_queue_env: PathBuf,
+    notes: PathBuf,
+    stray_body: PathBuf,
+}
+
+/// Plants every kind of leftover in the spool at `root`: tmp/ files,
+/// sound messages (one in both queue/ and hold/), an orphan body, damaged
+/// envelopes, a name already in corrupt/, and files that are not ours.
+fn plant_every_leftover(root: &Path) -> Planted {
     let ids: Vec<QueueId> = (0..9).map(|_| QueueId::generate()).collect();
     let [
         good,
@@ -96,24 +116,48 @@ fn recovery_table() {
     let notes = put(root, "queue", "NOTES", b"admin was here");
     let stray_body = put(root, "hold", &held.body_name(), b"bodies live in queue/");
     std::fs::create_dir(root.join("queue").join("subdir")).unwrap();
+    Planted {
+        good,
+        held,
+        bad_json,
+        size,
+        no_body,
+        held_no_body,
+        wrong_id,
+        twice,
+        bad_json_env,
+        size_env,
+        no_body_env,
+        held_no_body_env,
+        wrong_id_env,
+        twice_queue_env,
+        notes,
+        stray_body,
+    }
+}
 
-    let report = spool.recover().unwrap();
-
+/// The report names each damaged envelope with its reason, each file that
+/// is not ours, and the sound messages; and counts what it removed.
+fn assert_report(root: &Path, p: &Planted, report: RecoveryReport) {
+    let (good, held, twice, wrong_id) = (p.good, p.held, p.twice, p.wrong_id);
     let mut corrupt = report.corrupt.clone();
     corrupt.sort();
     let mut expected_corrupt = vec![
-        (bad_json_env, "numeric \"version\"".to_string()),
+        (p.bad_json_env.clone(), "numeric \"version\"".to_string()),
         (
-            size_env,
+            p.size_env.clone(),
             "envelope says the body has 12 bytes but".to_string(),
         ),
-        (no_body_env, "is missing".to_string()),
-        (held_no_body_env, "is missing".to_string()),
+        (p.no_body_env.clone(), "is missing".to_string()),
+        (p.held_no_body_env.clone(), "is missing".to_string()),
         (
-            wrong_id_env,
+            p.wrong_id_env.clone(),
             format!("envelope says it is {good} but the file is named for {wrong_id}"),
         ),
-        (twice_queue_env, "also present in hold/".to_string()),
+        (
+            p.twice_queue_env.clone(),
+            "also present in hold/".to_string(),
+        ),
     ];
     expected_corrupt.sort();
     assert_eq!(corrupt.len(), expected_corrupt.len(), "{corrupt:#?}");
@@ -124,7 +168,11 @@ fn recovery_table() {
             "{path:?}: {why:?} lacks {want_why:?}"
         );
     }
-    let mut unknown = vec![notes, stray_body, root.join("queue").join("subdir")];
+    let mut unknown = vec![
+        p.notes.clone(),
+        p.stray_body.clone(),
+        root.join("queue").join("subdir"),
+    ];
     unknown.sort();
     let mut got_unknown = report.unknown.clone();
     got_unknown.sort();
@@ -151,15 +199,19 @@ fn recovery_table() {
             journal_rewritten: 0,
         }
     );
+}
 
+/// What is left in tmp/, queue/, hold/ and corrupt/ after recovery; the
+/// body of a damaged message is kept, byte for byte.
+fn assert_directories(root: &Path, p: &Planted) {
     assert!(names_in(root, "tmp").is_empty());
     assert_eq!(
         names_in(root, "queue"),
         sorted(vec![
-            good.body_name(),
-            good.envelope_name(),
-            held.body_name(),
-            twice.body_name(),
+            p.good.body_name(),
+            p.good.envelope_name(),
+            p.held.body_name(),
+            p.twice.body_name(),
             "NOTES".into(),
             "subdir".into(),
         ])
@@ -167,34 +219,49 @@ fn recovery_table() {
     assert_eq!(
         names_in(root, "hold"),
         sorted(vec![
-            held.envelope_name(),
-            held.body_name(),
-            twice.envelope_name()
+            p.held.envelope_name(),
+            p.held.body_name(),
+            p.twice.envelope_name()
         ])
     );
     assert_eq!(
         names_in(root, "corrupt"),
         sorted(vec![
-            bad_json.envelope_name(),
-            format!("{}.1", bad_json.envelope_name()),
-            bad_json.body_name(),
-            size.envelope_name(),
-            size.body_name(),
-            no_body.envelope_name(),
-            held_no_body.envelope_name(),
-            wrong_id.envelope_name(),
-            twice.envelope_name(),
+            p.bad_json.envelope_name(),
+            format!("{}.1", p.bad_json.envelope_name()),
+            p.bad_json.body_name(),
+            p.size.envelope_name(),
+            p.size.body_name(),
+            p.no_body.envelope_name(),
+            p.held_no_body.envelope_name(),
+            p.wrong_id.envelope_name(),
+            p.twice.envelope_name(),
         ])
     );
     // The body of a damaged message is kept, byte for byte.
     assert_eq!(
-        std::fs::read(root.join("corrupt").join(bad_json.body_name())).unwrap(),
+        std::fs::read(root.join("corrupt").join(p.bad_json.body_name())).unwrap(),
         b"kept for humans\r\n"
     );
     assert_eq!(
-        std::fs::read(root.join("corrupt").join(bad_json.envelope_name())).unwrap(),
+        std::fs::read(root.join("corrupt").join(p.bad_json.envelope_name())).unwrap(),
         b"older"
     );
+}
+
+/// Recovery of a spool holding every kind of leftover: the exact report,
+/// the resulting directories, the survivors listed, and idempotence.
+#[test]
+fn recovery_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let p = plant_every_leftover(root);
+
+    let report = spool.recover().unwrap();
+    assert_report(root, &p, report);
+    assert_directories(root, &p);
+    let (good, held, twice) = (p.good, p.held, p.twice);
 
     // What survived is exactly what the spool lists.
     let listed: Vec<QueueId> = spool
