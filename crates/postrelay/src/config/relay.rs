@@ -118,14 +118,8 @@ fn relay(
 
     let host = host_of(loc, &key("host"), file.host.take(), provider.as_ref())?;
 
-    let Transport {
-        port,
-        tls,
-        security,
-        ca_file,
-        tls_name,
-        allow_plaintext_auth,
-    } = transport(loc, i, &label, &mut file, provider.as_ref())?;
+    let t = transport(loc, i, &label, &mut file, provider.as_ref())?;
+    let (port, security, allow_plaintext_auth) = (t.port, t.security, t.allow_plaintext_auth);
 
     let (max_connections, max_messages_per_connection) = connection_limits(
         loc,
@@ -177,10 +171,10 @@ fn relay(
         provider,
         host,
         port,
-        tls,
+        tls: t.tls,
         security,
-        ca_file,
-        tls_name,
+        ca_file: t.ca_file,
+        tls_name: t.tls_name,
         fallbacks: file.fallbacks.unwrap_or_default(),
         credentials,
         allow_plaintext_auth,
