@@ -68,18 +68,9 @@ struct Planted {
 /// sound messages (one in both queue/ and hold/), an orphan body, damaged
 /// envelopes, a name already in corrupt/, and files that are not ours.
 fn plant_every_leftover(root: &Path) -> Planted {
-    let ids: Vec<QueueId> = (0..9).map(|_| QueueId::generate()).collect();
-    let [
-        good,
-        held,
-        orphan,
-        bad_json,
-        size,
-        no_body,
-        held_no_body,
-        wrong_id,
-        twice,
-    ] = ids[..].try_into().unwrap();
+    let id = QueueId::generate;
+    let (good, held, orphan, bad_json, size) = (id(), id(), id(), id(), id());
+    let (no_body, held_no_body, wrong_id, twice) = (id(), id(), id(), id());
 
     // tmp/: a half-written message and a stray file.
     put(root, "tmp", &good.body_name(), b"partial");
