@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use postrelay::config::{ClusterSettings, Share};
 use postrelay::quota::cluster::{Clock, ClusterStore};
-use postrelay::quota::{Counted, Limit, Limits, QuotaError, Rate, Span, Verdict, Window};
+use postrelay::quota::{Counted, Limit, Limits, QuotaError, Rate, Span, Take, Verdict, Window};
 use support::redis::Redis;
 
 fn settings(redis: &Redis, namespace: &str) -> ClusterSettings {
@@ -46,6 +46,23 @@ fn limits(windows: Vec<Window>) -> Limits {
 }
 
 /// A fixed point of the tests' clock, on a bucket boundary of both spans.
+/// One charge: `account` takes `messages` and `recipients` at `now`.
+fn charge<'a>(
+    account: &'a str,
+    limits: &'a Limits,
+    messages: u32,
+    recipients: u32,
+    now: SystemTime,
+) -> Take<'a> {
+    Take {
+        account,
+        limits,
+        messages,
+        recipients,
+        now,
+    }
+}
+
 fn t0() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 / 86_400 * 86_400)
 }
@@ -72,8 +89,10 @@ async fn nodes_share_one_window_and_a_refusal_charges_nothing() {
     let l = limits(vec![msgs, rcpts]);
     // 10 recipients fit; the next 10 do not, and that refusal charges
     // neither window: 5 more recipients still fit, on the other node.
-    assert!(granted(&a.take("acct", &l, 1, 10, t0()).await.unwrap()));
-    let (until, limit) = wait_of(b.take("acct", &l, 1, 10, t0()).await.unwrap());
+    assert!(granted(
+        &a.take(&charge("acct", &l, 1, 10, t0())).await.unwrap()
+    ));
+    let (until, limit) = wait_of(b.take(&charge("acct", &l, 1, 10, t0())).await.unwrap());
     assert_eq!(limit, Limit::Window(rcpts));
     // Frees one hour after the charge, at most one bucket (1/120) later.
     let hour = Duration::from_secs(3600);
@@ -81,7 +100,9 @@ async fn nodes_share_one_window_and_a_refusal_charges_nothing() {
         until >= t0() + hour && until <= t0() + hour + hour / 120,
         "{until:?}"
     );
-    assert!(granted(&b.take("acct", &l, 1, 5, t0()).await.unwrap()));
+    assert!(granted(
+        &b.take(&charge("acct", &l, 1, 5, t0())).await.unwrap()
+    ));
     let usage = a.usage("acct", &l, t0()).await.unwrap();
     let used: Vec<u64> = usage.limits.iter().map(|u| u.used).collect();
     assert_eq!(used, [2, 15]);
@@ -91,7 +112,7 @@ async fn nodes_share_one_window_and_a_refusal_charges_nothing() {
         let node = if i % 2 == 0 { &a } else { &b };
         if granted(
             &node
-                .take("acct", &limits(vec![msgs]), 1, 0, t0())
+                .take(&charge("acct", &limits(vec![msgs]), 1, 0, t0()))
                 .await
                 .unwrap(),
         ) {
@@ -102,11 +123,13 @@ async fn nodes_share_one_window_and_a_refusal_charges_nothing() {
     // Another namespace and another account count apart.
     assert!(granted(
         &store(&redis, "u")
-            .take("acct", &l, 1, 15, t0())
+            .take(&charge("acct", &l, 1, 15, t0()))
             .await
             .unwrap()
     ));
-    assert!(granted(&a.take("other", &l, 1, 15, t0()).await.unwrap()));
+    assert!(granted(
+        &a.take(&charge("other", &l, 1, 15, t0())).await.unwrap()
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -120,7 +143,7 @@ async fn many_tasks_on_three_nodes_never_exceed_a_window() {
     for i in 0..150 {
         let (node, l) = (nodes[i % 3].clone(), l.clone());
         tasks.push(tokio::spawn(async move {
-            node.take("acct", &l, 1, 1, t0()).await.unwrap()
+            node.take(&charge("acct", &l, 1, 1, t0())).await.unwrap()
         }));
     }
     let mut granted_count = 0;
@@ -148,16 +171,22 @@ async fn the_rate_is_one_bucket_for_all_nodes() {
         rate: Some(rate),
         ..limits(vec![])
     };
-    assert!(granted(&a.take("acct", &l, 1, 1, t0()).await.unwrap()));
-    assert!(granted(&b.take("acct", &l, 1, 1, t0()).await.unwrap()));
+    assert!(granted(
+        &a.take(&charge("acct", &l, 1, 1, t0())).await.unwrap()
+    ));
+    assert!(granted(
+        &b.take(&charge("acct", &l, 1, 1, t0())).await.unwrap()
+    ));
     // The burst is spent: the next token is back 100 ms later.
-    let (until, limit) = wait_of(a.take("acct", &l, 1, 1, t0()).await.unwrap());
+    let (until, limit) = wait_of(a.take(&charge("acct", &l, 1, 1, t0())).await.unwrap());
     assert_eq!(limit, Limit::Rate(rate));
     assert_eq!(until, t0() + Duration::from_millis(100));
     let later = t0() + Duration::from_millis(100);
-    assert!(granted(&b.take("acct", &l, 1, 1, later).await.unwrap()));
+    assert!(granted(
+        &b.take(&charge("acct", &l, 1, 1, later)).await.unwrap()
+    ));
     // More than the burst at once can never go.
-    let err = a.take("acct", &l, 3, 3, later).await.unwrap_err();
+    let err = a.take(&charge("acct", &l, 3, 3, later)).await.unwrap_err();
     assert!(
         matches!(err, QuotaError::NeverFits { asked: 3, .. }),
         "{err:?}"
@@ -176,21 +205,25 @@ async fn a_day_window_frees_after_a_day_and_never_more_than_a_bucket_late() {
     // Three charges over the day: at 0, 6 h and 12 h (plus a minute).
     for h in [0, 6, 12] {
         let at = t0() + Duration::from_secs(h * 3600 + 60);
-        assert!(granted(&s.take("acct", &l, 1, 0, at).await.unwrap()));
+        assert!(granted(
+            &s.take(&charge("acct", &l, 1, 0, at)).await.unwrap()
+        ));
     }
     // Just before a day has passed since the first (its bucket is then
     // 120 buckets old), nothing fits, and the wait ends within one bucket
     // (12 min) after that day.
     let first = t0() + Duration::from_secs(60);
     let almost = first + day - Duration::from_secs(1);
-    let (until, _) = wait_of(s.take("acct", &l, 1, 0, almost).await.unwrap());
+    let (until, _) = wait_of(s.take(&charge("acct", &l, 1, 0, almost)).await.unwrap());
     assert!(
         until >= first + day && until <= first + day + day / 120,
         "{until:?}"
     );
-    assert!(granted(&s.take("acct", &l, 1, 0, until).await.unwrap()));
+    assert!(granted(
+        &s.take(&charge("acct", &l, 1, 0, until)).await.unwrap()
+    ));
     // The other two still count until their own day is over.
-    let (until, _) = wait_of(s.take("acct", &l, 1, 0, until).await.unwrap());
+    let (until, _) = wait_of(s.take(&charge("acct", &l, 1, 0, until)).await.unwrap());
     assert!(
         until >= first + day + Duration::from_secs(6 * 3600),
         "{until:?}"
@@ -208,7 +241,9 @@ async fn counts_outlive_the_node_and_a_redis_restart_and_keys_expire() {
     {
         let node = store(&redis, "t");
         for _ in 0..3 {
-            assert!(granted(&node.take(odd, &l, 1, 0, t0()).await.unwrap()));
+            assert!(granted(
+                &node.take(&charge(odd, &l, 1, 0, t0())).await.unwrap()
+            ));
         }
     }
     // The key is the escaped account in the namespace's hash tag, and it
@@ -225,10 +260,14 @@ async fn counts_outlive_the_node_and_a_redis_restart_and_keys_expire() {
     redis.restart();
     // A new node (a restarted one) sees the three: one more fits.
     let node = store(&redis, "t");
-    assert!(granted(&node.take(odd, &l, 1, 0, t0()).await.unwrap()));
+    assert!(granted(
+        &node.take(&charge(odd, &l, 1, 0, t0())).await.unwrap()
+    ));
     // A node that stayed up finds its connection broken, makes it again
     // and goes on sharing: the window is full.
-    assert!(!granted(&survivor.take(odd, &l, 1, 0, t0()).await.unwrap()));
+    assert!(!granted(
+        &survivor.take(&charge(odd, &l, 1, 0, t0())).await.unwrap()
+    ));
     assert!(survivor.is_shared());
 }
 
@@ -251,10 +290,14 @@ async fn one_round_trip_per_take() {
     };
     // The first take connects (the client names itself) and finds no
     // script (SCRIPT LOAD, EVALSHA again): counted apart.
-    assert!(granted(&s.take("acct", &l, 1, 1, t0()).await.unwrap()));
+    assert!(granted(
+        &s.take(&charge("acct", &l, 1, 1, t0())).await.unwrap()
+    ));
     let before = redis.command_calls();
     for _ in 0..100 {
-        assert!(granted(&s.take("acct", &l, 1, 1, t0()).await.unwrap()));
+        assert!(granted(
+            &s.take(&charge("acct", &l, 1, 1, t0())).await.unwrap()
+        ));
     }
     let after = redis.command_calls();
     // What came over the connection: the commands the scripts run
@@ -313,13 +356,15 @@ async fn without_redis_a_node_has_its_share_logged_once_then_shares_again() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let s = store(&redis, "t");
     let l = limits(vec![window(Span::Hour, Counted::Messages, 9)]);
-    assert!(granted(&s.take("acct", &l, 1, 0, t0()).await.unwrap()));
+    assert!(granted(
+        &s.take(&charge("acct", &l, 1, 0, t0())).await.unwrap()
+    ));
     redis.kill();
     // A third of 9: three from this node alone (its own count starts at
     // zero), then a wait; the switch is logged once, not per request.
     let mut n = 0;
     for _ in 0..10 {
-        if granted(&s.take("acct", &l, 1, 0, t0()).await.unwrap()) {
+        if granted(&s.take(&charge("acct", &l, 1, 0, t0())).await.unwrap()) {
             n += 1;
         }
     }
@@ -330,7 +375,7 @@ async fn without_redis_a_node_has_its_share_logged_once_then_shares_again() {
     // Tried again every 100 ms: wait (bounded) for the switch back.
     let mut back = false;
     for _ in 0..100 {
-        let v = s.take("acct", &l, 1, 0, t0()).await.unwrap();
+        let v = s.take(&charge("acct", &l, 1, 0, t0())).await.unwrap();
         if s.is_shared() {
             // The shared count had 1 (AOF): this one was the second.
             assert!(granted(&v));
@@ -353,14 +398,19 @@ async fn a_hung_redis_is_given_up_after_the_timeout() {
     };
     let s = store(&redis, "t");
     let l = limits(vec![window(Span::Hour, Counted::Messages, 9)]);
-    assert!(granted(&s.take("acct", &l, 1, 0, t0()).await.unwrap()));
+    assert!(granted(
+        &s.take(&charge("acct", &l, 1, 0, t0())).await.unwrap()
+    ));
     redis.pause(true);
     // The request does not hang with Redis: bounded by the test's own
     // limit, far above the store's 500 ms.
-    let v = tokio::time::timeout(Duration::from_secs(30), s.take("acct", &l, 1, 0, t0()))
-        .await
-        .expect("take hung with Redis")
-        .unwrap();
+    let v = tokio::time::timeout(
+        Duration::from_secs(30),
+        s.take(&charge("acct", &l, 1, 0, t0())),
+    )
+    .await
+    .expect("take hung with Redis")
+    .unwrap();
     assert!(granted(&v));
     assert!(!s.is_shared());
     redis.pause(false);

@@ -17,6 +17,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use postrelay::cli::sendmail::fast::POSTRELAY_PATH;
 use serde_json::Value;
 use support::daemon::{Daemon, bin};
 use support::install::{Install, SENDMAIL, body, daemon, maildrop, ok, queued, run};
@@ -263,6 +264,67 @@ fn through_a_link_it_finds_the_full_binary() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The full binary it runs is the one beside the program the link points
+/// to (here the stand-in, which says so), not one beside the link, and
+/// without one there it is `/usr/sbin/postrelay`, named when it is missing.
+#[test]
+fn the_full_binary_is_found_beside_the_link_target() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    let (dir, fast) = fast_only();
+    let sbin = dir.path().join("sbin");
+    std::fs::create_dir(&sbin).unwrap();
+    let link = sbin.join("sendmail");
+    std::os::unix::fs::symlink(&fast, &link).unwrap();
+    let out = run(inst.command(&d, &link).arg("-bp"), b"");
+    assert_eq!(stderr(&out), format!("{STAND_IN} sendmail -bp\n"));
+    assert_eq!(out.status.code(), Some(STAND_IN_EXIT));
+
+    let alone = tempfile::tempdir().unwrap();
+    let sendmail = alone.path().join("postrelay-sendmail");
+    support::copy_executable(Path::new(SENDMAIL), &sendmail);
+    std::os::unix::fs::symlink(&sendmail, alone.path().join("sendmail")).unwrap();
+    if Path::new(POSTRELAY_PATH).exists() {
+        eprintln!("{POSTRELAY_PATH} exists: not running the program that would run it");
+        return;
+    }
+    let out = run(
+        inst.command(&d, &alone.path().join("sendmail")).arg("-bp"),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let want = format!("sendmail: cannot run {POSTRELAY_PATH} (needed for that mode): ");
+    assert!(stderr(&out).starts_with(&want), "{}", stderr(&out));
+    assert!(
+        stderr(&out).ends_with("; nothing was sent\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The full binary called `sendmail` (a link named so to `postrelay`, as
+/// an install without the small program has it) is the sendmail command:
+/// it submits and lists the queue.
+#[test]
+fn the_full_binary_called_sendmail_is_sendmail() {
+    let Some(inst) = Install::new() else { return };
+    let d = daemon();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("sendmail");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    ok(&run(
+        inst.command(&d, &link).args(["-t", "-i"]),
+        b"To: full@x.example\nSubject: argv0\n\nby the full binary\n",
+    ));
+    let q = queued(&d, 1);
+    assert_eq!(q[0]["recipients"][0]["address"], "full@x.example");
+    assert!(body(&d, &q[0]).contains("by the full binary"));
+    let out = run(inst.command(&d, &link).arg("-bp"), b"");
+    ok(&out);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("full@x.example"), "{listed}");
 }
 
 /// An error in a setting submission does not use is not its business:

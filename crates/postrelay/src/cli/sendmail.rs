@@ -37,7 +37,6 @@ mod to_daemon;
 
 use std::ffi::OsString;
 use std::io::{self, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 
@@ -46,7 +45,7 @@ use postrelay_smtp::address::Mailbox;
 
 use self::args::{Mode, Options};
 use self::input::{After, DataWriter, InputError, Limits, LineReader};
-use self::to_daemon::{Sink, Verdict};
+use self::to_daemon::{Sink, Verdict, connect};
 use crate::config::{self, Config, SubmitSettings};
 use crate::maildrop::{self, Body, Submission};
 
@@ -248,7 +247,7 @@ fn hand_over<R: std::io::BufRead>(
     opts: &Options,
     limits: &Limits,
 ) -> Result<(), Fail> {
-    let connected = UnixStream::connect(maildrop::submit_socket(spool));
+    let connected = connect(&maildrop::submit_socket(spool));
     let mut sink = Sink::with(connected, || spawn_postdrop(spool)).map_err(|e| {
         Fail(
             EX_TEMPFAIL,

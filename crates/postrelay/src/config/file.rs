@@ -12,11 +12,29 @@ use serde::de::{self, Visitor};
 use super::units::{Cidr, DurationOrOff, HumanDuration, ListenAddr, Size, Word};
 use super::{LogFormat, LogTarget, Security, SyncMode, TlsMode};
 
+/// The types of the keys `sendmail` reads too, written once: the small
+/// program's view of the file (`submit_view`) and the whole file read
+/// each of them the same way.
+pub(super) mod submit_keys {
+    use super::Size;
+
+    /// `hostname`.
+    pub type Hostname = Option<String>;
+    /// `spool`.
+    pub type Spool = Option<String>;
+    /// `intake.message_size_limit`.
+    pub type MessageSizeLimit = Option<Size>;
+    /// `intake.header_size_limit`.
+    pub type HeaderSizeLimit = Option<Size>;
+    /// `intake.line_length_limit`.
+    pub type LineLengthLimit = Option<u64>;
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
-    pub hostname: Option<String>,
-    pub spool: Option<String>,
+    pub hostname: submit_keys::Hostname,
+    pub spool: submit_keys::Spool,
     pub control_socket: Option<String>,
     #[serde(default)]
     pub daemon: super::daemon::DaemonFile,
@@ -50,9 +68,9 @@ pub(super) struct IntakeFile {
     pub listen: Option<Vec<ListenAddr>>,
     pub mynetworks: Option<Vec<Cidr>>,
     pub local_domains: Option<Vec<String>>,
-    pub message_size_limit: Option<Size>,
-    pub header_size_limit: Option<Size>,
-    pub line_length_limit: Option<u64>,
+    pub message_size_limit: submit_keys::MessageSizeLimit,
+    pub header_size_limit: submit_keys::HeaderSizeLimit,
+    pub line_length_limit: submit_keys::LineLengthLimit,
     pub command_length_limit: Option<u64>,
     pub max_recipients: Option<usize>,
     pub max_connections: Option<usize>,

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::file::submit_keys;
 use super::resolve::{at_least, check_domain, non_empty_path, parse_const_size};
-use super::units::Size;
 use super::validate::{self, Flavor, Locator};
 use super::{Config, ConfigError};
 
@@ -42,20 +42,21 @@ pub struct SubmitSettings {
     pub line_length_limit: u64,
 }
 
-/// The keys read; serde skips every other one.
+/// The keys read, of the whole file's types ([`submit_keys`]); serde
+/// skips every other one.
 #[derive(Deserialize, Default)]
 struct ViewFile {
-    hostname: Option<String>,
-    spool: Option<String>,
+    hostname: submit_keys::Hostname,
+    spool: submit_keys::Spool,
     #[serde(default)]
     intake: ViewIntake,
 }
 
 #[derive(Deserialize, Default)]
 struct ViewIntake {
-    message_size_limit: Option<Size>,
-    header_size_limit: Option<Size>,
-    line_length_limit: Option<u64>,
+    message_size_limit: submit_keys::MessageSizeLimit,
+    header_size_limit: submit_keys::HeaderSizeLimit,
+    line_length_limit: submit_keys::LineLengthLimit,
 }
 
 impl SubmitSettings {
@@ -106,7 +107,7 @@ fn view(text: &str, origin: &str, flavor: Flavor) -> Result<SubmitSettings, Conf
 
 /// `spool`, or its default for `flavor`.
 pub(super) fn spool(
-    written: Option<String>,
+    written: submit_keys::Spool,
     flavor: Flavor,
     loc: &Locator<'_>,
 ) -> Result<PathBuf, ConfigError> {
@@ -119,7 +120,7 @@ pub(super) fn spool(
 
 /// `hostname` checked and lower-cased, or the system's host name.
 pub(super) fn hostname(
-    written: Option<String>,
+    written: submit_keys::Hostname,
     flavor: Flavor,
     loc: &Locator<'_>,
 ) -> Result<String, ConfigError> {
@@ -146,9 +147,9 @@ pub(super) fn hostname(
 /// `intake.message_size_limit`, `header_size_limit` and
 /// `line_length_limit`, defaults applied and checked.
 pub(super) fn message_limits(
-    message: Option<Size>,
-    header: Option<Size>,
-    line: Option<u64>,
+    message: submit_keys::MessageSizeLimit,
+    header: submit_keys::HeaderSizeLimit,
+    line: submit_keys::LineLengthLimit,
     loc: &Locator<'_>,
 ) -> Result<(u64, u64, u64), ConfigError> {
     let message_size_limit = message_size_limit(message, loc)?;
@@ -164,7 +165,10 @@ pub(super) fn message_limits(
 }
 
 /// `intake.message_size_limit`: never 0 (there is no "unlimited").
-fn message_size_limit(written: Option<Size>, loc: &Locator<'_>) -> Result<u64, ConfigError> {
+fn message_size_limit(
+    written: submit_keys::MessageSizeLimit,
+    loc: &Locator<'_>,
+) -> Result<u64, ConfigError> {
     let limit = written.map_or_else(|| parse_const_size(MESSAGE_SIZE_LIMIT), |s| s.0);
     if limit == 0 {
         return Err(loc.value_error(

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{Counted, Limit, LimitUse, Limits, QuotaError, Rate, Span, Usage, Verdict, Window};
+use super::{Counted, Limit, LimitUse, Limits, QuotaError, Rate, Span, Take, Usage, Verdict};
 use super::{nanos, time};
 
 /// Charges closer together than span / this share a ledger entry.
@@ -91,13 +91,6 @@ fn span_nanos(s: Span) -> u64 {
     u64::try_from(s.duration().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn need(w: &Window, messages: u32, recipients: u32) -> u64 {
-    u64::from(match w.counts {
-        Counted::Messages => messages,
-        Counted::Recipients => recipients,
-    })
-}
-
 /// Keeps the later of two waits (the one that binds longest).
 fn later(wait: &mut Option<(u64, Limit)>, at: u64, limit: Limit) {
     if wait.as_ref().is_none_or(|(w, _)| at > *w) {
@@ -112,18 +105,12 @@ impl LocalStore {
     }
 
     /// See [`super::Store::take`].
-    pub fn take(
-        &self,
-        account: &str,
-        limits: &Limits,
-        messages: u32,
-        recipients: u32,
-        now: SystemTime,
-    ) -> Result<Verdict, QuotaError> {
-        let now = nanos(now);
-        check_fits(limits, messages, recipients)?;
+    pub fn take(&self, take: &Take<'_>) -> Result<Verdict, QuotaError> {
+        let (limits, messages) = (take.limits, take.messages);
+        let now = nanos(take.now);
+        check_fits(take)?;
         let mut accounts = self.lock();
-        let acct = accounts.entry(account.to_owned()).or_default();
+        let acct = accounts.entry(take.account.to_owned()).or_default();
         let mut wait: Option<(u64, Limit)> = None;
         if let Some((until, reason)) = &acct.cool
             && *until > now
@@ -146,8 +133,7 @@ impl LocalStore {
             let span = span_nanos(w.span);
             let ledger = acct.ledgers.entry((w.span, w.counts)).or_default();
             ledger.prune(now, span);
-            let need = need(w, messages, recipients);
-            if let Some(at) = ledger.fits_at(need, u64::from(w.max), span) {
+            if let Some(at) = ledger.fits_at(take.need(w), u64::from(w.max), span) {
                 later(&mut wait, at, Limit::Window(*w));
             }
         }
@@ -163,7 +149,7 @@ impl LocalStore {
         for w in &limits.windows {
             let span = span_nanos(w.span);
             let ledger = acct.ledgers.entry((w.span, w.counts)).or_default();
-            ledger.charge(now, need(w, messages, recipients), span);
+            ledger.charge(now, take.need(w), span);
         }
         Ok(Verdict::Granted)
     }
@@ -215,17 +201,17 @@ impl LocalStore {
 }
 
 /// A request no amount of waiting could grant.
-fn check_fits(limits: &Limits, messages: u32, recipients: u32) -> Result<(), QuotaError> {
-    if let Some(rate) = &limits.rate
-        && messages > rate.burst.max(1)
+fn check_fits(take: &Take<'_>) -> Result<(), QuotaError> {
+    if let Some(rate) = &take.limits.rate
+        && take.messages > rate.burst.max(1)
     {
         return Err(QuotaError::NeverFits {
             limit: Limit::Rate(*rate),
-            asked: u64::from(messages),
+            asked: u64::from(take.messages),
         });
     }
-    for w in &limits.windows {
-        let asked = need(w, messages, recipients);
+    for w in &take.limits.windows {
+        let asked = take.need(w);
         if asked > u64::from(w.max) {
             return Err(QuotaError::NeverFits {
                 limit: Limit::Window(*w),

@@ -187,20 +187,13 @@ impl Store {
         }
     }
 
-    /// Charges `messages` and `recipients` against every limit of
-    /// `limits` for `account`, all or nothing.
-    pub async fn take(
-        &self,
-        account: &str,
-        limits: &Limits,
-        messages: u32,
-        recipients: u32,
-        now: SystemTime,
-    ) -> Result<Verdict, QuotaError> {
+    /// Charges `take`'s messages and recipients against every limit of
+    /// its limits for its account, all or nothing.
+    pub async fn take(&self, take: &Take<'_>) -> Result<Verdict, QuotaError> {
         match self {
-            Store::Local(s) => s.take(account, limits, messages, recipients, now),
+            Store::Local(s) => s.take(take),
             #[cfg(feature = "cluster")]
-            Store::Cluster(s) => s.take(account, limits, messages, recipients, now).await,
+            Store::Cluster(s) => s.take(take).await,
         }
     }
 
@@ -234,6 +227,32 @@ impl Store {
             #[cfg(feature = "cluster")]
             Store::Cluster(s) => s.cool_down(account, until, reason, SystemTime::now()).await,
         }
+    }
+}
+
+/// One charge asked of a store ([`Store::take`]): what it counts against
+/// which limits of which account, at what time.
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    /// The provider account the limits are counted for.
+    pub account: &'a str,
+    /// Its limits.
+    pub limits: &'a Limits,
+    /// Messages charged (to the rate and message windows).
+    pub messages: u32,
+    /// Recipients charged (to the recipient windows).
+    pub recipients: u32,
+    /// The time of the charge.
+    pub now: SystemTime,
+}
+
+impl Take<'_> {
+    /// What it charges to window `w`: its messages or its recipients.
+    fn need(&self, w: &Window) -> u64 {
+        u64::from(match w.counts {
+            Counted::Messages => self.messages,
+            Counted::Recipients => self.recipients,
+        })
     }
 }
 

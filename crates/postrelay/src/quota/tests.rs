@@ -35,8 +35,26 @@ fn windows(ws: &[Window]) -> Limits {
     }
 }
 
+/// `account` takes `messages` and `recipients` at `now`.
+fn try_take(
+    s: &LocalStore,
+    account: &str,
+    limits: &Limits,
+    messages: u32,
+    recipients: u32,
+    now: SystemTime,
+) -> Result<Verdict, QuotaError> {
+    s.take(&Take {
+        account,
+        limits,
+        messages,
+        recipients,
+        now,
+    })
+}
+
 fn take(s: &LocalStore, l: &Limits, m: u32, r: u32, t: SystemTime) -> Verdict {
-    s.take("a", l, m, r, t).expect("fits")
+    try_take(s, "a", l, m, r, t).expect("fits")
 }
 
 #[test]
@@ -150,7 +168,7 @@ fn the_longest_wait_is_reported() {
 fn a_request_larger_than_a_limit_is_an_error_not_a_wait() {
     let s = LocalStore::default();
     let l = windows(&[window(Span::Day, Counted::Recipients, 10)]);
-    let e = s.take("a", &l, 1, 11, at(0.0)).expect_err("never fits");
+    let e = try_take(&s, "a", &l, 1, 11, at(0.0)).expect_err("never fits");
     assert!(
         e.to_string()
             .contains("11 is more than 10 recipients per day"),
@@ -162,10 +180,10 @@ fn a_request_larger_than_a_limit_is_an_error_not_a_wait() {
 fn accounts_are_counted_apart() {
     let s = LocalStore::default();
     let l = windows(&[window(Span::Day, Counted::Messages, 1)]);
-    assert_eq!(s.take("a", &l, 1, 1, at(0.0)), Ok(Verdict::Granted));
-    assert_eq!(s.take("b", &l, 1, 1, at(0.0)), Ok(Verdict::Granted));
+    assert_eq!(try_take(&s, "a", &l, 1, 1, at(0.0)), Ok(Verdict::Granted));
+    assert_eq!(try_take(&s, "b", &l, 1, 1, at(0.0)), Ok(Verdict::Granted));
     assert!(matches!(
-        s.take("a", &l, 1, 1, at(0.0)),
+        try_take(&s, "a", &l, 1, 1, at(0.0)),
         Ok(Verdict::Wait { .. })
     ));
 }

@@ -181,18 +181,10 @@ impl Layout {
         &self,
         mut visit: impl FnMut(Envelope, Location) -> ControlFlow<()>,
     ) -> Result<(), SpoolError> {
-        let all = self.all_ids()?;
-        let mut files = EnvelopeFiles::open(self)?;
-        for (id, loc) in all {
-            let flow = match files.read(&id, loc) {
-                Ok(env) => visit(env, loc),
-                Err(e) => skip(&id, e),
-            };
-            if flow.is_break() {
-                break;
-            }
-        }
-        Ok(())
+        self.walk(|files, id, loc| match files.read(id, loc) {
+            Ok(env) => visit(env, loc),
+            Err(e) => skip(id, e),
+        })
     }
 
     /// [`Layout::visit`] with only the part of each envelope `queue list`
@@ -201,14 +193,22 @@ impl Layout {
         &self,
         mut visit: impl FnMut(&Listed<'_>, Location) -> ControlFlow<()>,
     ) -> Result<(), SpoolError> {
+        self.walk(|files, id, loc| match files.read_listed(id, loc) {
+            Ok(listed) => visit(&listed, loc),
+            Err(e) => skip(id, e),
+        })
+    }
+
+    /// The walk of both: `step` reads each message in queue/ and hold/,
+    /// by id, and says whether to go on.
+    fn walk(
+        &self,
+        mut step: impl FnMut(&mut EnvelopeFiles<'_>, &QueueId, Location) -> ControlFlow<()>,
+    ) -> Result<(), SpoolError> {
         let all = self.all_ids()?;
         let mut files = EnvelopeFiles::open(self)?;
         for (id, loc) in all {
-            let flow = match files.read_listed(&id, loc) {
-                Ok(listed) => visit(&listed, loc),
-                Err(e) => skip(&id, e),
-            };
-            if flow.is_break() {
+            if step(&mut files, &id, loc).is_break() {
                 break;
             }
         }

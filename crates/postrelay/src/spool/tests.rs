@@ -7,6 +7,7 @@ mod free;
 mod progress;
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -120,6 +121,25 @@ fn list_is_sorted_by_id_across_queue_and_hold() {
         .map(|(e, _)| e.id)
         .collect();
     assert_eq!(listed, ids);
+
+    // One at a time, whole or the listed part: the same order, and a walk
+    // stops where it is told to.
+    let reader = Spool::open_readonly(dir.path()).unwrap();
+    let first_three = |seen: &mut Vec<QueueId>, id: QueueId| {
+        seen.push(id);
+        if seen.len() == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let (mut whole, mut part) = (Vec::new(), Vec::new());
+    reader.visit(|e, _| first_three(&mut whole, e.id)).unwrap();
+    reader
+        .visit_listed(|l, _| first_three(&mut part, l.id))
+        .unwrap();
+    assert_eq!(whole, ids[..3]);
+    assert_eq!(part, ids[..3]);
 }
 
 #[test]

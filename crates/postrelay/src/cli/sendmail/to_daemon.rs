@@ -13,20 +13,31 @@
 //! (the daemon refused the message itself: too big, a bare LF …) is
 //! final, with the daemon's words.
 //!
+//! Nothing here waits without a bound: the connection is made without
+//! waiting (a daemon that does not accept, its queue of connections full,
+//! is a daemon that is not there: postdrop), and the daemon's answer is
+//! awaited for at most [`ANSWER_WITHIN`] in all (a daemon that accepts
+//! and never answers, or answers a byte at a time, then has the message
+//! replayed into postdrop, or the submission fails with exit 75 past the
+//! replay limit).
+//!
 //! Not for: reading or checking the input (`input`), postdrop's own
 //! checks (the `postrelay-postdrop` binary).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 /// The most `sendmail` keeps of a message sent to the daemon, to replay it
 /// into maildrop/ should the daemon fail; larger messages are not kept.
 pub const REPLAY_LIMIT: usize = 1 << 20;
 
 /// How long the daemon may take to answer after the end of the message
-/// (it answers once the message is on disk).
+/// (it answers once the message is on disk), and to take each write.
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
 /// Bytes gathered before one write to the socket.
@@ -86,6 +97,8 @@ enum State {
 pub struct Sink<F: FnMut() -> io::Result<Child>> {
     state: State,
     spawn: F,
+    /// How long to wait for the daemon's answer: [`ANSWER_WITHIN`].
+    answer_within: Duration,
 }
 
 impl<F: FnMut() -> io::Result<Child>> Sink<F> {
@@ -108,7 +121,11 @@ impl<F: FnMut() -> io::Result<Child>> Sink<F> {
                 State::Postdrop { child, stdin }
             }
         };
-        Ok(Sink { state, spawn })
+        Ok(Sink {
+            state,
+            spawn,
+            answer_within: ANSWER_WITHIN,
+        })
     }
 
     /// After the end of the message (or a failure to produce it, `ok`
@@ -130,7 +147,7 @@ impl<F: FnMut() -> io::Result<Child>> Sink<F> {
                 if !ok {
                     return Ok(Verdict::Lost(String::new()));
                 }
-                let answer = read_answer(&mut sock);
+                let answer = read_answer(&mut sock, self.answer_within);
                 match (answer, replay) {
                     (Some(a), _) if a.code / 100 == 2 => Ok(Verdict::Queued(a)),
                     (Some(a), _) if a.code / 100 == 5 => Ok(Verdict::Refused(a)),
@@ -152,7 +169,7 @@ impl<F: FnMut() -> io::Result<Child>> Sink<F> {
         let State::Daemon { sock, replay, .. } = &mut self.state else {
             return Ok(());
         };
-        let answer = read_answer(sock);
+        let answer = read_answer(sock, self.answer_within);
         match (answer, replay.take()) {
             (Some(a), _) if a.code / 100 == 5 => {
                 self.state = State::Done(Verdict::Refused(a));
@@ -177,15 +194,42 @@ fn postdrop(mut child: Child) -> (Child, io::BufWriter<ChildStdin>) {
     (child, io::BufWriter::with_capacity(CHUNK, stdin))
 }
 
-/// The daemon's one reply line, if it sent one in time.
-fn read_answer(sock: &mut UnixStream) -> Option<Answer> {
-    sock.set_read_timeout(Some(ANSWER_WITHIN)).ok()?;
-    let mut line = String::new();
-    let mut r = BufReader::new(io::Read::take(&mut *sock, 4096));
-    match r.read_line(&mut line) {
-        Ok(n) if n > 0 => Some(Answer::parse(&line)),
-        _ => None,
+/// The daemon's one reply line, if it sent all of it within `within`.
+fn read_answer(sock: &mut UnixStream, within: Duration) -> Option<Answer> {
+    let deadline = Instant::now() + within;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    while !line.ends_with(b"\n") && line.len() < 4096 {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
     }
+    let line = String::from_utf8_lossy(&line);
+    let line = line.split_inclusive('\n').next().unwrap_or_default();
+    (!line.is_empty()).then(|| Answer::parse(line))
+}
+
+/// Connects to the daemon's submit socket at `path` without waiting: a
+/// daemon whose queue of connections is full (stuck, or not accepting) is
+/// refused at once (`WouldBlock`), like one that is not running.
+pub fn connect(path: &Path) -> io::Result<UnixStream> {
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)?;
+    let sock = UnixStream::from(fd);
+    sock.set_nonblocking(false)?;
+    Ok(sock)
 }
 
 fn lost_why(answer: Option<&Answer>) -> String {

@@ -20,6 +20,12 @@ fn agrees_with_the_whole_configuration() {
          mynetworks = [\"10.0.0.0/8\"]\n",
     );
     same_as_full("[[relay]]\nname = \"a\"\nhost = \"smtp.example.net\"\n");
+    // At the edges of the keys' types: read as the whole file reads them.
+    same_as_full("[intake]\nline_length_limit = 4294967296\n");
+    same_as_full(
+        "[intake]\nmessage_size_limit = 4294967296\nheader_size_limit = \"1 GiB\"\n\
+         [queue]\nmin_free_space = 0\n",
+    );
 }
 
 #[test]
@@ -51,6 +57,12 @@ fn errors_in_its_settings_are_those_of_the_whole_file() {
         "[intake]\nheader_size_limit = 0\n",
         "[intake]\nline_length_limit = 100\n",
         "[intake\n",
+        // Of the wrong type.
+        "hostname = 1\n",
+        "spool = [\"/a\"]\n",
+        "[intake]\nline_length_limit = -1\n",
+        "[intake]\nline_length_limit = \"2000\"\n",
+        "[intake]\nmessage_size_limit = true\n",
     ] {
         let full = super::super::parse(text, "t.toml").unwrap_err().to_string();
         let view = SubmitSettings::read(text, "t.toml")

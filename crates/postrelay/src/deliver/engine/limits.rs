@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::{Deliverer, Destination, EngineError, Relay};
 use crate::deliver::client::Failure;
 use crate::deliver::outcome::{self, Outcome, Reason};
-use crate::quota::{Store, Verdict};
+use crate::quota::{Store, Take, Verdict};
 
 /// A wait for quota this short is waited out in the attempt (a rate's
 /// next token); a longer one sends the message back to the queue.
@@ -60,7 +60,14 @@ impl Deliverer {
         let mut waits = 0;
         let verdict = loop {
             let now = SystemTime::now();
-            let verdict = self.quota.take(&limits.account, limits, 1, n, now).await;
+            let take = Take {
+                account: &limits.account,
+                limits,
+                messages: 1,
+                recipients: n,
+                now,
+            };
+            let verdict = self.quota.take(&take).await;
             if let Ok(Verdict::Wait { until, .. }) = &verdict
                 && let Ok(short) = until.duration_since(now)
                 && short <= SHORT_WAIT

@@ -16,15 +16,15 @@
 //! quoted, and a blank line; then fsync. On any error the file is
 //! truncated back to its size before the delivery. A delivery killed
 //! while writing cannot do that: it notes where it started in its dotlock
-//! first, and the next delivery takes the dead one's lock over and cuts
-//! the part off ([`undo`]).
+//! first, and the next delivery takes the dead one's lock over
+//! ([`dotlock`]) and cuts the part off ([`undo`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
@@ -32,10 +32,12 @@ use nix::libc;
 
 use super::copy;
 
+pub(super) mod dotlock;
 pub(super) mod undo;
 use super::user::{LocalUser, running_as};
 use super::{LocalMessage, copy_reason, delivery_headers, io_reason};
 use crate::deliver::Reason;
+use dotlock::DotLock;
 
 /// How long to wait for each lock before deferring.
 pub(super) const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -75,11 +77,12 @@ pub(super) fn deliver(
         .metadata()
         .map_err(|e| io_reason("stat", &path, &e))?
         .len();
-    if let Some(killed) = dotlock.left.take() {
-        start = undo::repair(&file, &path, &killed)?;
+    if let Some(killed) = dotlock.left() {
+        start = undo::repair(&file, &path, killed)?;
+        dotlock.repaired();
     }
     let head = first_bytes(&file, start, &path, msg)?;
-    dotlock.note_append(&file, &lock_path, start, &head)?;
+    dotlock.note_append(&file, start, &head)?;
     if let Err(reason) = append(&file, &head, &path, msg, body) {
         // Never leave half a message: a partial one would swallow the
         // next delivery into its body.
@@ -271,131 +274,9 @@ fn check_mbox(file: &File, path: &Path, user: &LocalUser) -> Result<(), Reason> 
     Ok(())
 }
 
-/// The dotlock file; removed on drop if it is still the one we made (or
-/// took over from a killed delivery, see [`undo`]).
-struct DotLock {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-    /// Open, to note in it who holds it and where the append starts.
-    file: File,
-    /// The append of the killed delivery whose lock this was, to undo.
-    left: Option<undo::Append>,
-}
-
-impl DotLock {
-    fn acquire(lock: &Path, mbox: &Path, wait: Duration) -> Result<DotLock, Reason> {
-        let deadline = Instant::now() + wait;
-        loop {
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(lock)
-            {
-                Ok(file) => {
-                    // The guard first: should the note fail (a full disk,
-                    // a quota), dropping it removes the lock file.
-                    let dotlock = DotLock::of(file, lock, None)?;
-                    undo::note(&dotlock.file, lock, &undo::Note::mine(None))?;
-                    return Ok(dotlock);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if let Some((file, note)) = undo::adopt(lock) {
-                        tracing::warn!(lock = %lock.display(), pid = note.pid,
-                            "taking over the mailbox lock of a killed delivery");
-                        // Our note keeps the killed delivery's append until
-                        // it is undone: should this delivery fail or be
-                        // killed first, the next one still finds it.
-                        file.set_len(0)
-                            .map_err(|e| io_reason("truncate lock file", lock, &e))?;
-                        undo::note(&file, lock, &undo::Note::mine(note.append.clone()))?;
-                        return DotLock::of(file, lock, note.append);
-                    }
-                    if remove_if_stale(lock) {
-                        continue;
-                    }
-                }
-                Err(e) => return Err(io_reason("create lock file", lock, &e)),
-            }
-            if Instant::now() >= deadline {
-                return Err(Reason::Local(format!(
-                    "mailbox {} is locked: {} exists (waited {}s)",
-                    mbox.display(),
-                    lock.display(),
-                    wait.as_secs_f32()
-                )));
-            }
-            sleep(LOCK_RETRY);
-        }
-    }
-}
-
-impl DotLock {
-    fn of(file: File, lock: &Path, left: Option<undo::Append>) -> Result<DotLock, Reason> {
-        let m = file.metadata().map_err(|e| io_reason("stat", lock, &e))?;
-        Ok(DotLock {
-            path: lock.to_path_buf(),
-            dev: m.dev(),
-            ino: m.ino(),
-            file,
-            left,
-        })
-    }
-
-    /// Notes, before the first byte is written, where the append to `mbox`
-    /// starts and what it writes first, so that a kill can be undone.
-    fn note_append(&self, mbox: &File, lock: &Path, start: u64, head: &[u8]) -> Result<(), Reason> {
-        let m = mbox.metadata().map_err(|e| io_reason("stat", lock, &e))?;
-        let append = undo::Append {
-            dev: m.dev(),
-            ino: m.ino(),
-            start,
-            head: head.to_vec(),
-        };
-        undo::note(&self.file, lock, &undo::Note::mine(Some(append)))
-    }
-}
-
-/// Removes a dotlock left over for longer than [`STALE_DOTLOCK`]. Two
-/// deliveries may both find it stale and one remove the other's fresh lock;
-/// the fcntl lock still keeps them apart.
-fn remove_if_stale(lock: &Path) -> bool {
-    let Ok(m) = std::fs::symlink_metadata(lock) else {
-        return true; // gone meanwhile: try again at once
-    };
-    let age = m
-        .modified()
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default();
-    if age <= STALE_DOTLOCK {
-        return false;
-    }
-    tracing::warn!(lock = %lock.display(), age_secs = age.as_secs(), "removing stale mailbox lock file");
-    match std::fs::remove_file(lock) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
-}
-
-impl Drop for DotLock {
-    fn drop(&mut self) {
-        // Only our own: a lock removed as stale and re-made by another
-        // program is theirs.
-        if let Ok(m) = std::fs::symlink_metadata(&self.path)
-            && m.dev() == self.dev
-            && m.ino() == self.ino
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// An fcntl (open file description) write lock on a whole file, released
 /// on drop. Holds its own descriptor of the file's open file description.
-struct RecordLock {
+pub(super) struct RecordLock {
     file: File,
 }
 
@@ -412,29 +293,43 @@ fn whole_file(kind: libc::c_int) -> libc::flock {
 impl RecordLock {
     fn acquire(file: &File, path: &Path, wait: Duration) -> Result<RecordLock, Reason> {
         let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = RecordLock::try_acquire(file, path)? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(Reason::Local(format!(
+                    "mailbox {} is locked by another program (waited {}s)",
+                    path.display(),
+                    wait.as_secs_f32()
+                )));
+            }
+            sleep(LOCK_RETRY);
+        }
+    }
+
+    /// The lock, or `None` while another open file description holds one.
+    fn try_acquire(file: &File, path: &Path) -> Result<Option<RecordLock>, Reason> {
         let lock = whole_file(libc::F_WRLCK);
         loop {
             match fcntl(file, FcntlArg::F_OFD_SETLK(&lock)) {
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN | Errno::EACCES) => {
-                    if Instant::now() >= deadline {
-                        return Err(Reason::Local(format!(
-                            "mailbox {} is locked by another program (waited {}s)",
-                            path.display(),
-                            wait.as_secs_f32()
-                        )));
-                    }
-                    sleep(LOCK_RETRY);
-                }
-                Err(e) => {
-                    return Err(io_reason("lock", path, &std::io::Error::from(e)));
-                }
+                Err(Errno::EAGAIN | Errno::EACCES) => return Ok(None),
+                Err(e) => return Err(io_reason("lock", path, &std::io::Error::from(e))),
             }
         }
         let file = file.try_clone().map_err(|e| io_reason("lock", path, &e))?;
-        Ok(RecordLock { file })
+        Ok(Some(RecordLock { file }))
     }
+}
+
+/// Whether another open file description (another process, or another
+/// open of the file) holds a lock that would keep us from writing it.
+fn locked_by_another(file: &File) -> bool {
+    let mut probe = whole_file(libc::F_WRLCK);
+    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).is_ok()
+        && probe.l_type != libc::F_UNLCK as libc::c_short
 }
 
 impl Drop for RecordLock {

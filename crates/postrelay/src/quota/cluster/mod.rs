@@ -27,7 +27,7 @@ use std::time::SystemTime;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo};
 
-use super::{Limits, LocalStore, QuotaError, Usage, Verdict};
+use super::{Limits, LocalStore, QuotaError, Take, Usage, Verdict};
 use crate::config::ClusterSettings;
 use fallback::{Mode, Route};
 pub use shared::Clock;
@@ -158,21 +158,16 @@ impl ClusterStore {
 
     /// See [`super::Store::take`]: shared when Redis answers, else from
     /// this node's share.
-    pub async fn take(
-        &self,
-        account: &str,
-        limits: &Limits,
-        messages: u32,
-        recipients: u32,
-        now: SystemTime,
-    ) -> Result<Verdict, QuotaError> {
+    pub async fn take(&self, take: &Take<'_>) -> Result<Verdict, QuotaError> {
         let shared = self.shared();
-        let op = || shared.take(account, limits, messages, recipients, now);
-        match self.ask(op).await {
+        match self.ask(|| shared.take(take)).await {
             Some(answer) => answer,
             None => {
-                let scaled = fallback::scale(limits, self.local_share);
-                self.local.take(account, &scaled, messages, recipients, now)
+                let scaled = fallback::scale(take.limits, self.local_share);
+                self.local.take(&Take {
+                    limits: &scaled,
+                    ..*take
+                })
             }
         }
     }

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use super::super::{Counted, Limit, LimitUse, Limits, QuotaError, Usage, Verdict, Window};
+use super::super::{Counted, Limit, LimitUse, Limits, QuotaError, Take, Usage, Verdict, Window};
 
 /// Where the server's clock or the caller's comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,15 +127,9 @@ pub(super) struct Shared<'a> {
 impl Shared<'_> {
     /// One all-or-nothing take. The outer `Result` is Redis's; the inner
     /// one the store's answer.
-    pub async fn take(
-        &self,
-        account: &str,
-        limits: &Limits,
-        messages: u32,
-        recipients: u32,
-        now: SystemTime,
-    ) -> RedisResult<Result<Verdict, QuotaError>> {
-        let keys = Keys::new(self.namespace, account, &limits.windows);
+    pub async fn take(&self, take: &Take<'_>) -> RedisResult<Result<Verdict, QuotaError>> {
+        let limits = take.limits;
+        let keys = Keys::new(self.namespace, take.account, &limits.windows);
         let mut call = self.scripts.take.prepare_invoke();
         call.key(&keys.rate).key(&keys.cool);
         for k in &keys.windows {
@@ -148,9 +142,9 @@ impl Shared<'_> {
             ),
             None => (0.0, 0),
         };
-        call.arg(now_arg(self.clock, now))
-            .arg(messages)
-            .arg(recipients)
+        call.arg(now_arg(self.clock, take.now))
+            .arg(take.messages)
+            .arg(take.recipients)
             .arg(interval)
             .arg(burst);
         for w in &limits.windows {
@@ -159,7 +153,7 @@ impl Shared<'_> {
                 .arg(w.max);
         }
         let reply: Vec<Value> = call.invoke_async(&mut self.conn.clone()).await?;
-        decode_take(&reply, limits, messages, recipients, now)
+        decode_take(&reply, take)
     }
 
     /// The account's use of each limit.
@@ -254,30 +248,21 @@ fn limit_of(limits: &Limits, which: i64, reason: String) -> RedisResult<Limit> {
     }
 }
 
-fn decode_take(
-    reply: &[Value],
-    limits: &Limits,
-    messages: u32,
-    recipients: u32,
-    now: SystemTime,
-) -> RedisResult<Result<Verdict, QuotaError>> {
+fn decode_take(reply: &[Value], take: &Take<'_>) -> RedisResult<Result<Verdict, QuotaError>> {
     match int(reply.first())? {
         0 => Ok(Ok(Verdict::Granted)),
         1 => {
-            let limit = limit_of(limits, int(reply.get(2))?, text(reply.get(3)))?;
-            let until = after(now, int(reply.get(1))?);
+            let limit = limit_of(take.limits, int(reply.get(2))?, text(reply.get(3)))?;
+            let until = after(take.now, int(reply.get(1))?);
             Ok(Ok(Verdict::Wait { until, limit }))
         }
         2 => {
-            let limit = limit_of(limits, int(reply.get(2))?, String::new())?;
+            let limit = limit_of(take.limits, int(reply.get(2))?, String::new())?;
             let asked = match &limit {
-                Limit::Window(w) if w.counts == Counted::Recipients => recipients,
-                _ => messages,
+                Limit::Window(w) => take.need(w),
+                _ => u64::from(take.messages),
             };
-            Ok(Err(QuotaError::NeverFits {
-                limit,
-                asked: u64::from(asked),
-            }))
+            Ok(Err(QuotaError::NeverFits { limit, asked }))
         }
         _ => Err(protocol_error("unknown answer")),
     }

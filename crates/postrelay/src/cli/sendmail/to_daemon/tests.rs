@@ -21,7 +21,19 @@ enum Daemon {
     AnswerAtOnce(&'static str),
     /// Reads this many octets, then closes without a word.
     DiesAfter(usize),
+    /// Reads everything and never answers (until the client closes).
+    Silent,
+    /// Reads everything, then sends this reply an octet at a time, one
+    /// every [`TRICKLE`].
+    Trickles(&'static str),
 }
+
+/// The pause between two octets of [`Daemon::Trickles`].
+const TRICKLE: Duration = Duration::from_millis(300);
+
+/// Longer than any test here may take (a guard against a hang: a test
+/// that gets there has failed).
+const HANG: Duration = Duration::from_secs(60);
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -49,13 +61,20 @@ impl Setup {
             let mut got = Vec::new();
             match how {
                 Daemon::ReadAllThen(reply) => {
-                    let mut buf = [0u8; 8192];
-                    while !got.ends_with(b"\r\n.\r\n") {
-                        let n = s.read(&mut buf).unwrap();
-                        assert!(n > 0, "the client stopped before the end");
-                        got.extend_from_slice(&buf[..n]);
-                    }
+                    read_to_the_end(&mut s, &mut got);
                     s.write_all(reply.as_bytes()).unwrap();
+                }
+                Daemon::Silent => {
+                    let _ = s.read_to_end(&mut got);
+                }
+                Daemon::Trickles(reply) => {
+                    read_to_the_end(&mut s, &mut got);
+                    for octet in reply.as_bytes() {
+                        std::thread::sleep(TRICKLE);
+                        if s.write_all(&[*octet]).is_err() {
+                            break;
+                        }
+                    }
                 }
                 Daemon::AnswerAtOnce(reply) => s.write_all(reply.as_bytes()).unwrap(),
                 Daemon::DiesAfter(n) => {
@@ -84,7 +103,13 @@ impl Setup {
     }
 
     fn send(&self, message: &[u8]) -> Verdict {
-        let mut sink = Sink::with(UnixStream::connect(&self.socket), self.spawn()).unwrap();
+        self.send_within(message, ANSWER_WITHIN)
+    }
+
+    /// Sends `message`, waiting `within` for the answer.
+    fn send_within(&self, message: &[u8], within: Duration) -> Verdict {
+        let mut sink = Sink::with(connect(&self.socket), self.spawn()).unwrap();
+        sink.answer_within = within;
         // In pieces, as `stream` writes it.
         for piece in message.chunks(1000) {
             sink.write_all(piece).unwrap();
@@ -100,6 +125,26 @@ impl Setup {
     fn dropped(&self) -> Vec<u8> {
         std::fs::read(&self.dropped).unwrap()
     }
+}
+
+/// Reads from `s` into `got` up to the end of the message.
+fn read_to_the_end(s: &mut std::os::unix::net::UnixStream, got: &mut Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    while !got.ends_with(b"\r\n.\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the client stopped before the end");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// `f` run in a thread of its own; a test failure should it not return
+/// within [`HANG`].
+fn without_hanging<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG).expect("it hung")
 }
 
 /// A submission of about `size` octets in DATA form.
@@ -187,7 +232,7 @@ fn a_large_message_is_not_kept_for_replay() {
     let s = Setup::new();
     let daemon = s.daemon(Daemon::DiesAfter(REPLAY_LIMIT + 100_000));
     let m = message(REPLAY_LIMIT * 3);
-    let mut sink = Sink::with(UnixStream::connect(&s.socket), s.spawn()).unwrap();
+    let mut sink = Sink::with(connect(&s.socket), s.spawn()).unwrap();
     let mut failed = false;
     for piece in m.chunks(1000) {
         if sink.write_all(piece).is_err() {
@@ -217,4 +262,69 @@ fn no_daemon_means_postdrop_from_the_start() {
     assert!(exited_ok(&v));
     assert_eq!(s.spawned(), 1);
     assert_eq!(s.dropped(), m);
+}
+
+/// A daemon that accepts and never answers, and one whose answer trickles
+/// in an octet at a time: after the answer's bound (in all, not per
+/// octet) the message goes to postdrop whole.
+#[test]
+fn a_daemon_that_does_not_answer_in_time_is_left_for_postdrop() {
+    for how in [
+        Daemon::Silent,
+        Daemon::Trickles("250 2.0.0 Ok: queued as SLOW\r\n"),
+    ] {
+        let s = Arc::new(Setup::new());
+        let daemon = s.daemon(how);
+        let m = message(20_000);
+        let (s2, m2) = (s.clone(), m.clone());
+        let v = without_hanging(move || s2.send_within(&m2, Duration::from_secs(1)));
+        assert!(exited_ok(&v), "the daemon's late answer was not taken");
+        assert_eq!(s.dropped(), m);
+        assert_eq!(daemon.join().unwrap(), m);
+    }
+}
+
+/// A daemon that does not accept (its queue of connections full) is not
+/// waited for: the connection is refused at once, and the message goes
+/// to postdrop.
+#[test]
+fn a_daemon_that_does_not_accept_is_not_waited_for() {
+    use nix::sys::socket::{Backlog, bind, listen};
+    let s = Arc::new(Setup::new());
+    let listener = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        &UnixAddr::new(&s.socket).unwrap(),
+    )
+    .unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    let path = s.socket.clone();
+    let refused = without_hanging(move || {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match connect(&path) {
+                Ok(sock) => held.push(sock),
+                Err(e) => return Some(e.kind()),
+            }
+        }
+        None
+    });
+    assert_eq!(refused, Some(io::ErrorKind::WouldBlock));
+    let m = message(5000);
+    let s2 = s.clone();
+    let m2 = m.clone();
+    // Its queue is full again with this one's own connections held.
+    let v = without_hanging(move || {
+        let _held: Vec<_> = (0..8).filter_map(|_| connect(&s2.socket).ok()).collect();
+        s2.send(&m2)
+    });
+    assert!(exited_ok(&v));
+    assert_eq!(s.dropped(), m);
+    drop(listener);
 }

@@ -9,13 +9,17 @@
 //! the mbox ended ([`note`]); a kill leaves that dotlock behind, so no
 //! program that honours dotlocks touches the mbox meanwhile. The next
 //! delivery to the mailbox ([`adopt`]) finds the dotlock, sees that the
-//! process that made it on this host is gone, takes the lock over instead
-//! of waiting for it to go stale, and once it also holds the `fcntl` lock
-//! cuts the mbox back to where the killed delivery started ([`repair`]),
+//! process that made it on this host is gone (and that no other delivery
+//! is taking it over: the `fcntl` lock on the dotlock file, see
+//! `mbox::dotlock`), takes the lock over instead of waiting for it to go
+//! stale, and once it also holds the mbox's `fcntl` lock cuts the mbox
+//! back to where the killed delivery started ([`repair`]),
 //! but only when what follows that point is the killed delivery's own
 //! partial message: it begins with the `From ` line noted, and no other
 //! line starts a message (the body's are quoted). Anything else there is
-//! left alone and logged.
+//! left alone and logged. Until that is done the killed delivery's note
+//! stays in the dotlock: an adopter that fails or is killed first leaves
+//! it for the next one.
 //!
 //! Not for: failures the writer sees itself (`mbox::deliver` truncates),
 //! or dotlocks of other programs (waited for, then removed when stale).
@@ -28,6 +32,7 @@ use std::path::Path;
 use nix::libc;
 
 use super::super::io_reason;
+use super::RecordLock;
 use crate::deliver::Reason;
 
 /// What a delivery notes in its dotlock file: who holds it, and once it
@@ -133,18 +138,30 @@ fn host() -> String {
         .replace([' ', '='], "_")
 }
 
-/// Writes `note` over the start of the dotlock file (each note is longer
-/// than the one before, so no truncation is needed).
+/// Writes `note` over the start of the dotlock file, then cuts what an
+/// earlier, longer note left after it (only the first line is read back,
+/// so a kill between the two leaves a note that reads well).
 pub(super) fn note(lock: &File, path: &Path, note: &Note) -> Result<(), Reason> {
-    lock.write_all_at(&note.to_line(), 0)
+    let line = note.to_line();
+    lock.write_all_at(&line, 0)
+        .and_then(|()| lock.set_len(line.len() as u64))
         .map_err(|e| io_reason("write lock file", path, &e))
 }
 
+/// A killed delivery's dotlock, taken over: the file, the lock on it that
+/// says a live delivery holds it now, and the killed delivery's note.
+pub(in crate::deliver::local) struct Adopted {
+    pub file: File,
+    pub held: RecordLock,
+    pub note: Note,
+}
+
 /// A dotlock left by a postrelay delivery on this host whose process is
-/// gone: opened, with its note. `None` for a lock of a live process,
-/// another host, another program, or one that is not a plain file of
-/// ours.
-pub(super) fn adopt(lock: &Path) -> Option<(File, Note)> {
+/// gone: opened and locked, with its note. `None` for a lock of a live
+/// process, another host, another program, one that is not a plain file
+/// of ours, or one another delivery is taking over: the lock on the file
+/// lets exactly one adopt it.
+pub(in crate::deliver::local) fn adopt(lock: &Path) -> Option<Adopted> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -155,6 +172,9 @@ pub(super) fn adopt(lock: &Path) -> Option<(File, Note)> {
     if !m.file_type().is_file() || m.nlink() != 1 || m.uid() != nix::unistd::geteuid().as_raw() {
         return None;
     }
+    // Held by a live delivery (its maker, or another that adopted it),
+    // else ours until dropped; the note is read under it.
+    let held = RecordLock::try_acquire(&file, lock).ok()??;
     let mut text = Vec::new();
     (&mut file)
         .take(MAX_NOTE as u64)
@@ -166,9 +186,10 @@ pub(super) fn adopt(lock: &Path) -> Option<(File, Note)> {
     if note.host != host() || note.pid <= 0 || !gone {
         return None;
     }
-    // Still the file at that name (not removed as stale meanwhile).
+    // Still the file at that name (not removed as stale or by a finished
+    // adopter meanwhile).
     let now = std::fs::symlink_metadata(lock).ok()?;
-    (now.dev() == m.dev() && now.ino() == m.ino()).then_some((file, note))
+    (now.dev() == m.dev() && now.ino() == m.ino()).then_some(Adopted { file, held, note })
 }
 
 /// Cuts `mbox` (locked by us) back to where the killed append `append`

@@ -169,3 +169,122 @@ fn a_lock_note_reads_back_as_written() {
         assert_eq!(Note::parse(other), None);
     }
 }
+
+/// Takes an `fcntl` write lock on `path` as another program would, held
+/// while the file returned is open.
+fn lock_as_another_program(path: &Path) -> fs::File {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::libc;
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    fcntl(&file, FcntlArg::F_OFD_SETLK(&lock)).unwrap();
+    file
+}
+
+/// The killed delivery's note in the dotlock `lock`.
+fn note_in(lock: &Path) -> super::mbox::undo::Note {
+    super::mbox::undo::Note::parse(&fs::read(lock).unwrap()).expect("a note")
+}
+
+/// A mailbox with one whole message, then the part a killed delivery
+/// wrote, and the dotlock that delivery left.
+struct Killed {
+    dir: TempDir,
+    user: LocalUser,
+    /// The spool body of the whole message.
+    body: PathBuf,
+    mbox: PathBuf,
+    lock: PathBuf,
+    /// The mbox before the killed delivery.
+    whole: Vec<u8>,
+}
+
+fn killed_after_one() -> Killed {
+    let (dir, user, body) = one_delivered();
+    let mbox = dir.path().join("tester");
+    let lock = dir.path().join("tester.lock");
+    let whole = fs::read(&mbox).unwrap();
+    kill_a_writer_mid_message(dir.path(), 4);
+    assert!(fs::metadata(&mbox).unwrap().len() > whole.len() as u64);
+    Killed {
+        dir,
+        user,
+        body,
+        mbox,
+        lock,
+        whole,
+    }
+}
+
+impl Killed {
+    /// The whole message again.
+    fn deliver(&self, wait: Duration) -> Result<PathBuf, Reason> {
+        mbox_deliver(&self.user, &message(&self.body), self.dir.path(), wait)
+    }
+}
+
+/// The delivery that takes a killed one's lock over fails before it has
+/// cut the partial message (the mbox is locked by an MUA past its wait):
+/// the dotlock stays, with the killed delivery's note, and the next
+/// delivery takes it over and cuts.
+#[test]
+fn an_adopter_that_fails_before_repairing_leaves_the_cut_to_the_next() {
+    let k = killed_after_one();
+    let (mbox, lock) = (&k.mbox, &k.lock);
+    let killed = note_in(lock);
+    assert!(killed.append.is_some());
+
+    let mua = lock_as_another_program(mbox);
+    let failed = k.deliver(Duration::from_millis(300));
+    let why = failed.expect_err("the mbox is locked").to_string();
+    assert!(why.contains("locked by another program"), "{why}");
+    assert_eq!(note_in(lock), killed, "the killed delivery's note is kept");
+    drop(mua);
+
+    k.deliver(Duration::from_secs(1)).unwrap();
+    let after = fs::read(mbox).unwrap();
+    assert_eq!(
+        after.len(),
+        2 * k.whole.len(),
+        "the partial message was cut"
+    );
+    assert_eq!(&after[..k.whole.len()], &k.whole[..]);
+    assert!(!lock.exists());
+}
+
+/// Two deliveries find the same killed delivery's lock: one takes it
+/// over, the other waits (also once the lock file is older than a stale
+/// one: a lock a live delivery holds is not removed), and the note stays
+/// for whoever repairs.
+#[test]
+fn only_one_delivery_takes_over_a_killed_lock() {
+    use super::mbox::dotlock::DotLock;
+    use super::mbox::undo::adopt;
+    let k = killed_after_one();
+    let (mbox, lock) = (&k.mbox, &k.lock);
+
+    // Both read the killed delivery's note before either writes its own.
+    let first = adopt(lock).expect("the first takes it over");
+    assert!(adopt(lock).is_none(), "the second does not");
+    drop(first);
+
+    let wait = Duration::from_millis(300);
+    let first = DotLock::acquire(lock, mbox, wait).unwrap();
+    assert!(first.left().is_some());
+    let long_ago = SystemTime::now() - 2 * super::mbox::STALE_DOTLOCK;
+    let file = fs::OpenOptions::new().write(true).open(lock).unwrap();
+    file.set_modified(long_ago).unwrap();
+    let second = DotLock::acquire(lock, mbox, wait);
+    let why = second.err().expect("the second waits").to_string();
+    assert!(why.contains("is locked"), "{why}");
+    drop(first);
+
+    k.deliver(Duration::from_secs(1)).unwrap();
+    assert_eq!(fs::read(mbox).unwrap().len(), 2 * k.whole.len());
+}
