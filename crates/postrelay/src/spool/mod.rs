@@ -94,6 +94,14 @@ pub fn sample_health_at(root: &Path, options: &HealthOptions) -> Health {
     health::sample(options, &root.join(layout::TMP_DIR))
 }
 
+/// The messages that the commit journal at `root` keeps alive now: those
+/// a crash would make the next start rewrite from it if their files in
+/// queue/ had not reached the disk (none without a journal). Reads only,
+/// without the spool's lock: for diagnostics and tests.
+pub fn journal_pending(root: &Path) -> Result<Vec<QueueId>, SpoolError> {
+    journal::recover::pending(root)
+}
+
 /// The current time in Unix milliseconds, the unit of every timestamp in
 /// an [`Envelope`]. A clock before 1970 reads as 0.
 pub fn now_ms() -> u64 {

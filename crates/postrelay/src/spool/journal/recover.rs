@@ -26,9 +26,11 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::path::Path;
 
 use super::super::durable::{FileOps, remove_quietly, temp_name, write_new};
 use super::super::error::SpoolError;
+use super::super::id::QueueId;
 use super::super::layout::{LOCK_FILE, Layout, Location};
 use super::{Header, JOURNAL_FILE, Record, live_records, read_header, write_header};
 
@@ -56,11 +58,8 @@ pub(in crate::spool) fn replay(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Replayed::default()),
         Err(e) => return Err(SpoolError::io("open", &path, e)),
     };
-    let mut bytes = Vec::new();
     // A write-only descriptor cannot be read: read through a second one.
-    File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| SpoolError::io("read", &path, e))?;
+    let bytes = read_segment(&path)?;
     let header = read_header(&bytes);
     let records = live_records(&bytes, &header);
     drop(bytes);
@@ -93,6 +92,28 @@ pub(in crate::spool) fn replay(
     Ok(done)
 }
 
+/// The ids of the live records of `<root>/journal`, those a replay
+/// would restore now (none if there is no journal); reads only.
+pub(in crate::spool) fn pending(root: &Path) -> Result<Vec<QueueId>, SpoolError> {
+    let path = root.join(JOURNAL_FILE);
+    let bytes = match read_segment(&path) {
+        Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
+        }
+        bytes => bytes?,
+    };
+    let header = read_header(&bytes);
+    Ok(live_records(&bytes, &header).iter().map(|r| r.id).collect())
+}
+
+fn read_segment(path: &Path) -> Result<Vec<u8>, SpoolError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| SpoolError::io("read", path, e))?;
+    Ok(bytes)
+}
+
 /// Makes the message of `record` whole in queue/ (or hold/); true if
 /// anything had to be rewritten.
 fn restore(layout: &Layout, ops: &dyn FileOps, record: &Record) -> Result<bool, SpoolError> {
@@ -122,7 +143,7 @@ fn restore(layout: &Layout, ops: &dyn FileOps, record: &Record) -> Result<bool, 
 fn replace(
     layout: &Layout,
     ops: &dyn FileOps,
-    path: &std::path::Path,
+    path: &Path,
     bytes: &[u8],
 ) -> Result<(), SpoolError> {
     let tmp = temp_name(&layout.tmp, path);

@@ -247,7 +247,7 @@ fn a_checkpoint_retires_the_records_of_delivered_messages() {
 fn removed_files_are_not_recycled_before_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let spool = open(root);
+    let (spool, fs) = open_faulty(root);
     let old = commit(&spool, b"old\r\n").unwrap();
     spool.reap_removed();
     spool.remove_lazily(&old).unwrap();
@@ -257,7 +257,18 @@ fn removed_files_are_not_recycled_before_a_checkpoint() {
     assert!(names_in(root, "queue").contains(&old.body_name()));
     // Its envelope waits in free/, not yet reusable.
     assert_eq!(names_in(root, "free"), vec![old.envelope_name()]);
-    spool.reap_removed();
+    // Nor while the checkpoint's syncfs has not returned.
+    fs.arm(Fault::stall(Op::SyncFs, ""));
+    let (queue, free) = std::thread::scope(|s| {
+        let checkpoint = s.spawn(|| spool.reap_removed());
+        fs.wait_stalled();
+        let seen = (names_in(root, "queue"), names_in(root, "free"));
+        fs.disarm();
+        checkpoint.join().unwrap();
+        seen
+    });
+    assert!(queue.contains(&old.body_name()), "{queue:?}");
+    assert_eq!(free, vec![old.envelope_name()]);
     assert!(!names_in(root, "queue").contains(&old.body_name()));
     assert_eq!(body_of(&spool, &new), b"new\r\n");
 }
@@ -267,21 +278,30 @@ fn a_failed_journal_flush_refuses_the_batch_and_the_next_commit_works() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (spool, fs) = open_faulty(root);
+    // Two records written, not flushed; the first as long as the next
+    // commit's, so that appending after it in the same epoch would make
+    // the second look live again.
+    let batch = vec![
+        stage(&spool, b"refused 1\r\n").unwrap(),
+        stage(&spool, b"refused 2\r\n").unwrap(),
+    ];
     fs.arm(Fault::eio(Op::SyncData, "journal"));
-    let err = commit(&spool, b"refused\r\n").unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SpoolError::Io {
-                op: "fdatasync",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    for err in spool.commit_batch(batch) {
+        let err = err.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SpoolError::Io {
+                    op: "fdatasync",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
     assert!(names_in(root, "queue").is_empty());
     fs.disarm();
-    let ok = commit(&spool, b"accepted\r\n").unwrap();
+    let ok = commit(&spool, b"accepted!\r\n").unwrap();
     drop(spool);
     let report = open(root).recover().unwrap();
     assert_eq!(
