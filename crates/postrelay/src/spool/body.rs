@@ -251,6 +251,8 @@ pub struct Staged {
     /// With `sync = "journal"` and a body small enough: the record the
     /// committer journals instead of syncing the files.
     pub(crate) journal: Option<JournalCopy>,
+    /// Whether its body and envelope were `fdatasync`ed while staging.
+    pub(crate) synced: bool,
 }
 
 impl Staged {
@@ -267,6 +269,7 @@ impl Staged {
             env_tmp,
             guard,
             journal: None,
+            synced: false,
         }
     }
 

@@ -57,14 +57,103 @@ impl Spool {
     /// Between the renames and the `fsync`, a concurrent [`Spool::list`] or
     /// `mailq` may already see a message that is then withdrawn.
     pub fn commit_batch(&self, batch: Vec<Staged>) -> Vec<Result<QueueId, SpoolError>> {
-        match self.inner.sync {
+        match self.mode() {
             SyncMode::Journal => match self.commit_journaled(batch) {
                 Ok(results) => results,
+                // The journal was just turned off.
+                Err(batch) if self.mode() == SyncMode::Files => self.commit_files(batch),
                 // Not journaled: the files were not synced while staging.
                 Err(batch) => self.commit_synced(batch, true),
             },
             SyncMode::Filesystem => self.commit_synced(batch, true),
-            SyncMode::Files => self.commit_synced(batch, false),
+            SyncMode::Files => self.commit_files(batch),
+        }
+    }
+
+    /// The mode in force: the configured one, except that
+    /// [`SyncMode::Journal`] without a working journal (it could not be
+    /// set up, or was turned off after a failure) is [`SyncMode::Files`].
+    pub(super) fn mode(&self) -> SyncMode {
+        match (self.inner.sync, &self.inner.journal) {
+            (SyncMode::Journal, Some(j)) if !j.is_off() => SyncMode::Journal,
+            (SyncMode::Journal, _) => SyncMode::Files,
+            (mode, _) => mode,
+        }
+    }
+
+    /// [`Spool::commit_synced`] without `syncfs`, after an `fdatasync` of
+    /// the body and envelope of each message not synced while staging
+    /// (staged while the journal still worked); a message whose sync
+    /// fails is refused and its files removed.
+    fn commit_files(&self, batch: Vec<Staged>) -> Vec<Result<QueueId, SpoolError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut ready = Vec::with_capacity(batch.len());
+        for staged in batch {
+            match self.sync_staged(&staged) {
+                Ok(()) => {
+                    results.push(None);
+                    ready.push(staged);
+                }
+                // Dropping `staged` removes its files.
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut committed = self.commit_synced(ready, false).into_iter();
+        results
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| committed.next())
+                    .unwrap_or_else(|| Err(SpoolError::io("commit", "", io::Error::other("lost"))))
+            })
+            .collect()
+    }
+
+    /// `fdatasync`s the body and envelope of `staged` unless that was
+    /// done while staging.
+    fn sync_staged(&self, staged: &Staged) -> Result<(), SpoolError> {
+        if staged.synced {
+            return Ok(());
+        }
+        let ops = &*self.inner.ops;
+        for path in [staged.body_tmp(), staged.env_tmp()] {
+            let file = ops
+                .open_existing_for_write(path)
+                .map_err(|e| SpoolError::io("open", path, e))?;
+            ops.sync_data(&file, path)
+                .map_err(|e| SpoolError::io("fdatasync", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// One `syncfs` of the spool's file system, never two at once; a
+    /// failure turns the journal off (see [`Spool::journal_failed`]).
+    fn syncfs(&self) -> io::Result<()> {
+        let _one = self.inner.syncfs.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.inner.layout.root.join(LOCK_FILE);
+        let result = self.inner.ops.sync_filesystem(&self.inner.lock, &path);
+        if let Err(e) = &result {
+            self.journal_failed(&SpoolError::io("syncfs", &path, copy_io_error(e)));
+        }
+        result
+    }
+
+    /// After a failed flush of the journal, of its header, or a failed
+    /// `syncfs`: turns the journal off for the rest of the process (see
+    /// `Journal::turn_off`) and says so, once. Commits then `fdatasync`
+    /// each message's files, as with [`SyncMode::Files`].
+    fn journal_failed(&self, e: &SpoolError) {
+        if let Some(j) = &self.inner.journal
+            && j.turn_off()
+        {
+            tracing::error!(
+                error = %e,
+                "spool: the commit journal is off until postrelay restarts: a write to the disk \
+                 failed, and a later flush could succeed without that data having reached it; \
+                 every message is now committed with an fdatasync of its own files (slower, \
+                 nothing is lost), and the journal's records are kept for the next start to \
+                 replay. Check the disk and the kernel log (dmesg) for I/O errors, then restart \
+                 postrelay"
+            );
         }
     }
 
@@ -78,7 +167,7 @@ impl Spool {
         let doomed = self.inner.free.take_doomed();
         if syncfs
             && !batch.is_empty()
-            && let Err(e) = ops.sync_filesystem(&self.inner.lock, &layout.root.join(LOCK_FILE))
+            && let Err(e) = self.syncfs()
         {
             // Nothing was renamed: dropping the batch removes its files.
             tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");
@@ -137,7 +226,7 @@ impl Spool {
     /// go on meanwhile (the committer calls it from its checkpoint
     /// thread; see `queue::commit`).
     pub fn reap_removed(&self) {
-        if self.inner.sync == SyncMode::Journal {
+        if self.mode() == SyncMode::Journal {
             if let Err(e) = self.checkpoint() {
                 tracing::warn!(error = %e, "spool: journal checkpoint failed; will retry");
             }
@@ -200,13 +289,17 @@ impl Spool {
             return Err(batch);
         }
         let mut writer = journal.writer();
+        if journal.is_off() {
+            return Err(batch);
+        }
         if !writer.has_room(bytes)
             && let Err(e) = self.new_epoch(journal, &mut writer)
         {
-            tracing::warn!(error = %e, "spool: journal full and checkpoint failed; committing with syncfs");
+            self.journal_failed(&e);
             return Err(batch);
         }
         if let Err(e) = writer.append(ops, &entries) {
+            self.journal_failed(&e);
             tracing::error!(error = %e, messages = batch.len(), "spool: journal write failed; refusing the batch");
             // Dropping the batch removes its files.
             return Ok(batch.iter().map(|_| Err(copy_spool_error(&e))).collect());
@@ -236,7 +329,7 @@ impl Spool {
     /// header says those records are covered. Nothing to do if nothing
     /// changed since the last one.
     fn checkpoint(&self) -> Result<(), SpoolError> {
-        let Some(journal) = &self.inner.journal else {
+        let Some(journal) = self.inner.journal.as_ref().filter(|j| !j.is_off()) else {
             return Ok(());
         };
         let (doomed, (epoch, seq), behind) = {
@@ -249,7 +342,11 @@ impl Spool {
         }
         journal.start_checkpoint();
         self.syncfs_then_release(doomed)?;
-        journal.cover(&*self.inner.ops, epoch, seq)
+        let covered = journal.cover(&*self.inner.ops, epoch, seq);
+        if let Err(e) = &covered {
+            self.journal_failed(e);
+        }
+        covered
     }
 
     /// The committer's checkpoint when the segment is full (or a write
@@ -266,12 +363,11 @@ impl Spool {
     /// on failure `doomed` waits for the next.
     fn syncfs_then_release(&self, doomed: Vec<super::free::Doomed>) -> Result<(), SpoolError> {
         let layout = &self.inner.layout;
-        let ops = &*self.inner.ops;
-        if let Err(e) = ops.sync_filesystem(&self.inner.lock, &layout.root.join(LOCK_FILE)) {
+        if let Err(e) = self.syncfs() {
             self.inner.free.give_back_doomed(doomed);
             return Err(SpoolError::io("syncfs", &layout.queue, e));
         }
-        self.inner.free.release(ops, layout, doomed);
+        self.inner.free.release(&*self.inner.ops, layout, doomed);
         Ok(())
     }
 
@@ -282,7 +378,8 @@ impl Spool {
     /// a true answer counts as the start of the next checkpoint.
     pub fn take_due_checkpoint(&self) -> bool {
         self.inner.journal.as_ref().is_some_and(|j| {
-            j.since_checkpoint() >= CHECKPOINT_INTERVAL
+            !j.is_off()
+                && j.since_checkpoint() >= CHECKPOINT_INTERVAL
                 && j.behind(&j.writer())
                 && j.start_checkpoint() >= CHECKPOINT_INTERVAL
         })

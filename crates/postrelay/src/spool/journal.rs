@@ -41,6 +41,7 @@ mod tests;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -83,6 +84,9 @@ pub(super) struct Entry<'a> {
 pub(super) struct Journal {
     writer: Mutex<Writer>,
     header: Mutex<HeaderState>,
+    /// A flush of the journal or a `syncfs` failed: the journal appends
+    /// and covers nothing more in this process (see [`Journal::turn_off`]).
+    off: AtomicBool,
 }
 
 /// Where the next record goes.
@@ -96,9 +100,6 @@ pub(super) struct Writer {
     seq: u32,
     /// Offset of the next record.
     offset: u64,
-    /// A write or flush failed: nothing more is appended until a new
-    /// epoch starts (the segment's state after the last record is unknown).
-    broken: bool,
     buf: Vec<u8>,
 }
 
@@ -148,12 +149,12 @@ impl Journal {
             epoch,
             seq: 0,
             offset: RECORDS_START,
-            broken: false,
             buf: Vec::new(),
         };
         Ok(Journal {
             writer: Mutex::new(writer),
             header: Mutex::new(header),
+            off: AtomicBool::new(false),
         })
     }
 
@@ -164,6 +165,25 @@ impl Journal {
         // A panic mid-append leaves `broken` unset but the next append
         // overwrites the same place; nothing acknowledged depends on it.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the journal for the rest of the process, after a failed
+    /// flush of it or a failed `syncfs`: Linux reports a write-back error
+    /// once, so a later flush or `syncfs` may succeed although pages
+    /// written before it never reached the disk, and a header written
+    /// after it could retire records whose files in queue/ are not
+    /// durable. The records stay live; the next start replays them.
+    /// True the first time.
+    pub(super) fn turn_off(&self) -> bool {
+        // Taken under the header lock, so that no `cover` that began
+        // before is still writing once this returns.
+        let _header = self.header();
+        !self.off.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether [`Journal::turn_off`] was called.
+    pub(super) fn is_off(&self) -> bool {
+        self.off.load(Ordering::SeqCst)
     }
 
     fn header(&self) -> MutexGuard<'_, HeaderState> {
@@ -195,7 +215,7 @@ impl Journal {
     /// already says as much (a later checkpoint got there first).
     pub(super) fn cover(&self, ops: &dyn FileOps, epoch: u64, seq: u32) -> Result<(), SpoolError> {
         let mut h = self.header();
-        if !h.written.behind(epoch, seq) {
+        if self.is_off() || !h.written.behind(epoch, seq) {
             return Ok(());
         }
         h.write(ops, epoch, seq)
@@ -210,7 +230,6 @@ impl Journal {
         w.epoch = epoch;
         w.seq = 0;
         w.offset = RECORDS_START;
-        w.broken = false;
         Ok(())
     }
 }
@@ -247,7 +266,7 @@ impl Writer {
 
     /// Whether `bytes` more can be appended now without a new epoch.
     pub(super) fn has_room(&self, bytes: usize) -> bool {
-        !self.broken && self.offset + bytes as u64 <= SEGMENT_LEN
+        self.offset + bytes as u64 <= SEGMENT_LEN
     }
 
     /// The position after the last record: `(epoch, seq)`.
@@ -257,7 +276,10 @@ impl Writer {
 
     /// Appends one record per entry and `fdatasync`s the segment once.
     /// Only after `Ok` are the messages durable. The caller checked
-    /// [`Writer::has_room`].
+    /// [`Writer::has_room`]. After an error the caller turns the journal
+    /// off; the first record of the batch is zeroed (in the page cache at
+    /// least: no flush can be trusted now), so that a replay, which ends
+    /// there, does not bring back a batch that was refused.
     pub(super) fn append(
         &mut self,
         ops: &dyn FileOps,
@@ -286,7 +308,10 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                self.broken = true;
+                let _ = self
+                    .file
+                    .seek(SeekFrom::Start(self.offset))
+                    .and_then(|_| write_all(ops, &mut self.file, &self.path, &[0; 4]));
                 Err(e)
             }
         }

@@ -176,6 +176,9 @@ struct Inner {
     /// descriptor `syncfs` goes through (open since the start, so every
     /// write-back error since then is reported).
     lock: File,
+    /// Held across each `syncfs`, so that an error it reports is seen
+    /// by the caller that made it, before any other `syncfs` can return.
+    syncfs: Mutex<()>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -238,6 +241,7 @@ impl Spool {
                 journal,
                 replayed,
                 lock,
+                syncfs: Mutex::new(()),
             }),
         })
     }
@@ -294,7 +298,7 @@ impl Spool {
     /// recovery removes), so no rename is needed for it.
     pub fn new_body(&self) -> Result<BodyWriter, SpoolError> {
         let body = self.new_body_file()?;
-        Ok(match self.inner.sync {
+        Ok(match self.mode() {
             SyncMode::Journal => body.keep_copy(journal::MAX_JOURNALED_BODY),
             SyncMode::Files | SyncMode::Filesystem => body,
         })
@@ -343,7 +347,7 @@ impl Spool {
                 envelope: envelope.id,
             });
         }
-        let sync = self.inner.sync == SyncMode::Files;
+        let sync = self.mode() == SyncMode::Files;
         let body::Finished {
             id,
             len,
@@ -370,6 +374,7 @@ impl Spool {
         guard.push(env_tmp.clone());
         let body = self.inner.layout.body_path(&id);
         let mut staged = Staged::new(envelope, body, env_tmp, guard);
+        staged.synced = sync;
         staged.journal = copy.map(|body| JournalCopy {
             envelope: json,
             body,
@@ -380,7 +385,7 @@ impl Spool {
     /// Whether [`Spool::stage`] blocks on the disk (it `fdatasync`s with
     /// [`SyncMode::Files`]); async callers then run it on a blocking thread.
     pub fn stage_blocks(&self) -> bool {
-        self.inner.sync == SyncMode::Files
+        self.mode() == SyncMode::Files
     }
 
     /// Removes a delivered message cheaply: its envelope leaves queue/ now

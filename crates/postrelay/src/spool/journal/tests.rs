@@ -17,6 +17,7 @@ use super::super::tests::{commit, envelope_for, stage};
 use super::super::*;
 use super::record::{encode_header, encode_record};
 use super::{Header, RECORDS_START, live_records, read_header};
+use crate::spool::journal_pending;
 
 fn open_with_ops(root: &Path, ops: Arc<dyn FileOps>) -> Spool {
     Spool::open_with(
@@ -67,6 +68,21 @@ fn segment(epoch: u64, bodies: &[&[u8]]) -> (Vec<u8>, Vec<QueueId>) {
         ids.push(id);
     }
     (bytes, ids)
+}
+
+/// `result` is the failure of an `fdatasync`.
+fn assert_fdatasync_failed(result: Result<QueueId, SpoolError>) {
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SpoolError::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 fn header(generation: u64, epoch: u64, covered: u32) -> Header {
@@ -286,22 +302,16 @@ fn a_failed_journal_flush_refuses_the_batch_and_the_next_commit_works() {
         stage(&spool, b"refused 2\r\n").unwrap(),
     ];
     fs.arm(Fault::eio(Op::SyncData, "journal"));
-    for err in spool.commit_batch(batch) {
-        let err = err.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SpoolError::Io {
-                    op: "fdatasync",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+    for result in spool.commit_batch(batch) {
+        assert_fdatasync_failed(result);
     }
     assert!(names_in(root, "queue").is_empty());
-    fs.disarm();
+    assert_eq!(journal_pending(root).unwrap(), vec![], "refused, not live");
+    // The journal is off: with its flush still failing, the next commit
+    // works (each file synced, the journal left alone).
     let ok = commit(&spool, b"accepted!\r\n").unwrap();
+    assert_eq!(journal_pending(root).unwrap(), vec![]);
+    fs.disarm();
     drop(spool);
     let report = open(root).recover().unwrap();
     assert_eq!(
@@ -324,4 +334,59 @@ fn a_body_too_large_for_the_journal_is_committed_with_syncfs() {
     assert!(matches!(err, SpoolError::Io { op: "syncfs", .. }), "{err}");
     // A small one does not need it.
     commit(&spool, b"small\r\n").unwrap();
+}
+
+#[test]
+fn after_a_failed_syncfs_the_journal_covers_nothing_more_and_each_file_is_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (spool, fs) = open_faulty(root);
+    let a = commit(&spool, b"first\r\n").unwrap();
+    fs.arm(Fault::eio(Op::SyncFs, ""));
+    spool.reap_removed();
+    fs.disarm();
+    // Later syncfs calls may succeed without a's pages having reached
+    // the disk: its record stays live.
+    spool.reap_removed();
+    spool.reap_removed();
+    assert_eq!(journal_pending(root).unwrap(), vec![a]);
+    // New messages: an fdatasync of their own files, not the journal.
+    fs.arm(Fault::eio(Op::SyncData, "queue/"));
+    assert_fdatasync_failed(commit(&spool, b"refused\r\n"));
+    fs.disarm();
+    fs.arm(Fault::eio(Op::SyncData, "journal"));
+    let b = commit(&spool, b"second\r\n").unwrap();
+    assert!(!spool.take_due_checkpoint());
+    drop(spool);
+    // A power cut: a's files in queue/ never reached the disk.
+    lose(&root.join("queue").join(a.envelope_name()));
+    lose(&root.join("queue").join(a.body_name()));
+    let spool = open(root);
+    let report = spool.recover().unwrap();
+    assert_eq!(report.journal_records, 1, "{report:?}");
+    let mut found: Vec<QueueId> = report.found.iter().map(|f| f.id).collect();
+    found.sort();
+    assert_eq!(found, vec![a, b]);
+    assert_eq!(body_of(&spool, &a), b"first\r\n");
+}
+
+#[test]
+fn a_message_staged_before_the_journal_turned_off_is_synced_at_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (spool, fs) = open_faulty(root);
+    commit(&spool, b"first\r\n").unwrap();
+    let early = stage(&spool, b"staged early\r\n").unwrap();
+    let id = early.id;
+    fs.arm(Fault::eio(Op::SyncFs, ""));
+    spool.reap_removed();
+    fs.disarm();
+    // Staged unsynced for the journal, committed without it: its files
+    // are synced now, and a failure there refuses it.
+    fs.arm(Fault::eio(Op::SyncData, &id.to_string()));
+    assert_fdatasync_failed(spool.commit_batch(vec![early]).pop().unwrap());
+    assert!(!names_in(root, "queue").contains(&id.body_name()));
+    fs.disarm();
+    let late = stage(&spool, b"staged early too\r\n").unwrap();
+    assert!(spool.commit_batch(vec![late]).pop().unwrap().is_ok());
 }
