@@ -13,7 +13,8 @@
 //! are made by the thread itself when idle for [`REAP_INTERVAL`], and by a
 //! second thread, `spool-checkpoint`, once `spool::CHECKPOINT_INTERVAL` has
 //! passed since the last while commits go on (its `syncfs` then delays no
-//! batch).
+//! batch; if it cannot be started, the spool gives the journal up and
+//! syncs each file instead).
 //!
 //! It does not stage (that is done by the session, in `spawn_blocking`)
 //! and does not retry: a failure goes back to the session, which answers 4xx.
@@ -106,7 +107,7 @@ impl Future for PendingCommit {
 impl Committer {
     /// Starts the commit thread for `spool`.
     pub fn start(spool: Spool) -> Committer {
-        Committer::spawn(spool, None)
+        Committer::spawn(spool, None, spawn_thread)
     }
 
     /// Test seam: the thread starts committing only once `gate` is opened
@@ -115,10 +116,19 @@ impl Committer {
     #[cfg(test)]
     pub(crate) fn start_gated(spool: Spool) -> (Committer, mpsc::Sender<()>) {
         let (open, gate) = mpsc::channel();
-        (Committer::spawn(spool, Some(gate)), open)
+        (Committer::spawn(spool, Some(gate), spawn_thread), open)
     }
 
-    fn spawn(spool: Spool, gate: Option<mpsc::Receiver<()>>) -> Committer {
+    /// Test seam: [`Committer::start_gated`], where the checkpoint thread
+    /// cannot be started.
+    #[cfg(test)]
+    pub(crate) fn start_gated_without_checkpointer(spool: Spool) -> (Committer, mpsc::Sender<()>) {
+        let (open, gate) = mpsc::channel();
+        let fail: SpawnFn = |_, _| Err(std::io::Error::from_raw_os_error(nix::libc::EAGAIN));
+        (Committer::spawn(spool, Some(gate), fail), open)
+    }
+
+    fn spawn(spool: Spool, gate: Option<mpsc::Receiver<()>>, checkpointer: SpawnFn) -> Committer {
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
@@ -128,7 +138,7 @@ impl Committer {
                 if let Some(gate) = gate {
                     let _ = gate.recv();
                 }
-                run(&spool, &rx, &thread_counters);
+                run(&spool, &rx, &thread_counters, checkpointer);
             })
             .expect("spawning the spool commit thread");
         Committer {
@@ -186,8 +196,8 @@ impl Committer {
 }
 
 /// The thread's loop: block for one request, drain the rest, commit, answer.
-fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
-    let mut checkpointer = Checkpointer::default();
+fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters, spawn: SpawnFn) {
+    let checkpointer = Checkpointer::start(spool, spawn);
     let mut stopping = false;
     while !stopping {
         let first = match rx.recv_timeout(REAP_INTERVAL) {
@@ -230,43 +240,66 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters) {
         }
         // With the commit journal: a checkpoint, on its own thread.
         if spool.take_due_checkpoint() {
-            checkpointer.request(spool);
+            checkpointer.request();
         }
     }
 }
 
 /// The thread that makes the commit journal's checkpoints while the
-/// committer goes on committing; started at the first request, ended
-/// (and waited for) when the committer's loop ends.
+/// committer goes on committing; started with the committer when the
+/// spool uses the journal, ended (and waited for) when its loop ends.
 #[derive(Default)]
 struct Checkpointer {
     tx: Option<mpsc::SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// How the checkpoint thread is started (a test seam).
+type SpawnFn =
+    fn(std::thread::Builder, Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>>;
+
+fn spawn_thread(
+    builder: std::thread::Builder,
+    body: Box<dyn FnOnce() + Send>,
+) -> std::io::Result<JoinHandle<()>> {
+    builder.spawn(body)
+}
+
 impl Checkpointer {
-    /// Asks for a checkpoint; dropped if one is already waiting.
-    fn request(&mut self, spool: &Spool) {
-        if self.tx.is_none() {
-            let (tx, rx) = mpsc::sync_channel::<()>(1);
-            let spool = spool.clone();
-            let spawned = std::thread::Builder::new()
-                .name("spool-checkpoint".into())
-                .spawn(move || {
-                    for () in rx {
-                        spool.reap_removed();
-                    }
-                });
-            match spawned {
-                Ok(handle) => self.thread = Some(handle),
-                Err(e) => {
-                    // The idle checkpoints still run, on the committer's thread.
-                    tracing::warn!(error = %e, "spool: cannot start the checkpoint thread");
-                    return;
-                }
-            }
-            self.tx = Some(tx);
+    /// Starts the thread if `spool` uses the journal. If it cannot be
+    /// started the spool gives the journal up (without that thread its
+    /// checkpoints would wait for idle times or a full segment).
+    fn start(spool: &Spool, spawn: SpawnFn) -> Checkpointer {
+        if !spool.uses_journal() {
+            return Checkpointer::default();
         }
+        let (tx, rx) = mpsc::sync_channel::<()>(1);
+        let thread_spool = spool.clone();
+        let body = Box::new(move || {
+            for () in rx {
+                thread_spool.reap_removed();
+            }
+        });
+        match spawn(
+            std::thread::Builder::new().name("spool-checkpoint".into()),
+            body,
+        ) {
+            Ok(handle) => Checkpointer {
+                tx: Some(tx),
+                thread: Some(handle),
+            },
+            Err(e) => {
+                spool.give_up_journal(&format!(
+                    "cannot start the checkpoint thread ({e}); raise the limit on \
+                     threads (ulimit -u, systemd TasksMax) and restart to use it again"
+                ));
+                Checkpointer::default()
+            }
+        }
+    }
+
+    /// Asks for a checkpoint; dropped if one is already waiting.
+    fn request(&self) {
         if let Some(tx) = &self.tx {
             let _ = tx.try_send(());
         }
@@ -415,5 +448,29 @@ mod tests {
         handle.join().unwrap();
         assert!(pending.await.is_ok());
         assert_eq!(spool.list().unwrap().len(), 1);
+    }
+
+    fn open_journaled(root: &std::path::Path) -> Spool {
+        let options = crate::spool::SpoolOptions {
+            sync: crate::spool::SyncMode::Journal,
+            ..Default::default()
+        };
+        Spool::open_with(root, options).unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_its_checkpoint_thread_the_spool_gives_up_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open_journaled(dir.path());
+        assert!(spool.uses_journal());
+        let (committer, gate) = Committer::start_gated_without_checkpointer(spool.clone());
+        let pending = committer.submit(stage_one(&spool, 1));
+        drop(gate);
+        let id = pending.await.unwrap();
+        assert!(!spool.uses_journal());
+        assert!(spool.stage_blocks(), "files synced while staging");
+        committer.shutdown();
+        assert_eq!(crate::spool::journal_pending(dir.path()).unwrap(), vec![]);
+        assert_eq!(spool.list().unwrap()[0].0.id, id);
     }
 }

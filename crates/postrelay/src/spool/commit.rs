@@ -81,6 +81,27 @@ impl Spool {
         }
     }
 
+    /// Whether commits go through the commit journal now (configured,
+    /// set up, and not turned off).
+    pub fn uses_journal(&self) -> bool {
+        self.mode() == SyncMode::Journal
+    }
+
+    /// Stops using the commit journal for the rest of the process because
+    /// `why` (the checkpoint thread could not be started); the spool
+    /// commits as with [`SyncMode::Files`] and says so, once.
+    pub fn give_up_journal(&self, why: &dyn std::fmt::Display) {
+        if let Some(j) = &self.inner.journal
+            && j.turn_off()
+        {
+            tracing::warn!(
+                "spool: {why}; committing with an fdatasync of each file instead of the \
+                 commit journal until restart (as with queue.sync = \"files\": slower, \
+                 nothing is lost)"
+            );
+        }
+    }
+
     /// [`Spool::commit_synced`] without `syncfs`, after an `fdatasync` of
     /// the body and envelope of each message not synced while staging
     /// (staged while the journal still worked); a message whose sync

@@ -225,7 +225,18 @@ impl Spool {
         // Whatever the mode now: a journal left by an earlier run is replayed.
         let replayed = journal::recover::replay(&layout, &*ops, &lock)?;
         let journal = match options.sync {
-            SyncMode::Journal => Some(journal::Journal::open(&*ops, root, replayed.header)?),
+            SyncMode::Journal => journal::Journal::open(&*ops, root, replayed.header)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        error = %e,
+                        "spool: cannot set up the commit journal (it needs 16 MiB on the \
+                         spool's file system); committing with an fdatasync of each file \
+                         instead (as with queue.sync = \"files\": slower, nothing is lost). \
+                         Free space there, or set queue.sync to \"files\" or \"filesystem\", \
+                         and restart"
+                    );
+                })
+                .ok(),
             SyncMode::Files | SyncMode::Filesystem => None,
         };
         let health = HealthSampler::new(options.health, &layout.tmp);

@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::super::faults::{Fault, FaultyFs, Op, names_in};
+use super::super::faults::{Fault, FaultyFs, Op, names, names_in};
 use super::super::tests::{commit, envelope_for, stage};
 use super::super::*;
 use super::record::{encode_header, encode_record};
@@ -389,4 +389,22 @@ fn a_message_staged_before_the_journal_turned_off_is_synced_at_commit() {
     fs.disarm();
     let late = stage(&spool, b"staged early too\r\n").unwrap();
     assert!(spool.commit_batch(vec![late]).pop().unwrap().is_ok());
+}
+
+#[test]
+fn a_journal_that_cannot_be_made_leaves_the_spool_syncing_each_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // A full disk (or a small tmpfs): the segment cannot be written.
+    let fs = Arc::new(FaultyFs::new([Fault::enospc(Op::Write, "journal.new")]));
+    let spool = open_with_ops(root, fs.clone());
+    assert!(!spool.uses_journal());
+    assert!(!names(root).iter().any(|n| n.starts_with("journal")));
+    fs.disarm();
+    // Each file is synced: a failed fdatasync of the body refuses it.
+    fs.arm(Fault::eio(Op::SyncData, "queue/"));
+    assert_fdatasync_failed(commit(&spool, b"refused\r\n"));
+    fs.disarm();
+    let id = commit(&spool, b"accepted\r\n").unwrap();
+    assert_eq!(body_of(&spool, &id), b"accepted\r\n");
 }
