@@ -14,7 +14,8 @@
 //! second thread, `spool-checkpoint`, once `spool::CHECKPOINT_INTERVAL` has
 //! passed since the last while commits go on (its `syncfs` then delays no
 //! batch; if it cannot be started, the spool gives the journal up and
-//! syncs each file instead).
+//! syncs each file instead). At a stop, the last checkpoint is made after
+//! the last batch.
 //!
 //! It does not stage (that is done by the session, in `spawn_blocking`)
 //! and does not retry: a failure goes back to the session, which answers 4xx.
@@ -212,9 +213,6 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters, spawn: 
         let mut batch = Vec::new();
         let mut replies = Vec::new();
         stopping = add(first, &mut batch, &mut replies);
-        if stopping {
-            spool.reap_removed();
-        }
         while !stopping && replies.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(request) => stopping = add(request, &mut batch, &mut replies),
@@ -243,6 +241,11 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters, spawn: 
             checkpointer.request();
         }
     }
+    // The last checkpoint (with the journal; else the last removals made
+    // durable) comes after the last batch, and after the one the
+    // checkpoint thread may be making.
+    drop(checkpointer);
+    spool.reap_removed();
 }
 
 /// The thread that makes the commit journal's checkpoints while the
@@ -456,6 +459,34 @@ mod tests {
             ..Default::default()
         };
         Spool::open_with(root, options).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_last_checkpoint_comes_after_the_last_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open_journaled(dir.path());
+        let (committer, gate) = Committer::start_gated(spool.clone());
+        let pending = committer.submit(stage_one(&spool, 1));
+        // The stop comes in the same batch as the last message.
+        committer.tx.send(Request::Stop).unwrap();
+        let handle = committer.shared.thread.lock().unwrap().take().unwrap();
+        // A checkpoint counted as started just now, so that the batch is
+        // most likely not due one of its own (25 ms later) on the
+        // checkpoint thread: only the last one can cover it.
+        spool
+            .commit_batch(vec![stage_one(&spool, 2)])
+            .pop()
+            .unwrap()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !spool.take_due_checkpoint() {
+            assert!(std::time::Instant::now() < deadline, "never due");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        gate.send(()).unwrap();
+        handle.join().unwrap();
+        assert!(pending.await.is_ok());
+        assert_eq!(crate::spool::journal_pending(dir.path()).unwrap(), vec![]);
     }
 
     #[tokio::test]
