@@ -368,32 +368,10 @@ pub(super) fn live_records(bytes: &[u8], header: &Header) -> Vec<Record> {
     out
 }
 
-/// Makes `path` a segment full of zeros with an empty header, durably:
-/// written as `<path>.new`, synced, renamed into place, root synced.
+/// Makes `path` a segment full of zeros with an empty header, durably
+/// (written in tmp/, synced, renamed into place, root synced). The zeros
+/// are one allocation of the segment's size, for as long as this runs.
 fn preallocate(ops: &dyn FileOps, root: &Path, path: &Path) -> Result<(), SpoolError> {
-    let tmp = path.with_extension("new");
-    super::durable::remove_quietly(ops, &tmp);
-    let mut file = ops
-        .create_new(&tmp)
-        .map_err(|e| SpoolError::io("create", &tmp, e))?;
-    let zeros = vec![0u8; 1024 * 1024];
-    let mut left = SEGMENT_LEN;
-    let result = (|| {
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            write_all(ops, &mut file, &tmp, &zeros[..n])
-                .map_err(|e| SpoolError::io("write", &tmp, e))?;
-            left -= n as u64;
-        }
-        ops.sync_data(&file, &tmp)
-            .map_err(|e| SpoolError::io("fdatasync", &tmp, e))?;
-        ops.rename(&tmp, path)
-            .map_err(|e| SpoolError::io("rename", path, e))?;
-        ops.sync_dir(root)
-            .map_err(|e| SpoolError::io("fsync directory", root, e))
-    })();
-    if result.is_err() {
-        super::durable::remove_quietly(ops, &tmp);
-    }
-    result
+    let zeros = vec![0u8; SEGMENT_LEN as usize];
+    super::durable::write_atomically(ops, &root.join(super::layout::TMP_DIR), path, &zeros)
 }

@@ -23,13 +23,10 @@ pub(super) const RECORD_HEAD: usize = 4 + 8 + 8 + 4 + ID_LEN + 4 + 4;
 /// Length of a queue id's text.
 const ID_LEN: usize = 26;
 
-/// One message as the journal keeps it.
+/// One message as the journal keeps it (its epoch and place in the
+/// epoch are checked by [`decode_record`], not kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
-    /// The epoch it was written in (see [`Header`]).
-    pub(crate) epoch: u64,
-    /// Its place in the epoch, from 0 without gaps.
-    pub(crate) seq: u32,
     /// The message.
     pub(crate) id: QueueId,
     /// The envelope JSON, exactly as staged.
@@ -148,12 +145,6 @@ pub(super) fn decode_record(bytes: &[u8], epoch: u64, seq: u32) -> Option<(Recor
         .ok()?;
     let envelope = whole[RECORD_HEAD..RECORD_HEAD + env_len].to_vec();
     let body = whole[RECORD_HEAD + env_len..].to_vec();
-    let record = Record {
-        epoch,
-        seq,
-        id,
-        envelope,
-        body,
-    };
+    let record = Record { id, envelope, body };
     Some((record, len))
 }

@@ -396,10 +396,11 @@ fn a_journal_that_cannot_be_made_leaves_the_spool_syncing_each_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     // A full disk (or a small tmpfs): the segment cannot be written.
-    let fs = Arc::new(FaultyFs::new([Fault::enospc(Op::Write, "journal.new")]));
+    let fs = Arc::new(FaultyFs::new([Fault::enospc(Op::Write, "tmp/journal")]));
     let spool = open_with_ops(root, fs.clone());
     assert!(!spool.uses_journal());
     assert!(!names(root).iter().any(|n| n.starts_with("journal")));
+    assert!(names_in(root, "tmp").is_empty());
     fs.disarm();
     // Each file is synced: a failed fdatasync of the body refuses it.
     fs.arm(Fault::eio(Op::SyncData, "queue/"));
@@ -407,4 +408,24 @@ fn a_journal_that_cannot_be_made_leaves_the_spool_syncing_each_file() {
     fs.disarm();
     let id = commit(&spool, b"accepted\r\n").unwrap();
     assert_eq!(body_of(&spool, &id), b"accepted\r\n");
+}
+
+#[test]
+fn the_journal_is_made_whole_and_made_again_when_it_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let journal = root.join(super::JOURNAL_FILE);
+    let len = || std::fs::metadata(&journal).unwrap().len();
+    drop(open(root));
+    assert_eq!(len(), super::SEGMENT_LEN);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let spool = open(root);
+    assert_eq!(len(), super::SEGMENT_LEN);
+    assert!(names_in(root, "tmp").is_empty());
+    commit(&spool, b"fits\r\n").unwrap();
 }
