@@ -79,11 +79,15 @@ pub(super) struct Entry<'a> {
 
 /// The commit journal of an open spool: the writer (the committer's) and
 /// the header (any checkpoint's), each behind its own lock and with its
-/// own descriptor. Lock order: writer, then header.
+/// own descriptor; and what the header says, behind a third lock never
+/// held across I/O, so that the committer's questions after a batch never
+/// wait for a checkpoint's header flush. Lock order: writer, header,
+/// progress.
 #[derive(Debug)]
 pub(super) struct Journal {
     writer: Mutex<Writer>,
     header: Mutex<HeaderState>,
+    progress: Mutex<Progress>,
     /// A flush of the journal or a `syncfs` failed: the journal appends
     /// and covers nothing more in this process (see [`Journal::turn_off`]).
     off: AtomicBool,
@@ -103,12 +107,19 @@ pub(super) struct Writer {
     buf: Vec<u8>,
 }
 
-/// The header as last written, and when the last checkpoint started.
+/// The header as last written.
 #[derive(Debug)]
 struct HeaderState {
     file: File,
     path: PathBuf,
     written: Header,
+}
+
+/// What the header says, `(epoch, covered)`, and when the last
+/// checkpoint started.
+#[derive(Debug)]
+struct Progress {
+    covered: (u64, u32),
     last_start: Instant,
 }
 
@@ -139,7 +150,6 @@ impl Journal {
             file: open()?,
             path: path.clone(),
             written: header,
-            last_start: Instant::now(),
         };
         let epoch = header.written.epoch + 1;
         header.write(ops, epoch, 0)?;
@@ -154,6 +164,10 @@ impl Journal {
         Ok(Journal {
             writer: Mutex::new(writer),
             header: Mutex::new(header),
+            progress: Mutex::new(Progress {
+                covered: (epoch, 0),
+                last_start: Instant::now(),
+            }),
             off: AtomicBool::new(false),
         })
     }
@@ -190,24 +204,28 @@ impl Journal {
         self.header.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Whether records written up to `writer`'s position are not all
     /// covered by the header yet.
     pub(super) fn behind(&self, writer: &Writer) -> bool {
-        self.header().written.behind(writer.epoch, writer.seq)
+        self.progress().covered < (writer.epoch, writer.seq)
     }
 
     /// Marks a checkpoint as started now; returns the time since the
     /// last one started.
     pub(super) fn start_checkpoint(&self) -> std::time::Duration {
-        let mut h = self.header();
-        let since = h.last_start.elapsed();
-        h.last_start = Instant::now();
+        let mut p = self.progress();
+        let since = p.last_start.elapsed();
+        p.last_start = Instant::now();
         since
     }
 
     /// Time since the last checkpoint started.
     pub(super) fn since_checkpoint(&self) -> std::time::Duration {
-        self.header().last_start.elapsed()
+        self.progress().last_start.elapsed()
     }
 
     /// After a `syncfs` that followed the renames of every record before
@@ -218,7 +236,9 @@ impl Journal {
         if self.is_off() || !h.written.behind(epoch, seq) {
             return Ok(());
         }
-        h.write(ops, epoch, seq)
+        h.write(ops, epoch, seq)?;
+        self.progress().covered = (epoch, seq);
+        Ok(())
     }
 
     /// Starts a new epoch at the start of the segment, once a `syncfs`
@@ -227,6 +247,7 @@ impl Journal {
     pub(super) fn new_epoch(&self, ops: &dyn FileOps, w: &mut Writer) -> Result<(), SpoolError> {
         let epoch = w.epoch + 1;
         self.header().write(ops, epoch, 0)?;
+        self.progress().covered = (epoch, 0);
         w.epoch = epoch;
         w.seq = 0;
         w.offset = RECORDS_START;

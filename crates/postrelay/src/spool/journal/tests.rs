@@ -11,6 +11,7 @@ use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::super::faults::{Fault, FaultyFs, Op, names, names_in};
 use super::super::tests::{commit, envelope_for, stage};
@@ -428,4 +429,31 @@ fn the_journal_is_made_whole_and_made_again_when_it_is_not() {
     assert_eq!(len(), super::SEGMENT_LEN);
     assert!(names_in(root, "tmp").is_empty());
     commit(&spool, b"fits\r\n").unwrap();
+}
+
+#[test]
+fn the_committer_does_not_wait_for_a_checkpoints_header_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fs) = open_faulty(dir.path());
+    commit(&spool, b"first\r\n").unwrap();
+    // The checkpoint's syncfs goes through; its header's flush stalls.
+    fs.arm(Fault::stall(Op::SyncData, "journal"));
+    let (answered, answer) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let checkpoint = s.spawn(|| spool.reap_removed());
+        fs.wait_stalled();
+        // Were the committer's question to wait for that flush, it would
+        // wait for ever: after 10 s the stall is released, and that said.
+        let fs = &fs;
+        let watchdog = s.spawn(move || {
+            let stuck = answer.recv_timeout(Duration::from_secs(10)).is_err();
+            fs.disarm();
+            stuck
+        });
+        spool.take_due_checkpoint();
+        let _ = answered.send(());
+        let stuck = watchdog.join().unwrap();
+        checkpoint.join().unwrap();
+        assert!(!stuck, "take_due_checkpoint waited for the header's flush");
+    });
 }
