@@ -457,3 +457,18 @@ fn the_committer_does_not_wait_for_a_checkpoints_header_flush() {
         assert!(!stuck, "take_due_checkpoint waited for the header's flush");
     });
 }
+
+#[test]
+fn a_replay_retires_what_it_replayed_whatever_the_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = open(root);
+    let id = commit(&spool, b"once\r\n").unwrap();
+    drop(spool);
+    // Opened in another mode, which writes nothing into the journal.
+    let files = || Spool::open_with(root, SpoolOptions::default()).unwrap();
+    let report = files().recover().unwrap();
+    assert_eq!(report.journal_records, 1);
+    assert_eq!(report.found[0].id, id);
+    assert_eq!(files().recover().unwrap().journal_records, 0);
+}
