@@ -68,8 +68,18 @@ fn a_queued_message_is_synced_through_the_kernel() {
     if !peers::require("strace") {
         return;
     }
-    let (dir, id, calls) = trace_one_message("", "");
+    let (dir, id, calls) = trace_one_message("", ",read,recvfrom,write,writev,sendto,sendmsg");
     assert_synced(&calls, dir.path(), &id);
+    // Both returned after the message's data was read and before the 250
+    // naming it was written (on whichever thread made them: the commit
+    // thread, or the session's own when the committer was idle).
+    let (data, reply) = data_and_reply(&calls, &id);
+    let lines: Vec<&str> = calls.lines().collect();
+    let queue_dir = format!("<{}>", dir.path().join("spool/queue").display());
+    for (call, file) in [("syncfs", "lock>"), ("fsync", queue_dir.as_str())] {
+        let synced = (data..reply).any(|i| succeeded_before(&lines, i, reply, call, file));
+        assert!(synced, "no {call} of {file} before the 250:\n{calls}");
+    }
 }
 
 /// With `sync = "journal"`: the journal's `fdatasync` succeeds after the
@@ -85,6 +95,18 @@ fn a_journaled_message_is_flushed_before_its_250() {
         ",read,recvfrom,write,writev,sendto,sendmsg",
     );
     let journal = format!("<{}>", dir.path().join("spool/journal").display());
+    let (data, reply) = data_and_reply(&calls, &id);
+    let lines: Vec<&str> = calls.lines().collect();
+    let flushed = (data..reply).any(|i| succeeded_before(&lines, i, reply, "fdatasync", &journal));
+    assert!(
+        flushed,
+        "no fdatasync of {journal} between the data and the 250:\n{calls}"
+    );
+}
+
+/// The lines of the trace where the message's data was read and where
+/// the `250` naming `id` was written.
+fn data_and_reply(calls: &str, id: &str) -> (usize, usize) {
     let lines: Vec<&str> = calls.lines().collect();
     let Some(reply) = lines
         .iter()
@@ -98,19 +120,16 @@ fn a_journaled_message_is_flushed_before_its_250() {
     else {
         panic!("the message's data is not in the trace:\n{calls}");
     };
-    let flushed = (data..reply).any(|i| succeeded_before(&lines, i, reply, &journal));
-    assert!(
-        flushed,
-        "no fdatasync of {journal} between the data and the 250:\n{calls}"
-    );
+    (data, reply)
 }
 
-/// Whether line `at` is an `fdatasync` of `file` that returned 0 before
-/// line `end`: on that line, or, when another thread's call cut it in two
-/// (`<unfinished ...>`), on its `resumed` line of the same thread.
-fn succeeded_before(lines: &[&str], at: usize, end: usize, file: &str) -> bool {
+/// Whether line `at` is a `call` (`fdatasync`, `fsync`, `syncfs`) of
+/// `file` that returned 0 before line `end`: on that line, or, when
+/// another thread's call cut it in two (`<unfinished ...>`), on its
+/// `resumed` line of the same thread.
+fn succeeded_before(lines: &[&str], at: usize, end: usize, call: &str, file: &str) -> bool {
     let l = lines[at];
-    if !(l.contains(" fdatasync(") && l.contains(file)) {
+    if !(l.contains(&format!(" {call}(")) && l.contains(file)) {
         return false;
     }
     if l.ends_with("= 0") {
@@ -125,7 +144,7 @@ fn succeeded_before(lines: &[&str], at: usize, end: usize, file: &str) -> bool {
     };
     lines[at + 1..end].iter().any(|r| {
         r.split_whitespace().next() == Some(pid)
-            && r.contains("<... fdatasync resumed>")
+            && r.contains(&format!("<... {call} resumed>"))
             && r.ends_with("= 0")
     })
 }
