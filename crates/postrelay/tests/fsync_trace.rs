@@ -4,7 +4,8 @@
 //! step survive a power cut. At intake: a `syncfs` of the spool's file
 //! system (body and envelope), then an `fsync` of `queue/` (the rename
 //! into the queue). At the deferral: an `fdatasync` of the new envelope,
-//! then an `fsync` of `queue/` (its rename over the old one).
+//! then an `fsync` of `queue/` (its rename over the old one; the
+//! committer's next one, here the one it makes when idle or stopping).
 //!
 //! With `sync = "journal"`, the journal's `fdatasync` comes between the
 //! message's data and the `250`.

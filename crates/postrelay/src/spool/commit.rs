@@ -10,6 +10,7 @@
 //! checkpoint (`queue::commit`).
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::durable::remove_quietly;
@@ -186,6 +187,8 @@ impl Spool {
         let mut results: Vec<Result<QueueId, SpoolError>> = Vec::with_capacity(batch.len());
         let mut renamed = Vec::new();
         let doomed = self.inner.free.take_doomed();
+        // Taken before the fsync below, which then covers every rewrite so far.
+        let unsynced = self.inner.queue_unsynced.swap(false, Ordering::SeqCst);
         if syncfs
             && !batch.is_empty()
             && let Err(e) = self.syncfs()
@@ -193,6 +196,7 @@ impl Spool {
             // Nothing was renamed: dropping the batch removes its files.
             tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");
             self.inner.free.give_back_doomed(doomed);
+            self.keep_unsynced(unsynced);
             let err =
                 |e: &io::Error| Err(SpoolError::io("syncfs", &layout.queue, copy_io_error(e)));
             return batch.iter().map(|_| err(&e)).collect();
@@ -211,11 +215,12 @@ impl Spool {
             renamed.push(results.len());
             results.push(Ok(id));
         }
-        if renamed.is_empty() && doomed.is_empty() {
+        if renamed.is_empty() && doomed.is_empty() && !unsynced {
             return results;
         }
         if let Err(e) = ops.sync_dir(&layout.queue) {
             self.inner.free.give_back_doomed(doomed);
+            self.keep_unsynced(unsynced);
             tracing::error!(
                 dir = %layout.queue.display(), error = %e, messages = renamed.len(),
                 "spool: fsync failed; withdrawing the whole batch (clients get 4xx)"
@@ -254,7 +259,8 @@ impl Spool {
             return;
         }
         let doomed = self.inner.free.take_doomed();
-        if doomed.is_empty() {
+        let unsynced = self.inner.queue_unsynced.swap(false, Ordering::SeqCst);
+        if doomed.is_empty() && !unsynced {
             return;
         }
         match self.inner.ops.sync_dir(&self.inner.layout.queue) {
@@ -265,7 +271,16 @@ impl Spool {
             Err(e) => {
                 tracing::warn!(error = %e, "spool: fsync for removals failed; will retry");
                 self.inner.free.give_back_doomed(doomed);
+                self.keep_unsynced(unsynced);
             }
+        }
+    }
+
+    /// After a failed sync that was to cover envelope rewrites in queue/
+    /// (`unsynced`): the next one must cover them.
+    fn keep_unsynced(&self, unsynced: bool) {
+        if unsynced {
+            self.inner.queue_unsynced.store(true, Ordering::SeqCst);
         }
     }
 
@@ -358,11 +373,15 @@ impl Spool {
             let doomed = self.inner.free.take_doomed();
             (doomed, writer.position(), journal.behind(&writer))
         };
-        if doomed.is_empty() && !behind {
+        let unsynced = self.inner.queue_unsynced.swap(false, Ordering::SeqCst);
+        if doomed.is_empty() && !behind && !unsynced {
             return Ok(());
         }
         journal.start_checkpoint();
-        self.syncfs_then_release(doomed)?;
+        if let Err(e) = self.syncfs_then_release(doomed) {
+            self.keep_unsynced(unsynced);
+            return Err(e);
+        }
         let covered = journal.cover(&*self.inner.ops, epoch, seq);
         if let Err(e) = &covered {
             self.journal_failed(e);

@@ -63,6 +63,7 @@ mod tests;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use body::JournalCopy;
@@ -167,6 +168,10 @@ struct Inner {
     /// Files kept for reuse, and messages removed lazily whose bodies wait
     /// for the next fsync.
     free: FreeList,
+    /// An envelope was renamed over another in queue/ (a delivery
+    /// attempt's rewrite) and no `fsync` of queue/ has covered it yet: the
+    /// committer's next one does (see [`Spool::rewrite_envelope_in_place`]).
+    queue_unsynced: AtomicBool,
     /// The commit journal, with [`SyncMode::Journal`] (appended to by the
     /// committer, checkpointed by it or by its checkpoint thread).
     journal: Option<journal::Journal>,
@@ -249,6 +254,7 @@ impl Spool {
                 health,
                 admin: Mutex::new(()),
                 free,
+                queue_unsynced: AtomicBool::new(false),
                 journal,
                 replayed,
                 lock,
@@ -450,11 +456,21 @@ impl Spool {
     /// meanwhile), and says where. `NotFound` if the message is gone: the
     /// envelope is not written, so a stale update never brings a deleted
     /// message back. The new file is written and `fdatasync`ed before the
-    /// spool's lock is taken, and its directory `fsync`ed after, so a
-    /// removal waiting for the lock (the end of another message's
-    /// delivery) never waits for this disk.
+    /// spool's lock is taken, so a removal waiting for the lock (the end
+    /// of another message's delivery) never waits for this disk.
+    ///
+    /// In queue/ the rename is made durable by the committer's next `fsync`
+    /// of queue/ (a batch's, or the idle one within `REAP_INTERVAL`), as
+    /// lazy removals are: until then a crash brings back the envelope as
+    /// it was before the attempt, so the message is tried again (recipients
+    /// it delivered to get a duplicate), never lost. In hold/ the
+    /// directory is synced at once.
     pub fn rewrite_envelope_in_place(&self, env: &Envelope) -> Result<Location, SpoolError> {
         let loc = self.replace_envelope(env)?;
+        if loc == Location::Queue {
+            self.inner.queue_unsynced.store(true, Ordering::SeqCst);
+            return Ok(loc);
+        }
         let dir = self.inner.layout.dir(loc);
         self.inner
             .ops

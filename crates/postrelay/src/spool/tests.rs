@@ -417,3 +417,44 @@ fn lazy_removal_deletes_the_body_only_after_the_next_fsync() {
     spool.reap_removed();
     assert!(names_in(dir.path(), "queue").is_empty());
 }
+
+/// A delivery attempt's rewrite in queue/ is made durable by the next
+/// `fsync` of queue/ (the idle reap's, or a commit's), not one of its own;
+/// in hold/ at once.
+#[test]
+fn a_rewrite_in_queue_is_synced_by_the_next_fsync_of_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(recording::RecordingFs::default());
+    let options = SpoolOptions {
+        file_ops: fs.clone(),
+        sync: SyncMode::Filesystem,
+        ..SpoolOptions::default()
+    };
+    let spool = Spool::open_with(dir.path(), options).unwrap();
+    let id = commit(&spool, b"body\r\n").unwrap();
+    let (mut env, _) = spool.read(&id).unwrap();
+    env.attempts = 1;
+    let taken = || fs.take(spool.root(), &id.to_string());
+    taken();
+    spool.rewrite_envelope_in_place(&env).unwrap();
+    let ops = taken();
+    assert!(ops.iter().any(|e| e.starts_with("fdatasync ")), "{ops:?}");
+    assert!(ops.iter().all(|e| !e.starts_with("fsync")), "{ops:?}");
+    spool.reap_removed();
+    assert_eq!(taken(), ["fsync queue"]);
+    spool.reap_removed();
+    assert_eq!(taken(), Vec::<String>::new(), "nothing left to sync");
+
+    // A commit's fsync of queue/ covers it as well.
+    spool.rewrite_envelope_in_place(&env).unwrap();
+    commit(&spool, b"other\r\n").unwrap();
+    taken();
+    spool.reap_removed();
+    assert_eq!(taken(), Vec::<String>::new(), "covered by the commit");
+
+    // hold/: synced at once.
+    spool.hold(&id).unwrap();
+    taken();
+    spool.rewrite_envelope_in_place(&env).unwrap();
+    assert!(taken().contains(&"fsync hold".to_string()));
+}

@@ -153,17 +153,40 @@ fn a_failed_step_keeps_the_old_envelope_and_leaves_no_file_behind() {
 /// delivery, which runs on the async workers, never waits behind them.
 #[test]
 fn envelope_replacements_wait_for_the_disk_outside_the_spool_lock() {
+    // (A rewrite in queue/ has no directory fsync of its own: the
+    // committer's next one covers it. In hold/ it has one.)
     let stalls = [
-        ("record: fdatasync", Op::SyncData, ".env.", false),
-        ("rewrite: fdatasync", Op::SyncData, ".env.", true),
-        ("rewrite: directory fsync", Op::SyncDir, "/queue", true),
+        (
+            "record: fdatasync",
+            Op::SyncData,
+            ".env.",
+            false,
+            Location::Queue,
+        ),
+        (
+            "rewrite: fdatasync",
+            Op::SyncData,
+            ".env.",
+            true,
+            Location::Queue,
+        ),
+        (
+            "rewrite: directory fsync",
+            Op::SyncDir,
+            "/hold",
+            true,
+            Location::Hold,
+        ),
     ];
-    for (what, op, path, rewrite) in stalls {
+    for (what, op, path, rewrite, at) in stalls {
         let dir = tempfile::tempdir().unwrap();
         let fs = Arc::new(FaultyFs::default());
         let spool = open_with(dir.path(), fs.clone());
         let id = commit(&spool, b"body\r\n").unwrap();
         let new = first_delivered(&spool.read(&id).unwrap().0);
+        if at == Location::Hold {
+            spool.hold(&id).unwrap();
+        }
         fs.arm(Fault::stall(op, path));
         let writer = {
             let spool = spool.clone();
@@ -178,7 +201,7 @@ fn envelope_replacements_wait_for_the_disk_outside_the_spool_lock() {
         fs.wait_stalled();
         let free = spool.inner.admin.try_lock().is_ok();
         fs.disarm();
-        assert_eq!(writer.join().unwrap().unwrap(), Location::Queue, "{what}");
+        assert_eq!(writer.join().unwrap().unwrap(), at, "{what}");
         assert!(
             free,
             "{what}: the spool's lock is held while waiting for the disk"
