@@ -78,6 +78,7 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTra
         tracker.spawn(async move {
             let uid = stream.peer_cred().map(|c| c.uid());
             let mut stream = BufReader::with_capacity(64 * 1024, stream);
+            let mut queued = None;
             let reply = match (permit, uid) {
                 (None, _) => Reply::new(
                     421,
@@ -89,17 +90,27 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTra
                     "4.7.0",
                     format!("cannot tell who is connecting ({e}); use maildrop/"),
                 ),
-                (Some(_permit), Ok(uid)) => submit(&shared, &mut stream, uid).await,
+                (Some(_permit), Ok(uid)) => submit(&shared, &mut stream, uid, &mut queued).await,
             };
             let _ = stream.get_mut().write_all(&reply.encode()).await;
+            // Logged once the submitter has its answer, not before.
+            if let Some((id, uid, user)) = queued {
+                tracing::info!(%id, uid, %user, "submit socket: queued a local submission");
+            }
             let _ = stream.get_mut().shutdown().await;
         });
     }
 }
 
 /// Receives and queues one submission from `uid`; the reply says how it
-/// ended (250 only once it is durable).
-async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -> Reply {
+/// ended (250 only once it is durable). When queued, `queued` gets the
+/// queue id and the user's name, for the log line written after the reply.
+async fn submit(
+    shared: &Shared,
+    stream: &mut BufReader<UnixStream>,
+    uid: u32,
+    queued: &mut Option<(String, u32, String)>,
+) -> Reply {
     // Looked up while the message arrives, not after it.
     let user = tokio::task::spawn_blocking(move || user_name(uid));
     let config = shared.config();
@@ -170,8 +181,9 @@ async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -
     shared.maillog.picked_up(&id, &envelope.sender, uid);
     match shared.queue.accept(writer, envelope).await {
         Ok(_) => {
-            tracing::info!(%id, uid, %user, "submit socket: queued a local submission");
-            Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
+            *queued = Some((id, uid, user));
+            reply
         }
         Err(e) => {
             tracing::error!(%id, error = %e, "submit socket: commit failed; message not accepted");
