@@ -6,7 +6,8 @@
 //! pickup.
 //!
 //! The submitter's uid comes from the kernel (`SO_PEERCRED`), never from
-//! the client; its user name is looked up here. Everything the client
+//! the client; its user name is looked up here (and reused for a minute:
+//! most local mail comes from a few users). Everything the client
 //! sends is hostile input: the first line is bounded and strict (the same
 //! [`Submission`] postdrop reads), the message goes through the same
 //! [`Assembler`] and limits as pickup's, with the SMTP DATA timeouts, and
@@ -17,7 +18,7 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postrelay_smtp::reply::Reply;
@@ -111,8 +112,11 @@ async fn submit(
     uid: u32,
     queued: &mut Option<(String, u32, String)>,
 ) -> Reply {
-    // Looked up while the message arrives, not after it.
-    let user = tokio::task::spawn_blocking(move || user_name(uid));
+    // Looked up (unless known) while the message arrives, not after it.
+    let known = known_name(uid, Instant::now());
+    let lookup = known
+        .is_none()
+        .then(|| tokio::task::spawn_blocking(move || user_name(uid)));
     let config = shared.config();
     let intake = &config.intake;
     let deadline = Instant::now() + intake.session_timeout;
@@ -166,7 +170,15 @@ async fn submit(
         }
     };
     let id = writer.id().to_string();
-    let user = user.await.unwrap_or_else(|_| uid.to_string());
+    let user = match (known, lookup) {
+        (Some(name), _) => name,
+        (None, Some(lookup)) => {
+            let name = lookup.await.unwrap_or_else(|_| uid.to_string());
+            remember_name(uid, &name, Instant::now());
+            name
+        }
+        (None, None) => uid.to_string(),
+    };
     let envelope = local_envelope(
         *writer.id(),
         LocalSubmitter {
@@ -280,6 +292,42 @@ fn format_refusal(e: &FormatError) -> Reply {
 
 /// The user name of `uid`, or the uid in decimal when it has none fit
 /// for a header. Blocking (NSS may be slow): run it off the reactor.
+/// How long a submitter's user name is reused without a new lookup (a
+/// renamed account keeps its old name in new envelopes at most this
+/// long).
+const NAME_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// How many submitters' names are kept.
+const NAMES_KEPT: usize = 16;
+
+/// Names of recent submitters, with when they were looked up. A lookup
+/// (NSS: `/etc/passwd`, LDAP …) is blocking work handed to another thread
+/// and waited for, and most local mail comes from a few users (cron, the
+/// web server).
+static NAMES: Mutex<Vec<(u32, String, Instant)>> = Mutex::new(Vec::new());
+
+/// The name of `uid` if it was looked up less than [`NAME_KEPT_FOR`]
+/// before `now`.
+fn known_name(uid: u32, now: Instant) -> Option<String> {
+    let names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    names
+        .iter()
+        .find(|(u, _, at)| *u == uid && now.saturating_duration_since(*at) < NAME_KEPT_FOR)
+        .map(|(_, name, _)| name.clone())
+}
+
+/// Keeps `name` for `uid`, looked up at `now`, in place of the oldest
+/// entry when full.
+fn remember_name(uid: u32, name: &str, now: Instant) {
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    names.retain(|(u, _, _)| *u != uid);
+    if names.len() >= NAMES_KEPT {
+        names.sort_by_key(|(_, _, at)| *at);
+        names.remove(0);
+    }
+    names.push((uid, name.to_owned(), now));
+}
+
 fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
@@ -288,3 +336,6 @@ fn user_name(uid: u32) -> String {
         .filter(|n| maildrop::check_user(n).is_ok())
         .unwrap_or_else(|| uid.to_string())
 }
+
+#[cfg(test)]
+mod tests;
