@@ -71,9 +71,8 @@ fn a_queued_message_is_synced_through_the_kernel() {
     }
     let (dir, id, calls) = trace_one_message("", ",read,recvfrom,write,writev,sendto,sendmsg");
     assert_synced(&calls, dir.path(), &id);
-    // Both returned after the message's data was read and before the 250
-    // naming it was written (on whichever thread made them: the commit
-    // thread, or the session's own when the committer was idle).
+    // Both returned (on the commit thread) after the message's data was
+    // read and before the 250 naming it was written.
     let (data, reply) = data_and_reply(&calls, &id);
     let lines: Vec<&str> = calls.lines().collect();
     let queue_dir = format!("<{}>", dir.path().join("spool/queue").display());
@@ -227,7 +226,8 @@ fn trace_one_message(queue: &str, more_calls: &str) -> (tempfile::TempDir, Strin
 fn assert_synced(calls: &str, top: &Path, id: &str) {
     let queue_dir = format!("<{}>", top.join("spool/queue").display());
     let ok = |l: &&str| l.ends_with("= 0");
-    let lines: Vec<&str> = calls.lines().filter(ok).collect();
+    let joined = joined(calls);
+    let lines: Vec<&str> = joined.iter().map(String::as_str).filter(ok).collect();
     let queue_synced_after = |from: usize| {
         lines[from..]
             .iter()
@@ -250,4 +250,26 @@ fn assert_synced(calls: &str, top: &Path, id: &str) {
         queue_synced_after(queued + envelope).is_some(),
         "no fsync of {queue_dir} after the envelope's rewrite:\n{calls}"
     );
+}
+
+/// The trace with each call that another thread's call cut in two
+/// (`... <unfinished ...>`, then `PID <... call resumed> ... = 0`) made one
+/// line again, where it started.
+fn joined(calls: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open = std::collections::HashMap::new();
+    for line in calls.lines() {
+        let pid = line.split_whitespace().next().unwrap_or_default();
+        if let Some(start) = line.strip_suffix(" <unfinished ...>") {
+            open.insert(pid.to_string(), out.len());
+            out.push(start.to_string());
+        } else if let Some((_, rest)) = line.split_once(" resumed>")
+            && let Some(at) = open.remove(pid)
+        {
+            out[at].push_str(rest);
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out
 }

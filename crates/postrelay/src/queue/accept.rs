@@ -56,9 +56,8 @@ impl Queue {
                 })??
         } else {
             // Without per-file syncs staging is a flush and a small write
-            // to the page cache (microseconds); the commit does the
-            // waiting (on the commit thread, or on this worker when it is
-            // idle: see `queue::commit`).
+            // to the page cache (microseconds); the committer's syncfs
+            // does the waiting, on its own thread.
             spool.stage(body, &envelope)?
         };
         // The staged envelope carries the size of the body as written.

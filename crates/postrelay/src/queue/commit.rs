@@ -9,16 +9,6 @@
 //! grow by themselves; with one client, a batch is one message and nothing
 //! waits for a timer.
 //!
-//! A session that finds the committer idle (nothing queued for it, no
-//! batch being committed) commits its message itself, on its own worker
-//! thread: the same `commit_batch`, under the same lock, without the two
-//! thread hand-offs (to the committer and back) that a lone session would
-//! otherwise wait for. That worker is blocked for the commit's flush; only
-//! on a runtime with at least two workers, so the others go on with every
-//! other task meanwhile. Once one commit is under way, the next sessions
-//! queue for the thread and are batched as before, and no async task ever
-//! waits for the lock (it is only tried).
-//!
 //! With `sync = "journal"` the journal's checkpoints (`Spool::reap_removed`)
 //! are made by the thread itself when idle for [`REAP_INTERVAL`], and by a
 //! second thread, `spool-checkpoint`, once `spool::CHECKPOINT_INTERVAL` has
@@ -32,7 +22,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -49,8 +39,6 @@ type Reply = oneshot::Sender<Result<QueueId, SpoolError>>;
 
 enum Request {
     Commit(Box<Staged>, Reply),
-    /// A session committed inline and a journal checkpoint is due.
-    Checkpoint,
     /// Finish what was sent before this, then exit.
     Stop,
 }
@@ -76,14 +64,6 @@ struct Counters {
 struct Shared {
     counters: Arc<Counters>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// Held while a batch is committed (by the thread, or by a session
-    /// inline) and while the thread reaps: one commit at a time.
-    lock: Arc<Mutex<()>>,
-    /// Requests sent to the thread that it has not taken yet.
-    queued: Arc<AtomicUsize>,
-    /// Set by [`Committer::shutdown`]: no more inline commits.
-    stopped: AtomicBool,
-    spool: Spool,
 }
 
 /// Handle to the commit thread. Cheap to clone.
@@ -152,21 +132,14 @@ impl Committer {
     fn spawn(spool: Spool, gate: Option<mpsc::Receiver<()>>, checkpointer: SpawnFn) -> Committer {
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let lock = Arc::new(Mutex::new(()));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let thread = Thread {
-            spool: spool.clone(),
-            counters: counters.clone(),
-            lock: lock.clone(),
-            queued: queued.clone(),
-        };
+        let thread_counters = counters.clone();
         let handle = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || {
                 if let Some(gate) = gate {
                     let _ = gate.recv();
                 }
-                thread.run(&rx, checkpointer);
+                run(&spool, &rx, &thread_counters, checkpointer);
             })
             .expect("spawning the spool commit thread");
         Committer {
@@ -174,72 +147,24 @@ impl Committer {
             shared: Arc::new(Shared {
                 counters,
                 thread: Mutex::new(Some(handle)),
-                lock,
-                queued,
-                stopped: AtomicBool::new(false),
-                spool,
             }),
         }
     }
 
-    /// Queues `staged` for commit by the thread without waiting; see
-    /// [`PendingCommit`].
+    /// Queues `staged` for commit without waiting; see [`PendingCommit`].
     pub fn submit(&self, staged: Staged) -> PendingCommit {
         let id = staged.id;
         let (reply, rx) = oneshot::channel();
         // If the thread is gone the request (and with it `reply`) is dropped,
         // so the receiver reports CommitterStopped and `staged` cleans up.
-        self.shared.queued.fetch_add(1, Ordering::SeqCst);
-        if self
-            .tx
-            .send(Request::Commit(Box::new(staged), reply))
-            .is_err()
-        {
-            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
-        }
+        let _ = self.tx.send(Request::Commit(Box::new(staged), reply));
         PendingCommit { id, rx }
     }
 
     /// Commits `staged`, sharing the directory `fsync` with whatever else is
-    /// being committed; when nothing else is, commits it on this thread
-    /// (see the module documentation). Only an `Ok` may be acknowledged to
-    /// the client.
+    /// being committed. Only an `Ok` may be acknowledged to the client.
     pub async fn commit(&self, staged: Staged) -> Result<QueueId, SpoolError> {
-        match self.commit_inline(staged) {
-            Ok(result) => result,
-            Err(staged) => self.submit(*staged).await,
-        }
-    }
-
-    /// Commits `staged` on the calling worker thread if the committer is
-    /// idle and the runtime has other workers to go on with its tasks
-    /// meanwhile; else gives it back.
-    fn commit_inline(&self, staged: Staged) -> Result<Result<QueueId, SpoolError>, Box<Staged>> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let shared = &self.shared;
-        let multi_thread = Handle::try_current().is_ok_and(|h| {
-            h.runtime_flavor() == RuntimeFlavor::MultiThread && h.metrics().num_workers() >= 2
-        });
-        if !multi_thread || shared.queued.load(Ordering::SeqCst) != 0 {
-            return Err(Box::new(staged));
-        }
-        let guard = match shared.lock.try_lock() {
-            Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(Box::new(staged)),
-        };
-        // Checked under the lock: shutdown takes it after setting this.
-        if shared.stopped.load(Ordering::SeqCst) {
-            return Err(Box::new(staged));
-        }
-        let result = shared.spool.commit_batch(vec![staged]).pop();
-        drop(guard);
-        let result = result.expect("one result per staged message");
-        count(&shared.counters, std::slice::from_ref(&result));
-        if shared.spool.take_due_checkpoint() {
-            let _ = self.tx.send(Request::Checkpoint);
-        }
-        Ok(result)
+        self.submit(staged).await
     }
 
     /// Counters since start.
@@ -256,7 +181,6 @@ impl Committer {
     /// it (blocking; at most one batch). Later submissions through other
     /// clones fail with [`SpoolError::CommitterStopped`].
     pub fn shutdown(self) {
-        self.shared.stopped.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Request::Stop);
         let handle = self
             .shared
@@ -269,116 +193,59 @@ impl Committer {
         {
             tracing::error!("spool commit thread panicked");
         }
-        // An inline commit that began before `stopped` was set ends first.
-        drop(self.shared.lock.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 
-/// Adds `results` to the counters.
-fn count(counters: &Counters, results: &[Result<QueueId, SpoolError>]) {
-    counters.batches.fetch_add(1, Ordering::Relaxed);
-    for result in results {
-        let counter = if result.is_ok() {
-            &counters.committed
-        } else {
-            &counters.failed
+/// The thread's loop: block for one request, drain the rest, commit, answer.
+fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters, spawn: SpawnFn) {
+    let checkpointer = Checkpointer::start(spool, spawn);
+    let mut stopping = false;
+    while !stopping {
+        let first = match rx.recv_timeout(REAP_INTERVAL) {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Quiet: make lazy removals durable and delete their bodies.
+                spool.reap_removed();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break, // every Committer was dropped
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// What the commit thread works with.
-struct Thread {
-    spool: Spool,
-    counters: Arc<Counters>,
-    lock: Arc<Mutex<()>>,
-    queued: Arc<AtomicUsize>,
-}
-
-impl Thread {
-    /// The thread's loop: block for one request, drain the rest, commit, answer.
-    fn run(&self, rx: &mpsc::Receiver<Request>, spawn: SpawnFn) {
-        let spool = &self.spool;
-        let checkpointer = Checkpointer::start(spool, spawn);
-        let mut stopping = false;
-        while !stopping {
-            let first = match rx.recv_timeout(REAP_INTERVAL) {
-                Ok(request) => request,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // Quiet: make lazy removals durable and delete their bodies.
-                    let _commit = self.lock();
-                    spool.reap_removed();
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break, // every Committer was dropped
+        let mut batch = Vec::new();
+        let mut replies = Vec::new();
+        stopping = add(first, &mut batch, &mut replies);
+        while !stopping && replies.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => stopping = add(request, &mut batch, &mut replies),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        // The batch's directory fsync also makes lazy removals durable.
+        let results = spool.commit_batch(batch);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        for (result, reply) in results.into_iter().zip(replies) {
+            let counter = if result.is_ok() {
+                &counters.committed
+            } else {
+                &counters.failed
             };
-            let mut batch = Vec::new();
-            let mut replies = Vec::new();
-            let mut checkpoint = false;
-            stopping = self.add(first, &mut batch, &mut replies, &mut checkpoint);
-            while !stopping && replies.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(request) => {
-                        stopping = self.add(request, &mut batch, &mut replies, &mut checkpoint)
-                    }
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() {
-                // The batch's directory fsync also makes lazy removals durable.
-                let results = {
-                    let _commit = self.lock();
-                    spool.commit_batch(batch)
-                };
-                count(&self.counters, &results);
-                for (result, reply) in results.into_iter().zip(replies) {
-                    if let Err(Ok(id)) = reply.send(result) {
-                        tracing::info!(%id, "spool: committed message whose session went away (never acknowledged)");
-                    }
-                }
-                checkpoint |= spool.take_due_checkpoint();
-            }
-            // With the commit journal: a checkpoint, on its own thread.
-            if checkpoint {
-                checkpointer.request();
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let Err(Ok(id)) = reply.send(result) {
+                tracing::info!(%id, "spool: committed message whose session went away (never acknowledged)");
             }
         }
-        // The last checkpoint (with the journal; else the last removals made
-        // durable) comes after the last batch, and after the one the
-        // checkpoint thread may be making.
-        drop(checkpointer);
-        let _commit = self.lock();
-        spool.reap_removed();
-    }
-
-    /// The commit lock (a panic while it was held leaves nothing to
-    /// repair: a failed commit removes its own files).
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Adds a request to the batch being built; true if it was `Stop`.
-    fn add(
-        &self,
-        request: Request,
-        batch: &mut Vec<Staged>,
-        replies: &mut Vec<Reply>,
-        checkpoint: &mut bool,
-    ) -> bool {
-        match request {
-            Request::Commit(staged, reply) => {
-                self.queued.fetch_sub(1, Ordering::SeqCst);
-                batch.push(*staged);
-                replies.push(reply);
-                false
-            }
-            Request::Checkpoint => {
-                *checkpoint = true;
-                false
-            }
-            Request::Stop => true,
+        // With the commit journal: a checkpoint, on its own thread.
+        if spool.take_due_checkpoint() {
+            checkpointer.request();
         }
     }
+    // The last checkpoint (with the journal; else the last removals made
+    // durable) comes after the last batch, and after the one the
+    // checkpoint thread may be making.
+    drop(checkpointer);
+    spool.reap_removed();
 }
 
 /// The thread that makes the commit journal's checkpoints while the
@@ -458,5 +325,183 @@ impl Drop for Checkpointer {
 /// journal this idle time is also when a checkpoint is made.
 const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Adds a request to the batch being built; true if it was `Stop`.
+fn add(request: Request, batch: &mut Vec<Staged>, replies: &mut Vec<Reply>) -> bool {
+    match request {
+        Request::Commit(staged, reply) => {
+            batch.push(*staged);
+            replies.push(reply);
+            false
+        }
+        Request::Stop => true,
+    }
+}
+
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+    use crate::spool::{Envelope, Origin, Recipient};
+    use std::io::Write;
+
+    fn stage_one(spool: &Spool, n: usize) -> Staged {
+        let mut body = spool.new_body().unwrap();
+        write!(body, "Subject: {n}\r\n\r\nbody {n}\r\n").unwrap();
+        let env = Envelope::new(
+            *body.id(),
+            Origin::Local {
+                uid: 0,
+                user: "root".into(),
+            },
+            "a@example.net".into(),
+            vec![Recipient::new("b@example.org")],
+        );
+        spool.stage(body, &env).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let (committer, gate) = Committer::start_gated(spool.clone());
+        // One more than a batch holds: a batch that took one too many
+        // would make it one batch.
+        let pending: Vec<_> = (0..=MAX_BATCH)
+            .map(|n| committer.submit(stage_one(&spool, n)))
+            .collect();
+        gate.send(()).unwrap();
+        let mut ids = Vec::new();
+        for p in pending {
+            ids.push(p.await.unwrap());
+        }
+        // Everything was queued before the thread started: one full batch
+        // and the one left over.
+        assert_eq!(
+            committer.stats(),
+            CommitStats {
+                batches: 2,
+                committed: MAX_BATCH as u64 + 1,
+                failed: 0
+            }
+        );
+        let listed: Vec<_> = spool
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(e, _)| e.id)
+            .collect();
+        ids.sort();
+        assert_eq!(listed, ids);
+        committer.shutdown();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_tasks_commit_and_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let committer = Committer::start(spool.clone());
+        let mut tasks = Vec::new();
+        for n in 0..50 {
+            let (spool, committer) = (spool.clone(), committer.clone());
+            tasks.push(tokio::spawn(async move {
+                let staged = tokio::task::spawn_blocking(move || stage_one(&spool, n))
+                    .await
+                    .unwrap();
+                committer.commit(staged).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let stats = committer.stats();
+        assert_eq!(stats.committed, 50);
+        assert!(stats.batches >= 1 && stats.batches <= 50, "{stats:?}");
+        assert_eq!(spool.list().unwrap().len(), 50);
+        committer.shutdown();
+    }
+
+    #[tokio::test]
+    async fn shutdown_finishes_queued_work_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let (committer, gate) = Committer::start_gated(spool.clone());
+        let other = committer.clone();
+        let before = committer.submit(stage_one(&spool, 1));
+        drop(gate); // opens the gate too
+        committer.shutdown();
+        assert!(before.await.is_ok());
+        let late = stage_one(&spool, 2);
+        let err = other.commit(late).await.unwrap_err();
+        assert!(matches!(err, SpoolError::CommitterStopped { .. }), "{err}");
+        assert_eq!(spool.list().unwrap().len(), 1);
+        assert_eq!(
+            crate::spool::faults::names_in(dir.path(), "tmp"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_still_commits_queued_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let (committer, gate) = Committer::start_gated(spool.clone());
+        let pending = committer.submit(stage_one(&spool, 1));
+        let handle = committer.shared.thread.lock().unwrap().take().unwrap();
+        drop(committer);
+        gate.send(()).unwrap();
+        handle.join().unwrap();
+        assert!(pending.await.is_ok());
+        assert_eq!(spool.list().unwrap().len(), 1);
+    }
+
+    fn open_journaled(root: &std::path::Path) -> Spool {
+        let options = crate::spool::SpoolOptions {
+            sync: crate::spool::SyncMode::Journal,
+            ..Default::default()
+        };
+        Spool::open_with(root, options).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_last_checkpoint_comes_after_the_last_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open_journaled(dir.path());
+        let (committer, gate) = Committer::start_gated(spool.clone());
+        let pending = committer.submit(stage_one(&spool, 1));
+        // The stop comes in the same batch as the last message.
+        committer.tx.send(Request::Stop).unwrap();
+        let handle = committer.shared.thread.lock().unwrap().take().unwrap();
+        // A checkpoint counted as started just now, so that the batch is
+        // most likely not due one of its own (25 ms later) on the
+        // checkpoint thread: only the last one can cover it.
+        spool
+            .commit_batch(vec![stage_one(&spool, 2)])
+            .pop()
+            .unwrap()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !spool.take_due_checkpoint() {
+            assert!(std::time::Instant::now() < deadline, "never due");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        gate.send(()).unwrap();
+        handle.join().unwrap();
+        assert!(pending.await.is_ok());
+        assert_eq!(crate::spool::journal_pending(dir.path()).unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn without_its_checkpoint_thread_the_spool_gives_up_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = open_journaled(dir.path());
+        assert!(spool.uses_journal());
+        let (committer, gate) = Committer::start_gated_without_checkpointer(spool.clone());
+        let pending = committer.submit(stage_one(&spool, 1));
+        drop(gate);
+        let id = pending.await.unwrap();
+        assert!(!spool.uses_journal());
+        assert!(spool.stage_blocks(), "files synced while staging");
+        committer.shutdown();
+        assert_eq!(crate::spool::journal_pending(dir.path()).unwrap(), vec![]);
+        assert_eq!(spool.list().unwrap()[0].0.id, id);
+    }
+}

@@ -16,8 +16,6 @@ use super::durable::{FileOps, RealFs};
 #[derive(Debug, Default)]
 pub struct RecordingFs {
     log: Mutex<Vec<(String, Vec<PathBuf>)>>,
-    /// The name of the thread of each `syncfs` and directory `fsync`.
-    sync_threads: Mutex<Vec<String>>,
 }
 
 impl RecordingFs {
@@ -27,12 +25,6 @@ impl RecordingFs {
             .lock()
             .unwrap()
             .push((event.to_owned(), Vec::new()));
-    }
-
-    /// The names of the threads that made the `syncfs` and directory
-    /// `fsync` calls so far, in order ("" for an unnamed thread).
-    pub fn sync_threads(&self) -> Vec<String> {
-        self.sync_threads.lock().unwrap().clone()
     }
 
     /// Forgets the events so far.
@@ -62,11 +54,6 @@ impl RecordingFs {
     fn record(&self, op: &str, paths: &[&Path]) {
         let paths = paths.iter().map(|p| p.to_path_buf()).collect();
         self.log.lock().unwrap().push((op.to_owned(), paths));
-    }
-
-    fn record_sync_thread(&self) {
-        let name = std::thread::current().name().unwrap_or("").to_owned();
-        self.sync_threads.lock().unwrap().push(name);
     }
 }
 
@@ -108,7 +95,6 @@ impl FileOps for RecordingFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.record("fsync", &[dir]);
-        self.record_sync_thread();
         RealFs.sync_dir(dir)
     }
 
@@ -119,7 +105,6 @@ impl FileOps for RecordingFs {
 
     fn sync_filesystem(&self, on: &File, path: &Path) -> io::Result<()> {
         self.record("syncfs", &[path]);
-        self.record_sync_thread();
         RealFs.sync_filesystem(on, path)
     }
 }
