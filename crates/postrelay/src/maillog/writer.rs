@@ -7,8 +7,10 @@
 //! flusher task, which lets the other ready tasks run first (they add
 //! theirs) and then hands the whole buffer to the log thread. The thread
 //! writes a stream's lines with one `write`, and sends datagrams one by
-//! one. Under load that is one system call for many lines instead of one
-//! each.
+//! one, at most once per [`GATHER`] (it waits out the rest of that time
+//! after a write, and is woken only from waiting for work): under load
+//! that is one system call and one thread wake-up for many lines instead
+//! of one each, and a line reaches the log at most [`GATHER`] late.
 //!
 //! No task ever waits for the log's destination: a log file on a slow
 //! disk, a full pipe on standard error or a stalled syslog daemon blocks
@@ -24,8 +26,8 @@
 //! What can be lost: nothing on a clean stop ([`Writer::stop_batching`],
 //! also run on drop, writes what is buffered and turns batching off; it
 //! waits for the destination to take it). A crash of the process
-//! (SIGKILL, abort) loses what was not written yet: the records of a
-//! scheduler round, and while the destination is slow at most
+//! (SIGKILL, abort) loses what was not written yet: the records of the
+//! last [`GATHER`], and while the destination is slow at most
 //! [`MAX_PENDING`] bytes more. The mail itself is unaffected: the queue's
 //! state is on disk.
 //!
@@ -34,6 +36,7 @@
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -46,6 +49,9 @@ pub(super) const MAX_BATCH: usize = 256 * 1024;
 /// Bytes the log thread may have waiting at most; records past it are
 /// dropped (and counted) rather than block the tasks that made them.
 pub(super) const MAX_PENDING: usize = 8 * 1024 * 1024;
+
+/// The least time between two writes of the log thread.
+pub(super) const GATHER: Duration = Duration::from_millis(2);
 
 /// The sink and the records not yet written.
 pub(super) struct Writer {
@@ -117,6 +123,8 @@ struct Pending {
     dropped_total: u64,
     /// Tells the log thread to end.
     stop: bool,
+    /// The log thread waits for records (and must be woken for them).
+    waiting: bool,
 }
 
 impl Writer {
@@ -219,8 +227,11 @@ impl Writer {
             pending.records.append(batch);
         }
         drop(guard);
+        let wake = pending.waiting;
         drop(pending);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Records dropped so far because the log thread was too far behind.
@@ -268,10 +279,12 @@ impl Writer {
 
     /// The log thread: writes what is handed over until the stop.
     fn log_thread(&self) {
+        let mut last_write = None;
         loop {
-            let Some(mut sink) = self.wait_for_records() else {
+            let Some(mut sink) = self.wait_for_records(last_write) else {
                 return;
             };
+            last_write = Some(Instant::now());
             let (records, dropped) = {
                 let mut pending = lock(&self.pending);
                 let records = std::mem::take(&mut pending.records);
@@ -290,19 +303,27 @@ impl Writer {
         }
     }
 
-    /// Waits until records are pending and returns the sink, locked: the
-    /// records are taken under its lock, so that a stop finds only later
-    /// ones. `None` once batching is off.
-    fn wait_for_records(&self) -> Option<MutexGuard<'_, Sink>> {
+    /// Waits until records are pending, and [`GATHER`] after the last
+    /// write, and returns the sink, locked: the records are taken under
+    /// its lock, so that a stop finds only later ones. `None` once
+    /// batching is off.
+    fn wait_for_records(&self, last_write: Option<Instant>) -> Option<MutexGuard<'_, Sink>> {
         let mut pending = lock(&self.pending);
         while !pending.stop && pending.records.is_empty() && pending.dropped == 0 {
+            pending.waiting = true;
             pending = self.ready.wait(pending).unwrap_or_else(|p| p.into_inner());
+            pending.waiting = false;
         }
         if pending.stop {
             return None;
         }
         drop(pending);
-        Some(lock(&self.sink))
+        let since = last_write.map_or(GATHER, |t| t.elapsed());
+        if let Some(rest) = GATHER.checked_sub(since) {
+            std::thread::sleep(rest);
+        }
+        let sink = lock(&self.sink);
+        (!lock(&self.pending).stop).then_some(sink)
     }
 
     /// Writes what is buffered and turns batching off: later records are
