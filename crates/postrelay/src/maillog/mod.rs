@@ -157,21 +157,22 @@ impl MailLog {
             _ => Sink::Stream(Box::new(io::stderr())),
         };
         let mut log = Self::with_writer(Box::new(io::sink()), hostname, settings.format);
-        log.out = Writer::new(out);
+        log.out = Writer::new(out, log.metrics.maillog_dropped());
         log.syslog_name = settings.syslog_name.clone();
         Ok(log)
     }
 
     /// A log writing to any sink (tests).
     pub fn with_writer(out: Box<dyn Write + Send>, hostname: &str, format: LogFormat) -> MailLog {
+        let metrics = Arc::new(Metrics::new());
         MailLog {
-            out: Writer::new(Sink::Stream(out)),
+            out: Writer::new(Sink::Stream(out), metrics.maillog_dropped()),
             hostname: hostname.to_string(),
             format,
             syslog_name: "postrelay".to_string(),
             pid: std::process::id(),
             stamp: writer::Stamp::default(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         }
     }
 

@@ -262,7 +262,7 @@ fn journal_records_of_deliveries_carry_the_recipient_fields() {
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let (mut log, _) = log(LogFormat::Postfix);
-    log.out = writer::Writer::new(self::sink::Sink::Journal(path));
+    log.out = writer::Writer::new(self::sink::Sink::Journal(path), Default::default());
     log.delivery("ID1", &sent());
     let mut buf = vec![0u8; 4096];
     let n = sock.recv(&mut buf).unwrap();

@@ -15,9 +15,10 @@
 //! No task ever waits for the log's destination: a log file on a slow
 //! disk, a full pipe on standard error or a stalled syslog daemon blocks
 //! the log thread only. What the thread has not taken yet is bounded
-//! ([`MAX_PENDING`]); past that, records are dropped and counted, and the
-//! thread reports the count (a warning on standard error) once it can
-//! write again. A stuck log must never stop mail.
+//! ([`MAX_PENDING`]); past that, records are dropped and counted
+//! (`postrelay_maillog_records_dropped_total`), and the thread reports
+//! the count (a warning on standard error) once it can write again. A
+//! stuck log must never stop mail.
 //!
 //! Order is kept: the thread takes records and writes them under the
 //! sink's lock, and [`Writer::stop_batching`] takes the rest under it too,
@@ -38,6 +39,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 
 use super::sink::{self, Record, Sink};
@@ -68,6 +70,8 @@ pub(super) struct Writer {
     /// Wakes the log thread.
     ready: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Every record dropped (`postrelay_maillog_records_dropped_total`).
+    dropped: Counter,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -119,8 +123,6 @@ struct Pending {
     /// Records dropped because [`MAX_PENDING`] was reached, not yet
     /// reported.
     dropped: u64,
-    /// All records dropped so far.
-    dropped_total: u64,
     /// Tells the log thread to end.
     stop: bool,
     /// The log thread waits for records (and must be woken for them).
@@ -128,7 +130,8 @@ struct Pending {
 }
 
 impl Writer {
-    pub(super) fn new(sink: Sink) -> Arc<Writer> {
+    /// A writer to `sink` that counts dropped records in `dropped`.
+    pub(super) fn new(sink: Sink, dropped: Counter) -> Arc<Writer> {
         let kind = match sink {
             Sink::Stream(_) => Kind::Stream,
             Sink::Syslog(_) => Kind::Syslog,
@@ -142,6 +145,7 @@ impl Writer {
             pending: Mutex::new(Pending::default()),
             ready: Condvar::new(),
             thread: Mutex::new(None),
+            dropped,
         })
     }
 
@@ -221,7 +225,7 @@ impl Writer {
         if pending.records.bytes + batch.bytes > MAX_PENDING {
             let records = (batch.datagrams.len() + count_lines(&batch.lines)) as u64;
             pending.dropped += records;
-            pending.dropped_total += records;
+            self.dropped.inc_by(records);
             *batch = Records::default();
         } else {
             pending.records.append(batch);
@@ -232,12 +236,6 @@ impl Writer {
         if wake {
             self.ready.notify_one();
         }
-    }
-
-    /// Records dropped so far because the log thread was too far behind.
-    #[cfg(test)]
-    pub(super) fn dropped_total(&self) -> u64 {
-        lock(&self.pending).dropped_total
     }
 
     /// From now on records are batched and written by the log thread,

@@ -79,6 +79,7 @@ pub struct Metrics {
     queue: Family<State, Gauge>,
     oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
     local_helper_up: Gauge,
+    maillog_dropped: Counter,
     quota_used: Family<RelayLimit, Gauge>,
     quota_limit: Family<RelayLimit, Gauge>,
     quota_frees: Family<RelayLimit, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -116,6 +117,7 @@ impl Metrics {
             queue: Family::default(),
             oldest: Gauge::default(),
             local_helper_up: Gauge::default(),
+            maillog_dropped: Counter::default(),
             quota_used: Family::default(),
             quota_limit: Family::default(),
             quota_frees: Family::default(),
@@ -172,6 +174,11 @@ impl Metrics {
             m.local_helper_up.clone(),
         );
         registry.register(
+            "maillog_records_dropped",
+            "Mail log records dropped because the log's destination did not take them (a stalled syslog daemon, a full pipe, a slow disk) while 8 MiB of records waited; the mail itself is unaffected",
+            m.maillog_dropped.clone(),
+        );
+        registry.register(
             "quota_used",
             "Use of a relay's sending limits, by relay name and limit (rate: tokens spent; messages_per_day …; cool_down: 1 while cooling down after a throttle reply)",
             m.quota_used.clone(),
@@ -193,6 +200,11 @@ impl Metrics {
         );
         crate::oauth::state::register_metrics(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// The counter of dropped mail log records, for the log's writer.
+    pub fn maillog_dropped(&self) -> Counter {
+        self.maillog_dropped.clone()
     }
 
     /// Whether the local delivery helper runs.
