@@ -40,6 +40,11 @@ mount --rbind /sys "$M/sys"
 mount --rbind /dev "$M/dev"
 mount -t tmpfs -o mode=1777 tmpfs "$M/tmp"
 mount -t tmpfs -o mode=0755 tmpfs "$M/run"
+# The account files copied up now: users the host adds or removes while a
+# test runs must not show through the lower layer.
+for f in passwd group shadow gshadow subuid subgid; do
+  if [ -e "$M/etc/$f" ]; then cp -a "$M/etc/$f" "$M/etc/$f.copy" && mv "$M/etc/$f.copy" "$M/etc/$f"; fi
+done
 echo ready
 while kill -0 "$TEST_PID" 2>/dev/null; do sleep 1; done
 "#;
