@@ -79,7 +79,6 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTra
         tracker.spawn(async move {
             let uid = stream.peer_cred().map(|c| c.uid());
             let mut stream = BufReader::with_capacity(64 * 1024, stream);
-            let mut queued = None;
             let reply = match (permit, uid) {
                 (None, _) => Reply::new(
                     421,
@@ -91,32 +90,20 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, tracker: TaskTra
                     "4.7.0",
                     format!("cannot tell who is connecting ({e}); use maildrop/"),
                 ),
-                (Some(_permit), Ok(uid)) => submit(&shared, &mut stream, uid, &mut queued).await,
+                (Some(_permit), Ok(uid)) => submit(&shared, &mut stream, uid).await,
             };
             let _ = stream.get_mut().write_all(&reply.encode()).await;
-            // Logged once the submitter has its answer, not before.
-            if let Some((id, uid, user)) = queued {
-                tracing::info!(%id, uid, %user, "submit socket: queued a local submission");
-            }
             let _ = stream.get_mut().shutdown().await;
         });
     }
 }
 
 /// Receives and queues one submission from `uid`; the reply says how it
-/// ended (250 only once it is durable). When queued, `queued` gets the
-/// queue id and the user's name, for the log line written after the reply.
-async fn submit(
-    shared: &Shared,
-    stream: &mut BufReader<UnixStream>,
-    uid: u32,
-    queued: &mut Option<(String, u32, String)>,
-) -> Reply {
+/// ended (250 only once it is durable).
+async fn submit(shared: &Shared, stream: &mut BufReader<UnixStream>, uid: u32) -> Reply {
     // Looked up (unless known) while the message arrives, not after it.
-    let known = known_name(uid, Instant::now());
-    let lookup = known
-        .is_none()
-        .then(|| tokio::task::spawn_blocking(move || user_name(uid)));
+    let name = known_name(uid, Instant::now())
+        .ok_or_else(|| tokio::task::spawn_blocking(move || user_name(uid)));
     let config = shared.config();
     let intake = &config.intake;
     let deadline = Instant::now() + intake.session_timeout;
@@ -170,14 +157,13 @@ async fn submit(
         }
     };
     let id = writer.id().to_string();
-    let user = match (known, lookup) {
-        (Some(name), _) => name,
-        (None, Some(lookup)) => {
+    let user = match name {
+        Ok(known) => known,
+        Err(lookup) => {
             let name = lookup.await.unwrap_or_else(|_| uid.to_string());
             remember_name(uid, &name, Instant::now());
             name
         }
-        (None, None) => uid.to_string(),
     };
     let envelope = local_envelope(
         *writer.id(),
@@ -193,9 +179,8 @@ async fn submit(
     shared.maillog.picked_up(&id, &envelope.sender, uid);
     match shared.queue.accept(writer, envelope).await {
         Ok(_) => {
-            let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
-            *queued = Some((id, uid, user));
-            reply
+            tracing::info!(%id, uid, %user, "submit socket: queued a local submission");
+            Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
         }
         Err(e) => {
             tracing::error!(%id, error = %e, "submit socket: commit failed; message not accepted");
@@ -290,8 +275,6 @@ fn format_refusal(e: &FormatError) -> Reply {
     }
 }
 
-/// The user name of `uid`, or the uid in decimal when it has none fit
-/// for a header. Blocking (NSS may be slow): run it off the reactor.
 /// How long a submitter's user name is reused without a new lookup (a
 /// renamed account keeps its old name in new envelopes at most this
 /// long).
@@ -328,6 +311,8 @@ fn remember_name(uid: u32, name: &str, now: Instant) {
     names.push((uid, name.to_owned(), now));
 }
 
+/// The user name of `uid`, or the uid in decimal when it has none fit
+/// for a header. Blocking (NSS may be slow): run it off the reactor.
 fn user_name(uid: u32) -> String {
     nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
         .ok()
