@@ -325,10 +325,15 @@ impl Writer {
     }
 
     /// Writes what is buffered and turns batching off: later records are
-    /// written at once. For the daemon's stop, and on drop; it waits for
-    /// the destination to take the last records.
+    /// written at once. For the daemon's stop, and on drop. It waits at
+    /// most [`STOP_WAIT`] for a write the log thread has under way: past
+    /// that the destination is stuck, and the last records are dropped
+    /// (and counted) rather than hold the daemon's stop.
     pub(super) fn stop_batching(&self) {
-        let mut sink = lock(&self.sink);
+        let Some(thread) = lock(&self.thread).take() else {
+            return; // never batched, or stopped already
+        };
+        let sink = sink_within(&self.sink, STOP_WAIT);
         let rest = {
             let mut pending = lock(&self.pending);
             let mut batch = lock(&self.batch);
@@ -338,12 +343,39 @@ impl Writer {
             rest.append(&mut batch.records);
             rest
         };
-        write(&mut sink, &rest);
-        drop(sink);
         self.ready.notify_one();
         self.wake.notify_one();
-        if let Some(thread) = lock(&self.thread).take() {
-            let _ = thread.join();
+        let Some(mut sink) = sink else {
+            let lost = (rest.datagrams.len() + count_lines(&rest.lines)) as u64;
+            self.dropped.inc_by(lost);
+            tracing::error!(
+                dropped = lost,
+                "the mail log's destination has not taken a write for {} s; stopping without \
+                 its last records (the mail itself is unaffected)",
+                STOP_WAIT.as_secs()
+            );
+            return; // the thread ends when its write does
+        };
+        write(&mut sink, &rest);
+        drop(sink);
+        let _ = thread.join();
+    }
+}
+
+/// How long a stop waits for the log thread's write under way.
+pub(super) const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The sink, locked, if its lock is free within `wait`.
+fn sink_within(sink: &Mutex<Sink>, wait: Duration) -> Option<MutexGuard<'_, Sink>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match sink.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         }
     }
 }

@@ -135,7 +135,7 @@ async fn a_full_batch_goes_to_the_log_thread_without_the_flusher() {
 }
 
 /// A destination whose first `write` stalls until the test releases it
-/// (or 10 s pass, which the test sees as a failure).
+/// (or 30 s pass, which the test sees as a failure).
 #[derive(Clone)]
 struct Stalling {
     out: Counting,
@@ -152,7 +152,7 @@ impl Write for Stalling {
                 .release
                 .lock()
                 .unwrap()
-                .recv_timeout(Duration::from_secs(10));
+                .recv_timeout(Duration::from_secs(30));
             self.timed_out.store(released.is_err(), Ordering::SeqCst);
         }
         self.out.write(buf)
@@ -226,13 +226,7 @@ async fn behind_a_stalled_destination_records_past_the_bound_are_dropped_and_cou
     release.send(()).unwrap();
     log.stop_batching();
     let written = sink.out.ids();
-    let metrics = log.metrics().encode(crate::queue::QueueStats::default(), 0);
-    let dropped: usize = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("postrelay_maillog_records_dropped_total "))
-        .expect("the dropped records' counter")
-        .parse()
-        .unwrap();
+    let dropped = dropped(&log);
     assert!(dropped > 0, "nothing dropped");
     assert_eq!(
         written.len() + dropped,
@@ -279,4 +273,30 @@ async fn syslog_datagrams_go_through_the_log_thread_in_order() {
         got.push(text.rsplit_once("]: ").unwrap().1.to_string());
     }
     assert_eq!(got, messages);
+}
+
+/// `postrelay_maillog_records_dropped_total` of the log's metrics.
+fn dropped(log: &MailLog) -> usize {
+    let metrics = log.metrics().encode(crate::queue::QueueStats::default(), 0);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("postrelay_maillog_records_dropped_total "))
+        .expect("the dropped records' counter")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stop_does_not_wait_for_a_destination_that_stays_stuck() {
+    let (log, sink, entered, release) = stalling();
+    log.removed("ID0");
+    until_stalled(&entered).await;
+    for id in ids(1..6) {
+        log.removed(&id);
+    }
+    // Returns after writer::STOP_WAIT, the first write still stalled.
+    log.stop_batching();
+    assert_eq!(sink.out.writes(), 0, "the stop waited for the stuck write");
+    assert_eq!(dropped(&log), 5, "the records left are counted as dropped");
+    release.send(()).unwrap();
 }
