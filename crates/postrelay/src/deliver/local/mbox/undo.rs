@@ -9,11 +9,13 @@
 //! the mbox ended ([`note`]); a kill leaves that dotlock behind, so no
 //! program that honours dotlocks touches the mbox meanwhile. The next
 //! delivery to the mailbox ([`adopt`]) finds the dotlock, sees that the
-//! process that made it on this host is gone (and that no other delivery
-//! is taking it over: the `fcntl` lock on the dotlock file, see
-//! `mbox::dotlock`), takes the lock over instead of waiting for it to go
-//! stale, and once it also holds the mbox's `fcntl` lock cuts the mbox
-//! back to where the killed delivery started ([`repair`]),
+//! process that made it on this host is gone (the `fcntl` lock it held on
+//! the dotlock file is free, which also tells that no other delivery is
+//! taking it over, see `mbox::dotlock`; a note written before deliveries
+//! held that lock is judged by whether its pid is free), takes the lock
+//! over instead of waiting for it to go stale, and once it also holds the
+//! mbox's `fcntl` lock cuts the mbox back to where the killed delivery
+//! started ([`repair`]),
 //! but only when what follows that point is the killed delivery's own
 //! partial message: it begins with the `From ` line noted, and no other
 //! line starts a message (the body's are quoted). Anything else there is
@@ -41,6 +43,11 @@ use crate::deliver::Reason;
 pub(in crate::deliver::local) struct Note {
     pub host: String,
     pub pid: i32,
+    /// The delivery held the `fcntl` lock on the dotlock file while it
+    /// lived (every note this version writes; older ones did not say).
+    /// Then a free lock proves it gone, even when its pid has been given
+    /// to another process since.
+    pub held: bool,
     pub append: Option<Append>,
 }
 
@@ -66,13 +73,17 @@ impl Note {
         Note {
             host: host(),
             pid: std::process::id() as i32,
+            held: true,
             append,
         }
     }
 
-    /// One line: `MAGIC host=H pid=P[ dev=D ino=I start=S nl=0|1 from=LINE]`.
+    /// One line: `MAGIC host=H pid=P[ held=1][ dev=D ino=I start=S nl=0|1 from=LINE]`.
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = format!("{MAGIC} host={} pid={}", self.host, self.pid);
+        if self.held {
+            line.push_str(" held=1");
+        }
         if let Some(a) = &self.append {
             let (nl, from) = match a.head.strip_prefix(b"\n") {
                 Some(rest) => (1, rest),
@@ -97,20 +108,20 @@ impl Note {
             Some((f, from)) => (f, Some(from)),
             None => (line, None),
         };
-        let mut words = fields.split(' ');
+        let mut words = fields.split(' ').peekable();
         if words.next()? != MAGIC {
             return None;
         }
-        let mut get = |key: &str| words.next()?.strip_prefix(key)?.strip_prefix('=');
-        let host = get("host")?.to_string();
-        let pid = get("pid")?.parse().ok()?;
+        let host = field(&mut words, "host")?.to_string();
+        let pid = field(&mut words, "pid")?.parse().ok()?;
+        let held = words.next_if_eq(&"held=1").is_some();
         let append = match from {
             None => None,
             Some(from) => {
-                let dev = get("dev")?.parse().ok()?;
-                let ino = get("ino")?.parse().ok()?;
-                let start = get("start")?.parse().ok()?;
-                let nl = get("nl")?;
+                let dev = field(&mut words, "dev")?.parse().ok()?;
+                let ino = field(&mut words, "ino")?.parse().ok()?;
+                let start = field(&mut words, "start")?.parse().ok()?;
+                let nl = field(&mut words, "nl")?;
                 let mut head = if nl == "1" {
                     b"\n".to_vec()
                 } else {
@@ -126,8 +137,18 @@ impl Note {
                 })
             }
         };
-        Some(Note { host, pid, append })
+        Some(Note {
+            host,
+            pid,
+            held,
+            append,
+        })
     }
+}
+
+/// The value of the next word of a note if it is `key=VALUE`.
+fn field<'a>(words: &mut impl Iterator<Item = &'a str>, key: &str) -> Option<&'a str> {
+    words.next()?.strip_prefix(key)?.strip_prefix('=')
 }
 
 fn host() -> String {
@@ -181,8 +202,10 @@ pub(in crate::deliver::local) fn adopt(lock: &Path) -> Option<Adopted> {
         .read_to_end(&mut text)
         .ok()?;
     let note = Note::parse(&text)?;
+    // Gone: it held the file's lock while it lived (which we now hold),
+    // or, for a note that does not say so, its pid is free.
     let pid = nix::unistd::Pid::from_raw(note.pid);
-    let gone = nix::sys::signal::kill(pid, None) == Err(nix::errno::Errno::ESRCH);
+    let gone = note.held || nix::sys::signal::kill(pid, None) == Err(nix::errno::Errno::ESRCH);
     if note.host != host() || note.pid <= 0 || !gone {
         return None;
     }

@@ -154,6 +154,7 @@ fn a_lock_note_reads_back_as_written() {
         let note = Note {
             host: "mail.example".into(),
             pid: 4242,
+            held: head.starts_with(b"\n"),
             append: Some(Append {
                 dev: 2049,
                 ino: 77,
@@ -163,7 +164,9 @@ fn a_lock_note_reads_back_as_written() {
         };
         assert_eq!(Note::parse(&note.to_line()), Some(note));
     }
-    let bare = Note::mine(None);
+    let mut bare = Note::mine(None);
+    assert_eq!(Note::parse(&bare.to_line()), Some(bare.clone()));
+    bare.held = false;
     assert_eq!(Note::parse(&bare.to_line()), Some(bare));
     for other in [&b"4242\n"[..], b"", b"postrelay-mbox-append host=x pid=y\n"] {
         assert_eq!(Note::parse(other), None);
@@ -287,4 +290,43 @@ fn only_one_delivery_takes_over_a_killed_lock() {
 
     k.deliver(Duration::from_secs(1)).unwrap();
     assert_eq!(fs::read(mbox).unwrap().len(), 2 * k.whole.len());
+}
+
+/// The killed delivery's pid now belongs to another live process: its
+/// note says it held the dotlock file's lock, which is free, so the next
+/// delivery takes the lock over at once and cuts the partial message. A
+/// note that does not say so (an older version's) is judged by its pid,
+/// and a live pid keeps it.
+#[test]
+fn a_killed_delivery_whose_pid_was_reused_is_still_taken_over() {
+    use super::mbox::undo::{Note, adopt};
+    let k = killed_after_one();
+    let (mbox, lock) = (&k.mbox, &k.lock);
+    let mut reused = note_in(lock);
+    assert!(
+        reused.held,
+        "this version notes that it holds the file lock"
+    );
+    reused.pid = std::process::id() as i32; // alive: this test
+    fs::write(lock, reused.to_line()).unwrap();
+
+    let older = Note {
+        held: false,
+        ..reused.clone()
+    };
+    fs::write(lock, older.to_line()).unwrap();
+    assert!(
+        adopt(lock).is_none(),
+        "a live pid keeps an older note's lock"
+    );
+    fs::write(lock, reused.to_line()).unwrap();
+
+    k.deliver(Duration::from_millis(300))
+        .expect("taken over without waiting for the lock to go stale");
+    assert_eq!(
+        fs::read(mbox).unwrap().len(),
+        2 * k.whole.len(),
+        "the partial message was cut"
+    );
+    assert!(!lock.exists());
 }
