@@ -75,6 +75,16 @@ impl SubmitSettings {
     /// it in errors). An error is one of these settings' (or the TOML
     /// syntax); errors elsewhere in the file are not seen.
     pub fn read(text: &str, origin: &str) -> Result<SubmitSettings, ConfigError> {
+        // The parser's time goes by lines, not by settings: the packaged
+        // file (31 KB, 740 lines, nearly all comments) took 140-200 µs
+        // on the 2-CPU VM, its 11 lines of settings 4 µs. Read without the
+        // lines TOML ignores first; on any error, read the file as
+        // written, so that the error and its line are the file's.
+        if let Some(settings) = without_ignored_lines(text)
+            .and_then(|compact| view(&compact, origin, Flavor::File).ok())
+        {
+            return Ok(settings);
+        }
         view(text, origin, Flavor::File)
     }
 
@@ -103,6 +113,34 @@ fn view(text: &str, origin: &str, flavor: Flavor) -> Result<SubmitSettings, Conf
         header_size_limit,
         line_length_limit,
     })
+}
+
+/// `text` without its blank lines and whole-line comments, which TOML
+/// ignores, or `None` when it may hold a multi-line string (in which such
+/// a line is part of the value). A comment holding a character TOML
+/// refuses in comments (a control character other than tab) is kept, so
+/// that the error is still found.
+fn without_ignored_lines(text: &str) -> Option<String> {
+    if text.contains("\"\"\"") || text.contains("'''") {
+        return None;
+    }
+    let ignored = |line: &str| {
+        let body = line.trim_start_matches([' ', '\t']);
+        let body = body
+            .strip_suffix('\n')
+            .map_or(body, |b| b.strip_suffix('\r').unwrap_or(b));
+        body.is_empty()
+            || body.strip_prefix('#').is_some_and(|comment| {
+                !comment
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+            })
+    };
+    Some(
+        text.split_inclusive('\n')
+            .filter(|line| !ignored(line))
+            .collect(),
+    )
 }
 
 /// `spool`, or its default for `flavor`.

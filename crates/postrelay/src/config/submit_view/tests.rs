@@ -71,3 +71,49 @@ fn errors_in_its_settings_are_those_of_the_whole_file() {
         assert_eq!(view, full, "{text}");
     }
 }
+
+#[test]
+fn the_packaged_file_reads_as_a_whole() {
+    let example = super::super::tests::EXAMPLE;
+    same_as_full(example);
+    same_as_full(&format!(
+        "# Comments, blank lines and CRLF.\r\n\r\n  \t\nhostname = \"h.example\"\r\n\
+         # spool = \"/not/this\"\n{example}"
+    ));
+}
+
+#[test]
+fn lines_inside_multi_line_strings_are_values() {
+    // The second line of each value looks like a comment or is blank; a
+    // reader that dropped it would read another spool.
+    same_as_full("spool = \"\"\"/srv/q\n# not a comment\n\"\"\"\n");
+    same_as_full("spool = '''/srv/q\n\n'''\n");
+}
+
+#[test]
+fn errors_keep_the_lines_of_the_file() {
+    // Lines TOML ignores before each error: the view reports the line of
+    // the file, not of the text it read first.
+    for error in [
+        "[intake]\nline_length_limit = 100\n",
+        "hostname = \"not a host\"\n",
+        "[intake\n",
+    ] {
+        let text = format!("# a comment\n\n   # another\n{error}");
+        let full = super::super::parse(&text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        let view = SubmitSettings::read(&text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(view, full, "{text}");
+    }
+}
+
+#[test]
+fn a_comment_toml_refuses_is_refused() {
+    // A control character in a comment: the line is not one TOML ignores.
+    let text = "# bell \u{7}\nhostname = \"h.example\"\n";
+    assert!(super::super::parse(text, "t.toml").is_err());
+    assert!(SubmitSettings::read(text, "t.toml").is_err());
+}
