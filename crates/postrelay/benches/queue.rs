@@ -105,7 +105,7 @@ fn commit_cycle(bencher: Bencher, batch: usize, sync: SyncMode, real_disk: bool)
             let staged: Vec<Staged> = (0..batch).map(|_| staged(&spool)).collect();
             for r in spool.commit_batch(staged) {
                 let id = r.expect("commit");
-                spool.remove_lazily(&id).expect("remove");
+                spool.remove_lazily(&id, 1024).expect("remove");
             }
         });
 }

@@ -575,3 +575,25 @@ async fn a_long_body_then_a_short_one_on_one_session_arrive_exactly() {
     assert_eq!(String::from_utf8_lossy(&bodies[0]), stuffed);
     assert_eq!(bodies[1], short);
 }
+
+/// Delivery reads the queue file for the size its envelope records, and
+/// no further (no read to see the end of the file); a file that ends
+/// before that is never sent as a whole message: the session is dropped
+/// before the end-of-data dot, and the recipient waits.
+#[tokio::test]
+async fn a_queue_file_shorter_than_its_size_is_not_sent_as_whole() {
+    let server = FakeServer::start(Script::default()).await;
+    let t = fake_target(&server, TlsMode::StartTls, Security::None);
+    let mut s = open_ok(&t).await;
+    let body = b"Subject: cut\r\n\r\nthe rest is missing\r\n";
+    let sp = spool(body);
+    let to = rcpts(&["a@x.example"]);
+    let mut msg = message(&sp, "s@x.example", &to);
+    msg.size += 10;
+    let f = s.send(&msg).await.unwrap_err();
+    let text = reason_text(&f);
+    assert!(text.contains("ends after"), "{text}");
+    assert!(!f.reason.is_permanent(), "{text}");
+    server.wait_closed(1, Duration::from_secs(5)).await;
+    assert!(server.bodies().is_empty(), "{:?}", server.bodies());
+}

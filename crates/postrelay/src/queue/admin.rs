@@ -40,7 +40,7 @@ impl Queue {
             return Ok(AfterAttempt::Removed);
         }
         if done {
-            return match self.inner.spool.remove_lazily(&id) {
+            return match self.inner.spool.remove_lazily(&id, env.size) {
                 Ok(()) => {
                     if self.index().forget(&id) {
                         self.inner.maillog.removed(&id.to_string());

@@ -243,9 +243,10 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters, spawn: 
     }
     // The last checkpoint (with the journal; else the last removals made
     // durable) comes after the last batch, and after the one the
-    // checkpoint thread may be making.
+    // checkpoint thread may be making; then the bodies kept for reuse go.
     drop(checkpointer);
     spool.reap_removed();
+    spool.discard_kept_bodies();
 }
 
 /// The thread that makes the commit journal's checkpoints while the
@@ -437,6 +438,26 @@ mod tests {
             crate::spool::faults::names_in(dir.path(), "tmp"),
             Vec::<String>::new()
         );
+    }
+
+    /// Bodies kept for reuse in queue/ go when the committer stops, so the
+    /// next start does not find them as bodies without a message.
+    #[tokio::test]
+    async fn a_stop_leaves_no_kept_body_in_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let committer = Committer::start(spool.clone());
+        let delivered = committer.commit(stage_one(&spool, 1)).await.unwrap();
+        let size = spool.read(&delivered).unwrap().0.size;
+        // Staged first, so that it cannot take the delivered body.
+        let next = stage_one(&spool, 2);
+        spool.remove_lazily(&delivered, size).unwrap();
+        let kept = committer.commit(next).await.unwrap();
+        // That commit's fsync made the removal durable: the body is kept.
+        let names = || crate::spool::faults::names_in(dir.path(), "queue");
+        assert!(names().contains(&delivered.body_name()), "{:?}", names());
+        committer.shutdown();
+        assert_eq!(names(), vec![kept.envelope_name(), kept.body_name()]);
     }
 
     #[tokio::test]

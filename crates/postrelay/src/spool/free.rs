@@ -1,42 +1,53 @@
-//! The free list: files of delivered messages, kept in free/ for reuse.
+//! The free list: files of delivered messages, kept for reuse.
 //!
 //! Creating a file costs the file system an inode allocation (on ext4,
 //! `ext4_create` with its scan for recently deleted inodes) and unlinking it
 //! an eviction (`ext4_evict_inode`, truncation); at two files per message
 //! that was about 40 % of the daemon's CPU under load. So a message removed
-//! lazily has its files renamed into free/ instead of unlinked, and a new
-//! message's body and envelope take a file from there (renamed into place,
+//! lazily keeps its files instead of having them unlinked, and a new
+//! message's body and envelope take one of them (renamed into place,
 //! overwritten from offset 0, cut to length) instead of creating one.
+//!
+//! Where the files wait differs by kind:
+//!
+//! - An envelope leaves queue/ at the removal, renamed to `free/<id>.env`
+//!   ([`FreeList::retire`]), and is later written where it lies there and
+//!   renamed from free/ straight into queue/ by the commit, to its new
+//!   id's name ([`FreeList::reuse_in_place`]).
+//! - A body never moves to free/: it stays at `queue/<old id>.msg`, and once
+//!   its message's removal is durable that name goes on the list
+//!   ([`FreeList::release`], no system call). A new message takes it with
+//!   one rename, `queue/<old>.msg` to `queue/<new>.msg` ([`FreeList::reuse`]).
+//!   A body without an envelope is, for everyone else, what it was before:
+//!   an orphan, which no listing counts and recovery removes.
 //!
 //! What keeps this as safe as unlinking:
 //!
-//! - A file leaves queue/ exactly when and how the unlink did. The envelope
-//!   is renamed out in [`FreeList::retire`]: the message stops existing at
-//!   once, durably after the next `fsync` of queue/ (a crash before that
-//!   brings the whole message back: a duplicate delivery, as before). The
-//!   body is renamed out in [`FreeList::release`], after that `fsync`.
-//! - A file is reused only after that `fsync`: an envelope waits with its
-//!   message in the doomed list, like the body. Reused earlier, a crash
-//!   could bring the old envelope back into queue/ holding a newer
-//!   message's bytes.
-//! - A body is reused by a rename with `RENAME_NOREPLACE` (a name collision
-//!   never replaces a file) into queue/; an envelope is written where it
-//!   lies in free/ and renamed from there into queue/ by the commit, to its
-//!   new id's name (one rename, not two: [`FreeList::reuse_in_place`]).
-//!   Reuse refuses a file that has another name (an administrator's hard
+//! - A message stops existing exactly when and how it did with unlink: its
+//!   envelope leaves queue/ in [`FreeList::retire`] (renamed or unlinked),
+//!   durably at the next `fsync` of queue/ (a crash before that brings the
+//!   whole message back: a duplicate delivery, as before).
+//! - Neither file is reused before that `fsync`: the message waits in the
+//!   doomed list until it has succeeded. Reused earlier, a crash could
+//!   bring the old envelope back into queue/ holding a newer message's
+//!   bytes, or pointing at a body rewritten for another message.
+//! - Reuse renames with `RENAME_NOREPLACE` (a name collision never replaces
+//!   a file), refuses a file that has another name (an administrator's hard
 //!   link is never overwritten), and cuts the new content to length before
 //!   anything syncs it. The result is made durable by the same `fdatasync`
 //!   or `syncfs` as a fresh file, before its envelope is renamed into
-//!   queue/; a crash before that leaves an orphan or a file in free/, both
-//!   of which recovery removes.
+//!   queue/; a crash before that leaves an orphan body in queue/ or a file
+//!   in free/, both of which recovery removes.
 //! - Envelope files are reused as envelopes and body files as bodies
 //!   (similar sizes: little to cut or grow). At most [`MAX_PER_KIND`] files
-//!   of each kind wait, and bodies over [`MAX_KEPT_BODY`] are unlinked, so
-//!   free/ pins little disk space.
-//! - free/ holds nothing anyone needs: recovery empties it at startup. Any
-//!   failure here falls back to unlinking and creating, as before; one that
-//!   will always recur (a file system without `RENAME_NOREPLACE`, free/ on
-//!   another mount) turns recycling off until the next start.
+//!   of each kind wait, and bodies over [`MAX_KEPT_BODY`] (by the size their
+//!   envelope records) are unlinked, so little disk space is pinned.
+//! - Nothing kept is needed by anyone: recovery empties free/ and removes
+//!   bodies without an envelope at startup, and a clean stop unlinks the
+//!   bodies on the list ([`FreeList::discard_bodies`]). Any failure here
+//!   falls back to unlinking and creating, as before; one that will always
+//!   recur (a file system without `RENAME_NOREPLACE`, free/ on another
+//!   mount) turns recycling off until the next start.
 //!
 //! Residual window: a reader that opened a message's body or envelope
 //! *before* the message was removed, and still reads that descriptor after
@@ -46,8 +57,7 @@
 //! and removals from hold/ unlink and never recycle, and envelope readers
 //! check the id inside the file against its name. An administrator reading
 //! `queue/<id>.msg` by hand (`queue show` prints the path) while the message
-//! is delivered could see another message's text; opening that path anew
-//! fails with `ENOENT`, as before.
+//! is delivered, or just after, could see another message's text.
 //!
 //! Not used for aborted messages (their files are unlinked), for removals
 //! through [`Spool::remove`](super::Spool::remove), or by admin commands
@@ -64,7 +74,7 @@ use super::error::SpoolError;
 use super::id::{FileKind, QueueId};
 use super::layout::{Layout, Location};
 
-/// Most files of each kind (bodies, envelopes) waiting in free/.
+/// Most files of each kind (bodies, envelopes) kept for reuse.
 pub(super) const MAX_PER_KIND: usize = 128;
 
 /// Bodies longer than this are unlinked rather than kept: their data, not
@@ -78,6 +88,8 @@ pub(super) struct Doomed {
     id: QueueId,
     /// Its envelope was renamed to `free/<id>.env` rather than unlinked.
     env_in_free: bool,
+    /// Its body is small enough to keep (by the size its envelope records).
+    keep_body: bool,
 }
 
 /// A file taken from the free list, now at its new name and open for
@@ -92,10 +104,11 @@ pub(super) struct Reused {
 /// The files of one kind.
 #[derive(Debug, Default)]
 struct Shelf {
-    /// Paths in free/ that may be reused now.
+    /// Paths that may be reused now: envelopes in free/, bodies in queue/
+    /// (under the id of the message that was removed).
     ready: Vec<PathBuf>,
-    /// Files on their way into `ready` (envelopes waiting for the `fsync`,
-    /// bodies being renamed); they count against the bound.
+    /// Envelopes waiting in free/ for the `fsync` (bodies wait in queue/
+    /// and are not counted until then); they count against the bound.
     incoming: usize,
 }
 
@@ -154,6 +167,9 @@ impl FreeList {
     /// `free/<id>.env` when there is room, otherwise (or if that rename
     /// fails) unlinked. Either way the message stops existing now, and
     /// durably at the next `fsync` of queue/; until then `id` is doomed.
+    /// `body_size` (what its envelope records) decides whether its body is
+    /// kept for reuse then. `Ok(false)` if queue/ has no such envelope
+    /// (the message is held, or gone): nothing was done.
     ///
     /// [`Spool::remove_lazily`]: super::Spool::remove_lazily
     pub(super) fn retire(
@@ -161,7 +177,8 @@ impl FreeList {
         ops: &dyn FileOps,
         layout: &Layout,
         id: &QueueId,
-    ) -> Result<(), SpoolError> {
+        body_size: u64,
+    ) -> Result<bool, SpoolError> {
         let env = layout.envelope_path(id, Location::Queue);
         let mut env_in_free = false;
         if self.reserve(FileKind::Envelope) {
@@ -170,19 +187,26 @@ impl FreeList {
                 Ok(()) => env_in_free = true,
                 Err(e) => {
                     self.unreserve(FileKind::Envelope);
-                    self.rename_failed(ops, &env, &dst, &e);
+                    // No such envelope (or no free/): the unlink tells which.
+                    if e.kind() != io::ErrorKind::NotFound {
+                        self.rename_failed(ops, &env, &dst, &e);
+                    }
                 }
             }
         }
         if !env_in_free {
-            ops.remove_file(&env)
-                .map_err(|e| SpoolError::io("remove", &env, e))?;
+            match ops.remove_file(&env) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(SpoolError::io("remove", &env, e)),
+            }
         }
         self.state().doomed.push(Doomed {
             id: *id,
             env_in_free,
+            keep_body: body_size <= MAX_KEPT_BODY,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// Takes the doomed messages, for a caller about to `fsync` queue/.
@@ -198,31 +222,45 @@ impl FreeList {
     }
 
     /// Called after an `fsync` of queue/ made the removal of `doomed`
-    /// durable: their envelopes in free/ become reusable, and their bodies
-    /// move to free/ (or are unlinked when there is no room, they are
-    /// large, or the rename fails).
+    /// durable: their envelopes in free/ and their bodies, where they lie in
+    /// queue/, become reusable (no system call); bodies beyond the bound or
+    /// too large are unlinked, as are envelopes if recycling was turned
+    /// off meanwhile.
     pub(super) fn release(&self, ops: &dyn FileOps, layout: &Layout, doomed: Vec<Doomed>) {
-        for d in doomed {
-            if d.env_in_free {
-                self.arrive(ops, FileKind::Envelope, self.dir.join(d.id.envelope_name()));
-            }
-            let body = layout.body_path(&d.id);
-            let small = std::fs::symlink_metadata(&body)
-                .is_ok_and(|m| m.is_file() && m.len() <= MAX_KEPT_BODY);
-            if small && self.reserve(FileKind::Body) {
-                let dst = self.dir.join(d.id.body_name());
-                match ops.rename_noreplace(&body, &dst) {
-                    Ok(()) => {
-                        self.arrive(ops, FileKind::Body, dst);
-                        continue;
-                    }
-                    Err(e) => {
-                        self.unreserve(FileKind::Body);
-                        self.rename_failed(ops, &body, &dst, &e);
+        let mut unlink = Vec::new();
+        {
+            let mut state = self.state();
+            let disabled = state.disabled;
+            for d in doomed {
+                if d.env_in_free {
+                    let env = self.dir.join(d.id.envelope_name());
+                    let shelf = &mut state.envelopes;
+                    shelf.incoming = shelf.incoming.saturating_sub(1);
+                    if disabled {
+                        unlink.push(env);
+                    } else {
+                        shelf.ready.push(env);
                     }
                 }
+                let body = layout.body_path(&d.id);
+                if d.keep_body && !disabled && state.bodies.has_room() {
+                    state.bodies.ready.push(body);
+                } else {
+                    unlink.push(body);
+                }
             }
-            remove_quietly(ops, &body);
+        }
+        for path in unlink {
+            remove_quietly(ops, &path);
+        }
+    }
+
+    /// Unlinks the bodies waiting for reuse in queue/ (at a clean stop, so
+    /// that the next start does not find them as orphans).
+    pub(super) fn discard_bodies(&self, ops: &dyn FileOps) {
+        let bodies = std::mem::take(&mut self.state().bodies.ready);
+        for path in bodies {
+            remove_quietly(ops, &path);
         }
     }
 
@@ -290,21 +328,7 @@ impl FreeList {
         shelf.incoming = shelf.incoming.saturating_sub(1);
     }
 
-    /// A reserved file is now at `path` in free/ and may be reused (or is
-    /// unlinked, if recycling was turned off meanwhile).
-    fn arrive(&self, ops: &dyn FileOps, kind: FileKind, path: PathBuf) {
-        let mut state = self.state();
-        let shelf = state.shelf(kind);
-        shelf.incoming = shelf.incoming.saturating_sub(1);
-        if !state.disabled {
-            state.shelf(kind).ready.push(path);
-            return;
-        }
-        drop(state);
-        remove_quietly(ops, &path);
-    }
-
-    /// Logs a failed rename into or out of free/. If it can never work (the
+    /// Logs a failed rename for reuse. If it can never work (the
     /// file system cannot rename without replacing, or free/ is on another
     /// one), recycling is turned off for as long as this spool is open and
     /// the files ready for reuse are unlinked.

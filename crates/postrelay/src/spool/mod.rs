@@ -10,7 +10,7 @@
 //! <root>/queue/    <id>.msg (body, immutable) + <id>.env (envelope JSON)
 //! <root>/hold/     <id>.env of held messages (the body stays in queue/)
 //! <root>/corrupt/  files that failed to parse, kept for humans
-//! <root>/free/     files of delivered messages kept for reuse; emptied at startup
+//! <root>/free/     envelope files of delivered messages kept for reuse; emptied at startup
 //! <root>/maildrop/ files left by `sendmail` for pickup (see `drop_dir.rs`)
 //! <root>/journal   the commit journal of [`SyncMode::Journal`] (see `journal.rs`)
 //! ```
@@ -28,10 +28,11 @@
 //! opening the spool replays the journal (`commit.rs`, `journal.rs`).
 //! Removal runs the other way: envelope, `fsync`, body.
 //!
-//! Files are recycled: a delivered message's envelope and body move to
-//! free/ instead of being unlinked, and new messages take their files from
-//! there instead of creating them, because inode allocation and eviction
-//! were the daemon's largest CPU cost (see `free.rs` for why this is safe).
+//! Files are recycled: a delivered message's envelope moves to free/ and its
+//! body stays in queue/ under its old name instead of being unlinked, and new
+//! messages take those files instead of creating them, because inode
+//! allocation and eviction were the daemon's largest CPU cost (see
+//! `free.rs` for why this is safe).
 //!
 //! This module does not schedule, deliver or index messages (that is
 //! `queue`), nor does it speak SMTP. Its calls block on disk I/O; async
@@ -407,32 +408,45 @@ impl Spool {
 
     /// Removes a delivered message cheaply: its envelope leaves queue/ now
     /// (renamed into free/ for reuse, or unlinked when free/ is full): the
-    /// message stops existing for `list` and the scheduler. Its body
-    /// follows only after the next `fsync` of queue/ made that durable,
-    /// done by the committer ([`Spool::commit_batch`] or
-    /// [`Spool::reap_removed`]); only then may either file be reused. No
-    /// `fsync` of its own.
+    /// message stops existing for `list` and the scheduler. Its body stays
+    /// until the next `fsync` of queue/ has made that durable, done by the
+    /// committer ([`Spool::commit_batch`] or [`Spool::reap_removed`]); only
+    /// then may either file be reused (the body where it lies, if
+    /// `body_size`, the size its envelope records, is small enough) or is
+    /// the body unlinked. No `fsync` of its own, and no `stat`: the rename
+    /// says whether the envelope was in queue/.
     ///
     /// After a crash either the envelope is back with its body (the
     /// message is delivered again: a duplicate, never a loss) or it is gone
     /// and the body is an orphan that recovery removes. An envelope
     /// without its body, which recovery would report as corrupt, cannot
     /// happen. Call it only once nothing reads the message's files any
-    /// more (see `free.rs`). Messages in hold/ are removed with
-    /// [`Spool::remove`].
-    pub fn remove_lazily(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let _admin = self.admin();
-        match self.locate(id)? {
-            None => return Err(SpoolError::NotFound { id: *id }),
-            Some(Location::Hold) => {
-                drop(_admin);
-                return self.remove(id);
-            }
-            Some(Location::Queue) => {}
-        }
-        self.inner
+    /// more (see `free.rs`). A message in hold/ is removed with
+    /// [`Spool::remove`] (unlinked and synced, not recycled).
+    pub fn remove_lazily(&self, id: &QueueId, body_size: u64) -> Result<(), SpoolError> {
+        let admin = self.admin();
+        let inner = &self.inner;
+        if inner
             .free
-            .retire(&*self.inner.ops, &self.inner.layout, id)
+            .retire(&*inner.ops, &inner.layout, id, body_size)?
+        {
+            return Ok(());
+        }
+        // Not in queue/ (the admin lock keeps it from moving meanwhile).
+        match self.locate(id)? {
+            None => Err(SpoolError::NotFound { id: *id }),
+            Some(_) => {
+                drop(admin);
+                self.remove(id)
+            }
+        }
+    }
+
+    /// Unlinks the bodies kept in queue/ for reuse; the committer calls it
+    /// as it stops, after its last [`Spool::reap_removed`], so that the next
+    /// start does not find them as bodies without a message.
+    pub fn discard_kept_bodies(&self) {
+        self.inner.free.discard_bodies(&*self.inner.ops);
     }
 
     /// All messages in queue/ and hold/, sorted by id; unreadable envelopes

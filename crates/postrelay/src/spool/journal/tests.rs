@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::faults::{Fault, FaultyFs, Op, names, names_in};
-use super::super::tests::{commit, envelope_for, stage};
+use super::super::tests::{commit, envelope_for, remove_lazily, stage};
 use super::super::*;
 use super::record::{encode_header, encode_record};
 use super::{Header, RECORDS_START, live_records, read_header};
@@ -239,7 +239,7 @@ fn a_checkpoint_retires_the_records_of_delivered_messages() {
     let spool = open(root);
     let delivered = commit(&spool, b"delivered\r\n").unwrap();
     spool.reap_removed();
-    spool.remove_lazily(&delivered).unwrap();
+    remove_lazily(&spool, &delivered).unwrap();
     spool.reap_removed();
     let kept = commit(&spool, b"kept\r\n").unwrap();
     drop(spool);
@@ -265,12 +265,16 @@ fn removed_files_are_not_recycled_before_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (spool, fs) = open_faulty(root);
+    use std::os::unix::fs::MetadataExt;
+    let ino = |id: &QueueId| std::fs::metadata(spool.body_path(id)).unwrap().ino();
     let old = commit(&spool, b"old\r\n").unwrap();
+    let old_body = ino(&old);
     spool.reap_removed();
-    spool.remove_lazily(&old).unwrap();
+    remove_lazily(&spool, &old).unwrap();
     // A journaled commit makes nothing durable in queue/: the removal
     // must wait, and the old body with it.
     let new = commit(&spool, b"new\r\n").unwrap();
+    assert_ne!(ino(&new), old_body);
     assert!(names_in(root, "queue").contains(&old.body_name()));
     // Its envelope waits in free/, not yet reusable.
     assert_eq!(names_in(root, "free"), vec![old.envelope_name()]);
@@ -286,8 +290,12 @@ fn removed_files_are_not_recycled_before_a_checkpoint() {
     });
     assert!(queue.contains(&old.body_name()), "{queue:?}");
     assert_eq!(free, vec![old.envelope_name()]);
-    assert!(!names_in(root, "queue").contains(&old.body_name()));
     assert_eq!(body_of(&spool, &new), b"new\r\n");
+    // After it, the next message takes the old body.
+    let next = commit(&spool, b"next\r\n").unwrap();
+    assert_eq!(ino(&next), old_body);
+    assert!(!names_in(root, "queue").contains(&old.body_name()));
+    assert_eq!(body_of(&spool, &next), b"next\r\n");
 }
 
 #[test]

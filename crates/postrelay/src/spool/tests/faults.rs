@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::super::faults::{Fault, FaultyFs, Op, names_in};
 use super::super::*;
-use super::{commit, envelope_for, sample_body, stage};
+use super::{commit, envelope_for, remove_lazily, sample_body, stage};
 
 fn open_faulty(root: &Path) -> (Spool, Arc<FaultyFs>) {
     open_faulty_with(root, SyncMode::Files)
@@ -217,11 +217,12 @@ fn a_failed_step_out_of_free_falls_back_to_a_new_file() {
     // file just unlinked to the file created next.
     let born = |p: &Path| std::fs::metadata(p).and_then(|m| m.created()).ok();
     // A recycled envelope is not renamed out of free/ before it is written
-    // (the commit's rename takes it from there), so only a body's rename
-    // out of free/ can fail and fall back; the envelope is still recycled.
+    // (the commit's rename takes it from there), so only a kept body's
+    // rename to its new name can fail and fall back; the envelope is still
+    // recycled.
     for (what, fault, env_recycled) in [
         (
-            "rename of a body from free/",
+            "rename of a kept body",
             Fault::eio(Op::Rename, ".msg"),
             true,
         ),
@@ -230,12 +231,17 @@ fn a_failed_step_out_of_free_falls_back_to_a_new_file() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let (spool, fs) = open_faulty(root);
-        deliver_all(&spool, &[b"old\r\n"]);
-        assert_eq!(names_in(root, "free").len(), 2, "{what}");
-        let newest_freed = names_in(root, "free")
-            .iter()
-            .filter_map(|n| born(&root.join("free").join(n)))
-            .max();
+        let [old] = deliver_all(&spool, &[b"old\r\n"])[..] else {
+            unreachable!()
+        };
+        assert_eq!(names_in(root, "free").len(), 1, "{what}");
+        let newest_freed = [
+            root.join("free").join(old.envelope_name()),
+            spool.body_path(&old),
+        ]
+        .iter()
+        .filter_map(|p| born(p))
+        .max();
         std::thread::sleep(std::time::Duration::from_millis(50));
         fs.arm(fault);
         let id = commit(&spool, b"new\r\n").unwrap();
@@ -278,9 +284,10 @@ fn each_failing_step_on_a_recycled_file_is_an_error_and_leaves_nothing() {
             // Long body and envelope, so that the new ones must be cut.
             let long = stage_with(&spool, &sample_body(), 40).unwrap();
             let old = spool.commit_batch(vec![long]).pop().unwrap().unwrap();
-            spool.remove_lazily(&old).unwrap();
+            remove_lazily(&spool, &old).unwrap();
             spool.reap_removed();
-            assert_eq!(names_in(root, "free").len(), 2, "{what}");
+            assert_eq!(names_in(root, "free").len(), 1, "{what}");
+            assert_eq!(names_in(root, "queue"), vec![old.body_name()], "{what}");
             let is_truncate = fault.op == Op::SetLen;
             fs.arm(fault);
             let err = match stage_with(&spool, b"short\r\n", 1) {
@@ -319,16 +326,19 @@ fn a_failed_rename_into_free_falls_back_to_unlinking() {
     let (spool, fs) = open_faulty(root);
     let id = commit(&spool, b"m\r\n").unwrap();
     fs.arm(Fault::eio(Op::Rename, "/free/"));
-    spool.remove_lazily(&id).unwrap();
+    remove_lazily(&spool, &id).unwrap();
     assert!(matches!(spool.read(&id), Err(SpoolError::NotFound { .. })));
     assert_eq!(names_in(root, "queue"), vec![id.body_name()]);
     spool.reap_removed();
     fs.disarm();
-    assert!(names_in(root, "queue").is_empty());
     assert!(names_in(root, "free").is_empty());
-    // A passing failure does not turn recycling off.
-    super::free::deliver_all(&spool, &[b"n\r\n"]);
-    assert_eq!(names_in(root, "free").len(), 2);
+    // A passing failure does not turn recycling off: the body is kept.
+    assert_eq!(names_in(root, "queue"), vec![id.body_name()]);
+    let [n] = super::free::deliver_all(&spool, &[b"n\r\n"])[..] else {
+        unreachable!()
+    };
+    assert_eq!(names_in(root, "free"), vec![n.envelope_name()]);
+    assert_eq!(names_in(root, "queue"), vec![n.body_name()]);
 }
 
 #[test]
@@ -337,10 +347,11 @@ fn a_file_system_without_rename_noreplace_turns_recycling_off() {
     let root = dir.path();
     let (spool, fs) = open_faulty(root);
     super::free::deliver_all(&spool, &[b"one\r\n"]);
-    assert_eq!(names_in(root, "free").len(), 2);
+    assert_eq!(names_in(root, "free").len(), 1);
+    // The first rename for reuse is the body's, within queue/.
     fs.arm(Fault {
         op: Op::Rename,
-        path_contains: "/free/".into(),
+        path_contains: ".msg".into(),
         errno: nix::libc::EINVAL,
     });
     let id = commit(&spool, b"two\r\n").unwrap();
@@ -348,9 +359,14 @@ fn a_file_system_without_rename_noreplace_turns_recycling_off() {
         names_in(root, "free").is_empty(),
         "what free/ held is unlinked"
     );
+    assert_eq!(
+        names_in(root, "queue"),
+        vec![id.envelope_name(), id.body_name()],
+        "the kept body too"
+    );
     fs.disarm();
     // Off until the next start, even once renames would work.
-    spool.remove_lazily(&id).unwrap();
+    remove_lazily(&spool, &id).unwrap();
     spool.reap_removed();
     assert!(names_in(root, "free").is_empty());
     assert!(names_in(root, "queue").is_empty());

@@ -1,6 +1,6 @@
-//! Recycling: the files of delivered messages go to free/, new messages
-//! reuse them (same inodes), and what is read back is exactly the new
-//! message.
+//! Recycling: the envelopes of delivered messages go to free/, their
+//! bodies stay in queue/ under their old names, new messages reuse both
+//! (same inodes), and what is read back is exactly the new message.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -10,26 +10,45 @@ use std::path::Path;
 use super::super::faults::names_in;
 use super::super::free::{MAX_KEPT_BODY, MAX_PER_KIND};
 use super::super::*;
-use super::{commit, envelope_for, stage};
+use super::{commit, envelope_for, remove_lazily, stage};
 
 pub(super) fn ino(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().ino()
 }
 
-/// Inode number → name of every file in free/.
+/// The bodies in queue/ that belong to no message (kept for reuse, or
+/// orphans), by name.
+pub(super) fn kept_bodies(root: &Path) -> Vec<String> {
+    let queue = names_in(root, "queue");
+    let held = names_in(root, "hold");
+    queue
+        .iter()
+        .filter(|name| {
+            name.strip_suffix(".msg").is_some_and(|stem| {
+                let env = format!("{stem}.env");
+                !queue.contains(&env) && !held.contains(&env)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Inode number → name of every file kept for reuse: envelopes in free/,
+/// bodies without a message in queue/.
 pub(super) fn free_inodes(root: &Path) -> HashMap<u64, String> {
-    names_in(root, "free")
-        .into_iter()
-        .map(|name| (ino(&root.join("free").join(&name)), name))
+    let free = names_in(root, "free").into_iter().map(|n| ("free", n));
+    let kept = kept_bodies(root).into_iter().map(|n| ("queue", n));
+    free.chain(kept)
+        .map(|(dir, name)| (ino(&root.join(dir).join(&name)), name))
         .collect()
 }
 
 /// Commits one message per body, removes them all lazily and reaps, which
-/// moves their files to free/.
+/// makes their files reusable (envelopes in free/, bodies in queue/).
 pub(super) fn deliver_all(spool: &Spool, bodies: &[&[u8]]) -> Vec<QueueId> {
     let ids: Vec<QueueId> = bodies.iter().map(|b| commit(spool, b).unwrap()).collect();
     for id in &ids {
-        spool.remove_lazily(id).unwrap();
+        remove_lazily(spool, id).unwrap();
     }
     spool.reap_removed();
     ids
@@ -59,7 +78,7 @@ fn open(root: &Path, sync: SyncMode) -> Spool {
 }
 
 #[test]
-fn delivered_files_are_kept_in_free_and_reused_by_new_messages() {
+fn delivered_files_are_kept_and_reused_by_new_messages() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let spool = Spool::open(root).unwrap();
@@ -72,13 +91,15 @@ fn delivered_files_are_kept_in_free_and_reused_by_new_messages() {
         0o700
     );
     let ids = deliver_all(&spool, &[b"one\r\n", b"two\r\n", b"three\r\n"]);
-    assert!(names_in(root, "queue").is_empty());
-    let mut expected: Vec<String> = ids
-        .iter()
-        .flat_map(|id| [id.envelope_name(), id.body_name()])
-        .collect();
-    expected.sort();
-    assert_eq!(names_in(root, "free"), expected);
+    let names = |f: fn(&QueueId) -> String| {
+        let mut v: Vec<String> = ids.iter().map(f).collect();
+        v.sort();
+        v
+    };
+    // Envelopes in free/; bodies where they were, belonging to no message.
+    assert_eq!(names_in(root, "free"), names(QueueId::envelope_name));
+    assert_eq!(names_in(root, "queue"), names(QueueId::body_name));
+    assert!(spool.list().unwrap().is_empty());
 
     let freed = free_inodes(root);
     let staged = stage(&spool, b"four\r\n").unwrap();
@@ -93,13 +114,16 @@ fn delivered_files_are_kept_in_free_and_reused_by_new_messages() {
         was(env_ino).ends_with(".env"),
         "envelope is a new inode: {freed:?}"
     );
-    // The body was renamed out of free/; the envelope is written where it
-    // lies there, to be renamed straight into queue/.
-    assert_eq!(names_in(root, "free").len(), 5, "one of six files taken");
+    // The body was renamed within queue/; the envelope is written where it
+    // lies in free/, to be renamed straight into queue/.
+    assert_eq!(kept_bodies(root).len(), 3, "two kept, one being written");
+    assert!(!kept_bodies(root).contains(&was(body_ino)));
+    assert_eq!(names_in(root, "free").len(), 3);
     assert_eq!(staged.env_tmp().parent(), Some(root.join("free").as_path()));
 
     let id = spool.commit_batch(vec![staged]).pop().unwrap().unwrap();
-    assert_eq!(names_in(root, "free").len(), 4, "two of six files taken");
+    assert_eq!(names_in(root, "free").len(), 2, "one envelope taken");
+    assert_eq!(kept_bodies(root).len(), 2, "one body taken");
     assert_eq!(ino(&root.join("queue").join(id.envelope_name())), env_ino);
     assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"four\r\n");
     let mut env = envelope_for(id);
@@ -126,7 +150,7 @@ fn a_recycled_body_holds_exactly_the_new_message() {
         let [old] = deliver_all(&spool, &[&long])[..] else {
             unreachable!()
         };
-        let old_body = ino(&root.join("free").join(old.body_name()));
+        let old_body = ino(&spool.body_path(&old));
         let id = commit(&spool, b"short\r\n").unwrap();
         let body = spool.body_path(&id);
         assert_eq!(ino(&body), old_body, "{sync:?}: reused");
@@ -134,7 +158,7 @@ fn a_recycled_body_holds_exactly_the_new_message() {
         assert_eq!(std::fs::read(&body).unwrap(), b"short\r\n", "{sync:?}");
 
         // Short, then long: the file grows.
-        spool.remove_lazily(&id).unwrap();
+        remove_lazily(&spool, &id).unwrap();
         spool.reap_removed();
         let id = commit(&spool, &long).unwrap();
         assert_eq!(
@@ -164,7 +188,7 @@ fn a_recycled_envelope_file_parses_as_what_was_staged() {
     let big_len = std::fs::metadata(root.join("queue").join(big.envelope_name()))
         .unwrap()
         .len();
-    spool.remove_lazily(&big).unwrap();
+    remove_lazily(&spool, &big).unwrap();
     spool.reap_removed();
     let old_env = ino(&root.join("free").join(big.envelope_name()));
 
@@ -190,7 +214,7 @@ fn files_are_reused_only_after_the_fsync_that_removed_their_message() {
     let a = commit(&spool, b"a\r\n").unwrap();
     let a_env = ino(&root.join("queue").join(a.envelope_name()));
     let a_body = ino(&spool.body_path(&a));
-    spool.remove_lazily(&a).unwrap();
+    remove_lazily(&spool, &a).unwrap();
     // The envelope left queue/ at once; the body waits for the fsync.
     assert!(matches!(spool.read(&a), Err(SpoolError::NotFound { .. })));
     assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
@@ -202,16 +226,17 @@ fn files_are_reused_only_after_the_fsync_that_removed_their_message() {
     assert_ne!(ino(&spool.body_path(&b.id)), a_body);
     assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
 
-    // Committing `b` fsyncs queue/: now both files of `a` are free.
+    // Committing `b` fsyncs queue/: now both files of `a` are free, the
+    // body where it was.
     spool.commit_batch(vec![b]).pop().unwrap().unwrap();
-    let mut both = vec![a.envelope_name(), a.body_name()];
-    both.sort();
-    assert_eq!(names_in(root, "free"), both);
+    assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
+    assert_eq!(kept_bodies(root), vec![a.body_name()]);
     let c = stage(&spool, b"c\r\n").unwrap();
     assert_eq!(ino(c.env_tmp()), a_env);
     assert_eq!(ino(&spool.body_path(&c.id)), a_body);
-    // c's envelope is being written where it lay.
+    // c's envelope is being written where it lay; a's body has c's name.
     assert_eq!(names_in(root, "free"), vec![a.envelope_name()]);
+    assert_eq!(kept_bodies(root), vec![c.id.body_name()]);
 
     // Aborting a message with recycled files unlinks them.
     drop(c);
@@ -233,13 +258,16 @@ fn free_is_bounded_and_large_bodies_are_not_kept() {
         .map(Result::unwrap)
         .collect();
     for id in &ids {
-        spool.remove_lazily(id).unwrap();
+        remove_lazily(&spool, id).unwrap();
     }
     spool.reap_removed();
-    assert!(names_in(root, "queue").is_empty(), "the rest was unlinked");
-    let free = names_in(root, "free");
-    let count = |suffix: &str| free.iter().filter(|n| n.ends_with(suffix)).count();
-    assert_eq!((count(".env"), count(".msg")), (MAX_PER_KIND, MAX_PER_KIND));
+    assert_eq!(names_in(root, "free").len(), MAX_PER_KIND, "envelopes");
+    assert_eq!(kept_bodies(root).len(), MAX_PER_KIND, "bodies");
+    assert_eq!(
+        names_in(root, "queue").len(),
+        MAX_PER_KIND,
+        "the rest was unlinked"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -249,7 +277,10 @@ fn free_is_bounded_and_large_bodies_are_not_kept() {
         unreachable!()
     };
     assert_eq!(names_in(root, "free"), vec![id.envelope_name()]);
-    assert!(names_in(root, "queue").is_empty());
+    assert!(
+        names_in(root, "queue").is_empty(),
+        "the large body is unlinked"
+    );
 }
 
 #[test]
@@ -261,7 +292,7 @@ fn a_file_with_another_name_is_never_overwritten() {
         unreachable!()
     };
     let saved = root.join("saved");
-    std::fs::hard_link(root.join("free").join(old.body_name()), &saved).unwrap();
+    std::fs::hard_link(spool.body_path(&old), &saved).unwrap();
 
     let id = commit(&spool, b"new\r\n").unwrap();
     assert_ne!(ino(&spool.body_path(&id)), ino(&saved));
@@ -288,9 +319,11 @@ fn recovery_empties_free_and_the_spool_stays_usable() {
     std::fs::write(root.join("free").join("stray"), vec![b'z'; 1 << 20]).unwrap();
     std::fs::create_dir(root.join("free").join("subdir")).unwrap();
 
-    // With the daemon's list still holding the files recovery removes.
+    // With the daemon's list still holding the files recovery removes
+    // (envelopes from free/; bodies from queue/, as bodies of no message).
     let report = spool.recover().unwrap();
-    assert_eq!(report.free_removed, 5);
+    assert_eq!((report.free_removed, report.orphan_bodies_removed), (3, 2));
+    assert!(names_in(root, "queue").is_empty());
     assert_eq!(report.unknown, vec![root.join("free").join("subdir")]);
     assert_eq!(names_in(root, "free"), vec!["subdir".to_string()]);
     let body = super::sample_body();
@@ -298,7 +331,7 @@ fn recovery_empties_free_and_the_spool_stays_usable() {
     assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), body);
 
     // Recycling works again afterwards.
-    spool.remove_lazily(&id).unwrap();
+    remove_lazily(&spool, &id).unwrap();
     spool.reap_removed();
     let freed = free_inodes(root);
     let again = commit(&spool, b"again\r\n").unwrap();
@@ -328,12 +361,12 @@ fn recovery_empties_free_and_the_spool_stays_usable() {
     assert_eq!(spool.list().unwrap().len(), 2);
 }
 
-/// A message on recycled files costs four renames from staging to its
-/// files' return to free/: body into queue/, envelope from free/ straight
-/// into queue/, envelope out, body out (it was five: the envelope went
-/// through tmp/).
+/// A message on recycled files costs three renames from staging to its
+/// files' return to the free list: body from its old name in queue/ to its
+/// new one, envelope from free/ straight into queue/, envelope out (it was
+/// five with both files through free/ and the envelope through tmp/).
 #[test]
-fn a_recycled_message_costs_four_renames() {
+fn a_recycled_message_costs_three_renames() {
     use super::super::recording::RecordingFs;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -343,14 +376,85 @@ fn a_recycled_message_costs_four_renames() {
         ..SpoolOptions::default()
     };
     let spool = Spool::open_with(root, options).unwrap();
-    deliver_all(&spool, &[b"old\r\n"]);
+    let old = deliver_all(&spool, &[b"old\r\n"])[0];
     fs.clear();
     let id = deliver_all(&spool, &[b"new\r\n"])[0];
     let events = fs.take(root, &id.to_string());
     let renames: Vec<&String> = events.iter().filter(|e| e.starts_with("rename")).collect();
-    assert_eq!(renames.len(), 4, "{events:#?}");
+    // (The recording names the new message "ID".)
+    assert_eq!(
+        renames,
+        [
+            &format!("rename queue/{old}.msg queue/ID.msg"),
+            &format!("rename free/{old}.env queue/ID.env"),
+            &"rename queue/ID.env free/ID.env".to_string(),
+        ],
+        "{events:#?}"
+    );
     assert!(
         !events.iter().any(|e| e.starts_with("create")),
         "both files recycled: {events:#?}"
     );
+}
+
+/// A kept body is no message: it is not listed, it goes at a clean stop
+/// (`discard_kept_bodies`), and one left by a crash is removed at the
+/// next start like any body without an envelope.
+#[test]
+fn kept_bodies_are_no_messages_and_do_not_outlive_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let live = commit(&spool, b"live\r\n").unwrap();
+    let gone = deliver_all(&spool, &[b"one\r\n", b"two\r\n"]);
+    assert_eq!(kept_bodies(root).len(), 2);
+    let listed: Vec<QueueId> = spool.list().unwrap().iter().map(|(e, _)| e.id).collect();
+    assert_eq!(listed, vec![live]);
+    for id in &gone {
+        assert!(matches!(spool.read(id), Err(SpoolError::NotFound { .. })));
+        assert!(matches!(spool.hold(id), Err(SpoolError::NotFound { .. })));
+        assert!(matches!(spool.remove(id), Err(SpoolError::NotFound { .. })));
+    }
+    assert_eq!(kept_bodies(root).len(), 2, "still kept");
+
+    // A crash: the next start removes them and finds the one message.
+    drop(spool);
+    let spool = Spool::open(root).unwrap();
+    let report = spool.recover().unwrap();
+    assert_eq!((report.orphan_bodies_removed, report.messages), (2, 1));
+    assert!(report.corrupt.is_empty(), "{report:?}");
+    assert!(kept_bodies(root).is_empty());
+
+    // A clean stop unlinks them, and nothing is reused afterwards.
+    deliver_all(&spool, &[b"three\r\n"]);
+    assert_eq!(kept_bodies(root).len(), 1);
+    spool.discard_kept_bodies();
+    assert!(kept_bodies(root).is_empty());
+    let freed = free_inodes(root);
+    let id = commit(&spool, b"four\r\n").unwrap();
+    assert!(!freed.contains_key(&ino(&spool.body_path(&id))));
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"four\r\n");
+}
+
+/// A message held during its delivery attempt is removed from hold/ by
+/// unlinking (synced at once), never recycled; one already gone is
+/// `NotFound`. The removal has no `stat` of its own: the failed rename
+/// out of queue/ is what sends it to hold/.
+#[test]
+fn a_held_message_removed_lazily_is_unlinked_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let id = commit(&spool, b"held\r\n").unwrap();
+    spool.hold(&id).unwrap();
+    remove_lazily(&spool, &id).unwrap_or_else(|e| panic!("{e}"));
+    for sub in ["queue", "hold", "free"] {
+        assert!(names_in(root, sub).is_empty(), "{sub}/");
+    }
+    spool.reap_removed();
+    assert!(names_in(root, "queue").is_empty());
+    let err = spool.remove_lazily(&id, 6).unwrap_err();
+    assert!(matches!(err, SpoolError::NotFound { .. }), "{err}");
+    let fresh = commit(&spool, b"next\r\n").unwrap();
+    assert_eq!(std::fs::read(spool.body_path(&fresh)).unwrap(), b"next\r\n");
 }
