@@ -168,7 +168,7 @@ impl<S: ServerTransport> Session<S> {
     }
 
     pub(super) fn reply(&mut self, reply: &Reply) {
-        self.conn.queue(&reply.encode());
+        reply.encode_into(self.conn.send_buffer());
     }
 
     /// The time allowed for the next read: the command timeout, cut short
