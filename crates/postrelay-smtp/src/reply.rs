@@ -156,13 +156,37 @@ impl Reply {
     /// [`Reply::encode`] appended to `out` (a connection's send buffer),
     /// without a buffer of its own.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let last = self.lines.len().saturating_sub(1);
-        if self.lines.is_empty() {
-            encode_line(out, self.code, self.enhanced, "", true);
-        }
-        for (i, text) in self.lines.iter().enumerate() {
-            encode_line(out, self.code, self.enhanced, text, i == last);
-        }
+        encode_lines(out, self.code, self.enhanced, &self.lines);
+    }
+
+    /// Appends to `out` what `Reply::multi(code, enhanced, lines).encode()`
+    /// gives, without building the reply: for a server's fixed replies,
+    /// which need no `String`s of their own.
+    pub fn encode_parts<S: AsRef<str>>(out: &mut Vec<u8>, code: u16, enhanced: &str, lines: &[S]) {
+        let enhanced = if enhanced.is_empty() {
+            None
+        } else {
+            let parsed = EnhancedCode::parse(enhanced);
+            debug_assert!(parsed.is_some(), "bad enhanced status code {enhanced:?}");
+            parsed
+        };
+        encode_lines(out, code, enhanced, lines);
+    }
+}
+
+/// The lines of a reply appended to `out`; no lines is one empty line.
+fn encode_lines<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    code: u16,
+    enhanced: Option<EnhancedCode>,
+    lines: &[S],
+) {
+    let last = lines.len().saturating_sub(1);
+    if lines.is_empty() {
+        encode_line(out, code, enhanced, "", true);
+    }
+    for (i, text) in lines.iter().enumerate() {
+        encode_line(out, code, enhanced, text.as_ref(), i == last);
     }
 }
 

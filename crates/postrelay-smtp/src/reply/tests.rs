@@ -153,6 +153,11 @@ fn encode_table() {
         let mut buf = b"queued\r\n".to_vec();
         reply.encode_into(&mut buf);
         assert_eq!(buf, [b"queued\r\n", wire.as_bytes()].concat());
+        // encode_parts writes the same from the parts alone.
+        let mut parts = b"queued\r\n".to_vec();
+        let enhanced = reply.enhanced.map(|e| e.to_string()).unwrap_or_default();
+        Reply::encode_parts(&mut parts, reply.code, &enhanced, &reply.lines);
+        assert_eq!(parts, buf);
     }
 }
 
