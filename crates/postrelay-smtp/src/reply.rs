@@ -239,13 +239,14 @@ impl fmt::Display for Reply {
         }
         for (i, line) in self.lines.iter().enumerate() {
             f.write_str(if i == 0 { " " } else { " / " })?;
-            for c in line.chars() {
-                if c.is_control() {
-                    write!(f, "{}", c.escape_default())?;
-                } else {
-                    write!(f, "{c}")?;
-                }
+            // Runs of plain text in one write each; control characters escaped.
+            let mut rest = line.as_str();
+            while let Some((at, c)) = rest.char_indices().find(|(_, c)| c.is_control()) {
+                f.write_str(&rest[..at])?;
+                write!(f, "{}", c.escape_default())?;
+                rest = &rest[at + c.len_utf8()..];
             }
+            f.write_str(rest)?;
         }
         Ok(())
     }
