@@ -153,11 +153,13 @@ impl Mailbox {
             local: local.to_owned(),
             domain: domain.to_owned(),
         };
-        if m.encoded_local().len() > MAX_LOCAL_PART {
+        let local_len = m.encoded_local_len();
+        if local_len > MAX_LOCAL_PART {
             return Err(AddressError::LocalPartTooLong);
         }
         check_domain(domain)?;
-        if m.to_string().len() + 2 > MAX_PATH {
+        // `<local@domain>`, as Display writes it inside the brackets.
+        if local_len + 1 + m.domain.len() + 2 > MAX_PATH {
             return Err(AddressError::PathTooLong);
         }
         Ok(m)
@@ -194,28 +196,41 @@ impl Mailbox {
         self.domain.starts_with('[')
     }
 
-    /// The local part as it goes on the wire: as is when it is a dot-atom,
-    /// otherwise quoted with `"` and `\` escaped.
-    fn encoded_local(&self) -> String {
+    /// Writes the local part as it goes on the wire: as is when it is a
+    /// dot-atom, otherwise quoted with `"` and `\` escaped.
+    fn write_local(&self, w: &mut impl fmt::Write) -> fmt::Result {
         if is_dot_atom(&self.local) {
-            return self.local.clone();
+            return w.write_str(&self.local);
         }
-        let mut s = String::with_capacity(self.local.len() + 2);
-        s.push('"');
+        w.write_char('"')?;
         for c in self.local.chars() {
             if c == '"' || c == '\\' {
-                s.push('\\');
+                w.write_char('\\')?;
             }
-            s.push(c);
+            w.write_char(c)?;
         }
-        s.push('"');
-        s
+        w.write_char('"')
+    }
+
+    /// The length in bytes of what [`Mailbox::write_local`] writes.
+    fn encoded_local_len(&self) -> usize {
+        if is_dot_atom(&self.local) {
+            return self.local.len();
+        }
+        let escaped = self
+            .local
+            .bytes()
+            .filter(|&b| b == b'"' || b == b'\\')
+            .count();
+        self.local.len() + escaped + 2
     }
 }
 
 impl fmt::Display for Mailbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.encoded_local(), self.domain)
+        self.write_local(f)?;
+        f.write_str("@")?;
+        f.write_str(&self.domain)
     }
 }
 

@@ -263,44 +263,53 @@ impl Command {
     /// fixed order. CR and LF inside strings are replaced by spaces so that a
     /// value cannot inject a second command.
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = String::from(self.verb());
-        let mut arg = |a: &str| {
-            s.push(' ');
-            s.push_str(a);
-        };
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Command::encode`] appended to `out` (a connection's send buffer),
+    /// without a buffer of its own.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_line(&mut Bytes(out));
+        for b in &mut out[start..] {
+            if *b == b'\r' || *b == b'\n' {
+                *b = b' ';
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The line [`Command::encode`] sends, before CR and LF are replaced.
+    fn write_line(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        w.write_str(self.verb())?;
         match self {
-            Command::Ehlo(d) | Command::Helo(d) => arg(d),
+            Command::Ehlo(a) | Command::Helo(a) | Command::Vrfy(a) | Command::Expn(a) => {
+                write!(w, " {a}")
+            }
             Command::Mail { from, params } => {
-                s.push_str(" FROM:");
-                s.push_str(&from.to_string());
-                params.encode_into(&mut s);
+                write!(w, " FROM:{from}")?;
+                params.encode_into(w)
             }
             Command::Rcpt { to, params } => {
-                s.push_str(" TO:");
-                s.push_str(&to.to_string());
-                params.encode_into(&mut s);
+                write!(w, " TO:{to}")?;
+                params.encode_into(w)
             }
-            Command::Vrfy(a) | Command::Expn(a) => arg(a),
-            Command::Noop(a) | Command::Help(a) => {
-                if let Some(a) = a {
-                    arg(a);
-                }
-            }
+            Command::Noop(a) | Command::Help(a) => match a {
+                Some(a) => write!(w, " {a}"),
+                None => Ok(()),
+            },
             Command::Auth { mechanism, initial } => {
-                arg(mechanism);
-                if let Some(i) = initial {
-                    arg(i);
+                write!(w, " {mechanism}")?;
+                match initial {
+                    Some(i) => write!(w, " {i}"),
+                    None => Ok(()),
                 }
             }
-            Command::Data | Command::Rset | Command::Quit | Command::StartTls => {}
+            Command::Data | Command::Rset | Command::Quit | Command::StartTls => Ok(()),
         }
-        let mut out: Vec<u8> = s
-            .into_bytes()
-            .into_iter()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-            .collect();
-        out.extend_from_slice(b"\r\n");
-        out
     }
 
     /// The verb, uppercase (`"MAIL"`, `"STARTTLS"`...), for logs and errors.
@@ -398,6 +407,17 @@ fn parse_auth(arg: &str) -> Result<Command, CommandError> {
         mechanism: mechanism.to_ascii_uppercase(),
         initial: initial.map(str::to_owned),
     })
+}
+
+/// `fmt::Write` into a byte buffer (the text is UTF-8; the buffer holds
+/// bytes because it is a connection's send buffer).
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -149,28 +149,84 @@ impl Reply {
     /// the framing.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let last = self.lines.len().saturating_sub(1);
-        let single_empty = [String::new()];
-        let lines: &[String] = if self.lines.is_empty() {
-            &single_empty
-        } else {
-            &self.lines
-        };
-        for (i, text) in lines.iter().enumerate() {
-            out.extend_from_slice(format!("{:03}", self.code).as_bytes());
-            out.push(if i == last { b' ' } else { b'-' });
-            if let Some(e) = self.enhanced {
-                out.extend_from_slice(e.to_string().as_bytes());
-                out.push(b' ');
-            }
-            out.extend(
-                text.bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
-            out.extend_from_slice(b"\r\n");
-        }
+        self.encode_into(&mut out);
         out
     }
+
+    /// [`Reply::encode`] appended to `out` (a connection's send buffer),
+    /// without a buffer of its own.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_lines(out, self.code, self.enhanced, &self.lines);
+    }
+
+    /// Appends to `out` what `Reply::multi(code, enhanced, lines).encode()`
+    /// gives, without building the reply: for a server's fixed replies,
+    /// which need no `String`s of their own.
+    pub fn encode_parts<S: AsRef<str>>(out: &mut Vec<u8>, code: u16, enhanced: &str, lines: &[S]) {
+        let enhanced = if enhanced.is_empty() {
+            None
+        } else {
+            let parsed = EnhancedCode::parse(enhanced);
+            debug_assert!(parsed.is_some(), "bad enhanced status code {enhanced:?}");
+            parsed
+        };
+        encode_lines(out, code, enhanced, lines);
+    }
+}
+
+/// The lines of a reply appended to `out`; no lines is one empty line.
+fn encode_lines<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    code: u16,
+    enhanced: Option<EnhancedCode>,
+    lines: &[S],
+) {
+    let last = lines.len().saturating_sub(1);
+    if lines.is_empty() {
+        encode_line(out, code, enhanced, "", true);
+    }
+    for (i, text) in lines.iter().enumerate() {
+        encode_line(out, code, enhanced, text.as_ref(), i == last);
+    }
+}
+
+/// One reply line as [`Reply::encode`] writes it, appended to `out`.
+fn encode_line(
+    out: &mut Vec<u8>,
+    code: u16,
+    enhanced: Option<EnhancedCode>,
+    text: &str,
+    last: bool,
+) {
+    out.reserve(text.len() + 16);
+    push_decimal(out, code, 3);
+    out.push(if last { b' ' } else { b'-' });
+    if let Some(e) = enhanced {
+        push_decimal(out, u16::from(e.class), 1);
+        out.push(b'.');
+        push_decimal(out, e.subject, 1);
+        out.push(b'.');
+        push_decimal(out, e.detail, 1);
+        out.push(b' ');
+    }
+    out.extend(
+        text.bytes()
+            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits (at most 5).
+fn push_decimal(out: &mut Vec<u8>, n: u16, width: usize) {
+    let mut digits = [b'0'; 5];
+    let mut rest = n;
+    let mut len = 0;
+    while len < digits.len() && (rest > 0 || len < width) {
+        digits[digits.len() - 1 - len] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        len += 1;
+    }
+    out.extend_from_slice(&digits[digits.len() - len..]);
 }
 
 /// One-line summary for logs: `550 5.1.1 text / text2`. Control characters in
@@ -183,13 +239,14 @@ impl fmt::Display for Reply {
         }
         for (i, line) in self.lines.iter().enumerate() {
             f.write_str(if i == 0 { " " } else { " / " })?;
-            for c in line.chars() {
-                if c.is_control() {
-                    write!(f, "{}", c.escape_default())?;
-                } else {
-                    write!(f, "{c}")?;
-                }
+            // Runs of plain text in one write each; control characters escaped.
+            let mut rest = line.as_str();
+            while let Some((at, c)) = rest.char_indices().find(|(_, c)| c.is_control()) {
+                f.write_str(&rest[..at])?;
+                write!(f, "{}", c.escape_default())?;
+                rest = &rest[at + c.len_utf8()..];
             }
+            f.write_str(rest)?;
         }
         Ok(())
     }
@@ -257,7 +314,8 @@ impl std::error::Error for ReplyError {}
 pub fn parse_reply(buf: &[u8], max_len: usize) -> Result<Option<(Reply, usize)>, ReplyError> {
     let mut pos = 0;
     let mut code: Option<u16> = None;
-    let mut raw_lines: Vec<&[u8]> = Vec::new();
+    let mut enhanced: Option<EnhancedCode> = None;
+    let mut lines: Vec<String> = Vec::new();
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
         let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
@@ -289,34 +347,26 @@ pub fn parse_reply(buf: &[u8], max_len: usize) -> Result<Option<(Reply, usize)>,
         if line.len() > max_len {
             return Err(ReplyError::LineTooLong);
         }
-        raw_lines.push(line.get(4..).unwrap_or_default());
-        if raw_lines.len() > MAX_REPLY_LINES {
+        if lines.len() == MAX_REPLY_LINES {
             return Err(ReplyError::TooManyLines);
         }
+        let text = String::from_utf8_lossy(line.get(4..).unwrap_or_default());
+        if lines.is_empty() {
+            let token = text.split(' ').next().unwrap_or_default();
+            enhanced = EnhancedCode::parse(token).filter(|e| u16::from(e.class) == this_code / 100);
+        }
+        lines.push(match enhanced {
+            Some(e) => strip_enhanced(&text, e).to_owned(),
+            None => text.into_owned(),
+        });
         pos += lf + 1;
         if last {
             break;
         }
     }
-    let code = code.unwrap_or_default();
-    let texts: Vec<String> = raw_lines
-        .iter()
-        .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect();
-    let enhanced = texts.first().and_then(|first| {
-        let token = first.split(' ').next().unwrap_or_default();
-        EnhancedCode::parse(token).filter(|e| u16::from(e.class) == code / 100)
-    });
-    let lines = texts
-        .into_iter()
-        .map(|t| match enhanced {
-            Some(e) => strip_enhanced(t, e),
-            None => t,
-        })
-        .collect();
     Ok(Some((
         Reply {
-            code,
+            code: code.unwrap_or_default(),
             enhanced,
             lines,
         },
@@ -376,13 +426,15 @@ fn parse_code(line: &[u8]) -> Option<u16> {
     }
 }
 
-fn strip_enhanced(text: String, e: EnhancedCode) -> String {
+/// `text` without its leading enhanced code `e` and the space after it;
+/// `text` itself when it does not start with `e`.
+fn strip_enhanced(text: &str, e: EnhancedCode) -> &str {
     let token = text.split(' ').next().unwrap_or_default();
     if EnhancedCode::parse(token) != Some(e) {
         return text;
     }
     let skip = (token.len() + 1).min(text.len());
-    text.get(skip..).unwrap_or_default().to_owned()
+    text.get(skip..).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -164,3 +164,48 @@ async fn the_engine_replaces_a_stale_session_without_deferring() {
         assert_eq!(server.bodies().len(), 2);
     }
 }
+
+/// The transcript of a reused session holds the attempt's own lines only:
+/// a delivered transaction leaves none (nobody reads it), and the next
+/// message's deferral shows its own MAIL, not the one before.
+#[tokio::test]
+async fn a_transcript_holds_nothing_of_the_message_before() {
+    let server = FakeServer::start(Script {
+        pipelining: true,
+        first_mail_replies: vec!["250 2.1.0 ok".into(), "451 4.3.0 later".into()],
+        ..Script::default()
+    })
+    .await;
+    let engine = Deliverer::new(&config(&server), None, Arc::new(Resolver::system())).unwrap();
+    let mut attempts = Vec::new();
+    for n in 0..2 {
+        let sp = spool(format!("Subject: {n}\r\n\r\nbody\r\n").as_bytes());
+        let env = support::client::envelope(&sp);
+        attempts.push(engine.attempt(&env, &sp.path, &[0]).await);
+    }
+    engine.close_idle();
+    let (first, second) = (&attempts[0], &attempts[1]);
+    assert!(matches!(&first.outcomes[..], [(0, Outcome::Delivered(_))]));
+    assert!(first.transcript.is_empty(), "{:?}", first.transcript);
+    assert!(matches!(&second.outcomes[..], [(0, Outcome::Deferred(_))]));
+    assert_eq!(second.conn_use, 2, "{:?}", second.transcript);
+    let sent = |prefix: &str| {
+        second
+            .transcript
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    };
+    // It starts with the RSET that opened this transaction; the first
+    // message's MAIL and its reply are gone.
+    assert_eq!(
+        (
+            second.transcript.first().map(String::as_str),
+            sent("C: MAIL FROM:"),
+            sent("S: 250 2.1.0 ok"),
+        ),
+        (Some("C: RSET"), 1, 0),
+        "{:?}",
+        second.transcript
+    );
+}

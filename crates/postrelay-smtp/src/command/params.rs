@@ -3,6 +3,7 @@
 //! checked for syntax only; limits such as the maximum SIZE are policy.
 
 use super::{CommandError, syntax};
+use std::fmt;
 
 /// Longest ENVID value (RFC 3461 §4.4).
 const MAX_ENVID: usize = 100;
@@ -229,29 +230,30 @@ impl MailParams {
     }
 
     /// Appends ` NAME=value` for each parameter set, in a fixed order.
-    pub(crate) fn encode_into(&self, s: &mut String) {
+    pub(crate) fn encode_into(&self, s: &mut impl fmt::Write) -> fmt::Result {
         if let Some(n) = self.size {
-            s.push_str(&format!(" SIZE={n}"));
+            write!(s, " SIZE={n}")?;
         }
         if let Some(b) = self.body {
-            s.push_str(" BODY=");
-            s.push_str(b.as_str());
+            s.write_str(" BODY=")?;
+            s.write_str(b.as_str())?;
         }
         if self.smtputf8 {
-            s.push_str(" SMTPUTF8");
+            s.write_str(" SMTPUTF8")?;
         }
         if let Some(r) = self.ret {
-            s.push_str(" RET=");
-            s.push_str(r.as_str());
+            s.write_str(" RET=")?;
+            s.write_str(r.as_str())?;
         }
         if let Some(e) = &self.envid {
-            s.push_str(" ENVID=");
-            s.push_str(e);
+            s.write_str(" ENVID=")?;
+            s.write_str(e)?;
         }
         if let Some(a) = &self.auth {
-            s.push_str(" AUTH=");
-            s.push_str(a);
+            s.write_str(" AUTH=")?;
+            s.write_str(a)?;
         }
+        Ok(())
     }
 }
 
@@ -291,16 +293,21 @@ impl RcptParams {
     }
 
     /// Appends ` NAME=value` for each parameter set, in a fixed order.
-    pub(crate) fn encode_into(&self, s: &mut String) {
+    pub(crate) fn encode_into(&self, s: &mut impl fmt::Write) -> fmt::Result {
         if let Some(list) = &self.notify {
-            let values: Vec<&str> = list.iter().map(|n| n.as_str()).collect();
-            s.push_str(" NOTIFY=");
-            s.push_str(&values.join(","));
+            s.write_str(" NOTIFY=")?;
+            for (i, n) in list.iter().enumerate() {
+                if i > 0 {
+                    s.write_char(',')?;
+                }
+                s.write_str(n.as_str())?;
+            }
         }
         if let Some(o) = &self.orcpt {
-            s.push_str(" ORCPT=");
-            s.push_str(o);
+            s.write_str(" ORCPT=")?;
+            s.write_str(o)?;
         }
+        Ok(())
     }
 }
 

@@ -135,6 +135,9 @@ fn encode_table() {
             "550-5.7.1 Rejected\r\n550 5.7.1 see policy\r\n",
         ),
         (Reply::new(500, "5.5.2", "a\r\nb"), "500 5.5.2 a  b\r\n"),
+        (Reply::new(451, "4.7.999", "x"), "451 4.7.999 x\r\n"),
+        (Reply::new(554, "5.10.0", ""), "554 5.10.0 \r\n"),
+        (Reply::new(101, "", "start"), "101 start\r\n"),
         (
             Reply {
                 code: 250,
@@ -146,6 +149,15 @@ fn encode_table() {
     ];
     for (reply, wire) in cases {
         assert_eq!(String::from_utf8(reply.encode()).unwrap(), wire);
+        // encode_into appends, leaving what the buffer held.
+        let mut buf = b"queued\r\n".to_vec();
+        reply.encode_into(&mut buf);
+        assert_eq!(buf, [b"queued\r\n", wire.as_bytes()].concat());
+        // encode_parts writes the same from the parts alone.
+        let mut parts = b"queued\r\n".to_vec();
+        let enhanced = reply.enhanced.map(|e| e.to_string()).unwrap_or_default();
+        Reply::encode_parts(&mut parts, reply.code, &enhanced, &reply.lines);
+        assert_eq!(parts, buf);
     }
 }
 

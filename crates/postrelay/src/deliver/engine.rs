@@ -402,11 +402,17 @@ impl Deliverer {
             let via = describe(&relay.config.host, lease.session.peer());
             let facts = SessionFacts::of(&relay.config.name, &via, &lease.session, lease.reused);
             result.session = Some(facts);
-            result.record(
-                indices,
-                &via,
-                sent.as_ref().map(|_| lease.session.take_transcript()),
-            );
+            let transcript = match &sent {
+                // Nobody reads the transcript of a transaction that
+                // delivered every recipient: its buffers serve the next.
+                Ok(outcomes) if outcomes.iter().all(|o| matches!(o, Outcome::Delivered(_))) => {
+                    lease.session.clear_transcript();
+                    Ok(Vec::new())
+                }
+                Ok(_) => Ok(lease.session.take_transcript()),
+                Err(f) => Err(f),
+            };
+            result.record(indices, &via, transcript);
             result.notes.clear();
             match sent {
                 Ok(outcomes) => {

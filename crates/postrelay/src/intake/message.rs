@@ -221,8 +221,7 @@ impl Assembler {
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
         if complete {
-            let line = self.headers[start..].to_vec();
-            match self.scan.line(&line) {
+            match self.scan.line(&self.headers[start..]) {
                 LineKind::Header => {
                     if self.scan.hops() > crate::header::HOP_LIMIT {
                         self.refuse(Refusal::TooManyHops {
@@ -238,7 +237,9 @@ impl Assembler {
                     }
                 }
                 LineKind::Separator | LineKind::BodyStart => {
-                    self.headers.truncate(start);
+                    // Once per message: the line that ends the header
+                    // section goes after the headers we may add.
+                    let line = self.headers.split_off(start);
                     self.flush_headers();
                     self.write(&line);
                 }

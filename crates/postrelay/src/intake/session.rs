@@ -153,8 +153,8 @@ impl<S: ServerTransport> Session<S> {
 
     /// Queues the `220` greeting.
     pub(super) fn greet(&mut self) {
-        let greeting = Reply::new(220, "", format!("{} ESMTP postrelay", self.config.hostname));
-        self.reply(&greeting);
+        let greeting = format!("{} ESMTP postrelay", self.config.hostname);
+        self.reply_text(220, "", &greeting);
     }
 
     /// The connection broke or timed out: logged, nothing more to say.
@@ -168,7 +168,13 @@ impl<S: ServerTransport> Session<S> {
     }
 
     pub(super) fn reply(&mut self, reply: &Reply) {
-        self.conn.queue(&reply.encode());
+        reply.encode_into(self.conn.send_buffer());
+    }
+
+    /// Queues a one-line reply straight into the send buffer (no [`Reply`]
+    /// built for it).
+    pub(super) fn reply_text(&mut self, code: u16, enhanced: &str, text: &str) {
+        Reply::encode_parts(self.conn.send_buffer(), code, enhanced, &[text]);
     }
 
     /// The time allowed for the next read: the command timeout, cut short
@@ -334,7 +340,7 @@ impl<S: ServerTransport> Session<S> {
             Command::Ehlo(name) => self.hello(name, true),
             Command::Helo(name) => self.hello(name, false),
             Command::Mail { .. } if self.submission && self.login.is_none() => {
-                self.reply(&Reply::new(530, "5.7.0", "Authentication required"));
+                self.reply_text(530, "5.7.0", "Authentication required");
                 return Ok(self.count_error());
             }
             Command::Mail { from, params } => self.mail(from, params),
@@ -342,11 +348,11 @@ impl<S: ServerTransport> Session<S> {
             Command::Data => return self.data().await,
             Command::Rset => {
                 self.reset();
-                self.reply(&Reply::new(250, "2.0.0", "Ok"));
+                self.reply_text(250, "2.0.0", "Ok");
             }
-            Command::Noop(_) => self.reply(&Reply::new(250, "2.0.0", "Ok")),
+            Command::Noop(_) => self.reply_text(250, "2.0.0", "Ok"),
             Command::Quit => {
-                self.reply(&Reply::new(221, "2.0.0", "Bye"));
+                self.reply_text(221, "2.0.0", "Bye");
                 return Ok(Flow::Close);
             }
             Command::Vrfy(_) => self.reply(&Reply::new(
@@ -354,7 +360,7 @@ impl<S: ServerTransport> Session<S> {
                 "2.5.0",
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
-            Command::Expn(_) => self.reply(&Reply::new(502, "5.5.1", "EXPN is not available")),
+            Command::Expn(_) => self.reply_text(502, "5.5.1", "EXPN is not available"),
             Command::Help(_) => self.reply(&Reply::new(
                 214,
                 "2.0.0",
@@ -379,8 +385,7 @@ impl<S: ServerTransport> Session<S> {
         self.helo = name;
         let host = &self.config.hostname;
         if !esmtp {
-            let reply = Reply::new(250, "", host);
-            self.reply(&reply);
+            Reply::encode_parts(self.conn.send_buffer(), 250, "", &[host]);
             return;
         }
         let mut caps = Capabilities {
@@ -400,9 +405,11 @@ impl<S: ServerTransport> Session<S> {
                 caps.auth = vec!["PLAIN".to_owned(), "LOGIN".to_owned()];
             }
         }
-        let mut lines = vec![host.clone()];
-        lines.extend(caps.to_ehlo_lines());
-        self.reply(&Reply::multi(250, "", lines));
+        let caps = caps.to_ehlo_lines();
+        let lines: Vec<&str> = std::iter::once(host.as_str())
+            .chain(caps.iter().map(String::as_str))
+            .collect();
+        Reply::encode_parts(self.conn.send_buffer(), 250, "", &lines);
     }
 
     fn mail(&mut self, from: ReversePath, params: MailParams) {
@@ -442,17 +449,17 @@ impl<S: ServerTransport> Session<S> {
             params,
             recipients: Vec::new(),
         });
-        self.reply(&Reply::new(250, "2.1.0", "Ok"));
+        self.reply_text(250, "2.1.0", "Ok");
     }
 
     async fn rcpt(&mut self, to: &postrelay_smtp::address::ForwardPath) -> Flow {
         let Some(tx) = self.tx.as_mut() else {
-            self.reply(&Reply::new(503, "5.5.1", "Error: need MAIL command"));
+            self.reply_text(503, "5.5.1", "Error: need MAIL command");
             return self.count_error();
         };
         if tx.recipients.len() >= self.config.intake.max_recipients {
             self.state.rcpt_rejected();
-            self.reply(&Reply::new(452, "4.5.3", "Error: too many recipients"));
+            self.reply_text(452, "4.5.3", "Error: too many recipients");
             // Not a protocol error: the client sends the rest in another
             // transaction (RFC 5321 §4.5.3.1.10).
             return Flow::Continue;
@@ -484,7 +491,7 @@ impl<S: ServerTransport> Session<S> {
                     tx.recipients.push(addr);
                 }
                 self.state.rcpt_accepted();
-                self.reply(&Reply::new(250, "2.1.5", "Ok"));
+                self.reply_text(250, "2.1.5", "Ok");
                 Flow::Continue
             }
             Err(reply) => {

@@ -371,15 +371,16 @@ impl MailLog {
             ""
         };
         if self.format == LogFormat::Postfix && self.out.takes_lines() {
-            // A file or stderr: the line is all there is to make.
-            let mut line = String::with_capacity(96 + id.len() + text.len());
-            self.stamp.write(&mut line);
-            let _ = writeln!(
-                line,
-                " {} {}/{program}[{}]: {warning}{id}: {text}",
-                self.hostname, self.syslog_name, self.pid
-            );
-            self.out.send_line(&line);
+            // A file or stderr: the line is all there is to make, and it
+            // is made in the writer's buffer.
+            self.out.send_line_with(|line| {
+                self.stamp.write(line);
+                let _ = writeln!(
+                    line,
+                    " {} {}/{program}[{}]: {warning}{id}: {text}",
+                    self.hostname, self.syslog_name, self.pid
+                );
+            });
             return;
         }
         let tag = format!("{}/{program}", self.syslog_name);

@@ -115,6 +115,8 @@ struct Batch {
     records: Records,
     /// Whether records are batched (the flusher and the thread run).
     on: bool,
+    /// Where [`Writer::send_line_with`] makes a line, kept for the next.
+    line: String,
 }
 
 #[derive(Default)]
@@ -155,16 +157,32 @@ impl Writer {
         self.kind == Kind::Stream
     }
 
-    /// Sends the line of a record to a sink that [takes
-    /// lines](Writer::takes_lines).
-    pub(super) fn send_line(&self, line: &str) {
-        let record = Record {
-            tag: "",
-            warning: false,
-            message: "",
-            fields: &[],
-        };
-        self.send(&record, line);
+    /// Sends the line `make` writes (newline included) to a sink that
+    /// [takes lines](Writer::takes_lines). Batched, the line is made in a
+    /// buffer the batch keeps for the next one: no allocation per line.
+    pub(super) fn send_line_with(&self, make: impl FnOnce(&mut String)) {
+        let mut guard = lock(&self.batch);
+        if !guard.on {
+            drop(guard);
+            let mut line = String::new();
+            make(&mut line);
+            let record = Record {
+                tag: "",
+                warning: false,
+                message: "",
+                fields: &[],
+            };
+            return self.send_now(&record, &line);
+        }
+        let Batch { records, line, .. } = &mut *guard;
+        let first = records.is_empty();
+        line.clear();
+        make(line);
+        records.lines.extend_from_slice(line.as_bytes());
+        records.bytes += line.len();
+        let full = records.bytes >= MAX_BATCH;
+        drop(guard);
+        self.added(first, full);
     }
 
     /// Whether records need their structured fields (journal).
@@ -199,6 +217,12 @@ impl Writer {
         }
         let full = batch.bytes >= MAX_BATCH;
         drop(guard);
+        self.added(first, full);
+    }
+
+    /// After a record was added to the batch: a `full` batch goes to the
+    /// log thread now; the `first` of a batch wakes the flusher.
+    fn added(&self, first: bool, full: bool) {
         if full {
             self.hand_off();
         } else if first {

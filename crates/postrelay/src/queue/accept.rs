@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::Queue;
 use crate::route::Router;
-use crate::spool::{BodyWriter, DropDir, Envelope, Health, Recipient, SpoolError};
+use crate::spool::{BodyWriter, DropDir, Envelope, Health, QueueId, Recipient, SpoolError};
 
 impl Queue {
     /// Starts the body of a new message (`queue/<id>.msg`, written in place;
@@ -33,15 +33,15 @@ impl Queue {
 
     /// Queues a received message: expands its recipients' aliases, stages
     /// body and envelope, commits them with the group committer, indexes
-    /// the message and logs it. Returns the envelope as queued (expanded,
-    /// with the body's size) only after the body and envelope are on disk
-    /// and the queue directory is synced: the caller may then acknowledge.
-    /// On error nothing was queued and both files are gone.
+    /// the message and logs it. Returns the message's id only after the
+    /// body and envelope are on disk and the queue directory is synced: the
+    /// caller may then acknowledge. On error nothing was queued and both
+    /// files are gone.
     pub async fn accept(
         &self,
         body: BodyWriter,
         mut envelope: Envelope,
-    ) -> Result<Envelope, SpoolError> {
+    ) -> Result<QueueId, SpoolError> {
         expand_aliases(&self.router(), &mut envelope);
         let spool = &self.inner.spool;
         let staged = if spool.stage_blocks() {
@@ -63,10 +63,12 @@ impl Queue {
         // The staged envelope carries the size of the body as written.
         let envelope = staged.envelope().clone();
         self.inner.committer.commit(staged).await?;
-        self.index().insert_fresh(&envelope);
-        self.inner.changed.notify_one();
+        // Logged before a worker can see it, so its delivery lines follow.
         self.inner.maillog.queued(&envelope);
-        Ok(envelope)
+        let id = envelope.id;
+        self.index().insert_fresh(envelope);
+        self.inner.changed.notify_one();
+        Ok(id)
     }
 }
 

@@ -98,7 +98,7 @@ impl Index {
 
     /// A message accepted by this process: indexed, its envelope kept for
     /// its first attempt.
-    pub(super) fn insert_fresh(&mut self, env: &Envelope) {
+    pub(super) fn insert_fresh(&mut self, env: Envelope) {
         let entry = Entry {
             held: false,
             due_ms: env.next_attempt_ms,
@@ -106,7 +106,7 @@ impl Index {
         };
         self.insert(env.id, entry);
         if self.fresh.len() < FRESH_LIMIT {
-            self.fresh.insert(env.id, env.clone());
+            self.fresh.insert(env.id, env);
         }
     }
 

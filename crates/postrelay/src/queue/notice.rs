@@ -157,5 +157,5 @@ async fn enqueue(
         source: std::io::Error::other(e.to_string()),
     })?;
     let (writer, env) = written?;
-    Ok(queue.accept(writer, env).await?.id)
+    queue.accept(writer, env).await
 }

@@ -27,18 +27,22 @@ use crate::spool::Envelope;
 pub(super) struct Recorder<'a> {
     queue: &'a Queue,
     started_ms: u64,
-    /// The envelope as recorded so far, and which recipients' lines were
-    /// written to the mail log.
-    state: Mutex<(Envelope, Vec<usize>)>,
+    /// The envelope at the start of the attempt.
+    env: &'a Envelope,
+    /// The envelope as recorded so far (copied from `env` at the first
+    /// step that records: most attempts have one step and never do), and
+    /// which recipients' lines were written to the mail log.
+    state: Mutex<(Option<Envelope>, Vec<usize>)>,
 }
 
 impl<'a> Recorder<'a> {
     /// For an attempt of `env` started at `started_ms`.
-    pub(super) fn new(queue: &'a Queue, env: &Envelope, started_ms: u64) -> Recorder<'a> {
+    pub(super) fn new(queue: &'a Queue, env: &'a Envelope, started_ms: u64) -> Recorder<'a> {
         Recorder {
             queue,
             started_ms,
-            state: Mutex::new((env.clone(), Vec::new())),
+            env,
+            state: Mutex::new((None, Vec::new())),
         }
     }
 
@@ -47,7 +51,7 @@ impl<'a> Recorder<'a> {
         self.lock().1.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Envelope, Vec<usize>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Envelope>, Vec<usize>)> {
         // Plain data, updated in one piece: a panic cannot leave it half done.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -58,16 +62,17 @@ impl Progress for Recorder<'_> {
         let new = &attempt.outcomes[from..];
         let (env, lines) = {
             let mut state = self.lock();
+            let recorded = state.0.get_or_insert_with(|| self.env.clone());
             let mut lines = Vec::new();
             for (index, outcome) in new {
                 if !matches!(outcome, Outcome::Delivered(_)) {
                     continue;
                 }
-                if let Some(rcpt) = state.0.recipients.get_mut(*index) {
+                if let Some(rcpt) = recorded.recipients.get_mut(*index) {
                     lines.push((*index, settle(rcpt, outcome)));
                 }
             }
-            (state.0.clone(), lines)
+            (recorded.clone(), lines)
         };
         let id = env.id;
         let queue = self.queue.clone();
@@ -90,19 +95,20 @@ impl Progress for Recorder<'_> {
         }
         let id_text = id.to_string();
         let mut state = self.lock();
+        let (copy, logged) = &mut *state;
         for (index, (status, dsn, detail)) in lines {
             let line = LogLine {
                 id: &id_text,
-                created_ms: state.0.created_ms,
+                created_ms: self.env.created_ms,
                 started_ms: self.started_ms,
                 status,
                 dsn: &dsn,
                 detail: &detail,
             };
-            if let Some(rcpt) = state.0.recipients.get(index) {
+            if let Some(rcpt) = copy.as_ref().and_then(|e| e.recipients.get(index)) {
                 line.write(self.queue.maillog(), rcpt, attempt, index);
             }
-            state.1.push(index);
+            logged.push(index);
         }
         recorded
     }

@@ -196,11 +196,12 @@ pub(super) fn settle(rcpt: &mut Recipient, outcome: &Outcome) -> (DeliveryStatus
     match outcome {
         Outcome::Delivered(reply) => {
             rcpt.state = RcptState::Delivered;
-            rcpt.last_reply = Some(reply.to_string());
+            let text = reply.to_string();
+            rcpt.last_reply = Some(text.clone());
             let dsn = reply
                 .enhanced
                 .map_or_else(|| "2.0.0".to_string(), |e| e.to_string());
-            (DeliveryStatus::Sent, dsn, reply.to_string())
+            (DeliveryStatus::Sent, dsn, text)
         }
         Outcome::Failed(reason) => {
             rcpt.state = RcptState::Failed;

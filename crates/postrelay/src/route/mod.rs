@@ -53,6 +53,7 @@ mod table;
 mod tests;
 mod transport;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 pub use aliases::{Alias, AliasTarget, Aliases};
@@ -276,12 +277,12 @@ impl Router {
         self.generic.is_some() || self.rewrite_senders.is_some()
     }
 
-    /// A bare name completed with `@hostname`.
-    fn complete(&self, address: &str) -> String {
+    /// A bare name completed with `@hostname`; a complete address as is.
+    fn complete<'a>(&self, address: &'a str) -> Cow<'a, str> {
         if address.contains('@') {
-            address.to_owned()
+            Cow::Borrowed(address)
         } else {
-            format!("{address}@{}", self.hostname)
+            Cow::Owned(format!("{address}@{}", self.hostname))
         }
     }
 
@@ -324,7 +325,7 @@ impl Router {
 
     /// The route of one complete address, before alias expansion.
     fn transport_route(&self, address: &str) -> (Route, Option<String>) {
-        let (local, domain) = table::split_address(address).unwrap_or((address, String::new()));
+        let (local, domain) = table::split_address(address).unwrap_or((address, Cow::Borrowed("")));
         let is_local = self.is_local_domain(&domain);
         let entry = self
             .transport

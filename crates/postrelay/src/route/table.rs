@@ -14,6 +14,8 @@
 //! the value. Keys are compared case-insensitively, as Postfix's tables
 //! fold case.
 
+use std::borrow::Cow;
+
 use crate::domain::DomainError;
 
 /// A line of a table that cannot be used: its 1-based number and why.
@@ -98,12 +100,22 @@ pub(super) fn fold(s: &str) -> String {
     }
 }
 
+/// [`fold`], borrowing `s` when it is folded already (the common case:
+/// domains arrive in lower case), so that nothing is allocated for it.
+pub(super) fn folded(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(fold(s))
+    }
+}
+
 /// Splits an address at its last `@` into local part and lower-cased
 /// domain; `None` for a bare name.
-pub(super) fn split_address(address: &str) -> Option<(&str, String)> {
+pub(super) fn split_address(address: &str) -> Option<(&str, Cow<'_, str>)> {
     address
         .rsplit_once('@')
-        .map(|(local, domain)| (local, fold(domain)))
+        .map(|(local, domain)| (local, folded(domain)))
 }
 
 /// Checks a domain name (ASCII letters, digits, inner hyphens, dots) and

@@ -149,14 +149,14 @@ impl TransportMap {
     /// `.parent` and `*`.
     pub fn lookup(&self, address: &str, wildcards: bool) -> Option<&Entry> {
         let full = fold(address);
-        let domain = table::split_address(&full).map_or(String::new(), |(_, d)| d);
+        let domain = table::split_address(&full).map_or(Default::default(), |(_, d)| d);
         if let Some(e) = self.entries.get(&full) {
             return Some(e);
         }
         if domain.is_empty() {
             return None;
         }
-        if let Some(e) = self.entries.get(&domain) {
+        if let Some(e) = self.entries.get(domain.as_ref()) {
             return Some(e);
         }
         if !wildcards {
@@ -164,7 +164,7 @@ impl TransportMap {
         }
         // `a.b.example` → `.b.example`, `.example`: subdomain entries of
         // each parent, nearest first (never the domain itself).
-        let mut rest = domain.as_str();
+        let mut rest = domain.as_ref();
         while let Some((_, parent)) = rest.split_once('.') {
             if let Some(e) = self.entries.get(&format!(".{parent}")) {
                 return Some(e);

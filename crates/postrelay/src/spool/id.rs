@@ -9,6 +9,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,6 +20,9 @@ const ID_LEN: usize = 26;
 
 /// The Crockford base32 alphabet as `ulid` prints it (no I, L, O, U).
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Length of a message's file name: the id and its four-character suffix.
+const NAME_LEN: usize = ID_LEN + 4;
 
 /// File name suffix of a message body.
 const BODY_SUFFIX: &str = ".msg";
@@ -65,12 +69,35 @@ impl QueueId {
 
     /// The body's file name, `<id>.msg`.
     pub fn body_name(&self) -> String {
-        format!("{self}{BODY_SUFFIX}")
+        self.file_name(FileKind::Body).as_str().to_owned()
     }
 
     /// The envelope's file name, `<id>.env`.
     pub fn envelope_name(&self) -> String {
-        format!("{self}{ENVELOPE_SUFFIX}")
+        self.file_name(FileKind::Envelope).as_str().to_owned()
+    }
+
+    /// The file name of this message's `kind` of file, on the stack.
+    pub fn file_name(&self, kind: FileKind) -> FileName {
+        let mut id = [0u8; ID_LEN];
+        self.0.array_to_str(&mut id);
+        let suffix = match kind {
+            FileKind::Body => BODY_SUFFIX,
+            FileKind::Envelope => ENVELOPE_SUFFIX,
+        };
+        let mut name = [0u8; NAME_LEN];
+        name[..ID_LEN].copy_from_slice(&id);
+        name[ID_LEN..].copy_from_slice(suffix.as_bytes());
+        FileName(name)
+    }
+
+    /// `dir/<file name>`, built in one allocation (these paths are made
+    /// several times per message).
+    pub fn path_in(&self, dir: &Path, kind: FileKind) -> PathBuf {
+        let mut path = PathBuf::with_capacity(dir.as_os_str().len() + 1 + NAME_LEN);
+        path.push(dir);
+        path.push(self.file_name(kind).as_str());
+        path
     }
 
     /// Recognises `<id>.msg` and `<id>.env`; anything else is `None`.
@@ -123,6 +150,16 @@ impl fmt::Display for QueueId {
     }
 }
 
+/// A message's file name, `<id>.msg` or `<id>.env`, without an allocation.
+pub struct FileName([u8; NAME_LEN]);
+
+impl FileName {
+    /// The name (ASCII: the Crockford alphabet and a suffix).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Debug for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "QueueId({self})")
@@ -155,6 +192,14 @@ mod tests {
         assert_eq!(printed.parse::<QueueId>().unwrap(), id);
         assert_eq!(id.body_name(), format!("{printed}.msg"));
         assert_eq!(id.envelope_name(), format!("{printed}.env"));
+        assert_eq!(
+            id.path_in(Path::new("/s/queue"), FileKind::Envelope),
+            Path::new(&format!("/s/queue/{printed}.env"))
+        );
+        assert_eq!(
+            id.path_in(Path::new("/s/queue/"), FileKind::Body),
+            Path::new(&format!("/s/queue/{printed}.msg"))
+        );
     }
 
     #[test]

@@ -90,12 +90,12 @@ impl Layout {
 
     /// `queue/<id>.msg` (bodies never move, whether held or not).
     pub fn body_path(&self, id: &QueueId) -> PathBuf {
-        self.queue.join(id.body_name())
+        id.path_in(&self.queue, FileKind::Body)
     }
 
     /// `<loc>/<id>.env`.
     pub fn envelope_path(&self, id: &QueueId, loc: Location) -> PathBuf {
-        self.dir(loc).join(id.envelope_name())
+        id.path_in(self.dir(loc), FileKind::Envelope)
     }
 
     /// Reads and parses an envelope file, checking that it belongs to `id`.

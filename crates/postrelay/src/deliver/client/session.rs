@@ -197,6 +197,12 @@ impl Session {
         self.wire.tr.take()
     }
 
+    /// Forgets the conversation so far (nobody needs it: the transaction
+    /// went well), keeping the line buffers for the next one.
+    pub fn clear_transcript(&mut self) {
+        self.wire.tr.clear()
+    }
+
     /// A failure of this (established) session, with its transcript.
     pub(super) fn failure(&mut self, reason: Reason) -> Failure {
         Failure {

@@ -134,15 +134,18 @@ impl Session {
                 phase: Phase::Data,
                 reply,
             };
-            return Ok(settle_accepted(outcomes, &accepted, &reason, None));
+            return Ok(settle_accepted(outcomes, &accepted, Err(reason)));
         }
         let reply = self.transfer(file, msg).await?;
-        let delivered = reply.is_positive_completion().then(|| reply.clone());
-        let reason = Reason::Reply {
-            phase: Phase::DataEnd,
-            reply,
+        let verdict = if reply.is_positive_completion() {
+            Ok(reply)
+        } else {
+            Err(Reason::Reply {
+                phase: Phase::DataEnd,
+                reply,
+            })
         };
-        Ok(settle_accepted(outcomes, &accepted, &reason, delivered))
+        Ok(settle_accepted(outcomes, &accepted, verdict))
     }
 
     /// Readies a reused session: `Ok(true)` when the RSET is to lead the
@@ -446,19 +449,23 @@ fn settle(outcomes: Vec<Option<Outcome>>, reason: &Reason) -> Vec<Outcome> {
         .collect()
 }
 
-/// The accepted recipients get `delivered` (the 2xx reply) or `reason`.
+/// The accepted recipients get `verdict`: delivered with the final 2xx
+/// reply, or the reason they were not.
 fn settle_accepted(
     mut outcomes: Vec<Option<Outcome>>,
     accepted: &[usize],
-    reason: &Reason,
-    delivered: Option<Reply>,
+    verdict: Result<Reply, Reason>,
 ) -> Vec<Outcome> {
-    for &i in accepted {
+    let mut verdict = Some(verdict);
+    for (n, &i) in accepted.iter().enumerate() {
         if let Some(slot) = outcomes.get_mut(i) {
-            *slot = Some(match &delivered {
-                Some(reply) => Outcome::Delivered(reply.clone()),
-                None => Outcome::from_reason(reason.clone()),
-            });
+            // The last recipient takes the verdict, the others a copy.
+            let v = if n + 1 == accepted.len() {
+                verdict.take()
+            } else {
+                verdict.clone()
+            };
+            *slot = v.map(|v| v.map_or_else(Outcome::from_reason, Outcome::Delivered));
         }
     }
     let missing = Reason::Protocol("no reply for this recipient".into());
@@ -526,13 +533,18 @@ mod tests {
         assert_eq!(out[0], refused);
         assert_eq!(out[1], Outcome::Deferred(Reason::Local("later".into())));
         let ok = Reply::new(250, "2.0.0", "queued");
-        let out = settle_accepted(
-            vec![None, None],
-            &[1],
-            &Reason::Local("x".into()),
-            Some(ok.clone()),
-        );
-        assert_eq!(out[1], Outcome::Delivered(ok));
+        let out = settle_accepted(vec![None, None], &[1], Ok(ok.clone()));
+        assert_eq!(out[1], Outcome::Delivered(ok.clone()));
         assert!(matches!(out[0], Outcome::Deferred(Reason::Protocol(_))));
+        let out = settle_accepted(vec![None, None, None], &[0, 2], Ok(ok.clone()));
+        assert_eq!(out[0], Outcome::Delivered(ok.clone()));
+        assert_eq!(out[2], Outcome::Delivered(ok));
+        assert!(matches!(out[1], Outcome::Deferred(Reason::Protocol(_))));
+        let later = Reason::Local("later".into());
+        let out = settle_accepted(vec![None, None], &[0, 1], Err(later.clone()));
+        assert_eq!(
+            out,
+            [Outcome::Deferred(later.clone()), Outcome::Deferred(later)]
+        );
     }
 }

@@ -23,6 +23,9 @@ pub(super) struct Transcript {
     verbose: bool,
     lines: VecDeque<String>,
     dropped: usize,
+    /// Line buffers of a cleared conversation, emptied, for the next one
+    /// (a pooled session records a few lines per message).
+    spare: Vec<String>,
 }
 
 impl Transcript {
@@ -33,6 +36,7 @@ impl Transcript {
             verbose,
             lines: VecDeque::new(),
             dropped: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -62,8 +66,19 @@ impl Transcript {
         out
     }
 
+    /// Forgets the lines since the last [`Transcript::take`], keeping their
+    /// buffers for the lines to come.
+    pub(super) fn clear(&mut self) {
+        self.dropped = 0;
+        for mut line in self.lines.drain(..) {
+            line.clear();
+            self.spare.push(line);
+        }
+    }
+
     fn push(&mut self, prefix: &str, text: &str) {
-        let mut line = String::with_capacity(prefix.len() + text.len().min(MAX_LINE_CHARS));
+        let mut line = self.spare.pop().unwrap_or_default();
+        line.reserve(prefix.len() + text.len().min(MAX_LINE_CHARS));
         line.push_str(prefix);
         for (n, c) in text.chars().enumerate() {
             if n == MAX_LINE_CHARS {
@@ -107,5 +122,21 @@ mod tests {
         assert_eq!(lines.len(), MAX_LINES + 1);
         assert_eq!(lines[0], "* (5 earlier lines not kept)");
         assert_eq!(lines[1], "* 5");
+    }
+
+    #[test]
+    fn cleared_lines_leave_nothing_in_the_next_conversation() {
+        let mut t = Transcript::new("r", false);
+        for i in 0..(MAX_LINES + 3) {
+            t.client(&format!("RCPT TO:<someone-{i}@example.org>"));
+        }
+        t.clear();
+        // The recycled buffers held longer lines than these.
+        t.client("DATA");
+        t.server("354 go");
+        assert_eq!(t.take(), ["C: DATA", "S: 354 go"]);
+        t.client("QUIT");
+        t.clear();
+        assert!(t.take().is_empty());
     }
 }

@@ -63,19 +63,21 @@ impl Wire {
     }
 
     fn conn(&mut self) -> Result<&mut Conn<Stream>, Reason> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| Reason::Protocol("the connection to the relay is closed".into()))
+        self.conn.as_mut().ok_or_else(no_connection)
     }
 
-    /// Queues a command and records it.
+    /// Queues a command (encoded straight into the send buffer) and
+    /// records it.
     pub(super) fn command(&mut self, cmd: &Command) {
-        let bytes = cmd.encode();
-        let text = String::from_utf8_lossy(bytes.strip_suffix(b"\r\n").unwrap_or(&bytes));
-        self.tr.client(&text);
-        if let Some(c) = self.conn.as_mut() {
-            c.queue(&bytes);
-        }
+        let mut unsent = Vec::new();
+        let buf = match self.conn.as_mut() {
+            Some(c) => c.send_buffer(),
+            None => &mut unsent,
+        };
+        let start = buf.len();
+        cmd.encode_into(buf);
+        let line = buf.get(start..buf.len() - 2).unwrap_or_default();
+        self.tr.client(&String::from_utf8_lossy(line));
     }
 
     /// Queues a line that carries a credential; the transcript gets `shown`.
@@ -122,15 +124,16 @@ impl Wire {
     pub(super) async fn reply(&mut self, phase: Phase, timeout: Duration) -> Result<Reply, Reason> {
         let deadline = Instant::now() + timeout;
         loop {
-            let conn = self.conn()?;
+            // The field, not self.conn(): the transcript is borrowed too.
+            let conn = self.conn.as_mut().ok_or_else(no_connection)?;
             match parse_reply(conn.buffered(), MAX_REPLY_LINE) {
                 Ok(Some((reply, used))) => {
-                    let raw = conn.buffered().get(..used).unwrap_or_default().to_vec();
-                    conn.consume(used);
+                    let raw = conn.buffered().get(..used).unwrap_or_default();
                     for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                         let line = line.strip_suffix(b"\r").unwrap_or(line);
                         self.tr.server(&String::from_utf8_lossy(line));
                     }
+                    conn.consume(used);
                     return Ok(reply);
                 }
                 Ok(None) => {
@@ -193,6 +196,10 @@ pub(super) fn io_reason(e: ConnError, phase: Phase, timeout: Duration) -> Reason
             Reason::Connect(format!("connection lost while {phase}: {e}"))
         }
     }
+}
+
+fn no_connection() -> Reason {
+    Reason::Protocol("the connection to the relay is closed".into())
 }
 
 fn closed(phase: Phase) -> Reason {

@@ -37,7 +37,7 @@ impl<S: ServerTransport> Session<S> {
         };
         let message_id = format!("{id}@{}", self.config.hostname);
         let mut asm = Assembler::new(writer, limits, prefix, date, message_id);
-        self.reply(&Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+        self.reply_text(354, "", "End data with <CR><LF>.<CR><LF>");
         if let Some(flow) = self.receive(&mut asm).await? {
             asm.abort();
             return Ok(flow);

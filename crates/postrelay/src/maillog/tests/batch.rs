@@ -91,6 +91,26 @@ async fn lines_made_together_go_out_in_one_write_in_order() {
     assert_eq!(out.ids(), ids(0..51));
 }
 
+/// Lines are made in one buffer the batch keeps: nothing of a longer line
+/// shows in the shorter lines after it, in its batch or the next.
+#[tokio::test]
+async fn a_line_holds_nothing_of_the_line_before() {
+    let (log, out) = batched();
+    log.warning("ID0", &"~".repeat(300));
+    log.removed("ID1");
+    until_written(&out, 1).await;
+    log.removed("ID2");
+    until_written(&out, 2).await;
+    let text = String::from_utf8(out.text.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].ends_with(&format!("warning: ID0: {}", "~".repeat(300))));
+    for (line, id) in lines[1..].iter().zip(["ID1", "ID2"]) {
+        assert!(line.ends_with(&format!("]: {id}: removed")), "{line}");
+        assert!(!line.contains('~'), "{line}");
+    }
+}
+
 #[tokio::test]
 async fn a_stop_writes_every_buffered_line_and_later_lines_at_once() {
     let (log, out) = batched();
