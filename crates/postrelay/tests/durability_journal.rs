@@ -41,6 +41,15 @@ fn send_then_kill(d: &mut Daemon, round: usize, sizes: &[usize]) -> BTreeMap<Str
     acked
 }
 
+/// Adds `sent` to `acked`; a marker sent twice would hide a message from
+/// the count, so it is a mistake of the test.
+fn add(acked: &mut BTreeMap<String, String>, sent: BTreeMap<String, String>) {
+    for (marker, id) in sent {
+        let before = acked.insert(marker.clone(), id);
+        assert!(before.is_none(), "marker {marker} was sent twice");
+    }
+}
+
 /// Every acknowledged message is queued under its id, its body carrying
 /// its marker, and the spool is consistent.
 fn assert_all_queued(d: &Daemon, acked: &BTreeMap<String, String>) {
@@ -78,7 +87,7 @@ fn kill_9_right_after_250_keeps_every_acknowledged_message() {
         if round % 2 == 1 {
             sizes.push(100_000);
         }
-        acked.extend(send_then_kill(&mut d, round, &sizes));
+        add(&mut acked, send_then_kill(&mut d, round, &sizes));
         d.restart();
         assert_all_queued(&d, &acked);
     }
@@ -110,12 +119,14 @@ fn cut_what_only_the_journal_keeps(d: &Daemon, acked: &BTreeMap<String, String>)
 
 /// In journal mode: [`send_then_kill`], then [`cut_what_only_the_journal_keeps`];
 /// again (restarting in between) while a checkpoint made before the kill
-/// left nothing to cut, at most 5 times.
+/// left nothing to cut, at most 5 times. Its attempts are numbered from
+/// 100 up, apart from the rounds a test sends itself, so that markers
+/// (the keys of the acknowledged map) never repeat.
 fn send_kill_and_cut(d: &mut Daemon, round: usize, sizes: &[usize]) -> BTreeMap<String, String> {
     let mut acked = BTreeMap::new();
     for attempt in 0..5 {
-        let sent = send_then_kill(d, round * 10 + attempt, sizes);
-        acked.extend(sent.clone());
+        let sent = send_then_kill(d, 100 * (round + 1) + attempt, sizes);
+        add(&mut acked, sent.clone());
         if cut_what_only_the_journal_keeps(d, &sent) > 0 {
             return acked;
         }
@@ -137,11 +148,11 @@ fn a_crash_journal_is_replayed_whatever_the_next_mode() {
     assert_all_queued(&d, &acked);
     let sent = send_then_kill(&mut d, 1, &[900]);
     assert_eq!(cut_what_only_the_journal_keeps(&d, &sent), 0, "filesystem");
-    acked.extend(sent);
+    add(&mut acked, sent);
     d.rewrite_config(&options("journal"));
     d.restart();
     assert_all_queued(&d, &acked);
-    acked.extend(send_kill_and_cut(&mut d, 2, &[700]));
+    add(&mut acked, send_kill_and_cut(&mut d, 2, &[700]));
     d.restart();
     assert_all_queued(&d, &acked);
 }
