@@ -345,10 +345,9 @@ impl Session {
 
     /// Streams the spool file, `size` bytes long, through the dot-stuffer,
     /// chunk by chunk, into the send buffer, and queues the terminator.
-    /// Bytes go out once
-    /// [`BODY_CHUNK`] of them are queued; the rest leaves with the
-    /// terminator when the final reply is awaited, so a small message is
-    /// one write (one TLS record). The read buffer is the session's, kept
+    /// Bytes go out once [`BODY_CHUNK`] of them are queued; the rest leaves
+    /// with the terminator when the final reply is awaited, so a small
+    /// message is one write (one TLS record). The read buffer is the session's, kept
     /// from one message to the next.
     async fn body(
         &mut self,
