@@ -241,7 +241,7 @@ fn start_recovers_a_damaged_spool() {
     let env = std::fs::read_to_string(q.join(format!("{first}.env"))).unwrap();
     std::fs::write(
         q.join(format!("{WRONG_SIZE}.env")),
-        env.replace(first.as_str(), WRONG_SIZE),
+        renamed_envelope(&env, first, WRONG_SIZE),
     )
     .unwrap();
     std::fs::write(q.join(format!("{WRONG_SIZE}.msg")), b"Subject: short\r\n").unwrap();
@@ -279,6 +279,18 @@ fn start_recovers_a_damaged_spool() {
     }
     // The queue is usable afterwards.
     assert!(d.cli(&["queue", "hold", first]).status.success());
+}
+
+/// The envelope file `env` with the id `from` replaced by `to`, its
+/// closing checksum made right again (so that only its size is wrong).
+fn renamed_envelope(env: &str, from: &str, to: &str) -> String {
+    let text = env.replace(from, to);
+    let cut = text
+        .rfind(",\n  \"check\": ")
+        .expect("an envelope ends with its checksum");
+    let covered = &text[..cut];
+    let crc = crc32fast::hash(covered.as_bytes());
+    format!("{covered},\n  \"check\": \"crc32:{crc:08x}\"\n}}\n")
 }
 
 /// Like [`assert_spool_consistent`], for a spool whose corrupt/ is

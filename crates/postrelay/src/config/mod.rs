@@ -264,12 +264,14 @@ pub struct QueueSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
-    /// One `syncfs(2)` of the spool's file system per batch, then the
-    /// renames and one directory fsync: the fewest device flushes and
-    /// system calls. It also flushes other programs' pending writes on
-    /// that file system, so a spool sharing a disk with a busy database
-    /// may see longer commit times; use `files` there, or give the spool
-    /// its own file system.
+    /// One `syncfs(2)` of the spool's file system per batch, and nothing
+    /// else: each envelope is renamed into queue/ while it is staged, and
+    /// carries checksums of itself and of its body that recovery checks,
+    /// so a commit a power cut interrupted is told from a complete one.
+    /// The fewest device flushes and system calls. It also flushes other
+    /// programs' pending writes on that file system, so a spool sharing a
+    /// disk with a busy database may see longer commit times; use `files`
+    /// there, or give the spool its own file system.
     Filesystem,
     /// `fdatasync(2)` of each body and envelope (as Postfix does), then
     /// the renames and one directory fsync per batch: isolated from other

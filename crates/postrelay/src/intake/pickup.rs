@@ -216,7 +216,7 @@ async fn take(shared: &Arc<Shared>, drop_dir: &DropDir, name: &str) -> Taken {
             envelope,
             uid,
             user,
-        } => (writer, envelope, uid, user),
+        } => (*writer, envelope, uid, user),
     };
     let id = writer.id().to_string();
     shared.maillog.picked_up(&id, &envelope.sender, uid);
@@ -245,7 +245,7 @@ enum Loaded {
     Bad { uid: Option<u32>, why: String },
     /// Received into the spool, ready to commit.
     Ready {
-        writer: BodyWriter,
+        writer: Box<BodyWriter>,
         envelope: Box<Envelope>,
         /// The submitter (also in the envelope's origin), for the log.
         uid: u32,
@@ -395,7 +395,7 @@ fn receive(queue: &Queue, config: &Config, file: File, uid: u32) -> Loaded {
         eight_bit || header.body == maildrop::Body::EightBitMime,
     );
     Loaded::Ready {
-        writer,
+        writer: Box::new(writer),
         envelope: Box::new(envelope),
         uid,
         user,

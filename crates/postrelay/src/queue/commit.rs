@@ -1,6 +1,7 @@
 //! The group committer: one thread that commits staged messages in batches.
 //!
-//! Committing costs one `fsync` of queue/, which is the slow part of
+//! Committing costs one flush of the disk (a `syncfs`, or an `fsync` of
+//! queue/, or the journal's `fdatasync`), which is the slow part of
 //! accepting a message. SMTP sessions that finish at about the same time
 //! hand their [`Staged`] messages to the [`Committer`]; its thread takes the
 //! first one waiting, drains whatever else is already queued (up to
@@ -32,7 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::spool::{QueueId, Spool, SpoolError, Staged};
 
-/// Most messages committed with one directory `fsync`.
+/// Most messages committed with one flush.
 pub const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<QueueId, SpoolError>>;
@@ -46,7 +47,7 @@ enum Request {
 /// Counters since start, for tests and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
-    /// `commit_batch` calls (directory `fsync`s, at most).
+    /// `commit_batch` calls (flushes, at most).
     pub batches: u64,
     /// Messages committed successfully.
     pub committed: u64,
@@ -161,7 +162,7 @@ impl Committer {
         PendingCommit { id, rx }
     }
 
-    /// Commits `staged`, sharing the directory `fsync` with whatever else is
+    /// Commits `staged`, sharing the flush with whatever else is
     /// being committed. Only an `Ok` may be acknowledged to the client.
     pub async fn commit(&self, staged: Staged) -> Result<QueueId, SpoolError> {
         self.submit(staged).await
@@ -222,7 +223,7 @@ fn run(spool: &Spool, rx: &mpsc::Receiver<Request>, counters: &Counters, spawn: 
         if batch.is_empty() {
             continue;
         }
-        // The batch's directory fsync also makes lazy removals durable.
+        // The batch's flush also makes lazy removals durable.
         let results = spool.commit_batch(batch);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         for (result, reply) in results.into_iter().zip(replies) {

@@ -57,7 +57,7 @@ pub struct Queue {
 struct Inner {
     spool: Spool,
     maillog: Arc<MailLog>,
-    /// Makes accepted messages durable, many per directory fsync.
+    /// Makes accepted messages durable, many per flush.
     committer: Committer,
     /// The routing of the configuration in force, for alias expansion at
     /// acceptance (replaced on reload).

@@ -329,10 +329,12 @@ async fn a_message_gone_from_disk_is_forgotten_at_the_end_of_its_attempt() {
 
 /// The order behind the README's guarantee, for each `queue.sync` mode, as
 /// the file operations happen (a recording seam: kill -9 cannot show a
-/// missing sync, the page cache survives it). The body and the envelope
-/// are written and made durable (fdatasync of each, or one syncfs), then
-/// the envelope is renamed into queue/, queue/ is synced, and only then
-/// does `accept` return (the caller's 250).
+/// missing sync, the page cache survives it). With `files` the body and
+/// the envelope are written and each `fdatasync`ed, then the envelope is
+/// renamed into queue/ and queue/ is synced; with `filesystem` (the
+/// default) the envelope is renamed into queue/ as soon as it is written,
+/// and one `syncfs` makes all of it durable; with `journal` one flush of
+/// the journal does. Only then does `accept` return (the caller's 250).
 #[tokio::test]
 async fn accept_makes_body_and_envelope_durable_before_it_returns() {
     use crate::spool::SyncMode;
@@ -354,7 +356,15 @@ async fn accept_makes_body_and_envelope_durable_before_it_returns() {
         "accept returned",
     ];
     let files = [staging(true), commit.to_vec()].concat();
-    let filesystem = [staging(false), vec!["syncfs lock"], commit.to_vec()].concat();
+    let filesystem = [
+        staging(false),
+        vec![
+            "rename tmp/ID.env queue/ID.env",
+            "syncfs lock",
+            "accept returned",
+        ],
+    ]
+    .concat();
     // The journal: one data-only flush, then the rename with no sync.
     let journal = [
         staging(false),

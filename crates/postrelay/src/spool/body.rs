@@ -1,13 +1,14 @@
 //! The in-flight stages of a message before it is committed.
 //!
 //! A message starts as a [`BodyWriter`] (`queue/<id>.msg` being written in
-//! place, a fresh file or one taken from the free list), becomes [`Staged`]
-//! once its envelope is in `tmp/<id>.env` too (both `fdatasync`ed with
-//! [`SyncMode::Files`](super::SyncMode::Files)), and is then committed by
+//! place, a fresh file or one taken from the free list; it keeps the
+//! CRC-32 of what it writes for the envelope), becomes [`Staged`] once its
+//! envelope is written too (in tmp/ or free/, or already renamed into
+//! queue/: see `stage.rs`), and is then committed by
 //! [`Spool::commit_batch`](super::Spool::commit_batch). Both types own the
 //! message's files until then: dropping either without going on unlinks
 //! them (recycled or not), so an aborted SMTP transaction or a failed step
-//! leaves nothing behind. Nothing here renames anything into queue/.
+//! leaves nothing behind.
 
 use std::fmt;
 use std::fs::File;
@@ -92,6 +93,8 @@ pub struct BodyWriter {
     /// most `copy_limit` bytes long (dropped beyond that).
     copy: Option<Vec<u8>>,
     copy_limit: usize,
+    /// CRC-32 of the bytes written so far (the envelope records it).
+    crc: crc32fast::Hasher,
 }
 
 /// What the commit journal needs of a staged message (see
@@ -108,6 +111,8 @@ pub(crate) struct Finished {
     pub(crate) guard: TmpFiles,
     /// The body, if a copy was kept and it fit.
     pub(crate) copy: Option<Vec<u8>>,
+    /// CRC-32 of the body's bytes.
+    pub(crate) crc32: u32,
 }
 
 impl BodyWriter {
@@ -129,6 +134,7 @@ impl BodyWriter {
             guard: Some(guard),
             copy: None,
             copy_limit: 0,
+            crc: crc32fast::Hasher::new(),
         }
     }
 
@@ -190,6 +196,7 @@ impl BodyWriter {
             len: self.len,
             guard,
             copy: self.copy.take(),
+            crc32: self.crc.clone().finalize(),
         })
     }
 }
@@ -199,6 +206,7 @@ impl Write for BodyWriter {
         let out = self.out.as_mut().expect("BodyWriter used after finish");
         let n = out.write(buf)?;
         self.len += n as u64;
+        self.crc.update(&buf[..n]);
         if let Some(copy) = &mut self.copy {
             if copy.len() + n <= self.copy_limit {
                 copy.extend_from_slice(&buf[..n]);
@@ -236,8 +244,8 @@ impl fmt::Debug for BodyWriter {
     }
 }
 
-/// A message whose body (in queue/) and envelope (in tmp/) are written,
-/// ready to commit; durable already with [`SyncMode::Files`](super::SyncMode::Files),
+/// A message whose body (in queue/) and envelope (in tmp/, free/ or
+/// queue/) are written, ready to commit; durable already with [`SyncMode::Files`](super::SyncMode::Files),
 /// made durable by the committer's `syncfs` otherwise.
 ///
 /// Dropping it uncommitted removes both files.
@@ -253,6 +261,10 @@ pub struct Staged {
     pub(crate) journal: Option<JournalCopy>,
     /// Whether its body and envelope were `fdatasync`ed while staging.
     pub(crate) synced: bool,
+    /// Whether its envelope is in queue/ already (renamed there while
+    /// staging, with [`SyncMode::Filesystem`](super::SyncMode::Filesystem)):
+    /// the commit is then one `syncfs`, and no rename.
+    pub(crate) in_queue: bool,
 }
 
 impl Staged {
@@ -270,6 +282,7 @@ impl Staged {
             guard,
             journal: None,
             synced: false,
+            in_queue: false,
         }
     }
 

@@ -2,12 +2,13 @@
 //! half of the group commit (the queue's committer thread calls these).
 //!
 //! Three ways, by [`SyncMode`]: `fdatasync` of each file while staging
-//! then renames and one directory `fsync` (`Files`); one `syncfs` then
-//! renames and one directory `fsync` (`Filesystem`); or one record per
-//! message in the commit journal, one `fdatasync` of it, then renames with
-//! no sync, with `syncfs` deferred to a checkpoint (`Journal`, see
-//! `journal.rs`). Not here: staging (`mod.rs`, `body.rs`), and when to
-//! checkpoint (`queue::commit`).
+//! then renames and one directory `fsync` (`Files`); one `syncfs` of
+//! envelopes renamed into queue/ while staging, whose checksums let
+//! recovery tell what a power cut interrupted (`Filesystem`); or one
+//! record per message in the commit journal, one `fdatasync` of it, then
+//! renames with no sync, with `syncfs` deferred to a checkpoint
+//! (`Journal`, see `journal.rs`). Not here: staging (`stage.rs`,
+//! `body.rs`), and when to checkpoint (`queue::commit`).
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -31,18 +32,26 @@ use super::{QueueId, Spool, SpoolError, Staged, SyncMode};
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(25);
 
 impl Spool {
-    /// Moves staged messages into queue/ with one directory `fsync` for all.
-    /// With [`SyncMode::Filesystem`] one `syncfs` first makes every staged
-    /// body and envelope durable (nothing is renamed before that). With
-    /// [`SyncMode::Journal`] see [`Spool::commit_journaled`] instead (a
-    /// batch it cannot journal is committed as with `Filesystem`).
+    /// Makes staged messages durable messages of queue/, for all of them at
+    /// once; results are in batch order, and only an `Ok` may be
+    /// acknowledged.
     ///
-    /// For each message: rename the envelope into queue/ (which makes the
-    /// message exist; its body is already there). Then `fsync` queue/ once,
-    /// which also makes the removals done since the last fsync durable:
-    /// the files of those messages go to the free list afterwards (see
-    /// [`Spool::remove_lazily`]). Results are in batch order;
-    /// only an `Ok` may be acknowledged.
+    /// With [`SyncMode::Filesystem`] the envelopes are in queue/ already
+    /// (renamed there while staging) and one `syncfs` makes bodies,
+    /// envelopes and names durable: that is the whole commit. A power cut
+    /// before it ends may leave some of it on the disk: the envelope's own
+    /// checksum and its body's (recorded in it) let recovery tell such a
+    /// message, never acknowledged, from a sound one (`recover.rs`).
+    ///
+    /// With [`SyncMode::Files`] (files `fdatasync`ed while staging), and for
+    /// a batch the journal cannot take (then after a `syncfs`): for each
+    /// message, rename the envelope into queue/ (which makes the message
+    /// exist; its body is already there), then `fsync` queue/ once. With
+    /// [`SyncMode::Journal`] see [`Spool::commit_journaled`] instead.
+    ///
+    /// The `syncfs` or the `fsync` of queue/ also makes the removals done
+    /// before it durable: the files of those messages go to the free list
+    /// afterwards (see [`Spool::remove_lazily`]).
     ///
     /// If that `fsync` fails, every renamed message of the batch is removed
     /// again and reported as failed. After a failed `fsync` we cannot know
@@ -180,7 +189,7 @@ impl Spool {
     }
 
     /// [`Spool::commit_batch`] with a `syncfs` first when `syncfs`, and a
-    /// directory `fsync` after the renames.
+    /// directory `fsync` after the renames, if there were any.
     fn commit_synced(&self, batch: Vec<Staged>, syncfs: bool) -> Vec<Result<QueueId, SpoolError>> {
         let layout = &self.inner.layout;
         let ops = &*self.inner.ops;
@@ -189,11 +198,12 @@ impl Spool {
         let doomed = self.inner.free.take_doomed();
         // Taken before the fsync below, which then covers every rewrite so far.
         let unsynced = self.inner.queue_unsynced.swap(false, Ordering::SeqCst);
-        if syncfs
-            && !batch.is_empty()
-            && let Err(e) = self.syncfs()
-        {
-            // Nothing was renamed: dropping the batch removes its files.
+        // Whether one syncfs covers the batch (and what was taken above).
+        let synced = syncfs && !batch.is_empty();
+        if synced && let Err(e) = self.syncfs() {
+            // Dropping the batch removes its files (in tmp/ or free/, or
+            // in queue/ when renamed there while staging): none was
+            // acknowledged.
             tracing::error!(error = %e, messages = batch.len(), "spool: syncfs failed; refusing the batch");
             self.inner.free.give_back_doomed(doomed);
             self.keep_unsynced(unsynced);
@@ -205,6 +215,13 @@ impl Spool {
             let id = staged.id;
             let body = layout.body_path(&id);
             debug_assert_eq!(staged.body_tmp(), body, "staged in another spool");
+            if staged.in_queue && synced {
+                // Renamed into queue/ while staging: the syncfs above made
+                // it durable, name included.
+                staged.guard.disarm();
+                results.push(Ok(id));
+                continue;
+            }
             let env = layout.envelope_path(&id, Location::Queue);
             if let Err(e) = ops.rename(staged.env_tmp(), &env) {
                 remove_quietly(ops, &body);
@@ -215,7 +232,10 @@ impl Spool {
             renamed.push(results.len());
             results.push(Ok(id));
         }
-        if renamed.is_empty() && doomed.is_empty() && !unsynced {
+        if renamed.is_empty() && (synced || (doomed.is_empty() && !unsynced)) {
+            // Nothing renamed since the syncfs, which covered the removals
+            // and rewrites taken before it.
+            self.inner.free.release(ops, layout, doomed);
             return results;
         }
         if let Err(e) = ops.sync_dir(&layout.queue) {

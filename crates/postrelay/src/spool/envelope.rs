@@ -3,16 +3,35 @@
 //! An envelope is stored as pretty-printed JSON in `<id>.env` so that an
 //! administrator can read it with `cat`. The format is versioned
 //! ([`ENVELOPE_VERSION`]) and strict: unknown fields and unknown versions are
-//! rejected rather than guessed at, and a golden file in `testdata/` pins the
+//! rejected rather than guessed at, and golden files in `testdata/` pin the
 //! exact layout. This module only converts between bytes and values; where
 //! the file lives and how it is written durably is the spool's business.
+//!
+//! Since version 2 the file proves that it is whole: its last field,
+//! `"check"`, is the CRC-32 of every byte before it, and `body_crc32` is
+//! the CRC-32 of the body as written. With one `syncfs` per commit (the
+//! default, docs/spool.md) a power cut during a commit may leave an
+//! envelope or a body that only partly reached the disk; these two
+//! checksums are how recovery tells such a message (never acknowledged)
+//! from a sound one. Version 1 files (no checksums) are still read, and
+//! written back as version 2.
 
 use serde::{Deserialize, Serialize};
 
 use super::id::QueueId;
 
-/// The envelope format version this code writes and reads.
-pub const ENVELOPE_VERSION: u32 = 1;
+/// The envelope format version this code writes (it reads this one and
+/// [`OLDEST_VERSION`]).
+pub const ENVELOPE_VERSION: u32 = 2;
+
+/// The oldest version read: 1, without the checksums (upgraded to
+/// [`ENVELOPE_VERSION`] as it is read).
+pub const OLDEST_VERSION: u32 = 1;
+
+/// What comes before the checksum at the end of a version 2 file, and
+/// after it (then the final newline).
+const CHECK_PREFIX: &[u8] = b",\n  \"check\": \"crc32:";
+const CHECK_SUFFIX: &[u8] = b"\"\n}";
 
 /// Reason shown for a message that has not been tried yet.
 pub const REASON_FIRST_ATTEMPT: &str = "waiting for first delivery attempt";
@@ -29,6 +48,11 @@ pub struct Envelope {
     pub created_ms: u64,
     /// Size of the body file in bytes; checked against the file at recovery.
     pub size: u64,
+    /// CRC-32 of the body file's bytes, recorded when it was staged;
+    /// recovery checks the body of a message not yet tried against it
+    /// (absent in version 1 files, and in envelopes not yet staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_crc32: Option<u32>,
     /// Where the message came from.
     pub origin: Origin,
     /// The envelope sender (`MAIL FROM`); `""` is the null sender `<>`.
@@ -125,15 +149,34 @@ pub enum EnvelopeError {
     NoVersion(#[source] serde_json::Error),
     /// Written by a different (newer?) postrelay.
     #[error(
-        "envelope version {found} is not supported (this postrelay reads version {ENVELOPE_VERSION})"
+        "envelope version {found} is not supported (this postrelay reads versions \
+         {OLDEST_VERSION} to {ENVELOPE_VERSION})"
     )]
     UnsupportedVersion {
         /// The version found in the file.
         found: u32,
     },
     /// Right version, but a field is missing, unknown or of the wrong type.
-    #[error("envelope version {ENVELOPE_VERSION} is malformed: {0}")]
+    #[error("envelope is malformed: {0}")]
     Malformed(#[source] serde_json::Error),
+    /// A version 2 file without its closing checksum: it does not end
+    /// where it should (a write cut short, or an edit by hand).
+    #[error(
+        "envelope version {ENVELOPE_VERSION} does not end with its \"check\" field: \
+         the file is incomplete (a write cut short) or was edited"
+    )]
+    MissingCheck,
+    /// The checksum does not match the bytes before it.
+    #[error(
+        "envelope checksum is crc32:{found:08x} but its content gives crc32:{computed:08x}: \
+         the file is torn (a write cut short) or damaged"
+    )]
+    CheckMismatch {
+        /// The checksum the file ends with.
+        found: u32,
+        /// The checksum of the bytes before it.
+        computed: u32,
+    },
 }
 
 impl Recipient {
@@ -160,6 +203,7 @@ impl Envelope {
             id,
             created_ms: id.created_ms(),
             size: 0,
+            body_crc32: None,
             origin,
             sender,
             body: BodyType::SevenBit,
@@ -173,37 +217,60 @@ impl Envelope {
         }
     }
 
-    /// Pretty JSON with a trailing newline, as stored on disk.
+    /// Pretty JSON ending with the `"check"` field and a newline, as
+    /// stored on disk (always [`ENVELOPE_VERSION`], whatever `version` says:
+    /// an envelope read from a version 1 file is written back as version 2).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out =
-            serde_json::to_vec_pretty(self).expect("an envelope always serializes to JSON");
+        let mut out = if self.version == ENVELOPE_VERSION {
+            serde_json::to_vec_pretty(self)
+        } else {
+            serde_json::to_vec_pretty(&Envelope {
+                version: ENVELOPE_VERSION,
+                ..self.clone()
+            })
+        }
+        .expect("an envelope always serializes to JSON");
+        // `{ ... \n}`: the checksum goes in as the last field.
+        debug_assert!(out.ends_with(b"\n}"));
+        out.truncate(out.len() - 2);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(CHECK_PREFIX);
+        out.extend_from_slice(format!("{crc:08x}").as_bytes());
+        out.extend_from_slice(CHECK_SUFFIX);
         out.push(b'\n');
         out
     }
 
-    /// Parses an envelope file, rejecting other versions with a clear error.
+    /// Parses an envelope file, rejecting other versions with a clear
+    /// error, and a version 2 file whose checksum is missing or wrong.
+    /// A version 1 file comes back as version 2 (without `body_crc32`).
     ///
     /// A sound file is parsed once (start-up and `queue list` read every
     /// envelope); only a file that fails is parsed again for its version,
     /// to say which error it is.
     pub fn from_json(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: u32,
+        let text = bytes.trim_ascii_end();
+        let Some((covered, found)) = split_check(text) else {
+            let mut env = parse_versioned(text)?;
+            if env.version != OLDEST_VERSION {
+                return Err(EnvelopeError::MissingCheck);
+            }
+            env.version = ENVELOPE_VERSION;
+            return Ok(env);
+        };
+        let computed = crc32fast::hash(covered);
+        if computed != found {
+            return Err(EnvelopeError::CheckMismatch { found, computed });
         }
-        let full = serde_json::from_slice::<Envelope>(bytes);
-        if let Ok(env) = &full
-            && env.version == ENVELOPE_VERSION
-        {
-            return full.map_err(EnvelopeError::Malformed);
+        let mut doc = Vec::with_capacity(covered.len() + 2);
+        doc.extend_from_slice(covered);
+        doc.extend_from_slice(b"\n}");
+        let env = parse_versioned(&doc)?;
+        if env.version != ENVELOPE_VERSION {
+            // A checksum in a version 1 file: not written by us.
+            return Err(EnvelopeError::UnsupportedVersion { found: env.version });
         }
-        let probe: VersionOnly = serde_json::from_slice(bytes).map_err(EnvelopeError::NoVersion)?;
-        if probe.version != ENVELOPE_VERSION {
-            return Err(EnvelopeError::UnsupportedVersion {
-                found: probe.version,
-            });
-        }
-        full.map_err(EnvelopeError::Malformed)
+        Ok(env)
     }
 
     /// Recipients still to be delivered.
@@ -214,19 +281,55 @@ impl Envelope {
     }
 }
 
+/// `(the bytes the checksum covers, the checksum)` if `text` ends with a
+/// well-formed `"check"` field.
+fn split_check(text: &[u8]) -> Option<(&[u8], u32)> {
+    let body = text.strip_suffix(CHECK_SUFFIX)?;
+    let (rest, hex) = body.split_at_checked(body.len().checked_sub(8)?)?;
+    let covered = rest.strip_suffix(CHECK_PREFIX)?;
+    let hex = std::str::from_utf8(hex).ok()?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((covered, u32::from_str_radix(hex, 16).ok()?))
+}
+
+/// Parses `bytes` as an envelope of a version this code reads.
+fn parse_versioned(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let full = serde_json::from_slice::<Envelope>(bytes);
+    if let Ok(env) = &full
+        && (OLDEST_VERSION..=ENVELOPE_VERSION).contains(&env.version)
+    {
+        return full.map_err(EnvelopeError::Malformed);
+    }
+    let probe: VersionOnly = serde_json::from_slice(bytes).map_err(EnvelopeError::NoVersion)?;
+    if !(OLDEST_VERSION..=ENVELOPE_VERSION).contains(&probe.version) {
+        return Err(EnvelopeError::UnsupportedVersion {
+            found: probe.version,
+        });
+    }
+    full.map_err(EnvelopeError::Malformed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     const GOLDEN: &str = include_str!("testdata/envelope-v1.json");
+    const GOLDEN_V2: &str = include_str!("testdata/envelope-v2.json");
 
     fn golden_value() -> Envelope {
         Envelope {
-            version: 1,
+            version: ENVELOPE_VERSION,
             id: "01JDWE7480B8Y9W7RBFMJ6HB71".parse().unwrap(),
             created_ms: 1_732_900_000_000,
             size: 1234,
+            body_crc32: Some(0x0bad_cafe),
             origin: Origin::Smtp {
                 peer: "192.0.2.10:50432".into(),
                 helo: "app1.example.net".into(),
@@ -267,10 +370,73 @@ mod tests {
         let value = golden_value();
         assert_eq!(
             String::from_utf8(value.to_json()).unwrap(),
-            GOLDEN,
+            GOLDEN_V2,
             "the on-disk envelope format changed; bump ENVELOPE_VERSION and add a migration"
         );
-        assert_eq!(Envelope::from_json(GOLDEN.as_bytes()).unwrap(), value);
+        assert_eq!(Envelope::from_json(GOLDEN_V2.as_bytes()).unwrap(), value);
+    }
+
+    #[test]
+    fn version_1_files_are_read_as_version_2_and_written_so() {
+        let read = Envelope::from_json(GOLDEN.as_bytes()).unwrap();
+        let value = Envelope {
+            body_crc32: None,
+            ..golden_value()
+        };
+        assert_eq!(read, value);
+        let written = String::from_utf8(read.to_json()).unwrap();
+        assert!(written.starts_with("{\n  \"version\": 2,"), "{written}");
+        assert_eq!(Envelope::from_json(written.as_bytes()).unwrap(), value);
+    }
+
+    /// What a write cut short by a power cut can leave: a prefix of the
+    /// file, one of its bytes changed, or its start over the end of the
+    /// envelope that was in the file before (a recycled one); none of them
+    /// is taken for an envelope.
+    #[test]
+    fn an_incomplete_or_torn_version_2_file_is_refused() {
+        let whole = golden_value().to_json();
+        for cut in 0..whole.len() - 1 {
+            let prefix = &whole[..cut];
+            assert!(
+                Envelope::from_json(prefix).is_err(),
+                "a prefix of {cut} bytes was taken for an envelope"
+            );
+        }
+        for i in (0..whole.len() - 1).step_by(7) {
+            let mut flipped = whole.clone();
+            flipped[i] ^= 0x01;
+            assert!(
+                Envelope::from_json(&flipped).is_err(),
+                "a file with byte {i} changed was taken for an envelope"
+            );
+        }
+        let mut other = golden_value();
+        other.id = QueueId::generate();
+        other.recipients[0].address = "mallory@example.org".into();
+        let old = other.to_json();
+        for cut in (1..whole.len()).step_by(64) {
+            let mut torn = whole[..cut].to_vec();
+            torn.extend_from_slice(old.get(cut..).unwrap_or_default());
+            // Whole, or all the earlier envelope (named for another id:
+            // recovery's check of the name refuses that one).
+            if torn == whole || torn == old {
+                continue;
+            }
+            let err = Envelope::from_json(&torn).expect_err("a torn file was read");
+            assert!(!err.to_string().is_empty());
+        }
+        let unchecked = GOLDEN.replacen("\"version\": 1", "\"version\": 2", 1);
+        assert!(matches!(
+            Envelope::from_json(unchecked.as_bytes()),
+            Err(EnvelopeError::MissingCheck)
+        ));
+        let mut mismatch = whole.clone();
+        let at = mismatch.len() - 5;
+        mismatch[at] = if mismatch[at] == b'0' { b'1' } else { b'0' };
+        let err = Envelope::from_json(&mismatch).unwrap_err();
+        assert!(matches!(err, EnvelopeError::CheckMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("torn"), "{err}");
     }
 
     #[test]
@@ -293,14 +459,14 @@ mod tests {
 
     #[test]
     fn unknown_version_is_rejected_by_number() {
-        let text = GOLDEN.replacen("\"version\": 1", "\"version\": 2", 1);
+        let text = GOLDEN.replacen("\"version\": 1", "\"version\": 3", 1);
         let err = Envelope::from_json(text.as_bytes()).unwrap_err();
         assert!(matches!(
             err,
-            EnvelopeError::UnsupportedVersion { found: 2 }
+            EnvelopeError::UnsupportedVersion { found: 3 }
         ));
         assert!(
-            err.to_string().contains("version 2 is not supported"),
+            err.to_string().contains("version 3 is not supported"),
             "{err}"
         );
     }
@@ -376,7 +542,8 @@ mod tests {
             // The printed form of any 128-bit value is a valid id.
             let id: QueueId = ulid::Ulid::from(raw_id).to_string().parse().unwrap();
             let env = Envelope {
-                version: ENVELOPE_VERSION, id, created_ms, size, origin, sender,
+                version: ENVELOPE_VERSION, id, created_ms, size,
+                body_crc32: (size % 2 == 0).then_some(size as u32), origin, sender,
                 body: if eight { BodyType::EightBitMime } else { BodyType::SevenBit },
                 smtputf8, recipients, next_attempt_ms, attempts, reason, transcript,
                 delay_warned: eight && smtputf8,

@@ -6,8 +6,9 @@
 //! envelope relative to them (`openat`: no walk of the spool's path per
 //! file), reads it into one buffer kept from file to file (no allocation,
 //! and no `stat` for a size hint, which `std::fs::read` makes), and gives
-//! a body's size the same way (`fstatat`). Paths are built only for error
-//! messages. What is checked is [`Layout::read_envelope`]'s: the same
+//! a body's size the same way (`fstatat`), and, for recovery, the
+//! checksum of a body (read through in 64 KiB pieces into a buffer kept
+//! too). Paths are built only for error messages. What is checked is [`Layout::read_envelope`]'s: the same
 //! parse, the same id check.
 //!
 //! Not for: writing (the spool's `durable` module), or one-off reads
@@ -24,7 +25,7 @@ use nix::sys::stat::{Mode, fstatat};
 
 use serde::Deserialize;
 
-use super::envelope::{ENVELOPE_VERSION, Envelope, RcptState};
+use super::envelope::{ENVELOPE_VERSION, Envelope, OLDEST_VERSION, RcptState};
 use super::error::SpoolError;
 use super::id::QueueId;
 use super::layout::{Layout, Location};
@@ -35,6 +36,8 @@ pub(crate) struct EnvelopeFiles<'a> {
     queue: File,
     hold: File,
     buf: Vec<u8>,
+    /// For [`EnvelopeFiles::body_crc32`]; empty until first needed.
+    body_buf: Vec<u8>,
 }
 
 impl<'a> EnvelopeFiles<'a> {
@@ -49,11 +52,12 @@ impl<'a> EnvelopeFiles<'a> {
             queue: dir(Location::Queue)?,
             hold: dir(Location::Hold)?,
             buf: Vec::with_capacity(4096),
+            body_buf: Vec::new(),
         })
     }
 
     /// The spool's layout.
-    pub(crate) fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &'a Layout {
         self.layout
     }
 
@@ -91,6 +95,28 @@ impl<'a> EnvelopeFiles<'a> {
         let name = file_name(&id.body_name());
         let st = fstatat(self.queue.as_fd(), name.as_c_str(), AtFlags::empty())?;
         Ok(u64::try_from(st.st_size).unwrap_or(0))
+    }
+
+    /// The CRC-32 of the body of `id` (`queue/<id>.msg`), to compare with
+    /// its envelope's `body_crc32`; a missing body is an error of kind
+    /// `NotFound`.
+    pub(crate) fn body_crc32(&mut self, id: &QueueId) -> io::Result<u32> {
+        let name = file_name(&id.body_name());
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+        let fd = openat(self.queue.as_fd(), name.as_c_str(), flags, Mode::empty())?;
+        let mut file = File::from(fd);
+        if self.body_buf.is_empty() {
+            self.body_buf = vec![0; 64 * 1024];
+        }
+        let mut crc = crc32fast::Hasher::new();
+        loop {
+            match file.read(&mut self.body_buf) {
+                Ok(0) => return Ok(crc.finalize()),
+                Ok(n) => crc.update(&self.body_buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -183,9 +209,10 @@ impl EnvelopeFiles<'_> {
         };
         let listed: Listed<'_> = serde_json::from_slice(&self.buf)
             .map_err(|e| corrupt(format!("envelope is not readable: {e}")))?;
-        if listed.version != ENVELOPE_VERSION {
+        if !(OLDEST_VERSION..=ENVELOPE_VERSION).contains(&listed.version) {
             return Err(corrupt(format!(
-                "envelope version {} is not {ENVELOPE_VERSION}",
+                "envelope version {} is not supported (this postrelay reads versions \
+                 {OLDEST_VERSION} to {ENVELOPE_VERSION})",
                 listed.version
             )));
         }

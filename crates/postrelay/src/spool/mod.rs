@@ -17,16 +17,19 @@
 //!
 //! A message exists iff its `<id>.env` exists in queue/ or hold/. The write
 //! path is: [`Spool::new_body`] (`queue/<id>.msg`, written in place) → write
-//! → [`Spool::stage`] (envelope in `tmp/<id>.env`, or in a recycled file in
-//! free/; both `fdatasync`ed with
-//! [`SyncMode::Files`]) → [`Spool::commit_batch`] (`syncfs` with
-//! [`SyncMode::Filesystem`]; rename each envelope into queue/; one `fsync`
-//! of queue/ for the whole batch), usually through the queue's group committer
-//! (`queue::commit`). With [`SyncMode::Journal`] the committer instead
+//! → [`Spool::stage`] (envelope, with the body's checksum and its own, in
+//! `tmp/<id>.env` or in a recycled file in free/; with
+//! [`SyncMode::Filesystem`] renamed into queue/ at once, with
+//! [`SyncMode::Files`] both files `fdatasync`ed) → [`Spool::commit_batch`]
+//! (with [`SyncMode::Filesystem`] one `syncfs` for the whole batch and
+//! nothing else; with [`SyncMode::Files`] rename each envelope into queue/
+//! and one `fsync` of queue/ for the whole batch), usually through the
+//! queue's group committer (`queue::commit`). With [`SyncMode::Journal`] the committer instead
 //! appends the batch to the commit journal and `fdatasync`s that alone,
 //! renames with no sync, and makes queue/ durable later at a checkpoint;
 //! opening the spool replays the journal (`commit.rs`, `journal.rs`).
-//! Removal runs the other way: envelope, `fsync`, body.
+//! Removal runs the other way: envelope, a flush (`fsync` of queue/ or
+//! `syncfs`), body.
 //!
 //! Files are recycled: a delivered message's envelope moves to free/ and its
 //! body stays in queue/ under its old name instead of being unlinked, and new
@@ -53,6 +56,7 @@ mod layout;
 mod progress;
 mod recover;
 mod setup;
+mod stage;
 
 #[cfg(test)]
 pub(crate) mod faults;
@@ -67,7 +71,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use body::JournalCopy;
 pub use body::{BodyWriter, Staged};
 pub use commit::CHECKPOINT_INTERVAL;
 pub use drop_dir::{DropDir, Opened};
@@ -306,104 +309,6 @@ impl Spool {
         report.journal_records = self.inner.replayed.records;
         report.journal_rewritten = self.inner.replayed.rewritten;
         Ok(report)
-    }
-
-    /// Starts a new message: allocates its id and makes `queue/<id>.msg`,
-    /// from a file of the free list (renamed there without replacing
-    /// anything, to be overwritten and cut to length) or else created
-    /// (0600, `O_EXCL`). The body is written in place: until its envelope
-    /// exists the message does not (a body alone is an orphan that
-    /// recovery removes), so no rename is needed for it.
-    pub fn new_body(&self) -> Result<BodyWriter, SpoolError> {
-        let body = self.new_body_file()?;
-        Ok(match self.mode() {
-            SyncMode::Journal => body.keep_copy(journal::MAX_JOURNALED_BODY),
-            SyncMode::Files | SyncMode::Filesystem => body,
-        })
-    }
-
-    /// [`Spool::new_body`] without the journal's copy.
-    fn new_body_file(&self) -> Result<BodyWriter, SpoolError> {
-        let ops = &self.inner.ops;
-        let mut attempts = 0;
-        loop {
-            let id = QueueId::generate();
-            let path = self.inner.layout.body_path(&id);
-            if let Some(reused) = self.inner.free.reuse(&**ops, FileKind::Body, &path) {
-                return Ok(BodyWriter::new(
-                    id,
-                    reused.file,
-                    path,
-                    ops.clone(),
-                    reused.len,
-                ));
-            }
-            match ops.create_new(&path) {
-                Ok(file) => return Ok(BodyWriter::new(id, file, path, ops.clone(), 0)),
-                // Two ids equal in timestamp and 80 random bits: take another.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
-                Err(e) => return Err(SpoolError::io("create", path, e)),
-            }
-        }
-    }
-
-    /// Makes a received message ready to commit: flushes the body (cut to
-    /// length if its file was recycled), writes the envelope to
-    /// `tmp/<id>.env` (or into a recycled file where it lies in free/, to be
-    /// renamed from there into queue/: one rename fewer), and with
-    /// [`SyncMode::Files`] `fdatasync`s both (with [`SyncMode::Filesystem`]
-    /// the committer makes the whole batch durable at once). See
-    /// [`Spool::stage_blocks`].
-    ///
-    /// The envelope's `size` is set from the body (whatever the caller put
-    /// there); its `id` must be the body's. Blocking. On error both tmp files
-    /// are gone and the client must get a 4xx.
-    pub fn stage(&self, body: BodyWriter, envelope: &Envelope) -> Result<Staged, SpoolError> {
-        if envelope.id != *body.id() {
-            return Err(SpoolError::IdMismatch {
-                body: *body.id(),
-                envelope: envelope.id,
-            });
-        }
-        let sync = self.mode() == SyncMode::Files;
-        let body::Finished {
-            id,
-            len,
-            mut guard,
-            copy,
-        } = body.finish(sync)?;
-        let mut envelope = envelope.clone();
-        envelope.size = len;
-        let ops = &*self.inner.ops;
-        let json = envelope.to_json();
-        // A recycled envelope file is written where it lies in free/ and
-        // renamed from there straight into queue/ at commit.
-        let env_tmp = match self.inner.free.reuse_in_place(ops, FileKind::Envelope) {
-            Some((path, r)) => {
-                durable::overwrite(ops, r.file, r.len, &path, &json, sync)?;
-                path
-            }
-            None => {
-                let path = self.inner.layout.tmp.join(id.envelope_name());
-                durable::write_new(ops, &path, &json, sync)?;
-                path
-            }
-        };
-        guard.push(env_tmp.clone());
-        let body = self.inner.layout.body_path(&id);
-        let mut staged = Staged::new(envelope, body, env_tmp, guard);
-        staged.synced = sync;
-        staged.journal = copy.map(|body| JournalCopy {
-            envelope: json,
-            body,
-        });
-        Ok(staged)
-    }
-
-    /// Whether [`Spool::stage`] blocks on the disk (it `fdatasync`s with
-    /// [`SyncMode::Files`]); async callers then run it on a blocking thread.
-    pub fn stage_blocks(&self) -> bool {
-        self.mode() == SyncMode::Files
     }
 
     /// Removes a delivered message cheaply: its envelope leaves queue/ now

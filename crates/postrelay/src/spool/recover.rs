@@ -11,15 +11,23 @@
 //!   that each has no other name; starting empty costs a few creates);
 //! - a body in queue/ with no envelope anywhere was never acknowledged (or
 //!   was being removed) and is deleted;
-//! - an envelope that does not parse, names another id, has no body, or
-//!   whose size differs from its body's is moved to corrupt/ with its body,
-//!   and logged as an error: a human must look, nothing is deleted;
+//! - an envelope that does not parse (or whose checksum does not match
+//!   its content), names another id, has no body, or whose size differs
+//!   from its body's is moved to corrupt/ with its body, and logged as an
+//!   error: a human must look, nothing is deleted;
+//! - so is a message not yet tried whose body does not match the checksum
+//!   its envelope records: with one `syncfs` per commit, a power cut
+//!   during a commit can leave the envelope of a message never
+//!   acknowledged on the disk, but not (all of) its body, whose file may
+//!   still hold an earlier message's bytes. (A tried message's envelope
+//!   was rewritten after its commit had completed: its body is not read.)
 //! - an envelope present in both queue/ and hold/ (a hold or release cut
 //!   short on a file system that does not order renames) keeps the held
 //!   copy; the other goes to corrupt/;
 //! - files the spool does not know are left alone and logged.
 //!
-//! It does not look inside bodies, and does not decide what to deliver.
+//! It looks inside bodies only for that checksum, and does not decide what
+//! to deliver.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -232,7 +240,8 @@ fn check(
         Err(SpoolError::Corrupt { detail, .. }) => return Ok(Err(detail)),
         Err(e) => return Err(e),
     };
-    let missing = || format!("body {} is missing", files.layout().body_path(id).display());
+    let layout = files.layout();
+    let missing = || format!("body {} is missing", layout.body_path(id).display());
     if !has_body {
         return Ok(Err(missing()));
     }
@@ -245,8 +254,27 @@ fn check(
         return Ok(Err(format!(
             "envelope says the body has {} bytes but {} has {len}",
             env.size,
-            files.layout().body_path(id).display()
+            layout.body_path(id).display()
         )));
+    }
+    // A message not yet tried may be one whose commit (one syncfs) a power
+    // cut interrupted: its body may hold bytes of the file's earlier use.
+    // Later envelopes were rewritten after the commit had completed.
+    if let (Location::Queue, 0, Some(want)) = (loc, env.attempts, env.body_crc32) {
+        let body = || layout.body_path(id);
+        let got = match files.body_crc32(id) {
+            Ok(crc) => crc,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(missing())),
+            Err(e) => return Err(SpoolError::io("read", body(), e)),
+        };
+        if got != want {
+            return Ok(Err(format!(
+                "{} does not match its envelope's checksum (crc32:{got:08x}, the envelope \
+                 says crc32:{want:08x}): most likely a message whose commit a power cut \
+                 interrupted, which was never acknowledged",
+                body().display()
+            )));
+        }
     }
     Ok(Ok(env.next_attempt_ms))
 }

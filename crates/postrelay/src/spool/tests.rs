@@ -78,6 +78,7 @@ fn commit_then_list_and_read_give_back_the_message() {
     let id = staged.id;
     let mut expected = envelope_for(id);
     expected.size = body.len() as u64;
+    expected.body_crc32 = Some(crc32fast::hash(&body));
     assert_eq!(staged.envelope(), &expected);
     assert_eq!(spool.commit_batch(vec![staged]).pop().unwrap().unwrap(), id);
 
@@ -428,8 +429,8 @@ fn lazy_removal_deletes_the_body_only_after_the_next_fsync() {
 }
 
 /// A delivery attempt's rewrite in queue/ is made durable by the next
-/// `fsync` of queue/ (the idle reap's, or a commit's), not one of its own;
-/// in hold/ at once.
+/// `fsync` of queue/ (the idle reap's) or the next commit's `syncfs`, not
+/// by one of its own; in hold/ at once.
 #[test]
 fn a_rewrite_in_queue_is_synced_by_the_next_fsync_of_queue() {
     let dir = tempfile::tempdir().unwrap();
@@ -454,7 +455,7 @@ fn a_rewrite_in_queue_is_synced_by_the_next_fsync_of_queue() {
     spool.reap_removed();
     assert_eq!(taken(), Vec::<String>::new(), "nothing left to sync");
 
-    // A commit's fsync of queue/ covers it as well.
+    // A commit's syncfs covers it as well.
     spool.rewrite_envelope_in_place(&env).unwrap();
     commit(&spool, b"other\r\n").unwrap();
     taken();

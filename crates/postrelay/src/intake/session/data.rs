@@ -184,6 +184,7 @@ impl<S: ServerTransport> Session<S> {
             id,
             created_ms: now,
             size,
+            body_crc32: None,
             origin: Origin::Smtp {
                 peer: self.peer.to_string(),
                 helo: self.helo.clone(),

@@ -128,6 +128,7 @@ fn delivered_files_are_kept_and_reused_by_new_messages() {
     assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"four\r\n");
     let mut env = envelope_for(id);
     env.size = 6;
+    env.body_crc32 = Some(crc32fast::hash(b"four\r\n"));
     assert_eq!(spool.read(&id).unwrap(), (env, Location::Queue));
     assert_eq!(mode_of(&spool.body_path(&id)), 0o600);
     assert_eq!(mode_of(&root.join("queue").join(id.envelope_name())), 0o600);
@@ -361,21 +362,29 @@ fn recovery_empties_free_and_the_spool_stays_usable() {
     assert_eq!(spool.list().unwrap().len(), 2);
 }
 
+/// A spool at `root` whose file operations are recorded.
+fn open_recorded(
+    root: &Path,
+    sync: SyncMode,
+) -> (Spool, Arc<super::super::recording::RecordingFs>) {
+    let fs = Arc::new(super::super::recording::RecordingFs::default());
+    let options = SpoolOptions {
+        file_ops: fs.clone(),
+        sync,
+        ..SpoolOptions::default()
+    };
+    (Spool::open_with(root, options).unwrap(), fs)
+}
+
 /// A message on recycled files costs three renames from staging to its
 /// files' return to the free list: body from its old name in queue/ to its
 /// new one, envelope from free/ straight into queue/, envelope out (it was
 /// five with both files through free/ and the envelope through tmp/).
 #[test]
 fn a_recycled_message_costs_three_renames() {
-    use super::super::recording::RecordingFs;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let fs = Arc::new(RecordingFs::default());
-    let options = SpoolOptions {
-        file_ops: fs.clone(),
-        ..SpoolOptions::default()
-    };
-    let spool = Spool::open_with(root, options).unwrap();
+    let (spool, fs) = open_recorded(root, SyncMode::Files);
     let old = deliver_all(&spool, &[b"old\r\n"])[0];
     fs.clear();
     let id = deliver_all(&spool, &[b"new\r\n"])[0];
@@ -395,6 +404,43 @@ fn a_recycled_message_costs_three_renames() {
         !events.iter().any(|e| e.starts_with("create")),
         "both files recycled: {events:#?}"
     );
+}
+
+/// With `sync = "filesystem"` (the daemon's default) a recycled envelope
+/// goes from free/ straight into queue/ while the message is staged, so
+/// its commit is one `syncfs` and nothing else: no rename and no `fsync`
+/// of queue/ after it (the `syncfs` makes the name durable too, and the
+/// removals made before it: their files are reusable afterwards).
+#[test]
+fn with_syncfs_a_recycled_message_is_in_queue_before_its_one_syncfs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (spool, fs) = open_recorded(root, SyncMode::Filesystem);
+    let removed = commit(&spool, b"removed\r\n").unwrap();
+    let old = deliver_all(&spool, &[b"old\r\n"])[0];
+    remove_lazily(&spool, &removed).unwrap();
+    fs.clear();
+    let staged = stage(&spool, b"new\r\n").unwrap();
+    let id = staged.id;
+    assert_eq!(
+        staged.env_tmp(),
+        root.join("queue").join(id.envelope_name()).as_path()
+    );
+    fs.mark("staged");
+    assert_eq!(spool.commit_batch(vec![staged]).pop().unwrap().unwrap(), id);
+    let events = fs.take(root, &id.to_string());
+    let at = events.iter().position(|e| e == "staged").unwrap();
+    assert!(
+        events[..at].contains(&format!("rename free/{old}.env queue/ID.env")),
+        "{events:#?}"
+    );
+    assert_eq!(events[at + 1..], ["syncfs lock"], "{events:#?}");
+    assert!(
+        kept_bodies(root).contains(&removed.body_name()),
+        "the removal before the syncfs is durable: its body is kept for reuse"
+    );
+    assert_eq!(std::fs::read(spool.body_path(&id)).unwrap(), b"new\r\n");
+    assert_eq!(spool.read(&id).unwrap().0.size, 5);
 }
 
 /// A kept body is no message: it is not listed, it goes at a clean stop
