@@ -60,6 +60,8 @@ pub struct DataReceiver {
     line_len: usize,
     body_len: u64,
     violation: Option<DataViolation>,
+    /// A line's leading dot was removed (un-stuffed).
+    removed_dot: bool,
 }
 
 impl Default for DataReceiver {
@@ -83,12 +85,22 @@ impl DataReceiver {
             line_len: 0,
             body_len: 0,
             violation: None,
+            removed_dot: false,
         }
     }
 
     /// The first violation seen, if any.
     pub fn violation(&self) -> Option<DataViolation> {
         self.violation
+    }
+
+    /// Whether a line's leading dot was removed: the body then has a
+    /// line that starts with a dot (and needs stuffing to be sent again).
+    /// Without it, and without a [`DataViolation`], the body as received
+    /// is its own stuffed form: CRLF line ends only, no line that starts
+    /// with a dot, ending with CRLF unless empty.
+    pub fn removed_dot(&self) -> bool {
+        self.removed_dot
     }
 
     /// Whether the terminator has been seen.
@@ -169,9 +181,16 @@ impl DataReceiver {
                 self.state = RxState::Dot;
             }
             (RxState::Dot, b'\r') => self.state = RxState::DotCr,
+            (RxState::Dot, _) => {
+                // `.` x: the dot was stuffing.
+                self.removed_dot = true;
+                self.state = RxState::Middle;
+                self.step(b, out);
+            }
             (RxState::DotCr, b'\n') => self.state = RxState::Done,
             (RxState::DotCr, _) => {
                 // `.` CR x: the dot was stuffing, the CR is bare.
+                self.removed_dot = true;
                 self.violate(DataViolation::BareCr);
                 out.push(b'\r');
                 self.count_octet();

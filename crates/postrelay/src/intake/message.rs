@@ -318,6 +318,17 @@ impl Assembler {
         self.size
     }
 
+    /// After `done`: whether the spooled body is its own SMTP form (no
+    /// line starts with a dot, CRLF line ends only), so that delivery may
+    /// send it without stuffing (`Envelope::sends_as_is`). The lines this
+    /// server adds (`Received:`, `Date:`, `Message-ID:`) never start with
+    /// a dot; every other line came through the receiver.
+    pub fn sends_as_is(&self) -> bool {
+        self.receiver.is_done()
+            && !self.receiver.removed_dot()
+            && self.receiver.violation().is_none()
+    }
+
     /// Whether a `From:` header was present.
     pub fn has_from(&self) -> bool {
         self.scan.has_from()

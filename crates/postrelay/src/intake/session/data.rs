@@ -47,6 +47,7 @@ impl<S: ServerTransport> Session<S> {
             return Ok(flow);
         }
         self.state.reset();
+        let sends_as_is = asm.sends_as_is();
         let writer = match asm.finish() {
             Ok(w) => w,
             Err(refusal) => {
@@ -56,7 +57,7 @@ impl<S: ServerTransport> Session<S> {
                 return Ok(Flow::Continue);
             }
         };
-        let reply = self.commit(&id, writer, tx).await;
+        let reply = self.commit(&id, writer, tx, sends_as_is).await;
         self.reply(&reply);
         Ok(Flow::Continue)
     }
@@ -158,8 +159,14 @@ impl<S: ServerTransport> Session<S> {
 
     /// Logs the client and hands the received message to the queue; the
     /// reply says whether it is now the queue's.
-    async fn commit(&mut self, id: &str, writer: BodyWriter, tx: Transaction) -> Reply {
-        let envelope = self.envelope(*writer.id(), tx, writer.len());
+    async fn commit(
+        &mut self,
+        id: &str,
+        writer: BodyWriter,
+        tx: Transaction,
+        sends_as_is: bool,
+    ) -> Reply {
+        let envelope = self.envelope(*writer.id(), tx, writer.len(), sends_as_is);
         let login = self.login.as_ref().map(|l| SaslLogin {
             method: l.method,
             username: &l.user,
@@ -181,7 +188,14 @@ impl<S: ServerTransport> Session<S> {
         }
     }
 
-    fn envelope(&self, id: crate::spool::QueueId, tx: Transaction, size: u64) -> Envelope {
+    /// The new message's envelope; `sends_as_is` as the receiver found.
+    fn envelope(
+        &self,
+        id: crate::spool::QueueId,
+        tx: Transaction,
+        size: u64,
+        sends_as_is: bool,
+    ) -> Envelope {
         let now = crate::queue::now_ms();
         Envelope {
             version: crate::spool::ENVELOPE_VERSION,
@@ -215,6 +229,7 @@ impl<S: ServerTransport> Session<S> {
             reason: Some("waiting for the first delivery attempt".into()),
             transcript: None,
             delay_warned: false,
+            sends_as_is,
         }
     }
 }
