@@ -60,8 +60,8 @@ pub struct DataReceiver {
     line_len: usize,
     body_len: u64,
     violation: Option<DataViolation>,
-    /// A line's leading dot was removed (un-stuffed).
-    removed_dot: bool,
+    /// Lines that started with a dot, the terminator's included.
+    line_dots: u64,
 }
 
 impl Default for DataReceiver {
@@ -85,7 +85,7 @@ impl DataReceiver {
             line_len: 0,
             body_len: 0,
             violation: None,
-            removed_dot: false,
+            line_dots: 0,
         }
     }
 
@@ -94,13 +94,15 @@ impl DataReceiver {
         self.violation
     }
 
-    /// Whether a line's leading dot was removed: the body then has a
-    /// line that starts with a dot (and needs stuffing to be sent again).
+    /// Whether a line's leading dot was removed (once the terminator has
+    /// been seen): the body may then have a line that starts with a dot
+    /// (and need stuffing to be sent again).
     /// Without it, and without a [`DataViolation`], the body as received
     /// is its own stuffed form: CRLF line ends only, no line that starts
     /// with a dot, ending with CRLF unless empty.
     pub fn removed_dot(&self) -> bool {
-        self.removed_dot
+        // Every line that starts with a dot loses it, but the terminator.
+        self.line_dots > u64::from(self.is_done())
     }
 
     /// Whether the terminator has been seen.
@@ -178,19 +180,13 @@ impl DataReceiver {
             (RxState::LineStart, b'.') => {
                 // Not counted: RFC 5321 4.5.3.1.6 excludes the dot added
                 // for transparency from the line length.
+                self.line_dots += 1;
                 self.state = RxState::Dot;
             }
             (RxState::Dot, b'\r') => self.state = RxState::DotCr,
-            (RxState::Dot, _) => {
-                // `.` x: the dot was stuffing.
-                self.removed_dot = true;
-                self.state = RxState::Middle;
-                self.step(b, out);
-            }
             (RxState::DotCr, b'\n') => self.state = RxState::Done,
             (RxState::DotCr, _) => {
                 // `.` CR x: the dot was stuffing, the CR is bare.
-                self.removed_dot = true;
                 self.violate(DataViolation::BareCr);
                 out.push(b'\r');
                 self.count_octet();
