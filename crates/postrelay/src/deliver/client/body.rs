@@ -77,7 +77,11 @@ impl Session {
             Form::AsIs if rest >= BODY_CHUNK as u64 && self.is_plain() => {
                 self.send_file(&file, rest).await?
             }
-            _ => {
+            _ => None,
+        };
+        let sent = match sent {
+            Some(sent) => sent,
+            None => {
                 let mut chunk = std::mem::take(&mut self.body_chunk);
                 chunk.resize(BODY_CHUNK, 0);
                 let sent = self
@@ -142,9 +146,11 @@ impl Session {
     }
 
     /// Sends the first `len` bytes of `file` over the plain connection
-    /// with `sendfile(2)`, after what is queued; returns the bytes sent.
-    /// Each call may take up to the data timeout.
-    async fn send_file(&mut self, file: &File, len: u64) -> Result<u64, BodyError> {
+    /// with `sendfile(2)`, after what is queued; returns the bytes sent,
+    /// or `None` when the spool's file system cannot (`EINVAL`, `ENOSYS`
+    /// at the first call: nothing was sent, the caller reads the file
+    /// instead). Each call may take up to the data timeout.
+    async fn send_file(&mut self, file: &File, len: u64) -> Result<Option<u64>, BodyError> {
         let timeout = self.timeouts.data;
         self.wire
             .flush(Phase::DataEnd, timeout)
@@ -173,13 +179,23 @@ impl Session {
             .await;
             match sent {
                 Err(_) => return Err(net(ConnError::Timeout(timeout))),
+                Ok(Err(e)) if total == 0 && cannot_send_file(&e) => return Ok(None),
                 Ok(Err(e)) => return Err(net(ConnError::Io(e))),
                 Ok(Ok(0)) => return Err(ended_early(total, len)),
                 Ok(Ok(n)) => total += n as u64,
             }
         }
-        Ok(total)
+        Ok(Some(total))
     }
+}
+
+/// `sendfile(2)` is not possible here (the file's file system cannot
+/// splice), as opposed to a failed connection.
+fn cannot_send_file(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EINVAL | nix::libc::ENOSYS | nix::libc::EOPNOTSUPP)
+    )
 }
 
 fn ended_early(total: u64, len: u64) -> BodyError {
