@@ -19,8 +19,12 @@ use crate::net::ConnError;
 use crate::net::tls_server::ServerTransport;
 use crate::spool::{BodyType, BodyWriter, Envelope, Health, Origin, RcptState, Recipient};
 
-/// Room for each read of the message's bytes: a 100 KB message in two or
-/// three reads rather than seven (commands are read 16 KiB at a time).
+/// Room for the first read of the message's bytes, as for commands.
+const FIRST_DATA_READ: usize = 16 * 1024;
+
+/// Room for each later read, once one read has filled its room: a 100 KB
+/// message in three or four reads rather than seven. A small message
+/// never asks for it (a new connection's buffer is not grown for it).
 const DATA_READ: usize = 64 * 1024;
 
 impl<S: ServerTransport> Session<S> {
@@ -134,6 +138,7 @@ impl<S: ServerTransport> Session<S> {
     /// its bytes trickle in.
     async fn receive(&mut self, asm: &mut Assembler) -> Result<Option<Flow>, ConnError> {
         self.line_started = Some(std::time::Instant::now());
+        let mut room = FIRST_DATA_READ;
         loop {
             let fed = asm.feed(self.conn.buffered());
             let line_ended = self.conn.buffered()[..fed.consumed].contains(&b'\n');
@@ -146,7 +151,8 @@ impl<S: ServerTransport> Session<S> {
                 self.line_started = Some(std::time::Instant::now());
             }
             let timeout = self.line_read_timeout(self.config.intake.data_timeout);
-            match self.conn.fill_up_to(DATA_READ, timeout).await {
+            match self.conn.fill_up_to(room, timeout).await {
+                Ok(n) if n >= room => room = DATA_READ,
                 Ok(_) => {}
                 Err(ConnError::Timeout(_)) => {
                     self.timeout_reply();
