@@ -108,3 +108,23 @@ fn dot_stuffer(bencher: Bencher, size: usize) {
             out.len()
         });
 }
+
+/// What delivery does instead of [`dot_stuffer`] with a body the intake
+/// found needs no stuffing (`sends_as_is`) over TLS: the 16 KiB pieces
+/// copied into the send buffer as they are (over plain TCP not even that:
+/// `sendfile`).
+#[divan::bench(args = SIZES)]
+fn as_is(bencher: Bencher, size: usize) {
+    let body = plain_body(size);
+    let mut out = Vec::with_capacity(body.len() + 8);
+    bencher
+        .counter(divan::counter::BytesCount::new(body.len()))
+        .bench_local(|| {
+            out.clear();
+            for chunk in black_box(&body).chunks(16 * 1024) {
+                out.extend_from_slice(chunk);
+            }
+            out.extend_from_slice(b".\r\n");
+            out.len()
+        });
+}

@@ -60,6 +60,8 @@ pub struct DataReceiver {
     line_len: usize,
     body_len: u64,
     violation: Option<DataViolation>,
+    /// Lines that started with a dot, the terminator's included.
+    line_dots: u64,
 }
 
 impl Default for DataReceiver {
@@ -83,12 +85,24 @@ impl DataReceiver {
             line_len: 0,
             body_len: 0,
             violation: None,
+            line_dots: 0,
         }
     }
 
     /// The first violation seen, if any.
     pub fn violation(&self) -> Option<DataViolation> {
         self.violation
+    }
+
+    /// Whether a line's leading dot was removed (once the terminator has
+    /// been seen): the body may then have a line that starts with a dot
+    /// (and need stuffing to be sent again).
+    /// Without it, and without a [`DataViolation`], the body as received
+    /// is its own stuffed form: CRLF line ends only, no line that starts
+    /// with a dot, ending with CRLF unless empty.
+    pub fn removed_dot(&self) -> bool {
+        // Every line that starts with a dot loses it, but the terminator.
+        self.line_dots > u64::from(self.is_done())
     }
 
     /// Whether the terminator has been seen.
@@ -166,6 +180,7 @@ impl DataReceiver {
             (RxState::LineStart, b'.') => {
                 // Not counted: RFC 5321 4.5.3.1.6 excludes the dot added
                 // for transparency from the line length.
+                self.line_dots += 1;
                 self.state = RxState::Dot;
             }
             (RxState::Dot, b'\r') => self.state = RxState::DotCr,

@@ -8,7 +8,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::daemon::{Daemon, Options};
 use support::fakeserver::{FakeServer, Script};
@@ -53,20 +53,11 @@ fn peak_rss(pid: i32) -> u64 {
     kib * 1024
 }
 
-/// Waits until `server` has `n` bodies.
+/// Waits (at most 120 s) until `server` has `n` bodies.
 async fn delivered(server: &FakeServer, n: usize, d: &Daemon) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let bodies = server.bodies();
-        if bodies.len() >= n {
-            return bodies;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not delivered within 120 s:\n{}",
-            d.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    match server.wait_bodies(n, Duration::from_secs(120)).await {
+        Some(bodies) => bodies,
+        None => panic!("not delivered within 120 s:\n{}", d.stderr()),
     }
 }
 

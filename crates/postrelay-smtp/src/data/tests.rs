@@ -256,3 +256,43 @@ proptest::proptest! {
         proptest::prop_assert_eq!(stuff_all(&[&body[..cut], &body[cut..]]), want);
     }
 }
+
+#[test]
+fn removed_dots_are_reported() {
+    let cases: &[(&[u8], bool)] = &[
+        (b".\r\n", false),
+        (b"a.b\r\n.\r\n", false),
+        (b"..x\r\n.\r\n", true),
+        (b"a\r\n..\r\n.\r\n", true),
+        (b"a\r\n.\nb\r\n.\r\n", true),
+        (b"a\r\n.\rb\r\n.\r\n", true),
+    ];
+    for &(input, removed) in cases {
+        let mut rx = DataReceiver::new();
+        rx.ingest(input, &mut Vec::new());
+        assert_eq!(rx.removed_dot(), removed, "{input:?}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    /// A body received without a violation and without a removed dot is
+    /// its own stuffed form: delivery may send it as it is. (A removed dot
+    /// does not always mean the opposite: `.a` is `a` stuffed needlessly.)
+    #[test]
+    fn a_body_without_removed_dots_sends_as_is(body in framing_bytes(), cut in 0usize..200) {
+        let mut input = body;
+        input.extend_from_slice(b"\r\n.\r\n");
+        let cut = cut.min(input.len());
+        let mut rx = DataReceiver::new();
+        let mut got = Vec::new();
+        rx.ingest(&input[..cut], &mut got);
+        rx.ingest(&input[cut..], &mut got);
+        proptest::prop_assume!(rx.violation().is_none());
+        let mut as_is = got.clone();
+        as_is.extend_from_slice(b".\r\n");
+        if !rx.removed_dot() {
+            proptest::prop_assert_eq!(stuff_all(&[&got]), as_is);
+        }
+    }
+}

@@ -317,6 +317,7 @@ impl Deliverer {
             size: env.size,
             eight_bit: env.body == BodyType::EightBitMime,
             smtputf8: env.smtputf8,
+            sends_as_is: env.sends_as_is,
             header: rewritten.as_ref().map(|(bytes, replaces)| HeaderSwap {
                 bytes,
                 replaces: *replaces,

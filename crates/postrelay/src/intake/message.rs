@@ -10,7 +10,7 @@
 
 use std::io::Write;
 
-use postrelay_smtp::data::{DataReceiver, DataViolation};
+use postrelay_smtp::data::{DataProgress, DataReceiver, DataViolation};
 use postrelay_smtp::reply::Reply;
 
 use super::headers::{HeaderScan, LineKind};
@@ -164,11 +164,16 @@ impl Assembler {
 
     /// Takes bytes from the connection.
     pub fn feed(&mut self, input: &[u8]) -> Fed {
-        self.scratch.clear();
-        let progress = self.receiver.ingest(input, &mut self.scratch);
-        let chunk = std::mem::take(&mut self.scratch);
-        self.absorb(&chunk);
-        self.scratch = chunk;
+        let progress = if matches!(self.phase, Phase::Body) && self.refusal.is_none() {
+            self.feed_body(input)
+        } else {
+            self.scratch.clear();
+            let progress = self.receiver.ingest(input, &mut self.scratch);
+            let chunk = std::mem::take(&mut self.scratch);
+            self.absorb(&chunk);
+            self.scratch = chunk;
+            progress
+        };
         if progress.done {
             self.end_of_headers_if_open();
         }
@@ -176,6 +181,30 @@ impl Assembler {
             consumed: progress.consumed,
             done: progress.done,
         }
+    }
+
+    /// In the body: the receiver un-stuffs straight into the spool file's
+    /// write buffer (one copy of the bytes, not two). Its output is never
+    /// longer than its input plus a CR held back from the call before.
+    fn feed_body(&mut self, input: &[u8]) -> DataProgress {
+        if let Err(e) = self.writer.make_room(input.len() + 1) {
+            self.refuse(Refusal::Io(e));
+            self.scratch.clear();
+            return self.receiver.ingest(input, &mut self.scratch);
+        }
+        let receiver = &mut self.receiver;
+        let (progress, added) = self.writer.append_with(|buf| {
+            let start = buf.len();
+            let progress = receiver.ingest(input, buf);
+            (progress, buf.len() - start)
+        });
+        self.size += added as u64;
+        if self.size > self.limits.message_size {
+            self.refuse(Refusal::TooBig {
+                limit: self.limits.message_size,
+            });
+        }
+        progress
     }
 
     fn absorb(&mut self, chunk: &[u8]) {
@@ -287,6 +316,17 @@ impl Assembler {
     /// Octets received so far (after un-stuffing).
     pub fn received_size(&self) -> u64 {
         self.size
+    }
+
+    /// After `done`: whether the spooled body is its own SMTP form (no
+    /// line starts with a dot, CRLF line ends only), so that delivery may
+    /// send it without stuffing (`Envelope::sends_as_is`). The lines this
+    /// server adds (`Received:`, `Date:`, `Message-ID:`) never start with
+    /// a dot; every other line came through the receiver.
+    pub fn sends_as_is(&self) -> bool {
+        self.receiver.is_done()
+            && !self.receiver.removed_dot()
+            && self.receiver.violation().is_none()
     }
 
     /// Whether a `From:` header was present.

@@ -69,8 +69,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// `read_buf` is cancel-safe (nothing is lost if the future is dropped),
     /// so a caller may race this against a shutdown signal.
     pub async fn fill(&mut self, timeout: Duration) -> Result<usize, ConnError> {
+        self.fill_up_to(READ_CHUNK, timeout).await
+    }
+
+    /// [`Conn::fill`] with room for `chunk` bytes in the one read (the
+    /// DATA phase reads bigger pieces: fewer reads per message). The
+    /// buffer keeps that room for the rest of the connection.
+    pub async fn fill_up_to(
+        &mut self,
+        chunk: usize,
+        timeout: Duration,
+    ) -> Result<usize, ConnError> {
         self.flush(timeout).await?;
-        self.rbuf.reserve(READ_CHUNK);
+        self.rbuf.reserve(chunk);
         match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.rbuf)).await {
             Err(_) => Err(ConnError::Timeout(timeout)),
             Ok(Err(e)) => Err(ConnError::Io(e)),

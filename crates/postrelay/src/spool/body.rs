@@ -12,11 +12,11 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::durable::{FileOps, cut, remove_quietly};
+use super::durable::{FileOps, cut, remove_quietly, write_all};
 use super::envelope::Envelope;
 use super::error::SpoolError;
 use super::id::QueueId;
@@ -64,25 +64,20 @@ struct OpsFile {
     ops: Arc<dyn FileOps>,
 }
 
-impl Write for OpsFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.ops.write(&mut self.file, &self.path, buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A message body being received into `queue/<id>.msg`.
 ///
-/// Buffered (64 KiB). Write the body exactly as it will be sent (CRLF line
-/// ends, dot-unstuffed), then hand it to
-/// [`Spool::stage`](super::Spool::stage). Dropping it, or calling
-/// [`abort`](BodyWriter::abort), removes the file.
+/// Buffered (64 KiB: few, large `write(2)` calls). Write the body exactly
+/// as it will be sent (CRLF line ends, dot-unstuffed), through [`Write`]
+/// or, for a producer that makes its bytes in place (the intake's DATA
+/// receiver), [`BodyWriter::make_room`] and [`BodyWriter::append_with`]; then
+/// hand it to [`Spool::stage`](super::Spool::stage). Dropping it, or
+/// calling [`abort`](BodyWriter::abort), removes the file.
 pub struct BodyWriter {
     id: QueueId,
-    out: Option<BufWriter<OpsFile>>,
+    /// The open file; `None` only after `finish` handed it on.
+    out: Option<OpsFile>,
+    /// Bytes not yet written to the file.
+    buf: Vec<u8>,
     len: u64,
     /// Length of the file when it was opened: 0 if fresh, the old content's
     /// if recycled. `finish` cuts the file to `len` if this is longer.
@@ -125,10 +120,10 @@ impl BodyWriter {
         old_len: u64,
     ) -> BodyWriter {
         let guard = TmpFiles::new(ops.clone(), path.clone());
-        let out = BufWriter::with_capacity(BODY_BUFFER, OpsFile { file, path, ops });
         BodyWriter {
             id,
-            out: Some(out),
+            out: Some(OpsFile { file, path, ops }),
+            buf: Vec::with_capacity(BODY_BUFFER),
             len: 0,
             old_len,
             guard: Some(guard),
@@ -166,27 +161,74 @@ impl BodyWriter {
         drop(self);
     }
 
+    /// Makes room for `more` bytes in the write buffer: writes it out
+    /// first when they would not fit. Call it before
+    /// [`BodyWriter::append_with`] to keep the buffer at [`BODY_BUFFER`]
+    /// bytes, or at `more` if that is larger.
+    pub fn make_room(&mut self, more: usize) -> io::Result<()> {
+        if !self.buf.is_empty() && self.buf.len() + more > BODY_BUFFER {
+            self.write_buffer()?;
+        }
+        Ok(())
+    }
+
+    /// Lets `produce` append the next bytes of the body to the write
+    /// buffer in place (no copy through a buffer of the caller's); returns
+    /// what `produce` returned. Nothing is written here: the buffer goes
+    /// to the file in [`BodyWriter::make_room`] or at the end.
+    pub fn append_with<R>(&mut self, produce: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let start = self.buf.len();
+        let r = produce(&mut self.buf);
+        let added = self.buf.get(start..).unwrap_or_default();
+        self.len += added.len() as u64;
+        self.crc.update(added);
+        self.keep(start);
+        r
+    }
+
+    /// Adds the buffer's bytes from `start` on to the journal's copy, or
+    /// drops the copy once the body outgrows it.
+    fn keep(&mut self, start: usize) {
+        if let Some(copy) = &mut self.copy {
+            let added = self.buf.get(start..).unwrap_or_default();
+            if copy.len() + added.len() <= self.copy_limit {
+                copy.extend_from_slice(added);
+            } else {
+                self.copy = None;
+            }
+        }
+    }
+
+    /// Writes out the whole buffer. On an error the buffer is dropped (the
+    /// message is lost either way: its writer is aborted).
+    fn write_buffer(&mut self) -> io::Result<()> {
+        let out = self.out.as_mut().expect("BodyWriter used after finish");
+        let result = write_all(&*out.ops, &mut out.file, &out.path, &self.buf);
+        self.buf.clear();
+        result
+    }
+
     /// Flushes the buffer, cuts a recycled file to the bytes written (before
     /// any sync, so no old byte survives) and, when `sync`, `fdatasync`s the
     /// file; returns the guard that still owns the file, the body's
     /// length, and the copy if one was kept.
     pub(crate) fn finish(mut self, sync: bool) -> Result<Finished, SpoolError> {
-        let out = self.out.take().expect("BodyWriter used after finish");
-        let path = out.get_ref().path.clone();
-        let inner = out.into_inner().map_err(|e| {
-            let (error, unflushed) = e.into_parts();
-            // Discard the rest instead of letting BufWriter's drop retry it.
-            let _ = unflushed.into_parts();
-            SpoolError::io("write", &path, error)
-        })?;
-        cut(&*inner.ops, &inner.file, &path, self.old_len, self.len)?;
-        if sync {
-            inner
-                .ops
-                .sync_data(&inner.file, &path)
-                .map_err(|e| SpoolError::io("fdatasync", &path, e))?;
+        if let Err(e) = self.write_buffer() {
+            let path = self
+                .out
+                .as_ref()
+                .map(|o| o.path.clone())
+                .unwrap_or_default();
+            return Err(SpoolError::io("write", &path, e));
         }
-        drop(inner);
+        let out = self.out.take().expect("BodyWriter used after finish");
+        cut(&*out.ops, &out.file, &out.path, self.old_len, self.len)?;
+        if sync {
+            out.ops
+                .sync_data(&out.file, &out.path)
+                .map_err(|e| SpoolError::io("fdatasync", &out.path, e))?;
+        }
+        drop(out);
         let guard = self
             .guard
             .take()
@@ -202,36 +244,14 @@ impl BodyWriter {
 }
 
 impl Write for BodyWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let out = self.out.as_mut().expect("BodyWriter used after finish");
-        let n = out.write(buf)?;
-        self.len += n as u64;
-        self.crc.update(&buf[..n]);
-        if let Some(copy) = &mut self.copy {
-            if copy.len() + n <= self.copy_limit {
-                copy.extend_from_slice(&buf[..n]);
-            } else {
-                self.copy = None;
-            }
-        }
-        Ok(n)
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.make_room(bytes.len())?;
+        self.append_with(|buf| buf.extend_from_slice(bytes));
+        Ok(bytes.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out
-            .as_mut()
-            .expect("BodyWriter used after finish")
-            .flush()
-    }
-}
-
-impl Drop for BodyWriter {
-    fn drop(&mut self) {
-        if let Some(out) = self.out.take() {
-            // Do not flush: the data is being thrown away.
-            let (_file, _unflushed) = out.into_parts();
-        }
-        // `self.guard`, if still here, is dropped next and removes the file.
+        self.write_buffer()
     }
 }
 

@@ -75,6 +75,14 @@ pub struct Envelope {
     /// Absent in older envelopes, hence the default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delay_warned: bool,
+    /// The body file is already its SMTP form before the final dot: CRLF
+    /// line ends only, no line that starts with a dot, a CRLF at its end
+    /// (or empty). Delivery may then send it without dot-stuffing, and
+    /// straight from the file. Set only by the intake's DATA receiver,
+    /// which saw every line; absent in older envelopes and from other
+    /// sources (then the body is stuffed as it goes out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sends_as_is: bool,
 }
 
 /// Where a message came from.
@@ -214,6 +222,7 @@ impl Envelope {
             reason: Some(REASON_FIRST_ATTEMPT.to_string()),
             transcript: None,
             delay_warned: false,
+            sends_as_is: false,
         }
     }
 
@@ -362,6 +371,7 @@ mod tests {
                 "C: AUTH PLAIN <redacted>".into(),
             ]),
             delay_warned: false,
+            sends_as_is: false,
         }
     }
 
@@ -547,6 +557,7 @@ mod tests {
                 body: if eight { BodyType::EightBitMime } else { BodyType::SevenBit },
                 smtputf8, recipients, next_attempt_ms, attempts, reason, transcript,
                 delay_warned: eight && smtputf8,
+                sends_as_is: eight != smtputf8,
             };
             prop_assert_eq!(Envelope::from_json(&env.to_json()).unwrap(), env);
         }

@@ -181,6 +181,41 @@ fn stage_sets_size_and_refuses_a_foreign_envelope() {
     assert_eq!(staged.envelope().size, 7);
 }
 
+/// Bytes made in place in the write buffer (`append_with`, as the
+/// intake's DATA receiver makes them) and written through `Write` end up
+/// in the file in order; `make_room` writes the buffer out before it
+/// would grow past 64 KiB, so the body is in the file, not in memory.
+#[test]
+fn a_body_made_in_place_is_written_whole_and_in_bounded_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut w = spool.new_body().unwrap();
+    let path = dir.path().join("queue").join(w.id().body_name());
+    let on_disk = || std::fs::metadata(&path).unwrap().len();
+    let body = sample_body();
+    let mut want = Vec::new();
+    for (i, piece) in body.chunks(20_000).enumerate() {
+        if i % 2 == 0 {
+            w.make_room(piece.len()).unwrap();
+            w.append_with(|buf| buf.extend_from_slice(piece));
+        } else {
+            w.write_all(piece).unwrap();
+        }
+        want.extend_from_slice(piece);
+        assert_eq!(w.len(), want.len() as u64);
+        let buffered = want.len() as u64 - on_disk();
+        assert!(buffered <= 64 * 1024, "{buffered} bytes held in memory");
+    }
+    assert!(on_disk() > 0, "nothing written before the end");
+    let env = envelope_for(*w.id());
+    let id = spool.commit_batch(vec![spool.stage(w, &env).unwrap()]);
+    let id = id.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        std::fs::read(id.path_in(&dir.path().join("queue"), FileKind::Body)).unwrap(),
+        want
+    );
+}
+
 #[test]
 fn abandoned_messages_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,6 +92,7 @@ pub fn message<'a>(s: &'a Spool, sender: &'a str, rcpts: &'a [String]) -> Messag
         size: s.size,
         eight_bit: true,
         smtputf8: false,
+        sends_as_is: false,
         header: None,
     }
 }

@@ -209,6 +209,22 @@ impl FakeServer {
         self.rec.lock().unwrap().pipelined.clone()
     }
 
+    /// Waits (at most `timeout`) until `n` bodies have arrived; them, or
+    /// `None` (the caller says what it knows about why).
+    pub async fn wait_bodies(&self, n: usize, timeout: Duration) -> Option<Vec<Vec<u8>>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let bodies = self.bodies();
+            if bodies.len() >= n {
+                return Some(bodies);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (at most `timeout`) until `n` connections have ended, so that
     /// [`FakeServer::received`] is complete. Panics on timeout.
     pub async fn wait_closed(&self, n: usize, timeout: Duration) {

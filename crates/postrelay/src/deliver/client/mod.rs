@@ -14,13 +14,15 @@
 //! - `connect`: TCP, the TLS mode (implicit or plaintext first, detected in
 //!   `tls = "auto"`), up to the greeting;
 //! - `session`: EHLO, STARTTLS, EHLO again, then `auth`; RSET and QUIT;
-//! - `transaction`: MAIL, RCPT, DATA (pipelined when offered) and the body;
+//! - `transaction`: MAIL, RCPT, DATA (pipelined when offered), then
+//!   `body`: the spool file on the wire (stuffed, or as it is);
 //! - `wire`: sending commands and reading replies with deadlines, every
 //!   line going through `transcript` (bounded, secrets redacted at the
 //!   source).
 
 mod auth;
 mod auth_oauth;
+mod body;
 mod connect;
 mod session;
 mod transaction;
@@ -156,6 +158,10 @@ pub struct Message<'a> {
     pub eight_bit: bool,
     /// The message needs SMTPUTF8 (non-ASCII addresses or headers).
     pub smtputf8: bool,
+    /// The body file is its own SMTP form (`Envelope::sends_as_is`): it
+    /// goes out without dot-stuffing (straight from the file over plain
+    /// TCP). With `header` set it is stuffed all the same.
+    pub sends_as_is: bool,
     /// A rewritten header section sent instead of the file's first bytes
     /// (sender rewriting toward a provider); `None` sends the file as is.
     pub header: Option<HeaderSwap<'a>>,

@@ -18,15 +18,14 @@
 //! or opening the session.
 
 use postrelay_smtp::{
-    Body, Command, DotStuffer, ForwardPath, MailParams, Mailbox, RcptParams, Reply, ReversePath,
+    Body, Command, ForwardPath, MailParams, Mailbox, RcptParams, Reply, ReversePath,
 };
 
+use super::body::BodyError;
 use super::session::State;
-use super::{Failure, HeaderSwap, Message, Session};
+use super::{Failure, Message, Session};
 use crate::deliver::outcome::{Outcome, Phase, Reason};
 
-/// Bytes read from the spool file at a time.
-const BODY_CHUNK: usize = 64 * 1024;
 /// Commands per pipelined write.
 const PIPELINE_GROUP: usize = 100;
 
@@ -80,14 +79,6 @@ enum Exchanged {
     /// The relay closed the session (421): every undecided recipient gets
     /// this reason.
     Closed(Reason),
-}
-
-/// Why the body could not be sent.
-enum BodyError {
-    /// Reading the spool file failed.
-    Read(std::io::Error),
-    /// Writing to the relay failed.
-    Net(Reason),
 }
 
 impl Session {
@@ -292,7 +283,7 @@ impl Session {
 
     /// Sends the body after a 354 and awaits the final reply.
     async fn transfer(&mut self, file: std::fs::File, msg: &Message<'_>) -> Result<Reply, Failure> {
-        match self.body(file, msg.size, msg.header).await {
+        match self.body(file, msg).await {
             Ok(()) => {}
             Err(BodyError::Read(e)) => {
                 // The end-of-data dot must not follow a partial body.
@@ -341,82 +332,6 @@ impl Session {
             }),
             _ => None,
         }
-    }
-
-    /// Streams the spool file, `size` bytes long, through the dot-stuffer,
-    /// chunk by chunk, into the send buffer, and queues the terminator.
-    /// Bytes go out once [`BODY_CHUNK`] of them are queued; the rest leaves
-    /// with the terminator when the final reply is awaited, so a small
-    /// message is one write (one TLS record). The read buffer is the session's, kept
-    /// from one message to the next.
-    async fn body(
-        &mut self,
-        mut file: std::fs::File,
-        size: u64,
-        header: Option<HeaderSwap<'_>>,
-    ) -> Result<(), BodyError> {
-        use std::io::{Seek, SeekFrom};
-        let mut stuffer = DotStuffer::new();
-        let mut total: u64 = 0;
-        let mut rest = size;
-        if let Some(swap) = header {
-            file.seek(SeekFrom::Start(swap.replaces))
-                .map_err(BodyError::Read)?;
-            self.wire.body(&mut stuffer, swap.bytes);
-            total += swap.bytes.len() as u64;
-            rest = size.saturating_sub(swap.replaces);
-        }
-        let mut chunk = std::mem::take(&mut self.body_chunk);
-        chunk.resize(BODY_CHUNK, 0);
-        let sent = self
-            .stream_file(&mut file, rest, &mut chunk, &mut stuffer)
-            .await;
-        self.body_chunk = chunk;
-        total += sent?;
-        self.wire.end_body(&mut stuffer);
-        self.wire.tr.client(&format!("<message: {total} bytes>"));
-        self.wire.tr.client(".");
-        Ok(())
-    }
-
-    /// Sends the next `len` bytes of `file` through `stuffer`, reading
-    /// into `chunk`; returns the bytes read. It reads no further than
-    /// that (a 1 KiB message is one `read`, with no second one to see the
-    /// end of the file): a queue file is never rewritten, and its size is
-    /// the envelope's, checked at every start. One that ends early is an
-    /// error, so a cut body is never sent as if it were whole.
-    async fn stream_file(
-        &mut self,
-        file: &mut std::fs::File,
-        len: u64,
-        chunk: &mut [u8],
-        stuffer: &mut DotStuffer,
-    ) -> Result<u64, BodyError> {
-        use std::io::Read;
-        let mut total = 0;
-        while total < len {
-            let want = usize::try_from(len - total).map_or(chunk.len(), |r| r.min(chunk.len()));
-            let n = match file.read(chunk.get_mut(..want).unwrap_or_default()) {
-                Ok(0) => {
-                    return Err(BodyError::Read(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("the file ends after {total} of the {len} bytes to send"),
-                    )));
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(BodyError::Read(e)),
-            };
-            total += n as u64;
-            self.wire.body(stuffer, chunk.get(..n).unwrap_or_default());
-            if self.wire.pending() >= BODY_CHUNK {
-                self.wire
-                    .flush(Phase::DataEnd, self.timeouts.data)
-                    .await
-                    .map_err(BodyError::Net)?;
-            }
-        }
-        Ok(total)
     }
 
     /// After a 354 with nothing to deliver: drop the connection (see the

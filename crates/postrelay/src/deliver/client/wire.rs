@@ -96,6 +96,14 @@ impl Wire {
         }
     }
 
+    /// Queues bytes of a message body that are already in their SMTP
+    /// form (no line starts with a dot, CRLF line ends only).
+    pub(super) fn body_as_is(&mut self, bytes: &[u8]) {
+        if let Some(c) = self.conn.as_mut() {
+            c.queue(bytes);
+        }
+    }
+
     /// Queues the end of the body: the last line ended, then `.CRLF`.
     pub(super) fn end_body(&mut self, stuffer: &mut DotStuffer) {
         if let Some(c) = self.conn.as_mut() {
