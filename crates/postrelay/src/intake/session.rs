@@ -115,7 +115,7 @@ impl<S: ServerTransport> Session<S> {
     /// Sends `reply` instead of the greeting and closes.
     pub async fn refuse(mut self, reply: &Reply) {
         self.reply(reply);
-        let _ = self.conn.shutdown(Duration::from_secs(10)).await;
+        self.close().await;
     }
 
     /// Runs a loopback session to its end; STARTTLS and AUTH are not
@@ -162,9 +162,12 @@ impl<S: ServerTransport> Session<S> {
         tracing::debug!(peer = %self.peer, error = %e, "session ended");
     }
 
-    /// Flushes what is queued and closes the connection.
+    /// Sends what is queued and closes the connection (the last reply and
+    /// the FIN in one segment where the transport allows).
     pub(super) async fn close(mut self) {
-        let _ = self.conn.shutdown(Duration::from_secs(10)).await;
+        let last = std::mem::take(self.conn.send_buffer());
+        let finish = self.conn.stream_mut().finish(&last);
+        let _ = tokio::time::timeout(Duration::from_secs(10), finish).await;
     }
 
     pub(super) fn reply(&mut self, reply: &Reply) {
