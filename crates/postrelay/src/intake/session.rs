@@ -408,11 +408,7 @@ impl<S: ServerTransport> Session<S> {
                 caps.auth = vec!["PLAIN".to_owned(), "LOGIN".to_owned()];
             }
         }
-        let caps = caps.to_ehlo_lines();
-        let lines: Vec<&str> = std::iter::once(host.as_str())
-            .chain(caps.iter().map(String::as_str))
-            .collect();
-        Reply::encode_parts(self.conn.send_buffer(), 250, "", &lines);
+        caps.encode_ehlo_reply(host, self.conn.send_buffer());
     }
 
     fn mail(&mut self, from: ReversePath, params: MailParams) {
