@@ -84,35 +84,56 @@ impl Capabilities {
     /// mechanism is offered.
     pub fn to_ehlo_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        self.each_ehlo_line(|line| lines.push(line.to_owned()));
+        lines
+    }
+
+    /// The whole `250` EHLO reply, `greeting` first, appended to `out` (a
+    /// connection's send buffer): what `Reply::multi(250, "", …).encode()`
+    /// gives for `greeting` and [`Capabilities::to_ehlo_lines`], without a
+    /// `String` per line.
+    pub fn encode_ehlo_reply(&self, greeting: &str, out: &mut Vec<u8>) {
+        // Each line is encoded as if it were the last ("250 …"); the
+        // separator of every line but the last then becomes "-".
+        let mut last = out.len();
+        Reply::encode_parts(out, 250, "", &[greeting]);
+        self.each_ehlo_line(|line| {
+            out[last + 3] = b'-';
+            last = out.len();
+            Reply::encode_parts(out, 250, "", &[line]);
+        });
+    }
+
+    /// Calls `f` with each capability line, in the order of
+    /// [`Capabilities::to_ehlo_lines`].
+    fn each_ehlo_line(&self, mut f: impl FnMut(&str)) {
         if self.pipelining {
-            lines.push("PIPELINING".to_owned());
+            f("PIPELINING");
         }
         if let Some(n) = self.size {
-            lines.push(format!("SIZE {n}"));
+            f(&format!("SIZE {n}"));
         }
         if self.starttls {
-            lines.push("STARTTLS".to_owned());
+            f("STARTTLS");
         }
         if !self.auth.is_empty() {
-            lines.push(format!("AUTH {}", self.auth.join(" ")));
+            f(&format!("AUTH {}", self.auth.join(" ")));
         }
-        if self.enhanced_status_codes {
-            lines.push("ENHANCEDSTATUSCODES".to_owned());
+        let flags = [
+            (self.enhanced_status_codes, "ENHANCEDSTATUSCODES"),
+            (self.eight_bit_mime, "8BITMIME"),
+            (self.dsn, "DSN"),
+            (self.smtputf8, "SMTPUTF8"),
+            (self.chunking, "CHUNKING"),
+        ];
+        for (offered, name) in flags {
+            if offered {
+                f(name);
+            }
         }
-        if self.eight_bit_mime {
-            lines.push("8BITMIME".to_owned());
+        for line in &self.other {
+            f(line);
         }
-        if self.dsn {
-            lines.push("DSN".to_owned());
-        }
-        if self.smtputf8 {
-            lines.push("SMTPUTF8".to_owned());
-        }
-        if self.chunking {
-            lines.push("CHUNKING".to_owned());
-        }
-        lines.extend(self.other.iter().cloned());
-        lines
     }
 }
 
@@ -217,6 +238,18 @@ mod tests {
         let reply = Reply::multi(250, "", lines);
         let (parsed, _) = parse_reply(&reply.encode(), 1000).unwrap().unwrap();
         assert_eq!(Capabilities::from_ehlo_reply(&parsed), caps);
+        // The reply encoded in place is the same bytes, after what the
+        // buffer held.
+        let mut out = b"220 queued\r\n".to_vec();
+        caps.encode_ehlo_reply("relay.example.org Hello", &mut out);
+        let expected = [&b"220 queued\r\n"[..], &reply.encode()].concat();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&expected)
+        );
+        let mut bare = Vec::new();
+        Capabilities::default().encode_ehlo_reply("h", &mut bare);
+        assert_eq!(String::from_utf8_lossy(&bare), "250 h\r\n");
         assert_eq!(
             Capabilities::from_ehlo_reply(&Reply::multi(250, "", ["h".to_owned()])),
             Capabilities::default()

@@ -69,7 +69,7 @@ fn rules_and_dashboard_name_only_exported_series() {
     m.delivery("relay.example", "sent", std::time::Duration::from_secs(1));
     m.tls_failure("relay", "deferred");
     m.auth_failure("relay", "deferred");
-    m.connection(&"127.0.0.1:25".parse().unwrap());
+    m.connections_on(&"127.0.0.1:25".parse().unwrap()).inc();
     m.refused("max_connections");
     let now = std::time::SystemTime::now();
     let usage = postrelay::quota::Usage {

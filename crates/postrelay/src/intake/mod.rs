@@ -133,6 +133,9 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let local = listener.local_addr().ok();
+    let inherited_nodelay = nodelay_for_accepted(&listener);
+    let metrics = l.shared.maillog.metrics().clone();
+    let accepted_here = local.map(|addr| metrics.connections_on(&addr));
     loop {
         // Cancel safety: `accept` is cancel-safe; a connection not yet
         // accepted stays in the kernel backlog and is reset at close.
@@ -148,15 +151,18 @@ where
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let metrics = l.shared.maillog.metrics();
-        if let Some(addr) = &local {
-            metrics.connection(addr);
+        if !inherited_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        if let Some(counter) = &accepted_here {
+            counter.inc();
         }
         let config = l.shared.config();
         match l.pool.admit(peer.ip(), (l.per_client)(&config, peer.ip())) {
             Ok(admission) => {
-                let session = handle(stream, peer, l.shared.clone());
+                // Boxed: the task then holds a pointer, not the session's
+                // 4 KB state, which spawning and completing would copy.
+                let session = Box::pin(handle(stream, peer, l.shared.clone()));
                 l.tracker.spawn(async move {
                     session.await;
                     drop(admission);
@@ -172,6 +178,15 @@ where
             }
         }
     }
+}
+
+/// Sets `TCP_NODELAY` on the listening socket, so that the sockets it
+/// accepts start with it (Linux copies it to each accepted socket) and
+/// need no `setsockopt` each; whether they do. Elsewhere, or if the option
+/// cannot be set, the accept loop sets it per connection as before.
+fn nodelay_for_accepted(listener: &TcpListener) -> bool {
+    let set = nix::sys::socket::setsockopt(listener, nix::sys::socket::sockopt::TcpNoDelay, &true);
+    cfg!(target_os = "linux") && set.is_ok()
 }
 
 /// The log line that names a refused client and the limit it met.
@@ -206,4 +221,21 @@ fn busy_reply(refused: Refused, ip: IpAddr, host: &str) -> String {
 pub(crate) async fn say_and_close(mut stream: TcpStream, reply: String) {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(reply.as_bytes())).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_sockets_start_with_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        assert!(nodelay_for_accepted(&listener));
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }

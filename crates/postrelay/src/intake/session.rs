@@ -115,7 +115,7 @@ impl<S: ServerTransport> Session<S> {
     /// Sends `reply` instead of the greeting and closes.
     pub async fn refuse(mut self, reply: &Reply) {
         self.reply(reply);
-        let _ = self.conn.shutdown(Duration::from_secs(10)).await;
+        self.close().await;
     }
 
     /// Runs a loopback session to its end; STARTTLS and AUTH are not
@@ -162,9 +162,12 @@ impl<S: ServerTransport> Session<S> {
         tracing::debug!(peer = %self.peer, error = %e, "session ended");
     }
 
-    /// Flushes what is queued and closes the connection.
+    /// Sends what is queued and closes the connection (the last reply and
+    /// the FIN in one segment where the transport allows).
     pub(super) async fn close(mut self) {
-        let _ = self.conn.shutdown(Duration::from_secs(10)).await;
+        let last = std::mem::take(self.conn.send_buffer());
+        let finish = self.conn.stream_mut().finish(&last);
+        let _ = tokio::time::timeout(Duration::from_secs(10), finish).await;
     }
 
     pub(super) fn reply(&mut self, reply: &Reply) {
@@ -405,11 +408,7 @@ impl<S: ServerTransport> Session<S> {
                 caps.auth = vec!["PLAIN".to_owned(), "LOGIN".to_owned()];
             }
         }
-        let caps = caps.to_ehlo_lines();
-        let lines: Vec<&str> = std::iter::once(host.as_str())
-            .chain(caps.iter().map(String::as_str))
-            .collect();
-        Reply::encode_parts(self.conn.send_buffer(), 250, "", &lines);
+        caps.encode_ehlo_reply(host, self.conn.send_buffer());
     }
 
     fn mail(&mut self, from: ReversePath, params: MailParams) {

@@ -248,13 +248,15 @@ impl Metrics {
             .inc();
     }
 
-    /// A connection accepted on `listener`.
-    pub fn connection(&self, listener: &std::net::SocketAddr) {
+    /// The counter of connections accepted on `listener`, for an accept
+    /// loop to keep: counting then takes no address formatting and no
+    /// lookup per connection.
+    pub fn connections_on(&self, listener: &std::net::SocketAddr) -> Counter {
         self.connections
             .get_or_create(&Listener {
                 listener: listener.to_string(),
             })
-            .inc();
+            .clone()
     }
 
     /// A connection or session refused by `limit` (e.g. `max_connections`).

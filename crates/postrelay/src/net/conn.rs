@@ -156,6 +156,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub fn stream(&self) -> &S {
         &self.stream
     }
+
+    /// The underlying stream, for a caller that writes past the buffers
+    /// (a server's last reply, sent together with the FIN).
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Server-side TLS for the submission listeners: building the rustls
 //! server configuration from a PEM certificate chain and key, and
 //! [`ServerStream`], plain TCP or TLS over TCP as one type, so that one
-//! SMTP session type serves a connection before and after STARTTLS.
+//! SMTP session type serves a connection before and after STARTTLS, and
+//! that session's last write ([`ServerTransport::finish`]: on plain TCP
+//! the last reply leaves in one segment with the FIN).
 //!
 //! Not for: deciding when TLS is offered or required (the intake session
 //! does that), or client TLS (see [`crate::net::tls`]).
@@ -20,7 +22,7 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -127,6 +129,12 @@ pub trait ServerTransport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
         config: Arc<ServerConfig>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Self, AcceptError>> + Send;
+
+    /// Sends `last` (the session's last reply) and closes the write side.
+    /// On plain TCP the FIN leaves in the same segment as `last`: it is
+    /// sent with `MSG_MORE`, which holds it until `shutdown` adds the FIN
+    /// and pushes both, so the client takes one segment instead of two.
+    fn finish(&mut self, last: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
 }
 
 impl ServerStream {
@@ -161,6 +169,44 @@ impl ServerTransport for ServerStream {
             ServerStream::Tls(_) => Err(AcceptError::AlreadyTls),
         }
     }
+
+    async fn finish(&mut self, last: &[u8]) -> io::Result<()> {
+        if let ServerStream::Plain(tcp) = self {
+            send_more(tcp, last).await?;
+        } else {
+            self.write_all(last).await?;
+            self.flush().await?;
+        }
+        self.shutdown().await
+    }
+}
+
+/// Writes all of `buf` with `MSG_MORE`: queued, not sent until the next
+/// write without it, or the FIN.
+#[cfg(target_os = "linux")]
+async fn send_more(tcp: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    // nix names no MSG_MORE; the bit is libc's.
+    let flags = MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL;
+    while !buf.is_empty() {
+        tcp.writable().await?;
+        let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            send(tcp.as_raw_fd(), buf, flags).map_err(io::Error::from)
+        });
+        match sent {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Without `MSG_MORE`: an ordinary write (the FIN follows separately).
+#[cfg(not(target_os = "linux"))]
+async fn send_more(tcp: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+    tcp.write_all(buf).await
 }
 
 /// `"TLSv1.3 TLS13_AES_256_GCM_SHA384"` for an established server session.
@@ -206,6 +252,51 @@ pub(crate) mod tests {
         let e = server_config(cert.as_bytes(), other_key.as_bytes()).unwrap_err();
         assert!(e.contains("does not belong"), "{e}");
         assert!(!e.contains("PRIVATE KEY-----"), "{e}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_last_reply_leaves_with_the_fin() {
+        use std::io::Read;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        client.set_nonblocking(true).unwrap();
+        send_more(&mut tcp, b"221 2.0.0 Bye\r\n").await.unwrap();
+        // Held back for the FIN: nothing has reached the client yet (the
+        // kernel would send held data on its own only after a probe timer
+        // of at least 200 ms, long after the next line).
+        let mut buf = [0u8; 64];
+        let early = client.read(&mut buf).map_err(|e| e.kind());
+        assert_eq!(early, Err(io::ErrorKind::WouldBlock));
+        ServerStream::Plain(tcp).shutdown().await.unwrap();
+        client.set_nonblocking(false).unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"221 2.0.0 Bye\r\n");
+    }
+
+    #[tokio::test]
+    async fn finish_sends_the_reply_then_closes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server = ServerStream::Plain(tcp);
+        server
+            .finish(b"421 4.4.2 Error: timeout exceeded\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            client.await.unwrap(),
+            b"421 4.4.2 Error: timeout exceeded\r\n"
+        );
     }
 
     #[tokio::test]
