@@ -271,7 +271,8 @@ fn check(
             return Ok(Err(format!(
                 "{} does not match its envelope's checksum (crc32:{got:08x}, the envelope \
                  says crc32:{want:08x}): most likely a message whose commit a power cut \
-                 interrupted, which was never acknowledged",
+                 interrupted, which was never acknowledged (its client got no 250 and sends \
+                 it again); once looked at, its two files can be deleted from corrupt/",
                 body().display()
             )));
         }
