@@ -86,11 +86,7 @@ fn a_delayed_message_warns_its_sender_once() {
         q.iter().any(|m| m["id"] == id.as_str()),
         "the original still waits"
     );
-    assert!(
-        d.maillog().contains("sender delay notification"),
-        "{}",
-        d.maillog()
-    );
+    d.wait_maillog(&["sender delay notification"], 1);
     // More attempts do not warn again. An attempt decides on the warning
     // before it records itself in the envelope (`attempts`), so once the
     // count went up the attempt has had its chance to warn.
@@ -128,7 +124,6 @@ fn an_expired_message_bounces_to_its_sender() {
         body.contains("Action: failed") && body.contains("Status: 4.4.7"),
         "{body}"
     );
-    let log = d.maillog();
-    assert!(log.contains("status=expired, returned to sender"), "{log}");
-    assert!(log.contains("sender non-delivery notification"), "{log}");
+    d.wait_maillog(&["status=expired, returned to sender"], 1);
+    d.wait_maillog(&["sender non-delivery notification"], 1);
 }

@@ -158,7 +158,7 @@ fn assert_alert_relayed_with_the_provider_sender(p: &Provider) {
 /// and only the alert relayed.
 fn assert_root_mail_never_relayed(d: &Daemon, p: &Provider) {
     d.wait_queue_len(0);
-    let log = d.maillog();
+    let log = d.wait_maillog_settled();
     let sent: Vec<&str> = log.lines().filter(|l| l.contains("status=sent")).collect();
     assert_eq!(sent.len(), 2, "{log}");
     let relayed: Vec<&&str> = sent.iter().filter(|l| !l.contains("relay=local")).collect();

@@ -75,8 +75,7 @@ fn authentication_required_waits_for_the_operator_then_delivers() {
         reason.contains("password_file"),
         "the reason names the fix: {reason}"
     );
-    let log = d.maillog();
-    assert!(log.contains("status=deferred"), "{log}");
+    let log = d.wait_maillog(&["status=deferred"], 1);
     assert!(!log.contains("status=bounced"), "{log}");
 
     // The operator adds the credentials and reloads; the mail goes out.

@@ -72,11 +72,7 @@ fn a_delivery_over_starttls_and_auth_is_reported_step_by_step() {
     assert!(out.status.success(), "{text}");
     let queued = line_with(&text, "queued as ");
     let id = queued["queued as ".len()..].split(' ').next().unwrap();
-    assert!(
-        d.maillog().contains(id),
-        "{id} not in the daemon's log:\n{}",
-        d.maillog()
-    );
+    d.wait_maillog(&[id], 1);
     let port = p.starttls_port;
     assert_eq!(
         line_with(&text, "connected to "),

@@ -339,6 +339,36 @@ impl Daemon {
         }
     }
 
+    /// Waits until every message the mail log shows queued has its
+    /// `removed` line, the last one written for a message; returns the
+    /// log. For use once the queue is empty: the log is written by a
+    /// thread of its own, up to a few milliseconds after the queue
+    /// changes, so an empty queue alone does not mean a complete log.
+    /// Panics (with the log) after 30 s.
+    pub fn wait_maillog_settled(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.maillog();
+            let ids_with = |word: &str| -> std::collections::BTreeSet<String> {
+                log.lines()
+                    .filter(|l| l.contains(word))
+                    .filter_map(|l| l.split("]: ").nth(1)?.split(':').next().map(str::to_owned))
+                    .collect()
+            };
+            let queued = ids_with("(queue active)");
+            let removed = ids_with(": removed");
+            if !queued.is_empty() && queued.is_subset(&removed) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "messages queued but not removed in the mail log after 30 s: {:?}\n{log}",
+                queued.difference(&removed).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The spool directory.
     pub fn spool(&self) -> PathBuf {
         self.dir.path().join("spool")
