@@ -60,8 +60,14 @@ pub async fn run(
             }
         };
         let ctx = ctx.clone();
-        tracker.spawn(async move {
+        // Boxed: the attempt's state is about 9 KB. Unboxed, spawning
+        // copied it into the task's cell and completing wrote the cell's
+        // stage over it, per message; the task now holds a pointer.
+        let attempt = Box::pin(async move {
             worker::attempt(&ctx, id, fresh).await;
+        });
+        tracker.spawn(async move {
+            attempt.await;
             drop(permit);
         });
     }

@@ -409,3 +409,51 @@ async fn accept_makes_body_and_envelope_durable_before_it_returns() {
         assert_eq!(got, want, "queue.sync = {sync:?}");
     }
 }
+
+/// The scheduler runs at most `max_workers` attempts at once: with one
+/// worker, and the first attempt connected to a relay that never
+/// greets, the other due message is not taken (its worker slot is the
+/// attempt's until the attempt ends).
+#[tokio::test]
+async fn the_scheduler_takes_no_message_beyond_its_workers() {
+    let f = fixture();
+    let ids = [add(&f, 0).await, add(&f, 0).await];
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        "hostname = \"h.example\"\nspool = \"{}\"\n[[relay]]\nname = \"r\"\n\
+         host = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        f.dir.path().join("spool").display(),
+        relay.local_addr().unwrap().port()
+    );
+    let config = crate::config::parse(&toml, "test").unwrap();
+    let resolver = Arc::new(crate::net::resolve::Resolver::system());
+    let deliverer = crate::deliver::Deliverer::new(&config, None, resolver).unwrap();
+    let (_config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config));
+    let (_deliverer_tx, deliverer_rx) = tokio::sync::watch::channel(deliverer);
+    let ctx = Arc::new(worker::Context {
+        queue: f.queue.clone(),
+        config: config_rx,
+        deliverer: deliverer_rx,
+    });
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let scheduler = tokio::spawn(scheduler::run(
+        f.queue.clone(),
+        ctx,
+        1,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    let (held, _) = relay.accept().await.unwrap();
+    let in_flight = ids
+        .iter()
+        .filter(|id| f.queue.entry(id).unwrap().in_flight)
+        .count();
+    assert_eq!(in_flight, 1, "one worker, one message in flight");
+    shutdown.cancel();
+    drop(relay);
+    drop(held);
+    scheduler.await.unwrap();
+    tracker.close();
+    tracker.wait().await;
+}
