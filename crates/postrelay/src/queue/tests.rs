@@ -444,7 +444,10 @@ async fn the_scheduler_takes_no_message_beyond_its_workers() {
         shutdown.clone(),
         tracker.clone(),
     ));
-    let (held, _) = relay.accept().await.unwrap();
+    let (held, _) = tokio::time::timeout(std::time::Duration::from_secs(30), relay.accept())
+        .await
+        .expect("no delivery attempt reached the relay within 30 s")
+        .unwrap();
     let in_flight = ids
         .iter()
         .filter(|id| f.queue.entry(id).unwrap().in_flight)
