@@ -88,6 +88,27 @@ struct Scan {
 
 /// Runs recovery on the spool at `layout`; the caller holds the lock.
 pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryReport, SpoolError> {
+    recover_with(layout, ops, PER_READER)
+}
+
+/// Messages per reading thread: a spool of fewer is read on the calling
+/// thread alone.
+const PER_READER: usize = 256;
+
+/// Reading threads at most. Reading envelopes (and the bodies of
+/// messages not yet tried) right after a boot is waiting for the disk,
+/// one small file after another; a virtio disk or an SSD serves several
+/// reads at once. 100,000 envelopes with a cold page cache on the 2-CPU
+/// development VM: 7.9 s one after another, 3.2 s with 8 readers (`cat`
+/// through `xargs -P`, 2026-12-08).
+const READERS: usize = 8;
+
+/// [`recover`] with `per_reader` messages per reading thread.
+fn recover_with(
+    layout: &Layout,
+    ops: &dyn FileOps,
+    per_reader: usize,
+) -> Result<RecoveryReport, SpoolError> {
     let mut report = RecoveryReport::default();
 
     report.tmp_removed = empty(&layout.tmp, ops, &mut report)?;
@@ -112,15 +133,18 @@ pub(super) fn recover(layout: &Layout, ops: &dyn FileOps) -> Result<RecoveryRepo
         queue.envelopes.remove(&id);
     }
 
-    let all = queue
+    let all: Vec<Message> = queue
         .envelopes
         .iter()
         .map(|id| (*id, Location::Queue))
-        .chain(hold.envelopes.iter().map(|id| (*id, Location::Hold)));
-    let mut files = EnvelopeFiles::open(layout)?;
-    for (id, loc) in all {
-        let has_body = queue.bodies.remove(&id);
-        match check(&mut files, &id, loc, has_body)? {
+        .chain(hold.envelopes.iter().map(|id| (*id, Location::Hold)))
+        .map(|(id, loc)| (id, loc, queue.bodies.remove(&id)))
+        .collect();
+    // Read (in parallel), then act on what was read in the order of the
+    // messages: the same order, reports and moves as one reader would make.
+    let verdicts = check_all(layout, &all, per_reader)?;
+    for ((id, loc, has_body), verdict) in all.iter().copied().zip(verdicts) {
+        match verdict? {
             Ok(next_attempt_ms) => {
                 report.messages += 1;
                 report.held += usize::from(loc == Location::Hold);
@@ -224,6 +248,60 @@ fn scan(dir: &Path, bodies_here: bool, report: &mut RecoveryReport) -> Result<Sc
         }
     }
     Ok(scan)
+}
+
+/// A message to check: its id, where its envelope is, and whether its
+/// body was seen in queue/.
+type Message = (QueueId, Location, bool);
+
+/// What [`check`] says of a message.
+type Verdict = Result<Result<u64, String>, SpoolError>;
+
+/// [`check`]s every message of `all`, in order, with up to [`READERS`]
+/// threads of `per_reader` messages or more each; a thread that cannot
+/// be started leaves its share to the calling thread. Reads only. Fails
+/// only if the envelope directories cannot be opened.
+fn check_all(
+    layout: &Layout,
+    all: &[Message],
+    per_reader: usize,
+) -> Result<Vec<Verdict>, SpoolError> {
+    let readers = all.len().div_ceil(per_reader.max(1)).clamp(1, READERS);
+    if readers == 1 {
+        return check_part(layout, all);
+    }
+    let share = all.len().div_ceil(readers);
+    std::thread::scope(|scope| {
+        let started: Vec<_> = all
+            .chunks(share)
+            .map(|part| {
+                let thread = std::thread::Builder::new()
+                    .name("spool-recover".into())
+                    .spawn_scoped(scope, move || check_part(layout, part));
+                (part, thread)
+            })
+            .collect();
+        let mut verdicts = Vec::with_capacity(all.len());
+        for (part, thread) in started {
+            let read = match thread {
+                Ok(t) => t
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => check_part(layout, part),
+            };
+            verdicts.extend(read?);
+        }
+        Ok(verdicts)
+    })
+}
+
+/// [`check`]s the messages of `part` one after another.
+fn check_part(layout: &Layout, part: &[Message]) -> Result<Vec<Verdict>, SpoolError> {
+    let mut files = EnvelopeFiles::open(layout)?;
+    Ok(part
+        .iter()
+        .map(|&(id, loc, has_body)| check(&mut files, &id, loc, has_body))
+        .collect())
 }
 
 /// `Ok(next_attempt_ms)` if the message is sound, else why not. I/O

@@ -274,6 +274,20 @@ fn recovery_table() {
     assert_eq!((again.messages, again.held, again.unknown.len()), (3, 2, 3));
 }
 
+/// The same table read by one thread per message (as many as recovery
+/// starts, the rest shared among them): the same report, moves and
+/// survivors as one reader.
+#[test]
+fn recovery_table_read_by_many_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let spool = Spool::open(root).unwrap();
+    let p = plant_every_leftover(root);
+    let report = super::recover_with(&spool.inner.layout, &*spool.inner.ops, 1).unwrap();
+    assert_report(root, &p, report);
+    assert_directories(root, &p);
+}
+
 #[test]
 fn recovery_of_an_empty_spool_reports_nothing() {
     let dir = tempfile::tempdir().unwrap();
