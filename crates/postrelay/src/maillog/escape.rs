@@ -67,21 +67,31 @@ pub fn format_delay(d: Duration) -> String {
     out
 }
 
-/// [`format_delay`], appended to `out`.
+/// [`format_delay`], appended to `out`. In whole seconds and
+/// microseconds (`u64`): 128-bit division costs more than the rest of
+/// the number together.
 pub(super) fn write_delay(out: &mut String, d: Duration) {
-    let micros = d.as_micros();
-    let resolution: u128 = match d.as_secs() {
+    let resolution: u64 = match d.as_secs() {
         0 => 10_000,
         1..=9 => 100_000,
         _ => 1_000_000,
     };
-    let rounded = (micros + resolution / 2) / resolution * resolution;
-    let secs = rounded / 1_000_000;
+    // At most 1_000_000: the fraction rounded up makes a whole second.
+    let fraction = (u64::from(d.subsec_micros()) + resolution / 2) / resolution * resolution;
+    let carry = fraction / 1_000_000;
     // Hundredths: the resolution is at least 0.01 s.
-    let cents = rounded % 1_000_000 / 10_000;
-    let _ = match (cents, cents % 10) {
+    let cents = fraction % 1_000_000 / 10_000;
+    let _ = match d.as_secs().checked_add(carry) {
+        Some(secs) => write_seconds(out, secs, cents),
+        None => write_seconds(out, u128::from(u64::MAX) + 1, cents),
+    };
+}
+
+/// `secs`, and `cents` hundredths unless zero, without trailing zeros.
+fn write_seconds(out: &mut String, secs: impl std::fmt::Display, cents: u64) -> std::fmt::Result {
+    match (cents, cents % 10) {
         (0, _) => write!(out, "{secs}"),
         (_, 0) => write!(out, "{secs}.{}", cents / 10),
         _ => write!(out, "{secs}.{cents:02}"),
-    };
+    }
 }

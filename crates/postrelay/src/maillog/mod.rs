@@ -255,31 +255,6 @@ impl MailLog {
     /// `ID: to=<rcpt>, [orig_to=<…>, ]relay=host[ip]:port, [conn_use=N, ]delay=1.2,
     /// delays=0.01/0/0.5/0.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X)`
     pub fn delivery(&self, id: &str, d: &Delivery<'_>) {
-        let mut text = String::with_capacity(160 + d.detail.len());
-        let _ = write!(text, "to=<{}>, ", address(d.rcpt));
-        if let Some(orig) = d.orig_rcpt.filter(|o| *o != d.rcpt) {
-            let _ = write!(text, "orig_to=<{}>, ", address(orig));
-        }
-        let _ = write!(text, "relay={}, ", field(d.relay));
-        if d.conn_use > 1 {
-            let _ = write!(text, "conn_use={}, ", d.conn_use);
-        }
-        text.push_str("delay=");
-        write_delay(&mut text, d.delay);
-        let parts = [
-            d.delays.before_active,
-            d.delays.queue_mgr,
-            d.delays.conn_setup,
-            d.delays.transmission,
-        ];
-        for (i, part) in parts.into_iter().enumerate() {
-            text.push_str(if i == 0 { ", delays=" } else { "/" });
-            write_delay(&mut text, part);
-        }
-        let _ = write!(text, ", dsn={}, status={}", field(d.dsn), d.status.as_str());
-        if !d.detail.is_empty() {
-            let _ = write!(text, " ({})", cleaned(d.detail));
-        }
         // Structured fields only where they go somewhere.
         let fields = (self.format == LogFormat::Json || self.out.wants_fields()).then(|| {
             serde_json::json!({
@@ -291,7 +266,13 @@ impl MailLog {
                 "status": d.status.as_str(),
             })
         });
-        self.emit("smtp", id, Level::Info, &text, fields);
+        self.emit_with(
+            "smtp",
+            id,
+            Level::Info,
+            |text| delivery_text(text, d),
+            fields,
+        );
         self.metrics.delivery(d.relay, d.status.as_str(), d.delay);
         // The relay refused TLS or our login: the reason's words, as
         // the worker writes them (deliver::outcome::Reason's Display).
@@ -347,17 +328,67 @@ impl MailLog {
     /// (`postrelay/smtp[pid]: warning: ID: text`), which pflogsumm lists
     /// under "Warnings".
     pub fn warning(&self, id: &str, text: &str) {
-        self.emit("smtp", id, Level::Warning, &cleaned(text), None);
+        self.emit("smtp", id, Level::Warning, &cleaned(text));
     }
 
     /// Writes one event line.
     pub fn line(&self, program: &str, id: &str, text: &str) {
-        self.emit(program, id, Level::Info, text, None);
+        self.emit(program, id, Level::Info, text);
     }
 
-    /// Formats and writes one line; `fields` adds structured members to
-    /// the JSON form (the Postfix form has them in `text` already).
-    fn emit(
+    /// Formats and writes one line.
+    fn emit(&self, program: &str, id: &str, level: Level, text: &str) {
+        if self.takes_lines() {
+            self.emit_line(program, id, level, |line| line.push_str(text));
+        } else {
+            self.emit_record(program, id, level, text, None);
+        }
+    }
+
+    /// [`MailLog::emit`] of the text `make` appends to the string it is
+    /// given: to a file or stderr it is made in the line itself, without a
+    /// string of its own. `fields` adds structured members to the JSON
+    /// form and the journal's (the Postfix form has them in the text).
+    fn emit_with(
+        &self,
+        program: &str,
+        id: &str,
+        level: Level,
+        make: impl FnOnce(&mut String),
+        fields: Option<serde_json::Value>,
+    ) {
+        if self.takes_lines() {
+            self.emit_line(program, id, level, make);
+        } else {
+            let mut text = String::new();
+            make(&mut text);
+            self.emit_record(program, id, level, &text, fields);
+        }
+    }
+
+    /// Whether a line in Postfix's form is all there is to make (a file or
+    /// stderr): then it is made in the writer's buffer ([`MailLog::emit_line`]).
+    fn takes_lines(&self) -> bool {
+        self.format == LogFormat::Postfix && self.out.takes_lines()
+    }
+
+    /// The line of [`MailLog::emit_with`], made in the writer's buffer.
+    fn emit_line(&self, program: &str, id: &str, level: Level, make: impl FnOnce(&mut String)) {
+        let warning = warning_prefix(level);
+        self.out.send_line_with(|line| {
+            self.stamp.write(line);
+            let _ = write!(
+                line,
+                " {} {}/{program}[{}]: {warning}{id}: ",
+                self.hostname, self.syslog_name, self.pid
+            );
+            make(line);
+            line.push('\n');
+        });
+    }
+
+    /// A record for syslog or the journal, or a JSON line.
+    fn emit_record(
         &self,
         program: &str,
         id: &str,
@@ -365,24 +396,7 @@ impl MailLog {
         text: &str,
         fields: Option<serde_json::Value>,
     ) {
-        let warning = if level == Level::Warning {
-            "warning: "
-        } else {
-            ""
-        };
-        if self.format == LogFormat::Postfix && self.out.takes_lines() {
-            // A file or stderr: the line is all there is to make, and it
-            // is made in the writer's buffer.
-            self.out.send_line_with(|line| {
-                self.stamp.write(line);
-                let _ = writeln!(
-                    line,
-                    " {} {}/{program}[{}]: {warning}{id}: {text}",
-                    self.hostname, self.syslog_name, self.pid
-                );
-            });
-            return;
-        }
+        let warning = warning_prefix(level);
         let tag = format!("{}/{program}", self.syslog_name);
         let journal_fields = if self.out.wants_fields() {
             journal_fields(id, fields.as_ref())
@@ -429,6 +443,43 @@ impl MailLog {
     }
 }
 
+/// What a warning's text starts with.
+fn warning_prefix(level: Level) -> &'static str {
+    if level == Level::Warning {
+        "warning: "
+    } else {
+        ""
+    }
+}
+
+/// The text of a delivery line (after `ID: `), appended to `text`.
+fn delivery_text(text: &mut String, d: &Delivery<'_>) {
+    let _ = write!(text, "to=<{}>, ", address(d.rcpt));
+    if let Some(orig) = d.orig_rcpt.filter(|o| *o != d.rcpt) {
+        let _ = write!(text, "orig_to=<{}>, ", address(orig));
+    }
+    let _ = write!(text, "relay={}, ", field(d.relay));
+    if d.conn_use > 1 {
+        let _ = write!(text, "conn_use={}, ", d.conn_use);
+    }
+    text.push_str("delay=");
+    write_delay(text, d.delay);
+    let parts = [
+        d.delays.before_active,
+        d.delays.queue_mgr,
+        d.delays.conn_setup,
+        d.delays.transmission,
+    ];
+    for (i, part) in parts.into_iter().enumerate() {
+        text.push_str(if i == 0 { ", delays=" } else { "/" });
+        write_delay(text, part);
+    }
+    let _ = write!(text, ", dsn={}, status={}", field(d.dsn), d.status.as_str());
+    if !d.detail.is_empty() {
+        let _ = write!(text, " ({})", cleaned(d.detail));
+    }
+}
+
 impl Drop for MailLog {
     fn drop(&mut self) {
         self.out.stop_batching();
@@ -468,4 +519,4 @@ pub struct SaslLogin<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

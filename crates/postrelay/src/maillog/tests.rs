@@ -67,15 +67,20 @@ fn delays_are_formatted_like_postfix() {
         (ms(12_500), "13"),
         (Duration::from_secs(4000), "4000"),
         (Duration::from_secs(432_000), "432000"),
+        (Duration::new(9, 950_000_000), "10"),
+        (Duration::new(u64::MAX, 499_999_999), "18446744073709551615"),
+        // Rounded up past the largest u64 number of seconds.
+        (Duration::MAX, "18446744073709551616"),
     ];
     for (d, want) in cases {
         assert_eq!(format_delay(d), want, "{d:?}");
     }
 }
 
-/// A sink the test can read back.
+/// A sink the test can read back (also for the queue's tests of the
+/// lines it has written).
 #[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -87,7 +92,7 @@ impl Write for Sink {
     }
 }
 
-fn log(format: LogFormat) -> (MailLog, Sink) {
+pub(crate) fn log(format: LogFormat) -> (MailLog, Sink) {
     let sink = Sink::default();
     (
         MailLog::with_writer(Box::new(sink.clone()), "relay.example.net", format),
@@ -96,7 +101,7 @@ fn log(format: LogFormat) -> (MailLog, Sink) {
 }
 
 /// The part after `postrelay/PROGRAM[pid]: `, and the program.
-fn events(sink: &Sink) -> Vec<(String, String)> {
+pub(crate) fn events(sink: &Sink) -> Vec<(String, String)> {
     let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     text.lines()
         .map(|l| {

@@ -98,7 +98,8 @@ impl Records {
     }
 
     /// Moves `other`'s records after these (without a copy when these
-    /// are empty).
+    /// are empty: then `other` gets this empty buffer of lines, and keeps
+    /// its capacity).
     fn append(&mut self, other: &mut Records) {
         if self.lines.is_empty() {
             std::mem::swap(&mut self.lines, &mut other.lines);
@@ -314,6 +315,7 @@ impl Writer {
             };
             write(&mut sink, &records);
             drop(sink);
+            self.recycle(records.lines);
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
@@ -322,6 +324,22 @@ impl Writer {
                      is unaffected"
                 );
             }
+        }
+    }
+
+    /// Gives a written buffer of lines back, emptied, for a later batch
+    /// (which [`Records::append`] swaps it into): a batch then does not
+    /// grow its buffer from nothing. Not one that grew past twice
+    /// [`MAX_BATCH`] (the thread fell behind): that much is not kept.
+    fn recycle(&self, mut lines: Vec<u8>) {
+        if lines.capacity() > 2 * MAX_BATCH {
+            return;
+        }
+        lines.clear();
+        let mut pending = lock(&self.pending);
+        let spare = &mut pending.records.lines;
+        if spare.is_empty() && spare.capacity() < lines.capacity() {
+            *spare = lines;
         }
     }
 
