@@ -19,7 +19,7 @@
 use std::sync::Mutex;
 
 use super::Queue;
-use super::worker::{LogLine, settle};
+use super::worker::{LogLine, ReplyTexts, settle};
 use crate::deliver::{Attempt, Outcome, Progress};
 use crate::spool::Envelope;
 
@@ -64,12 +64,14 @@ impl Progress for Recorder<'_> {
             let mut state = self.lock();
             let recorded = state.0.get_or_insert_with(|| self.env.clone());
             let mut lines = Vec::new();
+            let mut texts = ReplyTexts::default();
             for (index, outcome) in new {
                 if !matches!(outcome, Outcome::Delivered(_)) {
                     continue;
                 }
                 if let Some(rcpt) = recorded.recipients.get_mut(*index) {
-                    lines.push((*index, settle(rcpt, outcome)));
+                    let (status, dsn, detail) = settle(rcpt, outcome, &mut texts);
+                    lines.push((*index, (status, dsn.into_owned(), detail.into_owned())));
                 }
             }
             (recorded.clone(), lines)

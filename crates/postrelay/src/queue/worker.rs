@@ -11,8 +11,12 @@
 //! on (`progress.rs`), marks recipients *delivered*, which needs no
 //! bounce; failed and deferred ones stay pending on disk until the end.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
+
+use postrelay_smtp::reply::Reply;
 
 use tokio::sync::watch;
 
@@ -161,11 +165,12 @@ fn apply_outcomes(
     let id = env.id.to_string();
     let created_ms = env.created_ms;
     let mut deferred = false;
+    let mut texts = ReplyTexts::default();
     for (index, outcome) in &result.outcomes {
         let Some(rcpt) = env.recipients.get_mut(*index) else {
             continue;
         };
-        let (status, dsn, detail) = settle(rcpt, outcome);
+        let (status, dsn, detail) = settle(rcpt, outcome, &mut texts);
         match outcome {
             Outcome::Failed(reason) => failed.push(Failure {
                 index: *index,
@@ -191,31 +196,67 @@ fn apply_outcomes(
 }
 
 /// Applies one recipient's outcome to its envelope entry; returns the
-/// mail log's status, DSN and text for it.
-pub(super) fn settle(rcpt: &mut Recipient, outcome: &Outcome) -> (DeliveryStatus, String, String) {
+/// mail log's status, DSN and text for it. A delivered reply's texts come
+/// from `texts`, made once for the recipients that share the reply.
+pub(super) fn settle<'t, 'r>(
+    rcpt: &mut Recipient,
+    outcome: &'r Outcome,
+    texts: &'t mut ReplyTexts<'r>,
+) -> (DeliveryStatus, Cow<'t, str>, Cow<'t, str>) {
     match outcome {
         Outcome::Delivered(reply) => {
             rcpt.state = RcptState::Delivered;
-            let text = reply.to_string();
-            rcpt.last_reply = Some(text.clone());
-            let dsn = reply
-                .enhanced
-                .map_or_else(|| "2.0.0".to_string(), |e| e.to_string());
-            (DeliveryStatus::Sent, dsn, text)
+            let (text, dsn) = texts.of(reply);
+            rcpt.last_reply = Some(text.to_owned());
+            (
+                DeliveryStatus::Sent,
+                Cow::Borrowed(dsn),
+                Cow::Borrowed(text),
+            )
         }
         Outcome::Failed(reason) => {
             rcpt.state = RcptState::Failed;
             rcpt.last_reply = Some(reason.to_string());
-            (DeliveryStatus::Bounced, reason.status(), reason.to_string())
+            let text = Cow::Owned(reason.to_string());
+            (DeliveryStatus::Bounced, Cow::Owned(reason.status()), text)
         }
         Outcome::Deferred(reason) => {
             rcpt.last_reply = Some(reason.to_string());
-            (
-                DeliveryStatus::Deferred,
-                reason.status(),
-                reason.to_string(),
-            )
+            let text = Cow::Owned(reason.to_string());
+            (DeliveryStatus::Deferred, Cow::Owned(reason.status()), text)
         }
+    }
+}
+
+/// A delivered reply's text (for the envelope's `last_reply` and the
+/// log's parentheses) and DSN, kept for the next recipient: every
+/// recipient of a transaction gets the reply to its final dot, so the
+/// texts are made once per transaction, not once per recipient.
+#[derive(Default)]
+pub(super) struct ReplyTexts<'r> {
+    /// The reply `text` and `dsn` were made from.
+    reply: Option<&'r Reply>,
+    text: String,
+    dsn: String,
+}
+
+impl<'r> ReplyTexts<'r> {
+    /// The text and DSN of `reply`: made again only when it differs from
+    /// the last one asked for.
+    fn of(&mut self, reply: &'r Reply) -> (&str, &str) {
+        if self.reply != Some(reply) {
+            self.text.clear();
+            let _ = write!(self.text, "{reply}");
+            self.dsn.clear();
+            match reply.enhanced {
+                Some(e) => {
+                    let _ = write!(self.dsn, "{e}");
+                }
+                None => self.dsn.push_str("2.0.0"),
+            }
+            self.reply = Some(reply);
+        }
+        (&self.text, &self.dsn)
     }
 }
 
@@ -324,3 +365,6 @@ fn schedule_next(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
