@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use std::sync::RwLock;
+
 use crate::queue::QueueStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,7 +86,16 @@ pub struct Metrics {
     quota_limit: Family<RelayLimit, Gauge>,
     quota_frees: Family<RelayLimit, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cluster_shared: Family<Namespace, Gauge>,
+    /// Handles of the `deliveries` and `delay` series already made.
+    delivery_counts: Kept<Counter>,
+    delivery_delays: Kept<Histogram>,
 }
+
+/// Handles of series already made, found by relay host and status without
+/// building a label set (a `String` and a hash of it, twice per
+/// recipient). Bounded as the labels are: by the configured relays. A
+/// series is still made by its family, at its first use.
+type Kept<M> = RwLock<Vec<(String, &'static str, M)>>;
 
 /// Buckets of the delivery delay, from arrival to the relay's reply:
 /// 50 ms to about a day.
@@ -122,6 +133,8 @@ impl Metrics {
             quota_limit: Family::default(),
             quota_frees: Family::default(),
             cluster_shared: Family::default(),
+            delivery_counts: RwLock::default(),
+            delivery_delays: RwLock::default(),
         };
         registry.register(
             "messages_accepted",
@@ -223,15 +236,22 @@ impl Metrics {
     pub fn delivery(&self, relay: &str, status: &'static str, delay: std::time::Duration) {
         let relay = relay_host(relay);
         if status == "sent" {
-            self.delay
-                .get_or_create(&Relay {
-                    relay: relay.clone(),
-                })
-                .observe(delay.as_secs_f64());
+            let label = || Relay {
+                relay: relay.to_owned(),
+            };
+            kept(&self.delivery_delays, relay, status, || {
+                self.delay.get_or_create(&label()).clone()
+            })
+            .observe(delay.as_secs_f64());
         }
-        self.deliveries
-            .get_or_create(&RelayStatus { relay, status })
-            .inc();
+        let label = || RelayStatus {
+            relay: relay.to_owned(),
+            status,
+        };
+        kept(&self.delivery_counts, relay, status, || {
+            self.deliveries.get_or_create(&label()).clone()
+        })
+        .inc();
     }
 
     /// A TLS failure on `side` (`relay` or `submission`).
@@ -287,8 +307,33 @@ impl Metrics {
 
 /// The host of a `relay=` value: `smtp.example.com[192.0.2.7]:587` →
 /// `smtp.example.com` (bounded by the configuration; the address is not).
-fn relay_host(relay: &str) -> String {
-    relay.split('[').next().unwrap_or(relay).to_string()
+fn relay_host(relay: &str) -> &str {
+    relay.split('[').next().unwrap_or(relay)
+}
+
+/// The handle kept for `relay` and `status`, made by `make` the first
+/// time. Handles only: a panic while holding the lock leaves them whole.
+fn kept<M: Clone>(
+    list: &Kept<M>,
+    relay: &str,
+    status: &'static str,
+    make: impl FnOnce() -> M,
+) -> M {
+    let find = |v: &[(String, &'static str, M)]| {
+        v.iter()
+            .find(|(r, s, _)| r == relay && *s == status)
+            .map(|(.., m)| m.clone())
+    };
+    if let Some(m) = find(&list.read().unwrap_or_else(|p| p.into_inner())) {
+        return m;
+    }
+    let mut v = list.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = find(&v) {
+        return m;
+    }
+    let m = make();
+    v.push((relay.to_owned(), status, m.clone()));
+    m
 }
 
 #[cfg(test)]
@@ -313,6 +358,13 @@ mod tests {
             Duration::ZERO,
         );
         m.delivery("none", "bounced", Duration::ZERO);
+        // Series made already: counted through the handles kept.
+        m.delivery(
+            "smtp.example.com[192.0.2.7]:587",
+            "sent",
+            Duration::from_millis(2_000),
+        );
+        m.delivery("none", "bounced", Duration::ZERO);
         m.refused("max_connections");
         m.local_helper_up(true);
         let text = m.encode(
@@ -327,10 +379,12 @@ mod tests {
         for want in [
             "postrelay_messages_accepted_total{source=\"pickup\"} 2\n",
             "postrelay_messages_accepted_total{source=\"smtp\"} 1\n",
-            "postrelay_deliveries_total{relay=\"smtp.example.com\",status=\"sent\"} 1\n",
+            "postrelay_deliveries_total{relay=\"smtp.example.com\",status=\"sent\"} 2\n",
             "postrelay_deliveries_total{relay=\"smtp.example.com\",status=\"deferred\"} 1\n",
-            "postrelay_deliveries_total{relay=\"none\",status=\"bounced\"} 1\n",
+            "postrelay_deliveries_total{relay=\"none\",status=\"bounced\"} 2\n",
             "postrelay_delivery_delay_seconds_bucket{le=\"0.5\",relay=\"smtp.example.com\"} 1\n",
+            "postrelay_delivery_delay_seconds_bucket{le=\"2.5\",relay=\"smtp.example.com\"} 2\n",
+            "postrelay_delivery_delay_seconds_count{relay=\"smtp.example.com\"} 2\n",
             "postrelay_connections_refused_total{limit=\"max_connections\"} 1\n",
             "postrelay_queue_messages{state=\"waiting\"} 4\n",
             "postrelay_queue_messages{state=\"hold\"} 2\n",
