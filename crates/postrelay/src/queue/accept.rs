@@ -47,7 +47,8 @@ impl Queue {
         let staged = if spool.stage_blocks() {
             // fdatasync blocks; keep it off the reactor threads.
             let s = spool.clone();
-            tokio::task::spawn_blocking(move || s.stage(body, &envelope))
+            let env = envelope.clone();
+            tokio::task::spawn_blocking(move || s.stage(body, &env))
                 .await
                 .map_err(|e| SpoolError::Io {
                     op: "stage (task panicked)",
@@ -60,8 +61,12 @@ impl Queue {
             // does the waiting, on its own thread.
             spool.stage(body, &envelope)?
         };
-        // The staged envelope carries the size of the body as written.
-        let envelope = staged.envelope().clone();
+        // The staged envelope differs in the body's size and checksum as
+        // written: those two are all that is taken from it (no copy of
+        // the recipients).
+        envelope.size = staged.envelope().size;
+        envelope.body_crc32 = staged.envelope().body_crc32;
+        debug_assert_eq!(&envelope, staged.envelope());
         self.inner.committer.commit(staged).await?;
         // Logged before a worker can see it, so its delivery lines follow.
         self.inner.maillog.queued(&envelope);
@@ -80,7 +85,12 @@ impl Queue {
 fn expand_aliases(router: &Arc<Router>, envelope: &mut Envelope) {
     let mut expanded: Vec<Recipient> = Vec::with_capacity(envelope.recipients.len());
     for r in envelope.recipients.drain(..) {
-        for routed in router.route(&r.address) {
+        let destinations = router.route(&r.address);
+        let last = destinations.len().saturating_sub(1);
+        // Copied for each destination but the last, which takes it.
+        let mut given = Some(r);
+        for (i, routed) in destinations.into_iter().enumerate() {
+            let Some(r) = given.as_ref() else { break };
             if let Some(w) = &routed.warning {
                 tracing::warn!(recipient = %r.address, warning = %w, "alias expansion");
             }
@@ -90,9 +100,16 @@ fn expand_aliases(router: &Arc<Router>, envelope: &mut Envelope) {
             {
                 continue;
             }
-            let mut rcpt = r.clone();
-            if !routed.address.eq_ignore_ascii_case(&r.address) {
-                rcpt.original = Some(r.original.clone().unwrap_or_else(|| r.address.clone()));
+            let mut rcpt = if i == last {
+                given
+                    .take()
+                    .unwrap_or_else(|| unreachable!("taken at the last"))
+            } else {
+                r.clone()
+            };
+            if !routed.address.eq_ignore_ascii_case(&rcpt.address) {
+                let original = rcpt.original.take();
+                rcpt.original = Some(original.unwrap_or_else(|| rcpt.address.clone()));
                 rcpt.address = routed.address;
             }
             expanded.push(rcpt);

@@ -193,6 +193,19 @@ impl Router {
     /// The destinations of `recipient` (`user@domain`, or a bare local
     /// name), after alias expansion: at least one.
     pub fn route(&self, recipient: &str) -> Vec<Routed> {
+        let address = self.complete(recipient);
+        let (route, rule) = self.transport_route(&address);
+        if !matches!(route, Route::Local { .. }) {
+            // Only a local address has aliases: one destination, as
+            // `expand` makes it, without its bookkeeping.
+            return vec![Routed {
+                address: normalized(&address),
+                original: recipient.to_owned(),
+                route,
+                rule,
+                warning: None,
+            }];
+        }
         let mut x = Expansion {
             original: recipient,
             path: Vec::new(),
@@ -200,7 +213,7 @@ impl Router {
             seen: HashSet::new(),
             out: Vec::new(),
         };
-        self.expand(&self.complete(recipient), None, &mut x);
+        self.expand(&address, None, &mut x);
         x.out
     }
 
@@ -409,6 +422,15 @@ impl Router {
     }
 }
 
+/// `address` as a destination: its domain lower-cased (see
+/// [`table::split_address`]).
+fn normalized(address: &str) -> String {
+    match table::split_address(address) {
+        Some((local, domain)) => format!("{local}@{domain}"),
+        None => address.to_owned(),
+    }
+}
+
 /// The state of one [`Router::route`] call.
 struct Expansion<'a> {
     original: &'a str,
@@ -423,10 +445,7 @@ struct Expansion<'a> {
 
 impl Expansion<'_> {
     fn push(&mut self, address: &str, route: Route, rule: Option<String>, warning: Option<String>) {
-        let address = match table::split_address(address) {
-            Some((local, domain)) => format!("{local}@{domain}"),
-            None => address.to_owned(),
-        };
+        let address = normalized(address);
         let key = match &route {
             Route::Local { user } => (user.clone(), route.clone()),
             _ => (table::fold(&address), route.clone()),

@@ -187,6 +187,17 @@ fn router_without_tables() {
         routes(&r, "bob@example.com"),
         [("bob@example.com".into(), relay(None))]
     );
+    // A relayed address (no alias can apply) comes back as one
+    // destination, as a local one does: domain lower-cased, local part
+    // as given.
+    assert_eq!(
+        routes(&r, "Bob@Example.COM"),
+        [("Bob@example.com".into(), relay(None))]
+    );
+    assert_eq!(
+        routes(&r, "Root@LocalHost"),
+        [("Root@localhost".into(), local("root"))]
+    );
     assert_eq!(r.relay_for_sender("root@localhost"), None);
     assert_eq!(r.rewrite_sender("root@localhost"), None);
     assert!(!r.rewrites_senders());
