@@ -35,6 +35,10 @@ pub struct Attempt {
     /// Where each recipient went (`host[ip]:port`, `local`, `none`), for
     /// the mail log; recipients not in it went through `relay`.
     pub relays: HashMap<usize, String>,
+    /// The recipients [`Attempt::record`] noted as carried by `relay`,
+    /// which need no entry in `relays` (a string and a hash each) unless
+    /// a later transaction goes through another relay.
+    pub(crate) carried: Vec<usize>,
     /// When the earliest delivered outcome not yet recorded in the queue
     /// arrived (the final reply, or the local mailbox's): from then until
     /// the queue records it, a crash delivers that recipient again.
@@ -86,10 +90,19 @@ impl Attempt {
         via: &str,
         transcript: Result<Vec<String>, &Failure>,
     ) {
-        for &i in indices {
-            self.relays.insert(i, via.to_owned());
+        if self.relay != via {
+            // Those the relay before carried keep it in entries of their own.
+            let before = std::mem::replace(&mut self.relay, via.to_owned());
+            for i in self.carried.drain(..) {
+                self.relays.insert(i, before.clone());
+            }
         }
-        self.relay = via.to_owned();
+        if !self.relays.is_empty() {
+            for i in indices {
+                self.relays.remove(i);
+            }
+        }
+        self.carried.extend_from_slice(indices);
         if let Ok(t) = transcript {
             self.transcript = t;
         }
@@ -163,5 +176,36 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn delivered(&self, _: &Attempt, _: usize) -> impl Future<Output = bool> + Send {
         std::future::ready(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_recipient_is_logged_with_the_relay_that_carried_it() {
+        let mut a = Attempt::nothing();
+        a.relays.insert(0, "local".into());
+        a.record(&[1, 2], "a.example[192.0.2.1]:25", Ok(Vec::new()));
+        a.record(&[3], "a.example[192.0.2.1]:25", Ok(Vec::new()));
+        a.record(&[4, 5], "b.example[192.0.2.2]:25", Ok(Vec::new()));
+        // Recorded again (a later transaction): the last relay counts.
+        a.record(&[0, 2], "b.example[192.0.2.2]:25", Ok(Vec::new()));
+        let got: Vec<&str> = (0..7).map(|i| a.relay_of(i)).collect();
+        assert_eq!(
+            got,
+            [
+                "b.example[192.0.2.2]:25",
+                "a.example[192.0.2.1]:25",
+                "b.example[192.0.2.2]:25",
+                "a.example[192.0.2.1]:25",
+                "b.example[192.0.2.2]:25",
+                "b.example[192.0.2.2]:25",
+                // Never recorded: the attempt's relay.
+                "b.example[192.0.2.2]:25",
+            ]
+        );
+        assert_eq!(a.relay, "b.example[192.0.2.2]:25");
     }
 }
