@@ -185,6 +185,18 @@ impl Mailbox {
         }
     }
 
+    /// The address as [`Display`](fmt::Display) writes it (`local@domain`,
+    /// the local part quoted when it must be), in a string allocated once
+    /// at its length (`to_string` grows one from nothing).
+    pub fn to_address(&self) -> String {
+        let mut out = String::with_capacity(self.encoded_local_len() + 1 + self.domain.len());
+        // Writing into a String cannot fail.
+        let _ = self.write_local(&mut out);
+        out.push('@');
+        out.push_str(&self.domain);
+        out
+    }
+
     /// `false` when the local part or the domain holds non-ASCII characters,
     /// i.e. the mailbox can only be relayed with SMTPUTF8 (RFC 6531).
     pub fn is_ascii(&self) -> bool {

@@ -163,6 +163,13 @@ fn display_quotes_when_needed() {
     for (input, shown) in cases {
         let m = Mailbox::parse(input).unwrap();
         assert_eq!(m.to_string(), shown, "{input:?}");
+        let address = m.to_address();
+        assert_eq!(address, shown, "{input:?}");
+        assert_eq!(
+            address.capacity(),
+            address.len(),
+            "{input:?}: allocated once"
+        );
         assert_eq!(Mailbox::parse(shown), Ok(m));
     }
 }

@@ -51,7 +51,7 @@ pub fn recipient(
             format!("<{mailbox}>: Relay access denied"),
         ));
     }
-    Ok(mailbox.to_string())
+    Ok(mailbox.to_address())
 }
 
 #[cfg(test)]
