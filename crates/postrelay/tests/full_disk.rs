@@ -46,13 +46,21 @@ fn free_bytes(dir: &Path) -> u64 {
     st.blocks_available() * st.fragment_size()
 }
 
-/// Restarts `d` with its spool on a fresh tmpfs of `size`.
-fn on_tmpfs(d: &mut Daemon, size: &str) -> Tmpfs {
+/// A daemon with `message_size_limit` and `min_free_space` whose spool
+/// is a fresh 2 MiB tmpfs (it is started, stopped, given the tmpfs and
+/// restarted). The tmpfs is unmounted when the returned guard drops,
+/// which the caller's `let (d, _mount)` does before the daemon's.
+fn on_small_tmpfs(message_size_limit: &str, min_free_space: &str) -> (Daemon, Tmpfs) {
+    let mut d = Daemon::start_with(Options {
+        intake: format!("message_size_limit = \"{message_size_limit}\""),
+        queue: format!("min_free_space = \"{min_free_space}\""),
+        ..Default::default()
+    });
     assert!(d.stop().success());
     std::fs::remove_dir_all(d.spool()).unwrap();
-    let m = Tmpfs::mount(&d.spool(), size);
+    let m = Tmpfs::mount(&d.spool(), "2m");
     d.restart();
-    m
+    (d, m)
 }
 
 /// Sends messages until the server refuses one; at most `max`. Returns the
@@ -118,12 +126,7 @@ fn full_spool_answers_452_never_250() {
     if !support::peers::require_root("mounting a small tmpfs") {
         return;
     }
-    let mut d = Daemon::start_with(Options {
-        intake: "message_size_limit = \"64 KiB\"".into(),
-        queue: "min_free_space = \"64 KiB\"".into(),
-        ..Default::default()
-    });
-    let _mount = on_tmpfs(&mut d, "2m");
+    let (d, _mount) = on_small_tmpfs("64 KiB", "64 KiB");
     let spool = d.spool();
 
     // 1. Fill by sending, one message at a time.
@@ -284,15 +287,22 @@ fn free_space_threshold_refuses_mail_up_front() {
         queue: "min_free_space = \"1000 TiB\"".into(),
         ..Default::default()
     });
+    let mut c = mail_refused_for_space(&d);
+    assert_eq!(c.cmd("NOOP").code, 250, "session still usable");
+}
+
+/// Opens a session to `d` whose MAIL is answered `452 4.3.1`, with
+/// nothing queued; returns the session.
+fn mail_refused_for_space(d: &Daemon) -> Raw {
     let mut c = session(d.port);
     let r = c.cmd("MAIL FROM:<test@example.com>");
     assert_eq!(
         (r.code, r.text().starts_with("4.3.1")),
         (452, true),
-        "MAIL with min_free_space = 1000 TiB: {r:?}"
+        "MAIL: {r:?}"
     );
-    assert_eq!(c.cmd("NOOP").code, 250, "session still usable");
     assert!(d.queue().is_empty());
+    c
 }
 
 /// The same on a small tmpfs (root only): a 2 MiB spool with
@@ -302,18 +312,6 @@ fn free_space_threshold_on_a_small_file_system() {
     if !support::peers::require_root("mounting a small tmpfs") {
         return;
     }
-    let mut d = Daemon::start_with(Options {
-        intake: "message_size_limit = \"1 MiB\"".into(),
-        queue: "min_free_space = \"4 MiB\"".into(),
-        ..Default::default()
-    });
-    let _mount = on_tmpfs(&mut d, "2m");
-    let mut c = session(d.port);
-    let r = c.cmd("MAIL FROM:<test@example.com>");
-    assert_eq!(
-        (r.code, r.text().starts_with("4.3.1")),
-        (452, true),
-        "{r:?}"
-    );
-    assert!(d.queue().is_empty());
+    let (d, _mount) = on_small_tmpfs("1 MiB", "4 MiB");
+    mail_refused_for_space(&d);
 }

@@ -242,12 +242,19 @@ fn assert_directories(root: &Path, p: &Planted) {
 
 /// Recovery of a spool holding every kind of leftover: the exact report,
 /// the resulting directories, the survivors listed, and idempotence.
+/// A spool at a new temporary directory with every kind of leftover
+/// planted.
+fn planted_spool() -> (tempfile::TempDir, Spool, Planted) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let p = plant_every_leftover(dir.path());
+    (dir, spool, p)
+}
+
 #[test]
 fn recovery_table() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, spool, p) = planted_spool();
     let root = dir.path();
-    let spool = Spool::open(root).unwrap();
-    let p = plant_every_leftover(root);
 
     let report = spool.recover().unwrap();
     assert_report(root, &p, report);
@@ -279,13 +286,10 @@ fn recovery_table() {
 /// survivors as one reader.
 #[test]
 fn recovery_table_read_by_many_threads() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let spool = Spool::open(root).unwrap();
-    let p = plant_every_leftover(root);
+    let (dir, spool, p) = planted_spool();
     let report = super::recover_with(&spool.inner.layout, &*spool.inner.ops, 1).unwrap();
-    assert_report(root, &p, report);
-    assert_directories(root, &p);
+    assert_report(dir.path(), &p, report);
+    assert_directories(dir.path(), &p);
 }
 
 #[test]
