@@ -305,10 +305,13 @@ pub(crate) mod tests {
             .finish(b"421 4.4.2 Error: timeout exceeded\r\n")
             .await
             .unwrap();
-        assert_eq!(
-            client.await.unwrap(),
-            b"421 4.4.2 Error: timeout exceeded\r\n"
-        );
+        // The server is still alive here: the client sees its end of file
+        // only if `finish` closed the write side.
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), client)
+            .await
+            .expect("no end of file within 10 s: finish did not close")
+            .unwrap();
+        assert_eq!(got, b"421 4.4.2 Error: timeout exceeded\r\n");
     }
 
     #[tokio::test]
