@@ -362,7 +362,9 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "messages queued but not removed in the mail log after 30 s: {:?}\n{log}",
+                "after 30 s, the mail log shows {} message(s) queued, and these not removed: \
+                 {:?}\n{log}",
+                queued.len(),
                 queued.difference(&removed).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
